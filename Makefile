@@ -1,0 +1,117 @@
+# mcwatch: mcwatchd, mcctl, libmcshim. Plain GNU make; see README.md.
+#   make            build into build/ (installs missing Debian packages first)
+#   make test       build, then run every test (tests/run)
+#   make bench      benchmarks, ratios measured side by side
+#   make demo       a small local fleet, the shim at work, cleaned up after
+#   make SAN=address,undefined test   the same under sanitizers, in build-san-*/
+
+SAN ?=
+comma := ,
+BUILD ?= $(if $(SAN),build-san-$(subst $(comma),-,$(SAN)),build)
+PREFIX ?= /usr/local
+DESTDIR ?=
+
+CXX ?= g++
+CC ?= gcc
+SANFLAGS := $(if $(SAN),-fsanitize=$(SAN) -fno-omit-frame-pointer,)
+WARN := -Wall -Wextra -Werror
+# Lazily evaluated: pkg-config must run after the deps step installed the .pc files.
+PKG_CFLAGS = $(shell pkg-config --cflags inih fmt libmemcached)
+PKG_LIBS = $(shell pkg-config --libs inih fmt)
+CPPFLAGS = -Ilibshim -Ilibshim/include -Idaemon -Itools/mcctl $(PKG_CFLAGS)
+CXXFLAGS := -std=c++20 -O2 -g $(WARN) -fPIC -fvisibility=hidden -MMD -MP $(SANFLAGS)
+CFLAGS := -std=c11 -O2 -g $(WARN) -MMD -MP $(SANFLAGS)
+LDFLAGS := $(SANFLAGS)
+
+# libshim/*.cpp: state reader, router, C API: in libmcshim.so and, for the
+# daemon and mcctl, in a static archive. libshim/preload/: the interposers,
+# only in the shared library.
+SHIM_CORE_SRC := $(wildcard libshim/*.cpp)
+SHIM_PRELOAD_SRC := $(wildcard libshim/preload/*.cpp)
+DAEMON_SRC := $(filter-out daemon/main.cpp,$(wildcard daemon/*.cpp))
+MCCTL_SRC := $(wildcard tools/mcctl/*.cpp)
+UNIT_SRC := $(wildcard tests/unit/*.cpp)
+EXAMPLE_SRC := $(wildcard tests/examples/*.c)
+
+obj = $(patsubst %.cpp,$(BUILD)/obj/%.o,$(1))
+SHIM_CORE_OBJ := $(call obj,$(SHIM_CORE_SRC))
+SHIM_PRELOAD_OBJ := $(call obj,$(SHIM_PRELOAD_SRC))
+DAEMON_OBJ := $(call obj,$(DAEMON_SRC))
+MCCTL_OBJ := $(call obj,$(MCCTL_SRC))
+# mcctl's commands without its main, for the unit tests.
+MCCTL_LIB_OBJ := $(filter-out %/main.o,$(MCCTL_OBJ))
+UNIT_OBJ := $(call obj,$(UNIT_SRC))
+EXAMPLES := $(patsubst tests/examples/%.c,$(BUILD)/examples/%,$(EXAMPLE_SRC))
+
+SONAME := libmcshim.so.1
+PROGRAMS := $(BUILD)/mcwatchd $(BUILD)/mcctl $(BUILD)/libmcshim.so
+
+.PHONY: all deps test unit bench demo install uninstall clean format fuzz
+all: $(PROGRAMS)
+
+# Installs missing Debian packages (or says the apt-get line and stops).
+deps:
+	@tools/install-deps.sh
+
+$(BUILD)/obj/%.o: %.cpp | deps
+	@mkdir -p $(@D)
+	$(CXX) $(CPPFLAGS) $(CXXFLAGS) -c $< -o $@
+
+$(BUILD)/libmcshim.a: $(SHIM_CORE_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/libmcwatchd.a: $(DAEMON_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/libmcshim.so: $(SHIM_CORE_OBJ) $(SHIM_PRELOAD_OBJ) libshim/libmcshim.map
+	$(CXX) -shared -Wl,-soname,$(SONAME) -Wl,--version-script=libshim/libmcshim.map \
+	    -Wl,-z,now -Wl,-z,relro $(LDFLAGS) -o $@ $(SHIM_CORE_OBJ) $(SHIM_PRELOAD_OBJ) -lhashkit -ldl
+	ln -sf libmcshim.so $(BUILD)/$(SONAME)
+
+$(BUILD)/mcwatchd: $(BUILD)/obj/daemon/main.o $(BUILD)/libmcwatchd.a $(BUILD)/libmcshim.a
+	$(CXX) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lhashkit
+
+$(BUILD)/mcctl: $(MCCTL_OBJ) $(BUILD)/libmcwatchd.a $(BUILD)/libmcshim.a
+	$(CXX) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lhashkit
+
+$(BUILD)/unit_tests: $(UNIT_OBJ) $(MCCTL_LIB_OBJ) $(BUILD)/libmcwatchd.a $(BUILD)/libmcshim.a
+	$(CXX) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lmemcached -lhashkit -lpthread
+
+# Example programs in C that use only the public header, linked to the .so.
+$(BUILD)/examples/%: tests/examples/%.c libshim/include/mcshim.h $(BUILD)/libmcshim.so
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< -L$(BUILD) -lmcshim -Wl,-rpath,'$$ORIGIN/..' $(LDFLAGS)
+
+# Benchmarks: standalone programs, each printing ratios measured side by side.
+BENCH_SRC := $(wildcard tests/bench/*.cpp)
+BENCHES := $(patsubst tests/bench/%.cpp,$(BUILD)/bench/%,$(BENCH_SRC))
+
+$(BUILD)/bench/%: tests/bench/%.cpp $(BUILD)/libmcshim.a | deps
+	@mkdir -p $(@D)
+	$(CXX) $(CPPFLAGS) -Itests/unit $(CXXFLAGS) -o $@ $< $(BUILD)/libmcshim.a -lmemcached -lhashkit $(LDFLAGS)
+
+bench: all $(BENCHES)
+	@tools/install-deps.sh bench
+	@for b in $(BENCHES); do echo "== $$b"; $$b || exit 1; done
+
+unit: $(BUILD)/unit_tests
+	$(BUILD)/unit_tests
+
+test: all $(BUILD)/unit_tests $(EXAMPLES)
+	MCWATCH_BUILD=$(abspath $(BUILD)) tests/run
+
+clean:
+	rm -rf build build-san-*
+
+format:
+	clang-format -i $(wildcard daemon/*.[ch]pp libshim/*.[ch]pp libshim/*/*.[ch]pp tools/*/*.[ch]pp tests/unit/*.cpp)
+
+# Larger features keep their rules in fragments of their own.
+include $(wildcard mk/*.mk)
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+
+demo: all
+	MCWATCH_BUILD=$(abspath $(BUILD)) tools/demo.sh

@@ -1,0 +1,31 @@
+#!/bin/sh
+# Installs the Debian packages mcwatch needs to build, test, demo or benchmark,
+# only those missing. Run as root; otherwise prints the exact command and fails.
+# Usage: tools/install-deps.sh [bench]
+set -eu
+
+packages="g++ make pkg-config libboost-dev libinih-dev libfmt-dev doctest-dev
+libmemcached-dev libmemcached-tools memcached python3 python3-pylibmc php-cli
+php-memcached iproute2 procps"
+if [ "${1:-}" = bench ]; then
+    packages="$packages nutcracker gnuplot-nox"
+fi
+
+missing=""
+for p in $packages; do
+    # dpkg-query answers "install ok installed" only for a fully installed package.
+    status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+    [ "$status" = "install ok installed" ] || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "mcwatch needs these Debian packages:$missing" >&2
+    echo "run as root:  apt-get update && apt-get install -y$missing" >&2
+    exit 1
+fi
+echo "installing:$missing" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q >&2
+# shellcheck disable=SC2086  # word splitting of the package list is intended
+apt-get install -y -q --no-install-recommends $missing >&2
