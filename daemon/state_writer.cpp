@@ -1,0 +1,202 @@
+#include "state_writer.hpp"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "clock.hpp"
+#include "fd_mapping.hpp"
+#include "seqlock.hpp"
+
+namespace mcwatch {
+
+namespace bip = boost::interprocess;
+using namespace state;
+
+namespace {
+
+std::string errno_text() { return std::strerror(errno); }
+
+// mkdir -p with mode 0755, then checks the last component: a directory we
+// may write in, not a symlink, not writable by others (so nobody else can
+// plant or swap files in it).
+std::string prepare_directory(const std::string& directory) {
+    for (size_t slash = directory.find('/', 1);; slash = directory.find('/', slash + 1)) {
+        const std::string prefix = directory.substr(0, slash);
+        if (::mkdir(prefix.c_str(), 0755) != 0 && errno != EEXIST)
+            return fmt::format("cannot create directory {}: {}", prefix, errno_text());
+        if (slash == std::string::npos) break;
+    }
+    struct stat st{};
+    if (::lstat(directory.c_str(), &st) != 0)
+        return fmt::format("cannot stat directory {}: {}", directory, errno_text());
+    if (!S_ISDIR(st.st_mode))
+        return fmt::format("{} is not a directory (symbolic links are refused)", directory);
+    if (st.st_mode & S_IWOTH)
+        return fmt::format("directory {} is writable by others (mode {:04o}): refusing to publish there",
+                           directory, st.st_mode & 07777);
+    if (st.st_uid != geteuid() && st.st_uid != 0)
+        return fmt::format("directory {} belongs to uid {}, not to us (uid {})", directory, st.st_uid, geteuid());
+    return "";
+}
+
+struct Fd {
+    int fd = -1;
+    ~Fd() {
+        if (fd >= 0) ::close(fd);
+    }
+};
+
+// Copies `text` into a fixed field, always NUL-terminated.
+template <size_t N>
+void copy_field(char (&field)[N], const std::string& text) {
+    std::strncpy(field, text.c_str(), N - 1);
+    field[N - 1] = '\0';
+}
+
+}  // namespace
+
+StateWriter::~StateWriter() {
+    if (directory_fd_ >= 0) ::close(directory_fd_);
+    if (lock_fd_ >= 0) ::close(lock_fd_);  // releases the flock
+}
+
+std::string StateWriter::lock(const std::string& state_file) {
+    path_ = state_file;
+    const size_t slash = state_file.rfind('/');
+    const std::string directory = slash == 0 ? "/" : state_file.substr(0, slash);
+    base_name_ = state_file.substr(slash + 1);
+    if (base_name_.empty()) return fmt::format("state_file {} names a directory", state_file);
+    if (std::string why = prepare_directory(directory); !why.empty()) return why;
+
+    directory_fd_ = ::open(directory.c_str(), O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (directory_fd_ < 0) return fmt::format("cannot open directory {}: {}", directory, errno_text());
+    const std::string lock_name = base_name_ + ".lock";
+    lock_fd_ = ::openat(directory_fd_, lock_name.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (lock_fd_ < 0) return fmt::format("cannot open lock file {}.lock: {}", state_file, errno_text());
+    if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+        const int err = errno;
+        if (err != EWOULDBLOCK) return fmt::format("cannot lock {}.lock: {}", state_file, std::strerror(err));
+        char holder[32] = {};
+        const ssize_t n = ::pread(lock_fd_, holder, sizeof holder - 1, 0);
+        const std::string pid = n > 0 ? std::string(holder, size_t(n)) : "unknown";
+        return fmt::format("another mcwatchd (pid {}) already publishes {}: its lock {}.lock is held",
+                           pid.substr(0, pid.find('\n')), state_file, state_file);
+    }
+    const std::string pid = fmt::format("{}\n", getpid());
+    if (::ftruncate(lock_fd_, 0) != 0 || ::pwrite(lock_fd_, pid.data(), pid.size(), 0) != ssize_t(pid.size()))
+        return fmt::format("cannot write pid into {}.lock: {}", state_file, errno_text());
+    return "";
+}
+
+std::string StateWriter::publish(const Config& config, const std::vector<std::string>& resolved,
+                                 const std::vector<ServerDynamic>& servers) {
+    const auto count = uint32_t(config.servers.size());
+    const uint64_t size = file_size_for(count);
+    const std::string temp_name = fmt::format(".{}.new.{}", base_name_, getpid());
+
+    // A leftover from a crashed predecessor with our pid is ours to replace.
+    ::unlinkat(directory_fd_, temp_name.c_str(), 0);
+    Fd file{::openat(directory_fd_, temp_name.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644)};
+    if (file.fd < 0) return fmt::format("cannot create {}: {}", temp_name, errno_text());
+    // The umask may have narrowed 0644; readers of other users need to read it.
+    if (::fchmod(file.fd, 0644) != 0) return fmt::format("cannot chmod {}: {}", temp_name, errno_text());
+    // Reserve every page now: on a full tmpfs a write into a sparse mapping
+    // would be a SIGBUS in the daemon, not an error.
+    if (int err = ::posix_fallocate(file.fd, 0, off_t(size)); err != 0) {
+        ::unlinkat(directory_fd_, temp_name.c_str(), 0);
+        return fmt::format("cannot allocate {} bytes for the state file: {}", size, std::strerror(err));
+    }
+    bip::mapped_region region;
+    try {
+        bip::mapped_region mapped(state::FdMappable(file.fd), bip::read_write, 0, size);
+        region.swap(mapped);
+    } catch (const std::exception& e) {
+        ::unlinkat(directory_fd_, temp_name.c_str(), 0);
+        return fmt::format("cannot map the new state file: {}", e.what());
+    }
+
+    auto* header = static_cast<Header*>(region.get_address());
+    auto* slots = reinterpret_cast<Slot*>(header + 1);
+    std::memcpy(header->magic, kMagic, sizeof kMagic);
+    header->format_version = kFormatVersion;
+    header->header_size = sizeof(Header);
+    header->slot_size = sizeof(Slot);
+    header->slot_count = count;
+    header->file_size = size;
+    header->distribution = uint32_t(config.distribution);
+    header->hash = uint32_t(config.hash);
+    header->daemon_pid = uint32_t(getpid());
+    header->probe_interval_ms = uint32_t(config.probe_interval.count());
+    header->stale_after_ms = uint32_t(config.stale_after.count());
+    header->recently_down_window_s = uint32_t(config.recently_down_window.count() / 1000);
+    header->writeback_ttl_s = uint32_t(config.writeback_ttl.count() / 1000);
+    header->flags = config.flush_on_rejoin ? kHeaderFlushOnRejoin : 0;
+    header->created_unix_ms = unix_ms();
+    for (uint32_t i = 0; i < count; ++i) {
+        copy_field(slots[i].address, config.servers[i].text);
+        copy_field(slots[i].resolved, i < resolved.size() ? resolved[i] : std::string());
+        slots[i].weight = config.servers[i].weight;
+        slots[i].index = i;
+        store_dynamic(slots[i], servers[i]);
+    }
+    header->servers_digest = compute_servers_digest(*header, slots, count);
+    header->static_digest = compute_static_digest(*header, slots, count);
+    header->generation.store(1, std::memory_order_relaxed);
+    header->heartbeat_unix_ms.store(unix_ms(), std::memory_order_relaxed);
+    header->heartbeat_mono_ns.store(monotonic_ns(), std::memory_order_release);
+
+    // The file being replaced: ours if we published before, else whatever a
+    // predecessor left. Mark it only if it is really an mcwatch file we own.
+    bip::mapped_region previous;
+    if (header_) {
+        previous.swap(region_);
+    } else if (Fd old{::openat(directory_fd_, base_name_.c_str(), O_RDWR | O_NOFOLLOW | O_CLOEXEC)}; old.fd >= 0) {
+        struct stat st{};
+        if (::fstat(old.fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == geteuid() &&
+            uint64_t(st.st_size) >= sizeof(Header)) {
+            try {
+                bip::mapped_region mapped(state::FdMappable(old.fd), bip::read_write, 0, sizeof(Header));
+                const auto* old_header = static_cast<const Header*>(mapped.get_address());
+                if (std::memcmp(old_header->magic, kMagic, sizeof kMagic) == 0 &&
+                    old_header->format_version == kFormatVersion)
+                    previous.swap(mapped);
+            } catch (const std::exception&) {
+                // Not mappable: readers notice the new inode instead.
+            }
+        }
+    }
+
+    if (::renameat(directory_fd_, temp_name.c_str(), directory_fd_, base_name_.c_str()) != 0) {
+        const std::string why = fmt::format("cannot rename {} to {}: {}", temp_name, path_, errno_text());
+        ::unlinkat(directory_fd_, temp_name.c_str(), 0);
+        if (header_) region_.swap(previous);  // keep publishing into the old file
+        return why;
+    }
+    if (previous.get_address())
+        static_cast<Header*>(previous.get_address())->superseded.store(1, std::memory_order_release);
+    region_.swap(region);
+    header_ = header;
+    slots_ = slots;
+    return "";
+}
+
+void StateWriter::update(const std::vector<ServerDynamic>& servers, bool routing_changed) {
+    if (!header_) return;
+    {
+        SeqlockWriteGuard guard(*header_);
+        for (uint32_t i = 0; i < header_->slot_count && i < servers.size(); ++i) store_dynamic(slots_[i], servers[i]);
+        if (routing_changed) header_->generation.fetch_add(1, std::memory_order_relaxed);
+    }
+    header_->rounds.fetch_add(1, std::memory_order_relaxed);
+    header_->heartbeat_unix_ms.store(unix_ms(), std::memory_order_relaxed);
+    header_->heartbeat_mono_ns.store(monotonic_ns(), std::memory_order_release);
+}
+
+}  // namespace mcwatch

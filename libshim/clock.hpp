@@ -1,0 +1,23 @@
+// The two clocks of the state file: CLOCK_MONOTONIC for the heartbeat (shared
+// by every process of one boot, immune to wall-clock steps) and unix time in
+// milliseconds for what humans read.
+#pragma once
+
+#include <cstdint>
+#include <ctime>
+
+namespace mcwatch {
+
+inline uint64_t monotonic_ns() noexcept {
+    timespec ts{};
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return uint64_t(ts.tv_sec) * 1000000000u + uint64_t(ts.tv_nsec);
+}
+
+inline int64_t unix_ms() noexcept {
+    timespec ts{};
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return int64_t(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
+}  // namespace mcwatch

@@ -1,0 +1,103 @@
+// The seqlock over the state file's dynamic fields: one writer (mcwatchd),
+// any number of readers that never lock and never write. Every shared field is
+// an atomic accessed relaxed, ordered by fences around the sequence number
+// (Boehm, "Can seqlocks get along with programming language memory models?"),
+// so a reader racing the writer is well-defined and merely retries.
+#pragma once
+
+#include <cstring>
+
+#include "state_format.hpp"
+
+namespace mcwatch::state {
+
+inline void pack_words(const char* text, std::atomic<uint64_t>* words, size_t count) noexcept {
+    char buffer[kErrorWords * 8] = {};
+    static_assert(kErrorWords >= kVersionWords, "buffer must fit the longest string");
+    std::memcpy(buffer, text, strnlen(text, count * 8 - 1));  // keeps a NUL at the end
+    for (size_t i = 0; i < count; ++i) {
+        uint64_t w;
+        std::memcpy(&w, buffer + i * 8, 8);
+        words[i].store(w, std::memory_order_relaxed);
+    }
+}
+
+inline void unpack_words(const std::atomic<uint64_t>* words, size_t count, char* out) noexcept {
+    for (size_t i = 0; i < count; ++i) {
+        const uint64_t w = words[i].load(std::memory_order_relaxed);
+        std::memcpy(out + i * 8, &w, 8);
+    }
+    out[count * 8] = '\0';  // a garbage file may hold no NUL
+}
+
+inline void store_dynamic(Slot& slot, const ServerDynamic& v) noexcept {
+#define MCWATCH_STORE_FIELD(type, name) slot.name.store(v.name, std::memory_order_relaxed);
+    MCWATCH_SLOT_DYNAMIC_FIELDS(MCWATCH_STORE_FIELD)
+#undef MCWATCH_STORE_FIELD
+    pack_words(v.version, slot.version_words, kVersionWords);
+    pack_words(v.last_error, slot.error_words, kErrorWords);
+}
+
+inline void load_dynamic(const Slot& slot, ServerDynamic& out) noexcept {
+#define MCWATCH_LOAD_FIELD(type, name) out.name = slot.name.load(std::memory_order_relaxed);
+    MCWATCH_SLOT_DYNAMIC_FIELDS(MCWATCH_LOAD_FIELD)
+#undef MCWATCH_LOAD_FIELD
+    unpack_words(slot.version_words, kVersionWords, out.version);
+    unpack_words(slot.error_words, kErrorWords, out.last_error);
+}
+
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    asm volatile("yield");
+#endif
+}
+
+// Writer side: construct before changing any slot, destroy after. Only the
+// single writer (holder of the flock) may use it.
+class SeqlockWriteGuard {
+public:
+    explicit SeqlockWriteGuard(Header& header) noexcept
+        : header_(header), start_(header.seq.load(std::memory_order_relaxed)) {
+        header_.seq.store(start_ + 1, std::memory_order_relaxed);
+        std::atomic_thread_fence(std::memory_order_release);
+    }
+    ~SeqlockWriteGuard() { header_.seq.store(start_ + 2, std::memory_order_release); }
+    SeqlockWriteGuard(const SeqlockWriteGuard&) = delete;
+    SeqlockWriteGuard& operator=(const SeqlockWriteGuard&) = delete;
+
+private:
+    Header& header_;
+    uint64_t start_;
+};
+
+// How often a reader retries a copy torn by a concurrent write before giving
+// up for this call. The writer's critical section is a few microseconds, but
+// it may be preempted or killed inside it (seq stays odd forever): callers
+// treat `false` as "no fresh view now" and keep their previous one.
+inline constexpr unsigned kReadTries = 64;
+
+// Copies the dynamic part of `count` slots into `out` as of one instant.
+// `generation_out` gets the generation of that instant.
+inline bool read_consistent(const Header& header, const Slot* slots, uint32_t count,
+                            ServerDynamic* out, uint64_t* generation_out,
+                            unsigned tries = kReadTries) noexcept {
+    for (unsigned attempt = 0; attempt < tries; ++attempt) {
+        const uint64_t before = header.seq.load(std::memory_order_acquire);
+        if (before & 1) {
+            cpu_relax();
+            continue;
+        }
+        for (uint32_t i = 0; i < count; ++i) load_dynamic(slots[i], out[i]);
+        const uint64_t generation = header.generation.load(std::memory_order_relaxed);
+        std::atomic_thread_fence(std::memory_order_acquire);
+        if (header.seq.load(std::memory_order_relaxed) == before) {
+            if (generation_out) *generation_out = generation;
+            return true;
+        }
+    }
+    return false;
+}
+
+}  // namespace mcwatch::state

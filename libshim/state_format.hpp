@@ -1,0 +1,235 @@
+// The state file: the one definition of its layout, shared by mcwatchd (the
+// only writer), libmcshim and mcctl (readers). STATE_FORMAT.md beside this file
+// is the prose version. Any change to a field's meaning, offset or size bumps
+// kFormatVersion: readers refuse versions they do not know and place natively.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+namespace mcwatch::state {
+
+inline constexpr char kMagic[8] = {'M', 'C', 'W', 'A', 'T', 'C', 'H', '\0'};
+inline constexpr uint32_t kFormatVersion = 1;
+
+// Bounds that keep a lying header from making a reader allocate or walk far.
+inline constexpr uint32_t kMaxServers = 4096;
+inline constexpr size_t kAddressSize = 128;  // "host:port" or "unix:/path", NUL-terminated
+inline constexpr size_t kResolvedSize = 64;  // "1.2.3.4:11211", "[::1]:11211"
+inline constexpr size_t kVersionWords = 4;   // memcached's version string, 32 bytes
+inline constexpr size_t kErrorWords = 16;    // last probe failure, 128 bytes
+
+// Sentinel for a 64-bit fact that was never observed; JSON prints it as null.
+inline constexpr uint64_t kUnknown = UINT64_MAX;
+
+enum class ServerState : uint32_t { unknown = 0, live = 1, dead = 2, draining = 3 };
+
+// Same numbering as libmemcached's memcached_server_distribution_t is NOT
+// assumed: the router maps these explicitly.
+enum class Distribution : uint32_t { modula = 0, ketama = 1, ketama_weighted = 2 };
+
+// Numbered as libmemcached's memcached_hash_t (DEFAULT=0 ... MURMUR3=10); the
+// router static_asserts the equality where it includes libmemcached.
+enum class Hash : uint32_t {
+    one_at_a_time = 0,
+    md5 = 1,
+    crc = 2,
+    fnv1_64 = 3,
+    fnv1a_64 = 4,
+    fnv1_32 = 5,
+    fnv1a_32 = 6,
+    hsieh = 7,
+    murmur = 8,
+    jenkins = 9,
+    murmur3 = 10,
+};
+inline constexpr uint32_t kHashCount = 11;
+
+// Slot::flags bits.
+inline constexpr uint32_t kFlagRecentlyDown = 1u << 0;  // live, within recently_down_window
+inline constexpr uint32_t kFlagOperatorOverride = 1u << 1;  // state set by mcctl, not probes
+
+// Header::flags bits (static).
+inline constexpr uint32_t kHeaderFlushOnRejoin = 1u << 0;
+
+// The header. The static part is written before the file is renamed into
+// place and never changes afterwards, so readers may read it without the
+// seqlock. The dynamic part is atomics only.
+struct Header {
+    // --- static
+    char magic[8];
+    uint32_t format_version;
+    uint32_t header_size;  // sizeof(Header)
+    uint32_t slot_size;    // sizeof(Slot)
+    uint32_t slot_count;   // servers in this file, config order
+    uint64_t file_size;    // header_size + slot_count * slot_size
+    uint64_t servers_digest;  // fnv1a64 over distribution, hash, each slot's address and weight
+    uint64_t static_digest;   // fnv1a64 over all static bytes, this field taken as 0
+    uint32_t distribution;    // Distribution, from [routing]
+    uint32_t hash;            // Hash, from [routing]
+    uint32_t daemon_pid;
+    uint32_t probe_interval_ms;
+    uint32_t stale_after_ms;
+    uint32_t recently_down_window_s;
+    uint32_t writeback_ttl_s;
+    uint32_t flags;  // kHeader* bits
+    int64_t created_unix_ms;
+    uint8_t reserved_static[40];
+
+    // --- dynamic
+    // Seqlock sequence over every slot's dynamic part: odd while the daemon
+    // writes. Readers retry a bounded number of times (seqlock.hpp).
+    std::atomic<uint64_t> seq;
+    // Bumped (inside the seqlock) whenever a field that changes routing
+    // changes: state, flags. Readers re-copy their snapshot only then.
+    std::atomic<uint64_t> generation;
+    // Written once per probe round, outside the seqlock: a single word is
+    // never torn. CLOCK_MONOTONIC is shared by all processes of one boot and
+    // immune to wall-clock jumps; the unix time is for humans.
+    std::atomic<uint64_t> heartbeat_mono_ns;
+    std::atomic<int64_t> heartbeat_unix_ms;
+    std::atomic<uint64_t> rounds;
+    // Set to 1 once a newer file has been renamed over this one's path.
+    std::atomic<uint32_t> superseded;
+    uint32_t reserved_dynamic32;
+    uint8_t reserved_dynamic[80];
+};
+
+// The dynamic facts of one server, in one list so that the shared-memory
+// struct (atomics), the plain copy readers work on and the load/store code
+// between them can never disagree. X(type, name).
+#define MCWATCH_SLOT_DYNAMIC_FIELDS(X)        \
+    X(uint32_t, state)                        \
+    X(uint32_t, flags)                        \
+    X(int64_t, since_unix_ms)                 \
+    X(int64_t, recently_down_until_unix_ms)   \
+    X(int64_t, last_probe_unix_ms)            \
+    X(uint64_t, rtt_us)                       \
+    X(uint64_t, uptime_s)                     \
+    X(uint64_t, pid)                          \
+    X(uint64_t, curr_items)                   \
+    X(uint64_t, curr_connections)             \
+    X(uint64_t, get_hits)                     \
+    X(uint64_t, get_misses)                   \
+    X(uint64_t, evictions)                    \
+    X(uint64_t, restarts)                     \
+    X(int64_t, last_restart_unix_ms)          \
+    X(uint64_t, probes_ok)                    \
+    X(uint64_t, probes_failed)                \
+    X(uint64_t, transitions)                  \
+    X(uint64_t, flushes)                      \
+    X(uint32_t, consecutive_failures)         \
+    X(uint32_t, consecutive_successes)
+
+// Plain values, as a reader sees them after a consistent copy. Times are unix
+// milliseconds, 0 where never; 64-bit facts are kUnknown where never seen.
+struct ServerDynamic {
+#define MCWATCH_PLAIN_FIELD(type, name) type name{};
+    MCWATCH_SLOT_DYNAMIC_FIELDS(MCWATCH_PLAIN_FIELD)
+#undef MCWATCH_PLAIN_FIELD
+    char version[kVersionWords * 8 + 1]{};  // NUL-terminated
+    char last_error[kErrorWords * 8 + 1]{};
+};
+
+struct Slot {
+    // --- static
+    char address[kAddressSize];    // as configured
+    char resolved[kResolvedSize];  // numeric form at publication, "" if unresolved
+    uint32_t weight;
+    uint32_t index;  // position in [servers]
+    uint8_t reserved_static[56];
+
+    // --- dynamic, under Header::seq
+#define MCWATCH_ATOMIC_FIELD(type, name) std::atomic<type> name;
+    MCWATCH_SLOT_DYNAMIC_FIELDS(MCWATCH_ATOMIC_FIELD)
+#undef MCWATCH_ATOMIC_FIELD
+    // Strings as words so that every byte a reader touches is an atomic.
+    std::atomic<uint64_t> version_words[kVersionWords];
+    std::atomic<uint64_t> error_words[kErrorWords];
+    uint8_t reserved_dynamic[72];
+};
+
+// --- pinned layout: a failing assert means kFormatVersion must be bumped.
+static_assert(std::atomic<uint64_t>::is_always_lock_free, "seqlock needs lock-free 64-bit atomics");
+static_assert(std::atomic<uint32_t>::is_always_lock_free, "seqlock needs lock-free 32-bit atomics");
+static_assert(std::atomic<int64_t>::is_always_lock_free, "seqlock needs lock-free 64-bit atomics");
+static_assert(sizeof(std::atomic<uint64_t>) == 8 && sizeof(std::atomic<uint32_t>) == 4,
+              "atomics must be plain words in shared memory: bump kFormatVersion");
+static_assert(sizeof(Header) == 256, "Header size changed: bump kFormatVersion");
+static_assert(offsetof(Header, format_version) == 8, "bump kFormatVersion");
+static_assert(offsetof(Header, slot_count) == 20, "bump kFormatVersion");
+static_assert(offsetof(Header, file_size) == 24, "bump kFormatVersion");
+static_assert(offsetof(Header, servers_digest) == 32, "bump kFormatVersion");
+static_assert(offsetof(Header, static_digest) == 40, "bump kFormatVersion");
+static_assert(offsetof(Header, distribution) == 48, "bump kFormatVersion");
+static_assert(offsetof(Header, created_unix_ms) == 80, "bump kFormatVersion");
+static_assert(offsetof(Header, seq) == 128, "static part must end at 128: bump kFormatVersion");
+static_assert(offsetof(Header, generation) == 136, "bump kFormatVersion");
+static_assert(offsetof(Header, heartbeat_mono_ns) == 144, "bump kFormatVersion");
+static_assert(offsetof(Header, heartbeat_unix_ms) == 152, "bump kFormatVersion");
+static_assert(offsetof(Header, rounds) == 160, "bump kFormatVersion");
+static_assert(offsetof(Header, superseded) == 168, "bump kFormatVersion");
+
+static_assert(sizeof(Slot) == 640, "Slot size changed: bump kFormatVersion");
+static_assert(offsetof(Slot, resolved) == 128, "bump kFormatVersion");
+static_assert(offsetof(Slot, weight) == 192, "bump kFormatVersion");
+static_assert(offsetof(Slot, state) == 256, "static part must end at 256: bump kFormatVersion");
+static_assert(offsetof(Slot, since_unix_ms) == 264, "bump kFormatVersion");
+static_assert(offsetof(Slot, consecutive_failures) == 400, "bump kFormatVersion");
+static_assert(offsetof(Slot, version_words) == 408, "bump kFormatVersion");
+static_assert(offsetof(Slot, error_words) == 440, "bump kFormatVersion");
+
+inline constexpr size_t kHeaderStaticSize = offsetof(Header, seq);
+inline constexpr size_t kSlotStaticSize = offsetof(Slot, state);
+
+constexpr uint64_t file_size_for(uint32_t slot_count) {
+    return sizeof(Header) + uint64_t{slot_count} * sizeof(Slot);
+}
+
+// FNV-1a 64: the digests above. Not a security measure, a garbage detector.
+inline constexpr uint64_t kFnvOffset = 14695981039346656037ull;
+constexpr uint64_t fnv1a64(const void* data, size_t size, uint64_t h = kFnvOffset) {
+    const auto* p = static_cast<const unsigned char*>(data);
+    for (size_t i = 0; i < size; ++i) {
+        h ^= p[i];
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+
+// Over every static byte: header up to `seq` (static_digest counted as 0) and
+// each slot up to `state`. Computed by the writer last, checked by readers once
+// per mapping, so random bytes with the right magic are still refused.
+inline uint64_t compute_static_digest(const Header& header, const Slot* slots, uint32_t count) {
+    unsigned char head[kHeaderStaticSize];
+    __builtin_memcpy(head, &header, kHeaderStaticSize);
+    __builtin_memset(head + offsetof(Header, static_digest), 0, sizeof(uint64_t));
+    uint64_t h = fnv1a64(head, kHeaderStaticSize);
+    for (uint32_t i = 0; i < count; ++i) h = fnv1a64(&slots[i], kSlotStaticSize, h);
+    return h;
+}
+
+// Identifies a routing setup: distribution, hash, and each server's address
+// and weight in order. Two files with the same digest route keys alike.
+inline uint64_t compute_servers_digest(const Header& header, const Slot* slots, uint32_t count) {
+    uint64_t h = fnv1a64(&header.distribution, sizeof header.distribution);
+    h = fnv1a64(&header.hash, sizeof header.hash, h);
+    for (uint32_t i = 0; i < count; ++i) {
+        h = fnv1a64(slots[i].address, __builtin_strnlen(slots[i].address, kAddressSize), h);
+        h = fnv1a64(&slots[i].weight, sizeof slots[i].weight, h);
+    }
+    return h;
+}
+
+inline const char* state_name(uint32_t s) {
+    switch (static_cast<ServerState>(s)) {
+    case ServerState::unknown: return "unknown";
+    case ServerState::live: return "live";
+    case ServerState::dead: return "dead";
+    case ServerState::draining: return "draining";
+    }
+    return "invalid";
+}
+
+}  // namespace mcwatch::state

@@ -1,0 +1,162 @@
+#include "state_reader.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "fd_mapping.hpp"
+
+namespace mcwatch::state {
+
+namespace bip = boost::interprocess;
+
+const char* map_status_name(MapStatus status) noexcept {
+    switch (status) {
+    case MapStatus::ok: return "ok";
+    case MapStatus::missing: return "missing";
+    case MapStatus::not_regular_file: return "not a regular file";
+    case MapStatus::unsafe_owner: return "unsafe owner or mode";
+    case MapStatus::too_small: return "truncated";
+    case MapStatus::bad_magic: return "not a state file";
+    case MapStatus::bad_version: return "unknown format version";
+    case MapStatus::bad_layout: return "inconsistent layout";
+    case MapStatus::bad_digest: return "corrupt";
+    case MapStatus::io_error: return "unreadable";
+    }
+    return "invalid";
+}
+
+namespace {
+
+// Closes a descriptor on every return path; the mapping outlives it.
+struct FdCloser {
+    int fd;
+    ~FdCloser() {
+        if (fd >= 0) ::close(fd);
+    }
+};
+
+MapStatus fail(MapStatus status, char* why, size_t why_size, const char* path, const char* fmt,
+               unsigned long long a = 0, unsigned long long b = 0) noexcept {
+    if (why && why_size) {
+        char detail[160];
+        std::snprintf(detail, sizeof detail, fmt, a, b);
+        std::snprintf(why, why_size, "state file %s: %s", path, detail);
+    }
+    return status;
+}
+
+// Only the daemon may write the file: refuse one that others could have
+// written, or that belongs to neither root, us, nor the directory's owner.
+bool owner_is_trusted(const struct stat& file, const char* path) noexcept {
+    if (file.st_mode & (S_IWGRP | S_IWOTH)) return false;
+    if (file.st_uid == 0 || file.st_uid == geteuid()) return true;
+    std::string directory(path);
+    const size_t slash = directory.rfind('/');
+    directory = slash == std::string::npos ? "." : slash == 0 ? "/" : directory.substr(0, slash);
+    struct stat dir{};
+    return ::stat(directory.c_str(), &dir) == 0 && dir.st_uid == file.st_uid &&
+           !(dir.st_mode & S_IWOTH);
+}
+
+}  // namespace
+
+MapStatus StateMap::open(const char* path, char* why, size_t why_size) noexcept {
+    close();
+    const int fd = ::open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        const int err = errno;
+        if (err == ENOENT) return fail(MapStatus::missing, why, why_size, path, "does not exist");
+        if (err == ELOOP)
+            return fail(MapStatus::not_regular_file, why, why_size, path,
+                        "is a symbolic link (refused)");
+        if (why && why_size) std::snprintf(why, why_size, "state file %s: %s", path, strerror(err));
+        return MapStatus::io_error;
+    }
+    FdCloser closer{fd};
+    struct stat st{};
+    if (fstat(fd, &st) != 0) return fail(MapStatus::io_error, why, why_size, path, "cannot stat");
+    if (!S_ISREG(st.st_mode))
+        return fail(MapStatus::not_regular_file, why, why_size, path, "is not a regular file");
+    if (!owner_is_trusted(st, path))
+        return fail(MapStatus::unsafe_owner, why, why_size, path,
+                    "owned by uid %llu with mode %04llo: only the daemon may write it",
+                    st.st_uid, st.st_mode & 07777);
+    const auto size = static_cast<unsigned long long>(st.st_size);
+    if (size < sizeof(Header))
+        return fail(MapStatus::too_small, why, why_size, path,
+                    "%llu bytes, shorter than its %llu-byte header", size, sizeof(Header));
+
+    bip::mapped_region region;
+    try {
+        bip::mapped_region mapped(FdMappable(fd), bip::read_only, 0, st.st_size);
+        region.swap(mapped);
+    } catch (const std::exception& e) {
+        if (why && why_size) std::snprintf(why, why_size, "state file %s: mmap: %s", path, e.what());
+        return MapStatus::io_error;
+    }
+    const auto* header = static_cast<const Header*>(region.get_address());
+    if (std::memcmp(header->magic, kMagic, sizeof kMagic) != 0)
+        return fail(MapStatus::bad_magic, why, why_size, path, "bad magic: not an mcwatch state file");
+    if (header->format_version != kFormatVersion)
+        return fail(MapStatus::bad_version, why, why_size, path,
+                    "format version %llu, this reader knows version %llu",
+                    header->format_version, kFormatVersion);
+    if (header->header_size != sizeof(Header) || header->slot_size != sizeof(Slot))
+        return fail(MapStatus::bad_layout, why, why_size, path,
+                    "header size %llu and slot size %llu differ from this reader's 256 and 640",
+                    header->header_size, header->slot_size);
+    if (header->slot_count > kMaxServers)
+        return fail(MapStatus::bad_layout, why, why_size, path, "%llu servers, more than %llu",
+                    header->slot_count, kMaxServers);
+    if (header->file_size != file_size_for(header->slot_count))
+        return fail(MapStatus::bad_layout, why, why_size, path,
+                    "header says %llu bytes for %llu servers", header->file_size,
+                    header->slot_count);
+    if (size < header->file_size)
+        return fail(MapStatus::too_small, why, why_size, path, "%llu bytes, header says %llu", size,
+                    header->file_size);
+    const auto* slots = reinterpret_cast<const Slot*>(header + 1);
+    if (compute_static_digest(*header, slots, header->slot_count) != header->static_digest)
+        return fail(MapStatus::bad_digest, why, why_size, path,
+                    "static digest mismatch: corrupt or not fully written");
+
+    region_.swap(region);
+    header_ = header;
+    slots_ = slots;
+    device_ = st.st_dev;
+    inode_ = st.st_ino;
+    return MapStatus::ok;
+}
+
+void StateMap::close() noexcept {
+    bip::mapped_region empty;
+    region_.swap(empty);
+    header_ = nullptr;
+    slots_ = nullptr;
+}
+
+bool StateMap::replaced(const char* path) const noexcept {
+    if (!header_) return true;
+    if (header_->superseded.load(std::memory_order_acquire)) return true;
+    struct stat st{};
+    if (::lstat(path, &st) != 0) return false;  // gone: keep what we have, it goes stale
+    return st.st_dev != device_ || st.st_ino != inode_;
+}
+
+uint64_t heartbeat_age_ms(const Header& header, uint64_t now_monotonic_ns) noexcept {
+    const uint64_t beat = header.heartbeat_mono_ns.load(std::memory_order_acquire);
+    return now_monotonic_ns > beat ? (now_monotonic_ns - beat) / 1000000 : 0;
+}
+
+bool heartbeat_fresh(const Header& header, uint64_t now_monotonic_ns) noexcept {
+    return header.heartbeat_mono_ns.load(std::memory_order_acquire) != 0 &&
+           heartbeat_age_ms(header, now_monotonic_ns) <= header.stale_after_ms;
+}
+
+}  // namespace mcwatch::state
