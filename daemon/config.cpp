@@ -1,0 +1,322 @@
+#include "config.hpp"
+
+#include <fmt/format.h>
+#include <ini.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "duration.hpp"
+#include "hashes.hpp"
+#include "routing_names.hpp"
+
+namespace mcwatch {
+
+namespace {
+
+// inih reads through this function so that we know the line each handler call
+// comes from (Debian's libinih is built without INI_HANDLER_LINENO).
+struct LineReader {
+    const std::string* text = nullptr;
+    size_t pos = 0;
+    int line = 0;
+    bool too_long = false;
+};
+
+char* read_line(char* buffer, int size, void* stream) {
+    auto* reader = static_cast<LineReader*>(stream);
+    const std::string& text = *reader->text;
+    if (reader->pos >= text.size()) return nullptr;
+    size_t end = text.find('\n', reader->pos);
+    end = end == std::string::npos ? text.size() : end + 1;
+    const size_t length = end - reader->pos;
+    ++reader->line;
+    // inih would split a longer line and parse its tail as another line.
+    if (length >= size_t(size)) {
+        reader->too_long = true;
+        return nullptr;
+    }
+    std::memcpy(buffer, text.data() + reader->pos, length);
+    buffer[length] = '\0';
+    reader->pos = end;
+    return buffer;
+}
+
+std::optional<uint32_t> parse_count(std::string_view text, uint32_t min, uint32_t max) {
+    uint32_t value = 0;
+    const auto [rest, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (ec != std::errc() || rest != text.data() + text.size() || value < min || value > max)
+        return std::nullopt;
+    return value;
+}
+
+std::optional<bool> parse_bool(std::string_view text) {
+    static const std::set<std::string_view> yes = {"yes", "true", "on", "1"};
+    static const std::set<std::string_view> no = {"no", "false", "off", "0"};
+    if (yes.count(text)) return true;
+    if (no.count(text)) return false;
+    return std::nullopt;
+}
+
+bool valid_hostname(std::string_view host) {
+    if (host.empty() || host.size() > 253) return false;
+    return std::all_of(host.begin(), host.end(), [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+               c == '-' || c == '.' || c == '_';
+    });
+}
+
+std::string hash_names_list() {
+    std::string names;
+    for (uint32_t i = 0; i < state::kHashCount; ++i)
+        if (route::hash_available(state::Hash(i)))
+            names += fmt::format("{}{}", names.empty() ? "" : ", ", hash_name(state::Hash(i)));
+    return names;
+}
+
+class Parser {
+public:
+    Parser(Config& config, std::string name) : config_(config), name_(std::move(name)) {}
+
+    int handle(const char* section, const char* key, const char* value) {
+        if (!error_.empty()) return 0;
+        const std::string_view s(section);
+        if (s == "mcwatchd") return daemon_key(key, value);
+        if (s == "routing") return routing_key(key, value);
+        if (s == "servers") return server_key(key, value);
+        return fail(fmt::format("unknown section [{}] (expected [mcwatchd], [routing], [servers])", s));
+    }
+
+    // Checks that need the whole file.
+    void finish() {
+        if (!error_.empty()) return;
+        if (config_.servers.empty()) {
+            error_ = fmt::format("{}: no servers configured: add `server = host:port` lines under [servers]", name_);
+            return;
+        }
+        if (config_.probe_timeout >= config_.probe_interval)
+            at_line(key_lines_["probe_timeout"],
+                    fmt::format("probe_timeout ({}) must be shorter than probe_interval ({})",
+                                format_duration(config_.probe_timeout),
+                                format_duration(config_.probe_interval)));
+        else if (config_.stale_after <= config_.probe_interval)
+            at_line(key_lines_["stale_after"],
+                    fmt::format("stale_after ({}) must be longer than probe_interval ({})",
+                                format_duration(config_.stale_after),
+                                format_duration(config_.probe_interval)));
+    }
+
+    void set_line(int line) { line_ = line; }
+    // inih reports the first line it rejected, which is either one our
+    // handler refused (error already set) or an earlier syntax error.
+    void fail_syntax(int line) {
+        if (!error_.empty() && error_line_ <= line) return;
+        error_.clear();
+        at_line(line, "syntax error: expected `[section]`, `key = value` or a comment");
+    }
+    void fail_too_long(int line, int max) {
+        if (error_.empty()) at_line(line, fmt::format("line longer than {} characters", max - 2));
+    }
+    const std::string& error() const { return error_; }
+
+private:
+    int fail(const std::string& message) {
+        at_line(line_, message);
+        return 0;
+    }
+    void at_line(int line, const std::string& message) {
+        // Keep the first error: later ones are often consequences of it.
+        if (!error_.empty()) return;
+        error_line_ = line;
+        error_ = line > 0 ? fmt::format("{}:{}: {}", name_, line, message)
+                                              : fmt::format("{}: {}", name_, message);
+    }
+
+    bool first_time(const std::string& qualified) {
+        auto [it, inserted] = key_lines_.emplace(qualified, line_);
+        if (!inserted) fail(fmt::format("duplicate key '{}' (first set on line {})", qualified, it->second));
+        return inserted;
+    }
+
+    int duration_key(const char* key, const char* value, Millis& out, Millis min) {
+        std::string why;
+        const auto parsed = parse_duration(value, why);
+        if (!parsed) return fail(fmt::format("{}: {}", key, why));
+        if (*parsed < min)
+            return fail(fmt::format("{} = {} is too short (minimum {})", key, value, format_duration(min)));
+        out = *parsed;
+        return 1;
+    }
+
+    int count_key(const char* key, const char* value, uint32_t& out, uint32_t min, uint32_t max) {
+        const auto parsed = parse_count(value, min, max);
+        if (!parsed) return fail(fmt::format("{} = '{}': expected a whole number from {} to {}", key, value, min, max));
+        out = *parsed;
+        return 1;
+    }
+
+    int path_key(const char* key, const char* value, std::string& out) {
+        if (value[0] != '/') return fail(fmt::format("{} = '{}': expected an absolute path", key, value));
+        if (std::strlen(value) >= 108)  // sun_path, and plenty for the state file
+            return fail(fmt::format("{}: path longer than 107 characters", key));
+        out = value;
+        return 1;
+    }
+
+    int daemon_key(const std::string& key, const char* value) {
+        if (!first_time(key)) return 0;
+        const char* k = key.c_str();
+        if (key == "state_file") return path_key(k, value, config_.state_file);
+        if (key == "control_socket") return path_key(k, value, config_.control_socket);
+        if (key == "probe_interval") return duration_key(k, value, config_.probe_interval, Millis(10));
+        if (key == "probe_timeout") return duration_key(k, value, config_.probe_timeout, Millis(1));
+        if (key == "fail_after") return count_key(k, value, config_.fail_after, 1, 1000);
+        if (key == "recover_after") return count_key(k, value, config_.recover_after, 1, 1000);
+        if (key == "recently_down_window")
+            return duration_key(k, value, config_.recently_down_window, Millis(0));
+        if (key == "writeback_ttl") return duration_key(k, value, config_.writeback_ttl, Millis(1000));
+        if (key == "stale_after") return duration_key(k, value, config_.stale_after, Millis(100));
+        if (key == "flush_on_rejoin") {
+            const auto parsed = parse_bool(value);
+            if (!parsed) return fail(fmt::format("flush_on_rejoin = '{}': expected yes or no", value));
+            config_.flush_on_rejoin = *parsed;
+            return 1;
+        }
+        return fail(fmt::format("unknown key '{}' in [mcwatchd]", key));
+    }
+
+    int routing_key(const std::string& key, const char* value) {
+        if (!first_time("routing." + key)) return 0;
+        if (key == "distribution") {
+            if (!distribution_from_name(value, config_.distribution))
+                return fail(fmt::format("distribution = '{}': expected ketama, ketama_weighted or modula", value));
+            return 1;
+        }
+        if (key == "hash") {
+            if (!hash_from_name(value, config_.hash))
+                return fail(fmt::format("hash = '{}': unknown hash (expected one of {})", value, hash_names_list()));
+            if (!route::hash_available(config_.hash))
+                return fail(fmt::format("hash = '{}': not built into this libhashkit, so no client can use it", value));
+            return 1;
+        }
+        return fail(fmt::format("unknown key '{}' in [routing]", key));
+    }
+
+    int server_key(const std::string& key, const char* value) {
+        if (key != "server") return fail(fmt::format("unknown key '{}' in [servers] (expected `server = host:port`)", key));
+        if (config_.servers.size() >= state::kMaxServers)
+            return fail(fmt::format("more than {} servers", state::kMaxServers));
+        std::istringstream words(value);
+        std::string address, option;
+        words >> address;
+        ServerAddress server;
+        server.line = line_;
+        const std::string why = parse_server_address(address, server);
+        if (!why.empty()) return fail(why);
+        while (words >> option) {
+            if (option.rfind("weight=", 0) != 0)
+                return fail(fmt::format("server {}: unknown option '{}' (expected weight=N)", address, option));
+            const auto weight = parse_count(std::string_view(option).substr(7), 1, 1'000'000);
+            if (!weight) return fail(fmt::format("server {}: bad weight '{}': expected 1 to 1000000", address, option.substr(7)));
+            server.weight = *weight;
+        }
+        for (const ServerAddress& other : config_.servers)
+            if (other.text == server.text)
+                return fail(fmt::format("duplicate server {} (first on line {})", server.text, other.line));
+        config_.servers.push_back(std::move(server));
+        return 1;
+    }
+
+    Config& config_;
+    std::string name_;
+    int line_ = 0;
+    std::string error_;
+    int error_line_ = 0;
+    std::map<std::string, int> key_lines_;  // key -> line it was set on
+};
+
+int handler(void* user, const char* section, const char* key, const char* value) {
+    return static_cast<Parser*>(user)->handle(section, key, value);
+}
+
+struct HandlerContext {
+    Parser* parser;
+    LineReader* reader;
+};
+
+int handler_with_line(void* user, const char* section, const char* key, const char* value) {
+    auto* context = static_cast<HandlerContext*>(user);
+    context->parser->set_line(context->reader->line);
+    return handler(context->parser, section, key, value);
+}
+
+}  // namespace
+
+std::string parse_server_address(const std::string& text, ServerAddress& out) {
+    if (text.empty()) return "server: missing address";
+    if (text.size() >= state::kAddressSize)
+        return fmt::format("server address longer than {} characters", state::kAddressSize - 1);
+    out.text = text;
+    if (text.rfind("unix:", 0) == 0) {
+        out.is_unix = true;
+        out.path = text.substr(5);
+        if (out.path.empty() || out.path[0] != '/')
+            return fmt::format("server {}: unix socket path must be absolute", text);
+        if (out.path.size() >= 108) return fmt::format("server {}: unix socket path too long", text);
+        return "";
+    }
+    std::string host, port;
+    if (text[0] == '[') {
+        const size_t close = text.find(']');
+        if (close == std::string::npos || close + 1 >= text.size() || text[close + 1] != ':')
+            return fmt::format("server {}: expected [ipv6]:port", text);
+        host = text.substr(1, close - 1);
+        port = text.substr(close + 2);
+        if (host.empty() || host.find_first_not_of("0123456789abcdefABCDEF:.") != std::string::npos)
+            return fmt::format("server {}: bad IPv6 address", text);
+    } else {
+        const size_t colon = text.rfind(':');
+        if (colon == std::string::npos) return fmt::format("server {}: missing port (expected host:port)", text);
+        host = text.substr(0, colon);
+        port = text.substr(colon + 1);
+        if (host.find(':') != std::string::npos)
+            return fmt::format("server {}: write IPv6 addresses as [addr]:port", text);
+        if (!valid_hostname(host)) return fmt::format("server {}: bad host name '{}'", text, host);
+    }
+    const auto number = parse_count(port, 1, 65535);
+    if (!number) return fmt::format("server {}: port '{}' out of range (1-65535)", text, port);
+    out.host = host;
+    out.port = uint16_t(*number);
+    return "";
+}
+
+ConfigResult parse_config(const std::string& text, const std::string& name) {
+    Config config;
+    config.path = name;
+    Parser parser(config, name);
+    LineReader reader{&text};
+    HandlerContext context{&parser, &reader};
+    const int result = ini_parse_stream(read_line, &reader, handler_with_line, &context);
+    if (reader.too_long) parser.fail_too_long(reader.line, INI_MAX_LINE);
+    else if (result > 0) parser.fail_syntax(result);
+    else if (result < 0) return {std::nullopt, fmt::format("{}: cannot parse (out of memory)", name)};
+    parser.finish();
+    if (!parser.error().empty()) return {std::nullopt, parser.error()};
+    return {std::move(config), ""};
+}
+
+ConfigResult load_config(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) return {std::nullopt, fmt::format("{}: cannot open: {}", path, std::strerror(errno))};
+    std::ostringstream text;
+    text << in.rdbuf();
+    if (in.bad()) return {std::nullopt, fmt::format("{}: read error: {}", path, std::strerror(errno))};
+    return parse_config(text.str(), path);
+}
+
+}  // namespace mcwatch

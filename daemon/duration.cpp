@@ -1,0 +1,55 @@
+#include "duration.hpp"
+
+#include <fmt/format.h>
+
+#include <charconv>
+#include <cstdint>
+
+namespace mcwatch {
+
+namespace {
+
+struct Unit {
+    std::string_view suffix;
+    int64_t millis;
+};
+// Longest suffix first so that "ms" is not read as "m" followed by junk.
+constexpr Unit kUnits[] = {{"ms", 1}, {"s", 1000}, {"m", 60'000}, {"h", 3'600'000}, {"d", 86'400'000}};
+// Above this a duration is a typo, and past it int64 milliseconds could overflow.
+constexpr int64_t kMaxMillis = int64_t{366} * 86'400'000;
+
+}  // namespace
+
+std::optional<std::chrono::milliseconds> parse_duration(std::string_view text, std::string& error) {
+    int64_t number = 0;
+    const char* begin = text.data();
+    const char* end = text.data() + text.size();
+    const auto [rest, ec] = std::from_chars(begin, end, number);
+    if (ec != std::errc() || rest == begin || number < 0) {
+        error = fmt::format("bad duration '{}': expected a whole number and a unit (ms, s, m, h, d)", text);
+        return std::nullopt;
+    }
+    const std::string_view suffix(rest, end - rest);
+    int64_t scale = 0;
+    if (suffix.empty()) scale = 1000;
+    for (const Unit& unit : kUnits)
+        if (suffix == unit.suffix) scale = unit.millis;
+    if (scale == 0) {
+        error = fmt::format("bad duration '{}': unknown unit '{}' (use ms, s, m, h or d)", text, suffix);
+        return std::nullopt;
+    }
+    if (number > kMaxMillis / scale) {
+        error = fmt::format("bad duration '{}': longer than a year", text);
+        return std::nullopt;
+    }
+    return std::chrono::milliseconds(number * scale);
+}
+
+std::string format_duration(std::chrono::milliseconds duration) {
+    const int64_t ms = duration.count();
+    for (auto it = std::rbegin(kUnits); it != std::rend(kUnits); ++it)
+        if (ms != 0 && ms % it->millis == 0) return fmt::format("{}{}", ms / it->millis, it->suffix);
+    return fmt::format("{}ms", ms);
+}
+
+}  // namespace mcwatch

@@ -1,0 +1,18 @@
+// Durations in the config: "500ms", "5s", "10m", "1h"; a bare number is
+// seconds (as in systemd units).
+#pragma once
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace mcwatch {
+
+// On failure returns nullopt and sets `error` to a sentence about `text`.
+std::optional<std::chrono::milliseconds> parse_duration(std::string_view text, std::string& error);
+
+// The shortest exact spelling: 1500ms -> "1500ms", 3600000ms -> "1h".
+std::string format_duration(std::chrono::milliseconds duration);
+
+}  // namespace mcwatch

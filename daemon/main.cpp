@@ -1,0 +1,131 @@
+// mcwatchd -c FILE [-f] [-t] [--version]
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include <csignal>
+#include <cstring>
+#include <string>
+
+#include "config.hpp"
+#include "daemon.hpp"
+#include "duration.hpp"
+#include "log.hpp"
+#include "version.hpp"
+
+namespace {
+
+constexpr const char* kUsage =
+    "usage: mcwatchd -c FILE [-f] [-t]\n"
+    "       mcwatchd --version\n"
+    "  -c FILE  configuration (INI); see mcwatchd.conf(5)\n"
+    "  -f       stay in the foreground (as under systemd)\n"
+    "  -t       check the configuration and exit: 0 if valid, 1 with file:line: message\n";
+
+void on_signal(int signal) {
+    if (signal == SIGHUP) mcwatch::Daemon::reload_requested = 1;
+    else mcwatch::Daemon::stop_requested = 1;
+}
+
+void install_signal_handlers() {
+    struct sigaction action{};
+    action.sa_handler = on_signal;
+    sigemptyset(&action.sa_mask);
+    for (int signal : {SIGTERM, SIGINT, SIGHUP}) sigaction(signal, &action, nullptr);
+    std::signal(SIGPIPE, SIG_IGN);
+}
+
+// Detaches into the background before start-up, so that the pid in the lock
+// and state files is the daemon's. The parent waits on a pipe: one byte means
+// the child started; end of file means it failed (it printed why on the
+// inherited stderr) and the parent exits with the child's status.
+// Returns the pipe's write end in the child, -1 on failure.
+int detach() {
+    int ready[2];
+    if (pipe2(ready, O_CLOEXEC) != 0) return -1;
+    const pid_t child = fork();
+    if (child < 0) return -1;
+    if (child > 0) {
+        close(ready[1]);
+        char byte = 0;
+        if (read(ready[0], &byte, 1) == 1) _exit(0);
+        int status = 0;
+        waitpid(child, &status, 0);
+        _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 1);
+    }
+    close(ready[0]);
+    setsid();
+    if (chdir("/") != 0) return -1;
+    const int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null >= 0) {
+        dup2(null, STDIN_FILENO);
+        dup2(null, STDOUT_FILENO);
+        close(null);
+    }
+    return ready[1];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    std::string config_path;
+    bool foreground = false;
+    bool check_only = false;
+    for (int i = 1; i < argc; ++i) {
+        const std::string arg = argv[i];
+        if (arg == "--version") {
+            fmt::print("mcwatchd {}\n", mcwatch::kVersion);
+            return 0;
+        }
+        if (arg == "-h" || arg == "--help") {
+            fmt::print("{}", kUsage);
+            return 0;
+        }
+        if (arg == "-f") foreground = true;
+        else if (arg == "-t") check_only = true;
+        else if (arg == "-c" && i + 1 < argc) config_path = argv[++i];
+        else {
+            fmt::print(stderr, "mcwatchd: unknown argument '{}'\n{}", arg, kUsage);
+            return 2;
+        }
+    }
+    if (config_path.empty()) {
+        fmt::print(stderr, "mcwatchd: missing -c FILE\n{}", kUsage);
+        return 2;
+    }
+
+    mcwatch::ConfigResult loaded = mcwatch::load_config(config_path);
+    if (!loaded.config) {
+        fmt::print(stderr, "mcwatchd: {}\n", loaded.error);
+        return 1;
+    }
+    const mcwatch::Config& config = *loaded.config;
+    if (check_only) {
+        fmt::print("{}: ok: {} servers, probe every {} (timeout {}), state file {}\n", config_path,
+                   config.servers.size(), mcwatch::format_duration(config.probe_interval),
+                   mcwatch::format_duration(config.probe_timeout), config.state_file);
+        return 0;
+    }
+
+    const int ready = foreground ? -1 : detach();
+    if (!foreground && ready < 0) {
+        fmt::print(stderr, "mcwatchd: cannot detach: {}\n", std::strerror(errno));
+        return 1;
+    }
+    install_signal_handlers();
+    mcwatch::Daemon daemon(std::move(*loaded.config));
+    // A second daemon or a bad state directory is reported to the caller
+    // with exit status 1, in the foreground or not.
+    if (std::string why = daemon.start(); !why.empty()) {
+        fmt::print(stderr, "mcwatchd: {}\n", why);
+        return 1;
+    }
+    if (ready >= 0) {
+        const char byte = 1;
+        if (write(ready, &byte, 1) != 1) return 1;
+        close(ready);
+    }
+    return daemon.run();
+}

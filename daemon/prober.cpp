@@ -1,0 +1,565 @@
+#include "prober.hpp"
+
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <fcntl.h>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <cerrno>
+#include <climits>
+#include <cstring>
+#include <system_error>
+
+namespace mcwatch {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr uint64_t kWakeTag = UINT64_MAX;  // epoll data of the eventfd; never a server's tag
+constexpr std::string_view kStatsRequest = "stats\r\n";
+constexpr std::string_view kFlushThenStatsRequest = "flush_all\r\nstats\r\n";
+
+std::string errno_text(int err) { return std::strerror(err); }
+
+struct Endpoint {
+    sockaddr_storage address{};
+    socklen_t length = 0;
+    std::string text;  // "1.2.3.4:11211", "[::1]:11211"; "" for unix sockets
+};
+
+std::string numeric_text(const sockaddr* address) {
+    char host[INET6_ADDRSTRLEN] = "";
+    if (address->sa_family == AF_INET) {
+        const auto* in4 = reinterpret_cast<const sockaddr_in*>(address);
+        inet_ntop(AF_INET, &in4->sin_addr, host, sizeof host);
+        return fmt::format("{}:{}", host, ntohs(in4->sin_port));
+    }
+    if (address->sa_family == AF_INET6) {
+        const auto* in6 = reinterpret_cast<const sockaddr_in6*>(address);
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+        return fmt::format("[{}]:{}", host, ntohs(in6->sin6_port));
+    }
+    return "";
+}
+
+std::vector<Endpoint> endpoints_from(const addrinfo* list) {
+    std::vector<Endpoint> endpoints;
+    for (const addrinfo* info = list; info != nullptr; info = info->ai_next) {
+        if (info->ai_family != AF_INET && info->ai_family != AF_INET6) continue;
+        if (info->ai_addrlen > sizeof(sockaddr_storage)) continue;
+        Endpoint endpoint;
+        std::memcpy(&endpoint.address, info->ai_addr, info->ai_addrlen);
+        endpoint.length = info->ai_addrlen;
+        endpoint.text = numeric_text(info->ai_addr);
+        endpoints.push_back(std::move(endpoint));
+    }
+    return endpoints;
+}
+
+addrinfo stream_hints(int flags) {
+    addrinfo hints{};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = flags | AI_NUMERICSERV;
+    return hints;
+}
+
+// One getaddrinfo_a lookup. glibc's notification thread and the prober both
+// hold it and the last one to let go frees it: a Prober destroyed while a
+// lookup still runs (it cannot be cancelled then) leaves nothing dangling.
+struct Resolution {
+    std::string name;
+    std::string service;
+    addrinfo hints{};
+    gaicb request{};
+    int wake_fd = -1;  // our own dup of the prober's eventfd: valid as long as we are
+    std::atomic<int> holders{2};
+
+    ~Resolution() {
+        if (request.ar_result != nullptr) freeaddrinfo(request.ar_result);
+        if (wake_fd >= 0) close(wake_fd);
+    }
+    void release() {
+        if (holders.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+    }
+};
+
+// Runs on a thread glibc starts when a lookup finishes: wakes epoll_wait.
+void on_resolved(sigval value) {
+    auto* resolution = static_cast<Resolution*>(value.sival_ptr);
+    const uint64_t one = 1;
+    if (write(resolution->wake_fd, &one, sizeof one) < 0) {
+        // Only a full counter (impossible) could fail; the prober also polls gai_error.
+    }
+    resolution->release();
+}
+
+// Why a connect failed, and whether that counts as refused (known at once,
+// nobody listening) rather than as a failure of some other kind.
+std::string connect_error_text(int err, bool is_unix, bool& refused) {
+    refused = false;
+    if (err == ECONNREFUSED) {
+        refused = true;
+        return "connection refused";
+    }
+    if (is_unix && err == ENOENT) {
+        refused = true;
+        return "no such unix socket";
+    }
+    // A non-blocking connect to a unix socket never waits: EAGAIN is a full backlog.
+    if (is_unix && err == EAGAIN) return "connect: listen queue full";
+    return fmt::format("connect: {}", errno_text(err));
+}
+
+enum class Phase { done, resolving, connecting, exchanging };
+
+}  // namespace
+
+struct Prober::Server {
+    ServerAddress address;
+    uint32_t index = 0;
+    bool is_name = false;       // a hostname, looked up with getaddrinfo_a
+    std::string address_error;  // the address cannot be used: every probe fails with this
+    // Cached; for names, cleared after a failure so that the next connect
+    // looks the name up again (the server may have moved).
+    std::vector<Endpoint> endpoints;
+    Resolution* resolution = nullptr;  // lookup in flight, may outlive a round
+
+    // Connection, kept across rounds while it behaves.
+    int fd = -1;
+    bool registered = false;  // fd is in the epoll set
+    std::string peer;         // the endpoint's text, for ProbeResult::resolved
+    // Bumped per socket and carried in epoll events, so that an event of a
+    // closed socket is never applied to a newer one with the same fd number.
+    uint32_t serial = 0;
+
+    // The current round.
+    Phase phase = Phase::done;
+    size_t endpoint_index = 0;  // next endpoint to try
+    bool all_refused = true;    // every endpoint tried this round refused
+    std::string connect_error;  // of the last endpoint tried
+    bool flush = false;
+    bool flush_answered = false;
+    std::string_view request;
+    size_t request_sent = 0;
+    std::string reply;
+    size_t stats_start = 0;   // offset of the stats reply in `reply`, after "OK\r\n"
+    size_t stats_parsed = 0;  // parse_stats progress
+    Clock::time_point sent_at;
+    ProbeResult result;
+};
+
+Prober::Prober(std::vector<ServerAddress> servers, Millis timeout) : timeout_(timeout) {
+    epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
+    if (epoll_fd_ < 0) throw std::system_error(errno, std::generic_category(), "epoll_create1");
+    wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    epoll_event event{};
+    event.events = EPOLLIN;
+    event.data.u64 = kWakeTag;
+    if (wake_fd_ < 0 || epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, wake_fd_, &event) != 0) {
+        const int err = errno;
+        if (wake_fd_ >= 0) close(wake_fd_);
+        close(epoll_fd_);
+        throw std::system_error(err, std::generic_category(), "eventfd");
+    }
+
+    servers_.resize(servers.size());
+    for (size_t i = 0; i < servers.size(); ++i) {
+        Server& server = servers_[i];
+        server.address = std::move(servers[i]);
+        server.index = uint32_t(i);
+        const ServerAddress& address = server.address;
+        if (address.is_unix) {
+            Endpoint endpoint;
+            auto* un = reinterpret_cast<sockaddr_un*>(&endpoint.address);
+            if (address.path.size() >= sizeof un->sun_path) {
+                server.address_error = fmt::format("unix socket path too long (over {} bytes)",
+                                                   sizeof un->sun_path - 1);
+                continue;
+            }
+            un->sun_family = AF_UNIX;
+            std::memcpy(un->sun_path, address.path.c_str(), address.path.size() + 1);
+            endpoint.length = socklen_t(offsetof(sockaddr_un, sun_path) + address.path.size() + 1);
+            server.endpoints.push_back(std::move(endpoint));
+            continue;
+        }
+        // A numeric address is converted here, once, without any lookup.
+        const addrinfo hints = stream_hints(AI_NUMERICHOST);
+        addrinfo* list = nullptr;
+        const std::string service = std::to_string(address.port);
+        const int rc = getaddrinfo(address.host.c_str(), service.c_str(), &hints, &list);
+        if (rc == 0) {
+            server.endpoints = endpoints_from(list);
+            freeaddrinfo(list);
+        } else if (rc == EAI_NONAME) {
+            server.is_name = true;
+        } else {
+            server.address_error = fmt::format("bad address: {}", gai_strerror(rc));
+        }
+    }
+}
+
+Prober::~Prober() {
+    for (Server& server : servers_) {
+        close_connection(server);
+        if (server.resolution != nullptr) {
+            // Cancelled lookups are never notified: let go for the notifier too.
+            if (gai_cancel(&server.resolution->request) == EAI_CANCELED) {
+                server.resolution->release();
+            }
+            server.resolution->release();
+        }
+    }
+    close(wake_fd_);
+    close(epoll_fd_);
+}
+
+std::vector<ProbeResult> Prober::run_round(const std::vector<bool>& flush_first) {
+    const Clock::time_point deadline = Clock::now() + timeout_;
+    active_ = 0;
+    for (size_t i = 0; i < servers_.size(); ++i) {
+        begin_probe(servers_[i], i < flush_first.size() && flush_first[i]);
+    }
+
+    std::array<epoll_event, 64> events;
+    while (active_ > 0) {
+        const Clock::time_point now = Clock::now();
+        if (now >= deadline) break;
+        const auto left = std::chrono::ceil<Millis>(deadline - now).count();
+        const int count = epoll_wait(epoll_fd_, events.data(), int(events.size()),
+                                     int(std::min<decltype(left)>(left, INT_MAX)));
+        if (count < 0) {
+            if (errno == EINTR) continue;
+            const std::string error = fmt::format("epoll_wait: {}", errno_text(errno));
+            for (Server& server : servers_) {
+                if (server.phase != Phase::done) fail(server, error);
+            }
+            break;
+        }
+        for (int k = 0; k < count; ++k) {
+            const uint64_t tag = events[k].data.u64;
+            if (tag == kWakeTag) {
+                uint64_t counter = 0;
+                if (read(wake_fd_, &counter, sizeof counter) < 0) {
+                    // EAGAIN: drained already.
+                }
+                continue;
+            }
+            const size_t index = size_t(tag >> 32);
+            if (index >= servers_.size()) continue;
+            Server& server = servers_[index];
+            if (server.fd < 0 || server.serial != uint32_t(tag)) continue;  // closed since
+            handle_event(server, events[k].events);
+        }
+        for (Server& server : servers_) {
+            if (server.phase == Phase::resolving) collect_resolution(server);
+        }
+    }
+
+    for (Server& server : servers_) {
+        if (server.phase == Phase::done) continue;
+        std::string what;
+        switch (server.phase) {
+        case Phase::resolving: what = "resolving name"; break;
+        case Phase::connecting: what = "connecting"; break;
+        default:
+            what = server.reply.empty()
+                       ? "no reply"
+                       : fmt::format("partial reply: {} bytes", server.reply.size());
+        }
+        fail(server, fmt::format("timeout after {}ms ({})", timeout_.count(), what));
+    }
+
+    std::vector<ProbeResult> results;
+    results.reserve(servers_.size());
+    for (Server& server : servers_) results.push_back(std::move(server.result));
+    return results;
+}
+
+void Prober::begin_probe(Server& server, bool flush) {
+    ++active_;
+    server.phase = Phase::connecting;  // until we know better; fail() ends it
+    server.result = ProbeResult{};
+    server.flush = flush;
+    server.flush_answered = false;
+    server.request = flush ? kFlushThenStatsRequest : kStatsRequest;
+    server.request_sent = 0;
+    server.reply.clear();
+    server.stats_start = 0;
+    server.stats_parsed = 0;
+
+    if (!server.address_error.empty()) return fail(server, server.address_error);
+    drop_stale_connection(server);
+    if (server.fd >= 0) {
+        server.result.resolved = server.peer;
+        return start_exchange(server);
+    }
+    if (server.is_name && server.endpoints.empty()) return start_resolution(server);
+    start_connecting(server);
+}
+
+// A kept connection is reused only if nothing happened on it since the last
+// reply: bytes nobody asked for, or the peer's close, mean it is out of step.
+void Prober::drop_stale_connection(Server& server) {
+    if (server.fd < 0) return;
+    char byte;
+    const ssize_t n = recv(server.fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
+    close_connection(server);
+}
+
+void Prober::start_resolution(Server& server) {
+    server.phase = Phase::resolving;
+    if (server.resolution == nullptr) {
+        auto* resolution = new Resolution;
+        resolution->name = server.address.host;
+        resolution->service = std::to_string(server.address.port);
+        resolution->hints = stream_hints(0);
+        resolution->request.ar_name = resolution->name.c_str();
+        resolution->request.ar_service = resolution->service.c_str();
+        resolution->request.ar_request = &resolution->hints;
+        resolution->wake_fd = fcntl(wake_fd_, F_DUPFD_CLOEXEC, 0);
+        if (resolution->wake_fd < 0) {
+            const int err = errno;
+            delete resolution;
+            return fail(server, fmt::format("cannot resolve name: {}", errno_text(err)));
+        }
+        sigevent notify{};
+        notify.sigev_notify = SIGEV_THREAD;
+        notify.sigev_notify_function = on_resolved;
+        notify.sigev_value.sival_ptr = resolution;
+        gaicb* list[1] = {&resolution->request};
+        const int rc = getaddrinfo_a(GAI_NOWAIT, list, 1, &notify);
+        if (rc != 0) {  // not queued: nobody will notify
+            delete resolution;
+            return fail(server, fmt::format("cannot resolve name: {}", gai_strerror(rc)));
+        }
+        server.resolution = resolution;
+    }
+    collect_resolution(server);
+}
+
+void Prober::collect_resolution(Server& server) {
+    Resolution* resolution = server.resolution;
+    const int rc = gai_error(&resolution->request);
+    if (rc == EAI_INPROGRESS) return;
+    server.resolution = nullptr;
+    if (rc == 0) server.endpoints = endpoints_from(resolution->request.ar_result);
+    resolution->release();
+    if (rc != 0) return fail(server, fmt::format("cannot resolve name: {}", gai_strerror(rc)));
+    if (server.endpoints.empty()) {
+        return fail(server, "cannot resolve name: no IPv4 or IPv6 address");
+    }
+    start_connecting(server);
+}
+
+void Prober::start_connecting(Server& server) {
+    server.endpoint_index = 0;
+    server.all_refused = true;
+    server.connect_error = "no address to connect to";
+    connect_next(server);
+}
+
+// Tries the endpoints in the resolver's order until one connects or is
+// connecting; "localhost" may give ::1 first to a memcached bound to 127.0.0.1.
+void Prober::connect_next(Server& server) {
+    while (server.endpoint_index < server.endpoints.size()) {
+        const Endpoint& endpoint = server.endpoints[server.endpoint_index++];
+        server.result.resolved = endpoint.text;
+        server.peer = endpoint.text;
+        const int fd =
+            socket(endpoint.address.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+            server.connect_error = fmt::format("socket: {}", errno_text(errno));
+            server.all_refused = false;
+            continue;
+        }
+        server.fd = fd;
+        ++server.serial;
+        const auto* address = reinterpret_cast<const sockaddr*>(&endpoint.address);
+        if (connect(fd, address, endpoint.length) == 0) return start_exchange(server);
+        // EINTR: the connection goes on in the background, as with EINPROGRESS.
+        if (errno == EINPROGRESS || errno == EINTR) {
+            server.phase = Phase::connecting;
+            watch(server, EPOLLOUT);
+            return;
+        }
+        bool refused = false;
+        server.connect_error = connect_error_text(errno, server.address.is_unix, refused);
+        server.all_refused = server.all_refused && refused;
+        close_connection(server);
+    }
+    fail(server, server.connect_error, server.all_refused && server.endpoint_index > 0);
+}
+
+void Prober::on_connect_ready(Server& server) {
+    int err = 0;
+    socklen_t length = sizeof err;
+    if (getsockopt(server.fd, SOL_SOCKET, SO_ERROR, &err, &length) != 0) err = errno;
+    if (err == 0) return start_exchange(server);
+    bool refused = false;
+    server.connect_error = connect_error_text(err, server.address.is_unix, refused);
+    server.all_refused = server.all_refused && refused;
+    close_connection(server);
+    connect_next(server);
+}
+
+void Prober::start_exchange(Server& server) {
+    server.phase = Phase::exchanging;
+    server.request_sent = 0;
+    server.sent_at = Clock::now();
+    send_request(server);
+}
+
+void Prober::send_request(Server& server) {
+    while (server.request_sent < server.request.size()) {
+        const ssize_t n = send(server.fd, server.request.data() + server.request_sent,
+                               server.request.size() - server.request_sent,
+                               MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0) {
+            server.request_sent += size_t(n);
+            continue;
+        }
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+        if (n < 0 && (errno == EPIPE || errno == ECONNRESET)) {
+            return fail(server, "connection reset");
+        }
+        return fail(server, fmt::format("send: {}", n < 0 ? errno_text(errno) : "no progress"));
+    }
+    watch(server, server.request_sent < server.request.size() ? EPOLLIN | EPOLLOUT : EPOLLIN);
+}
+
+void Prober::receive_reply(Server& server) {
+    // Never hold more than a reply may be: past this the parser says oversized.
+    const size_t cap = (server.flush ? kMaxFlushReplyBytes : 0) + kMaxStatsReplyBytes;
+    std::array<char, 16384> chunk;
+    bool eof = false;
+    int err = 0;
+    while (server.reply.size() < cap) {
+        const size_t room = std::min(chunk.size(), cap - server.reply.size());
+        const ssize_t n = recv(server.fd, chunk.data(), room, MSG_DONTWAIT);
+        if (n > 0) {
+            server.reply.append(chunk.data(), size_t(n));
+            continue;
+        }
+        if (n == 0) {
+            eof = true;
+        } else if (errno == EINTR) {
+            continue;
+        } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
+            err = errno;
+        }
+        break;
+    }
+    // A reply that arrived whole counts even if the peer closed right after it.
+    parse_reply(server);
+    if (server.phase != Phase::exchanging) return;
+    if (err == ECONNRESET || err == EPIPE) return fail(server, "connection reset");
+    if (err != 0) return fail(server, fmt::format("recv: {}", errno_text(err)));
+    if (eof && server.reply.empty()) return fail(server, "connection closed (no reply)");
+    if (eof) return fail(server, fmt::format("closed mid-reply ({} bytes)", server.reply.size()));
+}
+
+void Prober::parse_reply(Server& server) {
+    std::string error;
+    if (server.flush && !server.flush_answered) {
+        size_t consumed = 0;
+        switch (parse_flush_reply(server.reply, consumed, error)) {
+        case ParseStatus::need_more: return;
+        case ParseStatus::error: return fail(server, "flush_all: " + error);
+        case ParseStatus::complete:
+            server.flush_answered = true;
+            server.result.flushed = true;
+            server.stats_start = consumed;
+        }
+    }
+    const std::string_view stats = std::string_view(server.reply).substr(server.stats_start);
+    switch (parse_stats(stats, server.result.stats, server.stats_parsed, error)) {
+    case ParseStatus::need_more: return;
+    case ParseStatus::error: return fail(server, std::move(error));
+    case ParseStatus::complete: {
+        server.result.rtt = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() -
+                                                                                   server.sent_at);
+        const bool out_of_step = server.stats_start + server.stats_parsed < server.reply.size();
+        succeed(server);
+        // Bytes after END that nobody asked for: the next reply could not be trusted.
+        if (out_of_step) close_connection(server);
+    }
+    }
+}
+
+void Prober::handle_event(Server& server, uint32_t events) {
+    switch (server.phase) {
+    case Phase::connecting: return on_connect_ready(server);
+    case Phase::exchanging:
+        if ((events & EPOLLOUT) && server.request_sent < server.request.size()) {
+            send_request(server);
+            if (server.phase != Phase::exchanging) return;
+        }
+        if (events & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP)) receive_reply(server);
+        return;
+    case Phase::done:
+    case Phase::resolving:
+        // A kept connection between probes: the peer closed it or failed.
+        return close_connection(server);
+    }
+}
+
+void Prober::watch(Server& server, uint32_t events) {
+    epoll_event event{};
+    event.events = events;
+    event.data.u64 = (uint64_t(server.index) << 32) | server.serial;
+    const int op = server.registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+    if (epoll_ctl(epoll_fd_, op, server.fd, &event) == 0) {
+        server.registered = true;
+        return;
+    }
+    const std::string error = fmt::format("epoll_ctl: {}", errno_text(errno));
+    if (server.phase == Phase::done) return close_connection(server);
+    fail(server, error);
+}
+
+void Prober::succeed(Server& server) {
+    server.result.ok = true;
+    server.result.error.clear();
+    server.phase = Phase::done;
+    --active_;
+    // Kept for the next round, silent meanwhile: with no events asked for,
+    // epoll still reports a hang-up or an error, and we close it then.
+    watch(server, 0);
+}
+
+void Prober::fail(Server& server, std::string error, bool refused) {
+    server.result.ok = false;
+    server.result.refused = refused;
+    server.result.error = std::move(error);
+    server.result.rtt = {};
+    server.result.stats = StatsReply{};
+    close_connection(server);
+    if (server.is_name) server.endpoints.clear();
+    server.phase = Phase::done;
+    --active_;
+}
+
+void Prober::close_connection(Server& server) {
+    if (server.fd < 0) return;
+    if (server.registered) epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, server.fd, nullptr);
+    close(server.fd);
+    server.fd = -1;
+    server.registered = false;
+}
+
+}  // namespace mcwatch

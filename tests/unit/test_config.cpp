@@ -1,0 +1,135 @@
+#include <doctest/doctest.h>
+
+#include "config.hpp"
+
+using mcwatch::parse_config;
+
+namespace {
+
+// The error for `text` read as "t.conf", or "" if it parsed.
+std::string error_of(const std::string& text) {
+    const auto result = parse_config(text, "t.conf");
+    return result.config ? "" : result.error;
+}
+
+const char* kMinimal = "[servers]\nserver = 127.0.0.1:11211\n";
+
+}  // namespace
+
+TEST_CASE("config: the example of DESIGN.md parses with every key") {
+    const std::string text = R"([mcwatchd]
+state_file = /run/mcwatchd/state
+control_socket = /run/mcwatchd/control
+probe_interval = 500ms
+probe_timeout = 250ms
+fail_after = 2
+recover_after = 3
+recently_down_window = 1h
+writeback_ttl = 10m
+flush_on_rejoin = yes
+stale_after = 5s
+
+[routing]                  ; for linked clients and `mcctl route`
+distribution = ketama      ; ketama | ketama_weighted | modula
+hash = md5                 ; any hash libmemcached offers
+
+[servers]                  ; order matters (modula), as in the clients' lists
+server = 127.0.0.1:11211
+server = 127.0.0.1:11212 weight=2
+server = unix:/run/memcached/mc.sock
+server = cache-1.example.com:11211
+server = [::1]:11213
+)";
+    const auto result = parse_config(text, "t.conf");
+    REQUIRE_MESSAGE(result.config, result.error);
+    const mcwatch::Config& c = *result.config;
+    CHECK(c.probe_interval.count() == 500);
+    CHECK(c.probe_timeout.count() == 250);
+    CHECK(c.fail_after == 2);
+    CHECK(c.recover_after == 3);
+    CHECK(c.recently_down_window.count() == 3'600'000);
+    CHECK(c.writeback_ttl.count() == 600'000);
+    CHECK(c.flush_on_rejoin);
+    CHECK(c.stale_after.count() == 5000);
+    CHECK(c.distribution == mcwatch::state::Distribution::ketama);
+    CHECK(c.hash == mcwatch::state::Hash::md5);
+    REQUIRE(c.servers.size() == 5);
+    CHECK(c.servers[0].text == "127.0.0.1:11211");
+    CHECK(c.servers[0].port == 11211);
+    CHECK(c.servers[0].line == 18);
+    CHECK(c.servers[1].weight == 2);
+    CHECK(c.servers[1].text == "127.0.0.1:11212");
+    CHECK(c.servers[2].is_unix);
+    CHECK(c.servers[2].path == "/run/memcached/mc.sock");
+    CHECK(c.servers[3].host == "cache-1.example.com");
+    CHECK(c.servers[4].host == "::1");
+    CHECK(c.servers[4].port == 11213);
+}
+
+TEST_CASE("config: defaults when only servers are given") {
+    const auto result = parse_config(kMinimal, "t.conf");
+    REQUIRE(result.config);
+    CHECK(result.config->state_file == "/run/mcwatchd/state");
+    CHECK(result.config->probe_interval.count() == 500);
+    CHECK(result.config->flush_on_rejoin);
+    CHECK(result.config->distribution == mcwatch::state::Distribution::ketama);
+}
+
+TEST_CASE("config: every error names file:line and the problem") {
+    CHECK(error_of("") == "t.conf: no servers configured: add `server = host:port` lines under [servers]");
+    CHECK(error_of("[servers]\n") == "t.conf: no servers configured: add `server = host:port` lines under [servers]");
+    CHECK(error_of("[mcwatchd]\nprobe_intervall = 1s\n") == "t.conf:2: unknown key 'probe_intervall' in [mcwatchd]");
+    CHECK(error_of("[cache]\nx = 1\n") == "t.conf:2: unknown section [cache] (expected [mcwatchd], [routing], [servers])");
+    CHECK(error_of("[mcwatchd]\nprobe_interval = 5 s\n") ==
+          "t.conf:2: probe_interval: bad duration '5 s': unknown unit ' s' (use ms, s, m, h or d)");
+    CHECK(error_of("[mcwatchd]\nprobe_interval = fast\n") ==
+          "t.conf:2: probe_interval: bad duration 'fast': expected a whole number and a unit (ms, s, m, h, d)");
+    CHECK(error_of("[mcwatchd]\nprobe_interval = 1ms\n") == "t.conf:2: probe_interval = 1ms is too short (minimum 10ms)");
+    CHECK(error_of("[mcwatchd]\nfail_after = 0\n") == "t.conf:2: fail_after = '0': expected a whole number from 1 to 1000");
+    CHECK(error_of("[mcwatchd]\nrecover_after = two\n") ==
+          "t.conf:2: recover_after = 'two': expected a whole number from 1 to 1000");
+    CHECK(error_of("[mcwatchd]\nflush_on_rejoin = maybe\n") == "t.conf:2: flush_on_rejoin = 'maybe': expected yes or no");
+    CHECK(error_of("[mcwatchd]\nstate_file = state\n") == "t.conf:2: state_file = 'state': expected an absolute path");
+    CHECK(error_of("[mcwatchd]\nfail_after = 2\nfail_after = 3\n") ==
+          "t.conf:3: duplicate key 'fail_after' (first set on line 2)");
+    CHECK(error_of("[routing]\ndistribution = random\n") ==
+          "t.conf:2: distribution = 'random': expected ketama, ketama_weighted or modula");
+    CHECK(error_of("[routing]\nhash = sha1\n") ==
+          "t.conf:2: hash = 'sha1': unknown hash (expected one of one_at_a_time, md5, crc, fnv1_64, fnv1a_64, "
+          "fnv1_32, fnv1a_32, murmur, jenkins, murmur3)");
+    // Debian 12's libhashkit is built without hsieh.
+    CHECK(error_of("[routing]\nhash = hsieh\n") ==
+          "t.conf:2: hash = 'hsieh': not built into this libhashkit, so no client can use it");
+    CHECK(error_of("[servers]\nserver = 127.0.0.1\n") == "t.conf:2: server 127.0.0.1: missing port (expected host:port)");
+    CHECK(error_of("[servers]\nserver = 127.0.0.1:0\n") == "t.conf:2: server 127.0.0.1:0: port '0' out of range (1-65535)");
+    CHECK(error_of("[servers]\nserver = 127.0.0.1:65536\n") ==
+          "t.conf:2: server 127.0.0.1:65536: port '65536' out of range (1-65535)");
+    CHECK(error_of("[servers]\nserver = host name:1\n") == "t.conf:2: server host: missing port (expected host:port)");
+    CHECK(error_of("[servers]\nserver = ho$t:1\n") == "t.conf:2: server ho$t:1: bad host name 'ho$t'");
+    CHECK(error_of("[servers]\nserver = ::1:11211\n") == "t.conf:2: server ::1:11211: write IPv6 addresses as [addr]:port");
+    CHECK(error_of("[servers]\nserver = unix:relative.sock\n") ==
+          "t.conf:2: server unix:relative.sock: unix socket path must be absolute");
+    CHECK(error_of("[servers]\nserver = a:1 weight=0\n") == "t.conf:2: server a:1: bad weight '0': expected 1 to 1000000");
+    CHECK(error_of("[servers]\nserver = a:1 colour=blue\n") ==
+          "t.conf:2: server a:1: unknown option 'colour=blue' (expected weight=N)");
+    CHECK(error_of("[servers]\nserver = a:1\n\nserver = a:1\n") == "t.conf:4: duplicate server a:1 (first on line 2)");
+    CHECK(error_of("[servers]\nhost = a:1\n") == "t.conf:2: unknown key 'host' in [servers] (expected `server = host:port`)");
+    CHECK(error_of("[servers]\nserver = a:1\nthis line is wrong\n") ==
+          "t.conf:3: syntax error: expected `[section]`, `key = value` or a comment");
+    CHECK(error_of("[servers\nserver = a:1\n") == "t.conf:1: syntax error: expected `[section]`, `key = value` or a comment");
+    CHECK(error_of(std::string("[servers]\nserver = a:1\n; ") + std::string(300, 'x') + "\n") ==
+          "t.conf:3: line longer than 198 characters");
+}
+
+TEST_CASE("config: cross-key checks point at the offending key") {
+    CHECK(error_of(std::string("[mcwatchd]\nprobe_interval = 100ms\nprobe_timeout = 200ms\n") + kMinimal) ==
+          "t.conf:3: probe_timeout (200ms) must be shorter than probe_interval (100ms)");
+    CHECK(error_of(std::string("[mcwatchd]\nstale_after = 1s\nprobe_interval = 2s\n") + kMinimal) ==
+          "t.conf:2: stale_after (1s) must be longer than probe_interval (2s)");
+}
+
+TEST_CASE("config: a missing file is reported with its path") {
+    const auto result = mcwatch::load_config("/nonexistent/mcwatchd.conf");
+    CHECK_FALSE(result.config);
+    CHECK(result.error == "/nonexistent/mcwatchd.conf: cannot open: No such file or directory");
+}

@@ -1,0 +1,38 @@
+#include <doctest/doctest.h>
+
+#include "duration.hpp"
+
+using mcwatch::format_duration;
+using mcwatch::parse_duration;
+
+TEST_CASE("duration: units and bare seconds") {
+    std::string why;
+    CHECK(parse_duration("500ms", why)->count() == 500);
+    CHECK(parse_duration("5s", why)->count() == 5000);
+    CHECK(parse_duration("5", why)->count() == 5000);
+    CHECK(parse_duration("10m", why)->count() == 600'000);
+    CHECK(parse_duration("1h", why)->count() == 3'600'000);
+    CHECK(parse_duration("2d", why)->count() == 172'800'000);
+    CHECK(parse_duration("0s", why)->count() == 0);
+}
+
+TEST_CASE("duration: bad input says what is wrong") {
+    std::string why;
+    CHECK_FALSE(parse_duration("", why));
+    CHECK(why == "bad duration '': expected a whole number and a unit (ms, s, m, h, d)");
+    CHECK_FALSE(parse_duration("-1s", why));
+    CHECK_FALSE(parse_duration("1.5s", why));
+    CHECK(why == "bad duration '1.5s': unknown unit '.5s' (use ms, s, m, h or d)");
+    CHECK_FALSE(parse_duration("10 m", why));
+    CHECK_FALSE(parse_duration("3w", why));
+    CHECK_FALSE(parse_duration("400d", why));
+    CHECK(why == "bad duration '400d': longer than a year");
+    CHECK_FALSE(parse_duration("99999999999999999999ms", why));
+}
+
+TEST_CASE("duration: formatting picks the largest exact unit") {
+    CHECK(format_duration(std::chrono::milliseconds(1500)) == "1500ms");
+    CHECK(format_duration(std::chrono::milliseconds(2000)) == "2s");
+    CHECK(format_duration(std::chrono::milliseconds(3'600'000)) == "1h");
+    CHECK(format_duration(std::chrono::milliseconds(0)) == "0ms");
+}

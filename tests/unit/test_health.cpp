@@ -1,0 +1,135 @@
+#include <doctest/doctest.h>
+
+#include "health.hpp"
+
+using namespace mcwatch;
+using state::ServerState;
+
+namespace {
+
+ProbeResult good(uint64_t pid = 100, uint64_t uptime = 10) {
+    ProbeResult r;
+    r.ok = true;
+    r.rtt = std::chrono::microseconds(250);
+    r.stats.pid = pid;
+    r.stats.uptime_s = uptime;
+    r.stats.curr_items = 7;
+    r.stats.version = "1.6.18";
+    return r;
+}
+
+ProbeResult bad(const char* why = "connection refused") {
+    ProbeResult r;
+    r.refused = true;
+    r.error = why;
+    return r;
+}
+
+HealthPolicy policy(uint32_t fail_after = 2, uint32_t recover_after = 3, bool flush = true) {
+    return {fail_after, recover_after, 60'000, flush};
+}
+
+ServerState state_of(const ServerHealth& h) { return ServerState(h.view().state); }
+
+// Feeds results in order at one time, returns the events' names.
+std::string feed(ServerHealth& h, std::initializer_list<ProbeResult> results, int64_t now = 1000) {
+    std::string names;
+    for (const ProbeResult& r : results) {
+        bool changed = false;
+        for (const HealthEvent& e : h.on_probe(r, now, changed)) names += e.what + " ";
+    }
+    return names;
+}
+
+}  // namespace
+
+TEST_CASE("health: unknown until the first probe, live after one good one") {
+    ServerHealth h(policy());
+    CHECK(state_of(h) == ServerState::unknown);
+    CHECK(h.view().rtt_us == state::kUnknown);
+    CHECK(feed(h, {good()}) == "up ");
+    CHECK(state_of(h) == ServerState::live);
+    CHECK(h.view().rtt_us == 250);
+    CHECK(h.view().curr_items == 7);
+    CHECK(std::string(h.view().version) == "1.6.18");
+    CHECK((h.view().flags & state::kFlagRecentlyDown) == 0);  // nothing to recover from
+}
+
+TEST_CASE("health: dead only after fail_after consecutive failures") {
+    ServerHealth h(policy(3));
+    feed(h, {good()});
+    CHECK(feed(h, {bad(), bad()}) == "");
+    CHECK(state_of(h) == ServerState::live);
+    CHECK(feed(h, {good(), bad(), bad()}) == "");  // a good probe resets the count
+    CHECK(state_of(h) == ServerState::live);
+    CHECK(feed(h, {bad()}, 5000) == "down ");
+    CHECK(state_of(h) == ServerState::dead);
+    CHECK(h.view().since_unix_ms == 5000);
+    CHECK(std::string(h.view().last_error) == "connection refused");
+    CHECK(h.view().rtt_us == state::kUnknown);
+}
+
+TEST_CASE("health: live again after recover_after good probes, the last one flushing") {
+    ServerHealth h(policy(1, 3));
+    feed(h, {good(), bad()});
+    REQUIRE(state_of(h) == ServerState::dead);
+    CHECK_FALSE(h.wants_flush());
+    feed(h, {good()});
+    CHECK_FALSE(h.wants_flush());
+    feed(h, {good()});
+    CHECK(h.wants_flush());  // the next good probe makes it live: flush first
+    ProbeResult unflushed = good();
+    CHECK(feed(h, {unflushed}) == "");  // a reply without the flush does not rejoin
+    CHECK(state_of(h) == ServerState::dead);
+    ProbeResult flushed = good();
+    flushed.flushed = true;
+    CHECK(feed(h, {good(), good(), flushed}, 9000) == "flush up ");
+    CHECK(state_of(h) == ServerState::live);
+    CHECK(h.view().flushes == 1);
+    CHECK((h.view().flags & state::kFlagRecentlyDown) != 0);
+    CHECK(h.view().recently_down_until_unix_ms == 9000 + 60'000);
+}
+
+TEST_CASE("health: without flush_on_rejoin no flush is asked for") {
+    ServerHealth h(policy(1, 1, false));
+    feed(h, {good(), bad()});
+    CHECK_FALSE(h.wants_flush());
+    CHECK(feed(h, {good()}) == "up ");
+}
+
+TEST_CASE("health: the recently-down window ends on time") {
+    ServerHealth h(policy(1, 1, false));
+    feed(h, {good(), bad(), good()}, 1000);
+    REQUIRE((h.view().flags & state::kFlagRecentlyDown) != 0);
+    bool changed = false;
+    CHECK(h.tick(1000 + 59'999, changed).empty());
+    CHECK_FALSE(changed);
+    CHECK(h.tick(1000 + 60'000, changed).size() == 1);
+    CHECK(changed);
+    CHECK((h.view().flags & state::kFlagRecentlyDown) == 0);
+    CHECK(h.view().recently_down_until_unix_ms == 0);
+}
+
+TEST_CASE("health: a restart is a new pid or uptime going backwards, even without a failure") {
+    ServerHealth h(policy());
+    feed(h, {good(100, 50)});
+    CHECK(feed(h, {good(100, 51)}) == "");
+    CHECK(feed(h, {good(200, 1)}, 7000) == "restart ");
+    CHECK(h.view().restarts == 1);
+    CHECK(h.view().last_restart_unix_ms == 7000);
+    CHECK(feed(h, {good(200, 0)}) == "restart ");  // same pid, uptime went back
+    CHECK(h.view().restarts == 2);
+    CHECK(state_of(h) == ServerState::live);
+}
+
+TEST_CASE("health: routing_changed is set exactly when state or flags change") {
+    ServerHealth h(policy(1, 1, false));
+    bool changed = false;
+    h.on_probe(good(), 1, changed);
+    CHECK(changed);
+    changed = false;
+    h.on_probe(good(), 2, changed);
+    CHECK_FALSE(changed);
+    h.on_probe(bad(), 3, changed);
+    CHECK(changed);
+}
