@@ -1,0 +1,33 @@
+#include "json.hpp"
+
+#include <fmt/format.h>
+
+#include "rfc3339.hpp"
+#include "state_format.hpp"
+
+namespace mcwatch::json {
+
+std::string quote(std::string_view text) {
+    std::string out = "\"";
+    for (unsigned char c : text) {
+        switch (c) {
+        case '"': out += "\\\""; break;
+        case '\\': out += "\\\\"; break;
+        case '\n': out += "\\n"; break;
+        case '\r': out += "\\r"; break;
+        case '\t': out += "\\t"; break;
+        default:
+            if (c < 0x20) out += fmt::format("\\u{:04x}", c);
+            else out += char(c);
+        }
+    }
+    return out + '"';
+}
+
+std::string number_or_null(uint64_t value) {
+    return value == state::kUnknown ? "null" : fmt::format("{}", value);
+}
+
+std::string time_or_null(int64_t unix_ms) { return unix_ms <= 0 ? "null" : quote(rfc3339_utc(unix_ms)); }
+
+}  // namespace mcwatch::json

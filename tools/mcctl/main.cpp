@@ -1,0 +1,89 @@
+// mcctl: the operator's view of mcwatchd's state file.
+#include <fmt/format.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "duration.hpp"
+#include "route.hpp"
+#include "snapshot.hpp"
+#include "status.hpp"
+#include "version.hpp"
+
+namespace {
+
+constexpr const char* kUsage =
+    "usage: mcctl [-s STATE_FILE] [-c CONFIG] COMMAND [ARGS]\n"
+    "  status [--json]        servers, their state and facts; exit 0 all live, 1 some not, 2 stale/unusable\n"
+    "  watch [-n INTERVAL] [--count N]   redraw the status until Ctrl-C\n"
+    "  dump                   every raw header and slot field\n"
+    "  route [--json] KEY...  where each key goes now and why (- reads keys from stdin);\n"
+    "                         servers and routing from the state file, or from -c CONFIG\n"
+    "  --version\n"
+    "STATE_FILE defaults to $MCSHIM_STATE, else /run/mcwatchd/state.\n";
+
+int usage_error(const std::string& message) {
+    fmt::print(stderr, "mcctl: {}\n{}", message, kUsage);
+    return mcwatch::kExitUsage;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    using namespace mcwatch;
+    const char* from_env = secure_getenv("MCSHIM_STATE");
+    std::string state_path = from_env && *from_env ? from_env : "/run/mcwatchd/state";
+    const char* explicit_state = nullptr;  // -s
+    const char* config_path = nullptr;     // -c
+    int i = 1;
+    for (; i < argc && argv[i][0] == '-'; ++i) {
+        const std::string arg = argv[i];
+        if (arg == "--version") {
+            fmt::print("mcctl {}\n", kVersion);
+            return 0;
+        }
+        if (arg == "-h" || arg == "--help") {
+            fmt::print("{}", kUsage);
+            return 0;
+        }
+        if (arg == "-s" && i + 1 < argc) state_path = explicit_state = argv[++i];
+        else if (arg == "-c" && i + 1 < argc) config_path = argv[++i];
+        else return usage_error(fmt::format("unknown option '{}'", arg));
+    }
+    if (i >= argc) return usage_error("missing command");
+    const std::string command = argv[i++];
+
+    if (command == "status") {
+        bool as_json = false;
+        for (; i < argc; ++i) {
+            if (std::strcmp(argv[i], "--json") == 0) as_json = true;
+            else return usage_error(fmt::format("status: unknown argument '{}'", argv[i]));
+        }
+        return mcctl_status(state_path, as_json);
+    }
+    if (command == "watch") {
+        std::chrono::milliseconds interval{1000};
+        long count = 0;
+        for (; i < argc; ++i) {
+            const std::string arg = argv[i];
+            if (arg == "-n" && i + 1 < argc) {
+                std::string why;
+                const auto parsed = parse_duration(argv[++i], why);
+                if (!parsed || parsed->count() == 0) return usage_error("watch -n: " + (why.empty() ? "must be > 0" : why));
+                interval = *parsed;
+            } else if (arg == "--count" && i + 1 < argc) {
+                count = std::strtol(argv[++i], nullptr, 10);
+            } else {
+                return usage_error(fmt::format("watch: unknown argument '{}'", arg));
+            }
+        }
+        return mcctl_watch(state_path, interval, count);
+    }
+    if (command == "dump") {
+        if (i < argc) return usage_error("dump takes no arguments");
+        return mcctl_dump(state_path);
+    }
+    if (command == "route") return mcctl_route(explicit_state, config_path, argc - i, argv + i);
+    return usage_error(fmt::format("unknown command '{}'", command));
+}

@@ -1,0 +1,48 @@
+#include "snapshot.hpp"
+
+#include <signal.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "clock.hpp"
+#include "seqlock.hpp"
+
+namespace mcwatch {
+
+bool load_snapshot(const std::string& path, Snapshot& out, std::string& error) {
+    char why[256] = {};
+    if (out.map.open(path.c_str(), why, sizeof why) != state::MapStatus::ok) {
+        error = why;
+        return false;
+    }
+    const state::Header& header = out.map.header();
+    out.servers.assign(header.slot_count, state::ServerDynamic{});
+    // Bounded: the daemon's write section lasts microseconds; a sequence
+    // stuck odd means it died inside one.
+    bool copied = false;
+    for (int attempt = 0; attempt < 50 && !copied; ++attempt) {
+        copied = state::read_consistent(header, out.map.slots(), header.slot_count, out.servers.data(),
+                                        &out.generation);
+        if (!copied) {
+            struct timespec pause{0, 2'000'000};
+            nanosleep(&pause, nullptr);
+        }
+    }
+    if (!copied) {
+        error = "state file " + path + ": stays mid-update (the daemon died while writing?)";
+        return false;
+    }
+    const uint64_t now = monotonic_ns();
+    out.heartbeat_age_ms = state::heartbeat_age_ms(header, now);
+    out.stale = !state::heartbeat_fresh(header, now);
+    out.daemon_running = header.daemon_pid != 0 && (kill(pid_t(header.daemon_pid), 0) == 0 || errno == EPERM);
+    return true;
+}
+
+std::string slot_address(const Snapshot& snapshot, uint32_t i) {
+    const char* address = snapshot.map.slots()[i].address;
+    return std::string(address, strnlen(address, state::kAddressSize));
+}
+
+}  // namespace mcwatch

@@ -1,0 +1,33 @@
+// One consistent view of the state file for mcctl's commands.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "state_reader.hpp"
+
+namespace mcwatch {
+
+struct Snapshot {
+    state::StateMap map;
+    std::vector<state::ServerDynamic> servers;
+    uint64_t generation = 0;
+    uint64_t heartbeat_age_ms = 0;
+    bool stale = false;
+    bool daemon_running = false;  // its pid exists (kill -0)
+};
+
+// Exit status of mcctl when the file cannot be used at all, and for a
+// command line it does not understand.
+inline constexpr int kExitUnusable = 2;
+inline constexpr int kExitUsage = 64;  // EX_USAGE
+
+// Opens `path` and copies one consistent view. On failure `error` says why
+// (naming the file) and the caller exits with kExitUnusable.
+bool load_snapshot(const std::string& path, Snapshot& out, std::string& error);
+
+// The address of slot i, as configured.
+std::string slot_address(const Snapshot& snapshot, uint32_t i);
+
+}  // namespace mcwatch

@@ -1,0 +1,222 @@
+#include "status.hpp"
+
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include <csignal>
+#include <cstdlib>
+#include <thread>
+
+#include "clock.hpp"
+#include "json.hpp"
+#include "rfc3339.hpp"
+#include "routing_names.hpp"
+#include "snapshot.hpp"
+
+namespace mcwatch {
+
+using state::kUnknown;
+using state::ServerDynamic;
+using state::ServerState;
+
+namespace {
+
+// "45s", "3m12s", "2h05m", "3d04h": two units at most, for a table.
+std::string human_duration(int64_t ms) {
+    if (ms < 0) ms = 0;
+    const int64_t s = ms / 1000;
+    if (s < 60) return fmt::format("{}s", s);
+    if (s < 3600) return fmt::format("{}m{:02}s", s / 60, s % 60);
+    if (s < 86400) return fmt::format("{}h{:02}m", s / 3600, s % 3600 / 60);
+    return fmt::format("{}d{:02}h", s / 86400, s % 86400 / 3600);
+}
+
+std::string rtt_text(uint64_t us) {
+    if (us == kUnknown) return "-";
+    if (us < 10'000) return fmt::format("{}us", us);
+    return fmt::format("{}ms", us / 1000);
+}
+
+std::string hit_ratio(const ServerDynamic& s) {
+    if (s.get_hits == kUnknown || s.get_misses == kUnknown || s.get_hits + s.get_misses == 0) return "-";
+    return fmt::format("{:.1f}%", 100.0 * double(s.get_hits) / double(s.get_hits + s.get_misses));
+}
+
+std::string fact(uint64_t value) { return value == kUnknown ? "-" : fmt::format("{}", value); }
+
+bool use_colour() {
+    const char* term = std::getenv("TERM");
+    return isatty(STDOUT_FILENO) && !std::getenv("NO_COLOR") && term && std::string(term) != "dumb";
+}
+
+const char* colour_of(uint32_t state) {
+    switch (ServerState(state)) {
+    case ServerState::live: return "\x1b[32m";
+    case ServerState::dead: return "\x1b[1;31m";
+    case ServerState::draining: return "\x1b[33m";
+    default: return "\x1b[2m";
+    }
+}
+
+bool all_live(const Snapshot& snapshot) {
+    for (const ServerDynamic& s : snapshot.servers)
+        if (s.state != uint32_t(ServerState::live)) return false;
+    return true;
+}
+
+int exit_status(const Snapshot& snapshot) {
+    if (snapshot.stale) return kExitUnusable;
+    return all_live(snapshot) ? 0 : 1;
+}
+
+std::string status_table(const Snapshot& snapshot, const std::string& path, bool colour) {
+    const state::Header& header = snapshot.map.header();
+    const int64_t now = unix_ms();
+    std::string out = fmt::format("mcwatchd pid {}{}, state {} (generation {}), heartbeat {} ago\n", header.daemon_pid,
+                                  snapshot.daemon_running ? "" : " (not running)", path, snapshot.generation,
+                                  human_duration(int64_t(snapshot.heartbeat_age_ms)));
+    if (snapshot.stale) {
+        const std::string warning = fmt::format(
+            "STALE: no heartbeat for {} (stale_after {}ms): clients ignore this file and place keys natively\n",
+            human_duration(int64_t(snapshot.heartbeat_age_ms)), header.stale_after_ms);
+        out += colour ? fmt::format("\x1b[1;41;97m{}\x1b[0m", warning) : warning;
+    }
+    size_t width = 6;
+    for (uint32_t i = 0; i < header.slot_count; ++i) width = std::max(width, slot_address(snapshot, i).size());
+    out += fmt::format("{:<{}}  {:<8} {:>7} {:>7} {:>8} {:>9} {:>6} {:>8}  {}\n", "SERVER", width, "STATE", "FOR",
+                       "RTT", "UPTIME", "ITEMS", "HIT%", "RESTARTS", "RECENTLY DOWN UNTIL");
+    for (uint32_t i = 0; i < header.slot_count; ++i) {
+        const ServerDynamic& s = snapshot.servers[i];
+        const std::string state = state::state_name(s.state);
+        const std::string padded = fmt::format("{:<8}", state);
+        const std::string shown = colour ? fmt::format("{}{}\x1b[0m", colour_of(s.state), padded) : padded;
+        const std::string since = s.since_unix_ms ? human_duration(now - s.since_unix_ms) : "-";
+        // A dead server's last known uptime would read as if it were running.
+        const bool dead = s.state == uint32_t(ServerState::dead);
+        const std::string uptime =
+            dead || s.uptime_s == kUnknown ? "-" : human_duration(int64_t(s.uptime_s) * 1000);
+        const std::string until = (s.flags & state::kFlagRecentlyDown) ? rfc3339_utc(s.recently_down_until_unix_ms) : "-";
+        out += fmt::format("{:<{}}  {} {:>7} {:>7} {:>8} {:>9} {:>6} {:>8}  {}\n", slot_address(snapshot, i), width,
+                           shown, since, rtt_text(s.rtt_us), uptime, fact(s.curr_items), hit_ratio(s), s.restarts,
+                           until);
+        if (s.state == uint32_t(ServerState::dead) && s.last_error[0])
+            out += fmt::format("{:<{}}  last error: {}\n", "", width, s.last_error);
+    }
+    return out;
+}
+
+std::string status_json(const Snapshot& snapshot) {
+    using namespace json;
+    const state::Header& header = snapshot.map.header();
+    std::string out = fmt::format(
+        "{{\"daemon\": {{\"pid\": {}, \"running\": {}, \"generation\": {}, \"heartbeat_age_ms\": {}, "
+        "\"heartbeat\": {}, \"stale\": {}, \"rounds\": {}, \"distribution\": {}, \"hash\": {}, "
+        "\"format_version\": {}}}, \"servers\": [",
+        header.daemon_pid, snapshot.daemon_running, snapshot.generation, snapshot.heartbeat_age_ms,
+        time_or_null(header.heartbeat_unix_ms.load()), snapshot.stale, header.rounds.load(),
+        quote(distribution_name(state::Distribution(header.distribution))), quote(hash_name(state::Hash(header.hash))),
+        header.format_version);
+    for (uint32_t i = 0; i < header.slot_count; ++i) {
+        const ServerDynamic& s = snapshot.servers[i];
+        const state::Slot& slot = snapshot.map.slots()[i];
+        const bool recently_down = s.flags & state::kFlagRecentlyDown;
+        out += fmt::format(
+            "{}{{\"address\": {}, \"resolved\": {}, \"weight\": {}, \"state\": {}, \"since\": {}, "
+            "\"recently_down_until\": {}, \"rtt_us\": {}, \"uptime_s\": {}, \"pid\": {}, \"version\": {}, "
+            "\"restarts\": {}, \"last_restart\": {}, \"curr_items\": {}, \"curr_connections\": {}, "
+            "\"get_hits\": {}, \"get_misses\": {}, \"evictions\": {}, \"probes_ok\": {}, \"probes_failed\": {}, "
+            "\"transitions\": {}, \"flushes\": {}, \"last_probe\": {}, \"last_error\": {}}}",
+            i ? ", " : "", quote(slot_address(snapshot, i)),
+            slot.resolved[0] ? quote(std::string(slot.resolved, strnlen(slot.resolved, state::kResolvedSize)))
+                             : "null",
+            slot.weight, quote(state::state_name(s.state)), time_or_null(s.since_unix_ms),
+            recently_down ? time_or_null(s.recently_down_until_unix_ms) : "null", number_or_null(s.rtt_us),
+            number_or_null(s.state == uint32_t(ServerState::dead) ? kUnknown : s.uptime_s), number_or_null(s.pid), s.version[0] ? quote(s.version) : "null", s.restarts,
+            time_or_null(s.last_restart_unix_ms), number_or_null(s.curr_items), number_or_null(s.curr_connections),
+            number_or_null(s.get_hits), number_or_null(s.get_misses), number_or_null(s.evictions), s.probes_ok,
+            s.probes_failed, s.transitions, s.flushes, time_or_null(s.last_probe_unix_ms),
+            s.last_error[0] ? quote(s.last_error) : "null");
+    }
+    return out + "]}\n";
+}
+
+volatile std::sig_atomic_t interrupted = 0;
+
+}  // namespace
+
+int mcctl_status(const std::string& path, bool as_json) {
+    Snapshot snapshot;
+    std::string error;
+    if (!load_snapshot(path, snapshot, error)) {
+        fmt::print(stderr, "mcctl: {}\n", error);
+        return kExitUnusable;
+    }
+    fmt::print("{}", as_json ? status_json(snapshot) : status_table(snapshot, path, use_colour()));
+    return exit_status(snapshot);
+}
+
+int mcctl_watch(const std::string& path, std::chrono::milliseconds interval, long count) {
+    struct sigaction action{};
+    action.sa_handler = [](int) { interrupted = 1; };
+    sigaction(SIGINT, &action, nullptr);
+    sigaction(SIGTERM, &action, nullptr);
+    const bool terminal = isatty(STDOUT_FILENO);
+    int status = 0;
+    for (long shown = 0; !interrupted && (count <= 0 || shown < count); ++shown) {
+        if (shown) {
+            const auto until = std::chrono::steady_clock::now() + interval;
+            while (!interrupted && std::chrono::steady_clock::now() < until)
+                std::this_thread::sleep_for(std::chrono::milliseconds(20));
+            if (interrupted) break;
+        }
+        Snapshot snapshot;
+        std::string error;
+        std::string screen;
+        if (load_snapshot(path, snapshot, error)) {
+            screen = status_table(snapshot, path, use_colour());
+            status = exit_status(snapshot);
+        } else {
+            screen = fmt::format("mcctl: {}\n", error);
+            status = kExitUnusable;
+        }
+        // Home and clear-to-end rather than clear-screen: no flicker.
+        fmt::print("{}{}{}", terminal ? "\x1b[H" : "", screen, terminal ? "\x1b[J" : "\n");
+        std::fflush(stdout);
+    }
+    return interrupted ? 0 : status;
+}
+
+int mcctl_dump(const std::string& path) {
+    Snapshot snapshot;
+    std::string error;
+    if (!load_snapshot(path, snapshot, error)) {
+        fmt::print(stderr, "mcctl: {}\n", error);
+        return kExitUnusable;
+    }
+    const state::Header& h = snapshot.map.header();
+    fmt::print("header:\n  magic: {}\n  format_version: {}\n  header_size: {}\n  slot_size: {}\n  slot_count: {}\n"
+               "  file_size: {}\n  servers_digest: {:016x}\n  static_digest: {:016x}\n  distribution: {}\n"
+               "  hash: {}\n  daemon_pid: {}\n  probe_interval_ms: {}\n  stale_after_ms: {}\n"
+               "  recently_down_window_s: {}\n  writeback_ttl_s: {}\n  flags: {:#x}\n  created: {}\n"
+               "  seq: {}\n  generation: {}\n  heartbeat_mono_ns: {}\n  heartbeat: {}\n  rounds: {}\n"
+               "  superseded: {}\n",
+               std::string(h.magic, strnlen(h.magic, sizeof h.magic)), h.format_version, h.header_size, h.slot_size,
+               h.slot_count, h.file_size, h.servers_digest, h.static_digest, h.distribution, h.hash, h.daemon_pid,
+               h.probe_interval_ms, h.stale_after_ms, h.recently_down_window_s, h.writeback_ttl_s, h.flags,
+               rfc3339_utc(h.created_unix_ms), h.seq.load(), snapshot.generation, h.heartbeat_mono_ns.load(),
+               rfc3339_utc(h.heartbeat_unix_ms.load()), h.rounds.load(), h.superseded.load());
+    for (uint32_t i = 0; i < h.slot_count; ++i) {
+        const state::Slot& slot = snapshot.map.slots()[i];
+        const ServerDynamic& s = snapshot.servers[i];
+        fmt::print("slot {}:\n  address: {}\n  resolved: {}\n  weight: {}\n  index: {}\n", i, slot_address(snapshot, i),
+                   std::string(slot.resolved, strnlen(slot.resolved, state::kResolvedSize)), slot.weight, slot.index);
+#define MCWATCH_DUMP_FIELD(type, name) fmt::print("  " #name ": {}\n", s.name);
+        MCWATCH_SLOT_DYNAMIC_FIELDS(MCWATCH_DUMP_FIELD)
+#undef MCWATCH_DUMP_FIELD
+        fmt::print("  version: {}\n  last_error: {}\n", s.version, s.last_error);
+    }
+    return 0;
+}
+
+}  // namespace mcwatch
