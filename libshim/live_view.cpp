@@ -1,0 +1,158 @@
+#include "live_view.hpp"
+
+#include <cstdio>
+
+#include "clock.hpp"
+#include "seqlock.hpp"
+
+namespace mcwatch::route {
+
+StateSource::StateSource(std::string path, bool debug) : path_(std::move(path)), debug_(debug) {
+    refresh(true);
+}
+
+std::string StateSource::problem() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return problem_;
+}
+
+void StateSource::refresh(bool wait) noexcept {
+    std::unique_lock<std::mutex> lock(mutex_, std::defer_lock);
+    if (wait)
+        lock.lock();
+    else if (!lock.try_lock())
+        return;  // another thread is checking; the current view stands meanwhile
+    try {
+        const uint64_t now = monotonic_ns();
+        const Mapped* mapped = current_.load(std::memory_order_relaxed);
+        bool changed = false;
+        const bool superseded =
+            mapped && mapped->map.header().superseded.load(std::memory_order_acquire);
+        if (!mapped || superseded || now >= next_stat_ns_) {
+            next_stat_ns_ = now + kCheckIntervalNs;
+            if (!mapped || mapped->map.replaced(path_.c_str())) {
+                auto fresh = std::make_unique<Mapped>();
+                char why[256] = "";
+                if (fresh->map.open(path_.c_str(), why, sizeof why) == state::MapStatus::ok) {
+                    fresh->serial = ++serials_;
+                    mapped = fresh.get();
+                    maps_.push_back(std::move(fresh));
+                    current_.store(mapped, std::memory_order_release);
+                    changed = true;
+                } else {
+                    problem_ = why;
+                }
+            }
+        }
+        bool usable = false;
+        uint64_t generation = 0;
+        uint64_t next_check = now + kCheckIntervalNs;
+        if (mapped) {
+            const state::Header& header = mapped->map.header();
+            generation = header.generation.load(std::memory_order_acquire);
+            usable = state::heartbeat_fresh(header, now);
+            if (usable) {
+                problem_.clear();
+                // Look again the moment the heartbeat would go stale.
+                const uint64_t stale_at =
+                    header.heartbeat_mono_ns.load(std::memory_order_relaxed) +
+                    uint64_t(header.stale_after_ms) * 1000000u + 1;
+                if (stale_at < next_check) next_check = stale_at;
+            } else if (problem_.empty() || changed) {
+                char why[256];
+                std::snprintf(why, sizeof why,
+                              "state file %s: heartbeat %llu ms old, stale after %u ms",
+                              path_.c_str(),
+                              (unsigned long long)state::heartbeat_age_ms(header, now),
+                              header.stale_after_ms);
+                problem_ = why;
+            }
+        }
+        if (changed || usable != usable_.load(std::memory_order_relaxed) ||
+            generation != generation_seen_.load(std::memory_order_relaxed)) {
+            generation_seen_.store(generation, std::memory_order_relaxed);
+            usable_.store(usable, std::memory_order_relaxed);
+            epoch_.fetch_add(1, std::memory_order_release);
+        }
+        next_check_ns_.store(next_check, std::memory_order_relaxed);
+        if (debug_ && usable == said_unusable_) {
+            if (usable)
+                std::fprintf(stderr, "mcshim: state file %s usable again\n", path_.c_str());
+            else
+                std::fprintf(stderr, "mcshim: %s: placing keys natively\n", problem_.c_str());
+            said_unusable_ = !usable;
+        }
+    } catch (...) {
+        // Out of memory while mapping: keep the current view, retry later.
+        next_check_ns_.store(monotonic_ns() + kCheckIntervalNs, std::memory_order_relaxed);
+    }
+}
+
+std::vector<std::vector<std::string>> server_names(const Topology& topology, bool resolve) {
+    std::vector<std::vector<std::string>> names;
+    names.reserve(topology.size());
+    for (const ServerSpec& server : topology.servers()) {
+        std::vector<std::string> forms{canonical_address(server)};
+        for (std::string& numeric : numeric_addresses(server, resolve))
+            if (numeric != forms.front()) forms.push_back(std::move(numeric));
+        names.push_back(std::move(forms));
+    }
+    return names;
+}
+
+std::vector<int32_t> match_slots(const std::vector<std::vector<std::string>>& names,
+                                 const state::Header& header, const state::Slot* slots) {
+    const uint32_t slot_count = header.slot_count;
+    std::vector<std::string> configured(slot_count), resolved(slot_count);
+    for (uint32_t s = 0; s < slot_count; ++s) {
+        configured[s] = canonical_address(
+            std::string_view(slots[s].address, strnlen(slots[s].address, state::kAddressSize)));
+        resolved[s] = canonical_address(
+            std::string_view(slots[s].resolved, strnlen(slots[s].resolved, state::kResolvedSize)));
+    }
+    std::vector<int32_t> slot_of(names.size(), -1);
+    for (size_t i = 0; i < names.size(); ++i) {
+        for (uint32_t s = 0; s < slot_count && slot_of[i] < 0; ++s)
+            if (!configured[s].empty() && configured[s] == names[i].front()) slot_of[i] = int32_t(s);
+        for (uint32_t s = 0; s < slot_count && slot_of[i] < 0; ++s) {
+            for (const std::string& name : names[i])
+                if (name == resolved[s] || name == configured[s]) slot_of[i] = int32_t(s);
+        }
+    }
+    return slot_of;
+}
+
+uint8_t status_bits(uint32_t state_value, uint32_t flags) noexcept {
+    switch (static_cast<state::ServerState>(state_value)) {
+    case state::ServerState::dead: return kStatusAvoid;
+    case state::ServerState::draining: return kStatusAvoid | kStatusDraining;
+    case state::ServerState::unknown:
+    case state::ServerState::live: break;
+    }
+    return (flags & state::kFlagRecentlyDown) ? kStatusRecent : 0;
+}
+
+bool read_status(const state::Header& header, const state::Slot* slots, const int32_t* slot_of,
+                 uint32_t count, uint8_t* out) noexcept {
+    for (unsigned attempt = 0; attempt < state::kReadTries; ++attempt) {
+        const uint64_t before = header.seq.load(std::memory_order_acquire);
+        if (before & 1) {
+            state::cpu_relax();
+            continue;
+        }
+        for (uint32_t i = 0; i < count; ++i) {
+            if (slot_of[i] < 0) {
+                out[i] = 0;
+                continue;
+            }
+            const state::Slot& slot = slots[slot_of[i]];
+            out[i] = status_bits(slot.state.load(std::memory_order_relaxed),
+                                 slot.flags.load(std::memory_order_relaxed));
+        }
+        std::atomic_thread_fence(std::memory_order_acquire);
+        if (header.seq.load(std::memory_order_relaxed) == before) return true;
+    }
+    return false;
+}
+
+}  // namespace mcwatch::route

@@ -1,0 +1,110 @@
+// The process's view of the state file for routing: which mapping is
+// current, whether it is usable (valid and fresh), and an epoch that changes
+// whenever anything routing reads from it may have changed. Checking it costs
+// a few loads and a coarse clock read; the work (stat, remap, heartbeat
+// check) happens at most once a second or when the generation moves.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <ctime>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "placement.hpp"
+#include "state_reader.hpp"
+
+namespace mcwatch::route {
+
+// CLOCK_MONOTONIC_COARSE: a vDSO read of a few ns, precise to a tick (a
+// few ms), which is all the periodic checks need.
+inline uint64_t coarse_monotonic_ns() noexcept {
+    timespec ts{};
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return uint64_t(ts.tv_sec) * 1000000000u + uint64_t(ts.tv_nsec);
+}
+
+// How often the file is looked at again (stat for replacement, heartbeat
+// age, a missing or invalid file retried) without a generation change.
+inline constexpr uint64_t kCheckIntervalNs = 1'000'000'000;
+
+class StateSource {
+public:
+    struct Mapped {
+        state::StateMap map;
+        uint64_t serial = 0;  // distinct per mapping, never 0
+    };
+
+    // Maps `path` if it can; a missing or invalid file is retried later.
+    // With `debug`, says on stderr (prefixed "mcshim:") when the view
+    // becomes unusable and usable again.
+    explicit StateSource(std::string path, bool debug = false);
+    StateSource(const StateSource&) = delete;
+    StateSource& operator=(const StateSource&) = delete;
+
+    // The hot-path check. Thread-safe; lock-free unless a check is due,
+    // and then one thread checks while the others carry on.
+    uint64_t poll(uint64_t now_coarse_ns) noexcept {
+        const Mapped* mapped = current_.load(std::memory_order_acquire);
+        if (now_coarse_ns >= next_check_ns_.load(std::memory_order_relaxed) ||
+            (mapped && mapped->map.header().generation.load(std::memory_order_relaxed) !=
+                           generation_seen_.load(std::memory_order_relaxed)))
+            refresh(false);
+        return epoch_.load(std::memory_order_acquire);
+    }
+
+    // The current mapping, or null. A mapping stays valid until the source is
+    // destroyed: replaced files are kept mapped (one small mapping per daemon
+    // restart or reload) because a lock-free reader may still be reading one.
+    const Mapped* current() const noexcept { return current_.load(std::memory_order_acquire); }
+    // Mapped, valid and with a fresh heartbeat as of the last check.
+    bool usable() const noexcept { return usable_.load(std::memory_order_acquire); }
+    uint64_t epoch() const noexcept { return epoch_.load(std::memory_order_acquire); }
+    const std::string& path() const noexcept { return path_; }
+    // Why the view is not usable ("" when it is): a sentence naming the file.
+    std::string problem() const;
+    // Checks now, whatever the schedule (tests, tools).
+    void check_now() noexcept { refresh(true); }
+
+private:
+    void refresh(bool wait) noexcept;
+
+    const std::string path_;
+    const bool debug_;
+    mutable std::mutex mutex_;  // refreshers only; readers never take it
+    std::vector<std::unique_ptr<Mapped>> maps_;  // every mapping made, current last
+    uint64_t next_stat_ns_ = 0;
+    uint64_t serials_ = 0;
+    std::string problem_;
+    bool said_unusable_ = false;
+
+    std::atomic<const Mapped*> current_{nullptr};
+    std::atomic<uint64_t> next_check_ns_{0};
+    std::atomic<uint64_t> generation_seen_{0};
+    std::atomic<uint64_t> epoch_{1};
+    std::atomic<bool> usable_{false};
+};
+
+// Which slot of the state file each server of a list is: matched by the
+// canonical address as configured first, then by numeric address (the
+// slot's resolved address, or its configured one if numeric, against the
+// server's numeric forms). -1 for a server the file does not list.
+// `names[i]` are server i's canonical address then its numeric forms.
+std::vector<int32_t> match_slots(const std::vector<std::vector<std::string>>& names,
+                                 const state::Header& header, const state::Slot* slots);
+
+// server i's names for match_slots; `resolve` allows getaddrinfo.
+std::vector<std::vector<std::string>> server_names(const Topology& topology, bool resolve);
+
+// kStatus* bits of one slot's state and flags.
+uint8_t status_bits(uint32_t state, uint32_t flags) noexcept;
+
+// The kStatus* bits of the slots in `slot_of` (live for -1) into `out`, as
+// of one instant, by the seqlock protocol of seqlock.hpp but reading only
+// state and flags. False if no consistent copy could be made now.
+bool read_status(const state::Header& header, const state::Slot* slots, const int32_t* slot_of,
+                 uint32_t count, uint8_t* out) noexcept;
+
+}  // namespace mcwatch::route

@@ -1,0 +1,136 @@
+#include "router.hpp"
+
+#include "seqlock.hpp"
+
+namespace mcwatch::route {
+
+namespace {
+
+// A torn read of the file (the daemon inside its write, or killed there) is
+// retried this much later rather than on every call.
+constexpr uint64_t kTornRetryNs = 10'000'000;
+
+}  // namespace
+
+Router::Router(Topology topology, std::shared_ptr<StateSource> source, bool resolve)
+    : topology_(std::move(topology)),
+      view_(topology_.view()),
+      source_(std::move(source)),
+      names_(server_names(topology_, resolve)),
+      slot_of_(topology_.size(), -1),
+      scratch_(topology_.size(), 0) {
+    for (Snapshot& copy : copies_) {
+        copy.status.reset(new std::atomic<uint8_t>[topology_.size()]);
+        write_snapshot(copy, false, topology_.size());
+    }
+    if (source_) refresh(coarse_monotonic_ns());
+}
+
+void Router::write_snapshot(Snapshot& copy, bool usable, uint32_t allowed) noexcept {
+    for (uint32_t i = 0; i < topology_.size(); ++i)
+        copy.status[i].store(usable ? scratch_[i] : 0, std::memory_order_relaxed);
+    copy.allowed_count.store(allowed, std::memory_order_relaxed);
+    copy.usable.store(usable, std::memory_order_relaxed);
+}
+
+void Router::refresh(uint64_t now) noexcept {
+    std::unique_lock<std::mutex> lock(refresh_mutex_, std::try_to_lock);
+    if (!lock.owns_lock()) return;  // another thread refreshes; the old snapshot stands
+    const uint64_t epoch = source_->epoch();
+    const StateSource::Mapped* mapped = source_->current();
+    const bool usable = source_->usable() && mapped;
+    uint32_t allowed = topology_.size();
+    const uint32_t count = topology_.size();
+    if (usable) {
+        if (mapped->serial != map_serial_) {
+            try {
+                slot_of_ = match_slots(names_, mapped->map.header(), mapped->map.slots());
+                map_serial_ = mapped->serial;
+            } catch (...) {
+                retry_later(epoch, now);
+                return;
+            }
+        }
+        if (!read_status(mapped->map.header(), mapped->map.slots(), slot_of_.data(), count,
+                         scratch_.data())) {
+            retry_later(epoch, now);
+            return;
+        }
+        allowed = 0;
+        for (uint32_t i = 0; i < count; ++i)
+            if (!(scratch_[i] & kStatusAvoid)) ++allowed;
+    }
+    // Publish through the latch: readers move to copy 1 while copy 0 is
+    // written, then back to copy 0 while copy 1 is.
+    const uint64_t start = latch_.load(std::memory_order_relaxed);  // even: both copies equal
+    latch_.store(start + 1, std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_release);
+    write_snapshot(copies_[0], usable, allowed);
+    latch_.store(start + 2, std::memory_order_release);
+    std::atomic_thread_fence(std::memory_order_release);
+    write_snapshot(copies_[1], usable, allowed);
+    seen_epoch_.store(epoch, std::memory_order_relaxed);
+    retry_at_ns_.store(UINT64_MAX, std::memory_order_relaxed);
+}
+
+// Keeps the current snapshot and looks again in kTornRetryNs, not at every
+// call (a daemon killed inside its write leaves the sequence odd until the
+// heartbeat goes stale).
+void Router::retry_later(uint64_t epoch, uint64_t now) noexcept {
+    seen_epoch_.store(epoch, std::memory_order_relaxed);
+    retry_at_ns_.store(now + kTornRetryNs, std::memory_order_relaxed);
+}
+
+Decision Router::native_only(const PlacementView& view, const char* key, size_t length) noexcept {
+    Decision d;
+    d.native = d.target = int32_t(place_key(view, key, length).server);
+    d.flags = kRouteStale;
+    return d;
+}
+
+Decision Router::route_with(const PlacementView& view, const char* key, size_t length) noexcept {
+    if (!source_ || view.server_count != topology_.size()) return native_only(view, key, length);
+    const uint64_t now = coarse_monotonic_ns();
+    const uint64_t epoch = source_->poll(now);
+    if (epoch != seen_epoch_.load(std::memory_order_relaxed) ||
+        now >= retry_at_ns_.load(std::memory_order_relaxed))
+        refresh(now);
+    // A retry needs the writer to move the latch during this very read; 64
+    // in a row would take 32 publications, each a generation change.
+    for (unsigned attempt = 0; attempt < state::kReadTries; ++attempt) {
+        const uint64_t before = latch_.load(std::memory_order_acquire);
+        const Snapshot& copy = copies_[before & 1];
+        Decision d;
+        if (!copy.usable.load(std::memory_order_relaxed)) {
+            d = native_only(view, key, length);
+        } else {
+            const uint32_t count = topology_.size();
+            d = decide(
+                view, key, length,
+                [&copy, count](uint32_t i) -> uint8_t {
+                    // A handle's continuum could name a server past the list.
+                    return i < count ? copy.status[i].load(std::memory_order_relaxed) : 0;
+                },
+                copy.allowed_count.load(std::memory_order_relaxed));
+        }
+        std::atomic_thread_fence(std::memory_order_acquire);
+        if (latch_.load(std::memory_order_relaxed) == before) return d;
+    }
+    return native_only(view, key, length);
+}
+
+int32_t Router::slot_of(uint32_t server) noexcept {
+    if (!source_ || server >= topology_.size()) return -1;
+    source_->check_now();
+    refresh(coarse_monotonic_ns());
+    std::lock_guard<std::mutex> lock(refresh_mutex_);
+    const StateSource::Mapped* mapped = source_->current();
+    if (!mapped) return -1;
+    if (mapped->serial != map_serial_) {
+        slot_of_ = match_slots(names_, mapped->map.header(), mapped->map.slots());
+        map_serial_ = mapped->serial;
+    }
+    return slot_of_[server];
+}
+
+}  // namespace mcwatch::route

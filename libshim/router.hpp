@@ -1,0 +1,84 @@
+// The router: a caller's server list (Topology) plus the state file's view
+// of it. route() is what the C API, mcctl and the preload shim ask: native
+// server, where the key goes now, the fallback of a recently-down server.
+//
+// Hot path on an unchanged table: a coarse clock read, a handful of atomic
+// loads, the key hash and the ring search, one status byte. No lock, no
+// allocation, no syscall, no exception. When the file's generation moves
+// (or a periodic check finds it stale, replaced or back), one thread copies
+// the servers' states into the router's own snapshot, so that a decision
+// never mixes two views. The snapshot is kept twice behind a latch (Linux's
+// seqcount_latch): readers use the copy the writer is not writing, so a
+// refresher preempted mid-publication never makes a reader wait or retry.
+//
+// Namespaces are the caller's business: route the key libmemcached hashes
+// (with MEMCACHED_BEHAVIOR_HASH_WITH_PREFIX_KEY, the namespace followed by the
+// key; libmemcached 1.1.4 hashes such a key longer than 250 bytes as 0).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "live_view.hpp"
+#include "placement.hpp"
+
+namespace mcwatch::route {
+
+class Router {
+public:
+    // `source` may be null: every decision is then native, flagged stale.
+    // `resolve` lets server names be resolved (getaddrinfo, here, once) to
+    // match state-file slots configured by number, and the reverse.
+    Router(Topology topology, std::shared_ptr<StateSource> source, bool resolve = true);
+    Router(const Router&) = delete;
+    Router& operator=(const Router&) = delete;
+
+    Decision route(const char* key, size_t length) noexcept { return route_with(view_, key, length); }
+
+    // The same liveness snapshot, with another placement of the same server
+    // list: a libmemcached handle's own continuum and hash function (the
+    // preload shim), which stays right even where a rebuilt ring would not
+    // (a handle's hash set after its distribution, clones). `view` must list
+    // the servers of this router's topology, in the same order.
+    Decision route_with(const PlacementView& view, const char* key, size_t length) noexcept;
+
+    const Topology& topology() const noexcept { return topology_; }
+    StateSource* source() const noexcept { return source_.get(); }
+
+    // For tools, not the hot path: the state-file slot server i was matched
+    // to in the current mapping (-1: not listed, or no file), after a refresh.
+    int32_t slot_of(uint32_t server) noexcept;
+
+private:
+    void refresh(uint64_t now) noexcept;
+    void retry_later(uint64_t epoch, uint64_t now) noexcept;
+    static Decision native_only(const PlacementView& view, const char* key, size_t length) noexcept;
+
+    const Topology topology_;
+    const PlacementView view_;
+    const std::shared_ptr<StateSource> source_;
+    const std::vector<std::vector<std::string>> names_;
+
+    std::mutex refresh_mutex_;  // refreshers only
+    uint64_t map_serial_ = 0;   // the mapping slot_of_ belongs to
+    std::vector<int32_t> slot_of_;
+    std::vector<uint8_t> scratch_;
+
+    // The snapshot, twice; readers use copies_[latch_ & 1].
+    struct Snapshot {
+        std::unique_ptr<std::atomic<uint8_t>[]> status;  // kStatus* bits per server
+        std::atomic<uint32_t> allowed_count{0};
+        std::atomic<bool> usable{false};
+    };
+    void write_snapshot(Snapshot& copy, bool usable, uint32_t allowed) noexcept;
+    std::atomic<uint64_t> latch_{0};
+    Snapshot copies_[2];
+    std::atomic<uint64_t> seen_epoch_{0};
+    std::atomic<uint64_t> retry_at_ns_{UINT64_MAX};  // after a torn read of the file
+};
+
+}  // namespace mcwatch::route

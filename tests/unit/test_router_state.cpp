@@ -1,0 +1,316 @@
+// The router reading mcwatchd's view from a state file: generation-driven
+// snapshots, address matching, staleness, replacement, and concurrent
+// rewrites that must never show a reader a torn server list.
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <thread>
+
+#include "clock.hpp"
+#include "router.hpp"
+#include "scratch_dir.hpp"
+#include "state_fixture.hpp"
+#include "test_router_support.hpp"
+
+using namespace mcwatch;
+using namespace mcwatch::route;
+using test::FixtureServer;
+using test::StateFixture;
+
+namespace {
+
+std::vector<FixtureServer> fixture_servers(uint32_t count) {
+    std::vector<FixtureServer> out;
+    for (uint32_t i = 0; i < count; ++i) {
+        const std::string address = "10.1.0." + std::to_string(i + 1) + ":" + std::to_string(11211 + i);
+        out.push_back({address, address, 1});
+    }
+    return out;
+}
+
+std::unique_ptr<Router> router_for(const std::string& path, std::vector<ServerSpec> specs,
+                                   state::Distribution distribution = state::Distribution::ketama) {
+    return std::make_unique<Router>(test::topology_of(std::move(specs), distribution,
+                                                      state::Hash::md5),
+                                    std::make_shared<StateSource>(path));
+}
+
+bool same(const Decision& a, const Decision& b) {
+    return a.native == b.native && a.target == b.target && a.fallback == b.fallback &&
+           a.flags == b.flags;
+}
+
+}  // namespace
+
+TEST_CASE("router: state file drives routing") {
+    test::ScratchDir dir;
+    const std::string path = dir.file("state");
+    StateFixture file(path, fixture_servers(4));
+    auto router = router_for(path, test::numbered_servers(4));
+    const auto keys = test::router_keys(5000);
+
+    for (const std::string& key : keys) {
+        const Decision d = router->route(key.data(), key.size());
+        REQUIRE(d.flags == 0);
+        REQUIRE(d.target == int32_t(router->topology().native(key.data(), key.size())));
+    }
+
+    SUBCASE("a dead server's keys move at the next call after the generation changes") {
+        file.set_state(2, state::ServerState::dead);
+        size_t moved = 0;
+        for (const std::string& key : keys) {
+            const Decision d = router->route(key.data(), key.size());
+            if (d.native == 2) {
+                ++moved;
+                CHECK(d.flags == kRouteSubstitute);
+                CHECK(d.target != 2);
+            } else {
+                CHECK(d.target == d.native);
+            }
+        }
+        CHECK(moved > 0);
+        file.set_state(2, state::ServerState::live, state::kFlagRecentlyDown);
+        for (const std::string& key : keys) {
+            const Decision d = router->route(key.data(), key.size());
+            CHECK(d.target == d.native);
+            if (d.native == 2) CHECK(d.flags == kRouteRecentlyDown);
+        }
+    }
+    SUBCASE("unknown routes as live; draining as dead") {
+        file.set_states({{state::ServerState::unknown, 0},
+                         {state::ServerState::draining, 0},
+                         {state::ServerState::live, 0},
+                         {state::ServerState::live, 0}});
+        for (const std::string& key : keys) {
+            const Decision d = router->route(key.data(), key.size());
+            if (d.native == 1)
+                CHECK(d.flags == (kRouteSubstitute | kRouteDraining));
+            else
+                CHECK(d.flags == 0);
+        }
+    }
+    SUBCASE("all dead is an error") {
+        file.set_states(std::vector<std::pair<state::ServerState, uint32_t>>(
+            4, {state::ServerState::dead, 0}));
+        const Decision d = router->route("k", 1);
+        CHECK(d.flags == kRouteAllDead);
+        CHECK(d.target == -1);
+    }
+    SUBCASE("a stale heartbeat means native placement, flagged") {
+        file.set_state(0, state::ServerState::dead);
+        file.set_heartbeat(monotonic_ns() - 6'000'000'000ull);
+        router->source()->check_now();
+        for (const std::string& key : keys) {
+            const Decision d = router->route(key.data(), key.size());
+            CHECK(d.flags == kRouteStale);
+            CHECK(d.target == d.native);
+        }
+        CHECK(router->source()->problem().find("heartbeat") != std::string::npos);
+        file.beat();
+        router->source()->check_now();
+        CHECK(router->route("k", 1).flags != kRouteStale);
+    }
+    SUBCASE("a replaced file is picked up; the old mapping stays valid") {
+        std::vector<FixtureServer> servers = fixture_servers(4);
+        servers.push_back({"10.9.9.9:11211", "", 1});
+        StateFixture replacement(path, servers);
+        replacement.set_state(3, state::ServerState::dead);
+        file.supersede();
+        router->source()->check_now();
+        size_t moved = 0;
+        for (const std::string& key : keys) {
+            const Decision d = router->route(key.data(), key.size());
+            if (d.native == 3) {
+                ++moved;
+                CHECK(d.flags == kRouteSubstitute);
+            }
+        }
+        CHECK(moved > 0);
+    }
+}
+
+TEST_CASE("router: a missing or invalid state file means native placement") {
+    test::ScratchDir dir;
+    auto router = router_for(dir.file("nothing-here"), test::numbered_servers(3));
+    const Decision d = router->route("key", 3);
+    CHECK(d.flags == kRouteStale);
+    CHECK(d.target == int32_t(router->topology().native("key", 3)));
+    CHECK(router->source()->problem().find("does not exist") != std::string::npos);
+
+    {
+        FILE* garbage = std::fopen(dir.file("garbage").c_str(), "w");
+        REQUIRE(garbage);
+        std::fputs(std::string(4096, 'x').c_str(), garbage);
+        std::fclose(garbage);
+    }
+    auto on_garbage = router_for(dir.file("garbage"), test::numbered_servers(3));
+    CHECK(on_garbage->route("key", 3).flags == kRouteStale);
+
+    // The file appears later: found at the next check.
+    StateFixture file(dir.file("nothing-here"), fixture_servers(3));
+    file.set_state(0, state::ServerState::dead);
+    router->source()->check_now();
+    CHECK(router->route("key", 3).flags != kRouteStale);
+}
+
+TEST_CASE("router: servers are matched to slots by address") {
+    test::ScratchDir dir;
+    const std::string path = dir.file("state");
+    // Configured by name in the daemon, by number in the client, and back.
+    StateFixture file(path, {{"localhost:11211", "127.0.0.1:11211", 1},
+                             {"127.0.0.1:11212", "127.0.0.1:11212", 1},
+                             {"unix:/run/mc.sock", "", 1},
+                             {"10.0.0.9:11211", "10.0.0.9:11211", 1}});
+    file.set_states({{state::ServerState::dead, 0},
+                     {state::ServerState::dead, 0},
+                     {state::ServerState::dead, 0},
+                     {state::ServerState::dead, 0}});
+    std::vector<ServerSpec> specs;
+    for (const char* address :
+         {"127.0.0.1:11211", "localhost:11212", "/run/mc.sock", "10.0.0.10:11211"}) {
+        ServerSpec spec;
+        std::string error;
+        REQUIRE(parse_server_spec(address, 1, spec, error));
+        specs.push_back(spec);
+    }
+    auto router = router_for(path, specs);
+    CHECK(router->slot_of(0) == 0);  // 127.0.0.1:11211 is localhost:11211's resolved address
+    CHECK(router->slot_of(1) == 1);  // localhost resolves to the slot's 127.0.0.1:11212
+    CHECK(router->slot_of(2) == 2);  // /run/mc.sock is unix:/run/mc.sock
+    CHECK(router->slot_of(3) == -1); // not in the file: live
+    // Only server 3 is live, so every key goes there.
+    for (const std::string& key : test::router_keys(1000))
+        CHECK(router->route(key.data(), key.size()).target == 3);
+}
+
+TEST_CASE("router: readers never see a torn server list while the table is rewritten") {
+    test::ScratchDir dir;
+    const std::string path = dir.file("state");
+    constexpr uint32_t kServers = 6;
+    StateFixture file(path, fixture_servers(kServers));
+    using States = std::vector<std::pair<state::ServerState, uint32_t>>;
+    const auto dead = [](std::initializer_list<uint32_t> which) {
+        States s(kServers, {state::ServerState::live, 0});
+        for (uint32_t i : which) s[i] = {state::ServerState::dead, 0};
+        return s;
+    };
+    // Two views whose mixture routes differently from both.
+    const States view_a = dead({0, 1, 2});
+    const States view_b = dead({3, 4, 5});
+    for (const state::Distribution distribution :
+         {state::Distribution::ketama, state::Distribution::modula}) {
+        file.set_states(view_a);
+        auto router = router_for(path, test::numbered_servers(kServers), distribution);
+        const auto keys = test::router_keys(2000, 99);
+        // Expected decisions under each view, from a pure computation.
+        std::vector<Decision> expect_a, expect_b;
+        const PlacementView pv = router->topology().view();
+        for (const States* view : {&view_a, &view_b}) {
+            std::vector<uint8_t> bits(kServers);
+            for (uint32_t i = 0; i < kServers; ++i)
+                bits[i] = status_bits(uint32_t((*view)[i].first), (*view)[i].second);
+            auto& out = view == &view_a ? expect_a : expect_b;
+            for (const std::string& key : keys)
+                out.push_back(decide(
+                    pv, key.data(), key.size(), [&](uint32_t i) { return bits[i]; }, 3));
+        }
+        std::atomic<bool> stop{false};
+        std::atomic<size_t> torn{0}, decisions{0};
+        std::vector<std::thread> readers;
+        for (int r = 0; r < 3; ++r) {
+            readers.emplace_back([&, r] {
+                size_t k = size_t(r) * 97;
+                while (!stop.load(std::memory_order_relaxed)) {
+                    k = (k + 1) % keys.size();
+                    const Decision d = router->route(keys[k].data(), keys[k].size());
+                    if (!same(d, expect_a[k]) && !same(d, expect_b[k])) ++torn;
+                    ++decisions;
+                }
+            });
+        }
+        const uint64_t until = monotonic_ns() + 400'000'000ull;
+        size_t flips = 0;
+        while (monotonic_ns() < until) {
+            file.set_states(flips++ % 2 ? view_a : view_b);
+            if (flips % 64 == 0) std::this_thread::yield();
+        }
+        stop = true;
+        for (auto& reader : readers) reader.join();
+        CAPTURE(flips);
+        CAPTURE(decisions.load());
+        CHECK(torn == 0);
+        CHECK(decisions > 1000);
+    }
+}
+
+TEST_CASE("router: a libmemcached handle's own continuum and hash route alike") {
+    test::ScratchDir dir;
+    const std::string path = dir.file("state");
+    StateFixture file(path, fixture_servers(5));
+    file.set_state(2, state::ServerState::dead);
+    const auto specs = test::numbered_servers(5);
+    auto router = router_for(path, specs);
+    const auto handle_view = [](const memcached_st* memc) {
+        PlacementView view;
+        view.consistent = true;
+        view.server_count = memcached_server_count(memc);
+        view.ring = reinterpret_cast<const RingPoint*>(memc->ketama.continuum);
+        view.ring_size = memc->ketama.continuum_points_counter;
+        view.hasher = {memc->hashkit.base_hash.function, memc->hashkit.base_hash.context};
+        return view;
+    };
+    const auto keys = test::router_keys(20000);
+
+    memcached_st* memc = test::native_handle(specs, state::Distribution::ketama, state::Hash::md5);
+    for (const std::string& key : keys)
+        REQUIRE(same(router->route_with(handle_view(memc), key.data(), key.size()),
+                     router->route(key.data(), key.size())));
+    memcached_free(memc);
+
+    // A client that set the hash after the distribution: its ring differs
+    // from ours, but its own continuum still gives its own placement.
+    memc = memcached_create(nullptr);
+    for (const ServerSpec& spec : specs) memcached_server_add(memc, spec.host.c_str(), spec.port);
+    memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_DISTRIBUTION, MEMCACHED_DISTRIBUTION_CONSISTENT_KETAMA);
+    memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_HASH, MEMCACHED_HASH_MD5);
+    size_t moved = 0;
+    for (const std::string& key : keys) {
+        const Decision d = router->route_with(handle_view(memc), key.data(), key.size());
+        REQUIRE(d.native == int32_t(memcached_generate_hash(memc, key.data(), key.size())));
+        if (d.native == 2) {
+            ++moved;
+            CHECK(d.flags == kRouteSubstitute);
+            CHECK(d.target != 2);
+        } else {
+            CHECK(d.target == d.native);
+        }
+    }
+    CHECK(moved > 0);
+    memcached_free(memc);
+}
+
+TEST_CASE("router: a daemon killed inside its write leaves the last view, cheaply") {
+    test::ScratchDir dir;
+    const std::string path = dir.file("state");
+    StateFixture file(path, fixture_servers(4));
+    file.set_state(1, state::ServerState::dead);
+    auto router = router_for(path, test::numbered_servers(4));
+    const auto keys = test::router_keys(20000);
+    std::vector<Decision> before;
+    for (const std::string& key : keys) before.push_back(router->route(key.data(), key.size()));
+
+    // Killed mid-write: the sequence stays odd, the generation moved.
+    file.header().seq.fetch_add(1);
+    file.slots()[2].state.store(uint32_t(state::ServerState::dead));
+    file.header().generation.fetch_add(1);
+    const uint64_t start = monotonic_ns();
+    for (size_t k = 0; k < keys.size(); ++k)
+        REQUIRE(same(router->route(keys[k].data(), keys[k].size()), before[k]));
+    // Spinning on the odd sequence at every call would take far longer.
+    CHECK(monotonic_ns() - start < 500'000'000ull);
+
+    // No heartbeat since: stale, native.
+    file.set_heartbeat(monotonic_ns() - 10'000'000'000ull);
+    router->source()->check_now();
+    CHECK(router->route("k", 1).flags == kRouteStale);
+}

@@ -1,0 +1,248 @@
+#include "route.hpp"
+
+#include <fmt/format.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "config.hpp"
+#include "json.hpp"
+#include "rfc3339.hpp"
+#include "router.hpp"
+#include "routing_names.hpp"
+#include "seqlock.hpp"
+#include "snapshot.hpp"
+
+namespace mcwatch {
+
+namespace {
+
+constexpr const char* kRouteUsage = "usage: mcctl [-s STATE_FILE] [-c CONFIG] route [--json] KEY... (- reads stdin)\n";
+
+struct RouteSetup {
+    std::string state_path;
+    std::unique_ptr<route::Router> router;
+};
+
+// The server list: from -c, else from the state file's static part.
+bool build_router(const char* state_path, const char* config_path, RouteSetup& setup, std::string& error) {
+    std::vector<route::ServerSpec> servers;
+    state::Distribution distribution;
+    state::Hash hash;
+    if (config_path) {
+        const ConfigResult loaded = load_config(config_path);
+        if (!loaded.config) {
+            error = loaded.error;
+            return false;
+        }
+        const Config& config = *loaded.config;
+        setup.state_path = state_path ? state_path : config.state_file;
+        for (const ServerAddress& address : config.servers) {
+            route::ServerSpec spec;
+            if (!route::parse_server_spec(address.text, address.weight, spec, error)) {
+                error = fmt::format("{}:{}: {}", config.path, address.line, error);
+                return false;
+            }
+            servers.push_back(std::move(spec));
+        }
+        distribution = config.distribution;
+        hash = config.hash;
+    } else {
+        const char* from_env = secure_getenv("MCSHIM_STATE");
+        setup.state_path = state_path ? state_path : from_env && *from_env ? from_env : "/run/mcwatchd/state";
+        state::StateMap map;
+        char why[256] = "";
+        if (map.open(setup.state_path.c_str(), why, sizeof why) != state::MapStatus::ok) {
+            error = fmt::format("{}; give the server list with -c CONFIG", why);
+            return false;
+        }
+        const state::Header& header = map.header();
+        for (uint32_t i = 0; i < header.slot_count; ++i) {
+            const state::Slot& slot = map.slots()[i];
+            route::ServerSpec spec;
+            if (!route::parse_server_spec(std::string(slot.address, strnlen(slot.address, state::kAddressSize)),
+                                          slot.weight, spec, error)) {
+                error = fmt::format("state file {}: server {}: {}", setup.state_path, i + 1, error);
+                return false;
+            }
+            servers.push_back(std::move(spec));
+        }
+        distribution = state::Distribution(header.distribution);
+        hash = state::Hash(header.hash);
+    }
+    route::Topology topology;
+    if (!route::Topology::build(std::move(servers), distribution, hash, topology, error)) return false;
+    setup.router = std::make_unique<route::Router>(std::move(topology),
+                                                   std::make_shared<route::StateSource>(setup.state_path));
+    return true;
+}
+
+// What the state file says about server i, for the explanation.
+struct ServerFacts {
+    std::string state;  // "" when the file does not list the server
+    int64_t recently_down_until_unix_ms = 0;
+};
+
+std::vector<ServerFacts> server_facts(route::Router& router) {
+    const uint32_t count = router.topology().size();
+    std::vector<ServerFacts> facts(count);
+    const route::StateSource::Mapped* mapped = router.source()->current();
+    if (!mapped) return facts;
+    const state::Header& header = mapped->map.header();
+    std::vector<state::ServerDynamic> dynamic(header.slot_count);
+    if (!state::read_consistent(header, mapped->map.slots(), header.slot_count, dynamic.data(), nullptr))
+        return facts;
+    for (uint32_t i = 0; i < count; ++i) {
+        const int32_t slot = router.slot_of(i);
+        if (slot < 0) continue;
+        facts[i].state = state::state_name(dynamic[slot].state);
+        facts[i].recently_down_until_unix_ms = dynamic[slot].recently_down_until_unix_ms;
+    }
+    return facts;
+}
+
+const char* reason_code(const route::Decision& d) {
+    if (d.flags & route::kRouteAllDead) return "all_dead";
+    if (d.flags & route::kRouteStale) return "stale";
+    if (d.flags & route::kRouteDraining) return "draining";
+    if (d.flags & route::kRouteSubstitute) return "substitute";
+    if (d.flags & route::kRouteRecentlyDown) return "recently_down";
+    return "live";
+}
+
+class Printer {
+public:
+    Printer(route::Router& router, std::vector<ServerFacts> facts, bool as_json, std::FILE* out)
+        : router_(router), facts_(std::move(facts)), as_json_(as_json), out_(out) {}
+
+    bool print(const std::string& key) {
+        const route::Decision d = router_.route(key.data(), key.size());
+        if (as_json_)
+            print_json(key, d);
+        else
+            print_text(key, d);
+        return !(d.flags & route::kRouteAllDead);
+    }
+
+private:
+    std::string address(int32_t i) const {
+        return i < 0 ? "-" : router_.topology().server(uint32_t(i)).address;
+    }
+    std::string json_address(int32_t i) const { return i < 0 ? "null" : json::quote(address(i)); }
+    std::string until(const route::Decision& d) const {
+        const int64_t ms = d.native >= 0 ? facts_[uint32_t(d.native)].recently_down_until_unix_ms : 0;
+        return ms > 0 ? rfc3339_utc(ms) : "";
+    }
+
+    std::string why(const route::Decision& d) const {
+        if (d.flags & route::kRouteAllDead) return "all servers dead";
+        if (d.flags & route::kRouteStale) return "state stale: native";
+        if (d.flags & route::kRouteSubstitute)
+            return fmt::format("substitute for {} {}", d.flags & route::kRouteDraining ? "draining" : "dead",
+                               address(d.native));
+        if (d.flags & route::kRouteRecentlyDown) {
+            const std::string when = until(d);
+            if (d.fallback < 0) return "recently down: no fallback (no other live server)";
+            return fmt::format("recently down: fallback {}{}", address(d.fallback),
+                               when.empty() ? "" : " until " + when);
+        }
+        return "live";
+    }
+
+    void print_text(const std::string& key, const route::Decision& d) {
+        if (d.flags & route::kRouteAllDead) {
+            fmt::print(out_, "{}: no server: all servers dead\n", key);
+            return;
+        }
+        fmt::print(out_, "{}: native {}, now {} ({})\n", key, address(d.native), address(d.target), why(d));
+    }
+
+    void print_json(const std::string& key, const route::Decision& d) {
+        const bool recent = d.flags & route::kRouteRecentlyDown;
+        const std::string when = recent ? until(d) : "";
+        fmt::print(out_,
+                   "{{\"key\": {}, \"native\": {}, \"target\": {}, \"fallback\": {}, \"reason\": {}, "
+                   "\"native_state\": {}, \"fallback_until\": {}, \"explanation\": {}}}\n",
+                   json::quote(key), json_address(d.native), json_address(d.target),
+                   recent ? json_address(d.fallback) : "null", json::quote(reason_code(d)),
+                   d.native >= 0 && !facts_[uint32_t(d.native)].state.empty()
+                       ? json::quote(facts_[uint32_t(d.native)].state)
+                       : "null",
+                   when.empty() ? "null" : json::quote(when), json::quote(why(d)));
+    }
+
+    route::Router& router_;
+    const std::vector<ServerFacts> facts_;
+    const bool as_json_;
+    std::FILE* out_;
+};
+
+}  // namespace
+
+int mcctl_route(const char* state_path, const char* config_path, int argc, char** argv) {
+    return mcctl_route(state_path, config_path, argc, argv, stdin, stdout, stderr);
+}
+
+int mcctl_route(const char* state_path, const char* config_path, int argc, char** argv, std::FILE* in,
+                std::FILE* out, std::FILE* err) {
+    bool as_json = false;
+    bool from_stdin = false;
+    std::vector<std::string> keys;
+    bool options_done = false;
+    for (int i = 0; i < argc; ++i) {
+        const std::string arg = argv[i];
+        if (!options_done && arg == "--json") {
+            as_json = true;
+        } else if (!options_done && arg == "--") {
+            options_done = true;
+        } else if (!options_done && arg == "-") {
+            from_stdin = true;
+        } else if (!options_done && arg.size() > 1 && arg[0] == '-') {
+            fmt::print(err, "mcctl: route: unknown option '{}'\n{}", arg, kRouteUsage);
+            return kExitUsage;
+        } else {
+            keys.push_back(arg);
+        }
+    }
+    if (keys.empty() && !from_stdin) {
+        fmt::print(err, "mcctl: route: no key given\n{}", kRouteUsage);
+        return kExitUsage;
+    }
+
+    RouteSetup setup;
+    std::string error;
+    try {
+        if (!build_router(state_path, config_path, setup, error)) {
+            fmt::print(err, "mcctl: route: {}\n", error);
+            return kExitUnusable;
+        }
+    } catch (const std::exception& e) {
+        fmt::print(err, "mcctl: route: {}\n", e.what());
+        return kExitUnusable;
+    }
+    route::Router& router = *setup.router;
+    if (!router.source()->usable())
+        fmt::print(err, "mcctl: route: {}: keys are placed natively\n", router.source()->problem());
+    Printer printer(router, server_facts(router), as_json, out);
+
+    bool all_routed = true;
+    for (const std::string& key : keys) all_routed &= printer.print(key);
+    if (from_stdin) {
+        char* line = nullptr;
+        size_t capacity = 0;
+        ssize_t length;
+        while ((length = getline(&line, &capacity, in)) >= 0) {
+            while (length > 0 && (line[length - 1] == '\n' || line[length - 1] == '\r')) --length;
+            if (length == 0) continue;
+            all_routed &= printer.print(std::string(line, size_t(length)));
+        }
+        std::free(line);
+    }
+    std::fflush(out);
+    return all_routed ? 0 : 1;
+}
+
+}  // namespace mcwatch
