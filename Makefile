@@ -13,7 +13,7 @@ DESTDIR ?=
 
 CXX ?= g++
 CC ?= gcc
-SANFLAGS := $(if $(SAN),-fsanitize=$(SAN) -fno-omit-frame-pointer,)
+SANFLAGS := $(if $(SAN),-fsanitize=$(SAN) -fno-omit-frame-pointer,)$(if $(findstring thread,$(SAN)), -Wno-tsan,)
 WARN := -Wall -Wextra -Werror
 # Lazily evaluated: pkg-config must run after the deps step installed the .pc files.
 PKG_CFLAGS = $(shell pkg-config --cflags inih fmt libmemcached)
@@ -67,7 +67,7 @@ $(BUILD)/libmcwatchd.a: $(DAEMON_OBJ)
 
 $(BUILD)/libmcshim.so: $(SHIM_CORE_OBJ) $(SHIM_PRELOAD_OBJ) libshim/libmcshim.map
 	$(CXX) -shared -Wl,-soname,$(SONAME) -Wl,--version-script=libshim/libmcshim.map \
-	    -Wl,-z,now -Wl,-z,relro $(LDFLAGS) -o $@ $(SHIM_CORE_OBJ) $(SHIM_PRELOAD_OBJ) -lhashkit -ldl
+	    -Wl,-z,now -Wl,-z,relro $(LDFLAGS) -o $@ $(SHIM_CORE_OBJ) $(SHIM_PRELOAD_OBJ) -lhashkit -ldl -lpthread
 	ln -sf libmcshim.so $(BUILD)/$(SONAME)
 
 $(BUILD)/mcwatchd: $(BUILD)/obj/daemon/main.o $(BUILD)/libmcwatchd.a $(BUILD)/libmcshim.a

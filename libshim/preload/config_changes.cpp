@@ -1,0 +1,76 @@
+// Calls that change a handle's server list, distribution or hash: passed
+// through, then every cached routing is rebuilt on its next use (cheap, and
+// rare next to key operations).
+#include <libmemcached-1.0/memcached.h>
+
+#include "handle_routing.hpp"
+#include "real.hpp"
+
+#define MCSHIM_EXPORT extern "C" __attribute__((visibility("default")))
+
+using namespace mcwatch::shim;
+
+namespace {
+
+template <class Call>
+auto then_invalidate(Call call) -> decltype(call(*real())) {
+    const Real* r = real();
+    if (!r) {
+        if constexpr (std::is_void_v<decltype(call(*r))>) return;
+        else return MEMCACHED_FAILURE;
+    }
+    if constexpr (std::is_void_v<decltype(call(*r))>) {
+        call(*r);
+        invalidate_routing();
+    } else {
+        auto result = call(*r);
+        invalidate_routing();
+        return result;
+    }
+}
+
+}  // namespace
+
+MCSHIM_EXPORT memcached_return_t memcached_server_add(memcached_st* memc, const char* hostname, in_port_t port) {
+    return then_invalidate([&](const Real& r) { return r.server_add(memc, hostname, port); });
+}
+
+MCSHIM_EXPORT memcached_return_t memcached_server_add_with_weight(memcached_st* memc, const char* hostname,
+                                                                  in_port_t port, uint32_t weight) {
+    return then_invalidate([&](const Real& r) { return r.server_add_with_weight(memc, hostname, port, weight); });
+}
+
+MCSHIM_EXPORT memcached_return_t memcached_server_add_udp(memcached_st* memc, const char* hostname, in_port_t port) {
+    return then_invalidate([&](const Real& r) { return r.server_add_udp(memc, hostname, port); });
+}
+
+MCSHIM_EXPORT memcached_return_t memcached_server_add_udp_with_weight(memcached_st* memc, const char* hostname,
+                                                                      in_port_t port, uint32_t weight) {
+    return then_invalidate([&](const Real& r) { return r.server_add_udp_with_weight(memc, hostname, port, weight); });
+}
+
+MCSHIM_EXPORT memcached_return_t memcached_server_add_unix_socket(memcached_st* memc, const char* filename) {
+    return then_invalidate([&](const Real& r) { return r.server_add_unix_socket(memc, filename); });
+}
+
+MCSHIM_EXPORT memcached_return_t memcached_server_add_unix_socket_with_weight(memcached_st* memc,
+                                                                              const char* filename, uint32_t weight) {
+    return then_invalidate([&](const Real& r) { return r.server_add_unix_socket_with_weight(memc, filename, weight); });
+}
+
+MCSHIM_EXPORT memcached_return_t memcached_server_push(memcached_st* memc, const memcached_server_list_st list) {
+    return then_invalidate([&](const Real& r) { return r.server_push(memc, list); });
+}
+
+MCSHIM_EXPORT void memcached_servers_reset(memcached_st* memc) {
+    then_invalidate([&](const Real& r) { r.servers_reset(memc); });
+}
+
+MCSHIM_EXPORT memcached_return_t memcached_behavior_set(memcached_st* memc, const memcached_behavior_t flag,
+                                                        uint64_t data) {
+    return then_invalidate([&](const Real& r) { return r.behavior_set(memc, flag, data); });
+}
+
+MCSHIM_EXPORT void memcached_free(memcached_st* memc) {
+    then_invalidate([&](const Real& r) { r.free(memc); });
+}

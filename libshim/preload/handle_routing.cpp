@@ -1,0 +1,250 @@
+#include "handle_routing.hpp"
+
+#include <pthread.h>
+#include <sched.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+
+#include "real.hpp"
+#include "seqlock.hpp"
+
+namespace mcwatch::shim {
+
+// libmemcached 1.1.4's continuum items are {uint32_t index; uint32_t value}
+// (the type is opaque in its public headers): route::RingPoint has that
+// layout, so the router reads a handle's continuum in place.
+static_assert(sizeof(route::RingPoint) == 8, "RingPoint must mirror memcached_continuum_item_st");
+
+namespace {
+
+constexpr const char* kDefaultStatePath = "/run/mcwatchd/state";
+constexpr uint32_t kDefaultWindowS = 3600;
+constexpr uint32_t kDefaultWritebackTtlS = 600;
+
+// Routers and the state source, shared by every handle and thread of the
+// process. Replaced (and the old one leaked on purpose) in a forked child:
+// a lock held by a thread that does not exist there would never be freed.
+struct Registry {
+    std::shared_ptr<route::StateSource> source;
+    std::map<std::string, std::shared_ptr<route::Router>> routers;  // by server list
+};
+std::atomic<Registry*> registry{new Registry};
+std::atomic_flag registry_lock = ATOMIC_FLAG_INIT;
+// Bumped by every configuration change of any handle, and by fork.
+std::atomic<uint64_t> epoch{1};
+
+bool debug_requested() {
+    const char* value = secure_getenv("MCSHIM_DEBUG");
+    return value && *value && std::strcmp(value, "0") != 0;
+}
+
+// Bounded: building a router takes microseconds (a getaddrinfo for a host
+// name at most once per list). Past the bound the operation goes native.
+bool lock_registry() noexcept {
+    for (int attempt = 0; attempt < 2000; ++attempt) {
+        if (!registry_lock.test_and_set(std::memory_order_acquire)) return true;
+        if (attempt > 50) sched_yield();
+        else state::cpu_relax();
+    }
+    return false;
+}
+
+void unlock_registry() noexcept { registry_lock.clear(std::memory_order_release); }
+
+void after_fork_in_child() noexcept {
+    registry.store(new (std::nothrow) Registry, std::memory_order_release);
+    registry_lock.clear(std::memory_order_release);
+    epoch.fetch_add(1, std::memory_order_acq_rel);
+}
+
+__attribute__((constructor)) void register_fork_handler() { pthread_atfork(nullptr, nullptr, after_fork_in_child); }
+
+std::shared_ptr<route::Router> router_for(std::vector<route::ServerSpec> servers, const std::string& key) {
+    if (!lock_registry()) return nullptr;
+    struct Unlock {
+        ~Unlock() { unlock_registry(); }
+    } unlock;
+    Registry* r = registry.load(std::memory_order_acquire);
+    if (!r) return nullptr;
+    if (auto it = r->routers.find(key); it != r->routers.end()) return it->second;
+    if (!r->source) {
+        const char* path = secure_getenv("MCSHIM_STATE");
+        r->source = std::make_shared<route::StateSource>(path && *path ? path : kDefaultStatePath,
+                                                        debug_requested());
+    }
+    // The router's own placement is never used (the handle's continuum is):
+    // modula builds no ring.
+    route::Topology topology;
+    std::string error;
+    if (!route::Topology::build(std::move(servers), state::Distribution::modula, state::Hash::one_at_a_time,
+                                topology, error))
+        return nullptr;
+    auto router = std::make_shared<route::Router>(std::move(topology), r->source, true);
+    r->routers.emplace(key, router);
+    return router;
+}
+
+bool is_consistent(memcached_server_distribution_t distribution, bool& supported) {
+    supported = true;
+    switch (distribution) {
+    case MEMCACHED_DISTRIBUTION_MODULA: return false;
+    case MEMCACHED_DISTRIBUTION_CONSISTENT:
+    case MEMCACHED_DISTRIBUTION_CONSISTENT_KETAMA:
+    case MEMCACHED_DISTRIBUTION_CONSISTENT_KETAMA_SPY:
+    case MEMCACHED_DISTRIBUTION_CONSISTENT_WEIGHTED: return true;
+    default: supported = false; return false;
+    }
+}
+
+const route::RingPoint* ring_of(const memcached_st* memc) noexcept {
+    return reinterpret_cast<const route::RingPoint*>(memc->ketama.continuum);
+}
+
+std::shared_ptr<HandleRouting> build(const memcached_st* memc, const Real& real) {
+    bool supported = false;
+    const bool consistent = is_consistent(memc->distribution, supported);
+    const uint32_t count = real.server_count(memc);
+    if (!supported || count == 0 || (consistent && !memc->ketama.continuum)) return nullptr;
+
+    auto routing = std::make_shared<HandleRouting>();
+    routing->consistent = consistent;
+    std::vector<route::ServerSpec> specs;
+    std::string key;
+    for (uint32_t i = 0; i < count; ++i) {
+        const memcached_instance_st* instance = real.instance_by_position(memc, i);
+        const char* name = instance ? real.server_name(instance) : nullptr;
+        if (!name) return nullptr;
+        const bool is_unix = std::strcmp(real.server_type(instance), "SOCKET") == 0;
+        const std::string port = std::to_string(real.server_port(instance));
+        std::string text = is_unix                            ? std::string(name)
+                           : std::strchr(name, ':') != nullptr ? "[" + std::string(name) + "]:" + port
+                                                               : std::string(name) + ":" + port;
+        route::ServerSpec spec;
+        std::string error;
+        if (!route::parse_server_spec(text, 1, spec, error)) return nullptr;
+        key += text + '\n';
+        routing->addresses.push_back(std::move(text));
+        specs.push_back(std::move(spec));
+    }
+    routing->router = router_for(std::move(specs), key);
+    if (!routing->router) return nullptr;
+
+    if (consistent) {
+        const route::RingPoint* ring = ring_of(memc);
+        const uint32_t size = memc->ketama.continuum_points_counter;
+        routing->representative.assign(count, UINT32_MAX);
+        // The lookup takes the first point >= hash: a point's own value
+        // reaches it unless an earlier point has the same value.
+        for (uint32_t p = 0; p < size; ++p) {
+            const uint32_t server = ring[p].index;
+            if (server < count && routing->representative[server] == UINT32_MAX &&
+                (p == 0 || ring[p - 1].value != ring[p].value))
+                routing->representative[server] = ring[p].value;
+        }
+    }
+    return routing;
+}
+
+struct CacheEntry {
+    const memcached_st* memc = nullptr;
+    uint64_t epoch = 0;
+    uint32_t hosts = 0;
+    const void* servers = nullptr;
+    const void* continuum = nullptr;
+    uint32_t points = 0;
+    int distribution = -1;
+    std::shared_ptr<HandleRouting> routing;
+
+    bool matches(const memcached_st* m, uint64_t now_epoch) const noexcept {
+        return memc == m && epoch == now_epoch && hosts == m->number_of_hosts && servers == m->servers &&
+               continuum == m->ketama.continuum && points == m->ketama.continuum_points_counter &&
+               distribution == int(m->distribution);
+    }
+};
+
+// A few handles per thread: the hot path is a compare of a few fields.
+constexpr unsigned kCacheEntries = 4;
+thread_local CacheEntry cache[kCacheEntries];
+thread_local unsigned cache_next = 0;
+
+uint32_t hash_with_handle(const char* key, size_t length, void* hashkit) noexcept {
+    return real()->hashkit_digest(static_cast<const hashkit_st*>(hashkit), key, length);
+}
+
+}  // namespace
+
+const HandleRouting* routing_for(const memcached_st* memc) noexcept {
+    const uint64_t now_epoch = epoch.load(std::memory_order_acquire);
+    for (const CacheEntry& entry : cache)
+        if (entry.matches(memc, now_epoch)) return entry.routing.get();
+    const Real* r = real();
+    if (!r) return nullptr;
+    std::shared_ptr<HandleRouting> routing;
+    try {
+        routing = build(memc, *r);
+    } catch (...) {
+        return nullptr;  // out of memory: stay native
+    }
+    if (!routing) return nullptr;
+    CacheEntry& entry = cache[cache_next++ % kCacheEntries];
+    entry = CacheEntry{memc,
+                       now_epoch,
+                       memc->number_of_hosts,
+                       memc->servers,
+                       memc->ketama.continuum,
+                       memc->ketama.continuum_points_counter,
+                       int(memc->distribution),
+                       std::move(routing)};
+    return entry.routing.get();
+}
+
+route::PlacementView handle_view(const memcached_st* memc, const HandleRouting& routing) noexcept {
+    route::PlacementView view;
+    view.consistent = routing.consistent;
+    view.server_count = uint32_t(routing.addresses.size());
+    if (routing.consistent) {
+        view.ring = ring_of(memc);
+        view.ring_size = memc->ketama.continuum_points_counter;
+    }
+    view.hasher = route::KeyHasher{hash_with_handle, const_cast<hashkit_st*>(&memc->hashkit)};
+    return view;
+}
+
+uint32_t dispatch_hash(const memcached_st* memc, const HandleRouting& routing, uint32_t server) noexcept {
+    if (!routing.consistent) return server;  // modula: hash % count
+    const route::RingPoint* ring = ring_of(memc);
+    const uint32_t size = memc->ketama.continuum_points_counter;
+    auto reaches = [&](uint32_t value) { return size && ring[route::ring_position(ring, size, value)].index == server; };
+    const uint32_t cached = server < routing.representative.size() ? routing.representative[server] : UINT32_MAX;
+    if (cached != UINT32_MAX && reaches(cached)) return cached;
+    for (uint32_t p = 0; p < size; ++p)
+        if (ring[p].index == server && reaches(ring[p].value)) return ring[p].value;
+    return cached;  // no point of its own: cannot happen for a server the walk found
+}
+
+void invalidate_routing() noexcept { epoch.fetch_add(1, std::memory_order_acq_rel); }
+
+namespace {
+
+const state::Header* header_of(const HandleRouting& routing) noexcept {
+    const route::StateSource* source = routing.router->source();
+    const route::StateSource::Mapped* mapped = source ? source->current() : nullptr;
+    return mapped ? &mapped->map.header() : nullptr;
+}
+
+}  // namespace
+
+uint32_t recently_down_window_s(const HandleRouting& routing) noexcept {
+    const state::Header* header = header_of(routing);
+    return header ? header->recently_down_window_s : kDefaultWindowS;
+}
+
+uint32_t writeback_ttl_s(const HandleRouting& routing) noexcept {
+    const state::Header* header = header_of(routing);
+    return header ? header->writeback_ttl_s : kDefaultWritebackTtlS;
+}
+
+}  // namespace mcwatch::shim

@@ -1,0 +1,48 @@
+// What the shim knows about one libmemcached handle: the router for its
+// server list (liveness from the state file) and how to make libmemcached
+// dispatch a key to a chosen server. Built on a handle's first operation and
+// cached per thread; rebuilt after any change of server list or behaviour.
+#pragma once
+
+#include <libmemcached-1.0/memcached.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "placement.hpp"
+#include "router.hpp"
+
+namespace mcwatch::shim {
+
+struct HandleRouting {
+    std::shared_ptr<route::Router> router;
+    std::vector<std::string> addresses;  // as the handle names its servers, for debug lines
+    bool consistent = false;             // ketama continuum; else modula
+    // Per server, a continuum value that libmemcached's lookup (first point
+    // >= hash) resolves to that server; checked again before each use.
+    std::vector<uint32_t> representative;
+};
+
+// The routing of `memc`, or null when the shim stays out of the way: no
+// servers, a distribution it does not handle (random, virtual buckets), or
+// libmemcached not resolvable. Never blocks on another thread for long.
+const HandleRouting* routing_for(const memcached_st* memc) noexcept;
+
+// The handle's own placement: its continuum and its hash function, so that
+// native placement is libmemcached's by construction.
+route::PlacementView handle_view(const memcached_st* memc, const HandleRouting& routing) noexcept;
+
+// The hash to give libmemcached so that it dispatches to `server`.
+uint32_t dispatch_hash(const memcached_st* memc, const HandleRouting& routing, uint32_t server) noexcept;
+
+// Forgets every cached routing (server list or behaviour changed somewhere).
+void invalidate_routing() noexcept;
+
+// The recently_down_window and writeback_ttl of the current state file
+// (DESIGN.md defaults when there is none).
+uint32_t recently_down_window_s(const HandleRouting& routing) noexcept;
+uint32_t writeback_ttl_s(const HandleRouting& routing) noexcept;
+
+}  // namespace mcwatch::shim

@@ -1,0 +1,284 @@
+// The interposed multi-get: memcached_mget[_by_key] and the
+// memcached_fetch_result that drains it (memcached_fetch, fetch_execute,
+// mget_execute and memcached_get itself reach these through the PLT).
+// PHP does every get this way, so the recently-down fallback and the drain
+// move must work here: when the program's fetches reach the end, the keys
+// that missed on a recently-down or draining server are asked for once more,
+// on their fallback (or the draining server), in a second multi-get whose
+// hits are handed back in the same result stream. Write-backs wait until
+// that stream ends, so that no request interleaves with pending replies.
+#include <libmemcached-1.0/memcached.h>
+
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "operation.hpp"
+#include "real.hpp"
+
+#define MCSHIM_EXPORT extern "C" __attribute__((visibility("default")))
+
+namespace mcwatch::shim {
+
+namespace {
+
+// A key that may need a second look.
+struct Pending {
+    std::string key;     // as the program gave it (results carry it so)
+    std::string hashed;  // as libmemcached hashes it
+    route::Decision decision;
+    int32_t source = -1;  // where the second look goes
+    bool seen = false;
+};
+
+struct Found {
+    size_t pending;  // index
+    std::string value;
+    uint32_t flags;
+};
+
+// One thread's multi-get in progress on one handle. A new multi-get, or any
+// other query on the handle (query_id moves), ends it.
+struct Session {
+    memcached_st* memc = nullptr;
+    const HandleRouting* routing = nullptr;
+    uint64_t query_id = 0;
+    bool grouped = false;
+    std::string group;  // the group key of mget_by_key, as given
+    std::vector<Pending> pending;
+    std::unordered_map<std::string, size_t> index;  // key -> pending
+    bool second_round = false;
+    std::vector<Found> found;
+
+    void reset() noexcept {
+        memc = nullptr;
+        pending.clear();
+        index.clear();
+        found.clear();
+        second_round = false;
+        grouped = false;
+    }
+};
+
+thread_local Session session;
+// Scratch reused across calls: the hashed keys and the hook's list.
+thread_local std::vector<HashedKey> hashed_keys;
+thread_local std::vector<ExpectedKey> expected_keys;
+
+int32_t second_look_source(const route::Decision& d) noexcept {
+    if (d.flags & route::kRouteRecentlyDown) return d.fallback;
+    if (d.flags & route::kRouteDraining) return d.native;
+    return -1;
+}
+
+void remember(const char* key, size_t key_length, const char* hashed, size_t hashed_length,
+              const route::Decision& decision) {
+    const int32_t source = second_look_source(decision);
+    if (source < 0) return;
+    session.index.emplace(std::string(key, key_length), session.pending.size());
+    session.pending.push_back(
+        Pending{std::string(key, key_length), std::string(hashed, hashed_length), decision, source, false});
+}
+
+memcached_return_t grouped_mget(memcached_st* memc, const Real& r, const char* group_key, size_t group_key_length,
+                                const char* const* keys, const size_t* key_length, size_t count) {
+    Routed routed;
+    if (!route_key(memc, group_key, group_key_length, routed))
+        return r.mget_by_key(memc, group_key, group_key_length, keys, key_length, count);
+    if (routed.decision.flags & route::kRouteAllDead) return MEMCACHED_SERVER_MARKED_DEAD;
+    memcached_return_t rc;
+    {
+        ToServer to(memc, routed, routed.decision.target);
+        rc = r.mget_by_key(memc, group_key, group_key_length, keys, key_length, count);
+    }
+    if (memcached_success(rc) && second_look_source(routed.decision) >= 0) {
+        session.routing = routed.routing;
+        session.grouped = true;
+        session.group.assign(group_key, group_key_length);
+        for (size_t i = 0; i < count; ++i)
+            remember(keys[i], key_length[i], routed.key.bytes, routed.key.length, routed.decision);
+    }
+    return rc;
+}
+
+memcached_return_t keyed_mget(memcached_st* memc, const Real& r, const char* const* keys, const size_t* key_length,
+                              size_t count) {
+    const HandleRouting* routing = routing_for(memc);
+    if (!routing || count == 0) return r.mget_by_key(memc, nullptr, 0, keys, key_length, count);
+    const route::PlacementView view = handle_view(memc, *routing);
+    // Sized before use: a HashedKey may point into itself.
+    if (hashed_keys.size() < count) hashed_keys = std::vector<HashedKey>(count);
+    expected_keys.resize(count);
+    std::vector<route::Decision> decisions(count);
+    for (size_t i = 0; i < count; ++i) {
+        HashedKey& hashed = hashed_keys[i];
+        hashed.set(memc, keys[i], key_length[i]);
+        expected_keys[i] = ExpectedKey{hashed.bytes, hashed.length, false, 0};
+        if (!keys[i] || !hashed.hashable) continue;
+        decisions[i] = routing->router->route_with(view, hashed.bytes, hashed.length);
+        if (decisions[i].flags & route::kRouteAllDead) return MEMCACHED_SERVER_MARKED_DEAD;
+        if (debug_enabled() && decisions[i].flags) {
+            Routed shown{routing, view, {}, decisions[i]};
+            debug_decision("mget", shown, keys[i], key_length[i]);
+        }
+        expected_keys[i] = expected_for(memc, *routing, hashed.bytes, hashed.length, decisions[i].native,
+                                        decisions[i].target);
+    }
+    memcached_return_t rc;
+    {
+        HookScope scope(memc, expected_keys.data(), count);
+        rc = r.mget_by_key(memc, nullptr, 0, keys, key_length, count);
+    }
+    if (memcached_success(rc)) {
+        session.routing = routing;
+        for (size_t i = 0; i < count; ++i)
+            if (keys[i] && hashed_keys[i].hashable)
+                remember(keys[i], key_length[i], hashed_keys[i].bytes, hashed_keys[i].length, decisions[i]);
+    }
+    return rc;
+}
+
+// Asks the sources of every pending key not seen yet. False: nothing to ask.
+bool start_second_round(memcached_st* memc, const Real& r) {
+    std::vector<const char*> keys;
+    std::vector<size_t> lengths;
+    expected_keys.clear();
+    for (const Pending& p : session.pending) {
+        if (p.seen) continue;
+        keys.push_back(p.key.data());
+        lengths.push_back(p.key.size());
+        expected_keys.push_back(expected_for(memc, *session.routing, p.hashed.data(), p.hashed.size(),
+                                             p.decision.native, p.source));
+    }
+    if (keys.empty()) return false;
+    session.second_round = true;
+    memcached_return_t rc;
+    if (session.grouped) {
+        HookScope scope(memc, expected_keys.data(), 1);  // one group key, one server
+        rc = r.mget_by_key(memc, session.group.data(), session.group.size(), keys.data(), lengths.data(),
+                           keys.size());
+    } else {
+        HookScope scope(memc, expected_keys.data(), expected_keys.size());
+        rc = r.mget_by_key(memc, nullptr, 0, keys.data(), lengths.data(), keys.size());
+    }
+    session.query_id = memc->query_id;
+    return memcached_success(rc);
+}
+
+void note_result(const memcached_result_st* result, const Real& r) {
+    const std::string key(r.result_key_value(result), r.result_key_length(result));
+    const auto it = session.index.find(key);
+    if (it == session.index.end()) return;
+    Pending& p = session.pending[it->second];
+    if (session.second_round && !p.seen)
+        session.found.push_back(
+            Found{it->second, std::string(r.result_value(result), r.result_length(result)), r.result_flags(result)});
+    p.seen = true;
+}
+
+// The stream has ended: put each second-look hit where it belongs, as the
+// single-key get does (add to native with writeback_ttl; or move off the
+// draining server).
+void finish(memcached_st* memc, const Real& r) noexcept {
+    const HandleRouting& routing = *session.routing;
+    for (const Found& f : session.found) {
+        const Pending& p = session.pending[f.pending];
+        const route::Decision& d = p.decision;
+        const std::string& hash_key = session.grouped ? session.group : p.key;
+        auto to = [&](int32_t server) {
+            return expected_for(memc, routing, p.hashed.data(), p.hashed.size(), d.native, server);
+        };
+        if (d.flags & route::kRouteRecentlyDown) {
+            ToServer scope(memc, to(d.native));
+            r.add_by_key(memc, hash_key.data(), hash_key.size(), p.key.data(), p.key.size(), f.value.data(),
+                         f.value.size(), time_t(writeback_ttl_s(routing)), f.flags);
+        } else {
+            {
+                ToServer scope(memc, to(d.target));
+                const time_t expiration = time_t(route::clamp_expiration(0, recently_down_window_s(routing), now_unix_s()));
+                r.add_by_key(memc, hash_key.data(), hash_key.size(), p.key.data(), p.key.size(), f.value.data(),
+                             f.value.size(), expiration, f.flags);
+            }
+            ToServer scope(memc, to(d.native));
+            r.delete_by_key(memc, hash_key.data(), hash_key.size(), p.key.data(), p.key.size(), 0);
+        }
+        if (debug_enabled())
+            debug_line("mget key=%.*s: miss on %s, hit on %s, %s", int(std::min<size_t>(p.key.size(), 120)),
+                       p.key.data(), routing.addresses[size_t(d.target)].c_str(),
+                       routing.addresses[size_t(p.source)].c_str(),
+                       (d.flags & route::kRouteRecentlyDown) ? "written back with add" : "moved off the draining server");
+    }
+    session.reset();
+}
+
+}  // namespace
+
+}  // namespace mcwatch::shim
+
+using namespace mcwatch::shim;
+
+MCSHIM_EXPORT memcached_return_t memcached_mget_by_key(memcached_st* memc, const char* group_key,
+                                                       size_t group_key_length, const char* const* keys,
+                                                       const size_t* key_length, size_t number_of_keys) {
+    const Real* r = real();
+    if (!r) return MEMCACHED_FAILURE;
+    OuterCall outer;
+    if (!outer.is_outer() || !memc || !keys || !key_length)
+        return r->mget_by_key(memc, group_key, group_key_length, keys, key_length, number_of_keys);
+    session.reset();
+    memcached_return_t rc;
+    try {
+        rc = group_key ? grouped_mget(memc, *r, group_key, group_key_length, keys, key_length, number_of_keys)
+                       : keyed_mget(memc, *r, keys, key_length, number_of_keys);
+    } catch (...) {
+        // Out of memory before the request went out: plain libmemcached.
+        session.reset();
+        return r->mget_by_key(memc, group_key, group_key_length, keys, key_length, number_of_keys);
+    }
+    if (session.pending.empty()) session.reset();
+    else {
+        session.memc = memc;
+        session.query_id = memc->query_id;
+    }
+    return rc;
+}
+
+MCSHIM_EXPORT memcached_return_t memcached_mget(memcached_st* memc, const char* const* keys, const size_t* key_length,
+                                                size_t number_of_keys) {
+    return memcached_mget_by_key(memc, nullptr, 0, keys, key_length, number_of_keys);
+}
+
+MCSHIM_EXPORT memcached_result_st* memcached_fetch_result(memcached_st* memc, memcached_result_st* result,
+                                                          memcached_return_t* error) {
+    const Real* r = real();
+    memcached_return_t unused;
+    if (!error) error = &unused;
+    if (!r) {
+        *error = MEMCACHED_FAILURE;
+        return nullptr;
+    }
+    OuterCall outer;
+    if (!outer.is_outer() || !memc || session.memc != memc) return r->fetch_result(memc, result, error);
+    if (memc->query_id != session.query_id) {
+        session.reset();  // the program started another query: this one is over
+        return r->fetch_result(memc, result, error);
+    }
+    try {
+        // Bounded: at most the two rounds.
+        for (int round = 0; round < 2; ++round) {
+            memcached_result_st* got = r->fetch_result(memc, result, error);
+            if (got) {
+                note_result(got, *r);
+                return got;
+            }
+            if (*error != MEMCACHED_END && *error != MEMCACHED_NOTFOUND) break;
+            if (session.second_round || !start_second_round(memc, *r)) break;
+        }
+        const memcached_return_t ending = *error;
+        finish(memc, *r);
+        *error = ending;
+    } catch (...) {
+        session.reset();
+    }
+    return nullptr;
+}
