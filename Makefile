@@ -92,9 +92,14 @@ $(BUILD)/bench/%: tests/bench/%.cpp $(BUILD)/libmcshim.a | deps
 	@mkdir -p $(@D)
 	$(CXX) $(CPPFLAGS) -Itests/unit $(CXXFLAGS) -o $@ $< $(BUILD)/libmcshim.a -lmemcached -lhashkit $(LDFLAGS)
 
-bench: all $(BENCHES)
+$(BUILD)/bench/mc_loop: tests/bench/mc_loop.c | deps
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -o $@ $< -lmemcached $(LDFLAGS)
+
+bench: all $(BENCHES) $(BUILD)/bench/mc_loop
 	@tools/install-deps.sh bench
 	@for b in $(BENCHES); do echo "== $$b"; $$b || exit 1; done
+	@echo "== throughput"; /usr/bin/python3 tests/bench/throughput.py $(BUILD)
 
 unit: $(BUILD)/unit_tests
 	$(BUILD)/unit_tests

@@ -170,8 +170,12 @@ constexpr unsigned kCacheEntries = 4;
 thread_local CacheEntry cache[kCacheEntries];
 thread_local unsigned cache_next = 0;
 
+thread_local LastHash last;
+
 uint32_t hash_with_handle(const char* key, size_t length, void* hashkit) noexcept {
-    return real()->hashkit_digest(static_cast<const hashkit_st*>(hashkit), key, length);
+    const auto* kit = static_cast<const hashkit_st*>(hashkit);
+    last = LastHash{key, length, kit, real()->hashkit_digest(kit, key, length)};
+    return last.value;
 }
 
 }  // namespace
@@ -224,6 +228,9 @@ uint32_t dispatch_hash(const memcached_st* memc, const HandleRouting& routing, u
         if (ring[p].index == server && reaches(ring[p].value)) return ring[p].value;
     return cached;  // no point of its own: cannot happen for a server the walk found
 }
+
+const LastHash& last_hash() noexcept { return last; }
+void forget_last_hash() noexcept { last = LastHash{}; }
 
 void invalidate_routing() noexcept { epoch.fetch_add(1, std::memory_order_acq_rel); }
 

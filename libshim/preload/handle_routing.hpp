@@ -37,6 +37,18 @@ route::PlacementView handle_view(const memcached_st* memc, const HandleRouting& 
 // The hash to give libmemcached so that it dispatches to `server`.
 uint32_t dispatch_hash(const memcached_st* memc, const HandleRouting& routing, uint32_t server) noexcept;
 
+// The last key hash computed through handle_view's hasher on this thread:
+// the router hashes a key before libmemcached does, and the hook hands that
+// same value back instead of computing md5 (say) a second time.
+struct LastHash {
+    const char* bytes = nullptr;
+    size_t length = 0;
+    const hashkit_st* hashkit = nullptr;
+    uint32_t value = 0;
+};
+const LastHash& last_hash() noexcept;
+void forget_last_hash() noexcept;
+
 // Forgets every cached routing (server list or behaviour changed somewhere).
 void invalidate_routing() noexcept;
 

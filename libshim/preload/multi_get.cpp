@@ -115,14 +115,16 @@ memcached_return_t keyed_mget(memcached_st* memc, const Real& r, const char* con
         hashed.set(memc, keys[i], key_length[i]);
         expected_keys[i] = ExpectedKey{hashed.bytes, hashed.length, false, 0};
         if (!keys[i] || !hashed.hashable) continue;
-        decisions[i] = routing->router->route_with(view, hashed.bytes, hashed.length);
+        bool has_native_hash = false;
+        uint32_t native_hash = 0;
+        decisions[i] = decide(memc, *routing, view, hashed.bytes, hashed.length, has_native_hash, native_hash);
         if (decisions[i].flags & route::kRouteAllDead) return MEMCACHED_SERVER_MARKED_DEAD;
         if (debug_enabled() && decisions[i].flags) {
             Routed shown{routing, view, {}, decisions[i]};
             debug_decision("mget", shown, keys[i], key_length[i]);
         }
         expected_keys[i] = expected_for(memc, *routing, hashed.bytes, hashed.length, decisions[i].native,
-                                        decisions[i].target);
+                                        decisions[i].target, has_native_hash ? &native_hash : nullptr);
     }
     memcached_return_t rc;
     {

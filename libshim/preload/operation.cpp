@@ -39,15 +39,33 @@ bool route_key(memcached_st* memc, const char* key, size_t key_length, Routed& o
     out.key.set(memc, key, key_length);
     if (!out.key.hashable) return false;
     out.view = handle_view(memc, *out.routing);
-    out.decision = out.routing->router->route_with(out.view, out.key.bytes, out.key.length);
+    out.decision = decide(memc, *out.routing, out.view, out.key.bytes, out.key.length, out.has_native_hash,
+                          out.native_hash);
     if (debug_enabled()) debug_decision("route", out, key, key_length);
     return true;
 }
 
+route::Decision decide(const memcached_st* memc, const HandleRouting& routing, const route::PlacementView& view,
+                       const char* bytes, size_t length, bool& has_native_hash, uint32_t& native_hash) noexcept {
+    forget_last_hash();  // a decision made without hashing must not pick up an older hash
+    const route::Decision decision = routing.router->route_with(view, bytes, length);
+    // The router hashes the key first; a substitute search may then hash
+    // salted copies, which live elsewhere and do not match these bytes.
+    const LastHash& hashed = last_hash();
+    has_native_hash = hashed.bytes == bytes && hashed.length == length && hashed.hashkit == &memc->hashkit;
+    native_hash = hashed.value;
+    return decision;
+}
+
 ExpectedKey expected_for(const memcached_st* memc, const HandleRouting& routing, const char* bytes, size_t length,
-                         int32_t native, int32_t server) noexcept {
+                         int32_t native, int32_t server, const uint32_t* native_hash) noexcept {
     ExpectedKey expected{bytes, length, false, 0};
-    if (server >= 0 && server != native) {
+    if (server < 0 || server == native) {
+        if (native_hash) {
+            expected.forced = true;
+            expected.hash = *native_hash;
+        }
+    } else {
         expected.forced = true;
         expected.hash = dispatch_hash(memc, routing, uint32_t(server));
     }

@@ -28,6 +28,9 @@ struct Routed {
     route::PlacementView view;
     HashedKey key;
     route::Decision decision;
+    // libmemcached's own hash of `key`, when the router computed it.
+    bool has_native_hash = false;
+    uint32_t native_hash = 0;
 };
 
 // Routes the key an operation hashes (its group key for *_by_key, else the
@@ -35,10 +38,16 @@ struct Routed {
 // unhashable key); the caller runs the real function unchanged.
 bool route_key(memcached_st* memc, const char* key, size_t key_length, Routed& out) noexcept;
 
+// The router's decision for already hashed-form bytes, with libmemcached's
+// own hash of them when the router computed it (`native_hash` null if not).
+route::Decision decide(const memcached_st* memc, const HandleRouting& routing, const route::PlacementView& view,
+                       const char* bytes, size_t length, bool& has_native_hash, uint32_t& native_hash) noexcept;
+
 // The hook's answer that sends a key whose hashed bytes are `bytes` and
-// whose native server is `native` to `server` (the real hash for native).
+// whose native server is `native` to `server`: for the native server the
+// real hash (`native_hash` when known, else computed by the hook).
 ExpectedKey expected_for(const memcached_st* memc, const HandleRouting& routing, const char* bytes, size_t length,
-                         int32_t native, int32_t server) noexcept;
+                         int32_t native, int32_t server, const uint32_t* native_hash = nullptr) noexcept;
 
 // While alive, libmemcached sends the key to the server `expected` leads to.
 class ToServer {
@@ -47,7 +56,8 @@ public:
         : expected_(expected), scope_(memc, &expected_, 1) {}
     ToServer(const memcached_st* memc, const Routed& routed, int32_t server) noexcept
         : ToServer(memc, expected_for(memc, *routed.routing, routed.key.bytes, routed.key.length,
-                                      routed.decision.native, server)) {}
+                                      routed.decision.native, server,
+                                      routed.has_native_hash ? &routed.native_hash : nullptr)) {}
 
 private:
     ExpectedKey expected_;

@@ -111,8 +111,8 @@ class Memcached:
             self.process.kill()
             self.process.wait()
 
-    def command(self, text):
-        return raw_command(self.port, text)
+    def command(self, text, expect_end=b"\r\n"):
+        return raw_command(self.port, text, expect_end)
 
 
 class Fleet:

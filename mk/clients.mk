@@ -1,0 +1,13 @@
+# Test clients: a libmemcached program of ours, built plain (for LD_PRELOAD)
+# and linked with libmcshim ahead of libmemcached (linked mode).
+CLIENTS := $(BUILD)/clients/mc_client $(BUILD)/clients/mc_client_linked
+
+$(BUILD)/clients/mc_client: tests/clients/mc_client.c | deps
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -o $@ $< -lmemcached $(LDFLAGS)
+
+$(BUILD)/clients/mc_client_linked: tests/clients/mc_client.c $(BUILD)/libmcshim.so | deps
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -o $@ $< -L$(BUILD) -lmcshim -lmemcached -Wl,-rpath,'$$ORIGIN/..' $(LDFLAGS)
+
+test: $(CLIENTS)

@@ -1,0 +1,44 @@
+<?php
+// PHP's memcached extension for the preload tests: the commands of mc_client.c.
+// PHP does every get through memcached_mget + memcached_fetch_result.
+$servers = explode(",", $argv[1]);
+$command = $argv[2];
+$args = array_slice($argv, 3);
+$m = new Memcached();
+$m->setOption(Memcached::OPT_LIBKETAMA_COMPATIBLE, true);
+foreach ($servers as $server) {
+    [$host, $port] = explode(":", $server);
+    $m->addServer($host, (int)$port);
+}
+switch ($command) {
+case "set-many":
+    $stored = 0;
+    for ($i = 0; $i < (int)$args[1]; $i++) if ($m->set($args[0] . $i, "v$i", (int)$args[2])) $stored++;
+    echo "stored $stored\n";
+    break;
+case "get-many":
+    $hits = 0;
+    for ($i = 0; $i < (int)$args[1]; $i++) if ($m->get($args[0] . $i) === "v$i") $hits++;
+    echo "hits $hits\n";
+    break;
+case "mget-many":
+    $keys = [];
+    for ($i = 0; $i < (int)$args[1]; $i++) $keys[] = $args[0] . $i;
+    $got = $m->getMulti($keys);
+    $found = 0;
+    for ($i = 0; $i < (int)$args[1]; $i++) if (($got[$args[0] . $i] ?? null) === "v$i") $found++;
+    echo "found $found\n";
+    break;
+case "set":
+    echo $m->set($args[0], $args[1], (int)$args[2]) ? "SUCCESS\n" : "FAILURE\n";
+    break;
+case "get":
+    $value = $m->get($args[0]);
+    echo $value === false ? "NOT FOUND\n" : "VALUE $value\n";
+    break;
+case "delete":
+    echo $m->delete($args[0]) ? "SUCCESS\n" : "NOT FOUND\n";
+    break;
+default:
+    exit(64);
+}

@@ -1,0 +1,44 @@
+"""pylibmc for the preload tests: the commands of mc_client.c.
+Run with Debian's /usr/bin/python3 (the one that sees python3-pylibmc)."""
+
+import sys
+
+import pylibmc
+
+
+def attempt(operation, *args, **kwargs):
+    """An application's view: a failed operation is a miss, not a crash."""
+    try:
+        return operation(*args, **kwargs)
+    except pylibmc.Error:
+        return None
+
+
+def main(argv):
+    servers, command, args = argv[1].split(","), argv[2], argv[3:]
+    mc = pylibmc.Client(servers, behaviors={"ketama": True})
+    if command == "set-many":
+        prefix, n, ttl = args[0], int(args[1]), int(args[2])
+        stored = sum(1 for i in range(n) if attempt(mc.set, f"{prefix}{i}", f"v{i}", time=ttl))
+        print(f"stored {stored}")
+    elif command == "get-many":
+        prefix, n = args[0], int(args[1])
+        print(f"hits {sum(1 for i in range(n) if attempt(mc.get, f'{prefix}{i}') == f'v{i}')}")
+    elif command == "mget-many":
+        prefix, n = args[0], int(args[1])
+        got = attempt(mc.get_multi, [f"{prefix}{i}" for i in range(n)]) or {}
+        print(f"found {sum(1 for i in range(n) if got.get(f'{prefix}{i}') == f'v{i}')}")
+    elif command == "set":
+        print("SUCCESS" if attempt(mc.set, args[0], args[1], time=int(args[2])) else "FAILURE")
+    elif command == "get":
+        value = attempt(mc.get, args[0])
+        print("NOT FOUND" if value is None else f"VALUE {value}")
+    elif command == "delete":
+        print("SUCCESS" if attempt(mc.delete, args[0]) else "NOT FOUND")
+    else:
+        return 64
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

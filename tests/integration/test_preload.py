@@ -1,0 +1,321 @@
+"""LD_PRELOAD=libmcshim.so into unmodified libmemcached programs: a C program
+of ours, Debian's pylibmc, PHP's memcached extension and libmemcached's own
+tools, against four real memcached servers and a running mcwatchd. Where a
+key really is is checked server by server."""
+
+import os
+import signal
+import subprocess
+
+import pytest
+
+from conftest import BUILD, MCCTL, wait_until
+
+SHIM = os.path.join(BUILD, "libmcshim.so")
+CLIENTS_DIR = os.path.join(os.path.dirname(__file__), "..", "clients")
+C_CLIENT = os.path.join(BUILD, "clients", "mc_client")
+C_CLIENT_LINKED = os.path.join(BUILD, "clients", "mc_client_linked")
+
+CLIENTS = {
+    "c": [C_CLIENT],
+    "pylibmc": ["/usr/bin/python3", os.path.join(CLIENTS_DIR, "pylibmc_client.py")],
+    "php": ["php", os.path.join(CLIENTS_DIR, "php_client.php")],
+}
+# Recently-down window for these tests: long enough that no pause of a busy
+# machine ends it in the middle of a scenario.
+WINDOW_S = 60
+
+
+def run_client(fleet, client, *args, shim=True, state=None, extra=None):
+    """Runs a client command; returns (exit status, stdout, stderr)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MCSHIM_") and k != "LD_PRELOAD"}
+    if shim:
+        env["LD_PRELOAD"] = SHIM
+        env["MCSHIM_STATE"] = state or fleet.state
+    env.update(extra or {})
+    servers = ",".join(m.address for m in fleet.servers)
+    command = CLIENTS[client] if isinstance(client, str) else client
+    result = subprocess.run(command + [servers] + [str(a) for a in args], capture_output=True, text=True,
+                            timeout=60, env=env)
+    return result.returncode, result.stdout, result.stderr
+
+
+def client_says(fleet, client, *args, **kwargs):
+    status, out, err = run_client(fleet, client, *args, **kwargs)
+    assert status == 0, err
+    assert err == "", err  # the shim never writes unless MCSHIM_DEBUG is set
+    return out.strip()
+
+
+def holders(fleet, keys):
+    """key -> sorted addresses of the live servers holding it (one multi-key get each)."""
+    found = {k: [] for k in keys}
+    for m in fleet.servers:
+        if m.process.poll() is not None:
+            continue
+        reply = m.command(b"get " + " ".join(keys).encode() + b"\r\n", expect_end=b"END\r\n")
+        for line in reply.split(b"\r\n"):
+            if line.startswith(b"VALUE "):
+                found[line.split()[1].decode()].append(m.address)
+    return found
+
+
+def flush_all(fleet):
+    for m in fleet.servers:
+        if m.process.poll() is None:
+            assert m.command(b"flush_all\r\n") == b"OK\r\n"
+
+
+def ttl_on(memcached, key):
+    """Remaining TTL in seconds by memcached's meta get (-1: never expires)."""
+    reply = memcached.command(f"mg {key} t\r\n".encode())
+    assert reply.startswith(b"HD t"), reply
+    return int(reply.split()[1][1:])
+
+
+def native_placement(fleet, client, keys, prefix):
+    """Where the client puts the keys without the shim."""
+    flush_all(fleet)
+    assert client_says(fleet, client, "set-many", prefix, len(keys), 0, shim=False) == f"stored {len(keys)}"
+    placement = holders(fleet, keys)
+    flush_all(fleet)
+    return placement
+
+
+@pytest.fixture
+def shim_fleet(fleet):
+    fleet.add_servers(4)
+    fleet.write_config({"recently_down_window": f"{WINDOW_S}s", "writeback_ttl": "10m"})
+    fleet.start_daemon()
+    return fleet
+
+
+@pytest.mark.parametrize("client", ["c", "pylibmc", "php"])
+def test_outage_story(shim_fleet, client):
+    """All live, a kill -9, the restart: placement, TTL caps, fallback reads,
+    write-backs and invalidation, as each client sees them."""
+    fleet = shim_fleet
+    n = 120
+    keys = [f"k{i}" for i in range(n)]
+    native = native_placement(fleet, client, keys, "k")
+    assert all(len(v) == 1 for v in native.values())
+
+    # 1. All live: every key exactly where the client alone puts it.
+    assert client_says(fleet, client, "set-many", "k", n, 0) == f"stored {n}"
+    assert holders(fleet, keys) == native
+
+    # 2. One server killed: only its keys move, to live servers, with a capped TTL.
+    victim = fleet.servers[1]
+    victim_keys = [k for k in keys if native[k] == [victim.address]]
+    assert victim_keys
+    victim.kill()
+    fleet.wait_states({victim.address: "dead"})
+    flush_all(fleet)
+    assert client_says(fleet, client, "set-many", "k", n, 0) == f"stored {n}"
+    during = holders(fleet, keys)
+    for k in keys:
+        if k in victim_keys:
+            assert len(during[k]) == 1 and during[k] != [victim.address], k
+        else:
+            assert during[k] == native[k], k
+    by_address = {m.address: m for m in fleet.servers}
+    for k in victim_keys:
+        assert 0 < ttl_on(by_address[during[k][0]], k) <= WINDOW_S, k
+    other = next(k for k in keys if k not in victim_keys)
+    assert ttl_on(by_address[native[other][0]], other) == -1  # never expires: untouched
+    # An explicit TTL longer than the window is capped too; a shorter one kept.
+    assert client_says(fleet, client, "set", victim_keys[0], "long", 3600) == "SUCCESS"
+    assert 0 < ttl_on(by_address[during[victim_keys[0]][0]], victim_keys[0]) <= WINDOW_S
+    assert client_says(fleet, client, "set", victim_keys[1], "short", 5) == "SUCCESS"
+    assert 0 < ttl_on(by_address[during[victim_keys[1]][0]], victim_keys[1]) <= 5
+    assert client_says(fleet, client, "set-many", "k", n, 0) == f"stored {n}"
+
+    # 3. It comes back empty: within the window, misses on it are read from
+    # the server that covered for it, and written back.
+    victim.start()
+    fleet.wait_states({victim.address: "live"})
+    assert fleet.server(victim.address)["recently_down_until"] is not None
+    half = len(victim_keys) // 2
+    assert client_says(fleet, client, "get-many", "k", n) == f"hits {n}"
+    after = holders(fleet, keys)
+    for k in victim_keys:
+        assert victim.address in after[k], f"{k} not written back"
+        assert 0 < ttl_on(victim, k) <= 600  # writeback_ttl
+    # A multi-get finds them too (drop the write-backs of half the keys first
+    # so that the multi-get itself has to fall back).
+    for k in victim_keys[:half]:
+        victim.command(f"delete {k}\r\n".encode())
+    assert client_says(fleet, client, "mget-many", "k", n) == f"found {n}"
+    after = holders(fleet, victim_keys[:half])
+    assert all(victim.address in after[k] for k in victim_keys[:half])
+
+    # A write after the return deletes the copy on the fallback: no read can
+    # go back to the older value.
+    key = victim_keys[-1]
+    fallback = during[key][0]
+    assert client_says(fleet, client, "set", key, "new", 0) == "SUCCESS"
+    assert holders(fleet, [key])[key] == [victim.address]
+    assert client_says(fleet, client, "get", key) == "VALUE new"
+    assert fallback != victim.address
+
+
+def test_after_the_window_no_fallback(fleet):
+    fleet.add_servers(2)
+    fleet.write_config({"recently_down_window": "1s"})
+    fleet.start_daemon()
+    keys = [f"w{i}" for i in range(40)]
+    victim = fleet.servers[0]
+    native = native_placement(fleet, "c", keys, "w")
+    on_victim = [k for k in keys if native[k] == [victim.address]]
+    assert on_victim
+    victim.kill()
+    fleet.wait_states({victim.address: "dead"})
+    assert client_says(fleet, "c", "set-many", "w", 40, 0) == "stored 40"
+    victim.start()
+    fleet.wait_states({victim.address: "live"})
+    # The window ends on the daemon's clock: wait until it says so.
+    wait_until(lambda: fleet.server(victim.address)["recently_down_until"] is None, 10, "the window to end")
+    # Keys of the returned server miss there and are not looked for elsewhere.
+    assert client_says(fleet, "c", "get-many", "w", 40) == f"hits {40 - len(on_victim)}"
+    assert all(victim.address not in v for v in holders(fleet, keys).values())
+
+
+@pytest.mark.parametrize("client", ["c", "pylibmc", "php"])
+def test_unusable_state_means_native_placement_and_same_output(shim_fleet, client, tmp_path):
+    fleet = shim_fleet
+    keys = [f"n{i}" for i in range(60)]
+    native = native_placement(fleet, client, keys, "n")
+    garbage = tmp_path / "garbage"
+    garbage.write_bytes(os.urandom(3000))
+    garbage.chmod(0o644)
+    for state in [str(tmp_path / "missing"), str(garbage)]:
+        flush_all(fleet)
+        plain = run_client(fleet, client, "set-many", "n", 60, 0, shim=False)
+        flush_all(fleet)
+        assert run_client(fleet, client, "set-many", "n", 60, 0, state=state) == plain
+        assert holders(fleet, keys) == native
+
+    # A stale heartbeat (daemon frozen) with a server dead: native placement,
+    # so the dead server's keys fail exactly as they would without the shim.
+    victim = fleet.servers[2]
+    victim.kill()
+    fleet.wait_states({victim.address: "dead"})
+    fleet.daemon.send_signal(signal.SIGSTOP)
+    try:
+        wait_until(lambda: subprocess.run([MCCTL, "-s", fleet.state, "status"], capture_output=True).returncode == 2,
+                   10, "the state file to go stale")
+        flush_all(fleet)
+        plain = run_client(fleet, client, "set-many", "n", 60, 0, shim=False)
+        flush_all(fleet)
+        assert run_client(fleet, client, "set-many", "n", 60, 0) == plain
+        placed = holders(fleet, keys)
+        assert all(placed[k] == native[k] or (native[k] == [victim.address] and placed[k] == []) for k in keys)
+    finally:
+        fleet.daemon.send_signal(signal.SIGCONT)
+    # When the daemon returns, clients follow it again.
+    wait_until(lambda: subprocess.run([MCCTL, "-s", fleet.state, "status"], capture_output=True).returncode == 1,
+               10, "the daemon's heartbeat to return")
+    assert client_says(fleet, client, "set-many", "n", 60, 0) == "stored 60"
+
+
+def test_all_dead_fails_at_once_with_libmemcached_error(shim_fleet):
+    fleet = shim_fleet
+    for m in fleet.servers:
+        m.kill()
+    fleet.wait_states({m.address: "dead" for m in fleet.servers})
+    assert client_says(fleet, "c", "get", "anything") == "SERVER IS MARKED DEAD"
+    assert client_says(fleet, "c", "set", "anything", "x", 0) == "SERVER IS MARKED DEAD"
+    assert client_says(fleet, "c", "mget-many", "m", 5) == "found 0"
+
+
+def test_debug_lines_name_each_moved_key(shim_fleet):
+    fleet = shim_fleet
+    victim = fleet.servers[0]
+    victim.kill()
+    fleet.wait_states({victim.address: "dead"})
+    status, out, err = run_client(fleet, "c", "set-many", "d", 50, 0, extra={"MCSHIM_DEBUG": "1"})
+    assert status == 0 and out == "stored 50\n"
+    lines = err.splitlines()
+    assert lines and all(line.startswith("mcshim: ") for line in lines)
+    assert all(f"native={victim.address}" in line and "substitute for dead native" in line for line in lines)
+    moved = [k for k, v in holders(fleet, [f"d{i}" for i in range(50)]).items() if v]
+    assert len(lines) == len([line for line in lines if "route key=d" in line]) > 0
+    assert len(moved) == 50
+
+
+def test_linked_mode_moves_keys_without_preload(shim_fleet):
+    fleet = shim_fleet
+    victim = fleet.servers[3]
+    victim.kill()
+    fleet.wait_states({victim.address: "dead"})
+    assert client_says(fleet, [C_CLIENT_LINKED], "set-many", "l", 80, 0, shim=False,
+                       extra={"MCSHIM_STATE": fleet.state}) == "stored 80"
+    assert all(len(v) == 1 for v in holders(fleet, [f"l{i}" for i in range(80)]).values())
+    # The same program without the shim loses the dead server's keys.
+    flush_all(fleet)
+    out = client_says(fleet, "c", "set-many", "l", 80, 0, shim=False)
+    assert out != "stored 80"
+
+
+def test_binary_protocol_mget_execute_falls_back(shim_fleet):
+    fleet = shim_fleet
+    keys = [f"b{i}" for i in range(60)]
+    victim = fleet.servers[0]
+    victim.kill()
+    fleet.wait_states({victim.address: "dead"})
+    assert client_says(fleet, [C_CLIENT, "--binary"], "set-many", "b", 60, 0) == "stored 60"
+    victim.start()
+    fleet.wait_states({victim.address: "live"})
+    assert client_says(fleet, [C_CLIENT, "--binary"], "exec-many", "b", 60) == "found 60"
+    written_back = [k for k, v in holders(fleet, keys).items() if victim.address in v]
+    assert written_back  # the keys that lived elsewhere during the outage
+
+
+@pytest.mark.parametrize("flags,stored_prefix", [(["--modula"], ""), (["--namespace", "app:"], "app:")])
+def test_modula_and_namespace_move_only_dead_keys(shim_fleet, flags, stored_prefix):
+    fleet = shim_fleet
+    command = [C_CLIENT] + flags
+    stored = [f"{stored_prefix}m{i}" for i in range(80)]
+    assert client_says(fleet, command, "set-many", "m", 80, 0, shim=False) == "stored 80"
+    native = holders(fleet, stored)
+    flush_all(fleet)
+    assert client_says(fleet, command, "set-many", "m", 80, 0) == "stored 80"
+    assert holders(fleet, stored) == native
+    victim = fleet.servers[1]
+    victim.kill()
+    fleet.wait_states({victim.address: "dead"})
+    flush_all(fleet)
+    assert client_says(fleet, command, "set-many", "m", 80, 0) == "stored 80"
+    during = holders(fleet, stored)
+    assert all(during[k] == native[k] for k in stored if native[k] != [victim.address])
+    assert all(len(during[k]) == 1 for k in stored)
+
+
+def test_libmemcached_tools_under_preload(shim_fleet, tmp_path):
+    """memccp/memccat (modula): native placement when all live; with a server
+    dead, every file is stored and read back."""
+    fleet = shim_fleet
+    files = []
+    for i in range(24):
+        path = tmp_path / f"file{i}"
+        path.write_text(f"content {i}")
+        files.append(str(path))
+    servers = ",".join(m.address for m in fleet.servers)
+    env = dict(os.environ, LD_PRELOAD=SHIM, MCSHIM_STATE=fleet.state)
+    plain_env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+    keys = [os.path.basename(f) for f in files]
+    subprocess.run(["memccp", "--servers", servers] + files, check=True, env=plain_env, timeout=30)
+    native = holders(fleet, keys)
+    flush_all(fleet)
+    subprocess.run(["memccp", "--servers", servers] + files, check=True, env=env, timeout=30)
+    assert holders(fleet, keys) == native
+
+    fleet.servers[2].kill()
+    fleet.wait_states({fleet.servers[2].address: "dead"})
+    flush_all(fleet)
+    subprocess.run(["memccp", "--servers", servers] + files, check=True, env=env, timeout=30)
+    assert all(len(v) == 1 for v in holders(fleet, keys).values())
+    got = subprocess.run(["memccat", "--servers", servers] + keys, capture_output=True, text=True, env=env,
+                         timeout=30)
+    assert got.returncode == 0
+    assert got.stdout == "".join(f"content {i}\n" for i in range(24))
