@@ -4,10 +4,10 @@ CLIENTS := $(BUILD)/clients/mc_client $(BUILD)/clients/mc_client_linked
 
 $(BUILD)/clients/mc_client: tests/clients/mc_client.c | deps
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -o $@ $< -lmemcached $(LDFLAGS)
+	$(CC) $(CFLAGS) -o $@ $< -lmemcached -lpthread $(LDFLAGS)
 
 $(BUILD)/clients/mc_client_linked: tests/clients/mc_client.c $(BUILD)/libmcshim.so | deps
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -o $@ $< -L$(BUILD) -lmcshim -lmemcached -Wl,-rpath,'$$ORIGIN/..' $(LDFLAGS)
+	$(CC) $(CFLAGS) -o $@ $< -L$(BUILD) -lmcshim -lmemcached -lpthread -Wl,-rpath,'$$ORIGIN/..' $(LDFLAGS)
 
 test: $(CLIENTS)

@@ -8,19 +8,72 @@
  *   mget-many PREFIX N      one memcached_mget + fetch_result: prints "found K"
  *   exec-many PREFIX N      memcached_mget_execute + fetch_execute (binary): "found K"
  *   set KEY VALUE TTL | get KEY | delete KEY
+ *   threads PREFIX N T      T threads, each with a memcached_clone of the handle,
+ *                           set and get their share of the keys: prints "hits K"
+ *   fork PREFIX N           sets the keys, then a forked child gets them: "child hits K"
+ *   behaviors               what memcached_behavior_get says of the handle
+ * --config STRING builds the handle with memcached(STRING) instead (SERVERS is
+ * then ignored but must be given).
  * Exit 0 unless the command line is wrong. */
 #define _POSIX_C_SOURCE 200809L  /* strdup */
 #include <libmemcached-1.0/memcached.h>
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 static memcached_return_t count_hit(const memcached_st *memc, memcached_result_st *result, void *context) {
     (void)memc;
     (void)result;
     ++*(size_t *)context;
     return MEMCACHED_SUCCESS;
+}
+
+static long set_range(memcached_st *memc, const char *prefix, long from, long to, time_t ttl) {
+    char key[256], value[64];
+    long stored = 0;
+    for (long k = from; k < to; ++k) {
+        snprintf(key, sizeof key, "%s%ld", prefix, k);
+        snprintf(value, sizeof value, "v%ld", k);
+        if (memcached_set(memc, key, strlen(key), value, strlen(value), ttl, 0) == MEMCACHED_SUCCESS) ++stored;
+    }
+    return stored;
+}
+
+static long get_range(memcached_st *memc, const char *prefix, long from, long to) {
+    char key[256], value[64];
+    long hits = 0;
+    for (long k = from; k < to; ++k) {
+        snprintf(key, sizeof key, "%s%ld", prefix, k);
+        snprintf(value, sizeof value, "v%ld", k);
+        size_t length = 0;
+        uint32_t flags = 0;
+        memcached_return_t rc;
+        char *got = memcached_get(memc, key, strlen(key), &length, &flags, &rc);
+        if (got && length == strlen(value) && memcmp(got, value, length) == 0) ++hits;
+        free(got);
+    }
+    return hits;
+}
+
+struct share {
+    memcached_st *parent;
+    const char *prefix;
+    long from, to, hits;
+};
+
+static void *run_share(void *argument) {
+    struct share *share = argument;
+    memcached_st *clone = memcached_clone(NULL, share->parent);
+    for (int round = 0; round < 3; ++round) {
+        set_range(clone, share->prefix, share->from, share->to, 0);
+        share->hits = get_range(clone, share->prefix, share->from, share->to);
+    }
+    memcached_free(clone);
+    return NULL;
 }
 
 static int usage(void) {
@@ -30,55 +83,76 @@ static int usage(void) {
 
 int main(int argc, char **argv) {
     int binary = 0, modula = 0, i = 1;
-    const char *name_space = NULL;
+    const char *name_space = NULL, *config = NULL;
     for (; i < argc && strncmp(argv[i], "--", 2) == 0; ++i) {
         if (strcmp(argv[i], "--binary") == 0) binary = 1;
         else if (strcmp(argv[i], "--modula") == 0) modula = 1;
         else if (strcmp(argv[i], "--namespace") == 0 && i + 1 < argc) name_space = argv[++i];
+        else if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) config = argv[++i];
         else return usage();
     }
     if (argc - i < 2) return usage();
-    memcached_st *memc = memcached_create(NULL);
-    memcached_server_st *list = memcached_servers_parse(argv[i]);
-    memcached_server_push(memc, list);
-    memcached_server_list_free(list);
-    memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_DISTRIBUTION,
-                           modula ? MEMCACHED_DISTRIBUTION_MODULA : MEMCACHED_DISTRIBUTION_CONSISTENT_KETAMA);
-    if (!modula) memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_HASH, MEMCACHED_HASH_MD5);
+    memcached_st *memc;
+    if (config) {
+        memc = memcached(config, strlen(config));
+        if (!memc) return usage();
+    } else {
+        memc = memcached_create(NULL);
+        memcached_server_st *list = memcached_servers_parse(argv[i]);
+        memcached_server_push(memc, list);
+        memcached_server_list_free(list);
+        memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_DISTRIBUTION,
+                               modula ? MEMCACHED_DISTRIBUTION_MODULA : MEMCACHED_DISTRIBUTION_CONSISTENT_KETAMA);
+        if (!modula) memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_HASH, MEMCACHED_HASH_MD5);
+    }
     if (binary) memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_BINARY_PROTOCOL, 1);
     if (name_space) memcached_callback_set(memc, MEMCACHED_CALLBACK_NAMESPACE, name_space);
     const char *command = argv[i + 1];
     char **args = argv + i + 2;
     int nargs = argc - i - 2;
-    char key[256], value[64];
 
     if (strcmp(command, "set-many") == 0 && nargs == 3) {
-        long n = atol(args[1]), stored = 0;
-        for (long k = 0; k < n; ++k) {
-            snprintf(key, sizeof key, "%s%ld", args[0], k);
-            snprintf(value, sizeof value, "v%ld", k);
-            if (memcached_set(memc, key, strlen(key), value, strlen(value), (time_t)atol(args[2]), 0) ==
-                MEMCACHED_SUCCESS)
-                ++stored;
-        }
-        printf("stored %ld\n", stored);
+        printf("stored %ld\n", set_range(memc, args[0], 0, atol(args[1]), (time_t)atol(args[2])));
     } else if (strcmp(command, "get-many") == 0 && nargs == 2) {
-        long n = atol(args[1]), hits = 0;
-        for (long k = 0; k < n; ++k) {
-            snprintf(key, sizeof key, "%s%ld", args[0], k);
-            snprintf(value, sizeof value, "v%ld", k);
-            size_t length = 0;
-            uint32_t flags = 0;
-            memcached_return_t rc;
-            char *got = memcached_get(memc, key, strlen(key), &length, &flags, &rc);
-            if (got && length == strlen(value) && memcmp(got, value, length) == 0) ++hits;
-            free(got);
+        printf("hits %ld\n", get_range(memc, args[0], 0, atol(args[1])));
+    } else if (strcmp(command, "threads") == 0 && nargs == 3) {
+        long n = atol(args[1]), t = atol(args[2]), hits = 0;
+        if (t < 1 || t > 64) return usage();
+        pthread_t threads[64];
+        struct share shares[64];
+        for (long k = 0; k < t; ++k) {
+            shares[k] = (struct share){memc, args[0], n * k / t, n * (k + 1) / t, 0};
+            pthread_create(&threads[k], NULL, run_share, &shares[k]);
+        }
+        for (long k = 0; k < t; ++k) {
+            pthread_join(threads[k], NULL);
+            hits += shares[k].hits;
         }
         printf("hits %ld\n", hits);
+    } else if (strcmp(command, "fork") == 0 && nargs == 2) {
+        long n = atol(args[1]);
+        set_range(memc, args[0], 0, n, 0);
+        fflush(stdout);
+        pid_t child = fork();
+        if (child == 0) {
+            printf("child hits %ld\n", get_range(memc, args[0], 0, n));
+            fflush(stdout);
+            _exit(0);
+        }
+        int status = 0;
+        waitpid(child, &status, 0);
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) printf("child failed\n");
+    } else if (strcmp(command, "behaviors") == 0 && nargs == 0) {
+        printf("distribution %llu hash %llu ketama_weighted %llu binary %llu\n",
+               (unsigned long long)memcached_behavior_get(memc, MEMCACHED_BEHAVIOR_DISTRIBUTION),
+               (unsigned long long)memcached_behavior_get(memc, MEMCACHED_BEHAVIOR_HASH),
+               (unsigned long long)memcached_behavior_get(memc, MEMCACHED_BEHAVIOR_KETAMA_WEIGHTED),
+               (unsigned long long)memcached_behavior_get(memc, MEMCACHED_BEHAVIOR_BINARY_PROTOCOL));
     } else if ((strcmp(command, "mget-many") == 0 || strcmp(command, "exec-many") == 0) && nargs == 2) {
         size_t n = (size_t)atol(args[1]), found = 0;
         char **keys = calloc(n, sizeof *keys);
         size_t *lengths = calloc(n, sizeof *lengths);
+        char key[256];
         for (size_t k = 0; k < n; ++k) {
             snprintf(key, sizeof key, "%s%zu", args[0], k);
             keys[k] = strdup(key);

@@ -319,3 +319,56 @@ def test_libmemcached_tools_under_preload(shim_fleet, tmp_path):
                          timeout=30)
     assert got.returncode == 0
     assert got.stdout == "".join(f"content {i}\n" for i in range(24))
+
+
+def test_threads_with_cloned_handles_and_a_forked_child(shim_fleet):
+    fleet = shim_fleet
+    victim = fleet.servers[2]
+    victim.kill()
+    fleet.wait_states({victim.address: "dead"})
+    assert client_says(fleet, "c", "threads", "t", 400, 8) == "hits 400"
+    assert all(len(v) == 1 for v in holders(fleet, [f"t{i}" for i in range(400)]).values())
+    # The child of a fork (no threads of the shim, no lock held) routes alike.
+    assert client_says(fleet, "c", "fork", "f", 100) == "child hits 100"
+
+
+def test_config_string_handles_and_behaviours_unchanged(shim_fleet):
+    fleet = shim_fleet
+    config = " ".join(f"--SERVER={m.address}" for m in fleet.servers) + " --DISTRIBUTION=consistent --HASH=md5"
+    command = [C_CLIENT, "--config", config]
+    keys = [f"s{i}" for i in range(60)]
+    assert client_says(fleet, command, "set-many", "s", 60, 0, shim=False) == "stored 60"
+    native = holders(fleet, keys)
+    flush_all(fleet)
+    assert client_says(fleet, command, "set-many", "s", 60, 0) == "stored 60"
+    assert holders(fleet, keys) == native
+    assert client_says(fleet, command, "behaviors") == client_says(fleet, command, "behaviors", shim=False)
+    assert client_says(fleet, "c", "behaviors") == client_says(fleet, "c", "behaviors", shim=False)
+
+
+def test_pylibmc_client_pool(shim_fleet):
+    """pylibmc's ClientPool clones the handle per slot."""
+    fleet = shim_fleet
+    victim = fleet.servers[0]
+    victim.kill()
+    fleet.wait_states({victim.address: "dead"})
+    script = (
+        "import pylibmc, sys\n"
+        "mc = pylibmc.Client(sys.argv[1].split(','), behaviors={'ketama': True})\n"
+        "pool = pylibmc.ClientPool(mc, 4)\n"
+        "stored = 0\n"
+        "for i in range(80):\n"
+        "    with pool.reserve() as c:\n"
+        "        stored += bool(c.set(f'p{i}', f'v{i}'))\n"
+        "with pool.reserve() as c:\n"
+        "    print('stored', stored, 'found', len(c.get_multi([f'p{i}' for i in range(80)])))\n")
+    assert client_says(fleet, ["/usr/bin/python3", "-c", script], ) == "stored 80 found 80"
+
+
+def test_programs_without_libmemcached_are_untouched(shim_fleet, tmp_path):
+    env = dict(os.environ, LD_PRELOAD=SHIM, MCSHIM_STATE=shim_fleet.state, MCSHIM_DEBUG="1")
+    for command in (["echo", "hello"], ["/usr/bin/python3", "-c", "import json; print(json.dumps([1, 2]))"],
+                    ["php", "-r", "echo strtoupper('ok'), PHP_EOL;"]):
+        plain = subprocess.run(command, capture_output=True, text=True, timeout=30)
+        shimmed = subprocess.run(command, capture_output=True, text=True, env=env, timeout=30)
+        assert (shimmed.returncode, shimmed.stdout, shimmed.stderr) == (plain.returncode, plain.stdout, plain.stderr)
