@@ -71,6 +71,26 @@ pids+=($!)
 for port in "${ports[@]}"; do wait_state "127.0.0.1:$port" live; done
 "$build/mcctl" -s "$work/run/state" status
 
+servers="127.0.0.1:${ports[0]},127.0.0.1:${ports[1]},127.0.0.1:${ports[2]}"
+keys=3000
+app() {  # the read-through application, with the shim preloaded
+    LD_PRELOAD="$build/libmcshim.so" MCSHIM_STATE="$work/run/state" /usr/bin/python3 tools/demo_client.py "$servers" "$keys"
+}
+items() {  # items per server, as mcwatchd last probed them
+    local status
+    status=$("$build/mcctl" -s "$work/run/state" status --json || true)  # exit 1 while one is dead
+    /usr/bin/python3 -c '
+import json, sys
+servers = json.loads(sys.argv[1])["servers"]
+print("  ".join("%s: %s" % (s["address"], "dead" if s["state"] == "dead" else "%s items" % s["curr_items"])
+                for s in servers))' "$status"
+}
+
+say "a read-through application warms the cache (pylibmc, LD_PRELOAD=libmcshim.so)"
+app
+sleep 0.5; items
+app
+
 victim="127.0.0.1:${ports[1]}"
 say "kill -9 memcached on $victim"
 kill -9 "${mc_pids[1]}"
@@ -78,6 +98,10 @@ started=$(date +%s%N)
 wait_state "$victim" dead
 echo "mcwatchd marked it dead after $(( ($(date +%s%N) - started) / 1000000 )) ms"
 "$build/mcctl" -s "$work/run/state" status || true
+say "the application reads again: only the dead server's keys miss, and are re-cached on the others"
+app
+app
+sleep 0.5; items
 
 say "restarting memcached on $victim (empty)"
 pid=$(start_memcached "${ports[1]}")
@@ -86,6 +110,9 @@ started=$(date +%s%N)
 wait_state "$victim" live
 echo "live again after $(( ($(date +%s%N) - started) / 1000000 )) ms, flushed first and recently down for the window"
 "$build/mcctl" -s "$work/run/state" status
+say "the application reads: misses on the returned server are found where they lived meanwhile, and written back"
+app
+sleep 0.5; items
 
 say "what mcwatchd logged"
 cat "$work/mcwatchd.log"
