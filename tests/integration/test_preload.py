@@ -26,6 +26,12 @@ CLIENTS = {
 WINDOW_S = 60
 
 
+def note(name, text):
+    """A figure for tests/run to print at the end."""
+    with open(os.path.join(BUILD, "measurements.txt"), "a") as out:
+        out.write(f"{name}: {text}\n")
+
+
 def run_client(fleet, client, *args, shim=True, state=None, extra=None):
     """Runs a client command; returns (exit status, stdout, stderr)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MCSHIM_") and k != "LD_PRELOAD"}
@@ -119,8 +125,11 @@ def test_outage_story(shim_fleet, client):
         else:
             assert during[k] == native[k], k
     by_address = {m.address: m for m in fleet.servers}
-    for k in victim_keys:
-        assert 0 < ttl_on(by_address[during[k][0]], k) <= WINDOW_S, k
+    ttls = [ttl_on(by_address[during[k][0]], k) for k in victim_keys]
+    assert all(0 < t <= WINDOW_S for t in ttls), ttls
+    moved = sum(1 for k in keys if during[k] != native[k])
+    note(f"{client}: 1 of 4 servers killed", f"{moved} of {n} keys moved, all {len(victim_keys)} of them the dead "
+         f"server's; TTLs on substitutes {min(ttls)}..{max(ttls)}s (window {WINDOW_S}s)")
     other = next(k for k in keys if k not in victim_keys)
     assert ttl_on(by_address[native[other][0]], other) == -1  # never expires: untouched
     # An explicit TTL longer than the window is capped too; a shorter one kept.
@@ -141,6 +150,8 @@ def test_outage_story(shim_fleet, client):
     for k in victim_keys:
         assert victim.address in after[k], f"{k} not written back"
         assert 0 < ttl_on(victim, k) <= 600  # writeback_ttl
+    written_back = sum(1 for k in keys if victim.address in after[k])
+    note(f"{client}: restarted empty", f"gets hit {n} of {n}, {written_back} written back to it")
     # A multi-get finds them too (drop the write-backs of half the keys first
     # so that the multi-get itself has to fall back).
     for k in victim_keys[:half]:
@@ -148,6 +159,8 @@ def test_outage_story(shim_fleet, client):
     assert client_says(fleet, client, "mget-many", "k", n) == f"found {n}"
     after = holders(fleet, victim_keys[:half])
     assert all(victim.address in after[k] for k in victim_keys[:half])
+    note(f"{client}: multi-get after the return", f"found {n} of {n}, {half} missing ones fetched from fallbacks "
+         "and written back")
 
     # A write after the return deletes the copy on the fallback: no read can
     # go back to the older value.
