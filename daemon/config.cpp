@@ -1,5 +1,10 @@
 #include "config.hpp"
 
+#include <arpa/inet.h>
+#include <grp.h>
+#include <netdb.h>
+#include <pwd.h>
+
 #include <fmt/format.h>
 #include <ini.h>
 
@@ -99,7 +104,22 @@ public:
             error_ = fmt::format("{}: no servers configured: add `server = host:port` lines under [servers]", name_);
             return;
         }
-        if (config_.probe_timeout >= config_.probe_interval)
+        if (config_.control_socket.empty()) {
+            // Beside the state file by default: a daemon with its own state
+            // file never fights another one for the socket.
+            const size_t slash = config_.state_file.rfind('/');
+            config_.control_socket = config_.state_file.substr(0, slash) + "/control";
+            if (config_.control_socket.size() >= 108) {
+                at_line(key_lines_["state_file"],
+                        fmt::format("control_socket would be {}, longer than a unix socket path may be (107): "
+                                    "set control_socket",
+                                    config_.control_socket));
+                return;
+            }
+        }
+        if (config_.control_socket == config_.state_file)
+            at_line(key_lines_["control_socket"], "control_socket and state_file must differ");
+        else if (config_.probe_timeout >= config_.probe_interval)
             at_line(key_lines_["probe_timeout"],
                     fmt::format("probe_timeout ({}) must be shorter than probe_interval ({})",
                                 format_duration(config_.probe_timeout),
@@ -181,6 +201,29 @@ private:
             return duration_key(k, value, config_.recently_down_window, Millis(0));
         if (key == "writeback_ttl") return duration_key(k, value, config_.writeback_ttl, Millis(1000));
         if (key == "stale_after") return duration_key(k, value, config_.stale_after, Millis(100));
+        if (key == "metrics_listen") {
+            if (value[0] == '\0' || std::string_view(value) == "off") return 1;
+            const std::string why = parse_listen_address(value, config_.metrics_host, config_.metrics_port);
+            if (!why.empty()) return fail(fmt::format("metrics_listen = '{}': {}", value, why));
+            config_.metrics_listen = value;
+            return 1;
+        }
+        if (key == "user") {
+            // Looked up now so that `mcwatchd -t` catches a typo.
+            const passwd* entry = ::getpwnam(value);
+            if (!entry) return fail(fmt::format("user = '{}': no such user", value));
+            config_.user = value;
+            config_.user_uid = entry->pw_uid;
+            config_.user_gid = entry->pw_gid;
+            return 1;
+        }
+        if (key == "admin_group") {
+            const group* entry = ::getgrnam(value);
+            if (!entry) return fail(fmt::format("admin_group = '{}': no such group", value));
+            config_.admin_group = value;
+            config_.admin_gid = entry->gr_gid;
+            return 1;
+        }
         if (key == "flush_on_rejoin") {
             const auto parsed = parse_bool(value);
             if (!parsed) return fail(fmt::format("flush_on_rejoin = '{}': expected yes or no", value));
@@ -293,6 +336,49 @@ std::string parse_server_address(const std::string& text, ServerAddress& out) {
     out.host = host;
     out.port = uint16_t(*number);
     return "";
+}
+
+std::string parse_listen_address(const std::string& text, std::string& host, uint16_t& port) {
+    std::string address, port_text;
+    if (!text.empty() && text[0] == '[') {
+        const size_t close = text.find(']');
+        if (close == std::string::npos || close + 1 >= text.size() || text[close + 1] != ':')
+            return "expected host:port or [ipv6]:port";
+        address = text.substr(1, close - 1);
+        port_text = text.substr(close + 2);
+        in6_addr ignored{};
+        if (inet_pton(AF_INET6, address.c_str(), &ignored) != 1) return "bad IPv6 address";
+    } else {
+        const size_t colon = text.rfind(':');
+        if (colon == std::string::npos) return "expected host:port (for example 127.0.0.1:9150)";
+        address = text.substr(0, colon);
+        port_text = text.substr(colon + 1);
+        if (address == "localhost") address = "127.0.0.1";
+        in_addr ignored{};
+        if (inet_pton(AF_INET, address.c_str(), &ignored) != 1)
+            return "expected a numeric address (no name lookups at start-up)";
+    }
+    const auto number = parse_count(port_text, 1, 65535);
+    if (!number) return fmt::format("port '{}' out of range (1-65535)", port_text);
+    host = address;
+    port = uint16_t(*number);
+    return "";
+}
+
+std::string numeric_server_address(const ServerAddress& server) {
+    if (server.is_unix) return server.text;
+    const std::string host = server.host == "localhost" ? "127.0.0.1" : server.host;
+    addrinfo hints{};
+    hints.ai_flags = AI_NUMERICHOST;
+    addrinfo* found = nullptr;
+    if (getaddrinfo(host.c_str(), nullptr, &hints, &found) != 0) return "";
+    char text[INET6_ADDRSTRLEN] = {};
+    const bool v6 = found->ai_family == AF_INET6;
+    const void* raw = v6 ? static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(found->ai_addr)->sin6_addr)
+                         : static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(found->ai_addr)->sin_addr);
+    inet_ntop(found->ai_family, raw, text, sizeof text);
+    freeaddrinfo(found);
+    return v6 ? fmt::format("[{}]:{}", text, server.port) : fmt::format("{}:{}", text, server.port);
 }
 
 ConfigResult parse_config(const std::string& text, const std::string& name) {

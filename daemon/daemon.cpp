@@ -1,16 +1,16 @@
 #include "daemon.hpp"
 
-#include <arpa/inet.h>
-#include <netdb.h>
+#include <unistd.h>
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
 #include <map>
-#include <thread>
 
 #include "clock.hpp"
 #include "log.hpp"
+#include "privileges.hpp"
 
 namespace mcwatch {
 
@@ -19,24 +19,7 @@ volatile std::sig_atomic_t Daemon::reload_requested = 0;
 
 namespace {
 
-// The numeric form of a server's address, recorded in the state file so that
-// a client that wrote "localhost:11211" finds the slot of "127.0.0.1:11211".
-// Only numeric addresses and localhost: a DNS query here could stall start-up.
-std::string numeric_address(const ServerAddress& server) {
-    if (server.is_unix) return server.text;
-    const std::string host = server.host == "localhost" ? "127.0.0.1" : server.host;
-    addrinfo hints{};
-    hints.ai_flags = AI_NUMERICHOST;
-    addrinfo* found = nullptr;
-    if (getaddrinfo(host.c_str(), nullptr, &hints, &found) != 0) return "";
-    char text[INET6_ADDRSTRLEN] = {};
-    const bool v6 = found->ai_family == AF_INET6;
-    const void* raw = v6 ? static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(found->ai_addr)->sin6_addr)
-                         : static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(found->ai_addr)->sin_addr);
-    inet_ntop(found->ai_family, raw, text, sizeof text);
-    freeaddrinfo(found);
-    return v6 ? fmt::format("[{}]:{}", text, server.port) : fmt::format("{}:{}", text, server.port);
-}
+using Clock = std::chrono::steady_clock;
 
 bool same_servers(const Config& a, const Config& b) {
     if (a.servers.size() != b.servers.size()) return false;
@@ -45,9 +28,26 @@ bool same_servers(const Config& a, const Config& b) {
     return true;
 }
 
+// Whether the static part of the state file (what readers copy once per
+// mapping) would differ: then a new file must be published.
+bool same_file_settings(const Config& a, const Config& b) {
+    return same_servers(a, b) && a.distribution == b.distribution && a.hash == b.hash &&
+           a.probe_interval == b.probe_interval && a.stale_after == b.stale_after &&
+           a.recently_down_window == b.recently_down_window && a.writeback_ttl == b.writeback_ttl &&
+           a.flush_on_rejoin == b.flush_on_rejoin;
+}
+
+std::vector<std::string> numeric_addresses(const Config& config) {
+    std::vector<std::string> resolved;
+    for (const ServerAddress& server : config.servers) resolved.push_back(numeric_server_address(server));
+    return resolved;
+}
+
 }  // namespace
 
 Daemon::Daemon(Config config) : config_(std::move(config)) {}
+
+Daemon::~Daemon() = default;
 
 std::vector<state::ServerDynamic> Daemon::views() const {
     std::vector<state::ServerDynamic> out;
@@ -56,74 +56,170 @@ std::vector<state::ServerDynamic> Daemon::views() const {
     return out;
 }
 
-std::string Daemon::apply(std::vector<ServerHealth> kept) {
-    health_ = std::move(kept);
-    prober_ = std::make_unique<Prober>(config_.servers, config_.probe_timeout);
-    std::vector<std::string> resolved;
-    for (const ServerAddress& server : config_.servers) resolved.push_back(numeric_address(server));
-    return writer_.publish(config_, resolved, views());
+std::unique_ptr<Prober> Daemon::make_prober(const Config& config) {
+    auto prober = std::make_unique<Prober>(config.servers, config.probe_timeout);
+    // Control requests and scrapes are served while a round waits for slow servers.
+    prober->set_side_channel(loop_.fd(), [this] { serve(0); });
+    return prober;
+}
+
+std::unique_ptr<MetricsServer> Daemon::open_metrics(const Config& config, std::string& error) {
+    if (config.metrics_listen.empty()) return nullptr;
+    auto metrics = std::make_unique<MetricsServer>(loop_, [this] { return render_metrics_now(); });
+    error = metrics->open(config.metrics_host, config.metrics_port);
+    return error.empty() ? std::move(metrics) : nullptr;
 }
 
 std::string Daemon::start() {
-    if (std::string why = writer_.lock(config_.state_file); !why.empty()) return why;
-    const HealthPolicy policy = HealthPolicy::from(config_);
-    if (std::string why = apply(std::vector<ServerHealth>(config_.servers.size(), ServerHealth(policy)));
-        !why.empty())
-        return why;
+    start_unix_ms_ = unix_ms();
+    if (std::string why = check_can_switch(config_); !why.empty()) return why;
+    // As root (when started so): the directory, lock, socket and port are
+    // prepared for the user the daemon becomes below.
+    const RunAs owner = run_as(config_);
+    if (std::string why = writer_.lock(config_.state_file, owner); !why.empty()) return why;
+    const std::string control_directory = parent_directory(config_.control_socket);
+    if (control_directory != parent_directory(config_.state_file))
+        if (std::string why = prepare_runtime_directory(control_directory, owner); !why.empty()) return why;
+    control_ = std::make_unique<ControlServer>(
+        loop_, [this](const ControlRequest& request, ControlServer::Ticket ticket) { return on_control(request, ticket); });
+    ControlAccess access{owner.uid, std::nullopt, config_.admin_group};
+    if (!config_.admin_group.empty()) access.admin_gid = config_.admin_gid;
+    const uint32_t socket_group = config_.admin_group.empty() ? owner.gid : config_.admin_gid;
+    if (std::string why = control_->open(config_.control_socket, owner, socket_group, access); !why.empty()) return why;
+    std::string why;
+    metrics_ = open_metrics(config_, why);
+    if (!why.empty()) return why;
+    if (why = drop_privileges(config_); !why.empty()) return why;
+
+    try {
+        prober_ = make_prober(config_);
+    } catch (const std::exception& e) {
+        return fmt::format("cannot start probing: {}", e.what());
+    }
+    health_.assign(config_.servers.size(), ServerHealth(HealthPolicy::from(config_)));
+    resolved_ = numeric_addresses(config_);
+    if (why = writer_.publish(config_, resolved_, views()); !why.empty()) return why;
     log_event("info", "start",
               {{"pid", fmt::format("{}", getpid())},
+               {"uid", fmt::format("{}", geteuid())},
                {"config", config_.path},
                {"state_file", config_.state_file},
+               {"control_socket", config_.control_socket},
+               {"metrics", config_.metrics_listen.empty() ? "off" : config_.metrics_listen},
                {"servers", fmt::format("{}", config_.servers.size())}});
     return "";
 }
 
-void Daemon::reload() {
+Daemon::ReloadOutcome Daemon::reload() {
+    const auto refuse = [this](const std::string& why) {
+        ++reloads_refused_;
+        log_event("error", "reload", {{"status", "refused"}, {"error", why}});
+        return ReloadOutcome{false, why};
+    };
     ConfigResult loaded = load_config(config_.path);
-    if (!loaded.config) {
-        log_event("error", "reload", {{"status", "refused"}, {"error", loaded.error}});
-        return;
-    }
+    if (!loaded.config) return refuse(loaded.error);
     Config next = std::move(*loaded.config);
-    if (next.state_file != config_.state_file) {
-        log_event("error", "reload",
-                  {{"status", "refused"}, {"error", "state_file cannot change on reload; restart mcwatchd"}});
-        return;
+    // What was set up as root, or what readers and mcctl find by path,
+    // stays as the daemon started with.
+    const std::pair<const char*, std::pair<std::string, std::string>> fixed[] = {
+        {"state_file", {config_.state_file, next.state_file}},
+        {"control_socket", {config_.control_socket, next.control_socket}},
+        {"user", {config_.user, next.user}},
+        {"admin_group", {config_.admin_group, next.admin_group}},
+    };
+    for (const auto& [key, values] : fixed)
+        if (values.first != values.second)
+            return refuse(fmt::format("{}: {} cannot change on reload ('{}' -> '{}'); restart mcwatchd", config_.path,
+                                      key, values.first, values.second));
+
+    std::unique_ptr<MetricsServer> metrics;
+    const bool metrics_changed = next.metrics_listen != config_.metrics_listen;
+    if (metrics_changed) {
+        std::string why;
+        metrics = open_metrics(next, why);
+        if (!why.empty()) return refuse(fmt::format("{}: {}", config_.path, why));
     }
+
+    // Servers still configured keep their state and history (and any
+    // operator override); new ones start unknown.
     const HealthPolicy policy = HealthPolicy::from(next);
-    const bool layout_changed = !same_servers(config_, next) || next.distribution != config_.distribution ||
-                                next.hash != config_.hash || next.probe_timeout != config_.probe_timeout ||
-                                next.stale_after != config_.stale_after ||
-                                next.recently_down_window != config_.recently_down_window ||
-                                next.writeback_ttl != config_.writeback_ttl ||
-                                next.probe_interval != config_.probe_interval ||
-                                next.flush_on_rejoin != config_.flush_on_rejoin;
-    // Servers still configured keep their state and history; new ones start unknown.
-    std::map<std::string, ServerHealth> by_address;
-    for (size_t i = 0; i < health_.size(); ++i) by_address.emplace(config_.servers[i].text, health_[i]);
+    std::map<std::string, size_t> old_index;
+    for (size_t i = 0; i < config_.servers.size(); ++i) old_index.emplace(config_.servers[i].text, i);
     std::vector<ServerHealth> kept;
+    size_t added = 0;
     for (const ServerAddress& server : next.servers) {
-        auto it = by_address.find(server.text);
-        kept.push_back(it != by_address.end() ? it->second : ServerHealth(policy));
+        const auto it = old_index.find(server.text);
+        if (it == old_index.end()) ++added;
+        kept.push_back(it != old_index.end() ? health_[it->second] : ServerHealth(policy));
         kept.back().set_policy(policy);
     }
+    const size_t removed = config_.servers.size() - (next.servers.size() - added);
+
+    std::unique_ptr<Prober> prober;
+    if (!same_servers(config_, next) || next.probe_timeout != config_.probe_timeout) {
+        try {
+            prober = make_prober(next);
+        } catch (const std::exception& e) {
+            return refuse(fmt::format("cannot start probing: {}", e.what()));
+        }
+    }
+    std::vector<std::string> resolved = numeric_addresses(next);
+    const bool republish = !same_file_settings(config_, next);
+    if (republish) {
+        std::vector<state::ServerDynamic> kept_views;
+        for (const ServerHealth& h : kept) kept_views.push_back(h.view());
+        // On failure the writer keeps publishing the old file, for the old config.
+        if (std::string why = writer_.publish(next, resolved, kept_views); !why.empty())
+            return refuse(fmt::format("cannot publish a new state file: {}", why));
+    }
+
     config_ = std::move(next);
-    if (!layout_changed) {
-        health_ = std::move(kept);
-        log_event("info", "reload", {{"status", "ok"}, {"servers", fmt::format("{}", config_.servers.size())}});
-        return;
-    }
-    if (std::string why = apply(std::move(kept)); !why.empty()) {
-        log_event("error", "reload", {{"status", "failed"}, {"error", why}});
-        return;
-    }
+    health_ = std::move(kept);
+    resolved_ = std::move(resolved);
+    if (prober) prober_ = std::move(prober);
+    if (metrics_changed) metrics_ = std::move(metrics);
+    ++reloads_ok_;
+    // A flush asked for a server that is gone cannot happen.
+    std::erase_if(pending_flushes_, [this](const Deferred& d) {
+        if (find_server(d.server)) return false;
+        control_->reply(d.ticket, fmt::format("error {}: removed from the configuration by a reload", d.server));
+        return true;
+    });
     log_event("info", "reload",
-              {{"status", "ok"}, {"servers", fmt::format("{}", config_.servers.size())}, {"republished", "yes"}});
+              {{"status", "ok"},
+               {"servers", fmt::format("{}", config_.servers.size())},
+               {"added", fmt::format("{}", added)},
+               {"removed", fmt::format("{}", removed)},
+               {"republished", republish ? "yes" : "no"}});
+    return {true, fmt::format("reloaded {}: {} servers ({} added, {} removed){}", config_.path, config_.servers.size(),
+                              added, removed, republish ? ", new state file published" : "")};
+}
+
+void Daemon::log_health_events(const std::string& server, const std::vector<HealthEvent>& events) const {
+    for (const HealthEvent& e : events) {
+        const char* level = e.what == "down" ? "error" : "info";
+        const char* key = e.what == "down" ? "reason" : "detail";
+        log_event(level, e.what, {{"server", server}, {key, e.detail}});
+    }
 }
 
 void Daemon::round() {
     std::vector<bool> flush_first;
-    for (const ServerHealth& h : health_) flush_first.push_back(h.wants_flush());
+    std::vector<bool> operator_flush;
+    for (ServerHealth& h : health_) {
+        operator_flush.push_back(h.take_operator_flush());
+        flush_first.push_back(h.wants_flush() || operator_flush.back());
+    }
+    // Those who asked for these flushes hear after this round; requests that
+    // arrive during it wait for the next one.
+    std::vector<std::pair<Deferred, size_t>> flush_waiters;
+    std::erase_if(pending_flushes_, [&](const Deferred& d) {
+        const auto index = find_server(d.server);
+        if (!index || !operator_flush[*index]) return false;
+        flush_waiters.emplace_back(d, *index);
+        return true;
+    });
+
     const std::vector<ProbeResult> results = prober_->run_round(flush_first);
     const int64_t now = unix_ms();
     bool routing_changed = false;
@@ -137,28 +233,41 @@ void Daemon::round() {
         // the same failure only when the state changes, to keep logs calm.
         if (!result.ok && failures_before == 0)
             log_event("warning", "probe_failed", {{"server", server}, {"reason", result.error}});
-        for (const HealthEvent& e : events) {
-            const char* level = e.what == "down" ? "error" : "info";
-            const char* key = e.what == "down" ? "reason" : "detail";
-            log_event(level, e.what, {{"server", server}, {key, e.detail}});
-        }
+        log_health_events(server, events);
     }
     writer_.update(views(), routing_changed);
+
+    for (const auto& [waiter, index] : flush_waiters) {
+        const ProbeResult& result = results[index];
+        control_->reply(waiter.ticket, result.flushed ? fmt::format("ok {} flushed", waiter.server)
+                                                      : fmt::format("error {}: flush_all failed: {}", waiter.server,
+                                                                    result.error.empty() ? "no answer" : result.error));
+    }
+}
+
+void Daemon::serve(int timeout_ms) {
+    loop_.run_once(timeout_ms);
+    const auto now = Clock::now();
+    if (control_) control_->expire(now);
+    if (metrics_) metrics_->expire(now);
 }
 
 int Daemon::run() {
-    using Clock = std::chrono::steady_clock;
     while (!stop_requested) {
         const auto started = Clock::now();
         if (reload_requested) {
             reload_requested = 0;
-            reload();
+            const ReloadOutcome outcome = reload();
+            for (const Deferred& d : pending_reloads_)
+                control_->reply(d.ticket, (outcome.ok ? "ok " : "error ") + outcome.message);
+            pending_reloads_.clear();
         }
         round();
         const auto next = started + config_.probe_interval;
-        // Short naps so that a signal is acted on promptly.
-        while (!stop_requested && !reload_requested && Clock::now() < next)
-            std::this_thread::sleep_for(std::min<Clock::duration>(next - Clock::now(), std::chrono::milliseconds(50)));
+        // Bounded waits: a signal that lands just before epoll_wait is acted
+        // on within 100ms.
+        for (auto now = Clock::now(); !stop_requested && !reload_requested && now < next; now = Clock::now())
+            serve(int(std::min<int64_t>(std::chrono::ceil<std::chrono::milliseconds>(next - now).count(), 100)));
     }
     log_event("info", "stop", {{"pid", fmt::format("{}", getpid())}});
     return 0;

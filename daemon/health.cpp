@@ -4,6 +4,8 @@
 
 #include <cstring>
 
+#include "duration.hpp"
+
 namespace mcwatch {
 
 using state::ServerState;
@@ -20,38 +22,93 @@ ServerHealth::ServerHealth(const HealthPolicy& policy) : policy_(policy) {
         *fact = state::kUnknown;
 }
 
-bool ServerHealth::wants_flush() const {
-    return policy_.flush_on_rejoin && is(ServerState::dead) &&
-           view_.consecutive_successes + 1 >= policy_.recover_after;
+bool ServerHealth::rejoin_flush_due() const {
+    if (!policy_.flush_on_rejoin) return false;
+    if (rejoin_pending_) return probed_ == ServerState::live;
+    // Under an override the server is not published live whatever probes
+    // say: its flush comes when the override is cleared.
+    if (override_ != Override::none) return false;
+    return probed_ == ServerState::dead && view_.consecutive_successes + 1 >= policy_.recover_after;
 }
 
-void ServerHealth::become(ServerState next, int64_t now_ms) {
+bool ServerHealth::wants_flush() const { return rejoin_flush_due(); }
+
+bool ServerHealth::take_operator_flush() {
+    const bool asked = operator_flush_;
+    operator_flush_ = false;
+    return asked;
+}
+
+ServerState ServerHealth::overridden_state() const {
+    if (override_ == Override::down) return ServerState::dead;
+    // A drained server that stopped (the point of draining it) is dead:
+    // clients must not keep looking for values on it.
+    return probed_ == ServerState::dead ? ServerState::dead : ServerState::draining;
+}
+
+void ServerHealth::become(ServerState next, int64_t now_ms, bool& routing_changed) {
+    if (is(next)) return;
     view_.state = uint32_t(next);
     view_.since_unix_ms = now_ms;
     ++view_.transitions;
+    ++history_.transitions_to[size_t(next)];
+    if (next != ServerState::live) {
+        view_.flags &= ~state::kFlagRecentlyDown;
+        view_.recently_down_until_unix_ms = 0;
+    }
+    routing_changed = true;
+}
+
+void ServerHealth::sync_override_flags(bool& routing_changed) {
+    uint32_t flags = view_.flags & ~(state::kFlagOperatorOverride | state::kFlagOperatorDrain);
+    if (override_ != Override::none) flags |= state::kFlagOperatorOverride;
+    if (override_ == Override::drain) flags |= state::kFlagOperatorDrain;
+    if (flags != view_.flags) routing_changed = true;
+    view_.flags = flags;
+}
+
+// Published live after an outage or an override: recently down for the
+// window, so that clients find the keys their substitutes took meanwhile.
+void ServerHealth::rejoin(int64_t now_ms, const std::string& why, std::vector<HealthEvent>& events,
+                          bool& routing_changed) {
+    override_ = Override::none;
+    rejoin_pending_ = false;
+    sync_override_flags(routing_changed);
+    become(ServerState::live, now_ms, routing_changed);
+    if (policy_.recently_down_window_ms > 0) {
+        view_.flags |= state::kFlagRecentlyDown;
+        view_.recently_down_until_unix_ms = now_ms + policy_.recently_down_window_ms;
+    }
+    events.push_back({"up", why});
 }
 
 std::vector<HealthEvent> ServerHealth::on_probe(const ProbeResult& result, int64_t now_ms,
                                                 bool& routing_changed) {
     std::vector<HealthEvent> events;
     view_.last_probe_unix_ms = now_ms;
-    // A rejoin needs its flush: a good reply without one (flush_on_rejoin was
-    // switched on meanwhile) is not yet enough.
-    const bool ok = result.ok && (!wants_flush() || result.flushed);
+    const bool flush_due = rejoin_flush_due();
 
-    if (!ok) {
+    if (!result.ok) {
         ++view_.probes_failed;
         view_.consecutive_successes = 0;
         ++view_.consecutive_failures;
         view_.rtt_us = state::kUnknown;
         std::strncpy(view_.last_error, result.error.c_str(), sizeof view_.last_error - 1);
-        const bool enough = view_.consecutive_failures >= policy_.fail_after;
-        if (enough && (is(ServerState::live) || is(ServerState::unknown))) {
-            become(ServerState::dead, now_ms);
-            view_.flags &= ~state::kFlagRecentlyDown;
-            view_.recently_down_until_unix_ms = 0;
-            routing_changed = true;
+        if (view_.consecutive_failures < policy_.fail_after || probed_ == ServerState::dead) return events;
+        probed_ = ServerState::dead;
+        if (override_ == Override::none) {
+            become(ServerState::dead, now_ms, routing_changed);
             events.push_back({"down", result.error});
+        } else if (rejoin_pending_) {
+            override_ = Override::none;
+            rejoin_pending_ = false;
+            sync_override_flags(routing_changed);
+            become(ServerState::dead, now_ms, routing_changed);
+            events.push_back({"down", result.error + " (before its rejoin)"});
+        } else {
+            become(overridden_state(), now_ms, routing_changed);
+            events.push_back({"down", fmt::format("{} (operator override: published {})", result.error,
+                                                  state::state_name(view_.state))});
         }
         return events;
     }
@@ -61,7 +118,7 @@ std::vector<HealthEvent> ServerHealth::on_probe(const ProbeResult& result, int64
     ++view_.consecutive_successes;
     if (result.flushed) {
         ++view_.flushes;
-        events.push_back({"flush", "flush_all before rejoin"});
+        events.push_back({"flush", flush_due ? "flush_all before rejoin" : "flush_all asked by the operator"});
     }
 
     // A memcached whose pid changed or whose uptime went backwards since the
@@ -76,6 +133,7 @@ std::vector<HealthEvent> ServerHealth::on_probe(const ProbeResult& result, int64
                                                  view_.uptime_s, stats.uptime_s)});
     }
     view_.rtt_us = uint64_t(result.rtt.count());
+    history_.rtt.observe(result.rtt);
     view_.uptime_s = stats.uptime_s;
     view_.pid = stats.pid;
     view_.curr_items = stats.curr_items;
@@ -86,20 +144,33 @@ std::vector<HealthEvent> ServerHealth::on_probe(const ProbeResult& result, int64
     std::strncpy(view_.version, stats.version.c_str(), sizeof view_.version - 1);
     view_.last_error[0] = '\0';
 
-    if (is(ServerState::unknown)) {
-        // Nothing was known before: one good probe is enough to say live,
-        // and there is no outage to recover from.
-        become(ServerState::live, now_ms);
-        routing_changed = true;
-        events.push_back({"up", "first good probe"});
-    } else if (is(ServerState::dead) && view_.consecutive_successes >= policy_.recover_after) {
-        become(ServerState::live, now_ms);
-        if (policy_.recently_down_window_ms > 0) {
-            view_.flags |= state::kFlagRecentlyDown;
-            view_.recently_down_until_unix_ms = now_ms + policy_.recently_down_window_ms;
+    // A rejoin needs its flush: a good reply without one (flush_on_rejoin
+    // was switched on, or the server was undrained, after the round began)
+    // counts as good but does not publish the server yet.
+    const bool rejoin_allowed = !flush_due || result.flushed;
+    const ServerState probed_before = probed_;
+    if (probed_ == ServerState::unknown) {
+        probed_ = ServerState::live;
+    } else if (probed_ == ServerState::dead && view_.consecutive_successes >= policy_.recover_after &&
+               rejoin_allowed) {
+        probed_ = ServerState::live;
+    }
+
+    if (override_ == Override::none) {
+        if (probed_before == ServerState::unknown && probed_ == ServerState::live) {
+            // Nothing was known before: one good probe is enough to say
+            // live, and there is no outage to recover from.
+            become(ServerState::live, now_ms, routing_changed);
+            events.push_back({"up", "first good probe"});
+        } else if (probed_before == ServerState::dead && probed_ == ServerState::live) {
+            rejoin(now_ms, fmt::format("{} good probes", view_.consecutive_successes), events, routing_changed);
         }
-        routing_changed = true;
-        events.push_back({"up", fmt::format("{} good probes", view_.consecutive_successes)});
+    } else if (rejoin_pending_) {
+        if (rejoin_allowed) rejoin(now_ms, "operator override cleared", events, routing_changed);
+    } else if (!is(overridden_state())) {
+        become(overridden_state(), now_ms, routing_changed);
+        events.push_back({"up", fmt::format("answers again (operator override: published {})",
+                                            state::state_name(view_.state))});
     }
     return events;
 }
@@ -113,6 +184,51 @@ std::vector<HealthEvent> ServerHealth::tick(int64_t now_ms, bool& routing_change
         events.push_back({"window_end", "recently-down window over"});
     }
     return events;
+}
+
+std::string ServerHealth::drain(int64_t now_ms, std::vector<HealthEvent>&, bool& routing_changed) {
+    if (override_ == Override::drain && !rejoin_pending_) return "already draining";
+    const std::string before = state::state_name(view_.state);
+    override_ = Override::drain;
+    rejoin_pending_ = false;
+    sync_override_flags(routing_changed);
+    become(overridden_state(), now_ms, routing_changed);
+    if (is(ServerState::dead))
+        return "it does not answer, so it stays published dead; draining when it answers";
+    const std::string items = view_.curr_items == state::kUnknown ? "unknown" : fmt::format("{}", view_.curr_items);
+    return fmt::format("draining (was {}); {} items held", before, items);
+}
+
+std::string ServerHealth::force_down(int64_t now_ms, std::vector<HealthEvent>&, bool& routing_changed) {
+    if (override_ == Override::down && !rejoin_pending_) return "already down by operator";
+    const std::string before = state::state_name(view_.state);
+    override_ = Override::down;
+    rejoin_pending_ = false;
+    sync_override_flags(routing_changed);
+    become(ServerState::dead, now_ms, routing_changed);
+    return fmt::format("down (was {}) until `mcctl up`", before);
+}
+
+std::string ServerHealth::clear_override(int64_t now_ms, std::vector<HealthEvent>& events, bool& routing_changed) {
+    if (override_ == Override::none) return "no operator override: probes decide";
+    if (rejoin_pending_) return "already rejoining: waiting for a good probe with flush_all";
+    const std::string window = policy_.recently_down_window_ms > 0
+                                   ? fmt::format(" and recently down for {}",
+                                                 format_duration(Millis(policy_.recently_down_window_ms)))
+                                   : "";
+    if (probed_ == ServerState::live) {
+        if (policy_.flush_on_rejoin) {
+            rejoin_pending_ = true;
+            return fmt::format("rejoining: the next probe sends flush_all, then it is live{}", window);
+        }
+        rejoin(now_ms, "operator override cleared", events, routing_changed);
+        return fmt::format("live{} (flush_on_rejoin is off: not flushed)", window);
+    }
+    override_ = Override::none;
+    sync_override_flags(routing_changed);
+    become(probed_, now_ms, routing_changed);
+    if (probed_ == ServerState::dead) return "override cleared; it does not answer: it rejoins, flushed, when it does";
+    return "override cleared; not probed yet: probes decide";
 }
 
 }  // namespace mcwatch

@@ -1,13 +1,16 @@
-// The health state machine of one server: what a probe result means for its
-// state. Pure logic, no I/O, so that every rule of DESIGN.md is unit-tested.
+// The health state machine of one server: what a probe result, or an
+// operator's command, means for its state. Pure logic, no I/O, so that every
+// rule of DESIGN.md is unit-tested.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <string>
 #include <vector>
 
 #include "config.hpp"
 #include "prober.hpp"
+#include "rtt_histogram.hpp"
 #include "state_format.hpp"
 
 namespace mcwatch {
@@ -22,18 +25,27 @@ struct HealthPolicy {
 };
 
 // Something worth a log line. `what` is the event name of the log
-// (up, down, restart, recovered_window_end), `detail` the reason.
+// (up, down, restart, flush, window_end, draining, forced_down), `detail` the reason.
 struct HealthEvent {
     std::string what;
     std::string detail;
+};
+
+// A state set by the operator (mcctl), which wins over probes until cleared.
+enum class Override : uint8_t { none, drain, down };
+
+// What the metrics endpoint shows beyond the state file's facts.
+struct HealthHistory {
+    std::array<uint64_t, 4> transitions_to{};  // by state::ServerState
+    RttHistogram rtt;
 };
 
 class ServerHealth {
 public:
     explicit ServerHealth(const HealthPolicy& policy);
 
-    // The next probe must send flush_all first: a dead server is one good
-    // probe from rejoining, and must not serve values from before the outage.
+    // The next probe must send flush_all first: a server one good probe from
+    // rejoining must not serve values from before its outage (or drain).
     bool wants_flush() const;
 
     // Applies one probe result observed at `now_ms` (unix ms). Returns what
@@ -43,15 +55,57 @@ public:
     // Ends the recently-down window once it has passed.
     std::vector<HealthEvent> tick(int64_t now_ms, bool& routing_changed);
 
+    // Operator commands. Each returns the sentence the operator is told,
+    // appends what to log to `events` and sets `routing_changed` as above.
+    // Probes keep running under an override: facts stay fresh, and clearing
+    // it lets them decide again.
+    //
+    // drain: published draining (keys routed as if dead; clients move values
+    // off it on a miss). A draining server that stops answering is published
+    // dead, and draining again if it answers, until the override is cleared.
+    std::string drain(int64_t now_ms, std::vector<HealthEvent>& events, bool& routing_changed);
+    // down: published dead whatever probes say.
+    std::string force_down(int64_t now_ms, std::vector<HealthEvent>& events, bool& routing_changed);
+    // up / undrain: clears the override. A server that answers probes
+    // rejoins as after an outage: flush_all first (flush_on_rejoin), then
+    // live and recently down for the window. Until that flush it stays as
+    // the override left it.
+    std::string clear_override(int64_t now_ms, std::vector<HealthEvent>& events, bool& routing_changed);
+
+    // mcctl flush: the next probe sends flush_all. take_operator_flush()
+    // returns whether one was asked for, and forgets it (the daemon sends it).
+    void request_flush() { operator_flush_ = true; }
+    bool take_operator_flush();
+
     const state::ServerDynamic& view() const { return view_; }
+    const HealthHistory& history() const { return history_; }
+    Override override_kind() const { return override_; }
+    bool rejoin_pending() const { return rejoin_pending_; }
     void set_policy(const HealthPolicy& policy) { policy_ = policy; }
 
 private:
-    void become(state::ServerState next, int64_t now_ms);
+    // Whether a good probe now would publish the server live after an
+    // outage or an override: then it needs its flush (with flush_on_rejoin).
+    bool rejoin_flush_due() const;
+    // The state the operator's override shows, given what probes say.
+    state::ServerState overridden_state() const;
+    void become(state::ServerState next, int64_t now_ms, bool& routing_changed);
+    void rejoin(int64_t now_ms, const std::string& why, std::vector<HealthEvent>& events, bool& routing_changed);
+    // Publishes override_ in the flags.
+    void sync_override_flags(bool& routing_changed);
     bool is(state::ServerState s) const { return view_.state == uint32_t(s); }
 
     HealthPolicy policy_;
-    state::ServerDynamic view_;
+    state::ServerDynamic view_;  // what is published
+    HealthHistory history_;
+    // What probes alone say (fail_after/recover_after hysteresis); the
+    // published state is this unless an override says otherwise.
+    state::ServerState probed_ = state::ServerState::unknown;
+    Override override_ = Override::none;
+    // The override was cleared while the server answers: it rejoins with
+    // the next (flushed) good probe.
+    bool rejoin_pending_ = false;
+    bool operator_flush_ = false;
 };
 
 }  // namespace mcwatch

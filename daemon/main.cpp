@@ -109,6 +109,15 @@ int main(int argc, char** argv) {
         return 0;
     }
 
+    // Reloads read the file again, after detach() moved to "/".
+    if (loaded.config->path[0] != '/') {
+        char cwd[4096];
+        if (getcwd(cwd, sizeof cwd) == nullptr) {
+            fmt::print(stderr, "mcwatchd: cannot tell the absolute path of {}: {}\n", config_path, std::strerror(errno));
+            return 1;
+        }
+        loaded.config->path = fmt::format("{}/{}", cwd, loaded.config->path);
+    }
     const int ready = foreground ? -1 : detach();
     if (!foreground && ready < 0) {
         fmt::print(stderr, "mcwatchd: cannot detach: {}\n", std::strerror(errno));

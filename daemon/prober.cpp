@@ -28,6 +28,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 constexpr uint64_t kWakeTag = UINT64_MAX;  // epoll data of the eventfd; never a server's tag
+constexpr uint64_t kSideTag = UINT64_MAX - 1;  // the side channel's; index UINT32_MAX is no server
 constexpr std::string_view kStatsRequest = "stats\r\n";
 constexpr std::string_view kFlushThenStatsRequest = "flush_all\r\nstats\r\n";
 
@@ -226,6 +227,17 @@ Prober::~Prober() {
     close(epoll_fd_);
 }
 
+void Prober::set_side_channel(int fd, std::function<void()> on_ready) {
+    epoll_event event{};
+    event.events = EPOLLIN;
+    event.data.u64 = kSideTag;
+    if (side_fd_ >= 0) epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, side_fd_, nullptr);
+    side_fd_ = -1;
+    if (fd < 0 || epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &event) != 0) return;
+    side_fd_ = fd;
+    side_ready_ = std::move(on_ready);
+}
+
 std::vector<ProbeResult> Prober::run_round(const std::vector<bool>& flush_first) {
     const Clock::time_point deadline = Clock::now() + timeout_;
     active_ = 0;
@@ -255,6 +267,10 @@ std::vector<ProbeResult> Prober::run_round(const std::vector<bool>& flush_first)
                 if (read(wake_fd_, &counter, sizeof counter) < 0) {
                     // EAGAIN: drained already.
                 }
+                continue;
+            }
+            if (tag == kSideTag) {
+                if (side_ready_) side_ready_();
                 continue;
             }
             const size_t index = size_t(tag >> 32);

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -49,6 +50,10 @@ public:
     // about the timeout whatever the peers or the resolver do.
     std::vector<ProbeResult> run_round(const std::vector<bool>& flush_first);
 
+    // Another descriptor to serve while a round waits (the daemon's
+    // EventLoop): when it is readable, on_ready runs. It must not block; the
+    // round's deadline is unchanged.
+    void set_side_channel(int fd, std::function<void()> on_ready);
 
 private:
     struct Server;  // prober.cpp
@@ -75,6 +80,8 @@ private:
     int epoll_fd_ = -1;
     int wake_fd_ = -1;  // eventfd, written when a name lookup finishes
     size_t active_ = 0;  // servers of the current round not done yet
+    int side_fd_ = -1;
+    std::function<void()> side_ready_;
 };
 
 }  // namespace mcwatch

@@ -23,29 +23,6 @@ namespace {
 
 std::string errno_text() { return std::strerror(errno); }
 
-// mkdir -p with mode 0755, then checks the last component: a directory we
-// may write in, not a symlink, not writable by others (so nobody else can
-// plant or swap files in it).
-std::string prepare_directory(const std::string& directory) {
-    for (size_t slash = directory.find('/', 1);; slash = directory.find('/', slash + 1)) {
-        const std::string prefix = directory.substr(0, slash);
-        if (::mkdir(prefix.c_str(), 0755) != 0 && errno != EEXIST)
-            return fmt::format("cannot create directory {}: {}", prefix, errno_text());
-        if (slash == std::string::npos) break;
-    }
-    struct stat st{};
-    if (::lstat(directory.c_str(), &st) != 0)
-        return fmt::format("cannot stat directory {}: {}", directory, errno_text());
-    if (!S_ISDIR(st.st_mode))
-        return fmt::format("{} is not a directory (symbolic links are refused)", directory);
-    if (st.st_mode & S_IWOTH)
-        return fmt::format("directory {} is writable by others (mode {:04o}): refusing to publish there",
-                           directory, st.st_mode & 07777);
-    if (st.st_uid != geteuid() && st.st_uid != 0)
-        return fmt::format("directory {} belongs to uid {}, not to us (uid {})", directory, st.st_uid, geteuid());
-    return "";
-}
-
 struct Fd {
     int fd = -1;
     ~Fd() {
@@ -67,19 +44,22 @@ StateWriter::~StateWriter() {
     if (lock_fd_ >= 0) ::close(lock_fd_);  // releases the flock
 }
 
-std::string StateWriter::lock(const std::string& state_file) {
+std::string StateWriter::lock(const std::string& state_file, const RunAs& owner) {
     path_ = state_file;
     const size_t slash = state_file.rfind('/');
     const std::string directory = slash == 0 ? "/" : state_file.substr(0, slash);
     base_name_ = state_file.substr(slash + 1);
     if (base_name_.empty()) return fmt::format("state_file {} names a directory", state_file);
-    if (std::string why = prepare_directory(directory); !why.empty()) return why;
+    if (std::string why = prepare_runtime_directory(directory, owner); !why.empty()) return why;
 
     directory_fd_ = ::open(directory.c_str(), O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (directory_fd_ < 0) return fmt::format("cannot open directory {}: {}", directory, errno_text());
     const std::string lock_name = base_name_ + ".lock";
     lock_fd_ = ::openat(directory_fd_, lock_name.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
     if (lock_fd_ < 0) return fmt::format("cannot open lock file {}.lock: {}", state_file, errno_text());
+    // Whoever starts the daemon next, as root or as its user, can open it.
+    if (owner.uid != geteuid() && ::fchown(lock_fd_, owner.uid, owner.gid) != 0)
+        return fmt::format("cannot give lock file {}.lock to {}: {}", state_file, owner.name, errno_text());
     if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
         const int err = errno;
         if (err != EWOULDBLOCK) return fmt::format("cannot lock {}.lock: {}", state_file, std::strerror(err));
@@ -187,13 +167,24 @@ std::string StateWriter::publish(const Config& config, const std::vector<std::st
     return "";
 }
 
+void StateWriter::write_servers(const std::vector<ServerDynamic>& servers, bool routing_changed) {
+    if (!header_) return;
+    SeqlockWriteGuard guard(*header_);
+    for (uint32_t i = 0; i < header_->slot_count && i < servers.size(); ++i) store_dynamic(slots_[i], servers[i]);
+    if (routing_changed) header_->generation.fetch_add(1, std::memory_order_relaxed);
+}
+
+int64_t StateWriter::heartbeat_unix_ms() const {
+    return header_ ? header_->heartbeat_unix_ms.load(std::memory_order_relaxed) : 0;
+}
+
+uint64_t StateWriter::generation() const { return header_ ? header_->generation.load(std::memory_order_relaxed) : 0; }
+
+uint64_t StateWriter::rounds() const { return header_ ? header_->rounds.load(std::memory_order_relaxed) : 0; }
+
 void StateWriter::update(const std::vector<ServerDynamic>& servers, bool routing_changed) {
     if (!header_) return;
-    {
-        SeqlockWriteGuard guard(*header_);
-        for (uint32_t i = 0; i < header_->slot_count && i < servers.size(); ++i) store_dynamic(slots_[i], servers[i]);
-        if (routing_changed) header_->generation.fetch_add(1, std::memory_order_relaxed);
-    }
+    write_servers(servers, routing_changed);
     header_->rounds.fetch_add(1, std::memory_order_relaxed);
     header_->heartbeat_unix_ms.store(unix_ms(), std::memory_order_relaxed);
     header_->heartbeat_mono_ns.store(monotonic_ns(), std::memory_order_release);

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "config.hpp"
+#include "privileges.hpp"
 #include "state_format.hpp"
 
 namespace mcwatch {
@@ -22,9 +23,11 @@ public:
 
     // Creates the state directory if needed (mode 0755, refusing one that is
     // a symlink or writable by others) and takes the non-blocking flock on
-    // "<state_file>.lock". Returns "" or a message; a second daemon gets
-    // "... held by mcwatchd pid N".
-    std::string lock(const std::string& state_file);
+    // "<state_file>.lock". `owner` is who will write the file (the daemon's
+    // user after a privilege drop): a directory created here and the lock
+    // file are given to it. Returns "" or a message; a second daemon gets
+    // "another mcwatchd (pid N) already publishes ...".
+    std::string lock(const std::string& state_file, const RunAs& owner = current_user());
 
     // Builds a file for `config` with `servers` as its first contents, renames
     // it over the state path and marks the file it replaced as superseded.
@@ -36,7 +39,15 @@ public:
     // generation when `routing_changed`. Then the heartbeat.
     void update(const std::vector<state::ServerDynamic>& servers, bool routing_changed);
 
+    // Writes every server's dynamic part now, between rounds (an operator's
+    // command): the generation as in update(), no heartbeat.
+    void write_servers(const std::vector<state::ServerDynamic>& servers, bool routing_changed);
+
     const std::string& path() const { return path_; }
+    // The published file's counters, for the metrics endpoint (0 before the first).
+    int64_t heartbeat_unix_ms() const;
+    uint64_t generation() const;
+    uint64_t rounds() const;
 
 private:
     std::string path_;       // the state file

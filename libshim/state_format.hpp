@@ -49,6 +49,10 @@ inline constexpr uint32_t kHashCount = 11;
 // Slot::flags bits.
 inline constexpr uint32_t kFlagRecentlyDown = 1u << 0;  // live, within recently_down_window
 inline constexpr uint32_t kFlagOperatorOverride = 1u << 1;  // state set by mcctl, not probes
+// With kFlagOperatorOverride: the override is a drain (published draining, or
+// dead while the drained server does not answer), not `mcctl down`. For
+// people (mcctl); routing needs only the state.
+inline constexpr uint32_t kFlagOperatorDrain = 1u << 2;
 
 // Header::flags bits (static).
 inline constexpr uint32_t kHeaderFlushOnRejoin = 1u << 0;

@@ -6,7 +6,7 @@ set -eu
 
 packages="g++ make pkg-config libboost-dev libinih-dev libfmt-dev doctest-dev
 libmemcached-dev libmemcached-tools memcached python3 python3-pylibmc php-cli
-php-memcached iproute2 procps"
+php-memcached iproute2 procps python3-prometheus-client"
 if [ "${1:-}" = bench ]; then
     packages="$packages nutcracker gnuplot-nox"
 fi

@@ -195,6 +195,11 @@ class Fleet:
             return all(states.get(a) == s for a, s in expected.items())
         return wait_until(matches, timeout, f"states {expected}")[1]
 
+    def ctl(self, *args, **kwargs):
+        """mcctl on this fleet's state file; commands find the daemon's
+        control socket beside it."""
+        return run([MCCTL, "-s", self.state, *args], **kwargs)
+
     def log_text(self):
         with open(self.log) as f:
             return f.read()

@@ -133,3 +133,56 @@ TEST_CASE("config: a missing file is reported with its path") {
     CHECK_FALSE(result.config);
     CHECK(result.error == "/nonexistent/mcwatchd.conf: cannot open: No such file or directory");
 }
+
+TEST_CASE("config: the control socket sits beside the state file unless set") {
+    auto result = parse_config(kMinimal, "t.conf");
+    REQUIRE(result.config);
+    CHECK(result.config->control_socket == "/run/mcwatchd/control");
+    result = parse_config(std::string("[mcwatchd]\nstate_file = /tmp/x/state\n") + kMinimal, "t.conf");
+    REQUIRE(result.config);
+    CHECK(result.config->control_socket == "/tmp/x/control");
+    result = parse_config(std::string("[mcwatchd]\ncontrol_socket = /run/ctl/sock\n") + kMinimal, "t.conf");
+    REQUIRE(result.config);
+    CHECK(result.config->control_socket == "/run/ctl/sock");
+    CHECK(error_of(std::string("[mcwatchd]\ncontrol_socket = ctl\n") + kMinimal) ==
+          "t.conf:2: control_socket = 'ctl': expected an absolute path");
+    CHECK(error_of(std::string("[mcwatchd]\nstate_file = /a/b\ncontrol_socket = /a/b\n") + kMinimal) ==
+          "t.conf:3: control_socket and state_file must differ");
+    CHECK(error_of("[mcwatchd]\nstate_file = /" + std::string(100, 'd') + "/s\n" + kMinimal).find(
+              "t.conf:2: control_socket would be /ddd") == 0);
+}
+
+TEST_CASE("config: metrics_listen is off by default and takes a numeric address") {
+    auto result = parse_config(kMinimal, "t.conf");
+    REQUIRE(result.config);
+    CHECK(result.config->metrics_listen.empty());
+    result = parse_config(std::string("[mcwatchd]\nmetrics_listen = 127.0.0.1:9150\n") + kMinimal, "t.conf");
+    REQUIRE(result.config);
+    CHECK(result.config->metrics_host == "127.0.0.1");
+    CHECK(result.config->metrics_port == 9150);
+    result = parse_config(std::string("[mcwatchd]\nmetrics_listen = [::1]:9150\n") + kMinimal, "t.conf");
+    REQUIRE(result.config);
+    CHECK(result.config->metrics_host == "::1");
+    result = parse_config(std::string("[mcwatchd]\nmetrics_listen = off\n") + kMinimal, "t.conf");
+    REQUIRE(result.config);
+    CHECK(result.config->metrics_listen.empty());
+    CHECK(error_of(std::string("[mcwatchd]\nmetrics_listen = 9150\n") + kMinimal) ==
+          "t.conf:2: metrics_listen = '9150': expected host:port (for example 127.0.0.1:9150)");
+    CHECK(error_of(std::string("[mcwatchd]\nmetrics_listen = metrics.example.com:9150\n") + kMinimal) ==
+          "t.conf:2: metrics_listen = 'metrics.example.com:9150': expected a numeric address (no name lookups at "
+          "start-up)");
+    CHECK(error_of(std::string("[mcwatchd]\nmetrics_listen = 127.0.0.1:99999\n") + kMinimal) ==
+          "t.conf:2: metrics_listen = '127.0.0.1:99999': port '99999' out of range (1-65535)");
+}
+
+TEST_CASE("config: user and admin_group must exist") {
+    auto result = parse_config(std::string("[mcwatchd]\nuser = nobody\nadmin_group = root\n") + kMinimal, "t.conf");
+    REQUIRE_MESSAGE(result.config, result.error);
+    CHECK(result.config->user == "nobody");
+    CHECK(result.config->user_uid != 0);
+    CHECK(result.config->admin_gid == 0);
+    CHECK(error_of(std::string("[mcwatchd]\nuser = no-such-user-here\n") + kMinimal) ==
+          "t.conf:2: user = 'no-such-user-here': no such user");
+    CHECK(error_of(std::string("[mcwatchd]\nadmin_group = no-such-group-here\n") + kMinimal) ==
+          "t.conf:2: admin_group = 'no-such-group-here': no such group");
+}

@@ -22,16 +22,6 @@ using state::ServerState;
 
 namespace {
 
-// "45s", "3m12s", "2h05m", "3d04h": two units at most, for a table.
-std::string human_duration(int64_t ms) {
-    if (ms < 0) ms = 0;
-    const int64_t s = ms / 1000;
-    if (s < 60) return fmt::format("{}s", s);
-    if (s < 3600) return fmt::format("{}m{:02}s", s / 60, s % 60);
-    if (s < 86400) return fmt::format("{}h{:02}m", s / 3600, s % 3600 / 60);
-    return fmt::format("{}d{:02}h", s / 86400, s % 86400 / 3600);
-}
-
 std::string rtt_text(uint64_t us) {
     if (us == kUnknown) return "-";
     if (us < 10'000) return fmt::format("{}us", us);
@@ -44,11 +34,6 @@ std::string hit_ratio(const ServerDynamic& s) {
 }
 
 std::string fact(uint64_t value) { return value == kUnknown ? "-" : fmt::format("{}", value); }
-
-bool use_colour() {
-    const char* term = std::getenv("TERM");
-    return isatty(STDOUT_FILENO) && !std::getenv("NO_COLOR") && term && std::string(term) != "dumb";
-}
 
 const char* colour_of(uint32_t state) {
     switch (ServerState(state)) {
@@ -65,9 +50,44 @@ bool all_live(const Snapshot& snapshot) {
     return true;
 }
 
+}  // namespace
+
+// "45s", "3m12s", "2h05m", "3d04h": two units at most, for a table.
+std::string human_duration(int64_t ms) {
+    if (ms < 0) ms = 0;
+    const int64_t s = ms / 1000;
+    if (s < 60) return fmt::format("{}s", s);
+    if (s < 3600) return fmt::format("{}m{:02}s", s / 60, s % 60);
+    if (s < 86400) return fmt::format("{}h{:02}m", s / 3600, s % 3600 / 60);
+    return fmt::format("{}d{:02}h", s / 86400, s % 86400 / 3600);
+}
+
+bool use_colour() {
+    const char* term = std::getenv("TERM");
+    return isatty(STDOUT_FILENO) && !std::getenv("NO_COLOR") && term && std::string(term) != "dumb";
+}
+
 int exit_status(const Snapshot& snapshot) {
     if (snapshot.stale) return kExitUnusable;
     return all_live(snapshot) ? 0 : 1;
+}
+
+const char* override_name(const ServerDynamic& s) {
+    if (!(s.flags & state::kFlagOperatorOverride)) return nullptr;
+    return s.flags & state::kFlagOperatorDrain ? "drain" : "down";
+}
+
+// What the operator set, and for a drain what is left to move: the operator
+// stops a draining server when few items remain.
+std::string override_note(const ServerDynamic& s) {
+    const char* kind = override_name(s);
+    if (!kind) return "";
+    if (std::string_view(kind) == "down") return "down by operator: `mcctl up` lets probes decide again";
+    if (s.state == uint32_t(ServerState::dead))
+        return "drained by operator, not answering: `mcctl undrain` once it is back";
+    return fmt::format("draining by operator: {} items still held{}",
+                       s.curr_items == kUnknown ? "unknown" : fmt::format("{}", s.curr_items),
+                       s.curr_items == 0 ? " (safe to stop it)" : "");
 }
 
 std::string status_table(const Snapshot& snapshot, const std::string& path, bool colour) {
@@ -100,6 +120,7 @@ std::string status_table(const Snapshot& snapshot, const std::string& path, bool
         out += fmt::format("{:<{}}  {} {:>7} {:>7} {:>8} {:>9} {:>6} {:>8}  {}\n", slot_address(snapshot, i), width,
                            shown, since, rtt_text(s.rtt_us), uptime, fact(s.curr_items), hit_ratio(s), s.restarts,
                            until);
+        if (const std::string note = override_note(s); !note.empty()) out += fmt::format("{:<{}}  {}\n", "", width, note);
         if (s.state == uint32_t(ServerState::dead) && s.last_error[0])
             out += fmt::format("{:<{}}  last error: {}\n", "", width, s.last_error);
     }
@@ -126,7 +147,7 @@ std::string status_json(const Snapshot& snapshot) {
             "\"recently_down_until\": {}, \"rtt_us\": {}, \"uptime_s\": {}, \"pid\": {}, \"version\": {}, "
             "\"restarts\": {}, \"last_restart\": {}, \"curr_items\": {}, \"curr_connections\": {}, "
             "\"get_hits\": {}, \"get_misses\": {}, \"evictions\": {}, \"probes_ok\": {}, \"probes_failed\": {}, "
-            "\"transitions\": {}, \"flushes\": {}, \"last_probe\": {}, \"last_error\": {}}}",
+            "\"transitions\": {}, \"flushes\": {}, \"last_probe\": {}, \"last_error\": {}, \"override\": {}}}",
             i ? ", " : "", quote(slot_address(snapshot, i)),
             slot.resolved[0] ? quote(std::string(slot.resolved, strnlen(slot.resolved, state::kResolvedSize)))
                              : "null",
@@ -136,14 +157,11 @@ std::string status_json(const Snapshot& snapshot) {
             time_or_null(s.last_restart_unix_ms), number_or_null(s.curr_items), number_or_null(s.curr_connections),
             number_or_null(s.get_hits), number_or_null(s.get_misses), number_or_null(s.evictions), s.probes_ok,
             s.probes_failed, s.transitions, s.flushes, time_or_null(s.last_probe_unix_ms),
-            s.last_error[0] ? quote(s.last_error) : "null");
+            s.last_error[0] ? quote(s.last_error) : "null", override_name(s) ? quote(override_name(s)) : "null");
     }
     return out + "]}\n";
 }
 
-volatile std::sig_atomic_t interrupted = 0;
-
-}  // namespace
 
 int mcctl_status(const std::string& path, bool as_json) {
     Snapshot snapshot;
@@ -154,37 +172,6 @@ int mcctl_status(const std::string& path, bool as_json) {
     }
     fmt::print("{}", as_json ? status_json(snapshot) : status_table(snapshot, path, use_colour()));
     return exit_status(snapshot);
-}
-
-int mcctl_watch(const std::string& path, std::chrono::milliseconds interval, long count) {
-    struct sigaction action{};
-    action.sa_handler = [](int) { interrupted = 1; };
-    sigaction(SIGINT, &action, nullptr);
-    sigaction(SIGTERM, &action, nullptr);
-    const bool terminal = isatty(STDOUT_FILENO);
-    int status = 0;
-    for (long shown = 0; !interrupted && (count <= 0 || shown < count); ++shown) {
-        if (shown) {
-            const auto until = std::chrono::steady_clock::now() + interval;
-            while (!interrupted && std::chrono::steady_clock::now() < until)
-                std::this_thread::sleep_for(std::chrono::milliseconds(20));
-            if (interrupted) break;
-        }
-        Snapshot snapshot;
-        std::string error;
-        std::string screen;
-        if (load_snapshot(path, snapshot, error)) {
-            screen = status_table(snapshot, path, use_colour());
-            status = exit_status(snapshot);
-        } else {
-            screen = fmt::format("mcctl: {}\n", error);
-            status = kExitUnusable;
-        }
-        // Home and clear-to-end rather than clear-screen: no flicker.
-        fmt::print("{}{}{}", terminal ? "\x1b[H" : "", screen, terminal ? "\x1b[J" : "\n");
-        std::fflush(stdout);
-    }
-    return interrupted ? 0 : status;
 }
 
 int mcctl_dump(const std::string& path) {

@@ -1,16 +1,31 @@
-// mcctl's read-only views of the state file: status, watch, dump.
+// mcctl's read-only views of the state file: status, dump, and the pieces
+// `watch` redraws.
 #pragma once
 
 #include <chrono>
 #include <string>
 
+#include "snapshot.hpp"
+
 namespace mcwatch {
 
 // Exit: 0 all live, 1 some server not live, 2 stale, missing or invalid.
 int mcctl_status(const std::string& path, bool as_json);
-// Redraws the status every `interval`; `count` > 0 stops after that many.
-int mcctl_watch(const std::string& path, std::chrono::milliseconds interval, long count);
 // Every raw header and slot field.
 int mcctl_dump(const std::string& path);
+
+// The status table as `status` prints it.
+std::string status_table(const Snapshot& snapshot, const std::string& path, bool colour);
+std::string status_json(const Snapshot& snapshot);
+// status's exit code for this snapshot.
+int exit_status(const Snapshot& snapshot);
+// Colour on a terminal, unless NO_COLOR is set or TERM is dumb.
+bool use_colour();
+// "45s", "3m12s", "2h05m", "3d04h".
+std::string human_duration(int64_t ms);
+// "drain", "down", or null without an operator override.
+const char* override_name(const state::ServerDynamic& s);
+// A line about the server's override for the table, "" without one.
+std::string override_note(const state::ServerDynamic& s);
 
 }  // namespace mcwatch

@@ -1,0 +1,80 @@
+#include "control_request.hpp"
+
+#include <fmt/format.h>
+
+#include <array>
+#include <utility>
+#include <vector>
+
+#include "state_format.hpp"
+
+namespace mcwatch {
+
+namespace {
+
+struct CommandSpec {
+    const char* name;
+    ControlCommand command;
+    bool takes_server;
+};
+
+constexpr std::array<CommandSpec, 7> kCommands = {{
+    {"ping", ControlCommand::ping, false},
+    {"reload", ControlCommand::reload, false},
+    {"drain", ControlCommand::drain, true},
+    {"undrain", ControlCommand::undrain, true},
+    {"down", ControlCommand::down, true},
+    {"up", ControlCommand::up, true},
+    {"flush", ControlCommand::flush, true},
+}};
+
+ControlParse refuse(std::string why) { return {std::nullopt, std::move(why)}; }
+
+}  // namespace
+
+const char* control_command_name(ControlCommand command) {
+    for (const CommandSpec& spec : kCommands)
+        if (spec.command == command) return spec.name;
+    return "unknown";
+}
+
+ControlParse parse_control_request(std::string_view line) {
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (line.size() > kMaxControlRequestBytes)
+        return refuse(fmt::format("request longer than {} bytes", kMaxControlRequestBytes));
+    for (const char c : line) {
+        const auto byte = static_cast<unsigned char>(c);
+        if (byte != ' ' && byte != '\t' && (byte < 0x21 || byte > 0x7e))
+            return refuse(fmt::format("request holds byte 0x{:02x}: printable ASCII only", byte));
+    }
+    std::vector<std::string_view> words;
+    for (size_t i = 0; i < line.size();) {
+        if (line[i] == ' ' || line[i] == '\t') {
+            ++i;
+            continue;
+        }
+        size_t end = i;
+        while (end < line.size() && line[end] != ' ' && line[end] != '\t') ++end;
+        if (words.size() == 2) return refuse("too many words: expected COMMAND [SERVER]");
+        words.push_back(line.substr(i, end - i));
+        i = end;
+    }
+    if (words.empty()) return refuse("empty request: expected COMMAND [SERVER]");
+
+    for (const CommandSpec& spec : kCommands) {
+        if (words[0] != spec.name) continue;
+        if (!spec.takes_server) {
+            if (words.size() != 1) return refuse(fmt::format("{} takes no argument", spec.name));
+            return {ControlRequest{spec.command, ""}, ""};
+        }
+        if (words.size() != 2) return refuse(fmt::format("{} needs a server: {} HOST:PORT", spec.name, spec.name));
+        if (words[1].size() >= state::kAddressSize)
+            return refuse(fmt::format("server address longer than {} bytes", state::kAddressSize - 1));
+        return {ControlRequest{spec.command, std::string(words[1])}, ""};
+    }
+    // Echo a bounded, already printable prefix of what was sent.
+    return refuse(fmt::format("unknown command '{}' (expected ping, reload, drain, undrain, down, up or flush)",
+                              words[0].substr(0, 32)));
+}
+
+}  // namespace mcwatch

@@ -1,0 +1,38 @@
+// The control protocol's requests: one line of text per connection on the
+// unix socket, `COMMAND [SERVER]`, answered by one line, `ok MESSAGE` or
+// `error MESSAGE`. The parser is a pure function of the bytes received so
+// that it can be fuzzed and unit-tested apart from any socket.
+#pragma once
+
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace mcwatch {
+
+enum class ControlCommand { ping, reload, drain, undrain, down, up, flush };
+
+struct ControlRequest {
+    ControlCommand command = ControlCommand::ping;
+    std::string server;  // as the operator typed it; "" for ping and reload
+};
+
+struct ControlParse {
+    std::optional<ControlRequest> request;
+    std::string error;  // a sentence for the `error` reply when request is empty
+};
+
+// Longest request line accepted, without its newline. A server address is at
+// most 127 bytes; the rest is room for the command and spaces.
+inline constexpr size_t kMaxControlRequestBytes = 512;
+
+// One request line, without its '\n' (a trailing '\r' is ignored): a command
+// in lower case, then its argument, separated by spaces or tabs. Anything
+// else (control bytes, non-ASCII, a missing or extra word, an unknown
+// command, too long) is an error. Never throws except std::bad_alloc.
+ControlParse parse_control_request(std::string_view line);
+
+const char* control_command_name(ControlCommand command);
+
+}  // namespace mcwatch

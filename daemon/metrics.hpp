@@ -1,0 +1,35 @@
+// What mcwatchd serves at /metrics, in the Prometheus text exposition format
+// (version 0.0.4): the daemon's own counters and, per server, its state and
+// the facts its probes read. A pure function of the daemon's memory.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "health.hpp"
+
+namespace mcwatch {
+
+struct MetricsInput {
+    struct Server {
+        std::string address;
+        const ServerHealth* health = nullptr;
+    };
+    std::vector<Server> servers;
+    int64_t heartbeat_unix_ms = 0;
+    uint64_t generation = 0;
+    uint64_t rounds = 0;
+    uint64_t reloads_ok = 0;
+    uint64_t reloads_refused = 0;
+    int64_t start_unix_ms = 0;
+};
+
+inline constexpr const char* kMetricsContentType = "text/plain; version=0.0.4; charset=utf-8";
+
+std::string render_metrics(const MetricsInput& input);
+
+// A label value with \, " and newline escaped, as the format requires.
+std::string escape_label_value(std::string_view value);
+
+}  // namespace mcwatch

@@ -1,0 +1,173 @@
+#include "metrics_server.hpp"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+#include "http_request.hpp"
+#include "metrics.hpp"
+
+namespace mcwatch {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::string errno_text(int err) { return std::strerror(err); }
+
+}  // namespace
+
+MetricsServer::MetricsServer(EventLoop& loop, Render render) : loop_(loop), render_(std::move(render)) {}
+
+MetricsServer::~MetricsServer() {
+    while (!connections_.empty()) close_connection(connections_.begin()->first);
+    if (listen_fd_ >= 0) {
+        loop_.remove(listen_fd_);
+        ::close(listen_fd_);
+    }
+}
+
+std::string MetricsServer::open(const std::string& host, uint16_t port) {
+    sockaddr_storage address{};
+    socklen_t length = 0;
+    if (host.find(':') != std::string::npos) {
+        auto* in6 = reinterpret_cast<sockaddr_in6*>(&address);
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons(port);
+        if (inet_pton(AF_INET6, host.c_str(), &in6->sin6_addr) != 1) return fmt::format("metrics_listen: bad address {}", host);
+        length = sizeof *in6;
+    } else {
+        auto* in4 = reinterpret_cast<sockaddr_in*>(&address);
+        in4->sin_family = AF_INET;
+        in4->sin_port = htons(port);
+        if (inet_pton(AF_INET, host.c_str(), &in4->sin_addr) != 1) return fmt::format("metrics_listen: bad address {}", host);
+        length = sizeof *in4;
+    }
+    const int fd = socket(address.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return fmt::format("metrics_listen: socket: {}", errno_text(errno));
+    const int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);  // restart while old connections linger
+    const std::string where = address.ss_family == AF_INET6 ? fmt::format("[{}]:{}", host, port) : fmt::format("{}:{}", host, port);
+    std::string why;
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&address), length) != 0)
+        why = fmt::format("metrics_listen: cannot listen on {}: {}", where, errno_text(errno));
+    else if (::listen(fd, 16) != 0)
+        why = fmt::format("metrics_listen: cannot listen on {}: {}", where, errno_text(errno));
+    else if (!loop_.add(fd, EPOLLIN, [this](uint32_t) { accept_all(); }))
+        why = fmt::format("epoll_ctl: {}", errno_text(errno));
+    if (!why.empty()) {
+        ::close(fd);
+        return why;
+    }
+    listen_fd_ = fd;
+    return "";
+}
+
+void MetricsServer::accept_all() {
+    for (;;) {
+        const int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED) continue;
+            return;
+        }
+        if (connections_.size() >= kMaxConnections) {
+            ::close(fd);  // a scraper retries; a flood gets nothing
+            continue;
+        }
+        const uint64_t id = ++next_id_;
+        Connection& connection = connections_[id];
+        connection.fd = fd;
+        connection.deadline = Clock::now() + kTimeout;
+        if (!loop_.add(fd, EPOLLIN, [this, id](uint32_t events) { on_event(id, events); })) {
+            ::close(fd);
+            connections_.erase(id);
+        }
+    }
+}
+
+void MetricsServer::on_event(uint64_t id, uint32_t events) {
+    const auto it = connections_.find(id);
+    if (it == connections_.end()) return;
+    Connection& connection = it->second;
+    if (!connection.out.empty()) {
+        if (events & (EPOLLERR | EPOLLHUP)) return close_connection(id);
+        return flush_out(id);
+    }
+    char chunk[4096];
+    for (;;) {
+        const ssize_t n = recv(connection.fd, chunk, sizeof chunk, MSG_DONTWAIT);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+        if (n <= 0) return close_connection(id);
+        connection.in.append(chunk, size_t(n));
+        if (const size_t end = http_head_end(connection.in); end > 0) {
+            const HttpAnswer answer = route_http_request(std::string_view(connection.in).substr(0, end));
+            return respond(id, answer.status, answer.reason, answer.head_only);
+        }
+        if (connection.in.size() > kMaxHttpHeadBytes)
+            return respond(id, 431, "Request Header Fields Too Large", false);
+    }
+}
+
+void MetricsServer::respond(uint64_t id, int status, const std::string& reason, bool head_only) {
+    Connection& connection = connections_[id];
+    const std::string body = status == 200 ? render_() : fmt::format("{} {}{}\n", status, reason,
+                                                                     status == 404 ? ": metrics are at /metrics" : "");
+    connection.out = fmt::format("HTTP/1.0 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                                 status, reason, status == 200 ? kMetricsContentType : "text/plain; charset=utf-8",
+                                 body.size());
+    if (!head_only) connection.out += body;
+    connection.sent = 0;
+    connection.deadline = Clock::now() + kTimeout;
+    flush_out(id);
+}
+
+void MetricsServer::flush_out(uint64_t id) {
+    Connection& connection = connections_[id];
+    while (connection.sent < connection.out.size()) {
+        const ssize_t n = send(connection.fd, connection.out.data() + connection.sent,
+                               connection.out.size() - connection.sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0) {
+            connection.sent += size_t(n);
+            continue;
+        }
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            loop_.modify(connection.fd, EPOLLOUT);
+            return;
+        }
+        break;
+    }
+    // Everything sent. Bytes of the request we did not read would make close
+    // send a reset, which may destroy the answer before the client reads it.
+    ::shutdown(connection.fd, SHUT_WR);
+    char discard[4096];
+    while (recv(connection.fd, discard, sizeof discard, MSG_DONTWAIT) > 0) {
+    }
+    close_connection(id);
+}
+
+void MetricsServer::close_connection(uint64_t id) {
+    const auto it = connections_.find(id);
+    if (it == connections_.end()) return;
+    loop_.remove(it->second.fd);
+    ::close(it->second.fd);
+    connections_.erase(it);
+}
+
+void MetricsServer::expire(Clock::time_point now) {
+    std::vector<uint64_t> late;
+    for (const auto& [id, connection] : connections_)
+        if (now >= connection.deadline) late.push_back(id);
+    for (const uint64_t id : late) close_connection(id);
+}
+
+}  // namespace mcwatch

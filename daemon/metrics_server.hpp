@@ -1,0 +1,56 @@
+// The metrics endpoint: a minimal HTTP/1.0 responder for GET /metrics on
+// metrics_listen. Non-blocking, bounded (request head size, connections,
+// time), served from the daemon's EventLoop; every answer closes the
+// connection.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+
+#include "event_loop.hpp"
+
+namespace mcwatch {
+
+class MetricsServer {
+public:
+    using Render = std::function<std::string()>;
+
+    MetricsServer(EventLoop& loop, Render render);
+    ~MetricsServer();
+    MetricsServer(const MetricsServer&) = delete;
+    MetricsServer& operator=(const MetricsServer&) = delete;
+
+    // Listens on host:port (numeric). "" or why not.
+    std::string open(const std::string& host, uint16_t port);
+
+    void expire(std::chrono::steady_clock::time_point now);
+
+    static constexpr size_t kMaxConnections = 16;
+    static constexpr std::chrono::seconds kTimeout{5};
+
+private:
+    struct Connection {
+        int fd = -1;
+        std::string in;
+        std::string out;
+        size_t sent = 0;
+        std::chrono::steady_clock::time_point deadline;
+    };
+
+    void accept_all();
+    void on_event(uint64_t id, uint32_t events);
+    void respond(uint64_t id, int status, const std::string& reason, bool head_only);
+    void flush_out(uint64_t id);
+    void close_connection(uint64_t id);
+
+    EventLoop& loop_;
+    Render render_;
+    int listen_fd_ = -1;
+    uint64_t next_id_ = 0;
+    std::map<uint64_t, Connection> connections_;
+};
+
+}  // namespace mcwatch

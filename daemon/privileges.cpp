@@ -1,0 +1,83 @@
+#include "privileges.hpp"
+
+#include <grp.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace mcwatch {
+
+namespace {
+
+std::string errno_text() { return std::strerror(errno); }
+
+}  // namespace
+
+RunAs current_user() { return {uint32_t(geteuid()), uint32_t(getegid()), fmt::format("uid {}", geteuid())}; }
+
+RunAs run_as(const Config& config) {
+    if (!config.user.empty()) return {config.user_uid, config.user_gid, config.user};
+    return current_user();
+}
+
+std::string check_can_switch(const Config& config) {
+    if (config.user.empty() || geteuid() == 0 || geteuid() == config.user_uid) return "";
+    return fmt::format("user = {}: mcwatchd runs as uid {} and cannot switch to {} (uid {}); start it as root or as {}",
+                       config.user, geteuid(), config.user, config.user_uid, config.user);
+}
+
+std::string parent_directory(const std::string& path) {
+    const size_t slash = path.rfind('/');
+    return slash == 0 || slash == std::string::npos ? "/" : path.substr(0, slash);
+}
+
+std::string prepare_runtime_directory(const std::string& directory, const RunAs& owner) {
+    bool created = false;
+    for (size_t slash = directory.find('/', 1);; slash = directory.find('/', slash + 1)) {
+        const std::string prefix = directory.substr(0, slash);
+        if (::mkdir(prefix.c_str(), 0755) == 0) created = slash == std::string::npos;
+        else if (errno != EEXIST) return fmt::format("cannot create directory {}: {}", prefix, errno_text());
+        if (slash == std::string::npos) break;
+    }
+    // Only a directory we made ourselves is given away: never /tmp or /run.
+    if (created && owner.uid != geteuid() && ::lchown(directory.c_str(), owner.uid, owner.gid) != 0)
+        return fmt::format("cannot give directory {} to {}: {}", directory, owner.name, errno_text());
+    struct stat st{};
+    if (::lstat(directory.c_str(), &st) != 0)
+        return fmt::format("cannot stat directory {}: {}", directory, errno_text());
+    if (!S_ISDIR(st.st_mode))
+        return fmt::format("{} is not a directory (symbolic links are refused)", directory);
+    if (st.st_mode & S_IWOTH)
+        return fmt::format("directory {} is writable by others (mode {:04o}): refusing to publish there",
+                           directory, st.st_mode & 07777);
+    if (st.st_uid == owner.uid) return "";
+    if (st.st_uid == 0 && owner.uid != 0)
+        return fmt::format("directory {} belongs to root, but mcwatchd runs as {}: give mcwatchd a directory of its "
+                           "own (it creates a missing one) or chown it to {}",
+                           directory, owner.name, owner.name);
+    if (st.st_uid != 0)
+        return fmt::format("directory {} belongs to uid {}, not to {} (uid {})", directory, st.st_uid, owner.name,
+                           owner.uid);
+    return "";
+}
+
+std::string drop_privileges(const Config& config) {
+    if (config.user.empty() || (geteuid() == config.user_uid && getuid() == config.user_uid)) return "";
+    if (std::string why = check_can_switch(config); !why.empty()) return why;
+    if (::initgroups(config.user.c_str(), config.user_gid) != 0)
+        return fmt::format("user = {}: cannot set its groups: {}", config.user, errno_text());
+    if (::setresgid(config.user_gid, config.user_gid, config.user_gid) != 0)
+        return fmt::format("user = {}: cannot set gid {}: {}", config.user, config.user_gid, errno_text());
+    if (::setresuid(config.user_uid, config.user_uid, config.user_uid) != 0)
+        return fmt::format("user = {}: cannot set uid {}: {}", config.user, config.user_uid, errno_text());
+    // A switch that could be undone is no switch.
+    if (config.user_uid != 0 && (::setuid(0) == 0 || ::seteuid(0) == 0))
+        return fmt::format("user = {}: root privileges could be regained after the switch", config.user);
+    return "";
+}
+
+}  // namespace mcwatch

@@ -1,0 +1,222 @@
+// Operator overrides in the health state machine (DESIGN.md "Drain"):
+// drain, down, up/undrain, flush; they win over probes until cleared, and
+// clearing one is a rejoin.
+#include <doctest/doctest.h>
+
+#include "health.hpp"
+
+using namespace mcwatch;
+using state::ServerState;
+
+namespace {
+
+ProbeResult good(bool flushed = false) {
+    ProbeResult r;
+    r.ok = true;
+    r.flushed = flushed;
+    r.rtt = std::chrono::microseconds(300);
+    r.stats.pid = 100;
+    r.stats.uptime_s = 10;
+    r.stats.curr_items = 42;
+    return r;
+}
+
+ProbeResult bad() {
+    ProbeResult r;
+    r.refused = true;
+    r.error = "connection refused";
+    return r;
+}
+
+HealthPolicy policy(bool flush = true, int64_t window_ms = 60'000) { return {2, 3, window_ms, flush}; }
+
+ServerState state_of(const ServerHealth& h) { return ServerState(h.view().state); }
+bool flag(const ServerHealth& h, uint32_t bit) { return (h.view().flags & bit) != 0; }
+
+std::string feed(ServerHealth& h, std::initializer_list<ProbeResult> results, int64_t now = 1000) {
+    std::string names;
+    for (const ProbeResult& r : results) {
+        bool changed = false;
+        for (const HealthEvent& e : h.on_probe(r, now, changed)) names += e.what + " ";
+    }
+    return names;
+}
+
+struct Command {
+    std::string said;
+    bool changed = false;
+    std::string events;
+};
+
+template <typename F>
+Command run(ServerHealth& h, F command, int64_t now = 2000) {
+    Command c;
+    std::vector<HealthEvent> events;
+    c.said = (h.*command)(now, events, c.changed);
+    for (const HealthEvent& e : events) c.events += e.what + " ";
+    return c;
+}
+
+ServerHealth live_server(const HealthPolicy& p = policy()) {
+    ServerHealth h(p);
+    feed(h, {good()});
+    REQUIRE(state_of(h) == ServerState::live);
+    return h;
+}
+
+}  // namespace
+
+TEST_CASE("override: drain publishes draining at once; probes keep the facts fresh") {
+    ServerHealth h = live_server();
+    const Command c = run(h, &ServerHealth::drain, 5000);
+    CHECK(c.said == "draining (was live); 42 items held");
+    CHECK(c.changed);
+    CHECK(state_of(h) == ServerState::draining);
+    CHECK(h.view().since_unix_ms == 5000);
+    CHECK(flag(h, state::kFlagOperatorOverride));
+    CHECK(flag(h, state::kFlagOperatorDrain));
+    ProbeResult fewer = good();
+    fewer.stats.curr_items = 7;
+    CHECK(feed(h, {fewer, fewer, fewer}) == "");
+    CHECK(state_of(h) == ServerState::draining);  // good probes do not make it live
+    CHECK(h.view().curr_items == 7);
+    CHECK_FALSE(h.wants_flush());
+    CHECK(run(h, &ServerHealth::drain).said == "already draining");
+}
+
+TEST_CASE("override: a drained server that stops is dead, and draining again when it answers") {
+    ServerHealth h = live_server();
+    run(h, &ServerHealth::drain);
+    CHECK(feed(h, {bad()}) == "");
+    CHECK(state_of(h) == ServerState::draining);  // fail_after = 2
+    CHECK(feed(h, {bad()}) == "down ");
+    CHECK(state_of(h) == ServerState::dead);
+    CHECK(flag(h, state::kFlagOperatorDrain));  // still the operator's
+    CHECK_FALSE(h.wants_flush());               // no rejoin while overridden
+    CHECK(feed(h, {good(), good()}) == "");
+    CHECK(state_of(h) == ServerState::dead);  // recover_after = 3
+    CHECK(feed(h, {good()}) == "up ");
+    CHECK(state_of(h) == ServerState::draining);
+}
+
+TEST_CASE("override: undrain is a rejoin: flush_all first, then live and recently down") {
+    ServerHealth h = live_server();
+    run(h, &ServerHealth::drain);
+    const Command c = run(h, &ServerHealth::clear_override, 3000);
+    CHECK(c.said == "rejoining: the next probe sends flush_all, then it is live and recently down for 1m");
+    CHECK_FALSE(c.changed);  // nothing published changes until the flush
+    CHECK(state_of(h) == ServerState::draining);
+    CHECK(h.wants_flush());
+    CHECK(feed(h, {good(false)}) == "");  // a reply without the flush does not rejoin
+    CHECK(state_of(h) == ServerState::draining);
+    CHECK(feed(h, {good(true)}, 4000) == "flush up ");
+    CHECK(state_of(h) == ServerState::live);
+    CHECK(h.view().flushes == 1);
+    CHECK_FALSE(flag(h, state::kFlagOperatorOverride));
+    CHECK_FALSE(flag(h, state::kFlagOperatorDrain));
+    CHECK(flag(h, state::kFlagRecentlyDown));
+    CHECK(h.view().recently_down_until_unix_ms == 4000 + 60'000);
+    CHECK_FALSE(h.wants_flush());
+}
+
+TEST_CASE("override: without flush_on_rejoin, undrain publishes live at once") {
+    ServerHealth h = live_server(policy(false));
+    run(h, &ServerHealth::drain);
+    const Command c = run(h, &ServerHealth::clear_override, 3000);
+    CHECK(c.said == "live and recently down for 1m (flush_on_rejoin is off: not flushed)");
+    CHECK(c.changed);
+    CHECK(c.events == "up ");
+    CHECK(state_of(h) == ServerState::live);
+    CHECK(flag(h, state::kFlagRecentlyDown));
+}
+
+TEST_CASE("override: undrain of a server that does not answer leaves it to probes") {
+    ServerHealth h = live_server();
+    run(h, &ServerHealth::drain);
+    feed(h, {bad(), bad()});
+    REQUIRE(state_of(h) == ServerState::dead);
+    const Command c = run(h, &ServerHealth::clear_override);
+    CHECK(c.said == "override cleared; it does not answer: it rejoins, flushed, when it does");
+    CHECK(c.changed);  // the flags changed
+    CHECK_FALSE(flag(h, state::kFlagOperatorOverride));
+    // Then the ordinary rejoin: recover_after good probes, the last one flushed.
+    CHECK(feed(h, {good(), good()}) == "");
+    CHECK(h.wants_flush());
+    CHECK(feed(h, {good(true)}) == "flush up ");
+    CHECK(state_of(h) == ServerState::live);
+    CHECK(flag(h, state::kFlagRecentlyDown));
+}
+
+TEST_CASE("override: a server that fails before its rejoin flush is dead, override gone") {
+    ServerHealth h = live_server();
+    run(h, &ServerHealth::drain);
+    run(h, &ServerHealth::clear_override);
+    CHECK(feed(h, {bad(), bad()}) == "down ");
+    CHECK(state_of(h) == ServerState::dead);
+    CHECK_FALSE(flag(h, state::kFlagOperatorOverride));
+}
+
+TEST_CASE("override: down wins over good probes until up, and up is a rejoin") {
+    ServerHealth h = live_server();
+    const Command c = run(h, &ServerHealth::force_down);
+    CHECK(c.said == "down (was live) until `mcctl up`");
+    CHECK(state_of(h) == ServerState::dead);
+    CHECK(flag(h, state::kFlagOperatorOverride));
+    CHECK_FALSE(flag(h, state::kFlagOperatorDrain));
+    CHECK(feed(h, {good(), good(), good(), good()}) == "");
+    CHECK(state_of(h) == ServerState::dead);
+    CHECK(h.view().last_error[0] == '\0');  // probes still run: no error to show
+    run(h, &ServerHealth::clear_override);
+    CHECK(feed(h, {good(true)}) == "flush up ");
+    CHECK(state_of(h) == ServerState::live);
+    CHECK(flag(h, state::kFlagRecentlyDown));
+}
+
+TEST_CASE("override: drain replaces down and the reverse; up without an override says so") {
+    ServerHealth h = live_server();
+    CHECK(run(h, &ServerHealth::clear_override).said == "no operator override: probes decide");
+    run(h, &ServerHealth::force_down);
+    run(h, &ServerHealth::drain);
+    CHECK(state_of(h) == ServerState::draining);
+    CHECK(h.override_kind() == Override::drain);
+    run(h, &ServerHealth::force_down);
+    CHECK(state_of(h) == ServerState::dead);
+    CHECK(h.override_kind() == Override::down);
+    // A drain during a pending rejoin cancels the rejoin.
+    run(h, &ServerHealth::clear_override);
+    REQUIRE(h.rejoin_pending());
+    run(h, &ServerHealth::drain);
+    CHECK_FALSE(h.rejoin_pending());
+    CHECK_FALSE(h.wants_flush());
+}
+
+TEST_CASE("override: an operator's flush is sent once and counted, without changing the state") {
+    ServerHealth h = live_server();
+    CHECK_FALSE(h.take_operator_flush());
+    h.request_flush();
+    CHECK(h.take_operator_flush());
+    CHECK_FALSE(h.take_operator_flush());
+    bool changed = false;
+    const auto events = h.on_probe(good(true), 3000, changed);
+    REQUIRE(events.size() == 1);
+    CHECK(events[0].detail == "flush_all asked by the operator");
+    CHECK(h.view().flushes == 1);
+    CHECK_FALSE(changed);
+    CHECK(state_of(h) == ServerState::live);
+}
+
+TEST_CASE("history: transitions counted by the state entered, probe round-trips in the histogram") {
+    ServerHealth h = live_server();
+    run(h, &ServerHealth::drain);
+    run(h, &ServerHealth::clear_override);
+    feed(h, {good(true)});
+    feed(h, {bad(), bad()});
+    const auto& to = h.history().transitions_to;
+    CHECK(to[size_t(ServerState::live)] == 2);
+    CHECK(to[size_t(ServerState::draining)] == 1);
+    CHECK(to[size_t(ServerState::dead)] == 1);
+    CHECK(h.view().transitions == 4);
+    CHECK(h.history().rtt.count() == 2);  // the good probes: 300us each
+    CHECK(h.history().rtt.at_or_below(0) == 0);  // <= 100us
+    CHECK(h.history().rtt.at_or_below(2) == 2);  // <= 500us
+}
