@@ -114,6 +114,26 @@ say "the application reads: misses on the returned server are found where they l
 app
 sleep 0.5; items
 
+planned="127.0.0.1:${ports[2]}"
+say "planned maintenance of $planned: mcctl drain"
+"$build/mcctl" -s "$work/run/state" drain "$planned"
+wait_state "$planned" draining
+items
+say "the application reads: each of the draining server's keys is read there once and moved"
+app
+sleep 0.5; items
+say "its own keys have moved (what it still holds are outage copies that expire with the window): stop it, start it again, mcctl undrain"
+kill "${mc_pids[2]}"
+for _ in $(seq 100); do kill -0 "${mc_pids[2]}" 2>/dev/null || break; sleep 0.05; done  # port free again
+pid=$(start_memcached "${ports[2]}")
+pids+=("$pid")
+"$build/mcctl" -s "$work/run/state" undrain "$planned"
+wait_state "$planned" live
+"$build/mcctl" -s "$work/run/state" status
+say "the application reads: no database read, the moved keys are found and copied back"
+app
+sleep 0.5; items
+
 say "what mcwatchd logged"
 cat "$work/mcwatchd.log"
 say "done: stopping everything"
