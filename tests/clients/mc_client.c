@@ -12,6 +12,8 @@
  *                           set and get their share of the keys: prints "hits K"
  *   fork PREFIX N           sets the keys, then a forked child gets them: "child hits K"
  *   behaviors               what memcached_behavior_get says of the handle
+ *   where                   for each key on stdin, the server libmemcached picks
+ *                           (memcached_server_by_key): "KEY host:port"
  * --config STRING builds the handle with memcached(STRING) instead (SERVERS is
  * then ignored but must be given).
  * Exit 0 unless the command line is wrong. */
@@ -101,9 +103,11 @@ int main(int argc, char **argv) {
         memcached_server_st *list = memcached_servers_parse(argv[i]);
         memcached_server_push(memc, list);
         memcached_server_list_free(list);
+        /* The hash first: libmemcached 1.1.4 builds the ketama ring when the
+         * distribution is set and does not rebuild it when the hash changes. */
+        if (!modula) memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_HASH, MEMCACHED_HASH_MD5);
         memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_DISTRIBUTION,
                                modula ? MEMCACHED_DISTRIBUTION_MODULA : MEMCACHED_DISTRIBUTION_CONSISTENT_KETAMA);
-        if (!modula) memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_HASH, MEMCACHED_HASH_MD5);
     }
     if (binary) memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_BINARY_PROTOCOL, 1);
     if (name_space) memcached_callback_set(memc, MEMCACHED_CALLBACK_NAMESPACE, name_space);
@@ -142,6 +146,15 @@ int main(int argc, char **argv) {
         int status = 0;
         waitpid(child, &status, 0);
         if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) printf("child failed\n");
+    } else if (strcmp(command, "where") == 0 && nargs == 0) {
+        char line[300];
+        while (fgets(line, sizeof line, stdin)) {
+            line[strcspn(line, "\n")] = '\0';
+            memcached_return_t rc;
+            const memcached_instance_st *server = memcached_server_by_key(memc, line, strlen(line), &rc);
+            if (server) printf("%s %s:%u\n", line, memcached_server_name(server), (unsigned)memcached_server_port(server));
+            else printf("%s none\n", line);
+        }
     } else if (strcmp(command, "behaviors") == 0 && nargs == 0) {
         printf("distribution %llu hash %llu ketama_weighted %llu binary %llu\n",
                (unsigned long long)memcached_behavior_get(memc, MEMCACHED_BEHAVIOR_DISTRIBUTION),

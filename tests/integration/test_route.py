@@ -1,0 +1,46 @@
+"""mcctl route against libmemcached's own placement, with a real daemon."""
+
+import json
+import subprocess
+
+import pytest
+
+from conftest import MCCTL
+from test_preload import C_CLIENT
+
+KEYS = [f"user:{i}:profile" for i in range(20000)]
+
+
+def libmemcached_places(fleet, flags):
+    servers = ",".join(m.address for m in fleet.servers)
+    out = subprocess.run([C_CLIENT] + flags + [servers, "where"], input="\n".join(KEYS) + "\n",
+                         capture_output=True, text=True, check=True, timeout=60).stdout
+    return dict(line.split(" ", 1) for line in out.splitlines())
+
+
+def routes(fleet):
+    out = subprocess.run([MCCTL, "-s", fleet.state, "route", "--json", "-"], input="\n".join(KEYS) + "\n",
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return {r["key"]: r for r in map(json.loads, out.stdout.splitlines())}
+
+
+@pytest.mark.parametrize("distribution,hash_name,flags", [("ketama", "md5", []),
+                                                           ("modula", "one_at_a_time", ["--modula"])])
+def test_route_equals_libmemcached_and_moves_only_dead_keys(fleet, distribution, hash_name, flags):
+    fleet.add_servers(4)
+    fleet.write_config(routing={"distribution": distribution, "hash": hash_name})
+    fleet.start_daemon()
+    native = libmemcached_places(fleet, flags)
+    live = routes(fleet)
+    assert all(live[k]["native"] == native[k] == live[k]["target"] and live[k]["reason"] == "live" for k in KEYS)
+
+    dead = fleet.servers[2]
+    dead.kill()
+    fleet.wait_states({dead.address: "dead"})
+    during = routes(fleet)
+    moved = [k for k in KEYS if during[k]["target"] != native[k]]
+    assert moved and all(native[k] == dead.address for k in moved)
+    assert all(during[k]["target"] != dead.address for k in KEYS)
+    assert all(during[k]["native"] == native[k] for k in KEYS)
+    assert len(moved) == sum(1 for k in KEYS if native[k] == dead.address)
