@@ -84,6 +84,8 @@ std::string hash_names_list() {
     return names;
 }
 
+constexpr Millis kMaxStateFileMillis = std::chrono::hours(24 * 49);
+
 class Parser {
 public:
     Parser(Config& config, std::string name) : config_(config), name_(std::move(name)) {}
@@ -163,12 +165,14 @@ private:
         return inserted;
     }
 
-    int duration_key(const char* key, const char* value, Millis& out, Millis min) {
+    int duration_key(const char* key, const char* value, Millis& out, Millis min, Millis max = Millis::max()) {
         std::string why;
         const auto parsed = parse_duration(value, why);
         if (!parsed) return fail(fmt::format("{}: {}", key, why));
         if (*parsed < min)
             return fail(fmt::format("{} = {} is too short (minimum {})", key, value, format_duration(min)));
+        if (*parsed > max)
+            return fail(fmt::format("{} = {} is too long (maximum {})", key, value, format_duration(max)));
         out = *parsed;
         return 1;
     }
@@ -193,14 +197,20 @@ private:
         const char* k = key.c_str();
         if (key == "state_file") return path_key(k, value, config_.state_file);
         if (key == "control_socket") return path_key(k, value, config_.control_socket);
-        if (key == "probe_interval") return duration_key(k, value, config_.probe_interval, Millis(10));
+        // The state file keeps these two as uint32 milliseconds: 49 days at most.
+        if (key == "probe_interval")
+            return duration_key(k, value, config_.probe_interval, Millis(10), kMaxStateFileMillis);
         if (key == "probe_timeout") return duration_key(k, value, config_.probe_timeout, Millis(1));
         if (key == "fail_after") return count_key(k, value, config_.fail_after, 1, 1000);
         if (key == "recover_after") return count_key(k, value, config_.recover_after, 1, 1000);
         if (key == "recently_down_window")
             return duration_key(k, value, config_.recently_down_window, Millis(0));
-        if (key == "writeback_ttl") return duration_key(k, value, config_.writeback_ttl, Millis(1000));
-        if (key == "stale_after") return duration_key(k, value, config_.stale_after, Millis(100));
+        // Sent to memcached as a relative expiration, which it reads as an
+        // absolute unix time past 30 days.
+        if (key == "writeback_ttl")
+            return duration_key(k, value, config_.writeback_ttl, Millis(1000), std::chrono::hours(24 * 30));
+        if (key == "stale_after")
+            return duration_key(k, value, config_.stale_after, Millis(100), kMaxStateFileMillis);
         if (key == "metrics_listen") {
             if (value[0] == '\0' || std::string_view(value) == "off") return 1;
             const std::string why = parse_listen_address(value, config_.metrics_host, config_.metrics_port);

@@ -3,7 +3,6 @@
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <netinet/in.h>
-#include <signal.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -20,6 +19,7 @@
 #include <climits>
 #include <cstring>
 #include <system_error>
+#include <thread>
 
 namespace mcwatch {
 
@@ -77,19 +77,22 @@ addrinfo stream_hints(int flags) {
     return hints;
 }
 
-// One getaddrinfo_a lookup. glibc's notification thread and the prober both
-// hold it and the last one to let go frees it: a Prober destroyed while a
-// lookup still runs (it cannot be cancelled then) leaves nothing dangling.
+// One name lookup, run by getaddrinfo on a thread of its own. (Not
+// getaddrinfo_a: glibc starts its helper thread behind the sanitizers' back,
+// and ThreadSanitizer crashes inside it.) The thread and the prober both hold
+// the lookup and the last one to let go frees it: a Prober destroyed while a
+// lookup still runs (it cannot be cancelled) leaves nothing dangling.
 struct Resolution {
     std::string name;
     std::string service;
     addrinfo hints{};
-    gaicb request{};
+    addrinfo* result = nullptr;
+    std::atomic<int> status{EAI_INPROGRESS};  // getaddrinfo's answer once done
     int wake_fd = -1;  // our own dup of the prober's eventfd: valid as long as we are
     std::atomic<int> holders{2};
 
     ~Resolution() {
-        if (request.ar_result != nullptr) freeaddrinfo(request.ar_result);
+        if (result != nullptr) freeaddrinfo(result);
         if (wake_fd >= 0) close(wake_fd);
     }
     void release() {
@@ -97,12 +100,15 @@ struct Resolution {
     }
 };
 
-// Runs on a thread glibc starts when a lookup finishes: wakes epoll_wait.
-void on_resolved(sigval value) {
-    auto* resolution = static_cast<Resolution*>(value.sival_ptr);
+// The lookup's thread: resolves, then wakes epoll_wait.
+void resolve(Resolution* resolution) {
+    addrinfo* found = nullptr;
+    const int rc = getaddrinfo(resolution->name.c_str(), resolution->service.c_str(), &resolution->hints, &found);
+    resolution->result = found;
+    resolution->status.store(rc, std::memory_order_release);
     const uint64_t one = 1;
     if (write(resolution->wake_fd, &one, sizeof one) < 0) {
-        // Only a full counter (impossible) could fail; the prober also polls gai_error.
+        // Only a full counter (impossible) could fail; the prober also polls the status.
     }
     resolution->release();
 }
@@ -131,7 +137,7 @@ enum class Phase { done, resolving, connecting, exchanging };
 struct Prober::Server {
     ServerAddress address;
     uint32_t index = 0;
-    bool is_name = false;       // a hostname, looked up with getaddrinfo_a
+    bool is_name = false;       // a hostname, looked up on a thread of its own
     std::string address_error;  // the address cannot be used: every probe fails with this
     // Cached; for names, cleared after a failure so that the next connect
     // looks the name up again (the server may have moved).
@@ -215,13 +221,7 @@ Prober::Prober(std::vector<ServerAddress> servers, Millis timeout) : timeout_(ti
 Prober::~Prober() {
     for (Server& server : servers_) {
         close_connection(server);
-        if (server.resolution != nullptr) {
-            // Cancelled lookups are never notified: let go for the notifier too.
-            if (gai_cancel(&server.resolution->request) == EAI_CANCELED) {
-                server.resolution->release();
-            }
-            server.resolution->release();
-        }
+        if (server.resolution != nullptr) server.resolution->release();
     }
     close(wake_fd_);
     close(epoll_fd_);
@@ -343,24 +343,17 @@ void Prober::start_resolution(Server& server) {
         resolution->name = server.address.host;
         resolution->service = std::to_string(server.address.port);
         resolution->hints = stream_hints(0);
-        resolution->request.ar_name = resolution->name.c_str();
-        resolution->request.ar_service = resolution->service.c_str();
-        resolution->request.ar_request = &resolution->hints;
         resolution->wake_fd = fcntl(wake_fd_, F_DUPFD_CLOEXEC, 0);
         if (resolution->wake_fd < 0) {
             const int err = errno;
             delete resolution;
             return fail(server, fmt::format("cannot resolve name: {}", errno_text(err)));
         }
-        sigevent notify{};
-        notify.sigev_notify = SIGEV_THREAD;
-        notify.sigev_notify_function = on_resolved;
-        notify.sigev_value.sival_ptr = resolution;
-        gaicb* list[1] = {&resolution->request};
-        const int rc = getaddrinfo_a(GAI_NOWAIT, list, 1, &notify);
-        if (rc != 0) {  // not queued: nobody will notify
+        try {
+            std::thread(resolve, resolution).detach();
+        } catch (const std::system_error& e) {  // no thread: nobody will notify
             delete resolution;
-            return fail(server, fmt::format("cannot resolve name: {}", gai_strerror(rc)));
+            return fail(server, fmt::format("cannot resolve name: {}", e.what()));
         }
         server.resolution = resolution;
     }
@@ -369,10 +362,10 @@ void Prober::start_resolution(Server& server) {
 
 void Prober::collect_resolution(Server& server) {
     Resolution* resolution = server.resolution;
-    const int rc = gai_error(&resolution->request);
+    const int rc = resolution->status.load(std::memory_order_acquire);
     if (rc == EAI_INPROGRESS) return;
     server.resolution = nullptr;
-    if (rc == 0) server.endpoints = endpoints_from(resolution->request.ar_result);
+    if (rc == 0) server.endpoints = endpoints_from(resolution->result);
     resolution->release();
     if (rc != 0) return fail(server, fmt::format("cannot resolve name: {}", gai_strerror(rc)));
     if (server.endpoints.empty()) {

@@ -68,7 +68,8 @@ bool owner_is_trusted(const struct stat& file, const char* path) noexcept {
 
 MapStatus StateMap::open(const char* path, char* why, size_t why_size) noexcept {
     close();
-    const int fd = ::open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    // O_NONBLOCK: opening a FIFO planted at the path must not wait for a writer.
+    const int fd = ::open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) {
         const int err = errno;
         if (err == ENOENT) return fail(MapStatus::missing, why, why_size, path, "does not exist");

@@ -17,7 +17,10 @@ std::string quote(std::string_view text) {
         case '\r': out += "\\r"; break;
         case '\t': out += "\\t"; break;
         default:
-            if (c < 0x20) out += fmt::format("\\u{:04x}", c);
+            // Bytes past ASCII are escaped one by one (read as Latin-1): a
+            // server's version string or a corrupt file is not always UTF-8,
+            // and the output must stay valid JSON.
+            if (c < 0x20 || c >= 0x80) out += fmt::format("\\u{:04x}", c);
             else out += char(c);
         }
     }

@@ -111,11 +111,15 @@ std::string status_table(const Snapshot& snapshot, const std::string& path, bool
         const std::string state = state::state_name(s.state);
         const std::string padded = fmt::format("{:<8}", state);
         const std::string shown = colour ? fmt::format("{}{}\x1b[0m", colour_of(s.state), padded) : padded;
-        const std::string since = s.since_unix_ms ? human_duration(now - s.since_unix_ms) : "-";
+        // A corrupt or future since would overflow the subtraction.
+        const std::string since =
+            s.since_unix_ms > 0 && s.since_unix_ms <= now ? human_duration(now - s.since_unix_ms) : "-";
         // A dead server's last known uptime would read as if it were running.
         const bool dead = s.state == uint32_t(ServerState::dead);
         const std::string uptime =
-            dead || s.uptime_s == kUnknown ? "-" : human_duration(int64_t(s.uptime_s) * 1000);
+            dead || s.uptime_s == kUnknown || s.uptime_s > uint64_t(INT64_MAX / 1000)
+                ? "-"
+                : human_duration(int64_t(s.uptime_s) * 1000);
         const std::string until = (s.flags & state::kFlagRecentlyDown) ? rfc3339_utc(s.recently_down_until_unix_ms) : "-";
         out += fmt::format("{:<{}}  {} {:>7} {:>7} {:>8} {:>9} {:>6} {:>8}  {}\n", slot_address(snapshot, i), width,
                            shown, since, rtt_text(s.rtt_us), uptime, fact(s.curr_items), hit_ratio(s), s.restarts,
