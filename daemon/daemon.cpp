@@ -132,6 +132,9 @@ Daemon::ReloadOutcome Daemon::reload() {
             return refuse(fmt::format("{}: {} cannot change on reload ('{}' -> '{}'); restart mcwatchd", config_.path,
                                       key, values.first, values.second));
 
+    if (std::string why = ensure_descriptor_limit(next.servers.size()); !why.empty())
+        return refuse(fmt::format("{}: {}", config_.path, why));
+
     std::unique_ptr<MetricsServer> metrics;
     const bool metrics_changed = next.metrics_listen != config_.metrics_listen;
     if (metrics_changed) {

@@ -13,6 +13,7 @@
 #include "daemon.hpp"
 #include "duration.hpp"
 #include "log.hpp"
+#include "privileges.hpp"
 #include "version.hpp"
 
 namespace {
@@ -109,6 +110,10 @@ int main(int argc, char** argv) {
         return 0;
     }
 
+    if (std::string why = mcwatch::ensure_descriptor_limit(config.servers.size()); !why.empty()) {
+        fmt::print(stderr, "mcwatchd: {}\n", why);
+        return 1;
+    }
     // Reloads read the file again, after detach() moved to "/".
     if (loaded.config->path[0] != '/') {
         char cwd[4096];

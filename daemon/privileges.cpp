@@ -1,6 +1,7 @@
 #include "privileges.hpp"
 
 #include <grp.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -30,6 +31,22 @@ std::string check_can_switch(const Config& config) {
                        config.user, geteuid(), config.user, config.user_uid, config.user);
 }
 
+std::string ensure_descriptor_limit(size_t servers) {
+    // The control server takes up to 16 clients; the rest is headroom.
+    const rlim_t needed = rlim_t(servers) + 64;
+    struct rlimit limit{};
+    if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return fmt::format("getrlimit: {}", errno_text());
+    if (limit.rlim_cur != RLIM_INFINITY && limit.rlim_cur >= needed) return "";
+    if (limit.rlim_max != RLIM_INFINITY && limit.rlim_max < needed)
+        return fmt::format("{} servers need {} file descriptors, but the hard limit is {} "
+                           "(raise it: ulimit -Hn, or LimitNOFILE= in the systemd unit)",
+                           servers, needed, limit.rlim_max);
+    limit.rlim_cur = needed;
+    if (::setrlimit(RLIMIT_NOFILE, &limit) != 0)
+        return fmt::format("cannot raise the descriptor limit to {}: {}", needed, errno_text());
+    return "";
+}
+
 std::string parent_directory(const std::string& path) {
     const size_t slash = path.rfind('/');
     return slash == 0 || slash == std::string::npos ? "/" : path.substr(0, slash);
@@ -39,8 +56,15 @@ std::string prepare_runtime_directory(const std::string& directory, const RunAs&
     bool created = false;
     for (size_t slash = directory.find('/', 1);; slash = directory.find('/', slash + 1)) {
         const std::string prefix = directory.substr(0, slash);
-        if (::mkdir(prefix.c_str(), 0755) == 0) created = slash == std::string::npos;
-        else if (errno != EEXIST) return fmt::format("cannot create directory {}: {}", prefix, errno_text());
+        if (::mkdir(prefix.c_str(), 0755) == 0) {
+            created = slash == std::string::npos;
+            // mkdir applies the umask: under 077 no other user could reach the
+            // state file, and every client would silently place natively.
+            if (::chmod(prefix.c_str(), 0755) != 0)
+                return fmt::format("cannot chmod directory {}: {}", prefix, errno_text());
+        } else if (errno != EEXIST) {
+            return fmt::format("cannot create directory {}: {}", prefix, errno_text());
+        }
         if (slash == std::string::npos) break;
     }
     // Only a directory we made ourselves is given away: never /tmp or /run.

@@ -40,4 +40,10 @@ std::string parent_directory(const std::string& path);
 // already that user. "" or why not.
 std::string drop_privileges(const Config& config);
 
+// Raises the soft descriptor limit to what probing `servers` servers needs
+// (one kept connection each, plus the control socket's clients, the metrics
+// port, the state and lock files): past it, healthy servers would fail with
+// "Too many open files" and be published dead. "" or why it cannot.
+std::string ensure_descriptor_limit(size_t servers);
+
 }  // namespace mcwatch
