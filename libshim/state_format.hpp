@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 namespace mcwatch::state {
 
@@ -207,8 +208,8 @@ constexpr uint64_t fnv1a64(const void* data, size_t size, uint64_t h = kFnvOffse
 // per mapping, so random bytes with the right magic are still refused.
 inline uint64_t compute_static_digest(const Header& header, const Slot* slots, uint32_t count) {
     unsigned char head[kHeaderStaticSize];
-    __builtin_memcpy(head, &header, kHeaderStaticSize);
-    __builtin_memset(head + offsetof(Header, static_digest), 0, sizeof(uint64_t));
+    std::memcpy(head, &header, kHeaderStaticSize);
+    std::memset(head + offsetof(Header, static_digest), 0, sizeof(uint64_t));
     uint64_t h = fnv1a64(head, kHeaderStaticSize);
     for (uint32_t i = 0; i < count; ++i) h = fnv1a64(&slots[i], kSlotStaticSize, h);
     return h;
@@ -220,7 +221,7 @@ inline uint64_t compute_servers_digest(const Header& header, const Slot* slots, 
     uint64_t h = fnv1a64(&header.distribution, sizeof header.distribution);
     h = fnv1a64(&header.hash, sizeof header.hash, h);
     for (uint32_t i = 0; i < count; ++i) {
-        h = fnv1a64(slots[i].address, __builtin_strnlen(slots[i].address, kAddressSize), h);
+        h = fnv1a64(slots[i].address, strnlen(slots[i].address, kAddressSize), h);
         h = fnv1a64(&slots[i].weight, sizeof slots[i].weight, h);
     }
     return h;
