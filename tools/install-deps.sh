@@ -7,6 +7,9 @@ set -eu
 packages="g++ make pkg-config libboost-dev libinih-dev libfmt-dev doctest-dev
 libmemcached-dev libmemcached-tools memcached python3 python3-pylibmc php-cli
 php-memcached iproute2 procps python3-prometheus-client"
+# The libFuzzer targets (mk/fuzz.mk), which make test runs over their corpora:
+# clang, and its fuzzer and sanitizer runtimes (only recommended by clang).
+packages="$packages clang libclang-rt-14-dev"
 if [ "${1:-}" = bench ]; then
     packages="$packages nutcracker gnuplot-nox"
 fi

@@ -1,7 +1,7 @@
 """Planned maintenance through the shim: a draining server's keys are read
 from it once and moved to their substitute; writes go to the substitute."""
 
-from test_preload import client_says, holders, shim_fleet  # noqa: F401 (a fixture)
+from test_preload import SANITIZED, client_says, holders, shim_fleet  # noqa: F401 (a fixture)
 
 
 def test_drain_moves_values_as_a_preloaded_client_reads(shim_fleet):
@@ -35,7 +35,8 @@ def test_drain_moves_values_as_a_preloaded_client_reads(shim_fleet):
 
     # A multi-get moves values the same way (PHP reads only this way). Each
     # client places keys its own way: each writes its own keys natively first.
-    for client, prefix in (("c", "e"), ("php", "p")):
+    # (Not PHP in a sanitizer build: its RTLD_DEEPBIND dlopen is refused there.)
+    for client, prefix in [("c", "e")] + ([] if SANITIZED else [("php", "p")]):
         assert client_says(fleet, client, "set-many", prefix, n, 0, shim=False) == f"stored {n}"
         placed = holders(fleet, [f"{prefix}{i}" for i in range(n)])
         on_draining = [k for k, v in placed.items() if v == [draining.address]]
