@@ -241,25 +241,12 @@ void ControlServer::answer(Ticket ticket, const std::string& line, const char* s
 
 void ControlServer::flush_out(Ticket ticket) {
     Connection& connection = connections_[ticket];
-    while (connection.sent < connection.out.size()) {
-        const ssize_t n = send(connection.fd, connection.out.data() + connection.sent,
-                               connection.out.size() - connection.sent, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (n > 0) {
-            connection.sent += size_t(n);
-            continue;
-        }
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            loop_.modify(connection.fd, EPOLLOUT);
-            return;
-        }
-        break;  // the peer left: nothing more to tell it
+    if (!send_pending(connection.fd, connection.out, connection.sent)) {
+        loop_.modify(connection.fd, EPOLLOUT);
+        return;
     }
-    // Unread input (a flood cut short) would turn the close into a reset
-    // that could reach the peer before it read our answer.
-    char discard[4096];
-    while (recv(connection.fd, discard, sizeof discard, MSG_DONTWAIT) > 0) {
-    }
+    // A flood cut short leaves unread input.
+    discard_unread_input(connection.fd);
     close_connection(ticket);
 }
 

@@ -132,26 +132,13 @@ void MetricsServer::respond(uint64_t id, int status, const std::string& reason, 
 
 void MetricsServer::flush_out(uint64_t id) {
     Connection& connection = connections_[id];
-    while (connection.sent < connection.out.size()) {
-        const ssize_t n = send(connection.fd, connection.out.data() + connection.sent,
-                               connection.out.size() - connection.sent, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (n > 0) {
-            connection.sent += size_t(n);
-            continue;
-        }
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            loop_.modify(connection.fd, EPOLLOUT);
-            return;
-        }
-        break;
+    if (!send_pending(connection.fd, connection.out, connection.sent)) {
+        loop_.modify(connection.fd, EPOLLOUT);
+        return;
     }
-    // Everything sent. Bytes of the request we did not read would make close
-    // send a reset, which may destroy the answer before the client reads it.
     ::shutdown(connection.fd, SHUT_WR);
-    char discard[4096];
-    while (recv(connection.fd, discard, sizeof discard, MSG_DONTWAIT) > 0) {
-    }
+    // Request bytes we did not read.
+    discard_unread_input(connection.fd);
     close_connection(id);
 }
 
