@@ -26,8 +26,7 @@ namespace {
 struct Pending {
     std::string key;     // as the program gave it (results carry it so)
     std::string hashed;  // as libmemcached hashes it
-    route::Decision decision;
-    int32_t source = -1;  // where the second look goes
+    route::Decision decision;  // other_copy_server() says where the second look goes
     bool seen = false;
 };
 
@@ -65,19 +64,12 @@ thread_local Session session;
 thread_local std::vector<HashedKey> hashed_keys;
 thread_local std::vector<ExpectedKey> expected_keys;
 
-int32_t second_look_source(const route::Decision& d) noexcept {
-    if (d.flags & route::kRouteRecentlyDown) return d.fallback;
-    if (d.flags & route::kRouteDraining) return d.native;
-    return -1;
-}
-
 void remember(const char* key, size_t key_length, const char* hashed, size_t hashed_length,
               const route::Decision& decision) {
-    const int32_t source = second_look_source(decision);
-    if (source < 0) return;
+    if (other_copy_server(decision) < 0) return;
     session.index.emplace(std::string(key, key_length), session.pending.size());
     session.pending.push_back(
-        Pending{std::string(key, key_length), std::string(hashed, hashed_length), decision, source, false});
+        Pending{std::string(key, key_length), std::string(hashed, hashed_length), decision, false});
 }
 
 memcached_return_t grouped_mget(memcached_st* memc, const Real& r, const char* group_key, size_t group_key_length,
@@ -91,7 +83,7 @@ memcached_return_t grouped_mget(memcached_st* memc, const Real& r, const char* g
         ToServer to(memc, routed, routed.decision.target);
         rc = r.mget_by_key(memc, group_key, group_key_length, keys, key_length, count);
     }
-    if (memcached_success(rc) && second_look_source(routed.decision) >= 0) {
+    if (memcached_success(rc) && other_copy_server(routed.decision) >= 0) {
         session.routing = routed.routing;
         session.grouped = true;
         session.group.assign(group_key, group_key_length);
@@ -150,7 +142,7 @@ bool start_second_round(memcached_st* memc, const Real& r) {
         keys.push_back(p.key.data());
         lengths.push_back(p.key.size());
         expected_keys.push_back(expected_for(memc, *session.routing, p.hashed.data(), p.hashed.size(),
-                                             p.decision.native, p.source));
+                                             p.decision.native, other_copy_server(p.decision)));
     }
     if (keys.empty()) return false;
     session.second_round = true;
@@ -178,37 +170,14 @@ void note_result(const memcached_result_st* result, const Real& r) {
     p.seen = true;
 }
 
-// The stream has ended: put each second-look hit where it belongs, as the
-// single-key get does (add to native with writeback_ttl; or move off the
-// draining server).
-void finish(memcached_st* memc, const Real& r) noexcept {
-    const HandleRouting& routing = *session.routing;
+// The stream has ended: each second-look hit goes where it belongs.
+void finish(memcached_st* memc) noexcept {
     for (const Found& f : session.found) {
         const Pending& p = session.pending[f.pending];
-        const route::Decision& d = p.decision;
         const std::string& hash_key = session.grouped ? session.group : p.key;
-        auto to = [&](int32_t server) {
-            return expected_for(memc, routing, p.hashed.data(), p.hashed.size(), d.native, server);
-        };
-        if (d.flags & route::kRouteRecentlyDown) {
-            ToServer scope(memc, to(d.native));
-            r.add_by_key(memc, hash_key.data(), hash_key.size(), p.key.data(), p.key.size(), f.value.data(),
-                         f.value.size(), time_t(writeback_ttl_s(routing)), f.flags);
-        } else {
-            {
-                ToServer scope(memc, to(d.target));
-                const time_t expiration = time_t(route::clamp_expiration(0, recently_down_window_s(routing), now_unix_s()));
-                r.add_by_key(memc, hash_key.data(), hash_key.size(), p.key.data(), p.key.size(), f.value.data(),
-                             f.value.size(), expiration, f.flags);
-            }
-            ToServer scope(memc, to(d.native));
-            r.delete_by_key(memc, hash_key.data(), hash_key.size(), p.key.data(), p.key.size(), 0);
-        }
-        if (debug_enabled())
-            debug_line("mget key=%.*s: miss on %s, hit on %s, %s", int(std::min<size_t>(p.key.size(), 120)),
-                       p.key.data(), routing.addresses[size_t(d.target)].c_str(),
-                       routing.addresses[size_t(p.source)].c_str(),
-                       (d.flags & route::kRouteRecentlyDown) ? "written back with add" : "moved off the draining server");
+        settle_second_look(memc, *session.routing, p.hashed.data(), p.hashed.size(), p.decision, hash_key.data(),
+                           hash_key.size(), p.key.data(), p.key.size(), f.value.data(), f.value.size(), f.flags,
+                           "mget");
     }
     session.reset();
 }
@@ -277,7 +246,7 @@ MCSHIM_EXPORT memcached_result_st* memcached_fetch_result(memcached_st* memc, me
             if (session.second_round || !start_second_round(memc, *r)) break;
         }
         const memcached_return_t ending = *error;
-        finish(memc, *r);
+        finish(memc);
         *error = ending;
     } catch (...) {
         session.reset();

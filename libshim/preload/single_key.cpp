@@ -21,19 +21,9 @@ constexpr memcached_return_t kAllDead = MEMCACHED_SERVER_MARKED_DEAD;
 
 bool all_dead(const Routed& routed) noexcept { return routed.decision.flags & route::kRouteAllDead; }
 
-// The server holding a copy that a write or delete of the key on its target
-// makes older than the truth: the fallback of a recently-down server (reads
-// could fall back to it), or a draining native server (a miss could move
-// its copy back). -1 if none.
-int32_t stale_copy_server(const route::Decision& d) noexcept {
-    if (d.flags & route::kRouteRecentlyDown) return d.fallback;
-    if (d.flags & route::kRouteDraining) return d.native;
-    return -1;
-}
-
 void drop_stale_copy(memcached_st* memc, const Routed& routed, const char* hash_key, size_t hash_key_length,
                      const char* key, size_t key_length) noexcept {
-    const int32_t server = stale_copy_server(routed.decision);
+    const int32_t server = other_copy_server(routed.decision);
     if (server < 0) return;
     ToServer to(memc, routed, server);
     real()->delete_by_key(memc, hash_key, hash_key_length, key, key_length, 0);
@@ -76,46 +66,25 @@ memcached_return_t route_one(memcached_st* memc, const char* hash_key, size_t ha
     return call(routed);
 }
 
-// After a miss on the target: a recently-down key may still be on its
-// fallback, a draining server's key on the draining server. A hit is
-// returned, and put where it belongs: added (never set: a newer value
-// written meanwhile wins) to the native server with writeback_ttl, or moved
-// from the draining server to the substitute.
+// After a miss on the target, the key may still be on other_copy_server():
+// a hit there is returned and put where it belongs.
 char* second_look(memcached_st* memc, const Routed& routed, const char* hash_key, size_t hash_key_length,
                   const char* key, size_t key_length, size_t* value_length, uint32_t* flags,
                   memcached_return_t* error) noexcept {
     const route::Decision& d = routed.decision;
-    const bool recently_down = d.flags & route::kRouteRecentlyDown;
-    const int32_t source = recently_down ? d.fallback : (d.flags & route::kRouteDraining) ? d.native : -1;
+    const int32_t source = other_copy_server(d);
     if (source < 0) return nullptr;
-    const Real* r = real();
     size_t length = 0;
     uint32_t item_flags = 0;
     memcached_return_t rc;
     char* value;
     {
         ToServer to(memc, routed, source);
-        value = r->get_by_key(memc, hash_key, hash_key_length, key, key_length, &length, &item_flags, &rc);
+        value = real()->get_by_key(memc, hash_key, hash_key_length, key, key_length, &length, &item_flags, &rc);
     }
     if (!value) return nullptr;
-    if (recently_down) {
-        ToServer to(memc, routed, d.native);
-        r->add_by_key(memc, hash_key, hash_key_length, key, key_length, value, length,
-                      time_t(writeback_ttl_s(*routed.routing)), item_flags);
-    } else {
-        {
-            ToServer to(memc, routed, d.target);
-            r->add_by_key(memc, hash_key, hash_key_length, key, key_length, value, length, capped(routed, 0),
-                          item_flags);
-        }
-        ToServer to(memc, routed, d.native);
-        r->delete_by_key(memc, hash_key, hash_key_length, key, key_length, 0);
-    }
-    if (debug_enabled())
-        debug_line("get key=%.*s: miss on %s, hit on %s, %s", int(std::min<size_t>(key_length, 120)), key,
-                   routed.routing->addresses[size_t(d.target)].c_str(),
-                   routed.routing->addresses[size_t(source)].c_str(),
-                   recently_down ? "written back with add" : "moved off the draining server");
+    settle_second_look(memc, *routed.routing, routed.key.bytes, routed.key.length, d, hash_key, hash_key_length, key,
+                       key_length, value, length, item_flags, "get");
     *error = MEMCACHED_SUCCESS;
     if (value_length) *value_length = length;
     if (flags) *flags = item_flags;
