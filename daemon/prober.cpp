@@ -239,11 +239,15 @@ void Prober::set_side_channel(int fd, std::function<void()> on_ready) {
 }
 
 std::vector<ProbeResult> Prober::run_round(const std::vector<bool>& flush_first) {
-    const Clock::time_point deadline = Clock::now() + timeout_;
     active_ = 0;
     for (size_t i = 0; i < servers_.size(); ++i) {
         begin_probe(servers_[i], i < flush_first.size() && flush_first[i]);
     }
+    // Counted from the last probe's start, not the first's: starting a
+    // thousand probes takes the daemon tens of milliseconds, on a busy host
+    // more, and that time is not the servers' to answer in. From the round's
+    // start, one slow round published hundreds of live servers dead at once.
+    const Clock::time_point deadline = Clock::now() + timeout_;
 
     std::array<epoll_event, 64> events;
     while (active_ > 0) {

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Installs the Debian packages mcwatch needs to build, test, demo or benchmark,
 # only those missing. Run as root; otherwise prints the exact command and fails.
-# Usage: tools/install-deps.sh [bench]
+# Usage: tools/install-deps.sh
 set -eu
 
 packages="g++ make pkg-config libboost-dev libinih-dev libfmt-dev doctest-dev
@@ -10,9 +10,9 @@ php-memcached iproute2 procps python3-prometheus-client"
 # The libFuzzer targets (mk/fuzz.mk), which make test runs over their corpora:
 # clang, and its fuzzer and sanitizer runtimes (only recommended by clang).
 packages="$packages clang libclang-rt-14-dev"
-if [ "${1:-}" = bench ]; then
-    packages="$packages nutcracker gnuplot-nox"
-fi
+# make bench, whose smoke run is part of make test: twemproxy to compare
+# against, gnuplot for the miss-storm chart.
+packages="$packages nutcracker gnuplot-nox"
 
 missing=""
 for p in $packages; do

@@ -41,6 +41,7 @@ bool resolve(Real& r) noexcept {
     set(r.decrement_with_initial_by_key, memcached, "memcached_decrement_with_initial_by_key");
     set(r.touch_by_key, memcached, "memcached_touch_by_key");
     set(r.exist_by_key, memcached, "memcached_exist_by_key");
+    set(r.generate_hash, memcached, "memcached_generate_hash");
     set(r.server_add, memcached, "memcached_server_add");
     set(r.server_add_with_weight, memcached, "memcached_server_add_with_weight");
     set(r.server_add_udp, memcached, "memcached_server_add_udp");

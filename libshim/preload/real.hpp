@@ -27,6 +27,7 @@ struct Real {
     decltype(&::memcached_decrement_with_initial_by_key) decrement_with_initial_by_key;
     decltype(&::memcached_touch_by_key) touch_by_key;
     decltype(&::memcached_exist_by_key) exist_by_key;
+    decltype(&::memcached_generate_hash) generate_hash;
     // Configuration changes: passed through, after which cached routing of
     // every handle is rebuilt.
     decltype(&::memcached_server_add) server_add;

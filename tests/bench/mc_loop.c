@@ -1,48 +1,208 @@
-/* A libmemcached get/set loop for the throughput benchmark: N rounds of one
- * set and one get over K keys, ketama + md5. Prints "ops_per_s X".
- *   mc_loop SERVERS N VALUE_SIZE */
-#define _POSIX_C_SOURCE 200809L  /* clock_gettime */
+/* A libmemcached get/set loop for the throughput benchmark
+ * (tests/bench/throughput.py), run as it is, with libmcshim.so preloaded, or
+ * against a proxy.
+ *
+ *   mc_loop SERVERS ITERATIONS VALUE_SIZE [THREADS [KEYS]]
+ *
+ * THREADS threads (default 1), each with its own memcached_st configured
+ * alike (ketama + md5, TCP_NODELAY), share ITERATIONS iterations of one set
+ * and one get, each thread over its own KEYS keys (default 1000). Before the
+ * clock starts, every thread connects and writes a few of its keys (untimed
+ * warm-up: connections, the shim's first routing); then all start together
+ * at a barrier. Every get must return the value just set: its
+ * length, and its flags, which carry the iteration number.
+ *
+ * Prints one line of key=value figures:
+ *   ops_per_s=X ops=N seconds=S threads=T cpu_s=C failed=F misses=M
+ * (ops counts sets and gets; cpu_s is the process's user+system CPU time
+ * over the timed part). Exits 1 if any operation failed or missed, after
+ * printing the line and a first error on stderr; 2 on a setup failure; 64 on
+ * bad usage. */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime, pthread_barrier */
 #include <libmemcached-1.0/memcached.h>
 
+#include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
+#define MAX_THREADS 256
+#define WARM_KEYS 64
+
+struct worker {
+    unsigned id;
+    const char *servers;
+    long iterations;
+    long keys;
+    const char *value;
+    size_t size;
+    pthread_barrier_t *start;
+    /* results */
+    int setup_failed;
+    long failed;
+    long misses;
+    memcached_return_t first_error;
+    const char *first_what;
+};
+
+static int configure(memcached_st *memc, const char *servers) {
+    memcached_server_st *list = memcached_servers_parse(servers);
+    if (!list) return -1;
+    memcached_return_t rc = memcached_server_push(memc, list);
+    memcached_server_list_free(list);
+    if (rc != MEMCACHED_SUCCESS) return -1;
+    /* libmemcached 1.1.4 quirk: setting the distribution builds the ketama
+     * ring with the hash set at that moment, so the hash comes first. */
+    if (memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_HASH, MEMCACHED_HASH_MD5) != MEMCACHED_SUCCESS) return -1;
+    if (memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_DISTRIBUTION, MEMCACHED_DISTRIBUTION_CONSISTENT_KETAMA) !=
+        MEMCACHED_SUCCESS)
+        return -1;
+    if (memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_TCP_NODELAY, 1) != MEMCACHED_SUCCESS) return -1;
+    return 0;
+}
+
+static void note_error(struct worker *w, const char *what, memcached_return_t rc) {
+    if (!w->first_what) {
+        w->first_what = what;
+        w->first_error = rc;
+    }
+}
+
+static void *work(void *arg) {
+    struct worker *w = arg;
+    memcached_st *memc = memcached_create(NULL);
+    if (!memc || configure(memc, w->servers) != 0) w->setup_failed = 1;
+    char key[64];
+    /* Warm-up, untimed: connects to every server (64 keys miss one of 4
+     * ketama servers with odds ~1e-7) and lets the shim build its routing.
+     * Not needed for hits: each get reads the key its set just wrote. */
+    long warm = w->iterations < w->keys ? w->iterations : w->keys;
+    if (warm > WARM_KEYS) warm = WARM_KEYS;
+    if (w->setup_failed) warm = 0;
+    for (long k = 0; k < warm; ++k) {
+        const int length = snprintf(key, sizeof key, "bench:%u:%ld", w->id, k);
+        memcached_return_t rc = memcached_set(memc, key, (size_t)length, w->value, w->size, 0, 0);
+        if (rc != MEMCACHED_SUCCESS) {
+            ++w->failed;
+            note_error(w, "warm-up set", rc);
+        }
+    }
+    pthread_barrier_wait(w->start);
+    if (w->setup_failed) {
+        if (memc) memcached_free(memc);
+        return NULL;
+    }
+    for (long i = 0; i < w->iterations; ++i) {
+        const int length = snprintf(key, sizeof key, "bench:%u:%ld", w->id, i % w->keys);
+        memcached_return_t rc = memcached_set(memc, key, (size_t)length, w->value, w->size, 0, (uint32_t)i);
+        if (rc != MEMCACHED_SUCCESS) {
+            ++w->failed;
+            note_error(w, "set", rc);
+        }
+        size_t got_length = 0;
+        uint32_t flags = 0;
+        char *got = memcached_get(memc, key, (size_t)length, &got_length, &flags, &rc);
+        if (got) {
+            if (got_length != w->size || flags != (uint32_t)i) {
+                ++w->failed;
+                note_error(w, "get (wrong value)", MEMCACHED_SUCCESS);
+            }
+            free(got);
+        } else if (rc == MEMCACHED_NOTFOUND) {
+            ++w->misses;
+            note_error(w, "get (miss)", rc);
+        } else {
+            ++w->failed;
+            note_error(w, "get", rc);
+        }
+    }
+    memcached_free(memc);
+    return NULL;
+}
+
+static double cpu_seconds(void) {
+    struct rusage usage;
+    getrusage(RUSAGE_SELF, &usage);
+    return (double)usage.ru_utime.tv_sec + (double)usage.ru_utime.tv_usec / 1e6 + (double)usage.ru_stime.tv_sec +
+           (double)usage.ru_stime.tv_usec / 1e6;
+}
+
+static double since(const struct timespec *start) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - start->tv_sec) + (double)(now.tv_nsec - start->tv_nsec) / 1e9;
+}
+
 int main(int argc, char **argv) {
-    if (argc != 4) {
-        fprintf(stderr, "usage: mc_loop SERVERS N VALUE_SIZE\n");
+    if (argc < 4 || argc > 6) {
+        fprintf(stderr, "usage: mc_loop SERVERS ITERATIONS VALUE_SIZE [THREADS [KEYS]]\n");
         return 64;
     }
-    memcached_st *memc = memcached_create(NULL);
-    memcached_server_st *list = memcached_servers_parse(argv[1]);
-    memcached_server_push(memc, list);
-    memcached_server_list_free(list);
-    memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_DISTRIBUTION, MEMCACHED_DISTRIBUTION_CONSISTENT_KETAMA);
-    memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_HASH, MEMCACHED_HASH_MD5);
-    memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_TCP_NODELAY, 1);
-    const long n = atol(argv[2]);
-    const size_t size = (size_t)atol(argv[3]);
-    char *value = malloc(size);
-    memset(value, 'x', size);
-    char key[32];
-    struct timespec start, end;
-    clock_gettime(CLOCK_MONOTONIC, &start);
-    long ok = 0;
-    for (long i = 0; i < n; ++i) {
-        snprintf(key, sizeof key, "bench:%ld", i % 1000);
-        if (memcached_set(memc, key, strlen(key), value, size, 0, 0) == MEMCACHED_SUCCESS) ++ok;
-        size_t length;
-        uint32_t flags;
-        memcached_return_t rc;
-        char *got = memcached_get(memc, key, strlen(key), &length, &flags, &rc);
-        if (got) ++ok;
-        free(got);
+    const long iterations = atol(argv[2]);
+    const long size = atol(argv[3]);
+    const long threads = argc > 4 ? atol(argv[4]) : 1;
+    const long keys = argc > 5 ? atol(argv[5]) : 1000;
+    if (iterations < 1 || size < 1 || size > 64L * 1024 * 1024 || threads < 1 || threads > MAX_THREADS ||
+        keys < 1) {
+        fprintf(stderr, "mc_loop: bad ITERATIONS, VALUE_SIZE, THREADS or KEYS\n");
+        return 64;
     }
-    clock_gettime(CLOCK_MONOTONIC, &end);
-    const double seconds = (double)(end.tv_sec - start.tv_sec) + (double)(end.tv_nsec - start.tv_nsec) / 1e9;
-    printf("ops_per_s %.0f ok %ld\n", (double)(2 * n) / seconds, ok);
-    memcached_free(memc);
+    char *value = malloc((size_t)size);
+    struct worker *workers = calloc((size_t)threads, sizeof *workers);
+    pthread_t *ids = calloc((size_t)threads, sizeof *ids);
+    if (!value || !workers || !ids) {
+        fprintf(stderr, "mc_loop: out of memory\n");
+        return 2;
+    }
+    memset(value, 'x', (size_t)size);
+    pthread_barrier_t start;
+    pthread_barrier_init(&start, NULL, (unsigned)threads + 1);
+    for (long t = 0; t < threads; ++t) {
+        workers[t] = (struct worker){
+            .id = (unsigned)t,
+            .servers = argv[1],
+            .iterations = iterations / threads + (t < iterations % threads ? 1 : 0),
+            .keys = keys,
+            .value = value,
+            .size = (size_t)size,
+            .start = &start,
+        };
+        if (pthread_create(&ids[t], NULL, work, &workers[t]) != 0) {
+            fprintf(stderr, "mc_loop: cannot start thread %ld\n", t);
+            return 2;
+        }
+    }
+    pthread_barrier_wait(&start);
+    struct timespec began;
+    clock_gettime(CLOCK_MONOTONIC, &began);
+    const double cpu_began = cpu_seconds();
+    for (long t = 0; t < threads; ++t) pthread_join(ids[t], NULL);
+    const double seconds = since(&began);
+    const double cpu = cpu_seconds() - cpu_began;
+
+    long failed = 0, misses = 0, setup_failed = 0;
+    const struct worker *first = NULL;
+    for (long t = 0; t < threads; ++t) {
+        failed += workers[t].failed;
+        misses += workers[t].misses;
+        setup_failed += workers[t].setup_failed;
+        if (!first && workers[t].first_what) first = &workers[t];
+    }
+    if (setup_failed) {
+        fprintf(stderr, "mc_loop: %ld thread(s) could not set up a memcached_st for %s\n", setup_failed, argv[1]);
+        return 2;
+    }
+    printf("ops_per_s=%.0f ops=%ld seconds=%.6f threads=%ld cpu_s=%.6f failed=%ld misses=%ld\n",
+           (double)(2 * iterations) / seconds, 2 * iterations, seconds, threads, cpu, failed, misses);
+    if (first)
+        fprintf(stderr, "mc_loop: thread %u: first failure: %s: %s\n", first->id, first->first_what,
+                memcached_strerror(NULL, first->first_error));
+    pthread_barrier_destroy(&start);
+    free(ids);
+    free(workers);
     free(value);
-    return ok == 2 * n ? 0 : 1;
+    return failed || misses ? 1 : 0;
 }

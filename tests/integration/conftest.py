@@ -4,17 +4,19 @@ ports, a real mcwatchd, and mcctl, all stopped by pid when the test ends."""
 import json
 import os
 import signal
-import socket
 import subprocess
+import sys
 import time
 
 import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+from memcached_server import Memcached, free_port, raw_command  # noqa: E402,F401 (re-exported)
 
 BUILD = os.environ.get("MCWATCH_BUILD") or os.path.join(
     os.path.dirname(__file__), "..", "..", "build")
 MCWATCHD = os.path.join(BUILD, "mcwatchd")
 MCCTL = os.path.join(BUILD, "mcctl")
-MEMCACHED = "/usr/bin/memcached"
 
 
 def wait_until(predicate, timeout=10.0, what="condition", interval=0.02):
@@ -31,88 +33,10 @@ def wait_until(predicate, timeout=10.0, what="condition", interval=0.02):
     pytest.fail(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def record(name, value):
     """Keeps a measurement (seconds) for tests/run to print at the end."""
     with open(os.path.join(BUILD, "measurements.txt"), "a") as out:
         out.write(f"{name}: {value:.3f}s\n")
-
-
-def raw_command(port, command, expect_end=b"\r\n", timeout=2.0):
-    """Sends one text command to a memcached and returns its reply."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(command)
-        reply = b""
-        while not reply.endswith(expect_end):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            reply += chunk
-        return reply
-
-
-class Memcached:
-    """One memcached process on a loopback port."""
-
-    def __init__(self, port=None):
-        self.port = port
-        self.process = None
-
-    @property
-    def address(self):
-        return f"127.0.0.1:{self.port}"
-
-    def start(self):
-        for _ in range(20):
-            port = self.port or free_port()
-            args = [MEMCACHED, "-l", "127.0.0.1", "-p", str(port), "-U", "0", "-m", "16", "-t", "1"]
-            if os.geteuid() == 0:
-                args += ["-u", "root"]
-            self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            if self._wait_accepting(port):
-                self.port = port
-                return self
-            self.process.kill()
-            self.process.wait()
-            if self.port:
-                time.sleep(0.1)  # fixed port still held by the previous process
-        pytest.fail(f"could not start memcached (port {self.port})")
-
-    def _wait_accepting(self, port):
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                return False
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                return True
-            except OSError:
-                time.sleep(0.01)
-        return False
-
-    def signal(self, sig):
-        if self.process and self.process.poll() is None:
-            os.kill(self.process.pid, sig)
-
-    def kill(self):
-        """kill -9, and reap it."""
-        if self.process and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-
-    def stop(self):
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGCONT)
-            self.process.kill()
-            self.process.wait()
-
-    def command(self, text, expect_end=b"\r\n"):
-        return raw_command(self.port, text, expect_end)
 
 
 class Fleet:

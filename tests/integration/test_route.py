@@ -1,19 +1,25 @@
 """mcctl route against libmemcached's own placement, with a real daemon."""
 
 import json
+import os
 import subprocess
 
 import pytest
 
 from conftest import MCCTL
-from test_preload import C_CLIENT
+from test_preload import C_CLIENT, PRELOAD
 
 KEYS = [f"user:{i}:profile" for i in range(20000)]
 
 
-def libmemcached_places(fleet, flags):
+def libmemcached_places(fleet, flags, shim=False):
+    """memcached_server_by_key for every key: libmemcached's own answer, or
+    with the shim preloaded, the shim's."""
     servers = ",".join(m.address for m in fleet.servers)
-    out = subprocess.run([C_CLIENT] + flags + [servers, "where"], input="\n".join(KEYS) + "\n",
+    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+    if shim:
+        env.update(PRELOAD, MCSHIM_STATE=fleet.state)
+    out = subprocess.run([C_CLIENT] + flags + [servers, "where"], input="\n".join(KEYS) + "\n", env=env,
                          capture_output=True, text=True, check=True, timeout=60).stdout
     return dict(line.split(" ", 1) for line in out.splitlines())
 
@@ -44,3 +50,7 @@ def test_route_equals_libmemcached_and_moves_only_dead_keys(fleet, distribution,
     assert all(during[k]["target"] != dead.address for k in KEYS)
     assert all(during[k]["native"] == native[k] for k in KEYS)
     assert len(moved) == sum(1 for k in KEYS if native[k] == dead.address)
+    # An application that asks libmemcached where a key goes
+    # (memcached_server_by_key, PHP's getServerByKey) hears the shim's answer.
+    asked = libmemcached_places(fleet, flags, shim=True)
+    assert all(asked[k] == during[k]["target"] for k in KEYS)

@@ -1,0 +1,23 @@
+// The interposed memcached_generate_hash: libmemcached's public answer to
+// "which server does this key go to", and through it (a call through
+// libmemcached's PLT) memcached_server_by_key, PHP's Memcached::getServerByKey
+// and pylibmc's equivalents. Under the shim they answer where the shim sends
+// the key, so an application that asks agrees with what its requests do.
+#include <libmemcached-1.0/memcached.h>
+
+#include "operation.hpp"
+#include "real.hpp"
+
+extern "C" __attribute__((visibility("default"))) uint32_t memcached_generate_hash(const memcached_st* memc,
+                                                                                   const char* key,
+                                                                                   size_t key_length) {
+    using namespace mcwatch::shim;
+    OuterCall outer;
+    Routed routed;
+    // route_key only reads the handle; libmemcached's own signature is const.
+    if (outer.is_outer() && route_key(const_cast<memcached_st*>(memc), key, key_length, routed) &&
+        routed.decision.target >= 0)
+        return uint32_t(routed.decision.target);
+    const Real* r = real();
+    return r ? r->generate_hash(memc, key, key_length) : UINT32_MAX;
+}

@@ -1,0 +1,85 @@
+"""Section `routing`: ns per routing decision. libmemcached's own
+memcached_generate_hash, the same call with the shim preloaded (which
+answers where the shim sends the key), and the C API's mcshim_route, on the
+same keys, against a real daemon's state file: all servers live, then one
+killed. Runs of the plain and the preloaded program alternate; the best pass
+of each counts (the least disturbed by the rest of the machine)."""
+
+import subprocess
+
+import benchlib
+
+TARGET = 1.2
+SETUPS = [("ketama", "md5"), ("ketama", "one_at_a_time"), ("modula", "md5"), ("modula", "murmur")]
+SERVERS = 8
+DEAD = 3  # the index of the server killed for the one-dead rows
+
+
+def parse(out):
+    lines = dict(line.split(" ", 1) for line in out.splitlines())
+    return {k: ([int(n) for n in v.split()] if k.endswith("per_server") else float(v)) for k, v in lines.items()}
+
+
+def measure(ctx, daemon, addresses, distribution, hash_name, keys, passes, rounds):
+    """Best-of figures for one setup in the fleet's present state."""
+    args = [ctx.bench_tool("route_loop"), ",".join(addresses), distribution, hash_name, str(keys), str(passes)]
+    plain, shim = [], []
+    for _ in range(rounds):
+        plain.append(parse(subprocess.run(args + [ctx.tool("libmcshim.so")], env=ctx.shim_env(daemon.state) | {
+            "LD_PRELOAD": ""}, capture_output=True, text=True, check=True, timeout=120).stdout))
+        shim.append(parse(subprocess.run(args, env=ctx.shim_env(daemon.state), capture_output=True, text=True,
+                                         check=True, timeout=120).stdout))
+    return plain, shim
+
+
+def check_placement(plain, shim, dead):
+    """The preloaded run must really have routed: the same counts as native
+    with all live, none on the dead server otherwise. Else the figure would
+    time a shim that stepped aside (stale or unreadable state file)."""
+    native, routed, capi = plain[0]["per_server"], shim[0]["per_server"], plain[0]["capi_per_server"]
+    if dead is None:
+        ok = routed == native == capi
+    else:
+        ok = routed[dead] == 0 and capi[dead] == 0 and native[dead] > 0
+    if not ok:
+        raise RuntimeError(f"the shim did not route as the daemon says: native {native}, shim {routed}, "
+                           f"C API {capi}")
+
+
+def run(ctx):
+    keys, passes, rounds = (2000, 2, 1) if ctx.smoke else (100000, 5, 5)
+    setups = SETUPS[:1] if ctx.smoke else SETUPS
+    rows = []
+    with benchlib.Processes() as processes:
+        servers = [processes.add(benchlib.Memcached(memory_mb=8).start()) for _ in range(SERVERS)]
+        addresses = [m.address for m in servers]
+        settings = {"probe_interval": "100ms", "probe_timeout": "50ms"}
+        daemons = [processes.add(benchlib.Mcwatchd(ctx, f"routing-{d}-{h}", addresses, settings,
+                                                   {"distribution": d, "hash": h}).start()) for d, h in setups]
+        for state in ("all_live", "one_dead"):
+            if state == "one_dead":
+                servers[DEAD].kill()
+                for daemon in daemons:
+                    benchlib.wait_for(lambda: daemon.states().get(addresses[DEAD]) == "dead", 10,
+                                      f"{addresses[DEAD]} dead")
+            for daemon, (distribution, hash_name) in zip(daemons, setups):
+                plain, shim = measure(ctx, daemon, addresses, distribution, hash_name, keys, passes, rounds)
+                check_placement(plain, shim, DEAD if state == "one_dead" else None)
+                native = min(p["generate_hash_ns"] for p in plain)
+                routed = min(s["generate_hash_ns"] for s in shim)
+                capi = min(p["capi_ns"] for p in plain)
+                rows.append({"distribution": distribution, "hash": hash_name, "state": state,
+                             "native_ns": native, "shim_ns": routed, "capi_ns": capi,
+                             "shim_over_native": benchlib.judged(round(routed / native, 3), TARGET),
+                             "capi_over_native": round(capi / native, 3)})
+    print(f"  {keys} keys, {SERVERS} servers, best of {rounds} runs x {passes} passes each")
+    print(f"  {'setup':<22} {'state':<9} {'native':>8} {'shim':>8} {'C API':>8} {'shim/native':>12} "
+          f"{'C API/native':>13}")
+    for r in rows:
+        print(f"  {r['distribution'] + ' ' + r['hash']:<22} {r['state']:<9} {r['native_ns']:>6.1f}ns "
+              f"{r['shim_ns']:>6.1f}ns {r['capi_ns']:>6.1f}ns {r['shim_over_native']['value']:>12.2f} "
+              f"{r['capi_over_native']:>13.2f}{benchlib.mark(r['shim_over_native'])}")
+    worst = max(rows, key=lambda r: r["shim_over_native"]["value"])
+    return {"keys": keys, "servers": SERVERS, "rows": rows,
+            "shim_over_native": benchlib.judged(worst["shim_over_native"]["value"], TARGET),
+            "shim_over_native_worst_setup": f"{worst['distribution']} {worst['hash']} {worst['state']}"}

@@ -1,0 +1,82 @@
+"""`make bench`'s harness at tiny sizes (tests/bench/run.py --smoke), so it
+cannot rot: every section runs against real servers, writes its figures to
+results.json, and the miss-storm chart is a PNG. At these sizes the figures
+mean nothing; what is checked is that each measured what it says."""
+
+import json
+import os
+import subprocess
+
+import pytest
+
+from conftest import BUILD
+from test_preload import SANITIZED
+
+RUN = os.path.join(os.path.dirname(__file__), "..", "bench", "run.py")
+SYSTEMS = {"mcwatch", "libmemcached_plain", "libmemcached_eject", "twemproxy_eject"}
+
+
+@pytest.mark.skipif(SANITIZED, reason="benchmarks measure the plain build")
+def test_bench_smoke_run_writes_every_section_and_the_chart(tmp_path):
+    result = subprocess.run(["/usr/bin/python3", RUN, "--build", BUILD, "--out", str(tmp_path), "--smoke"],
+                            capture_output=True, text=True, timeout=400)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    with open(tmp_path / "results.json") as f:
+        results = json.load(f)
+    for section in ("routing", "throughput", "miss_storm", "detection", "daemon"):
+        assert f"== {section}" in result.stdout
+        assert "error" not in results[section], results[section]
+    # The last lines list each missed target, or say that none was missed.
+    assert "every target met" in result.stdout or "off target: " in result.stdout
+
+    routing = results["routing"]
+    assert {r["state"] for r in routing["rows"]} == {"all_live", "one_dead"}
+    assert all(r["native_ns"] > 0 and r["shim_ns"] > 0 and r["capi_ns"] > 0 for r in routing["rows"])
+
+    storm = results["miss_storm"]
+    assert set(storm["systems"]) == SYSTEMS
+    for system, figures in storm["systems"].items():
+        assert all(figures["phases"][p]["reads"] > 0 for p in ("steady", "outage", "return", "planned")), system
+        assert figures["dead_keys"] > 0
+    # Without failover, every read of the killed server's keys is a database read.
+    assert storm["systems"]["libmemcached_plain"]["phases"]["outage"]["errors"] > 0
+    for figure in ("outage_misses_over_dead_keys", "return_misses_over_dead_keys", "stale_reads"):
+        assert "met" in storm["systems"]["mcwatch"][figure]
+    with open(storm["chart"], "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+    # Every kill and every stop was followed by a request served elsewhere.
+    for cause in ("refused", "blackhole"):
+        assert results["detection"]["interval_100ms"][cause]["not_routed_away"] == 0
+    for probing in results["daemon"]["probing"].values():
+        # STATE_FORMAT.md: a 256-byte header and a 640-byte slot per server.
+        assert probing["state_file_bytes"] == 256 + 640 * probing["servers"]
+        assert probing["peak_rss_kb"] > 0
+    assert results["daemon"]["shim_resident"]["preloaded_rss_kb"] > 0
+
+
+def test_read_through_counts_stale_reads_and_database_reads(fleet, tmp_path):
+    """The miss-storm workload's own counters, on a case with a known answer:
+    its hottest key overwritten everywhere with a version older than the
+    database's must read stale; a key deleted must be read from the database."""
+    tool = os.path.join(BUILD, "bench", "read_through")
+    servers = ",".join(m.address for m in fleet.add_servers(2))
+    keys = 500
+    db = tmp_path / "database"
+    db.write_bytes(bytes(8 + keys * 16))
+    warm = subprocess.run([tool, "warm", servers, str(db), str(keys)], capture_output=True, text=True, timeout=60)
+    assert warm.returncode == 0 and warm.stdout.strip() == f"warmed {keys} failed 0"
+    old = b"v0:" + b"." * 97
+    for m in fleet.servers:
+        assert m.command(b"set storm:0 0 0 100\r\n" + old + b"\r\n") == b"STORED\r\n"
+        m.command(b"delete storm:419\r\n")  # the second hottest (rank r is key r * 7919 % keys)
+    run = subprocess.run([tool, "run", servers, str(db), str(keys), "2000", "1", "0", "1"], capture_output=True,
+                         text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    # "T reads hits db_reads errors stale writes write_errors refills" per 100 ms
+    totals = [sum(int(line.split()[i]) for line in run.stdout.splitlines()) for i in range(1, 9)]
+    reads, hits, db_reads, errors, stale = totals[:5]
+    assert reads > 1000 and errors == 0
+    assert stale > 0  # storm:0, the hottest key, until the first write of it replaces the old value
+    assert db_reads >= 1  # storm:419, once; then it is cached again
+    assert hits + db_reads == reads
