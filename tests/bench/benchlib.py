@@ -4,10 +4,12 @@ pid; readings of /proc; and how a figure is held against its target."""
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
@@ -25,6 +27,12 @@ class Context:
         self.smoke = smoke
         self.work = os.path.join(self.out, "work")
         os.makedirs(self.work, exist_ok=True)
+        # State files and control sockets live under a short path: a unix
+        # socket's path may not exceed 107 bytes, and --out may be deep.
+        self.run_dir = tempfile.mkdtemp(prefix="mcwatch-bench-")
+
+    def close(self):
+        shutil.rmtree(self.run_dir, ignore_errors=True)
 
     def tool(self, name):
         return os.path.join(self.build, name)
@@ -65,7 +73,7 @@ class Mcwatchd:
     def __init__(self, ctx, name, addresses, settings=None, routing=None):
         self.ctx = ctx
         self.dir = ctx.scratch(name)
-        self.state = os.path.join(self.dir, "run", "state")
+        self.state = os.path.join(ctx.run_dir, name, "state")
         self.config = os.path.join(self.dir, "mcwatchd.conf")
         self.log = os.path.join(self.dir, "mcwatchd.log")
         values = {"state_file": self.state}
@@ -87,7 +95,12 @@ class Mcwatchd:
         with open(self.log, "a") as log:
             self.process = subprocess.Popen([self.ctx.tool("mcwatchd"), "-f", "-c", self.config],
                                             stdout=log, stderr=log)
-        wait_for(lambda: self.all_in("live"), timeout, f"mcwatchd ({self.config}) to see its servers live", 0.02)
+        def live():
+            if self.process.poll() is not None:
+                with open(self.log) as log:
+                    raise RuntimeError(f"mcwatchd exited {self.process.returncode}: {log.read()[-2000:]}")
+            return self.all_in("live")
+        wait_for(live, timeout, f"mcwatchd ({self.config}) to see its servers live", 0.02)
         return self
 
     def status(self):

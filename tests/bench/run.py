@@ -79,6 +79,7 @@ def main():
             traceback.print_exc()
             results["miss_storm"]["chart"] = {"error": f"{type(error).__name__}: {error}"}
             broken.append("miss_storm chart")
+    ctx.close()
     path = os.path.join(ctx.out, "results.json")
     with open(path, "w") as out:
         json.dump(results, out, indent=2)
