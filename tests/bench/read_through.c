@@ -194,7 +194,11 @@ int main(int argc, char **argv) {
         return 1;
     }
     memcached_st *memc = connect_cache(argv[2], is_run && argc == 10 && strcmp(argv[9], "eject") == 0);
-    if (is_warm) return warm(memc, db, keys);
+    if (is_warm) {
+        const int status = warm(memc, db, keys);
+        memcached_free(memc);
+        return status;
+    }
 
     const double rate = atof(argv[5]), seconds = atof(argv[6]);
     const long writer = atol(argv[7]), writers = atol(argv[8]);
