@@ -6,14 +6,13 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from memcached_server import Memcached, free_port  # noqa: E402,F401 (re-exported)
+from memcached_server import Memcached, free_port, wait_accepting  # noqa: E402,F401 (Memcached re-exported)
 
 NUTCRACKER = "/usr/sbin/nutcracker"
 
@@ -165,15 +164,9 @@ class Nutcracker:
         self.process = subprocess.Popen([NUTCRACKER, "-c", self.config, "-s", str(stats_port),
                                          "-a", "127.0.0.1", "-o", os.path.join(self.dir, "nutcracker.log")],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        def accepting():
-            if self.process.poll() is not None:
-                raise RuntimeError(f"nutcracker exited {self.process.returncode}; see {self.dir}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return True
-            except OSError:
-                return False
-        wait_for(accepting, 10, "nutcracker to accept")
+        if not wait_accepting(self.process, "127.0.0.1", self.port, timeout=10):
+            raise RuntimeError(f"nutcracker did not accept on port {self.port} (exit status "
+                               f"{self.process.poll()}); see {self.dir}")
         return self
 
     def stop(self):

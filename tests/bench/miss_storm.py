@@ -43,8 +43,9 @@ class Sizes:
 
 
 def restart_empty(processes, server):
-    fresh = processes.add(benchlib.Memcached(port=server.port, memory_mb=server.memory_mb).start())
-    return fresh
+    """A new memcached where `server` was: same port, nothing in it."""
+    return processes.add(benchlib.Memcached(port=server.port, memory_mb=server.memory_mb,
+                                            hosts=server.hosts).start())
 
 
 def run_system(ctx, system, sizes):

@@ -25,8 +25,10 @@ def measure(ctx, daemon, addresses, distribution, hash_name, keys, passes, round
     args = [ctx.bench_tool("route_loop"), ",".join(addresses), distribution, hash_name, str(keys), str(passes)]
     plain, shim = [], []
     for _ in range(rounds):
-        plain.append(parse(subprocess.run(args + [ctx.tool("libmcshim.so")], env=ctx.shim_env(daemon.state) | {
-            "LD_PRELOAD": ""}, capture_output=True, text=True, check=True, timeout=120).stdout))
+        # Not preloaded; the C API (dlopened by route_loop) reads MCSHIM_STATE.
+        plain.append(parse(subprocess.run(args + [ctx.tool("libmcshim.so")],
+                                          env=ctx.plain_env() | {"MCSHIM_STATE": daemon.state},
+                                          capture_output=True, text=True, check=True, timeout=120).stdout))
         shim.append(parse(subprocess.run(args, env=ctx.shim_env(daemon.state), capture_output=True, text=True,
                                          check=True, timeout=120).stdout))
     return plain, shim

@@ -30,6 +30,21 @@ def raw_command(port, command, expect_end=b"\r\n", timeout=2.0, host="127.0.0.1"
         return reply
 
 
+def wait_accepting(process, host, port, timeout=5.0):
+    """Waits until `process` accepts connections on host:port: True, or
+    False once it exited or the timeout passed."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            return False
+        try:
+            socket.create_connection((host, port), timeout=0.2).close()
+            return True
+        except OSError:
+            time.sleep(0.01)
+    return False
+
+
 class Memcached:
     """One memcached process on a loopback port (a fixed one if given, else a
     free one). `hosts` lists the loopback addresses it listens on, all on the
@@ -57,7 +72,7 @@ class Memcached:
             if os.geteuid() == 0:
                 args += ["-u", "root"]
             self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            if self._wait_accepting(port):
+            if wait_accepting(self.process, self.hosts[-1], port):
                 self.port = port
                 return self
             self.process.kill()
@@ -65,18 +80,6 @@ class Memcached:
             if self.port:
                 time.sleep(0.1)  # fixed port still held by the previous process
         raise RuntimeError(f"could not start memcached (port {self.port})")
-
-    def _wait_accepting(self, port):
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                return False
-            try:
-                socket.create_connection((self.hosts[-1], port), timeout=0.2).close()
-                return True
-            except OSError:
-                time.sleep(0.01)
-        return False
 
     def signal(self, sig):
         if self.process and self.process.poll() is None:
