@@ -6,7 +6,7 @@ set -eu
 
 packages="g++ make pkg-config libboost-dev libinih-dev libfmt-dev doctest-dev
 libmemcached-dev libmemcached-tools memcached python3 python3-pylibmc php-cli
-php-memcached iproute2 procps python3-prometheus-client"
+php-memcached iproute2 procps python3-prometheus-client python3-pytest"
 # The libFuzzer targets (mk/fuzz.mk), which make test runs over their corpora:
 # clang, and its fuzzer and sanitizer runtimes (only recommended by clang).
 packages="$packages clang libclang-rt-14-dev"
