@@ -188,8 +188,12 @@ def test_a_setuid_client_ignores_MCSHIM_STATE(fleet, open_dir):
 
     control = as_nobody([plain, *args], env=env)
     assert "usable=1" in control.stdout, control  # MCSHIM_STATE is honoured...
-    secure = as_nobody([setuid, *args], env=env)
+    # ...but not by a setuid program, which reads the default path: run it where
+    # that path is empty, whatever this host's own mcwatchd publishes there.
+    secure = run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                  'mount -t tmpfs mcwatch-test /run && exec "$@"', "sh",
+                  "setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", setuid, *args], env=env)
     assert secure.returncode == 0, secure
-    assert "usable=0" in secure.stdout  # ...but not by a setuid program
+    assert "usable=0" in secure.stdout
     assert fleet.state not in secure.stdout
     assert "/run/mcwatchd/state" in secure.stdout, secure.stdout
