@@ -1,7 +1,10 @@
 #!/bin/sh
 # Installs the Debian packages mcwatch needs to build, test, demo or benchmark,
 # only those missing. Run as root; otherwise prints the exact command and fails.
-# Usage: tools/install-deps.sh
+# Usage: tools/install-deps.sh          install what is missing
+#        tools/install-deps.sh --list   print the package list, one a line
+#                                       (tests/integration/test_install_deps.py
+#                                       checks that it covers what the tests use)
 set -eu
 
 packages="g++ make pkg-config libboost-dev libinih-dev libfmt-dev doctest-dev
@@ -13,6 +16,14 @@ packages="$packages clang libclang-rt-14-dev"
 # make bench, whose smoke run is part of make test: twemproxy to compare
 # against, gnuplot for the miss-storm chart.
 packages="$packages nutcracker gnuplot-nox"
+# tests/integration/test_docs.py renders the manual pages with groff;
+# make format runs clang-format.
+packages="$packages groff-base clang-format"
+
+if [ "${1:-}" = "--list" ]; then
+    printf '%s\n' $packages
+    exit 0
+fi
 
 missing=""
 for p in $packages; do
