@@ -1,5 +1,6 @@
-"""What ships beside the programs stays true: man pages render cleanly and
-say what the code does, the example configuration is valid."""
+"""What ships beside the programs stays true: man pages render cleanly, the
+example configuration is valid, the design document names only tests that
+exist, and the documents point at each other, not outside the tree."""
 
 import glob
 import os
@@ -8,6 +9,7 @@ import re
 from conftest import MCWATCHD, Memcached, run
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", ".."))
+DESIGN = os.path.join(ROOT, "docs", "DESIGN.md")
 
 
 def read(*path):
@@ -36,7 +38,55 @@ def test_man_pages_state_guarantees_without_naming_tests():
     assert "docs/DESIGN.md" in read("man", "mcwatchd.8")
 
 
+def test_design_document_names_only_tests_that_exist():
+    text = read("docs", "DESIGN.md")
+    for section in ("## Guarantees", "## Known gaps", "## The state file", "## libmemcached facts"):
+        assert section in text, f"docs/DESIGN.md lost its section {section!r}"
+    named = re.findall(r"`(tests/[\w./-]+)(?:::(\w+))?`", text)
+    assert len(named) >= 30, f"docs/DESIGN.md names only {len(named)} tests"
+    for path, function in named:
+        assert os.path.exists(os.path.join(ROOT, path)), f"docs/DESIGN.md names {path}, which does not exist"
+        if function:
+            assert re.search(rf"^def {function}\(", read(path), re.M), \
+                f"docs/DESIGN.md names {path}::{function}, which that file does not define"
+    # Every guarantee row says what pins it.
+    guarantees = text.split("## Guarantees", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in guarantees.splitlines()
+            if line.startswith("| ") and not line.startswith(("| guarantee", "| ---"))]
+    assert len(rows) >= 20
+    for row in rows:
+        assert "`tests/" in row, f"a guarantee without its test: {row}"
 
+
+def test_nothing_points_at_the_shared_design_contract():
+    # The contract the project started from lives outside the tree; the
+    # project's own design document is docs/DESIGN.md.
+    outside = re.compile(r"design contract|shared folder|shared/DESIGN|(?<![\w/])DESIGN\.md", re.I)
+    this_file = os.path.abspath(__file__)
+    offenders = []
+    for folder, subfolders, files in os.walk(ROOT):
+        subfolders[:] = [d for d in subfolders if not d.startswith((".", "build"))]
+        for name in files:
+            path = os.path.join(folder, name)
+            if os.path.abspath(path) == this_file or not name.endswith(
+                    (".md", ".cpp", ".hpp", ".h", ".c", ".py", ".sh", ".1", ".3", ".5", ".8", ".conf", ".mk")):
+                continue
+            with open(path, errors="replace") as f:
+                for number, line in enumerate(f, 1):
+                    for match in outside.finditer(line):
+                        before = line[:match.start()]
+                        if match.group(0) == "DESIGN.md" and before.endswith(("docs/", "](")):
+                            continue
+                        offenders.append(f"{os.path.relpath(path, ROOT)}:{number}: {line.strip()}")
+    assert offenders == [], "\n".join(offenders)
+
+
+def test_relative_links_in_the_documents_lead_to_files():
+    for document in ["README.md", "ARCHITECTURE.md"] + sorted(
+            os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "docs", "*.md"))):
+        folder = os.path.dirname(os.path.join(ROOT, document))
+        for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", read(document)):
+            assert os.path.exists(os.path.join(folder, target)), f"{document} links to {target}, which does not exist"
 
 
 def test_example_config_is_valid():
