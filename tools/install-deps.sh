@@ -13,6 +13,8 @@ packages="$packages clang libclang-rt-14-dev"
 # make bench, whose smoke run is part of make test: twemproxy to compare
 # against, gnuplot for the miss-storm chart.
 packages="$packages nutcracker gnuplot-nox"
+# test_docs.py renders the manual pages with groff (minimal images lack it).
+packages="$packages groff-base"
 
 missing=""
 for p in $packages; do
