@@ -85,8 +85,14 @@ def test_relative_links_in_the_documents_lead_to_files():
     for document in ["README.md", "ARCHITECTURE.md"] + sorted(
             os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "docs", "*.md"))):
         folder = os.path.dirname(os.path.join(ROOT, document))
-        for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", read(document)):
+        text = read(document)
+        for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", text):
             assert os.path.exists(os.path.join(folder, target)), f"{document} links to {target}, which does not exist"
+        # Links within the document, by GitHub's rule for heading anchors.
+        anchors = {re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+                   for heading in re.findall(r"^#+ (.*)$", text, re.M)}
+        for anchor in re.findall(r"\]\(#([^)]+)\)", text):
+            assert anchor in anchors, f"{document} links to #{anchor}, which no heading makes"
 
 
 def test_example_config_is_valid():
