@@ -1,4 +1,4 @@
-// mcwatchd's configuration: the INI file of DESIGN.md, read with inih.
+// mcwatchd's configuration: the INI file of mcwatchd.conf(5), read with inih.
 // Errors are returned as "file:line: message", never thrown.
 #pragma once
 

@@ -1,6 +1,6 @@
 // The health state machine of one server: what a probe result, or an
 // operator's command, means for its state. Pure logic, no I/O, so that every
-// rule of DESIGN.md is unit-tested.
+// rule of docs/DESIGN.md is unit-tested.
 #pragma once
 
 #include <array>

@@ -38,7 +38,7 @@ static_assert(MCSHIM_HASH_MURMUR3 == int(state::Hash::murmur3));
 namespace {
 
 constexpr const char* kDefaultStatePath = "/run/mcwatchd/state";
-constexpr uint32_t kDefaultWindowS = 3600;      // DESIGN.md's recently_down_window default
+constexpr uint32_t kDefaultWindowS = 3600;      // mcwatchd.conf(5)'s recently_down_window default
 constexpr uint32_t kDefaultWritebackTtlS = 600; // and writeback_ttl's
 
 bool debug_requested() {

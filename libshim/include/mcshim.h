@@ -79,7 +79,7 @@ typedef struct mcshim mcshim_t;
 /* mcshim_route_t.flags */
 #define MCSHIM_ROUTE_SUBSTITUTE 0x01u    /* native is dead or draining: target is its substitute */
 #define MCSHIM_ROUTE_RECENTLY_DOWN 0x02u /* native came back within recently_down_window:
-                                            on a miss there, try fallback (see DESIGN.md) */
+                                            on a miss there, try fallback (mcshim(3)) */
 #define MCSHIM_ROUTE_ALL_DEAD 0x04u      /* no server may take the key (MCSHIM_E_ALL_DEAD) */
 #define MCSHIM_ROUTE_STALE 0x08u         /* no usable state file: native placement */
 #define MCSHIM_ROUTE_DRAINING 0x10u      /* native is draining: on a miss at target, look there */

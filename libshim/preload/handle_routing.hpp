@@ -53,7 +53,7 @@ void forget_last_hash() noexcept;
 void invalidate_routing() noexcept;
 
 // The recently_down_window and writeback_ttl of the current state file
-// (DESIGN.md defaults when there is none).
+// (the defaults of mcwatchd.conf(5) when there is none).
 uint32_t recently_down_window_s(const HandleRouting& routing) noexcept;
 uint32_t writeback_ttl_s(const HandleRouting& routing) noexcept;
 

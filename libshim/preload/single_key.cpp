@@ -1,7 +1,7 @@
 // The interposed single-key operations: get, the stores, delete, the
 // arithmetic, touch, exist, each with its *_by_key form. Each routes the key
 // it hashes (the group key of a *_by_key call), sends the request where the
-// router says, and adds what DESIGN.md asks around it: expirations capped on
+// router says, and adds what docs/DESIGN.md asks around it: expirations capped on
 // a substitute, the fallback read of a recently-down server, the move of a
 // draining server's value, the delete of copies a write made stale.
 #include <libmemcached-1.0/memcached.h>

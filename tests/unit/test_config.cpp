@@ -16,7 +16,7 @@ const char* kMinimal = "[servers]\nserver = 127.0.0.1:11211\n";
 
 }  // namespace
 
-TEST_CASE("config: the example of DESIGN.md parses with every key") {
+TEST_CASE("config: an example with every key parses") {
     const std::string text = R"([mcwatchd]
 state_file = /run/mcwatchd/state
 control_socket = /run/mcwatchd/control

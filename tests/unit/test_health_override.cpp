@@ -1,4 +1,4 @@
-// Operator overrides in the health state machine (DESIGN.md "Drain"):
+// Operator overrides in the health state machine (docs/DESIGN.md, "Drain"):
 // drain, down, up/undrain, flush; they win over probes until cleared, and
 // clearing one is a rejoin.
 #include <doctest/doctest.h>
