@@ -97,15 +97,15 @@ def owners(paths):
     variants = {}
     for path in paths:
         for candidate in (path, os.path.realpath(path), path[len("/usr"):] if path.startswith("/usr/") else path):
-            variants.setdefault(candidate, path)
+            variants.setdefault(candidate, set()).add(path)
     out = subprocess.run(["dpkg", "-S", *variants], capture_output=True, text=True).stdout
     found = {}
     for line in out.splitlines():
         if line.startswith("diversion ") or ": " not in line:
             continue
         packages, path = line.split(": ", 1)
-        if path in variants:
-            found.setdefault(variants[path], packages.split(",")[0].strip().split(":")[0])
+        for used in variants.get(path, ()):
+            found.setdefault(used, packages.split(",")[0].strip().split(":")[0])
     return found
 
 
