@@ -64,10 +64,14 @@ thread_local Session session;
 thread_local std::vector<HashedKey> hashed_keys;
 thread_local std::vector<ExpectedKey> expected_keys;
 
+// One entry per distinct key, however many times the program named it: the
+// second look asks for it once, so it hands back at most one result for it
+// (a program sizes its results by the keys it asked for: pylibmc overran its
+// array and aborted), and a key seen once in the first round is settled.
 void remember(const char* key, size_t key_length, const char* hashed, size_t hashed_length,
               const route::Decision& decision) {
     if (other_copy_server(decision) < 0) return;
-    session.index.emplace(std::string(key, key_length), session.pending.size());
+    if (!session.index.emplace(std::string(key, key_length), session.pending.size()).second) return;
     session.pending.push_back(
         Pending{std::string(key, key_length), std::string(hashed, hashed_length), decision, false});
 }

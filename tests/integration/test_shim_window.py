@@ -1,0 +1,95 @@
+"""The shim's operations while a server P is recently down ("the window"):
+P is back and live, and a miss on P is looked up on S, where P's keys went
+during the outage. Real memcached servers, a real mcwatchd, and the three
+real clients (our C program, pylibmc, PHP's memcached extension). Where the
+values on P are the newest, a client must read exactly what it reads
+without the shim."""
+
+import pytest
+
+from test_preload import C_CLIENT, PHP, client_says, flush_all, holders
+
+WINDOW_S = 60
+
+
+@pytest.fixture
+def window_fleet(fleet):
+    fleet.add_servers(3)
+    fleet.write_config({"recently_down_window": f"{WINDOW_S}s", "writeback_ttl": "10m"})
+    fleet.start_daemon()
+    return fleet
+
+
+def command_for(client, flags):
+    return [C_CLIENT] + flags if client == "c" else client
+
+
+def outage_then_return(fleet, client, prefix, n, flags=()):
+    """Writes PREFIX0..PREFIX(n-1) through the shim while P (servers[1]) is
+    dead, then brings P back: returns (P, P's keys, S of each of P's keys),
+    with the window open."""
+    command = command_for(client, list(flags))
+    keys = [f"{prefix}{i}" for i in range(n)]
+    stored = [("ns:" if "--namespace" in flags else "") + k for k in keys]
+    assert client_says(fleet, command, "set-many", prefix, n, 0, shim=False) == f"stored {n}"
+    placed = holders(fleet, stored)
+    native = {k: placed[s] for k, s in zip(keys, stored)}
+    flush_all(fleet)
+    p = fleet.servers[1]
+    on_p = [k for k in keys if native[k] == [p.address]]
+    assert on_p
+    p.kill()
+    fleet.wait_states({p.address: "dead"})
+    assert client_says(fleet, command, "set-many", prefix, n, 0) == f"stored {n}"
+    during = holders(fleet, stored)
+    s_of = {k: during[s][0] for k, s in zip(keys, stored) if k in on_p}
+    p.start()
+    fleet.wait_states({p.address: "live"})
+    assert fleet.server(p.address)["recently_down_until"] is not None
+    return p, on_p, s_of
+
+
+def in_order(output):
+    """A multi-get's lines with its results sorted: libmemcached hands them
+    back in the order the servers' replies arrive."""
+    lines = output.splitlines()
+    return "\n".join(sorted(line for line in lines if line.startswith("VALUE ")) +
+                     [line for line in lines if not line.startswith("VALUE ")])
+
+
+def outputs(fleet, command, *args):
+    """What the client prints with the shim and without it."""
+    return (in_order(client_says(fleet, command, *args)),
+            in_order(client_says(fleet, command, *args, shim=False)))
+
+
+# --- 17 §1: a key named twice in one multi-get
+
+
+@pytest.mark.parametrize("client,flags,verb", [
+    ("c", [], "mget"),
+    ("c", ["--namespace", "ns:"], "mget"),
+    ("c", ["--binary"], "exec"),
+    ("c", [], "mget-by-key"),
+    ("pylibmc", [], "mget"),
+    pytest.param("php", [], "mget", marks=PHP.marks),
+    pytest.param("php", [], "delayed", marks=PHP.marks),
+])
+def test_multi_get_naming_a_key_twice_in_the_window(window_fleet, client, flags, verb):
+    """Before the fix: pylibmc died of SIGABRT (double free), PHP returned S's
+    older copy, the C loop got three results for two keys."""
+    fleet = window_fleet
+    command = command_for(client, flags)
+    p, on_p, _ = outage_then_return(fleet, client, "dup", 30, flags)
+    k, other = on_p[0], f"dup{next(i for i in range(30) if f'dup{i}' not in on_p)}"
+    # Read through the shim: written back to P, S keeps its copy; then P's is
+    # made newer (as a write from a host without the shim would).
+    assert client_says(fleet, command, "get", k).startswith("VALUE ")
+    stored = ("ns:" if flags[:1] == ["--namespace"] else "") + k
+    assert p.command(f"set {stored} 0 0 5\r\nnewer\r\n".encode()) == b"STORED\r\n"
+    for keys in ([k, k], [k, other, k], [other, k, k]):
+        # By key: grouped under k itself, so that k is where it always is.
+        args = [k] + keys if verb == "mget-by-key" else keys
+        with_shim, without = outputs(fleet, command, verb, *args)
+        assert with_shim == without, keys
+        assert f"VALUE {k} newer" in with_shim and f"VALUE {k} v" not in with_shim
