@@ -93,3 +93,41 @@ def test_multi_get_naming_a_key_twice_in_the_window(window_fleet, client, flags,
         with_shim, without = outputs(fleet, command, verb, *args)
         assert with_shim == without, keys
         assert f"VALUE {k} newer" in with_shim and f"VALUE {k} v" not in with_shim
+
+
+# --- 17 §13: the code that ends a multi-get
+
+
+@pytest.mark.parametrize("client,flags,verb", [
+    ("c", [], "mget"),
+    ("c", [], "mget-by-key"),
+    ("c", ["--binary"], "exec"),
+    ("pylibmc", [], "mget"),
+    pytest.param("php", [], "mget", marks=PHP.marks),
+    pytest.param("php", [], "delayed", marks=PHP.marks),
+    pytest.param("php", [], "mget-by-key", marks=PHP.marks),
+])
+def test_multi_get_in_the_window_with_keys_missing_everywhere_ends_as_libmemcached(window_fleet, client, flags,
+                                                                                    verb):
+    """Before the fix: the C loop ended with NOT FOUND instead of END, PHP's
+    getMulti said 16 NOT FOUND instead of SUCCESS, getDelayed + fetchAll()
+    returned false instead of the values (the second look found nothing and
+    its ending replaced the stream's)."""
+    fleet = window_fleet
+    command = command_for(client, flags)
+    n = 30
+    p, on_p, _ = outage_then_return(fleet, client, "end", n, flags)
+    assert client_says(fleet, command, "get-many", "end", n) == f"hits {n}"  # all written back to P
+    gone = on_p[:2]
+    for k in gone:
+        assert client_says(fleet, command, "delete", k) == "SUCCESS"
+    everything = [f"end{i}" for i in range(n)]
+    # By key: P's keys grouped under one that is there.
+    batches = ([on_p[-1]] + on_p, [on_p[-1]] + gone) if verb == "mget-by-key" else (everything, gone[:1])
+    for batch in batches:
+        with_shim, without = outputs(fleet, command, verb, *batch)
+        assert with_shim == without, batch
+    assert with_shim.count("VALUE ") == 0
+    with_shim, _ = outputs(fleet, command, verb, *batches[0])
+    found = n - 2 if verb != "mget-by-key" else len(on_p) - 2
+    assert with_shim.count("VALUE ") == found
