@@ -250,8 +250,10 @@ MCSHIM_EXPORT memcached_return_t memcached_mget_by_key(memcached_st* memc, const
     session.reset();
     memcached_return_t rc;
     try {
-        rc = group_key ? grouped_mget(memc, *r, group_key, group_key_length, keys, key_length, number_of_keys)
-                       : keyed_mget(memc, *r, keys, key_length, number_of_keys);
+        // An empty group key is none: libmemcached hashes each key then.
+        rc = group_key && group_key_length
+                 ? grouped_mget(memc, *r, group_key, group_key_length, keys, key_length, number_of_keys)
+                 : keyed_mget(memc, *r, keys, key_length, number_of_keys);
     } catch (...) {
         // Out of memory before the request went out: plain libmemcached.
         session.reset();

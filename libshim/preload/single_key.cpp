@@ -110,9 +110,13 @@ MCSHIM_EXPORT char* memcached_get_by_key(memcached_st* memc, const char* group_k
         return nullptr;
     }
     auto call = [&] { return r->get_by_key(memc, group_key, group_key_length, key, key_length, value_length, flags, error); };
-    // Without a group key libmemcached hashes the key itself.
-    const char* hash_key = group_key ? group_key : key;
-    const size_t hash_key_length = group_key ? group_key_length : key_length;
+    // Without a group key libmemcached hashes the key itself; a get takes an
+    // empty one for none (libmemcached 1.1.4 get.cc: `group_key and
+    // group_key_length`), where the stores, delete, the arithmetic, touch
+    // and exist hash it as given, empty or not.
+    const bool grouped = group_key && group_key_length;
+    const char* hash_key = grouped ? group_key : key;
+    const size_t hash_key_length = grouped ? group_key_length : key_length;
     OuterCall outer;
     Routed routed;
     if (!outer.is_outer() || !route_key(memc, hash_key, hash_key_length, routed)) return call();

@@ -51,6 +51,9 @@ case "get-by-key":
     $value = $m->getByKey($args[0], $args[1]);
     echo $value === false ? $m->getResultMessage() . "\n" : "VALUE $value\n";
     break;
+case "set-by-key":
+    echo $m->setByKey($args[0], $args[1], $args[2], (int)$args[3]) ? "SUCCESS\n" : $m->getResultMessage() . "\n";
+    break;
 case "incr":
     $value = $m->increment($args[0], (int)$args[1]);
     echo $value === false ? $m->getResultMessage() . "\n" : "VALUE $value\n";

@@ -131,3 +131,35 @@ def test_multi_get_in_the_window_with_keys_missing_everywhere_ends_as_libmemcach
     with_shim, _ = outputs(fleet, command, verb, *batches[0])
     found = n - 2 if verb != "mget-by-key" else len(on_p) - 2
     assert with_shim.count("VALUE ") == found
+
+
+# --- 17 §14: an empty group key
+
+
+@pytest.mark.parametrize("client", ["c", PHP])
+def test_empty_group_key_routes_as_libmemcached_hashes(window_fleet, client):
+    """Before the fix: with a server dead, getByKey('', k) and
+    getMultiByKey('', keys) of its keys failed (the shim routed the empty
+    string; libmemcached takes it for no group key and hashes each key)."""
+    fleet = window_fleet
+    n = 30
+    keys = [f"grp{i}" for i in range(n)]
+    # All live: a store by an empty group key goes where libmemcached hashes
+    # the empty string, with the shim as without it.
+    placed = []
+    for shim in (False, True):
+        flush_all(fleet)
+        for k in keys[:5]:
+            assert client_says(fleet, client, "set-by-key", "", k, "x", 0, shim=shim) == "SUCCESS"
+        placed.append(holders(fleet, keys[:5]))
+    assert placed[0] == placed[1]
+    flush_all(fleet)
+    p = fleet.servers[1]
+    p.kill()
+    fleet.wait_states({p.address: "dead"})
+    assert client_says(fleet, client, "set-many", "grp", n, 0) == f"stored {n}"
+    for k in keys:
+        assert client_says(fleet, client, "get-by-key", "", k) == f"VALUE v{k[3:]}", k
+    got = client_says(fleet, client, "mget-by-key", "", *keys)
+    assert got.count("VALUE ") == n, got
+    assert got.splitlines()[-1] in ("END SERVER END", "END 0 SUCCESS")
