@@ -15,6 +15,8 @@
  *                           per callback, then "END <fetch_execute's code>"
  *   get-by-key GROUP KEY | set-by-key GROUP KEY VALUE TTL
  *   incr KEY OFFSET         "VALUE N" or the error | touch KEY TTL: the code
+ *   count KEY N [INITIAL]   N increments by 1 (with an initial value: increment_with_initial,
+ *                           binary only): prints "acknowledged K"
  *   threads PREFIX N T      T threads, each with a memcached_clone of the handle,
  *                           set and get their share of the keys: prints "hits K"
  *   fork PREFIX N           sets the keys, then a forked child gets them: "child hits K"
@@ -251,6 +253,17 @@ int main(int argc, char **argv) {
         memcached_return_t rc = memcached_increment(memc, args[0], strlen(args[0]), (uint32_t)atol(args[1]), &value);
         if (rc == MEMCACHED_SUCCESS) printf("VALUE %llu\n", (unsigned long long)value);
         else printf("%s\n", memcached_strerror(memc, rc));
+    } else if (strcmp(command, "count") == 0 && (nargs == 2 || nargs == 3)) {
+        long n = atol(args[1]), acknowledged = 0;
+        for (long k = 0; k < n; ++k) {
+            uint64_t value = 0;
+            memcached_return_t rc =
+                nargs == 3 ? memcached_increment_with_initial(memc, args[0], strlen(args[0]), 1,
+                                                              (uint64_t)atoll(args[2]), 0, &value)
+                           : memcached_increment(memc, args[0], strlen(args[0]), 1, &value);
+            if (rc == MEMCACHED_SUCCESS) ++acknowledged;
+        }
+        printf("acknowledged %ld\n", acknowledged);
     } else if (strcmp(command, "touch") == 0 && nargs == 2) {
         printf("%s\n", memcached_strerror(memc, memcached_touch(memc, args[0], strlen(args[0]), (time_t)atol(args[1]))));
     } else if (strcmp(command, "set") == 0 && nargs == 3) {

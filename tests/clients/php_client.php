@@ -58,6 +58,11 @@ case "incr":
     $value = $m->increment($args[0], (int)$args[1]);
     echo $value === false ? $m->getResultMessage() . "\n" : "VALUE $value\n";
     break;
+case "count":
+    $acknowledged = 0;
+    for ($i = 0; $i < (int)$args[1]; $i++) if ($m->increment($args[0], 1) !== false) $acknowledged++;
+    echo "acknowledged $acknowledged\n";
+    break;
 case "touch":
     echo $m->touch($args[0], (int)$args[1]) ? "SUCCESS\n" : $m->getResultMessage() . "\n";
     break;

@@ -40,6 +40,8 @@ def main(argv):
         print("END")
     elif command == "incr":
         print(f"VALUE {attempt(mc.incr, args[0], int(args[1]))}")
+    elif command == "count":
+        print(f"acknowledged {sum(1 for _ in range(int(args[1])) if attempt(mc.incr, args[0], 1) is not None)}")
     elif command == "touch":
         print("SUCCESS" if attempt(mc.touch, args[0], int(args[1])) else "NOT FOUND")
     elif command == "delete":

@@ -5,8 +5,11 @@ real clients (our C program, pylibmc, PHP's memcached extension). Where the
 values on P are the newest, a client must read exactly what it reads
 without the shim."""
 
+import threading
+
 import pytest
 
+from conftest import wait_until
 from test_preload import C_CLIENT, PHP, client_says, flush_all, holders
 
 WINDOW_S = 60
@@ -163,3 +166,69 @@ def test_empty_group_key_routes_as_libmemcached_hashes(window_fleet, client):
     got = client_says(fleet, client, "mget-by-key", "", *keys)
     assert got.count("VALUE ") == n, got
     assert got.splitlines()[-1] in ("END SERVER END", "END 0 SUCCESS")
+
+
+# --- 17 §15: counters and touch in the window
+
+
+@pytest.mark.parametrize("client,flags,initial", [
+    ("c", [], None),
+    ("c", ["--binary"], 0),
+    ("pylibmc", [], None),
+    pytest.param("php", [], None, marks=PHP.marks),
+])
+def test_counter_incremented_in_the_window_keeps_every_acknowledged_increment(window_fleet, client, flags, initial):
+    """Before the fix: the first increment on P (which lacks the counter)
+    answered NOT FOUND and deleted S's count, or, with an initial value,
+    restarted the count at 0 on P; acknowledged increments were lost."""
+    fleet = window_fleet
+    command = command_for(client, flags)
+    count = ["count"] + ([] if initial is None else [initial])
+    keys = [f"cnt{i}" for i in range(30)]
+    assert client_says(fleet, command, "set-many", "cnt", 30, 0, shim=False) == "stored 30"
+    p = fleet.servers[1]
+    counter = next(k for k, v in holders(fleet, keys).items() if v == [p.address])
+    flush_all(fleet)
+    p.kill()
+    fleet.wait_states({p.address: "dead"})
+    assert client_says(fleet, command, "set", counter, "0", 0) == "SUCCESS"
+    assert client_says(fleet, command, *count[:1], counter, 100, *count[1:]) == "acknowledged 100"
+    p.start()
+    fleet.wait_states({p.address: "live"})
+    assert fleet.server(p.address)["recently_down_until"] is not None
+    # Increments first (P lacks the counter), then two counting processes
+    # and a reader at once.
+    assert client_says(fleet, command, *count[:1], counter, 5, *count[1:]) == "acknowledged 5"
+    results = {}
+
+    def run(name, *args):
+        results[name] = client_says(fleet, *args)
+
+    threads = [threading.Thread(target=run, args=(f"count{i}", command, count[0], counter, 10, *count[1:]))
+               for i in range(2)]
+    threads.append(threading.Thread(target=run, args=("read", command, "get", counter)))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(90)
+    assert results["count0"] == results["count1"] == "acknowledged 10", results
+    assert results["read"].startswith("VALUE "), results  # written back or moved: either way served
+    # Every increment counted, on P, and no older count left to be read back.
+    assert holders(fleet, [counter])[counter] == [p.address]
+    assert p.command(f"get {counter}\r\n".encode(), expect_end=b"END\r\n").split(b"\r\n")[1] == b"125"
+
+
+@pytest.mark.parametrize("client", ["c", "pylibmc", PHP])
+def test_touch_in_the_window_acts_on_the_copy_readers_are_served(window_fleet, client):
+    """Before the fix: touch(k, 1) of a key still on S only answered NOT
+    FOUND, and a key on both P and S was served from S after P's copy
+    expired."""
+    fleet = window_fleet
+    p, on_p, _ = outage_then_return(fleet, client, "tch", 30)
+    assert len(on_p) >= 2
+    only_on_s, on_both = on_p[0], on_p[1]
+    assert client_says(fleet, client, "get", on_both).startswith("VALUE ")  # written back to P
+    for k in (only_on_s, on_both):
+        assert client_says(fleet, client, "touch", k, 1) == "SUCCESS", k
+    wait_until(lambda: all(client_says(fleet, client, "get", k) == "NOT FOUND" for k in (only_on_s, on_both)),
+               8, "the touched keys to expire")
