@@ -210,9 +210,9 @@ memcached_result_st* fetch_in_session(memcached_st* memc, const Real& r, memcach
         if (kept) result->options.is_allocated = true;
         if (got) {
             if (note_result(got, r)) return got;
-            // A reply not handed back: the program never sees it.
-            if (got == result) --result->count;
-            else r.result_free(got);
+            // A reply not handed back: the program never sees it, nor counts it.
+            if (got != result && got->options.is_allocated) r.result_free(got);
+            else --got->count;
             continue;
         }
         const bool ended_normally = error == MEMCACHED_END || error == MEMCACHED_NOTFOUND;

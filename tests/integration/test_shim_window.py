@@ -232,3 +232,16 @@ def test_touch_in_the_window_acts_on_the_copy_readers_are_served(window_fleet, c
         assert client_says(fleet, client, "touch", k, 1) == "SUCCESS", k
     wait_until(lambda: all(client_says(fleet, client, "get", k) == "NOT FOUND" for k in (only_on_s, on_both)),
                8, "the touched keys to expire")
+
+
+def test_multi_get_in_the_window_into_an_allocated_result_uses_no_freed_memory(window_fleet):
+    """libmemcached frees a result from memcached_result_create(memc, NULL)
+    when the stream ends: the end of the first round must not free it while
+    the second round still fills it (MALLOC_PERTURB_ makes a use after free
+    show)."""
+    fleet = window_fleet
+    p, on_p, _ = outage_then_return(fleet, "c", "heap", 30)
+    keys = [f"heap{i}" for i in range(30)]
+    extra = {"MALLOC_PERTURB_": "165", "MALLOC_CHECK_": "3"}
+    got = in_order(client_says(fleet, [C_CLIENT], "mget-heap", *keys, extra=extra))
+    assert got == "\n".join(sorted(f"VALUE {k} v{k[4:]}" for k in keys) + ["END SERVER END"])
