@@ -254,7 +254,7 @@ MCSHIM_EXPORT memcached_return_t memcached_delete(memcached_st* memc, const char
 }
 
 // Counters: an increment acts on the count a reader is served (see
-// on_served_copy and man/mcshim.3, COUNTERS). With an initial value (binary
+// on_served_copy, and man/mcshim.3, "Counters and touch"). With an initial value (binary
 // protocol only), the first attempt in a window is a plain increment, so that
 // a count kept on S is moved rather than restarted.
 #define MCSHIM_ARITHMETIC(name)                                                                                   \
