@@ -47,6 +47,7 @@ struct Session {
     std::vector<Pending> pending;
     std::unordered_map<std::string, size_t> index;  // key -> pending
     bool second_round = false;
+    memcached_return_t first_ending = MEMCACHED_END;  // how the first round ended
     std::vector<Found> found;
 
     void reset() noexcept {
@@ -64,10 +65,14 @@ thread_local Session session;
 thread_local std::vector<HashedKey> hashed_keys;
 thread_local std::vector<ExpectedKey> expected_keys;
 
+// One entry per distinct key, however many times the program named it: the
+// second look asks for it once, so it hands back at most one result for it
+// (a program sizes its results by the keys it asked for: pylibmc overran its
+// array and aborted), and a key seen once in the first round is settled.
 void remember(const char* key, size_t key_length, const char* hashed, size_t hashed_length,
               const route::Decision& decision) {
     if (other_copy_server(decision) < 0) return;
-    session.index.emplace(std::string(key, key_length), session.pending.size());
+    if (!session.index.emplace(std::string(key, key_length), session.pending.size()).second) return;
     session.pending.push_back(
         Pending{std::string(key, key_length), std::string(hashed, hashed_length), decision, false});
 }
@@ -159,15 +164,20 @@ bool start_second_round(memcached_st* memc, const Real& r) {
     return memcached_success(rc);
 }
 
-void note_result(const memcached_result_st* result, const Real& r) {
+// True: the result goes to the program. A second-round reply is handed
+// back only for a key still unseen, once.
+bool note_result(const memcached_result_st* result, const Real& r) {
     const std::string key(r.result_key_value(result), r.result_key_length(result));
     const auto it = session.index.find(key);
-    if (it == session.index.end()) return;
+    if (it == session.index.end()) return !session.second_round;
     Pending& p = session.pending[it->second];
-    if (session.second_round && !p.seen)
+    if (session.second_round) {
+        if (p.seen) return false;
         session.found.push_back(
             Found{it->second, std::string(r.result_value(result), r.result_length(result)), r.result_flags(result)});
+    }
     p.seen = true;
+    return true;
 }
 
 // The stream has ended: each second-look hit goes where it belongs.
@@ -180,6 +190,47 @@ void finish(memcached_st* memc) noexcept {
                            "mget");
     }
     session.reset();
+}
+
+// libmemcached ends a stream with END if the program's result struct
+// received any result, else NOT FOUND, then resets that struct, or frees it
+// if it was allocated. The program's stream ends after the second round, so
+// the end of the first must neither free the struct nor lose its count, and
+// the code that ends it is the one libmemcached gives for both rounds as one
+// stream: never a failure of the second look itself, which only adds hits.
+memcached_result_st* fetch_in_session(memcached_st* memc, const Real& r, memcached_result_st* result,
+                                      memcached_return_t& error) {
+    // Each pass reads one reply or one end of a round: bounded by the replies.
+    for (;;) {
+        // Kept through the first round's end: libmemcached would free it there.
+        const bool kept = result && result->options.is_allocated && !session.second_round;
+        const uint64_t count = result ? result->count : 0;
+        if (kept) result->options.is_allocated = false;
+        memcached_result_st* got = r.fetch_result(memc, result, &error);
+        if (kept) result->options.is_allocated = true;
+        if (got) {
+            if (note_result(got, r)) return got;
+            // A reply not handed back: the program never sees it, nor counts it.
+            if (got != result && got->options.is_allocated) r.result_free(got);
+            else --got->count;
+            continue;
+        }
+        const bool ended_normally = error == MEMCACHED_END || error == MEMCACHED_NOTFOUND;
+        if (!session.second_round) {
+            session.first_ending = error;
+            if (ended_normally && start_second_round(memc, r)) {
+                if (result) result->count = count;
+                continue;
+            }
+            if (kept) r.result_free(result);  // what libmemcached would have done
+        } else if (!ended_normally) {
+            error = count > 0 ? MEMCACHED_END : session.first_ending;
+        }
+        const memcached_return_t ending = error;
+        finish(memc);
+        error = ending;
+        return nullptr;
+    }
 }
 
 }  // namespace
@@ -199,8 +250,10 @@ MCSHIM_EXPORT memcached_return_t memcached_mget_by_key(memcached_st* memc, const
     session.reset();
     memcached_return_t rc;
     try {
-        rc = group_key ? grouped_mget(memc, *r, group_key, group_key_length, keys, key_length, number_of_keys)
-                       : keyed_mget(memc, *r, keys, key_length, number_of_keys);
+        // An empty group key is none: libmemcached hashes each key then.
+        rc = group_key && group_key_length
+                 ? grouped_mget(memc, *r, group_key, group_key_length, keys, key_length, number_of_keys)
+                 : keyed_mget(memc, *r, keys, key_length, number_of_keys);
     } catch (...) {
         // Out of memory before the request went out: plain libmemcached.
         session.reset();
@@ -235,21 +288,10 @@ MCSHIM_EXPORT memcached_result_st* memcached_fetch_result(memcached_st* memc, me
         return r->fetch_result(memc, result, error);
     }
     try {
-        // Bounded: at most the two rounds.
-        for (int round = 0; round < 2; ++round) {
-            memcached_result_st* got = r->fetch_result(memc, result, error);
-            if (got) {
-                note_result(got, *r);
-                return got;
-            }
-            if (*error != MEMCACHED_END && *error != MEMCACHED_NOTFOUND) break;
-            if (session.second_round || !start_second_round(memc, *r)) break;
-        }
-        const memcached_return_t ending = *error;
-        finish(memc);
-        *error = ending;
+        return fetch_in_session(memc, *r, result, *error);
     } catch (...) {
-        session.reset();
+        session.reset();  // out of memory: the stream ends here, and says so
+        *error = MEMCACHED_MEMORY_ALLOCATION_FAILURE;
     }
     return nullptr;
 }

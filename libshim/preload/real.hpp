@@ -52,6 +52,7 @@ struct Real {
     decltype(&::memcached_result_value) result_value;
     decltype(&::memcached_result_length) result_length;
     decltype(&::memcached_result_flags) result_flags;
+    decltype(&::memcached_result_free) result_free;
 };
 
 // Every pointer non-null, or null if libmemcached cannot be found (then the

@@ -6,6 +6,8 @@
 // draining server's value, the delete of copies a write made stale.
 #include <libmemcached-1.0/memcached.h>
 
+#include <cstdlib>
+
 #include "operation.hpp"
 #include "real.hpp"
 
@@ -55,7 +57,7 @@ memcached_return_t write_one(memcached_st* memc, const char* hash_key, size_t ha
     return rc;
 }
 
-// An operation that changes nothing elsewhere (touch, exist).
+// An operation that changes nothing elsewhere (exist).
 template <class Call>
 memcached_return_t route_one(memcached_st* memc, const char* hash_key, size_t hash_key_length, Call call) noexcept {
     OuterCall outer;
@@ -91,6 +93,42 @@ char* second_look(memcached_st* memc, const Routed& routed, const char* hash_key
     return value;
 }
 
+// An operation on the value a reader is served (increment, decrement,
+// touch). Where the target lacks the key but other_copy_server() has it,
+// that copy is first put where it belongs, as a read would (added, so a
+// concurrent read or operation that moved it first wins), and the operation
+// runs again on the target; the other copy is then deleted, so that no read
+// goes back to a value the operation did not change. `call(routed,
+// may_create)`: the first attempt in a window must not create a missing key
+// (an increment with an initial value would restart the counter on P while
+// its count lives on S).
+template <class Call>
+memcached_return_t on_served_copy(memcached_st* memc, const char* hash_key, size_t hash_key_length, const char* key,
+                                  size_t key_length, Call call) noexcept {
+    OuterCall outer;
+    Routed routed;
+    if (!outer.is_outer() || !route_key(memc, hash_key, hash_key_length, routed)) return call(routed, true);
+    if (all_dead(routed)) return kAllDead;
+    const bool window = other_copy_server(routed.decision) >= 0;
+    auto on_target = [&](bool may_create) {
+        ToServer to(memc, routed, routed.decision.target);
+        return call(routed, may_create);
+    };
+    memcached_return_t rc = on_target(!window);
+    if (!window) return rc;
+    if (rc == MEMCACHED_NOTFOUND) {
+        size_t length = 0;
+        uint32_t flags = 0;
+        memcached_return_t moved;
+        std::free(second_look(memc, routed, hash_key, hash_key_length, key, key_length, &length, &flags, &moved));
+        rc = on_target(true);  // once more even if nothing moved: a concurrent caller may have moved it
+    }
+    // A failure on the target changed nothing: the other copy may be the only one.
+    if (memcached_success(rc) || rc == MEMCACHED_NOTFOUND)
+        drop_stale_copy(memc, routed, hash_key, hash_key_length, key, key_length);
+    return rc;
+}
+
 }  // namespace
 
 }  // namespace mcwatch::shim
@@ -110,9 +148,13 @@ MCSHIM_EXPORT char* memcached_get_by_key(memcached_st* memc, const char* group_k
         return nullptr;
     }
     auto call = [&] { return r->get_by_key(memc, group_key, group_key_length, key, key_length, value_length, flags, error); };
-    // Without a group key libmemcached hashes the key itself.
-    const char* hash_key = group_key ? group_key : key;
-    const size_t hash_key_length = group_key ? group_key_length : key_length;
+    // Without a group key libmemcached hashes the key itself; a get takes an
+    // empty one for none (libmemcached 1.1.4 get.cc: `group_key and
+    // group_key_length`), where the stores, delete, the arithmetic, touch
+    // and exist hash it as given, empty or not.
+    const bool grouped = group_key && group_key_length;
+    const char* hash_key = grouped ? group_key : key;
+    const size_t hash_key_length = grouped ? group_key_length : key_length;
     OuterCall outer;
     Routed routed;
     if (!outer.is_outer() || !route_key(memc, hash_key, hash_key_length, routed)) return call();
@@ -211,8 +253,10 @@ MCSHIM_EXPORT memcached_return_t memcached_delete(memcached_st* memc, const char
     return memcached_delete_by_key(memc, key, key_length, key, key_length, expiration);
 }
 
-// Counters are not read from a fallback (an increment is not a read), but an
-// increment on the target makes any copy elsewhere stale like a write does.
+// Counters: an increment acts on the count a reader is served (see
+// on_served_copy, and man/mcshim.3, "Counters and touch"). With an initial value (binary
+// protocol only), the first attempt in a window is a plain increment, so that
+// a count kept on S is moved rather than restarted.
 #define MCSHIM_ARITHMETIC(name)                                                                                   \
     MCSHIM_EXPORT memcached_return_t memcached_##name##_by_key(memcached_st* memc, const char* group_key,          \
                                                                size_t group_key_length, const char* key,         \
@@ -220,8 +264,7 @@ MCSHIM_EXPORT memcached_return_t memcached_delete(memcached_st* memc, const char
                                                                uint64_t* value) {                                 \
         const Real* r = real();                                                                                   \
         if (!r) return MEMCACHED_FAILURE;                                                                         \
-        return write_one(memc, group_key, group_key_length, key, key_length, 0, Expiration::as_given,            \
-                         [&](time_t) {                                                                            \
+        return on_served_copy(memc, group_key, group_key_length, key, key_length, [&](const Routed&, bool) {      \
             return r->name##_by_key(memc, group_key, group_key_length, key, key_length, offset, value);           \
         });                                                                                                       \
     }                                                                                                             \
@@ -234,8 +277,11 @@ MCSHIM_EXPORT memcached_return_t memcached_delete(memcached_st* memc, const char
         uint64_t offset, uint64_t initial, time_t expiration, uint64_t* value) {                                  \
         const Real* r = real();                                                                                   \
         if (!r) return MEMCACHED_FAILURE;                                                                         \
-        return write_one(memc, group_key, group_key_length, key, key_length, expiration, Expiration::capped,      \
-                         [&](time_t e) {                                                                          \
+        return on_served_copy(memc, group_key, group_key_length, key, key_length,                                 \
+                              [&](const Routed& routed, bool may_create) {                                        \
+            if (!may_create && memc->flags.binary_protocol)                                                       \
+                return r->name##_by_key(memc, group_key, group_key_length, key, key_length, offset, value);       \
+            const time_t e = routed.routing ? capped(routed, expiration) : expiration;                            \
             return r->name##_with_initial_by_key(memc, group_key, group_key_length, key, key_length, offset,      \
                                                  initial, e, value);                                              \
         });                                                                                                       \
@@ -257,7 +303,9 @@ MCSHIM_EXPORT memcached_return_t memcached_touch_by_key(memcached_st* memc, cons
                                                         time_t expiration) {
     const Real* r = real();
     if (!r) return MEMCACHED_FAILURE;
-    return route_one(memc, group_key, group_key_length, [&](const Routed& routed) {
+    // A touch acts on the copy a reader is served: a copy left elsewhere
+    // would be served once the touched one expired.
+    return on_served_copy(memc, group_key, group_key_length, key, key_length, [&](const Routed& routed, bool) {
         const time_t e = routed.routing ? capped(routed, expiration) : expiration;
         return r->touch_by_key(memc, group_key, group_key_length, key, key_length, e);
     });

@@ -8,6 +8,17 @@
  *   mget-many PREFIX N      one memcached_mget + fetch_result: prints "found K"
  *   exec-many PREFIX N      memcached_mget_execute + fetch_execute (binary): "found K"
  *   set KEY VALUE TTL | get KEY | delete KEY
+ *   mget KEY...             memcached_mget + memcached_fetch_result: "VALUE KEY DATA" per
+ *                           result, then "END <the loop's ending code>"
+ *   mget-by-key GROUP KEY...  the same with memcached_mget_by_key
+ *   mget-heap KEY...        the same with one result from memcached_result_create(memc, NULL),
+ *                           which libmemcached frees when the stream ends
+ *   exec KEY...             memcached_mget_execute + fetch_execute (binary): "VALUE KEY DATA"
+ *                           per callback, then "END <fetch_execute's code>"
+ *   get-by-key GROUP KEY | set-by-key GROUP KEY VALUE TTL
+ *   incr KEY OFFSET         "VALUE N" or the error | touch KEY TTL: the code
+ *   count KEY N [INITIAL]   N increments by 1 (with an initial value: increment_with_initial,
+ *                           binary only): prints "acknowledged K"
  *   threads PREFIX N T      T threads, each with a memcached_clone of the handle,
  *                           set and get their share of the keys: prints "hits K"
  *   fork PREFIX N           sets the keys, then a forked child gets them: "child hits K"
@@ -32,6 +43,39 @@ static memcached_return_t count_hit(const memcached_st *memc, memcached_result_s
     (void)result;
     ++*(size_t *)context;
     return MEMCACHED_SUCCESS;
+}
+
+static memcached_return_t print_result(const memcached_st *memc, memcached_result_st *result, void *context) {
+    (void)memc;
+    (void)context;
+    printf("VALUE %.*s %.*s\n", (int)memcached_result_key_length(result), memcached_result_key_value(result),
+           (int)memcached_result_length(result), memcached_result_value(result));
+    return MEMCACHED_SUCCESS;
+}
+
+/* One multi-get of the keys as a program reads it: every result, then the
+ * code that ended the stream (libmemcached's END unless something failed). */
+static void print_multi_get(memcached_st *memc, const char *group, char **keys, int count, int execute, int heap) {
+    size_t *lengths = calloc((size_t)count, sizeof *lengths);
+    for (int k = 0; k < count; ++k) lengths[k] = strlen(keys[k]);
+    memcached_return_t rc;
+    if (execute) {
+        memcached_execute_fn callbacks[] = {print_result};
+        rc = memcached_mget_execute(memc, (const char *const *)keys, lengths, (size_t)count, callbacks, NULL, 1);
+        if (rc == MEMCACHED_SUCCESS) rc = memcached_fetch_execute(memc, callbacks, NULL, 1);
+    } else {
+        rc = group ? memcached_mget_by_key(memc, group, strlen(group), (const char *const *)keys, lengths, (size_t)count)
+                   : memcached_mget(memc, (const char *const *)keys, lengths, (size_t)count);
+        if (rc == MEMCACHED_SUCCESS) {
+            /* One result reused for the whole stream, as PHP and libmemcached's
+             * documentation do: its count decides between END and NOT FOUND. */
+            memcached_result_st buffer, *result = memcached_result_create(memc, heap ? NULL : &buffer);
+            while (memcached_fetch_result(memc, result, &rc) != NULL) print_result(memc, result, NULL);
+            if (!heap) memcached_result_free(result);
+        }
+    }
+    printf("END %s\n", memcached_strerror(memc, rc));
+    free(lengths);
 }
 
 static long set_range(memcached_st *memc, const char *prefix, long from, long to, time_t ttl) {
@@ -190,6 +234,41 @@ int main(int argc, char **argv) {
         for (size_t k = 0; k < n; ++k) free(keys[k]);
         free(keys);
         free(lengths);
+    } else if ((strcmp(command, "mget") == 0 || strcmp(command, "exec") == 0 || strcmp(command, "mget-heap") == 0) &&
+               nargs >= 1) {
+        print_multi_get(memc, NULL, args, nargs, strcmp(command, "exec") == 0, strcmp(command, "mget-heap") == 0);
+    } else if (strcmp(command, "mget-by-key") == 0 && nargs >= 2) {
+        print_multi_get(memc, args[0], args + 1, nargs - 1, 0, 0);
+    } else if (strcmp(command, "get-by-key") == 0 && nargs == 2) {
+        size_t length = 0;
+        uint32_t flags = 0;
+        memcached_return_t rc;
+        char *got = memcached_get_by_key(memc, args[0], strlen(args[0]), args[1], strlen(args[1]), &length, &flags, &rc);
+        if (got) printf("VALUE %.*s\n", (int)length, got);
+        else printf("%s\n", memcached_strerror(memc, rc));
+        free(got);
+    } else if (strcmp(command, "set-by-key") == 0 && nargs == 4) {
+        memcached_return_t rc = memcached_set_by_key(memc, args[0], strlen(args[0]), args[1], strlen(args[1]), args[2],
+                                                     strlen(args[2]), (time_t)atol(args[3]), 0);
+        printf("%s\n", memcached_strerror(memc, rc));
+    } else if (strcmp(command, "incr") == 0 && nargs == 2) {
+        uint64_t value = 0;
+        memcached_return_t rc = memcached_increment(memc, args[0], strlen(args[0]), (uint32_t)atol(args[1]), &value);
+        if (rc == MEMCACHED_SUCCESS) printf("VALUE %llu\n", (unsigned long long)value);
+        else printf("%s\n", memcached_strerror(memc, rc));
+    } else if (strcmp(command, "count") == 0 && (nargs == 2 || nargs == 3)) {
+        long n = atol(args[1]), acknowledged = 0;
+        for (long k = 0; k < n; ++k) {
+            uint64_t value = 0;
+            memcached_return_t rc =
+                nargs == 3 ? memcached_increment_with_initial(memc, args[0], strlen(args[0]), 1,
+                                                              (uint64_t)atoll(args[2]), 0, &value)
+                           : memcached_increment(memc, args[0], strlen(args[0]), 1, &value);
+            if (rc == MEMCACHED_SUCCESS) ++acknowledged;
+        }
+        printf("acknowledged %ld\n", acknowledged);
+    } else if (strcmp(command, "touch") == 0 && nargs == 2) {
+        printf("%s\n", memcached_strerror(memc, memcached_touch(memc, args[0], strlen(args[0]), (time_t)atol(args[1]))));
     } else if (strcmp(command, "set") == 0 && nargs == 3) {
         memcached_return_t rc = memcached_set(memc, args[0], strlen(args[0]), args[1], strlen(args[1]),
                                               (time_t)atol(args[2]), 0);

@@ -29,6 +29,43 @@ case "mget-many":
     for ($i = 0; $i < (int)$args[1]; $i++) if (($got[$args[0] . $i] ?? null) === "v$i") $found++;
     echo "found $found\n";
     break;
+case "mget":
+case "delayed":
+case "mget-by-key":
+    // Every value the program got, then its result code and message.
+    if ($command === "mget") $got = $m->getMulti($args);
+    elseif ($command === "mget-by-key") $got = $m->getMultiByKey($args[0], array_slice($args, 1));
+    else $got = $m->getDelayed($args) ? $m->fetchAll() : false;
+    if ($got === false) {
+        echo "FALSE\n";
+    } else {
+        $lines = [];
+        foreach ($got as $key => $value)  // fetchAll: a list of ["key" => ..., "value" => ...]
+            $lines[] = is_array($value) ? "VALUE {$value["key"]} {$value["value"]}" : "VALUE $key $value";
+        sort($lines);
+        foreach ($lines as $line) echo "$line\n";
+    }
+    echo "END " . $m->getResultCode() . " " . $m->getResultMessage() . "\n";
+    break;
+case "get-by-key":
+    $value = $m->getByKey($args[0], $args[1]);
+    echo $value === false ? $m->getResultMessage() . "\n" : "VALUE $value\n";
+    break;
+case "set-by-key":
+    echo $m->setByKey($args[0], $args[1], $args[2], (int)$args[3]) ? "SUCCESS\n" : $m->getResultMessage() . "\n";
+    break;
+case "incr":
+    $value = $m->increment($args[0], (int)$args[1]);
+    echo $value === false ? $m->getResultMessage() . "\n" : "VALUE $value\n";
+    break;
+case "count":
+    $acknowledged = 0;
+    for ($i = 0; $i < (int)$args[1]; $i++) if ($m->increment($args[0], 1) !== false) $acknowledged++;
+    echo "acknowledged $acknowledged\n";
+    break;
+case "touch":
+    echo $m->touch($args[0], (int)$args[1]) ? "SUCCESS\n" : $m->getResultMessage() . "\n";
+    break;
 case "set":
     echo $m->set($args[0], $args[1], (int)$args[2]) ? "SUCCESS\n" : "FAILURE\n";
     break;

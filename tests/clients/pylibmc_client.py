@@ -33,6 +33,17 @@ def main(argv):
     elif command == "get":
         value = attempt(mc.get, args[0])
         print("NOT FOUND" if value is None else f"VALUE {value}")
+    elif command == "mget":
+        got = mc.get_multi(args)
+        text = {k: v.decode() if isinstance(v, bytes) else v for k, v in got.items()}
+        print("\n".join(f"VALUE {k} {text[k]}" for k in sorted(text)))
+        print("END")
+    elif command == "incr":
+        print(f"VALUE {attempt(mc.incr, args[0], int(args[1]))}")
+    elif command == "count":
+        print(f"acknowledged {sum(1 for _ in range(int(args[1])) if attempt(mc.incr, args[0], 1) is not None)}")
+    elif command == "touch":
+        print("SUCCESS" if attempt(mc.touch, args[0], int(args[1])) else "NOT FOUND")
     elif command == "delete":
         print("SUCCESS" if attempt(mc.delete, args[0]) else "NOT FOUND")
     else:
