@@ -15,6 +15,7 @@
 
 #include "operation.hpp"
 #include "real.hpp"
+#include "writeback.hpp"
 
 #define MCSHIM_EXPORT extern "C" __attribute__((visibility("default")))
 
@@ -32,8 +33,6 @@ struct Pending {
 
 struct Found {
     size_t pending;  // index
-    std::string value;
-    uint32_t flags;
 };
 
 // One thread's multi-get in progress on one handle. A new multi-get, or any
@@ -165,8 +164,7 @@ void note_result(const memcached_result_st* result, const Real& r) {
     if (it == session.index.end()) return;
     Pending& p = session.pending[it->second];
     if (session.second_round && !p.seen)
-        session.found.push_back(
-            Found{it->second, std::string(r.result_value(result), r.result_length(result)), r.result_flags(result)});
+        session.found.push_back(Found{it->second});
     p.seen = true;
 }
 
@@ -174,10 +172,7 @@ void note_result(const memcached_result_st* result, const Real& r) {
 void finish(memcached_st* memc) noexcept {
     for (const Found& f : session.found) {
         const Pending& p = session.pending[f.pending];
-        const std::string& hash_key = session.grouped ? session.group : p.key;
-        settle_second_look(memc, *session.routing, p.hashed.data(), p.hashed.size(), p.decision, hash_key.data(),
-                           hash_key.size(), p.key.data(), p.key.size(), f.value.data(), f.value.size(), f.flags,
-                           "mget");
+        settle_second_look(memc, *session.routing, p.decision, p.key.data(), p.key.size(), "mget");
     }
     session.reset();
 }

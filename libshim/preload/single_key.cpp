@@ -8,6 +8,7 @@
 
 #include "operation.hpp"
 #include "real.hpp"
+#include "writeback.hpp"
 
 #define MCSHIM_EXPORT extern "C" __attribute__((visibility("default")))
 
@@ -83,8 +84,7 @@ char* second_look(memcached_st* memc, const Routed& routed, const char* hash_key
         value = real()->get_by_key(memc, hash_key, hash_key_length, key, key_length, &length, &item_flags, &rc);
     }
     if (!value) return nullptr;
-    settle_second_look(memc, *routed.routing, routed.key.bytes, routed.key.length, d, hash_key, hash_key_length, key,
-                       key_length, value, length, item_flags, "get");
+    settle_second_look(memc, *routed.routing, d, key, key_length, "get");
     *error = MEMCACHED_SUCCESS;
     if (value_length) *value_length = length;
     if (flags) *flags = item_flags;

@@ -1,0 +1,34 @@
+// Second copies of a key: where one may live while its server is recently
+// down or draining, and how a copy a read found there is put where the key
+// belongs.
+#pragma once
+
+#include <libmemcached-1.0/memcached.h>
+
+#include <cstdint>
+
+#include "handle_routing.hpp"
+#include "placement.hpp"
+
+namespace mcwatch::shim {
+
+// The server that may hold another copy of a key besides its target: the
+// fallback of a recently-down native server (reads fall back to it), or a
+// draining native server (a miss moves its copy). -1 if none. A read that
+// misses looks there; a write or delete makes that copy stale.
+int32_t other_copy_server(const route::Decision& d) noexcept;
+
+// The expiration a copy gets: `limit` seconds, never more than the original
+// has left (`remaining_s`, -1 when it never expires). 0: too close to its
+// end to copy (memcached reads 0 as "never expires").
+int64_t copy_ttl(int64_t remaining_s, uint32_t limit_s) noexcept;
+
+// A read found the key on other_copy_server() after a miss on the target:
+// the copy there goes where the key belongs, to the recently-down native
+// server (capped at writeback_ttl) or off the draining server to the
+// substitute (capped at the window), never outliving the original. `key` is
+// the key as the program gave it.
+void settle_second_look(memcached_st* memc, const HandleRouting& routing, const route::Decision& d,
+                        const char* key, size_t key_length, const char* operation) noexcept;
+
+}  // namespace mcwatch::shim
