@@ -168,6 +168,14 @@ void note_result(const memcached_result_st* result, const Real& r) {
     p.seen = true;
 }
 
+// Another reader's write-back in progress on a key of ours: for us, a miss
+// (the key stays pending, for the second round).
+bool hides_lease(const memcached_result_st* result, const Real& r) {
+    if (session.second_round || !is_lease(r.result_length(result), r.result_flags(result))) return false;
+    const std::string key(r.result_key_value(result), r.result_key_length(result));
+    return session.index.count(key) > 0;
+}
+
 // The stream has ended: each second-look hit goes where it belongs.
 void finish(memcached_st* memc) noexcept {
     for (const Found& f : session.found) {
@@ -233,6 +241,8 @@ MCSHIM_EXPORT memcached_result_st* memcached_fetch_result(memcached_st* memc, me
         // Bounded: at most the two rounds.
         for (int round = 0; round < 2; ++round) {
             memcached_result_st* got = r->fetch_result(memc, result, error);
+            // Bounded by the replies of the round; a skipped result is reused.
+            while (got && hides_lease(got, *r)) got = r->fetch_result(memc, got, error);
             if (got) {
                 note_result(got, *r);
                 return got;

@@ -3,21 +3,31 @@ server by server with meta commands: a copy never outlives the original, and
 no interleaving of a fallback read with a write or delete leaves an older
 value behind."""
 
-from test_preload import client_says, holders, native_placement, shim_fleet, ttl_on  # noqa: F401 (a fixture)
+import os
+import subprocess
+
+import pytest
+
+from conftest import BUILD
+from test_preload import (PRELOAD, client_says, holders, native_placement, note, shim_fleet,  # noqa: F401 (a fixture)
+                          ttl_on)
+
+RACE = os.path.join(BUILD, "clients", "mc_race")
+LEASE_FLAGS = 0x6d634c53  # libshim/preload/writeback.hpp
 
 
-def kill_and_restart_with_outage_copies(fleet, prefix, n, ttl):
+def kill_and_restart_with_outage_copies(fleet, prefix, n, ttl, client="c"):
     """Kills a server, sets n keys through the shim with `ttl` (the dead
     server's keys go to their fallback), restarts it empty and waits until it
     is live and recently down. Returns (server, its keys)."""
     keys = [f"{prefix}{i}" for i in range(n)]
-    native = native_placement(fleet, "c", keys, prefix)
+    native = native_placement(fleet, client, keys, prefix)
     victim = fleet.servers[1]
     victim_keys = [k for k in keys if native[k] == [victim.address]]
     assert victim_keys
     victim.kill()
     fleet.wait_states({victim.address: "dead"})
-    assert client_says(fleet, "c", "set-many", prefix, n, ttl) == f"stored {n}"
+    assert client_says(fleet, client, "set-many", prefix, n, ttl) == f"stored {n}"
     victim.start()
     fleet.wait_states({victim.address: "live"})
     assert fleet.server(victim.address)["recently_down_until"] is not None
@@ -69,3 +79,90 @@ def test_value_set_with_5s_moved_by_a_drain_keeps_5s(shim_fleet):
         assert len(after[k]) == 1 and after[k] != [draining.address], k
         ttls[k] = ttl_on(by_address[after[k][0]], k)
     assert all(0 < t <= 5 for t in ttls.values()), ttls
+
+
+@pytest.mark.parametrize("read", ["get-many", "mget-many"])
+def test_another_readers_lease_is_a_miss_not_an_empty_value(shim_fleet, read):
+    """A key whose returned server holds a write-back lease (an empty item
+    with the lease flags) reads as a miss there: the value comes from the
+    fallback, and the other reader's lease is left alone."""
+    fleet = shim_fleet
+    n = 40
+    victim, victim_keys = kill_and_restart_with_outage_copies(fleet, "l", n, 0, client="pylibmc")
+    for k in victim_keys:
+        assert victim.command(f"ms {k} 0 F{LEASE_FLAGS} T30 ME\r\n\r\n".encode()) == b"HD\r\n"
+    counted = "hits" if read == "get-many" else "found"
+    assert client_says(fleet, "pylibmc", read, "l", n) == f"{counted} {n}"
+    for k in victim_keys:
+        assert victim.command(f"mg {k} s f\r\n".encode()) == f"HD s0 f{LEASE_FLAGS}\r\n".encode()
+
+
+def race(fleet, mode, read, keys, readers=2):
+    """tests/clients/mc_race under the shim: `mode` (delete or set) of each
+    key against `readers` threads reading it by `read` (get or mget)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MCSHIM_") and k != "LD_PRELOAD"}
+    env.update(PRELOAD)
+    env["MCSHIM_STATE"] = fleet.state
+    servers = ",".join(m.address for m in fleet.servers)
+    result = subprocess.run([RACE, servers, mode, read, str(readers)], input="\n".join(keys) + "\n",
+                            capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    words = result.stdout.split()
+    figures = dict(zip(words[::2], map(int, words[1::2])))
+    assert figures["keys"] == len(keys)
+    assert figures["after"] >= len(keys)  # every key read after its write returned
+    return figures
+
+
+def left_anywhere(fleet, keys, unless=None):
+    """Keys some live server still holds (with a value other than `unless`)."""
+    left = []
+    for m in fleet.servers:
+        if m.process.poll() is not None:
+            continue
+        for i in range(0, len(keys), 100):
+            reply = m.command(("get " + " ".join(keys[i:i + 100]) + "\r\n").encode(), expect_end=b"END\r\n")
+            lines = reply.split(b"\r\n")
+            for j, line in enumerate(lines):
+                if line.startswith(b"VALUE ") and (unless is None or lines[j + 1] != unless):
+                    left.append((line.split()[1].decode(), m.address))
+    return left
+
+
+@pytest.mark.parametrize("mode, read", [("delete", "get"), ("delete", "mget"), ("set", "get")])
+def test_delete_or_set_during_the_window_never_brings_the_older_value_back(shim_fleet, mode, read):
+    """Readers falling back to S race a delete (or set) of each key: none
+    started after the write returned sees the older value, and none of the
+    older values is left on P or S."""
+    fleet = shim_fleet
+    prefix = f"r{mode[0]}{read[0]}"
+    victim, victim_keys = kill_and_restart_with_outage_copies(fleet, prefix, 3000, 0)
+    figures = race(fleet, mode, read, victim_keys)
+    left = left_anywhere(fleet, victim_keys, unless=None if mode == "delete" else b"new")
+    note(f"writeback race, {mode} vs 2 readers by {read}, recently down",
+         f"{figures['keys']} keys, {figures['reads']} reads, {figures['after']} after the {mode} returned: "
+         f"{figures['stale']} stale, {len(left)} older values left")
+    assert fleet.server(victim.address)["recently_down_until"] is not None, "the window outlived the race"
+    assert figures["stale"] == 0
+    assert left == []
+
+
+def test_delete_while_draining_never_brings_the_older_value_back(shim_fleet):
+    """Readers moving a draining server's keys race a delete of each key."""
+    fleet = shim_fleet
+    n = 3000
+    keys = [f"q{i}" for i in range(n)]
+    assert client_says(fleet, "c", "set-many", "q", n, 0, shim=False) == f"stored {n}"
+    draining = fleet.servers[2]
+    placed = holders(fleet, keys)
+    on_draining = [k for k in keys if placed[k] == [draining.address]]
+    result = fleet.ctl("drain", draining.address)
+    assert result.returncode == 0, result.stderr
+    fleet.wait_states({draining.address: "draining"})
+    figures = race(fleet, "delete", "get", on_draining)
+    left = left_anywhere(fleet, on_draining)
+    note("writeback race, delete vs 2 readers, draining",
+         f"{figures['keys']} keys, {figures['after']} reads after the delete returned: {figures['stale']} stale, "
+         f"{len(left)} older values left")
+    assert figures["stale"] == 0
+    assert left == []
