@@ -48,7 +48,7 @@ def test_value_set_with_10s_in_an_outage_is_written_back_with_10s_not_writeback_
     assert all(0 < t <= 10 for t in ttls.values()), ttls
 
 
-def test_value_without_expiration_is_written_back_with_writeback_ttl(shim_fleet):
+def test_outage_copy_without_expiration_is_written_back_with_what_it_has_left_not_writeback_ttl(shim_fleet):
     fleet = shim_fleet
     n = 40
     victim, victim_keys = kill_and_restart_with_outage_copies(fleet, "u", n, 0)
