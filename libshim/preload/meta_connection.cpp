@@ -7,6 +7,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
@@ -49,7 +50,7 @@ public:
     bool usable() const noexcept { return fd_ >= 0 && pid_ == getpid(); }
 
     // Opens the connection to `name` (a unix socket path when `is_unix`).
-    bool open(const char* name, in_port_t port, bool is_unix, int connect_timeout_ms) noexcept {
+    bool open(const char* name, in_port_t port, bool is_unix, int64_t connect_deadline_ms) noexcept {
         close();
         pid_ = getpid();
         if (is_unix) {
@@ -58,7 +59,7 @@ public:
             if (std::strlen(name) >= sizeof address.sun_path) return false;
             std::strcpy(address.sun_path, name);
             return connect_to(AF_UNIX, reinterpret_cast<const sockaddr*>(&address), sizeof address,
-                              connect_timeout_ms);
+                              connect_deadline_ms);
         }
         addrinfo hints{};
         hints.ai_family = AF_UNSPEC;
@@ -69,12 +70,12 @@ public:
         if (getaddrinfo(name, service, &hints, &found) != 0 || !found) return false;
         bool connected = false;
         for (const addrinfo* a = found; a && !connected; a = a->ai_next)
-            connected = connect_to(a->ai_family, a->ai_addr, a->ai_addrlen, connect_timeout_ms);
+            connected = connect_to(a->ai_family, a->ai_addr, a->ai_addrlen, connect_deadline_ms);
         freeaddrinfo(found);
         return connected;
     }
 
-    void begin(int poll_timeout_ms) noexcept { deadline_ms_ = now_ms() + poll_timeout_ms; }
+    void end_by(int64_t deadline_ms) noexcept { deadline_ms_ = deadline_ms; }
 
     bool send_all(const char* data, size_t length) noexcept {
         while (length > 0) {
@@ -122,12 +123,12 @@ public:
     }
 
 private:
-    bool connect_to(int family, const sockaddr* address, socklen_t length, int timeout_ms) noexcept {
+    bool connect_to(int family, const sockaddr* address, socklen_t length, int64_t deadline_ms) noexcept {
         fd_ = ::socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (fd_ < 0) return false;
         if (::connect(fd_, address, length) == 0) return true;
         if (errno != EINPROGRESS && errno != EAGAIN) return fail();
-        deadline_ms_ = now_ms() + timeout_ms;
+        deadline_ms_ = deadline_ms;
         if (!wait(POLLOUT)) return fail();
         int error = 0;
         socklen_t size = sizeof error;
@@ -226,7 +227,9 @@ bool wire_key(memcached_st* memc, const char* key, size_t key_length, std::strin
     return true;
 }
 
-Connection* connection_to(memcached_st* memc, uint32_t position) noexcept {
+int64_t exchange_deadline_ms(const memcached_st* memc) noexcept { return now_ms() + bounded(memc->poll_timeout); }
+
+Connection* connection_to(memcached_st* memc, uint32_t position, int64_t deadline_ms) noexcept {
     const Real* r = real();
     const memcached_instance_st* instance = r ? r->instance_by_position(memc, position) : nullptr;
     const char* name = instance ? r->server_name(instance) : nullptr;
@@ -252,11 +255,12 @@ Connection* connection_to(memcached_st* memc, uint32_t position) noexcept {
     }
     slot->last_used = ++cache.uses;
     if (!slot->connection.usable() &&
-        !slot->connection.open(name, port, is_unix, bounded(memc->connect_timeout))) {
+        !slot->connection.open(name, port, is_unix,
+                               std::min(deadline_ms, now_ms() + bounded(memc->connect_timeout)))) {
         slot->connection.close();
         return nullptr;
     }
-    slot->connection.begin(bounded(memc->poll_timeout));
+    slot->connection.end_by(deadline_ms);
     return &slot->connection;
 }
 

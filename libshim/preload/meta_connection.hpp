@@ -6,8 +6,10 @@
 //
 // One connection per thread and server, kept for reuse, reopened after a
 // fork (the child never talks on its parent's socket), closed at thread exit.
-// Every wait is bounded by the handle's own connect and poll timeouts; any
-// error or timeout closes the connection and the caller does without.
+// A whole exchange (every request of one write-back, connects included) ends
+// by one deadline: the handle's poll timeout from its start, a connect also
+// within the handle's connect timeout. Any error or timeout closes the
+// connection and the caller does without.
 #pragma once
 
 #include <libmemcached-1.0/memcached.h>
@@ -34,9 +36,14 @@ enum class Stored { stored, not_stored, exists, not_found, failed };
 
 class Connection;
 
+// The end of an exchange starting now: the handle's poll timeout from now
+// (5 s when the handle says "wait for ever"), on CLOCK_MONOTONIC in ms.
+int64_t exchange_deadline_ms(const memcached_st* memc) noexcept;
+
 // The calling thread's connection to the handle's server at `position`
-// (opened if needed), or null if it cannot be had within the timeouts.
-Connection* connection_to(memcached_st* memc, uint32_t position) noexcept;
+// (opened if needed), its requests ending by `deadline_ms`; null if it
+// cannot be had by then.
+Connection* connection_to(memcached_st* memc, uint32_t position, int64_t deadline_ms) noexcept;
 
 // `mg <key> v f t c`. False on a connection or protocol error.
 bool get(Connection& c, const std::string& key, Item& out) noexcept;

@@ -41,32 +41,33 @@ void settle_second_look(memcached_st* memc, const HandleRouting& routing, const 
     std::string wire;
     meta::Item item;
     uint64_t lease = 0;
+    const int64_t deadline = meta::exchange_deadline_ms(memc);
     if (!meta::wire_key(memc, key, key_length, wire)) {
         outcome = "not written back: key not in the meta protocol's alphabet";
-    } else if (meta::Connection* to = meta::connection_to(memc, uint32_t(destination)); !to) {
+    } else if (meta::Connection* to = meta::connection_to(memc, uint32_t(destination), deadline); !to) {
     } else if (const meta::Stored leased = meta::store(*to, wire, "", 0, kLeaseFlags, kLeaseTtlS, true, 0, &lease);
                leased != meta::Stored::stored) {
         outcome = leased == meta::Stored::not_stored ? "not written back: a newer value or another reader's lease there"
                                                      : "not written back: lease refused";
     } else {
-        meta::Connection* from = meta::connection_to(memc, uint32_t(source));
+        meta::Connection* from = meta::connection_to(memc, uint32_t(source), deadline);
         const bool read = from && meta::get(*from, wire, item);
         ttl = copy_ttl(item.ttl_s, recently_down ? writeback_ttl_s(routing) : recently_down_window_s(routing));
         meta::Stored stored = meta::Stored::failed;
         if (!read) outcome = "not written back: source unreadable";
         else if (!item.found) outcome = "not written back: deleted meanwhile";
         else if (ttl <= 0) outcome = "not written back: expiring";
-        else if ((to = meta::connection_to(memc, uint32_t(destination))))
+        else if ((to = meta::connection_to(memc, uint32_t(destination), deadline)))
             stored = meta::store(*to, wire, item.value.data(), item.value.size(), item.flags, ttl, false, lease);
         if (stored == meta::Stored::stored) {
             outcome = recently_down ? "written back" : "moved off the draining server";
             // The draining server's copy goes, unless a newer one came meanwhile.
-            if (!recently_down && (from = meta::connection_to(memc, uint32_t(source))))
+            if (!recently_down && (from = meta::connection_to(memc, uint32_t(source), deadline)))
                 meta::remove(*from, wire, item.cas);
         } else {
             if (stored != meta::Stored::failed) outcome = "not written back: written or deleted meanwhile";
             // Our lease, if still there, goes at once rather than in kLeaseTtlS.
-            if ((to = meta::connection_to(memc, uint32_t(destination)))) meta::remove(*to, wire, lease);
+            if ((to = meta::connection_to(memc, uint32_t(destination), deadline))) meta::remove(*to, wire, lease);
         }
     }
     if (debug_enabled())

@@ -97,6 +97,39 @@ def test_another_readers_lease_is_a_miss_not_an_empty_value(shim_fleet, read):
         assert victim.command(f"mg {k} s f\r\n".encode()) == f"HD s0 f{LEASE_FLAGS}\r\n".encode()
 
 
+FORK_SCRIPT = """
+import os, sys, pylibmc
+servers, keys = sys.argv[1].split(","), sys.argv[2].split(",")
+client = lambda: pylibmc.Client(servers, behaviors={"ketama": True})
+hits = lambda mc, part: sum(1 for k in part if mc.get(k) == "v" + k[1:])
+mc = client()
+first = hits(mc, keys[:10])  # write-backs: this thread's meta connections open
+child = os.fork()
+if child == 0:  # a handle of its own, as after any fork; writes back alongside the parent
+    os._exit(0 if hits(client(), keys[10::2]) == len(keys[10::2]) else 1)
+parent = hits(mc, keys[11::2])
+_, status = os.waitpid(child, 0)
+print(first, parent, os.waitstatus_to_exitcode(status))
+"""
+
+
+def test_write_backs_from_a_forked_child_and_its_parent_at_once(shim_fleet):
+    """The shim's meta connections are per process: a child never talks on
+    its parent's socket."""
+    fleet = shim_fleet
+    victim, victim_keys = kill_and_restart_with_outage_copies(fleet, "f", 160, 0, client="pylibmc")
+    assert len(victim_keys) > 20
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MCSHIM_") and k != "LD_PRELOAD"}
+    env.update(PRELOAD)
+    env["MCSHIM_STATE"] = fleet.state
+    servers = ",".join(m.address for m in fleet.servers)
+    result = subprocess.run(["/usr/bin/python3", "-c", FORK_SCRIPT, servers, ",".join(victim_keys)],
+                            capture_output=True, text=True, timeout=60, env=env)
+    assert result.stderr == ""
+    assert result.stdout.split() == ["10", str(len(victim_keys[11::2])), "0"]
+    assert all(victim.address in v for v in holders(fleet, victim_keys).values())
+
+
 def race(fleet, mode, read, keys, readers=2):
     """tests/clients/mc_race under the shim: `mode` (delete or set) of each
     key against `readers` threads reading it by `read` (get or mget)."""
