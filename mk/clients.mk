@@ -1,6 +1,6 @@
 # Test clients: a libmemcached program of ours, built plain (for LD_PRELOAD)
 # and linked with libmcshim ahead of libmemcached (linked mode).
-CLIENTS := $(BUILD)/clients/mc_client $(BUILD)/clients/mc_client_linked
+CLIENTS := $(BUILD)/clients/mc_client $(BUILD)/clients/mc_client_linked $(BUILD)/clients/mc_race
 
 $(BUILD)/clients/mc_client: tests/clients/mc_client.c | deps
 	@mkdir -p $(@D)
@@ -9,5 +9,10 @@ $(BUILD)/clients/mc_client: tests/clients/mc_client.c | deps
 $(BUILD)/clients/mc_client_linked: tests/clients/mc_client.c $(BUILD)/libmcshim.so | deps
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -o $@ $< -L$(BUILD) -lmcshim -lmemcached -lpthread -Wl,-rpath,'$$ORIGIN/..' $(LDFLAGS)
+
+# Races writes and deletes against reads (tests/integration/test_shim_writeback.py).
+$(BUILD)/clients/mc_race: tests/clients/mc_race.c | deps
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -o $@ $< -lmemcached -lpthread $(LDFLAGS)
 
 test: $(CLIENTS)

@@ -15,6 +15,7 @@
 
 #include "operation.hpp"
 #include "real.hpp"
+#include "writeback.hpp"
 
 #define MCSHIM_EXPORT extern "C" __attribute__((visibility("default")))
 
@@ -32,8 +33,6 @@ struct Pending {
 
 struct Found {
     size_t pending;  // index
-    std::string value;
-    uint32_t flags;
 };
 
 // One thread's multi-get in progress on one handle. A new multi-get, or any
@@ -173,21 +172,25 @@ bool note_result(const memcached_result_st* result, const Real& r) {
     Pending& p = session.pending[it->second];
     if (session.second_round) {
         if (p.seen) return false;
-        session.found.push_back(
-            Found{it->second, std::string(r.result_value(result), r.result_length(result)), r.result_flags(result)});
+        session.found.push_back(Found{it->second});
     }
     p.seen = true;
     return true;
+}
+
+// Another reader's write-back in progress on a key of ours: for us, a miss
+// (the key stays pending, for the second round).
+bool hides_lease(const memcached_result_st* result, const Real& r) {
+    if (session.second_round || !is_lease(r.result_length(result), r.result_flags(result))) return false;
+    const std::string key(r.result_key_value(result), r.result_key_length(result));
+    return session.index.count(key) > 0;
 }
 
 // The stream has ended: each second-look hit goes where it belongs.
 void finish(memcached_st* memc) noexcept {
     for (const Found& f : session.found) {
         const Pending& p = session.pending[f.pending];
-        const std::string& hash_key = session.grouped ? session.group : p.key;
-        settle_second_look(memc, *session.routing, p.hashed.data(), p.hashed.size(), p.decision, hash_key.data(),
-                           hash_key.size(), p.key.data(), p.key.size(), f.value.data(), f.value.size(), f.flags,
-                           "mget");
+        settle_second_look(memc, *session.routing, p.decision, p.key.data(), p.key.size(), "mget");
     }
     session.reset();
 }
@@ -209,7 +212,8 @@ memcached_result_st* fetch_in_session(memcached_st* memc, const Real& r, memcach
         memcached_result_st* got = r.fetch_result(memc, result, &error);
         if (kept) result->options.is_allocated = true;
         if (got) {
-            if (note_result(got, r)) return got;
+            // Another reader's lease stays pending, for the second round.
+            if (!hides_lease(got, r) && note_result(got, r)) return got;
             // A reply not handed back: the program never sees it, nor counts it.
             if (got != result && got->options.is_allocated) r.result_free(got);
             else --got->count;

@@ -74,39 +74,6 @@ ExpectedKey expected_for(const memcached_st* memc, const HandleRouting& routing,
 
 int64_t now_unix_s() noexcept { return int64_t(time(nullptr)); }
 
-int32_t other_copy_server(const route::Decision& d) noexcept {
-    if (d.flags & route::kRouteRecentlyDown) return d.fallback;
-    if (d.flags & route::kRouteDraining) return d.native;
-    return -1;
-}
-
-void settle_second_look(memcached_st* memc, const HandleRouting& routing, const char* hashed, size_t hashed_length,
-                        const route::Decision& d, const char* hash_key, size_t hash_key_length, const char* key,
-                        size_t key_length, const char* value, size_t value_length, uint32_t flags,
-                        const char* operation) noexcept {
-    const Real* r = real();
-    const bool recently_down = d.flags & route::kRouteRecentlyDown;
-    auto to = [&](int32_t server) { return expected_for(memc, routing, hashed, hashed_length, d.native, server); };
-    if (recently_down) {
-        ToServer scope(memc, to(d.native));
-        r->add_by_key(memc, hash_key, hash_key_length, key, key_length, value, value_length,
-                      time_t(writeback_ttl_s(routing)), flags);
-    } else {
-        {
-            ToServer scope(memc, to(d.target));
-            const time_t expiration = time_t(route::clamp_expiration(0, recently_down_window_s(routing), now_unix_s()));
-            r->add_by_key(memc, hash_key, hash_key_length, key, key_length, value, value_length, expiration, flags);
-        }
-        ToServer scope(memc, to(d.native));
-        r->delete_by_key(memc, hash_key, hash_key_length, key, key_length, 0);
-    }
-    if (debug_enabled())
-        debug_line("%s key=%.*s: miss on %s, hit on %s, %s", operation, int(std::min<size_t>(key_length, 120)), key,
-                   routing.addresses[size_t(d.target)].c_str(),
-                   routing.addresses[size_t(other_copy_server(d))].c_str(),
-                   recently_down ? "written back with add" : "moved off the draining server");
-}
-
 namespace {
 
 // -1 unknown, 0 off, 1 on: read once, with secure_getenv (ignored in setuid programs).

@@ -64,22 +64,6 @@ private:
     HookScope scope_;
 };
 
-// The server that may hold another copy of a key besides its target: the
-// fallback of a recently-down native server (reads fall back to it), or a
-// draining native server (a miss moves its copy). -1 if none. A read that
-// misses looks there; a write or delete makes that copy stale.
-int32_t other_copy_server(const route::Decision& d) noexcept;
-
-// A value a read found on other_copy_server() goes where it belongs: added
-// (never set: a newer value written meanwhile wins) to the recently-down
-// native server with writeback_ttl, or moved off the draining server to the
-// substitute, its expiration capped at the window. `hashed` is the key as
-// libmemcached hashes it; the *_by_key calls use `hash_key`.
-void settle_second_look(memcached_st* memc, const HandleRouting& routing, const char* hashed, size_t hashed_length,
-                        const route::Decision& d, const char* hash_key, size_t hash_key_length, const char* key,
-                        size_t key_length, const char* value, size_t value_length, uint32_t flags,
-                        const char* operation) noexcept;
-
 // Seconds since the epoch, for expiration clamps.
 int64_t now_unix_s() noexcept;
 

@@ -10,6 +10,7 @@
 
 #include "operation.hpp"
 #include "real.hpp"
+#include "writeback.hpp"
 
 #define MCSHIM_EXPORT extern "C" __attribute__((visibility("default")))
 
@@ -48,13 +49,12 @@ memcached_return_t write_one(memcached_st* memc, const char* hash_key, size_t ha
     Routed routed;
     if (!outer.is_outer() || !route_key(memc, hash_key, hash_key_length, routed)) return call(expiration);
     if (all_dead(routed)) return kAllDead;
-    memcached_return_t rc;
-    {
-        ToServer to(memc, routed, routed.decision.target);
-        rc = call(kind == Expiration::capped ? capped(routed, expiration) : expiration);
-    }
+    // The other copy first, then the target: a reader's write-back, which
+    // reads that copy under a lease on the target, then either misses it or
+    // sees its lease broken by this write (writeback.hpp).
     drop_stale_copy(memc, routed, hash_key, hash_key_length, key, key_length);
-    return rc;
+    ToServer to(memc, routed, routed.decision.target);
+    return call(kind == Expiration::capped ? capped(routed, expiration) : expiration);
 }
 
 // An operation that changes nothing elsewhere (exist).
@@ -85,8 +85,7 @@ char* second_look(memcached_st* memc, const Routed& routed, const char* hash_key
         value = real()->get_by_key(memc, hash_key, hash_key_length, key, key_length, &length, &item_flags, &rc);
     }
     if (!value) return nullptr;
-    settle_second_look(memc, *routed.routing, routed.key.bytes, routed.key.length, d, hash_key, hash_key_length, key,
-                       key_length, value, length, item_flags, "get");
+    settle_second_look(memc, *routed.routing, d, key, key_length, "get");
     *error = MEMCACHED_SUCCESS;
     if (value_length) *value_length = length;
     if (flags) *flags = item_flags;
@@ -143,6 +142,11 @@ MCSHIM_EXPORT char* memcached_get_by_key(memcached_st* memc, const char* group_k
     const Real* r = real();
     memcached_return_t unused;
     if (!error) error = &unused;
+    // Ours when the program passes none: a lease is told by length and flags.
+    size_t unused_length;
+    uint32_t unused_flags;
+    if (!value_length) value_length = &unused_length;
+    if (!flags) flags = &unused_flags;
     if (!r) {
         *error = MEMCACHED_FAILURE;
         return nullptr;
@@ -160,13 +164,23 @@ MCSHIM_EXPORT char* memcached_get_by_key(memcached_st* memc, const char* group_k
     if (!outer.is_outer() || !route_key(memc, hash_key, hash_key_length, routed)) return call();
     if (all_dead(routed)) {
         *error = kAllDead;
-        if (value_length) *value_length = 0;
+        *value_length = 0;
         return nullptr;
     }
     char* value;
     {
         ToServer to(memc, routed, routed.decision.target);
         value = call();
+    }
+    const bool second_copy = other_copy_server(routed.decision) >= 0;
+    // libmemcached 1.1.4 returns an empty value as null with MEMCACHED_SUCCESS.
+    if (second_copy && *error == MEMCACHED_SUCCESS && is_lease(*value_length, *flags)) {
+        // Another reader's write-back in progress: for us, a miss.
+        if (value) memc->allocators.free(memc, value, memc->allocators.context);
+        value = nullptr;
+        *value_length = 0;
+        *flags = 0;
+        *error = MEMCACHED_NOTFOUND;
     }
     if (value || *error != MEMCACHED_NOTFOUND) return value;
     char* found = second_look(memc, routed, hash_key, hash_key_length, key, key_length, value_length, flags, error);

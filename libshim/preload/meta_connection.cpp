@@ -1,0 +1,318 @@
+#include "meta_connection.hpp"
+
+#include <netdb.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+
+#include "real.hpp"
+
+namespace mcwatch::shim::meta {
+
+namespace {
+
+// libmemcached's defaults, for a handle that says "wait for ever" (-1):
+// a write-back is an extra the program did not ask for, never worth a hang.
+constexpr int kDefaultTimeoutMs = 5000;
+// A reply larger than this is not a cache item we write back.
+constexpr size_t kMaxValue = size_t(1) << 30;
+// Connections one thread keeps (one per server it wrote back to lately).
+constexpr size_t kKept = 8;
+
+int bounded(int32_t timeout_ms) noexcept { return timeout_ms < 0 ? kDefaultTimeoutMs : int(timeout_ms); }
+
+int64_t now_ms() noexcept {
+    timespec ts{};
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return int64_t(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
+}  // namespace
+
+class Connection {
+public:
+    ~Connection() { close(); }
+
+    void close() noexcept {
+        if (fd_ >= 0) ::close(fd_);
+        fd_ = -1;
+        in_.clear();
+        used_ = 0;
+    }
+
+    bool usable() const noexcept { return fd_ >= 0 && pid_ == getpid(); }
+
+    // Opens the connection to `name` (a unix socket path when `is_unix`).
+    bool open(const char* name, in_port_t port, bool is_unix, int64_t connect_deadline_ms) noexcept {
+        close();
+        pid_ = getpid();
+        if (is_unix) {
+            sockaddr_un address{};
+            address.sun_family = AF_UNIX;
+            if (std::strlen(name) >= sizeof address.sun_path) return false;
+            std::strcpy(address.sun_path, name);
+            return connect_to(AF_UNIX, reinterpret_cast<const sockaddr*>(&address), sizeof address,
+                              connect_deadline_ms);
+        }
+        addrinfo hints{};
+        hints.ai_family = AF_UNSPEC;
+        hints.ai_socktype = SOCK_STREAM;
+        char service[8];
+        *std::to_chars(service, service + sizeof service - 1, unsigned(port)).ptr = '\0';
+        addrinfo* found = nullptr;
+        if (getaddrinfo(name, service, &hints, &found) != 0 || !found) return false;
+        bool connected = false;
+        for (const addrinfo* a = found; a && !connected; a = a->ai_next)
+            connected = connect_to(a->ai_family, a->ai_addr, a->ai_addrlen, connect_deadline_ms);
+        freeaddrinfo(found);
+        return connected;
+    }
+
+    void end_by(int64_t deadline_ms) noexcept { deadline_ms_ = deadline_ms; }
+
+    bool send_all(const char* data, size_t length) noexcept {
+        while (length > 0) {
+            const ssize_t n = ::send(fd_, data, length, MSG_NOSIGNAL);
+            if (n > 0) {
+                data += n;
+                length -= size_t(n);
+            } else if (n < 0 && errno == EINTR) {
+                continue;
+            } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+                if (!wait(POLLOUT)) return fail();
+            } else {
+                return fail();
+            }
+        }
+        return true;
+    }
+
+    // The next reply line, without its "\r\n".
+    bool read_line(std::string& line) noexcept {
+        for (;;) {
+            const size_t end = in_.find("\r\n", used_);
+            if (end != std::string::npos) {
+                line.assign(in_, used_, end - used_);
+                used_ = end + 2;
+                return true;
+            }
+            if (!fill()) return false;
+        }
+    }
+
+    // `length` bytes of data followed by "\r\n".
+    bool read_data(size_t length, std::string& out) noexcept {
+        while (in_.size() - used_ < length + 2)
+            if (!fill()) return false;
+        if (in_.compare(used_ + length, 2, "\r\n") != 0) return fail();
+        out.assign(in_, used_, length);
+        used_ += length + 2;
+        return true;
+    }
+
+    bool fail() noexcept {
+        close();
+        return false;
+    }
+
+private:
+    bool connect_to(int family, const sockaddr* address, socklen_t length, int64_t deadline_ms) noexcept {
+        fd_ = ::socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd_ < 0) return false;
+        if (::connect(fd_, address, length) == 0) return true;
+        if (errno != EINPROGRESS && errno != EAGAIN) return fail();
+        deadline_ms_ = deadline_ms;
+        if (!wait(POLLOUT)) return fail();
+        int error = 0;
+        socklen_t size = sizeof error;
+        if (getsockopt(fd_, SOL_SOCKET, SO_ERROR, &error, &size) != 0 || error != 0) return fail();
+        return true;
+    }
+
+    bool wait(short events) noexcept {
+        for (;;) {
+            const int64_t left = deadline_ms_ - now_ms();
+            if (left <= 0) return false;
+            pollfd p{fd_, events, 0};
+            const int n = ::poll(&p, 1, int(left));
+            if (n > 0) return true;
+            if (n == 0 || errno != EINTR) return false;
+        }
+    }
+
+    bool fill() noexcept {
+        if (used_ > 0 && used_ == in_.size()) {
+            in_.clear();
+            used_ = 0;
+        }
+        char buffer[16384];
+        for (;;) {
+            const ssize_t n = ::recv(fd_, buffer, sizeof buffer, 0);
+            if (n > 0) {
+                try {
+                    in_.append(buffer, size_t(n));
+                } catch (...) {
+                    return fail();
+                }
+                return true;
+            }
+            if (n < 0 && errno == EINTR) continue;
+            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && wait(POLLIN)) continue;
+            return fail();
+        }
+    }
+
+    int fd_ = -1;
+    pid_t pid_ = 0;
+    std::string in_;
+    size_t used_ = 0;
+    int64_t deadline_ms_ = 0;
+};
+
+namespace {
+
+struct Kept {
+    std::string address;
+    Connection connection;
+    uint64_t last_used = 0;
+};
+
+struct Cache {
+    Kept kept[kKept];
+    uint64_t uses = 0;
+};
+
+thread_local Cache cache;
+
+// The value of a flag token such as "t42" in a reply line.
+template <class Int>
+bool flag_value(const std::string& line, char flag, Int& out) noexcept {
+    for (size_t i = line.find(' '); i != std::string::npos; i = line.find(' ', i + 1)) {
+        if (i + 1 < line.size() && line[i + 1] == flag) {
+            const char* first = line.data() + i + 2;
+            const char* last = line.data() + line.size();
+            const char* end = static_cast<const char*>(std::memchr(first, ' ', size_t(last - first)));
+            return std::from_chars(first, end ? end : last, out).ec == std::errc();
+        }
+    }
+    return false;
+}
+
+bool starts(const std::string& line, const char* code) noexcept {
+    return line.compare(0, 2, code) == 0 && (line.size() == 2 || line[2] == ' ');
+}
+
+}  // namespace
+
+bool wire_key(memcached_st* memc, const char* key, size_t key_length, std::string& out) noexcept {
+    memcached_return_t rc;
+    const auto* name = static_cast<const char*>(real()->callback_get(memc, MEMCACHED_CALLBACK_NAMESPACE, &rc));
+    const size_t name_length = name ? std::strlen(name) : 0;
+    if (key_length == 0 || name_length + key_length > MEMCACHED_MAX_KEY - 1) return false;
+    try {
+        out.assign(name ? name : "", name_length);
+        out.append(key, key_length);
+    } catch (...) {
+        return false;
+    }
+    for (const char c : out)
+        if (static_cast<unsigned char>(c) <= ' ' || c == 0x7f) return false;
+    return true;
+}
+
+int64_t exchange_deadline_ms(const memcached_st* memc) noexcept { return now_ms() + bounded(memc->poll_timeout); }
+
+Connection* connection_to(memcached_st* memc, uint32_t position, int64_t deadline_ms) noexcept {
+    const Real* r = real();
+    const memcached_instance_st* instance = r ? r->instance_by_position(memc, position) : nullptr;
+    const char* name = instance ? r->server_name(instance) : nullptr;
+    if (!name) return nullptr;
+    const bool is_unix = std::strcmp(r->server_type(instance), "SOCKET") == 0;
+    const in_port_t port = in_port_t(r->server_port(instance));
+    char address[1200];
+    const int n = snprintf(address, sizeof address, "%s|%u", name, unsigned(port));
+    if (n < 0 || size_t(n) >= sizeof address) return nullptr;
+    Kept* slot = nullptr;
+    for (Kept& k : cache.kept)
+        if (k.address == address) slot = &k;
+    if (!slot) {
+        slot = &cache.kept[0];
+        for (Kept& k : cache.kept)
+            if (k.last_used < slot->last_used) slot = &k;
+        slot->connection.close();
+        try {
+            slot->address = address;
+        } catch (...) {
+            return nullptr;
+        }
+    }
+    slot->last_used = ++cache.uses;
+    if (!slot->connection.usable() &&
+        !slot->connection.open(name, port, is_unix,
+                               std::min(deadline_ms, now_ms() + bounded(memc->connect_timeout)))) {
+        slot->connection.close();
+        return nullptr;
+    }
+    slot->connection.end_by(deadline_ms);
+    return &slot->connection;
+}
+
+bool get(Connection& c, const std::string& key, Item& out) noexcept {
+    out = Item{};
+    char request[MEMCACHED_MAX_KEY + 32];
+    const int n = snprintf(request, sizeof request, "mg %s v f t c\r\n", key.c_str());
+    std::string line;
+    if (n < 0 || size_t(n) >= sizeof request || !c.send_all(request, size_t(n)) || !c.read_line(line)) return false;
+    if (line == "EN") return true;
+    size_t length = 0;
+    if (!starts(line, "VA") || std::from_chars(line.data() + 3, line.data() + line.size(), length).ec != std::errc() ||
+        length > kMaxValue || !flag_value(line, 'f', out.flags) || !flag_value(line, 't', out.ttl_s) ||
+        !flag_value(line, 'c', out.cas))
+        return c.fail();
+    if (!c.read_data(length, out.value)) return false;
+    out.found = true;
+    return true;
+}
+
+Stored store(Connection& c, const std::string& key, const char* value, size_t value_length, uint32_t flags,
+             int64_t ttl_s, bool add_only, uint64_t if_cas, uint64_t* cas_out) noexcept {
+    char request[MEMCACHED_MAX_KEY + 128];
+    int n = snprintf(request, sizeof request, "ms %s %zu F%u T%lld%s", key.c_str(), value_length, unsigned(flags),
+                     static_cast<long long>(ttl_s), add_only ? " ME" : "");
+    if (n > 0 && if_cas && size_t(n) < sizeof request)
+        n += snprintf(request + n, sizeof request - size_t(n), " C%llu", static_cast<unsigned long long>(if_cas));
+    if (n > 0 && size_t(n) < sizeof request) n += snprintf(request + n, sizeof request - size_t(n), " c\r\n");
+    std::string line;
+    if (n < 0 || size_t(n) >= sizeof request || !c.send_all(request, size_t(n)) ||
+        !c.send_all(value, value_length) || !c.send_all("\r\n", 2) || !c.read_line(line))
+        return Stored::failed;
+    if (starts(line, "HD")) {
+        if (cas_out && !flag_value(line, 'c', *cas_out)) return c.fail(), Stored::failed;
+        return Stored::stored;
+    }
+    if (starts(line, "NS")) return Stored::not_stored;
+    if (starts(line, "EX")) return Stored::exists;
+    if (starts(line, "NF")) return Stored::not_found;
+    c.fail();  // an error line: what follows it is unknown
+    return Stored::failed;
+}
+
+bool remove(Connection& c, const std::string& key, uint64_t if_cas) noexcept {
+    char request[MEMCACHED_MAX_KEY + 48];
+    const int n = if_cas ? snprintf(request, sizeof request, "md %s C%llu\r\n", key.c_str(),
+                                    static_cast<unsigned long long>(if_cas))
+                         : snprintf(request, sizeof request, "md %s\r\n", key.c_str());
+    std::string line;
+    if (n < 0 || size_t(n) >= sizeof request || !c.send_all(request, size_t(n)) || !c.read_line(line)) return false;
+    if (starts(line, "HD") || starts(line, "NF") || starts(line, "EX")) return true;
+    return c.fail();
+}
+
+}  // namespace mcwatch::shim::meta

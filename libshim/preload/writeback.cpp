@@ -1,0 +1,79 @@
+#include "writeback.hpp"
+
+#include <algorithm>
+
+#include "meta_connection.hpp"
+#include "operation.hpp"
+
+namespace mcwatch::shim {
+
+int32_t other_copy_server(const route::Decision& d) noexcept {
+    if (d.flags & route::kRouteRecentlyDown) return d.fallback;
+    if (d.flags & route::kRouteDraining) return d.native;
+    return -1;
+}
+
+int64_t copy_ttl(int64_t remaining_s, uint32_t limit_s) noexcept {
+    const int64_t limit = std::max<int64_t>(limit_s, 1);
+    if (remaining_s < 0) return limit;
+    return std::min(remaining_s, limit);
+}
+
+// Why no interleaving leaves an older value on the destination D (the
+// returned server, or a draining server's substitute) after a write or
+// delete W of the key through the shim, which drops the copy on the source
+// S first and only then writes or deletes on D:
+//   1. lease: add an empty placeholder on D (fails if anything is there);
+//   2. read S afresh (value, flags, time left);
+//   3. set D to that value only if D still holds our lease (cas).
+// If W's drop on S comes before step 2, step 2 misses: nothing is written.
+// Otherwise W's operation on D comes after step 2, so after step 1: if it
+// lands before step 3 it replaces or removes the lease and step 3 fails; if
+// after, W overwrites or deletes what step 3 wrote. A lease that expired
+// first makes step 3 fail too (no item, or another reader's cas).
+void settle_second_look(memcached_st* memc, const HandleRouting& routing, const route::Decision& d,
+                        const char* key, size_t key_length, const char* operation) noexcept {
+    const bool recently_down = d.flags & route::kRouteRecentlyDown;
+    const int32_t source = other_copy_server(d);
+    const int32_t destination = d.target;
+    const char* outcome = "not written back: no meta connection";
+    int64_t ttl = 0;
+    std::string wire;
+    meta::Item item;
+    uint64_t lease = 0;
+    const int64_t deadline = meta::exchange_deadline_ms(memc);
+    if (!meta::wire_key(memc, key, key_length, wire)) {
+        outcome = "not written back: key not in the meta protocol's alphabet";
+    } else if (meta::Connection* to = meta::connection_to(memc, uint32_t(destination), deadline); !to) {
+    } else if (const meta::Stored leased = meta::store(*to, wire, "", 0, kLeaseFlags, kLeaseTtlS, true, 0, &lease);
+               leased != meta::Stored::stored) {
+        outcome = leased == meta::Stored::not_stored ? "not written back: a newer value or another reader's lease there"
+                                                     : "not written back: lease refused";
+    } else {
+        meta::Connection* from = meta::connection_to(memc, uint32_t(source), deadline);
+        const bool read = from && meta::get(*from, wire, item);
+        ttl = copy_ttl(item.ttl_s, recently_down ? writeback_ttl_s(routing) : recently_down_window_s(routing));
+        meta::Stored stored = meta::Stored::failed;
+        if (!read) outcome = "not written back: source unreadable";
+        else if (!item.found) outcome = "not written back: deleted meanwhile";
+        else if (ttl <= 0) outcome = "not written back: expiring";
+        else if ((to = meta::connection_to(memc, uint32_t(destination), deadline)))
+            stored = meta::store(*to, wire, item.value.data(), item.value.size(), item.flags, ttl, false, lease);
+        if (stored == meta::Stored::stored) {
+            outcome = recently_down ? "written back" : "moved off the draining server";
+            // The draining server's copy goes, unless a newer one came meanwhile.
+            if (!recently_down && (from = meta::connection_to(memc, uint32_t(source), deadline)))
+                meta::remove(*from, wire, item.cas);
+        } else {
+            if (stored != meta::Stored::failed) outcome = "not written back: written or deleted meanwhile";
+            // Our lease, if still there, goes at once rather than in kLeaseTtlS.
+            if ((to = meta::connection_to(memc, uint32_t(destination), deadline))) meta::remove(*to, wire, lease);
+        }
+    }
+    if (debug_enabled())
+        debug_line("%s key=%.*s: miss on %s, hit on %s, %s, ttl=%lld", operation,
+                   int(std::min<size_t>(key_length, 120)), key, routing.addresses[size_t(destination)].c_str(),
+                   routing.addresses[size_t(source)].c_str(), outcome, static_cast<long long>(ttl));
+}
+
+}  // namespace mcwatch::shim

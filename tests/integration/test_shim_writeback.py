@@ -1,0 +1,201 @@
+"""What the shim writes back during a recently-down window or a drain, seen
+server by server with meta commands: a copy never outlives the original, and
+no interleaving of a fallback read with a write or delete leaves an older
+value behind."""
+
+import os
+import subprocess
+
+import pytest
+
+from conftest import BUILD
+from test_preload import (PRELOAD, client_says, holders, native_placement, note, shim_fleet,  # noqa: F401 (a fixture)
+                          ttl_on)
+
+RACE = os.path.join(BUILD, "clients", "mc_race")
+LEASE_FLAGS = 0x6d634c53  # libshim/preload/writeback.hpp
+
+
+def kill_and_restart_with_outage_copies(fleet, prefix, n, ttl, client="c"):
+    """Kills a server, sets n keys through the shim with `ttl` (the dead
+    server's keys go to their fallback), restarts it empty and waits until it
+    is live and recently down. Returns (server, its keys)."""
+    keys = [f"{prefix}{i}" for i in range(n)]
+    native = native_placement(fleet, client, keys, prefix)
+    victim = fleet.servers[1]
+    victim_keys = [k for k in keys if native[k] == [victim.address]]
+    assert victim_keys
+    victim.kill()
+    fleet.wait_states({victim.address: "dead"})
+    assert client_says(fleet, client, "set-many", prefix, n, ttl) == f"stored {n}"
+    victim.start()
+    fleet.wait_states({victim.address: "live"})
+    assert fleet.server(victim.address)["recently_down_until"] is not None
+    return victim, victim_keys
+
+
+def test_value_set_with_10s_in_an_outage_is_written_back_with_10s_not_writeback_ttl(shim_fleet):
+    fleet = shim_fleet
+    n = 60
+    victim, victim_keys = kill_and_restart_with_outage_copies(fleet, "t", n, 10)
+    # Half by single gets, half by a multi-get: both write back.
+    single = victim_keys[: len(victim_keys) // 2]
+    for k in single:
+        assert client_says(fleet, "c", "get", k) == f"VALUE v{k[1:]}"
+    assert client_says(fleet, "c", "mget-many", "t", n) == f"found {n}"
+    ttls = {k: ttl_on(victim, k) for k in victim_keys if victim.address in holders(fleet, [k])[k]}
+    assert sorted(ttls) == sorted(victim_keys), "every key written back"
+    assert all(0 < t <= 10 for t in ttls.values()), ttls
+
+
+def test_outage_copy_without_expiration_is_written_back_with_what_it_has_left_not_writeback_ttl(shim_fleet):
+    fleet = shim_fleet
+    n = 40
+    victim, victim_keys = kill_and_restart_with_outage_copies(fleet, "u", n, 0)
+    # The outage copy lives at most the window (60 s): the write-back is
+    # capped by what it has left, not given writeback_ttl (600 s) afresh.
+    assert client_says(fleet, "c", "get-many", "u", n) == f"hits {n}"
+    ttls = [ttl_on(victim, k) for k in victim_keys]
+    assert all(0 < t <= 60 for t in ttls), ttls
+
+
+def test_value_set_with_5s_moved_by_a_drain_keeps_5s(shim_fleet):
+    fleet = shim_fleet
+    n = 60
+    keys = [f"d{i}" for i in range(n)]
+    assert client_says(fleet, "c", "set-many", "d", n, 5, shim=False) == f"stored {n}"
+    draining = fleet.servers[2]
+    before = holders(fleet, keys)
+    on_draining = [k for k in keys if before[k] == [draining.address]]
+    assert on_draining
+    result = fleet.ctl("drain", draining.address)
+    assert result.returncode == 0, result.stderr
+    fleet.wait_states({draining.address: "draining"})
+    assert client_says(fleet, "c", "get-many", "d", n) == f"hits {n}"
+    after = holders(fleet, on_draining)
+    by_address = {m.address: m for m in fleet.servers}
+    ttls = {}
+    for k in on_draining:
+        assert len(after[k]) == 1 and after[k] != [draining.address], k
+        ttls[k] = ttl_on(by_address[after[k][0]], k)
+    assert all(0 < t <= 5 for t in ttls.values()), ttls
+
+
+@pytest.mark.parametrize("read", ["get-many", "mget-many"])
+def test_another_readers_lease_is_a_miss_not_an_empty_value(shim_fleet, read):
+    """A key whose returned server holds a write-back lease (an empty item
+    with the lease flags) reads as a miss there: the value comes from the
+    fallback, and the other reader's lease is left alone."""
+    fleet = shim_fleet
+    n = 40
+    victim, victim_keys = kill_and_restart_with_outage_copies(fleet, "l", n, 0, client="pylibmc")
+    for k in victim_keys:
+        assert victim.command(f"ms {k} 0 F{LEASE_FLAGS} T30 ME\r\n\r\n".encode()) == b"HD\r\n"
+    counted = "hits" if read == "get-many" else "found"
+    assert client_says(fleet, "pylibmc", read, "l", n) == f"{counted} {n}"
+    for k in victim_keys:
+        assert victim.command(f"mg {k} s f\r\n".encode()) == f"HD s0 f{LEASE_FLAGS}\r\n".encode()
+
+
+FORK_SCRIPT = """
+import os, sys, pylibmc
+servers, keys = sys.argv[1].split(","), sys.argv[2].split(",")
+client = lambda: pylibmc.Client(servers, behaviors={"ketama": True})
+hits = lambda mc, part: sum(1 for k in part if mc.get(k) == "v" + k[1:])
+mc = client()
+first = hits(mc, keys[:10])  # write-backs: this thread's meta connections open
+child = os.fork()
+if child == 0:  # a handle of its own, as after any fork; writes back alongside the parent
+    os._exit(0 if hits(client(), keys[10::2]) == len(keys[10::2]) else 1)
+parent = hits(mc, keys[11::2])
+_, status = os.waitpid(child, 0)
+print(first, parent, os.waitstatus_to_exitcode(status))
+"""
+
+
+def test_write_backs_from_a_forked_child_and_its_parent_at_once(shim_fleet):
+    """The shim's meta connections are per process: a child never talks on
+    its parent's socket."""
+    fleet = shim_fleet
+    victim, victim_keys = kill_and_restart_with_outage_copies(fleet, "f", 160, 0, client="pylibmc")
+    assert len(victim_keys) > 20
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MCSHIM_") and k != "LD_PRELOAD"}
+    env.update(PRELOAD)
+    env["MCSHIM_STATE"] = fleet.state
+    servers = ",".join(m.address for m in fleet.servers)
+    result = subprocess.run(["/usr/bin/python3", "-c", FORK_SCRIPT, servers, ",".join(victim_keys)],
+                            capture_output=True, text=True, timeout=60, env=env)
+    assert result.stderr == ""
+    assert result.stdout.split() == ["10", str(len(victim_keys[11::2])), "0"]
+    assert all(victim.address in v for v in holders(fleet, victim_keys).values())
+
+
+def race(fleet, mode, read, keys, readers=2):
+    """tests/clients/mc_race under the shim: `mode` (delete or set) of each
+    key against `readers` threads reading it by `read` (get or mget)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MCSHIM_") and k != "LD_PRELOAD"}
+    env.update(PRELOAD)
+    env["MCSHIM_STATE"] = fleet.state
+    servers = ",".join(m.address for m in fleet.servers)
+    result = subprocess.run([RACE, servers, mode, read, str(readers)], input="\n".join(keys) + "\n",
+                            capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    words = result.stdout.split()
+    figures = dict(zip(words[::2], map(int, words[1::2])))
+    assert figures["keys"] == len(keys)
+    assert figures["after"] >= len(keys)  # every key read after its write returned
+    return figures
+
+
+def left_anywhere(fleet, keys, unless=None):
+    """Keys some live server still holds (with a value other than `unless`)."""
+    left = []
+    for m in fleet.servers:
+        if m.process.poll() is not None:
+            continue
+        for i in range(0, len(keys), 100):
+            reply = m.command(("get " + " ".join(keys[i:i + 100]) + "\r\n").encode(), expect_end=b"END\r\n")
+            lines = reply.split(b"\r\n")
+            for j, line in enumerate(lines):
+                if line.startswith(b"VALUE ") and (unless is None or lines[j + 1] != unless):
+                    left.append((line.split()[1].decode(), m.address))
+    return left
+
+
+@pytest.mark.parametrize("mode, read", [("delete", "get"), ("delete", "mget"), ("set", "get")])
+def test_delete_or_set_during_the_window_never_brings_the_older_value_back(shim_fleet, mode, read):
+    """Readers falling back to S race a delete (or set) of each key: none
+    started after the write returned sees the older value, and none of the
+    older values is left on P or S."""
+    fleet = shim_fleet
+    prefix = f"r{mode[0]}{read[0]}"
+    victim, victim_keys = kill_and_restart_with_outage_copies(fleet, prefix, 3000, 0)
+    figures = race(fleet, mode, read, victim_keys)
+    left = left_anywhere(fleet, victim_keys, unless=None if mode == "delete" else b"new")
+    note(f"writeback race, {mode} vs 2 readers by {read}, recently down",
+         f"{figures['keys']} keys, {figures['reads']} reads, {figures['after']} after the {mode} returned: "
+         f"{figures['stale']} stale, {len(left)} older values left")
+    assert fleet.server(victim.address)["recently_down_until"] is not None, "the window outlived the race"
+    assert figures["stale"] == 0
+    assert left == []
+
+
+def test_delete_while_draining_never_brings_the_older_value_back(shim_fleet):
+    """Readers moving a draining server's keys race a delete of each key."""
+    fleet = shim_fleet
+    n = 3000
+    keys = [f"q{i}" for i in range(n)]
+    assert client_says(fleet, "c", "set-many", "q", n, 0, shim=False) == f"stored {n}"
+    draining = fleet.servers[2]
+    placed = holders(fleet, keys)
+    on_draining = [k for k in keys if placed[k] == [draining.address]]
+    result = fleet.ctl("drain", draining.address)
+    assert result.returncode == 0, result.stderr
+    fleet.wait_states({draining.address: "draining"})
+    figures = race(fleet, "delete", "get", on_draining)
+    left = left_anywhere(fleet, on_draining)
+    note("writeback race, delete vs 2 readers, draining",
+         f"{figures['keys']} keys, {figures['after']} reads after the delete returned: {figures['stale']} stale, "
+         f"{len(left)} older values left")
+    assert figures["stale"] == 0
+    assert left == []
