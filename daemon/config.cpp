@@ -119,6 +119,13 @@ public:
                 return;
             }
         }
+        if (config_.min_live_servers > config_.servers.size()) {
+            at_line(key_lines_["min_live_servers"],
+                    fmt::format("min_live_servers = {} is more than the {} servers configured: "
+                                "no server could ever be drained",
+                                config_.min_live_servers, config_.servers.size()));
+            return;
+        }
         if (config_.control_socket == config_.state_file)
             at_line(key_lines_["control_socket"], "control_socket and state_file must differ");
         else if (config_.probe_timeout >= config_.probe_interval)
@@ -203,6 +210,8 @@ private:
         if (key == "probe_timeout") return duration_key(k, value, config_.probe_timeout, Millis(1));
         if (key == "fail_after") return count_key(k, value, config_.fail_after, 1, 1000);
         if (key == "recover_after") return count_key(k, value, config_.recover_after, 1, 1000);
+        if (key == "min_live_servers")
+            return count_key(k, value, config_.min_live_servers, 0, state::kMaxServers);
         if (key == "recently_down_window")
             return duration_key(k, value, config_.recently_down_window, Millis(0));
         // Sent to memcached as a relative expiration, which it reads as an

@@ -128,6 +128,17 @@ TEST_CASE("config: cross-key checks point at the offending key") {
           "t.conf:2: stale_after (1s) must be longer than probe_interval (2s)");
 }
 
+TEST_CASE("config: min_live_servers defaults to 1 and cannot exceed the servers") {
+    CHECK(parse_config(kMinimal, "t.conf").config->min_live_servers == 1);
+    const auto zero = parse_config(std::string("[mcwatchd]\nmin_live_servers = 0\n") + kMinimal, "t.conf");
+    REQUIRE(zero.config);
+    CHECK(zero.config->min_live_servers == 0);
+    CHECK(error_of(std::string("[mcwatchd]\nmin_live_servers = 2\n") + kMinimal) ==
+          "t.conf:2: min_live_servers = 2 is more than the 1 servers configured: no server could ever be drained");
+    CHECK(error_of(std::string("[mcwatchd]\nmin_live_servers = -1\n") + kMinimal) ==
+          "t.conf:2: min_live_servers = '-1': expected a whole number from 0 to 4096");
+}
+
 TEST_CASE("config: a missing file is reported with its path") {
     const auto result = mcwatch::load_config("/nonexistent/mcwatchd.conf");
     CHECK_FALSE(result.config);

@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "control.hpp"
 #include "duration.hpp"
@@ -108,15 +109,25 @@ int main(int argc, char** argv) {
 
     bool takes_server = false;
     if (is_control_command(command, takes_server)) {
-        if (takes_server && argc - i != 1) return usage_error(fmt::format("{} needs one SERVER (host:port)", command));
-        if (!takes_server && argc - i != 0) return usage_error(fmt::format("{} takes no arguments", command));
+        // drain and down: `--force` goes past min_live_servers.
+        const bool may_force = command == "drain" || command == "down";
+        bool force = false;
+        std::vector<const char*> words;
+        for (; i < argc; ++i) {
+            if (may_force && std::strcmp(argv[i], "--force") == 0) force = true;
+            else words.push_back(argv[i]);
+        }
+        if (takes_server && words.size() != 1)
+            return usage_error(fmt::format("{} needs one SERVER (host:port){}", command, may_force ? " and maybe --force" : ""));
+        if (!takes_server && !words.empty()) return usage_error(fmt::format("{} takes no arguments", command));
         std::string error;
         const std::string socket = control_socket_path(explicit_socket, config_path, state_path, error);
         if (socket.empty()) {
             fmt::print(stderr, "mcctl: {}\n", error);
             return kExitUnusable;
         }
-        const std::string request = takes_server ? fmt::format("{} {}", command, argv[i]) : command;
+        const std::string request =
+            takes_server ? fmt::format("{} {}{}", command, words[0], force ? " force" : "") : command;
         // A flush is answered after the daemon's next probe round: allow for
         // a long probe_interval (the daemon keeps such a request 120s).
         const auto timeout = command == "flush" ? std::chrono::seconds(120) : std::chrono::seconds(30);
