@@ -30,6 +30,8 @@ def test_three_live_servers_in_status_json(fleet):
         assert server["restarts"] == 0
         assert re.fullmatch(r"\d+\.\d+\.\d+.*", server["version"])
         assert server["last_error"] is None
+    assert status["summary"] == {"servers": 3, "live": 3, "dead": 0, "draining": 0, "unknown": 0,
+                                 "text": "3 of 3 live"}
     assert run([MCCTL, "-s", fleet.state, "status"]).returncode == 0
 
 
@@ -41,12 +43,31 @@ def test_status_table_for_people(fleet):
     result = run([MCCTL, "-s", fleet.state, "status"])
     assert result.returncode == 1  # some server not live
     lines = result.stdout.splitlines()
-    assert lines[0].startswith(f"mcwatchd pid {fleet.daemon.pid}, state {fleet.state}")
-    assert lines[1].split()[:3] == ["SERVER", "STATE", "FOR"]
-    assert re.match(rf"{re.escape(fleet.servers[0].address)}\s+live\s", lines[2])
-    assert re.match(rf"{re.escape(fleet.servers[1].address)}\s+dead\s", lines[3])
-    assert "last error: connection refused" in lines[4]
+    assert lines[0] == "1 of 2 live, 1 dead"  # the summary an operator reads first
+    assert lines[1].startswith(f"mcwatchd pid {fleet.daemon.pid}, state {fleet.state}")
+    assert lines[2].split()[:3] == ["SERVER", "STATE", "FOR"]
+    assert re.match(rf"{re.escape(fleet.servers[0].address)}\s+live\s", lines[3])
+    assert re.match(rf"{re.escape(fleet.servers[1].address)}\s+dead\s", lines[4])
+    assert "last error: connection refused" in lines[5]
     assert "\x1b[" not in result.stdout  # no colour when not on a terminal
+
+
+def test_a_dead_servers_items_and_hit_ratio_are_not_shown_as_current(fleet):
+    fleet.add_servers(2)
+    fleet.start_daemon()
+    victim = fleet.servers[1]
+    assert victim.command(b"set k 0 0 1\r\nv\r\nget k\r\n", expect_end=b"END\r\n").startswith(b"STORED")
+    wait_until(lambda: fleet.server(victim.address)["curr_items"] == 1, what="the item to be probed")
+    victim.kill()
+    fleet.wait_states({victim.address: "dead"})
+    row = next(line for line in run([MCCTL, "-s", fleet.state, "status"]).stdout.splitlines()
+               if line.startswith(victim.address + " "))
+    # SERVER STATE FOR RTT UPTIME ITEMS HIT% RESTARTS: the last good probe's 1 item and 100.0% are gone.
+    assert row.split()[1:8] == ["dead", row.split()[2], "-", "-", "-", "-", "0"], row
+    dead = fleet.server(victim.address)
+    assert [dead[k] for k in ("curr_items", "get_hits", "get_misses", "curr_connections", "uptime_s")] == [None] * 5
+    status = fleet.status()
+    assert status["summary"]["text"] == "1 of 2 live, 1 dead"
 
 
 def test_kill_9_is_dead_then_live_again_after_restart(fleet):
