@@ -255,8 +255,14 @@ private:
     int routing_key(const std::string& key, const char* value) {
         if (!first_time("routing." + key)) return 0;
         if (key == "distribution") {
+            // PHP's Memcached::DISTRIBUTION_CONSISTENT and pylibmc's word for ketama.
+            if (std::string_view(value) == "consistent") {
+                config_.distribution = state::Distribution::ketama;
+                return 1;
+            }
             if (!distribution_from_name(value, config_.distribution))
-                return fail(fmt::format("distribution = '{}': expected ketama, ketama_weighted or modula", value));
+                return fail(fmt::format(
+                    "distribution = '{}': expected ketama (or consistent), ketama_weighted or modula", value));
             return 1;
         }
         if (key == "hash") {

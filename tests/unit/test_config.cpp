@@ -93,7 +93,7 @@ TEST_CASE("config: every error names file:line and the problem") {
     CHECK(error_of("[mcwatchd]\nfail_after = 2\nfail_after = 3\n") ==
           "t.conf:3: duplicate key 'fail_after' (first set on line 2)");
     CHECK(error_of("[routing]\ndistribution = random\n") ==
-          "t.conf:2: distribution = 'random': expected ketama, ketama_weighted or modula");
+          "t.conf:2: distribution = 'random': expected ketama (or consistent), ketama_weighted or modula");
     CHECK(error_of("[routing]\nhash = sha1\n") ==
           "t.conf:2: hash = 'sha1': unknown hash (expected one of one_at_a_time, md5, crc, fnv1_64, fnv1a_64, "
           "fnv1_32, fnv1a_32, murmur, jenkins, murmur3)");
@@ -126,6 +126,12 @@ TEST_CASE("config: cross-key checks point at the offending key") {
           "t.conf:3: probe_timeout (200ms) must be shorter than probe_interval (100ms)");
     CHECK(error_of(std::string("[mcwatchd]\nstale_after = 1s\nprobe_interval = 2s\n") + kMinimal) ==
           "t.conf:2: stale_after (1s) must be longer than probe_interval (2s)");
+}
+
+TEST_CASE("config: `consistent` (PHP's and pylibmc's word) is ketama") {
+    const auto result = parse_config(std::string("[routing]\ndistribution = consistent\n") + kMinimal, "t.conf");
+    REQUIRE_MESSAGE(result.config, result.error);
+    CHECK(result.config->distribution == mcwatch::state::Distribution::ketama);
 }
 
 TEST_CASE("config: min_live_servers defaults to 1 and cannot exceed the servers") {
