@@ -244,7 +244,53 @@ def test_config_check(tmp_path):
     assert missing.returncode == 1
     assert "none.conf: cannot open: No such file or directory" in missing.stderr
     assert run([MCWATCHD, "--version"]).stdout.startswith("mcwatchd ")
-    assert run([MCWATCHD]).returncode == 2
+    assert run([MCWATCHD, "-x"]).returncode == 2
+
+
+def test_config_check_without_c_reads_etc_mcwatchd_conf():
+    # -t only: on a host where /etc/mcwatchd.conf exists, a plain `mcwatchd` would start a daemon.
+    result = run([MCWATCHD, "-t"])
+    said = result.stdout if result.returncode == 0 else result.stderr
+    assert said.startswith(("/etc/mcwatchd.conf: ok: ", "mcwatchd: /etc/mcwatchd.conf: ")), result
+
+
+def test_config_mistakes_are_named_with_file_and_line(tmp_path):
+    conf = tmp_path / "mcwatchd.conf"
+    cases = {
+        "[servers]\nserver = 127.0.0.1:11212:1\n":
+            ":2: server 127.0.0.1:11212:1: the weight is written `weight=1` after the address: "
+            "server = 127.0.0.1:11212 weight=1",
+        "[servers]\nserver = 127.0.0.1:11211,127.0.0.1:11212\n":
+            ":2: server 127.0.0.1:11211,127.0.0.1:11212: write one server per `server =` line, "
+            "not a comma-separated list",
+        "[servers]\nserver = 127.0.0.1:11211\nserver = localhost:11211\n":
+            ":3: server localhost:11211 is 127.0.0.1:11211, the same server as 127.0.0.1:11211 on line 2",
+    }
+    for text, expected in cases.items():
+        conf.write_text(text)
+        result = run([MCWATCHD, "-t", "-c", str(conf)])
+        assert (result.returncode, result.stderr) == (1, f"mcwatchd: {conf}{expected}\n"), text
+
+    directory = run([MCWATCHD, "-t", "-c", str(tmp_path)])
+    assert (directory.returncode, directory.stderr) == (1, f"mcwatchd: {tmp_path}: is a directory, "
+                                                           "not a configuration file\n")
+
+    # `#` after a value is a comment, as `;` is.
+    conf.write_text("[mcwatchd]\nprobe_interval = 500ms # half a second\n[servers]\nserver = 127.0.0.1:11211\n")
+    commented = run([MCWATCHD, "-t", "-c", str(conf)])
+    assert commented.returncode == 0, commented.stderr
+    assert "probe every 500ms" in commented.stdout
+
+
+def test_config_check_warns_about_a_name_that_does_not_resolve(tmp_path):
+    conf = tmp_path / "mcwatchd.conf"
+    conf.write_text("[servers]\nserver = 127.0.0.1:11211\nserver = nonexistent.invalid:11211\n")
+    result = run([MCWATCHD, "-t", "-c", str(conf)])
+    assert result.returncode == 0
+    assert result.stderr.startswith(f"mcwatchd: warning: {conf}:3: server nonexistent.invalid:11211: name does "
+                                    "not resolve now (")
+    assert result.stderr.endswith("mcwatchd will keep trying and publish it dead until it does\n")
+    assert result.stdout.startswith(f"{conf}: ok: 2 servers")
 
 
 def test_mcctl_on_a_missing_or_garbage_state_file(tmp_path):

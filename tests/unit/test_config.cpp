@@ -145,6 +145,52 @@ TEST_CASE("config: min_live_servers defaults to 1 and cannot exceed the servers"
           "t.conf:2: min_live_servers = '-1': expected a whole number from 0 to 4096");
 }
 
+TEST_CASE("config: errors that pointed the wrong way name the real problem") {
+    // twemproxy's and libmemcached --servers' host:port:weight.
+    CHECK(error_of("[servers]\nserver = 127.0.0.1:11212:1\n") ==
+          "t.conf:2: server 127.0.0.1:11212:1: the weight is written `weight=1` after the address: "
+          "server = 127.0.0.1:11212 weight=1");
+    CHECK(error_of("[servers]\nserver = 127.0.0.1:11211,127.0.0.1:11212\n") ==
+          "t.conf:2: server 127.0.0.1:11211,127.0.0.1:11212: write one server per `server =` line, "
+          "not a comma-separated list");
+    CHECK(error_of("[servers]\nserver = 127.0.0.1:11211, 127.0.0.1:11212\n") ==
+          "t.conf:2: server 127.0.0.1:11211,: write one server per `server =` line, not a comma-separated list");
+    CHECK(error_of("[servers]\nserver = 127.0.0.1:11211 127.0.0.1:11212\n") ==
+          "t.conf:2: server 127.0.0.1:11211: '127.0.0.1:11212' is not an option: write one server per "
+          "`server =` line (options are weight=N)");
+    // IPv6 without brackets is still told so.
+    CHECK(error_of("[servers]\nserver = fe80::1:11211\n") ==
+          "t.conf:2: server fe80::1:11211: write IPv6 addresses as [addr]:port");
+}
+
+TEST_CASE("config: `#` after a value starts a comment, as `;` does") {
+    const auto result = parse_config("[mcwatchd]\nprobe_interval = 500ms # half a second\nfail_after = 3\t# x\n"
+                                     "[servers] # the fleet\nserver = 127.0.0.1:11211 weight=2 # big one\n",
+                                     "t.conf");
+    REQUIRE_MESSAGE(result.config, result.error);
+    CHECK(result.config->probe_interval.count() == 500);
+    CHECK(result.config->fail_after == 3);
+    CHECK(result.config->servers[0].weight == 2);
+    // Only after a space or a tab: a value may hold one.
+    CHECK(error_of("[mcwatchd]\nprobe_interval = 500ms#half\n") ==
+          "t.conf:2: probe_interval: bad duration '500ms#half': unknown unit 'ms#half' (use ms, s, m, h or d)");
+}
+
+TEST_CASE("config: two entries for one server (localhost and 127.0.0.1) are refused, naming both lines") {
+    CHECK(error_of("[servers]\nserver = 127.0.0.1:11211\nserver = localhost:11211\n") ==
+          "t.conf:3: server localhost:11211 is 127.0.0.1:11211, the same server as 127.0.0.1:11211 on line 2");
+    CHECK(error_of("[servers]\nserver = [::1]:11211\nserver = [0:0::1]:11211\n") ==
+          "t.conf:3: server [0:0::1]:11211 is [::1]:11211, the same server as [::1]:11211 on line 2");
+    // Another port is another server; names are not looked up.
+    CHECK(error_of("[servers]\nserver = 127.0.0.1:11211\nserver = localhost:11212\nserver = cache:11211\n") == "");
+}
+
+TEST_CASE("config: a directory given as the file is called one") {
+    const auto result = mcwatch::load_config("/tmp");
+    CHECK_FALSE(result.config);
+    CHECK(result.error == "/tmp: is a directory, not a configuration file");
+}
+
 TEST_CASE("config: a missing file is reported with its path") {
     const auto result = mcwatch::load_config("/nonexistent/mcwatchd.conf");
     CHECK_FALSE(result.config);
