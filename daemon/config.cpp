@@ -4,6 +4,7 @@
 #include <grp.h>
 #include <netdb.h>
 #include <pwd.h>
+#include <sys/stat.h>
 
 #include <fmt/format.h>
 #include <ini.h>
@@ -33,6 +34,18 @@ struct LineReader {
     bool too_long = false;
 };
 
+// `value  # comment`: Debian's libinih takes only `;` after a value as a
+// comment (INI_INLINE_COMMENT_PREFIXES is fixed when it is built), yet `#`
+// is what most /etc files use. As for `;`, the `#` must follow a space or a
+// tab, so that a value may still hold one.
+void strip_hash_comment(char* line) {
+    for (char* c = line; *c; ++c)
+        if (*c == '#' && c > line && (c[-1] == ' ' || c[-1] == '\t')) {
+            *c = '\0';
+            return;
+        }
+}
+
 char* read_line(char* buffer, int size, void* stream) {
     auto* reader = static_cast<LineReader*>(stream);
     const std::string& text = *reader->text;
@@ -49,6 +62,7 @@ char* read_line(char* buffer, int size, void* stream) {
     std::memcpy(buffer, text.data() + reader->pos, length);
     buffer[length] = '\0';
     reader->pos = end;
+    strip_hash_comment(buffer);
     return buffer;
 }
 
@@ -118,6 +132,13 @@ public:
                                     config_.control_socket));
                 return;
             }
+        }
+        if (config_.min_live_servers > config_.servers.size()) {
+            at_line(key_lines_["min_live_servers"],
+                    fmt::format("min_live_servers = {} is more than the {} servers configured: "
+                                "no server could ever be drained",
+                                config_.min_live_servers, config_.servers.size()));
+            return;
         }
         if (config_.control_socket == config_.state_file)
             at_line(key_lines_["control_socket"], "control_socket and state_file must differ");
@@ -203,6 +224,8 @@ private:
         if (key == "probe_timeout") return duration_key(k, value, config_.probe_timeout, Millis(1));
         if (key == "fail_after") return count_key(k, value, config_.fail_after, 1, 1000);
         if (key == "recover_after") return count_key(k, value, config_.recover_after, 1, 1000);
+        if (key == "min_live_servers")
+            return count_key(k, value, config_.min_live_servers, 0, state::kMaxServers);
         if (key == "recently_down_window")
             return duration_key(k, value, config_.recently_down_window, Millis(0));
         // Sent to memcached as a relative expiration, which it reads as an
@@ -246,8 +269,14 @@ private:
     int routing_key(const std::string& key, const char* value) {
         if (!first_time("routing." + key)) return 0;
         if (key == "distribution") {
+            // PHP's Memcached::DISTRIBUTION_CONSISTENT and pylibmc's word for ketama.
+            if (std::string_view(value) == "consistent") {
+                config_.distribution = state::Distribution::ketama;
+                return 1;
+            }
             if (!distribution_from_name(value, config_.distribution))
-                return fail(fmt::format("distribution = '{}': expected ketama, ketama_weighted or modula", value));
+                return fail(fmt::format(
+                    "distribution = '{}': expected ketama (or consistent), ketama_weighted or modula", value));
             return 1;
         }
         if (key == "hash") {
@@ -272,15 +301,29 @@ private:
         const std::string why = parse_server_address(address, server);
         if (!why.empty()) return fail(why);
         while (words >> option) {
+            if (option.find('=') == std::string::npos)
+                return fail(fmt::format("server {}: '{}' is not an option: write one server per `server =` line "
+                                        "(options are weight=N)",
+                                        address, option));
             if (option.rfind("weight=", 0) != 0)
                 return fail(fmt::format("server {}: unknown option '{}' (expected weight=N)", address, option));
             const auto weight = parse_count(std::string_view(option).substr(7), 1, 1'000'000);
             if (!weight) return fail(fmt::format("server {}: bad weight '{}': expected 1 to 1000000", address, option.substr(7)));
             server.weight = *weight;
         }
-        for (const ServerAddress& other : config_.servers)
-            if (other.text == server.text)
-                return fail(fmt::format("duplicate server {} (first on line {})", server.text, other.line));
+        if (const auto [it, inserted] = lines_by_text_.emplace(server.text, line_); !inserted)
+            return fail(fmt::format("duplicate server {} (first on line {})", server.text, it->second));
+        // Two entries, one memcached: probed twice, and its keys counted on
+        // two points of the ring. Names are not looked up here.
+        const std::string numeric = numeric_server_address(server);
+        if (!numeric.empty()) {
+            const auto [it, inserted] = entries_by_numeric_.emplace(numeric, config_.servers.size());
+            if (!inserted) {
+                const ServerAddress& other = config_.servers[it->second];
+                return fail(fmt::format("server {} is {}, the same server as {} on line {}", server.text, numeric,
+                                        other.text, other.line));
+            }
+        }
         config_.servers.push_back(std::move(server));
         return 1;
     }
@@ -291,6 +334,8 @@ private:
     std::string error_;
     int error_line_ = 0;
     std::map<std::string, int> key_lines_;  // key -> line it was set on
+    std::map<std::string, int> lines_by_text_;              // server address as written -> its line
+    std::map<std::string, size_t> entries_by_numeric_;  // numeric address -> index in servers
 };
 
 int handler(void* user, const char* section, const char* key, const char* value) {
@@ -323,6 +368,8 @@ std::string parse_server_address(const std::string& text, ServerAddress& out) {
         if (out.path.size() >= 108) return fmt::format("server {}: unix socket path too long", text);
         return "";
     }
+    if (text.find(',') != std::string::npos)
+        return fmt::format("server {}: write one server per `server =` line, not a comma-separated list", text);
     std::string host, port;
     if (text[0] == '[') {
         const size_t close = text.find(']');
@@ -337,8 +384,16 @@ std::string parse_server_address(const std::string& text, ServerAddress& out) {
         if (colon == std::string::npos) return fmt::format("server {}: missing port (expected host:port)", text);
         host = text.substr(0, colon);
         port = text.substr(colon + 1);
-        if (host.find(':') != std::string::npos)
+        if (host.find(':') != std::string::npos) {
+            // twemproxy's and libmemcached's --servers "host:port:weight".
+            const size_t first = host.find(':');
+            const std::string name = host.substr(0, first), middle = host.substr(first + 1);
+            if (valid_hostname(name) && parse_count(middle, 1, 65535) && parse_count(port, 0, UINT32_MAX))
+                return fmt::format("server {}: the weight is written `weight={}` after the address: "
+                                   "server = {}:{} weight={}",
+                                   text, port, name, middle, port);
             return fmt::format("server {}: write IPv6 addresses as [addr]:port", text);
+        }
         if (!valid_hostname(host)) return fmt::format("server {}: bad host name '{}'", text, host);
     }
     const auto number = parse_count(port, 1, 65535);
@@ -407,6 +462,9 @@ ConfigResult parse_config(const std::string& text, const std::string& name) {
 }
 
 ConfigResult load_config(const std::string& path) {
+    struct stat info{};
+    if (::stat(path.c_str(), &info) == 0 && S_ISDIR(info.st_mode))
+        return {std::nullopt, fmt::format("{}: is a directory, not a configuration file", path)};
     std::ifstream in(path, std::ios::binary);
     if (!in) return {std::nullopt, fmt::format("{}: cannot open: {}", path, std::strerror(errno))};
     std::ostringstream text;

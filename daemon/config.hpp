@@ -34,6 +34,8 @@ struct Config {
     Millis probe_timeout{250};
     uint32_t fail_after = 2;
     uint32_t recover_after = 3;
+    // mcctl drain/down refuse to leave fewer live servers than this (0 = no floor).
+    uint32_t min_live_servers = 1;
     Millis recently_down_window{std::chrono::hours(1)};
     Millis writeback_ttl{std::chrono::minutes(10)};
     bool flush_on_rejoin = true;

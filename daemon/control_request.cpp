@@ -16,16 +16,17 @@ struct CommandSpec {
     const char* name;
     ControlCommand command;
     bool takes_server;
+    bool takes_force;  // `force` after the server: past min_live_servers
 };
 
 constexpr std::array<CommandSpec, 7> kCommands = {{
-    {"ping", ControlCommand::ping, false},
-    {"reload", ControlCommand::reload, false},
-    {"drain", ControlCommand::drain, true},
-    {"undrain", ControlCommand::undrain, true},
-    {"down", ControlCommand::down, true},
-    {"up", ControlCommand::up, true},
-    {"flush", ControlCommand::flush, true},
+    {"ping", ControlCommand::ping, false, false},
+    {"reload", ControlCommand::reload, false, false},
+    {"drain", ControlCommand::drain, true, true},
+    {"undrain", ControlCommand::undrain, true, false},
+    {"down", ControlCommand::down, true, true},
+    {"up", ControlCommand::up, true, false},
+    {"flush", ControlCommand::flush, true, false},
 }};
 
 ControlParse refuse(std::string why) { return {std::nullopt, std::move(why)}; }
@@ -55,7 +56,7 @@ ControlParse parse_control_request(std::string_view line) {
         }
         size_t end = i;
         while (end < line.size() && line[end] != ' ' && line[end] != '\t') ++end;
-        if (words.size() == 2) return refuse("too many words: expected COMMAND [SERVER]");
+        if (words.size() == 3) return refuse("too many words: expected COMMAND [SERVER [force]]");
         words.push_back(line.substr(i, end - i));
         i = end;
     }
@@ -67,10 +68,13 @@ ControlParse parse_control_request(std::string_view line) {
             if (words.size() != 1) return refuse(fmt::format("{} takes no argument", spec.name));
             return {ControlRequest{spec.command, ""}, ""};
         }
-        if (words.size() != 2) return refuse(fmt::format("{} needs a server: {} HOST:PORT", spec.name, spec.name));
+        if (words.size() < 2) return refuse(fmt::format("{} needs a server: {} HOST:PORT", spec.name, spec.name));
         if (words[1].size() >= state::kAddressSize)
             return refuse(fmt::format("server address longer than {} bytes", state::kAddressSize - 1));
-        return {ControlRequest{spec.command, std::string(words[1])}, ""};
+        if (words.size() == 3 && (!spec.takes_force || words[2] != "force"))
+            return refuse(spec.takes_force ? fmt::format("{} HOST:PORT takes only `force` after the server", spec.name)
+                                           : fmt::format("{} takes one server and nothing after it", spec.name));
+        return {ControlRequest{spec.command, std::string(words[1]), words.size() == 3}, ""};
     }
     // Echo a bounded, already printable prefix of what was sent.
     return refuse(fmt::format("unknown command '{}' (expected ping, reload, drain, undrain, down, up or flush)",

@@ -1,5 +1,5 @@
 // The control protocol's requests: one line of text per connection on the
-// unix socket, `COMMAND [SERVER]`, answered by one line, `ok MESSAGE` or
+// unix socket, `COMMAND [SERVER [force]]`, answered by one line, `ok MESSAGE` or
 // `error MESSAGE`. The parser is a pure function of the bytes received so
 // that it can be fuzzed and unit-tested apart from any socket.
 #pragma once
@@ -16,6 +16,8 @@ enum class ControlCommand { ping, reload, drain, undrain, down, up, flush };
 struct ControlRequest {
     ControlCommand command = ControlCommand::ping;
     std::string server;  // as the operator typed it; "" for ping and reload
+    // drain and down: even if fewer than min_live_servers would stay live.
+    bool force = false;
 };
 
 struct ControlParse {
@@ -28,7 +30,8 @@ struct ControlParse {
 inline constexpr size_t kMaxControlRequestBytes = 512;
 
 // One request line, without its '\n' (a trailing '\r' is ignored): a command
-// in lower case, then its argument, separated by spaces or tabs. Anything
+// in lower case, then its argument, separated by spaces or tabs; drain and
+// down take a third word, `force`. Anything
 // else (control bytes, non-ASCII, a missing or extra word, an unknown
 // command, too long) is an error. Never throws except std::bad_alloc.
 ControlParse parse_control_request(std::string_view line);

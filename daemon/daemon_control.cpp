@@ -4,6 +4,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include "clock.hpp"
 #include "daemon.hpp"
 #include "log.hpp"
@@ -24,6 +26,26 @@ std::optional<size_t> Daemon::find_server(const std::string& text) const {
         if (resolved_[i] == numeric) return i;
     return std::nullopt;
 }
+
+namespace {
+
+// Why taking server `index` out (drain or down) would leave fewer live
+// servers than min_live_servers, or "" when it would not. A server that is
+// not live now changes nothing: the count is of servers clients can use.
+std::string below_min_live(const Config& config, const std::vector<ServerHealth>& health, size_t index,
+                           ControlCommand command) {
+    const auto is_live = [](const ServerHealth& h) { return h.view().state == uint32_t(state::ServerState::live); };
+    if (!is_live(health[index])) return "";
+    const size_t live = size_t(std::count_if(health.begin(), health.end(), is_live));
+    const size_t remaining = live - 1;
+    if (remaining >= config.min_live_servers) return "";
+    return fmt::format("refused: {} {} would leave {} of {} servers live, fewer than min_live_servers = {} "
+                       "(clients would fail); add --force to do it anyway",
+                       control_command_name(command), config.servers[index].text, remaining, config.servers.size(),
+                       config.min_live_servers);
+}
+
+}  // namespace
 
 std::optional<std::string> Daemon::on_control(const ControlRequest& request, ControlServer::Ticket ticket) {
     switch (request.command) {
@@ -49,6 +71,8 @@ std::optional<std::string> Daemon::on_control(const ControlRequest& request, Con
     const std::string& address = config_.servers[*index].text;
     ServerHealth& health = health_[*index];
     const int64_t now = unix_ms();
+    if ((request.command == ControlCommand::drain || request.command == ControlCommand::down) && !request.force)
+        if (std::string why = below_min_live(config_, health_, *index, request.command); !why.empty()) return "error " + why;
     std::vector<HealthEvent> events;
     bool routing_changed = false;
     std::string said;

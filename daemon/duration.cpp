@@ -26,10 +26,26 @@ std::optional<std::chrono::milliseconds> parse_duration(std::string_view text, s
     const char* end = text.data() + text.size();
     const auto [rest, ec] = std::from_chars(begin, end, number);
     if (ec != std::errc() || rest == begin || number < 0) {
-        error = fmt::format("bad duration '{}': expected a whole number and a unit (ms, s, m, h, d)", text);
+        error = fmt::format("bad duration '{}': expected a number and a unit (ms, s, m, h, d)", text);
         return std::nullopt;
     }
-    const std::string_view suffix(rest, end - rest);
+    // A decimal fraction ("1.5s", "0.25"), as watch(1) and sleep(1) take.
+    const char* cursor = rest;
+    int64_t fraction = 0, fraction_scale = 1;
+    if (cursor < end && *cursor == '.') {
+        ++cursor;
+        const char* digits = cursor;
+        while (cursor < end && *cursor >= '0' && *cursor <= '9' && cursor - digits < 9) {
+            fraction = fraction * 10 + (*cursor - '0');
+            fraction_scale *= 10;
+            ++cursor;
+        }
+        if (cursor == digits || (cursor < end && *cursor >= '0' && *cursor <= '9')) {
+            error = fmt::format("bad duration '{}': expected digits after the point (at most 9)", text);
+            return std::nullopt;
+        }
+    }
+    const std::string_view suffix(cursor, end - cursor);
     int64_t scale = 0;
     if (suffix.empty()) scale = 1000;
     for (const Unit& unit : kUnits)
@@ -42,7 +58,18 @@ std::optional<std::chrono::milliseconds> parse_duration(std::string_view text, s
         error = fmt::format("bad duration '{}': longer than a year", text);
         return std::nullopt;
     }
-    return std::chrono::milliseconds(number * scale);
+    // fraction < fraction_scale <= 1e9 and scale <= 86.4e6: no overflow.
+    const __int128 fraction_ms = __int128(fraction) * scale;
+    if (fraction_ms % fraction_scale != 0) {
+        error = fmt::format("bad duration '{}': finer than a millisecond", text);
+        return std::nullopt;
+    }
+    const int64_t millis = number * scale + int64_t(fraction_ms / fraction_scale);
+    if (millis > kMaxMillis) {
+        error = fmt::format("bad duration '{}': longer than a year", text);
+        return std::nullopt;
+    }
+    return std::chrono::milliseconds(millis);
 }
 
 std::string format_duration(std::chrono::milliseconds duration) {

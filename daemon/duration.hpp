@@ -1,5 +1,6 @@
-// Durations in the config: "500ms", "5s", "10m", "1h"; a bare number is
-// seconds (as in systemd units).
+// Durations, written the same way in the config and on mcctl's command
+// line: "500ms", "5s", "1.5s", "10m", "1h"; a bare number is seconds (as in
+// systemd units), fractions included ("0.5"), down to whole milliseconds.
 #pragma once
 
 #include <chrono>

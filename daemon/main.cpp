@@ -1,5 +1,6 @@
-// mcwatchd -c FILE [-f] [-t] [--version]
+// mcwatchd [-c FILE] [-f] [-t] [--version]
 #include <fcntl.h>
+#include <netdb.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -8,6 +9,8 @@
 #include <csignal>
 #include <cstring>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "config.hpp"
 #include "daemon.hpp"
@@ -18,12 +21,56 @@
 
 namespace {
 
+constexpr const char* kDefaultConfig = "/etc/mcwatchd.conf";
 constexpr const char* kUsage =
-    "usage: mcwatchd -c FILE [-f] [-t]\n"
+    "usage: mcwatchd [-c FILE] [-f] [-t]\n"
     "       mcwatchd --version\n"
-    "  -c FILE  configuration (INI); see mcwatchd.conf(5)\n"
+    "  -c FILE  configuration (INI), default /etc/mcwatchd.conf; see mcwatchd.conf(5)\n"
     "  -f       stay in the foreground (as under systemd)\n"
     "  -t       check the configuration and exit: 0 if valid, 1 with file:line: message\n";
+
+// `-t`: a server name that does not resolve now is worth a warning, not a
+// refusal (DNS may be down while the file is right; the daemon keeps
+// trying and publishes the server dead meanwhile). All names are looked up
+// at once, for 5 seconds at most, so that a silent resolver cannot hold -t.
+void warn_unresolved_names(const mcwatch::Config& config) {
+    std::vector<const mcwatch::ServerAddress*> named;
+    for (const mcwatch::ServerAddress& server : config.servers)
+        if (!server.is_unix && mcwatch::numeric_server_address(server).empty()) named.push_back(&server);
+    if (named.empty()) return;
+    addrinfo hints{};
+    hints.ai_socktype = SOCK_STREAM;
+    std::vector<gaicb> requests(named.size());
+    std::vector<gaicb*> list(named.size());
+    for (size_t i = 0; i < named.size(); ++i) {
+        requests[i] = gaicb{};
+        requests[i].ar_name = named[i]->host.c_str();
+        requests[i].ar_request = &hints;
+        list[i] = &requests[i];
+    }
+    if (getaddrinfo_a(GAI_NOWAIT, list.data(), int(list.size()), nullptr) != 0) return;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    for (;;) {
+        bool waiting = false;
+        for (gaicb* request : list) waiting |= gai_error(request) == EAI_INPROGRESS;
+        if (!waiting || std::chrono::steady_clock::now() >= deadline) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    for (size_t i = 0; i < named.size(); ++i) {
+        const int status = gai_error(&requests[i]);
+        if (status == EAI_INPROGRESS) gai_cancel(&requests[i]);
+        else if (status == 0) freeaddrinfo(requests[i].ar_result);
+        if (status == 0) continue;
+        fmt::print(stderr, "mcwatchd: warning: {}:{}: server {}: name does not resolve now ({}); mcwatchd will "
+                   "keep trying and publish it dead until it does\n",
+                   config.path, named[i]->line, named[i]->text,
+                   status == EAI_INPROGRESS ? "no answer within 5s" : gai_strerror(status));
+    }
+    // A lookup still under way writes into `requests`: wait for the cancel.
+    for (gaicb& request : requests)
+        for (int i = 0; i < 250 && gai_error(&request) == EAI_INPROGRESS; ++i)
+            std::this_thread::sleep_for(std::chrono::milliseconds(20));
+}
 
 void on_signal(int signal) {
     if (signal == SIGHUP) mcwatch::Daemon::reload_requested = 1;
@@ -92,10 +139,7 @@ int main(int argc, char** argv) {
             return 2;
         }
     }
-    if (config_path.empty()) {
-        fmt::print(stderr, "mcwatchd: missing -c FILE\n{}", kUsage);
-        return 2;
-    }
+    if (config_path.empty()) config_path = kDefaultConfig;
 
     mcwatch::ConfigResult loaded = mcwatch::load_config(config_path);
     if (!loaded.config) {
@@ -104,6 +148,7 @@ int main(int argc, char** argv) {
     }
     const mcwatch::Config& config = *loaded.config;
     if (check_only) {
+        warn_unresolved_names(config);
         fmt::print("{}: ok: {} servers, probe every {} (timeout {}), state file {}\n", config_path,
                    config.servers.size(), mcwatch::format_duration(config.probe_interval),
                    mcwatch::format_duration(config.probe_timeout), config.state_file);

@@ -164,7 +164,7 @@ void check_mcctl(bool accepted) {
     const std::string printed = take_stdout();
     if (accepted) {
         // One JSON object on one line, readable by any JSON parser.
-        FUZZ_CHECK(printed.starts_with("{\"daemon\": {") && printed.ends_with("]}\n"));
+        FUZZ_CHECK(printed.starts_with("{\"summary\": {") && printed.ends_with("]}\n"));
         FUZZ_CHECK(printed.find('\n') == printed.size() - 1);
         FUZZ_CHECK(valid_utf8(printed));
     }

@@ -129,6 +129,36 @@ def test_down_wins_over_probes_until_up(fleet):
     assert nothing.stdout == f"{forced.address} no operator override: probes decide\n"
 
 
+def test_draining_the_last_live_server_is_refused_below_min_live_servers(fleet):
+    a, b = fleet.add_servers(2)
+    fleet.start_daemon()
+    assert fleet.ctl("drain", a.address).returncode == 0
+    fleet.wait_states({a.address: "draining"})
+
+    refused = fleet.ctl("drain", b.address)
+    assert refused.returncode == 1
+    assert refused.stderr == (f"mcctl: refused: drain {b.address} would leave 0 of 2 servers live, fewer than "
+                              "min_live_servers = 1 (clients would fail); add --force to do it anyway\n")
+    down = fleet.ctl("down", b.address)
+    assert down.returncode == 1 and "would leave 0 of 2 servers live" in down.stderr
+    assert fleet.states()[b.address] == "live"
+
+    forced = fleet.ctl("drain", "--force", b.address)
+    assert forced.returncode == 0, forced.stderr
+    assert fleet.states()[b.address] == "draining"
+    # Undoing is never refused.
+    assert fleet.ctl("undrain", b.address).returncode == 0
+
+
+def test_min_live_servers_zero_lets_every_server_be_taken_out(fleet):
+    a, b = fleet.add_servers(2)
+    fleet.write_config({"min_live_servers": "0"})
+    fleet.start_daemon()
+    assert fleet.ctl("down", a.address).returncode == 0
+    assert fleet.ctl("down", b.address).returncode == 0
+    assert set(fleet.states().values()) == {"dead"}
+
+
 def test_flush_empties_a_server_once_memcached_acknowledged_it(fleet):
     fleet.add_servers(2)
     fleet.start_daemon()
@@ -207,7 +237,8 @@ def test_commands_are_served_while_a_round_waits_for_a_frozen_server(fleet):
             assert fleet.ctl("ping").returncode == 0
             slowest = max(slowest, time.monotonic() - started)
         record("slowest of 5 mcctl ping while rounds wait 900ms on a frozen server", slowest)
-        assert fleet.ctl("drain", fleet.servers[1].address).returncode == 0
+        # The other server is the last live one: past min_live_servers.
+        assert fleet.ctl("drain", "--force", fleet.servers[1].address).returncode == 0
         assert fleet.states()[fleet.servers[1].address] == "draining"
     finally:
         frozen.signal(signal.SIGCONT)
@@ -265,7 +296,8 @@ def test_admin_group_members_may_command(open_fleet):
     fleet.start_daemon()
     control = os.path.join(os.path.dirname(fleet.state), "control")
     assert os.lstat(control).st_gid == 65534  # nogroup
-    member = as_user("nobody", "nogroup", MCCTL, "-S", control, "drain", fleet.servers[0].address)
+    # The only server: past min_live_servers.
+    member = as_user("nobody", "nogroup", MCCTL, "-S", control, "drain", "--force", fleet.servers[0].address)
     assert member.returncode == 0, member.stderr
     assert "event=control command=drain server=%s uid=65534" % fleet.servers[0].address in fleet.log_text()
     outsider = as_user("nobody", "daemon", MCCTL, "-S", control, "undrain", fleet.servers[0].address)

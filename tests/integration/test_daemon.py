@@ -30,6 +30,8 @@ def test_three_live_servers_in_status_json(fleet):
         assert server["restarts"] == 0
         assert re.fullmatch(r"\d+\.\d+\.\d+.*", server["version"])
         assert server["last_error"] is None
+    assert status["summary"] == {"servers": 3, "live": 3, "dead": 0, "draining": 0, "unknown": 0,
+                                 "text": "3 of 3 live"}
     assert run([MCCTL, "-s", fleet.state, "status"]).returncode == 0
 
 
@@ -41,12 +43,31 @@ def test_status_table_for_people(fleet):
     result = run([MCCTL, "-s", fleet.state, "status"])
     assert result.returncode == 1  # some server not live
     lines = result.stdout.splitlines()
-    assert lines[0].startswith(f"mcwatchd pid {fleet.daemon.pid}, state {fleet.state}")
-    assert lines[1].split()[:3] == ["SERVER", "STATE", "FOR"]
-    assert re.match(rf"{re.escape(fleet.servers[0].address)}\s+live\s", lines[2])
-    assert re.match(rf"{re.escape(fleet.servers[1].address)}\s+dead\s", lines[3])
-    assert "last error: connection refused" in lines[4]
+    assert lines[0] == "1 of 2 live, 1 dead"  # the summary an operator reads first
+    assert lines[1].startswith(f"mcwatchd pid {fleet.daemon.pid}, state {fleet.state}")
+    assert lines[2].split()[:3] == ["SERVER", "STATE", "FOR"]
+    assert re.match(rf"{re.escape(fleet.servers[0].address)}\s+live\s", lines[3])
+    assert re.match(rf"{re.escape(fleet.servers[1].address)}\s+dead\s", lines[4])
+    assert "last error: connection refused" in lines[5]
     assert "\x1b[" not in result.stdout  # no colour when not on a terminal
+
+
+def test_a_dead_servers_items_and_hit_ratio_are_not_shown_as_current(fleet):
+    fleet.add_servers(2)
+    fleet.start_daemon()
+    victim = fleet.servers[1]
+    assert victim.command(b"set k 0 0 1\r\nv\r\nget k\r\n", expect_end=b"END\r\n").startswith(b"STORED")
+    wait_until(lambda: fleet.server(victim.address)["curr_items"] == 1, what="the item to be probed")
+    victim.kill()
+    fleet.wait_states({victim.address: "dead"})
+    row = next(line for line in run([MCCTL, "-s", fleet.state, "status"]).stdout.splitlines()
+               if line.startswith(victim.address + " "))
+    # SERVER STATE FOR RTT UPTIME ITEMS HIT% RESTARTS: the last good probe's 1 item and 100.0% are gone.
+    assert row.split()[1:8] == ["dead", row.split()[2], "-", "-", "-", "-", "0"], row
+    dead = fleet.server(victim.address)
+    assert [dead[k] for k in ("curr_items", "get_hits", "get_misses", "curr_connections", "uptime_s")] == [None] * 5
+    status = fleet.status()
+    assert status["summary"]["text"] == "1 of 2 live, 1 dead"
 
 
 def test_kill_9_is_dead_then_live_again_after_restart(fleet):
@@ -223,7 +244,53 @@ def test_config_check(tmp_path):
     assert missing.returncode == 1
     assert "none.conf: cannot open: No such file or directory" in missing.stderr
     assert run([MCWATCHD, "--version"]).stdout.startswith("mcwatchd ")
-    assert run([MCWATCHD]).returncode == 2
+    assert run([MCWATCHD, "-x"]).returncode == 2
+
+
+def test_config_check_without_c_reads_etc_mcwatchd_conf():
+    # -t only: on a host where /etc/mcwatchd.conf exists, a plain `mcwatchd` would start a daemon.
+    result = run([MCWATCHD, "-t"])
+    said = result.stdout if result.returncode == 0 else result.stderr
+    assert said.startswith(("/etc/mcwatchd.conf: ok: ", "mcwatchd: /etc/mcwatchd.conf: ")), result
+
+
+def test_config_mistakes_are_named_with_file_and_line(tmp_path):
+    conf = tmp_path / "mcwatchd.conf"
+    cases = {
+        "[servers]\nserver = 127.0.0.1:11212:1\n":
+            ":2: server 127.0.0.1:11212:1: the weight is written `weight=1` after the address: "
+            "server = 127.0.0.1:11212 weight=1",
+        "[servers]\nserver = 127.0.0.1:11211,127.0.0.1:11212\n":
+            ":2: server 127.0.0.1:11211,127.0.0.1:11212: write one server per `server =` line, "
+            "not a comma-separated list",
+        "[servers]\nserver = 127.0.0.1:11211\nserver = localhost:11211\n":
+            ":3: server localhost:11211 is 127.0.0.1:11211, the same server as 127.0.0.1:11211 on line 2",
+    }
+    for text, expected in cases.items():
+        conf.write_text(text)
+        result = run([MCWATCHD, "-t", "-c", str(conf)])
+        assert (result.returncode, result.stderr) == (1, f"mcwatchd: {conf}{expected}\n"), text
+
+    directory = run([MCWATCHD, "-t", "-c", str(tmp_path)])
+    assert (directory.returncode, directory.stderr) == (1, f"mcwatchd: {tmp_path}: is a directory, "
+                                                           "not a configuration file\n")
+
+    # `#` after a value is a comment, as `;` is.
+    conf.write_text("[mcwatchd]\nprobe_interval = 500ms # half a second\n[servers]\nserver = 127.0.0.1:11211\n")
+    commented = run([MCWATCHD, "-t", "-c", str(conf)])
+    assert commented.returncode == 0, commented.stderr
+    assert "probe every 500ms" in commented.stdout
+
+
+def test_config_check_warns_about_a_name_that_does_not_resolve(tmp_path):
+    conf = tmp_path / "mcwatchd.conf"
+    conf.write_text("[servers]\nserver = 127.0.0.1:11211\nserver = nonexistent.invalid:11211\n")
+    result = run([MCWATCHD, "-t", "-c", str(conf)])
+    assert result.returncode == 0
+    assert result.stderr.startswith(f"mcwatchd: warning: {conf}:3: server nonexistent.invalid:11211: name does "
+                                    "not resolve now (")
+    assert result.stderr.endswith("mcwatchd will keep trying and publish it dead until it does\n")
+    assert result.stdout.startswith(f"{conf}: ok: 2 servers")
 
 
 def test_mcctl_on_a_missing_or_garbage_state_file(tmp_path):

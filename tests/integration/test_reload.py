@@ -85,6 +85,18 @@ def test_broken_config_is_refused_with_file_and_line_and_the_old_one_keeps_runni
     assert fixed.stdout == f"reloaded {fleet.config}: 2 servers (0 added, 0 removed)\n"
 
 
+def test_a_reload_listing_one_server_twice_as_localhost_and_127_0_0_1_is_refused(fleet):
+    (server,) = fleet.add_servers(1)
+    fleet.start_daemon()
+    fleet.write_config(servers=[server.address, f"localhost:{server.port}"])
+    line = open(fleet.config).read().count("\n")
+    result = fleet.ctl("reload")
+    assert result.returncode == 1
+    assert result.stderr == (f"mcctl: {fleet.config}:{line}: server localhost:{server.port} is {server.address}, "
+                             f"the same server as {server.address} on line {line - 1}\n")
+    assert addresses(fleet) == [server.address]
+
+
 def test_settings_that_readers_do_not_see_keep_the_file(fleet):
     fleet.add_servers(1)
     fleet.start_daemon()

@@ -54,3 +54,37 @@ def test_route_equals_libmemcached_and_moves_only_dead_keys(fleet, distribution,
     # (memcached_server_by_key, PHP's getServerByKey) hears the shim's answer.
     asked = libmemcached_places(fleet, flags, shim=True)
     assert all(asked[k] == during[k]["target"] for k in KEYS)
+
+
+def test_route_names_the_routing_it_assumed_and_where_it_read_it(fleet):
+    fleet.add_servers(2)
+    # PHP's and pylibmc's word for ketama.
+    fleet.write_config(routing={"distribution": "consistent", "hash": "one_at_a_time"})
+    fleet.start_daemon()
+    from_state = fleet.ctl("route", "foo")
+    assert from_state.returncode == 0, from_state.stderr
+    assert from_state.stdout.splitlines()[0] == \
+        f"routing: distribution ketama, hash one_at_a_time (from state file {fleet.state})"
+    from_config = subprocess.run([MCCTL, "-c", fleet.config, "route", "--json", "foo"], capture_output=True,
+                                 text=True, timeout=30)
+    assert from_config.returncode == 0, from_config.stderr
+    assert json.loads(from_config.stdout)["routing"] == {"distribution": "ketama", "hash": "one_at_a_time",
+                                                         "from": "config", "path": fleet.config}
+
+
+def test_route_says_keys_memcached_would_refuse_are_invalid(fleet):
+    fleet.add_servers(2)
+    fleet.start_daemon()
+    result = fleet.ctl("route", "", "k" * 251, "two words", "ok")
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()[1:]
+    assert lines[0] == ": invalid key: empty"
+    assert lines[1].endswith("...: invalid key: 251 bytes, longer than memcached's 250")
+    assert lines[2] == "two words: invalid key: holds a space at byte 4"
+    assert lines[3].startswith("ok: native ")
+    piped = subprocess.run([MCCTL, "-s", fleet.state, "route", "-"], input="a\x01b\nfine\n", capture_output=True,
+                           text=True, timeout=30)
+    assert piped.returncode == 1
+    assert piped.stdout.splitlines()[1] == "a\\x01b: invalid key: holds control character 0x01 at byte 2"
+    # memcached itself refuses such a key: the answer above is what a client would meet.
+    assert b"CLIENT_ERROR" in fleet.servers[0].command(b"set " + b"k" * 251 + b" 0 0 1\r\nv\r\n")

@@ -72,6 +72,7 @@ def test_watch_redraws_in_place_lists_transitions_and_exits_cleanly(fleet):
         screen.read_until(lambda d: d.startswith(ENTER) and len(frames(d)) >= 2, what="two redraws")
         first = visible(frames(screen.data)[0])
         assert first[0].startswith("mcctl watch: every 100ms, Ctrl-C to quit")
+        assert first[1] == "2 of 2 live"
         assert any(line.startswith("SERVER ") for line in first)
         # In place: each redraw starts at home and clears what is left below.
         assert all(frame.endswith(b"\x1b[J") for frame in frames(screen.data)[1:-1])

@@ -83,7 +83,7 @@ TEST_CASE("config: every error names file:line and the problem") {
     CHECK(error_of("[mcwatchd]\nprobe_interval = 5 s\n") ==
           "t.conf:2: probe_interval: bad duration '5 s': unknown unit ' s' (use ms, s, m, h or d)");
     CHECK(error_of("[mcwatchd]\nprobe_interval = fast\n") ==
-          "t.conf:2: probe_interval: bad duration 'fast': expected a whole number and a unit (ms, s, m, h, d)");
+          "t.conf:2: probe_interval: bad duration 'fast': expected a number and a unit (ms, s, m, h, d)");
     CHECK(error_of("[mcwatchd]\nprobe_interval = 1ms\n") == "t.conf:2: probe_interval = 1ms is too short (minimum 10ms)");
     CHECK(error_of("[mcwatchd]\nfail_after = 0\n") == "t.conf:2: fail_after = '0': expected a whole number from 1 to 1000");
     CHECK(error_of("[mcwatchd]\nrecover_after = two\n") ==
@@ -93,7 +93,7 @@ TEST_CASE("config: every error names file:line and the problem") {
     CHECK(error_of("[mcwatchd]\nfail_after = 2\nfail_after = 3\n") ==
           "t.conf:3: duplicate key 'fail_after' (first set on line 2)");
     CHECK(error_of("[routing]\ndistribution = random\n") ==
-          "t.conf:2: distribution = 'random': expected ketama, ketama_weighted or modula");
+          "t.conf:2: distribution = 'random': expected ketama (or consistent), ketama_weighted or modula");
     CHECK(error_of("[routing]\nhash = sha1\n") ==
           "t.conf:2: hash = 'sha1': unknown hash (expected one of one_at_a_time, md5, crc, fnv1_64, fnv1a_64, "
           "fnv1_32, fnv1a_32, murmur, jenkins, murmur3)");
@@ -126,6 +126,69 @@ TEST_CASE("config: cross-key checks point at the offending key") {
           "t.conf:3: probe_timeout (200ms) must be shorter than probe_interval (100ms)");
     CHECK(error_of(std::string("[mcwatchd]\nstale_after = 1s\nprobe_interval = 2s\n") + kMinimal) ==
           "t.conf:2: stale_after (1s) must be longer than probe_interval (2s)");
+}
+
+TEST_CASE("config: `consistent` (PHP's and pylibmc's word) is ketama") {
+    const auto result = parse_config(std::string("[routing]\ndistribution = consistent\n") + kMinimal, "t.conf");
+    REQUIRE_MESSAGE(result.config, result.error);
+    CHECK(result.config->distribution == mcwatch::state::Distribution::ketama);
+}
+
+TEST_CASE("config: min_live_servers defaults to 1 and cannot exceed the servers") {
+    CHECK(parse_config(kMinimal, "t.conf").config->min_live_servers == 1);
+    const auto zero = parse_config(std::string("[mcwatchd]\nmin_live_servers = 0\n") + kMinimal, "t.conf");
+    REQUIRE(zero.config);
+    CHECK(zero.config->min_live_servers == 0);
+    CHECK(error_of(std::string("[mcwatchd]\nmin_live_servers = 2\n") + kMinimal) ==
+          "t.conf:2: min_live_servers = 2 is more than the 1 servers configured: no server could ever be drained");
+    CHECK(error_of(std::string("[mcwatchd]\nmin_live_servers = -1\n") + kMinimal) ==
+          "t.conf:2: min_live_servers = '-1': expected a whole number from 0 to 4096");
+}
+
+TEST_CASE("config: errors that pointed the wrong way name the real problem") {
+    // twemproxy's and libmemcached --servers' host:port:weight.
+    CHECK(error_of("[servers]\nserver = 127.0.0.1:11212:1\n") ==
+          "t.conf:2: server 127.0.0.1:11212:1: the weight is written `weight=1` after the address: "
+          "server = 127.0.0.1:11212 weight=1");
+    CHECK(error_of("[servers]\nserver = 127.0.0.1:11211,127.0.0.1:11212\n") ==
+          "t.conf:2: server 127.0.0.1:11211,127.0.0.1:11212: write one server per `server =` line, "
+          "not a comma-separated list");
+    CHECK(error_of("[servers]\nserver = 127.0.0.1:11211, 127.0.0.1:11212\n") ==
+          "t.conf:2: server 127.0.0.1:11211,: write one server per `server =` line, not a comma-separated list");
+    CHECK(error_of("[servers]\nserver = 127.0.0.1:11211 127.0.0.1:11212\n") ==
+          "t.conf:2: server 127.0.0.1:11211: '127.0.0.1:11212' is not an option: write one server per "
+          "`server =` line (options are weight=N)");
+    // IPv6 without brackets is still told so.
+    CHECK(error_of("[servers]\nserver = fe80::1:11211\n") ==
+          "t.conf:2: server fe80::1:11211: write IPv6 addresses as [addr]:port");
+}
+
+TEST_CASE("config: `#` after a value starts a comment, as `;` does") {
+    const auto result = parse_config("[mcwatchd]\nprobe_interval = 500ms # half a second\nfail_after = 3\t# x\n"
+                                     "[servers] # the fleet\nserver = 127.0.0.1:11211 weight=2 # big one\n",
+                                     "t.conf");
+    REQUIRE_MESSAGE(result.config, result.error);
+    CHECK(result.config->probe_interval.count() == 500);
+    CHECK(result.config->fail_after == 3);
+    CHECK(result.config->servers[0].weight == 2);
+    // Only after a space or a tab: a value may hold one.
+    CHECK(error_of("[mcwatchd]\nprobe_interval = 500ms#half\n") ==
+          "t.conf:2: probe_interval: bad duration '500ms#half': unknown unit 'ms#half' (use ms, s, m, h or d)");
+}
+
+TEST_CASE("config: two entries for one server (localhost and 127.0.0.1) are refused, naming both lines") {
+    CHECK(error_of("[servers]\nserver = 127.0.0.1:11211\nserver = localhost:11211\n") ==
+          "t.conf:3: server localhost:11211 is 127.0.0.1:11211, the same server as 127.0.0.1:11211 on line 2");
+    CHECK(error_of("[servers]\nserver = [::1]:11211\nserver = [0:0::1]:11211\n") ==
+          "t.conf:3: server [0:0::1]:11211 is [::1]:11211, the same server as [::1]:11211 on line 2");
+    // Another port is another server; names are not looked up.
+    CHECK(error_of("[servers]\nserver = 127.0.0.1:11211\nserver = localhost:11212\nserver = cache:11211\n") == "");
+}
+
+TEST_CASE("config: a directory given as the file is called one") {
+    const auto result = mcwatch::load_config("/tmp");
+    CHECK_FALSE(result.config);
+    CHECK(result.error == "/tmp: is a directory, not a configuration file");
 }
 
 TEST_CASE("config: a missing file is reported with its path") {

@@ -41,6 +41,19 @@ TEST_CASE("control request: every command mcctl sends") {
     }
 }
 
+TEST_CASE("control request: drain and down take `force` after the server") {
+    for (const char* line : {"drain 127.0.0.1:11211 force", "down 127.0.0.1:11211 force"}) {
+        CAPTURE(line);
+        const ControlParse parsed = parse_control_request(line);
+        REQUIRE(parsed.request);
+        CHECK(parsed.request->server == "127.0.0.1:11211");
+        CHECK(parsed.request->force);
+    }
+    const ControlParse plain = parse_control_request("drain 127.0.0.1:11211");
+    REQUIRE(plain.request);
+    CHECK_FALSE(plain.request->force);
+}
+
 TEST_CASE("control request: spacing and a trailing carriage return are tolerated") {
     const ControlParse parsed = parse_control_request("  drain \t 127.0.0.1:11211  \r");
     REQUIRE(parsed.request);
@@ -52,7 +65,9 @@ TEST_CASE("control request: bad requests get a sentence, never a crash") {
     CHECK(error_of("   ") == "empty request: expected COMMAND [SERVER]");
     CHECK(error_of("drain") == "drain needs a server: drain HOST:PORT");
     CHECK(error_of("ping now") == "ping takes no argument");
-    CHECK(error_of("drain a:1 b:2") == "too many words: expected COMMAND [SERVER]");
+    CHECK(error_of("drain a:1 b:2") == "drain HOST:PORT takes only `force` after the server");
+    CHECK(error_of("flush a:1 force") == "flush takes one server and nothing after it");
+    CHECK(error_of("drain a:1 force now") == "too many words: expected COMMAND [SERVER [force]]");
     CHECK(error_of("DRAIN a:1").rfind("unknown command 'DRAIN'", 0) == 0);
     CHECK(error_of("rm /").rfind("unknown command 'rm'", 0) == 0);
     CHECK(error_of("drain a:1\x01") == "request holds byte 0x01: printable ASCII only");

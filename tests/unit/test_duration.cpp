@@ -16,13 +16,28 @@ TEST_CASE("duration: units and bare seconds") {
     CHECK(parse_duration("0s", why)->count() == 0);
 }
 
+TEST_CASE("duration: decimal fractions down to a millisecond (mcctl watch -n 1.5s)") {
+    std::string why;
+    CHECK(parse_duration("1.5s", why)->count() == 1500);
+    CHECK(parse_duration("0.5", why)->count() == 500);
+    CHECK(parse_duration("0.25m", why)->count() == 15'000);
+    CHECK(parse_duration("1.000s", why)->count() == 1000);
+    CHECK(parse_duration("2.5ms", why) == std::nullopt);
+    CHECK(why == "bad duration '2.5ms': finer than a millisecond");
+    CHECK(parse_duration("1.s", why) == std::nullopt);
+    CHECK(why == "bad duration '1.s': expected digits after the point (at most 9)");
+    CHECK(parse_duration("0.0000000001s", why) == std::nullopt);
+    CHECK(parse_duration("366.5d", why) == std::nullopt);
+    CHECK(why == "bad duration '366.5d': longer than a year");
+}
+
 TEST_CASE("duration: bad input says what is wrong") {
     std::string why;
     CHECK_FALSE(parse_duration("", why));
-    CHECK(why == "bad duration '': expected a whole number and a unit (ms, s, m, h, d)");
+    CHECK(why == "bad duration '': expected a number and a unit (ms, s, m, h, d)");
     CHECK_FALSE(parse_duration("-1s", why));
-    CHECK_FALSE(parse_duration("1.5s", why));
-    CHECK(why == "bad duration '1.5s': unknown unit '.5s' (use ms, s, m, h or d)");
+    CHECK_FALSE(parse_duration("1,5s", why));
+    CHECK(why == "bad duration '1,5s': unknown unit ',5s' (use ms, s, m, h or d)");
     CHECK_FALSE(parse_duration("10 m", why));
     CHECK_FALSE(parse_duration("3w", why));
     CHECK_FALSE(parse_duration("400d", why));

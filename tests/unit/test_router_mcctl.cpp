@@ -57,9 +57,10 @@ TEST_CASE("router: mcctl route explains where keys go") {
                                    {"10.0.0.2:11211", "10.0.0.2:11211", 1},
                                    {"10.0.0.3:11211", "10.0.0.3:11211", 1}});
 
+    const std::string routing = "routing: distribution ketama, hash md5 (from state file " + path + ")\n";
     Run run = run_route(path, nullptr, {"foo"});
     CHECK(run.status == 0);
-    CHECK(run.out == "foo: native 10.0.0.2:11211, now 10.0.0.2:11211 (live)\n");
+    CHECK(run.out == routing + "foo: native 10.0.0.2:11211, now 10.0.0.2:11211 (live)\n");
 
     file.set_state(1, state::ServerState::dead);
     run = run_route(path, nullptr, {"--json", "foo"});
@@ -71,18 +72,18 @@ TEST_CASE("router: mcctl route explains where keys go") {
     file.set_state(1, state::ServerState::live, state::kFlagRecentlyDown, 1700000000000);
     run = run_route(path, nullptr, {"-"}, "foo\nbar\r\n\n");
     CHECK(run.status == 0);
-    CHECK(run.out.find("foo: native 10.0.0.2:11211, now 10.0.0.2:11211 (recently down: fallback 10.0.0.") == 0);
+    CHECK(run.out.find(routing + "foo: native 10.0.0.2:11211, now 10.0.0.2:11211 (recently down: fallback 10.0.0.") == 0);
     CHECK(run.out.find(" until 2023-11-14T22:13:20.000Z)\nbar: native 10.0.0.3:11211") != std::string::npos);
 
     file.set_states(std::vector<std::pair<state::ServerState, uint32_t>>(3, {state::ServerState::dead, 0}));
     run = run_route(path, nullptr, {"foo"});
     CHECK(run.status == 1);
-    CHECK(run.out == "foo: no server: all servers dead\n");
+    CHECK(run.out == routing + "foo: no server: all servers dead\n");
 
     file.set_heartbeat(monotonic_ns() - 60'000'000'000ull);
     run = run_route(path, nullptr, {"foo"});
     CHECK(run.status == 0);
-    CHECK(run.out == "foo: native 10.0.0.2:11211, now 10.0.0.2:11211 (state stale: native)\n");
+    CHECK(run.out == routing + "foo: native 10.0.0.2:11211, now 10.0.0.2:11211 (state stale: native)\n");
     CHECK(run.err.find("heartbeat") != std::string::npos);
 
     run = run_route(dir.file("absent"), nullptr, {"foo"});
@@ -90,4 +91,27 @@ TEST_CASE("router: mcctl route explains where keys go") {
     CHECK(run.err.find("give the server list with -c CONFIG") != std::string::npos);
     CHECK(run_route(path, nullptr, {}).status == 64);
     CHECK(run_route(path, nullptr, {"--bogus", "k"}).status == 64);
+}
+
+TEST_CASE("router: mcctl route says which keys memcached would refuse, and exits 1") {
+    test::ScratchDir dir;
+    const std::string path = dir.file("state");
+    test::StateFixture file(path, {{"10.0.0.1:11211", "10.0.0.1:11211", 1}, {"10.0.0.2:11211", "10.0.0.2:11211", 1}});
+    const std::string routing = "routing: distribution ketama, hash md5 (from state file " + path + ")\n";
+    CHECK(run_route(path, nullptr, {std::string(250, 'k')}).status == 0);
+    Run run = run_route(path, nullptr, {"", std::string(251, 'k'), "a key", "tab\there", "bell\x07", "del\x7f", "foo"});
+    CHECK(run.status == 1);
+    CHECK(run.out == routing + ": invalid key: empty\n" + std::string(64, 'k') +
+                         "...: invalid key: 251 bytes, longer than memcached's 250\n"
+                         "a key: invalid key: holds a space at byte 2\n"
+                         "tab\\x09here: invalid key: holds control character 0x09 at byte 4\n"
+                         "bell\\x07: invalid key: holds control character 0x07 at byte 5\n"
+                         "del\\x7f: invalid key: holds control character 0x7f at byte 4\n"
+                         "foo: native 10.0.0.2:11211, now 10.0.0.2:11211 (live)\n");
+    run = run_route(path, nullptr, {"--json", "a b"});
+    CHECK(run.status == 1);
+    CHECK(run.out == "{\"key\": \"a b\", \"invalid\": \"holds a space at byte 2\", \"routing\": {\"distribution\": "
+                     "\"ketama\", \"hash\": \"md5\", \"from\": \"state_file\", \"path\": \"" + path + "\"}}\n");
+    // Bytes above 0x7f are bytes like any other to memcached.
+    CHECK(run_route(path, nullptr, {"caf\xc3\xa9"}).status == 0);
 }

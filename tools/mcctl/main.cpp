@@ -4,7 +4,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <vector>
 
+#include "config.hpp"
 #include "control.hpp"
 #include "duration.hpp"
 #include "route.hpp"
@@ -22,21 +24,47 @@ constexpr const char* kUsage =
     "  dump                   every raw header and slot field\n"
     "  route [--json] KEY...  where each key goes now and why (- reads keys from stdin);\n"
     "                         servers and routing from the state file, or from -c CONFIG\n"
-    "  drain SERVER           route its keys elsewhere; clients move its values on a miss\n"
+    "  drain [--force] SERVER route its keys elsewhere; clients move its values on a miss;\n"
+    "                         refused if fewer than min_live_servers would stay live\n"
     "  undrain SERVER         end a drain: flush_all, then live and recently down\n"
-    "  down SERVER            mark it dead whatever probes say\n"
+    "  down [--force] SERVER  mark it dead whatever probes say (min_live_servers as drain)\n"
     "  up SERVER              clear drain or down: probes decide again (a rejoin)\n"
     "  flush SERVER           send it flush_all now (with the next probe)\n"
     "  reload                 re-read mcwatchd's configuration (as SIGHUP)\n"
     "  ping                   check that mcwatchd answers on its control socket\n"
     "  --version\n"
-    "STATE_FILE defaults to $MCSHIM_STATE, else /run/mcwatchd/state. SOCKET defaults to\n"
+    "-s, -c and -S may come before or after the command. STATE_FILE defaults to CONFIG's\n"
+    "state_file with -c, else $MCSHIM_STATE, else /run/mcwatchd/state. SOCKET defaults to\n"
     "CONFIG's control_socket with -c, else `control` beside STATE_FILE.\n"
     "Commands exit 0 when done, 1 when mcwatchd refused, 2 when it cannot be reached.\n";
 
+// Only what is wrong: the whole usage would bury it.
 int usage_error(const std::string& message) {
-    fmt::print(stderr, "mcctl: {}\n{}", message, kUsage);
+    fmt::print(stderr, "mcctl: {} (mcctl --help lists commands and options)\n", message);
     return mcwatch::kExitUsage;
+}
+
+// -s, -c and -S, wherever they are on the command line (before `--`).
+struct GlobalOptions {
+    const char* state = nullptr;   // -s
+    const char* config = nullptr;  // -c
+    const char* socket = nullptr;  // -S
+};
+
+// The state file every command reads: -s, else -c's state_file, else
+// $MCSHIM_STATE, else the default. "" with `error` set when -c is unusable.
+std::string state_file_path(const GlobalOptions& options, std::string& error) {
+    if (options.state) return options.state;
+    if (options.config) {
+        const mcwatch::ConfigResult loaded = mcwatch::load_config(options.config);
+        if (!loaded.config) {
+            error = loaded.error;
+            return "";
+        }
+        return loaded.config->state_file;
+    }
+    const char* from_env = secure_getenv("MCSHIM_STATE");
+    return from_env && *from_env ? from_env : "/run/mcwatchd/state";
 }
 
 bool is_control_command(const std::string& command, bool& takes_server) {
@@ -50,29 +78,50 @@ bool is_control_command(const std::string& command, bool& takes_server) {
 
 int main(int argc, char** argv) {
     using namespace mcwatch;
-    const char* from_env = secure_getenv("MCSHIM_STATE");
-    std::string state_path = from_env && *from_env ? from_env : "/run/mcwatchd/state";
-    const char* explicit_state = nullptr;   // -s
-    const char* config_path = nullptr;      // -c
-    const char* explicit_socket = nullptr;  // -S
-    int i = 1;
-    for (; i < argc && argv[i][0] == '-'; ++i) {
+    GlobalOptions options;
+    std::vector<char*> words;  // the command and its own arguments
+    bool options_done = false;
+    for (int i = 1; i < argc; ++i) {
         const std::string arg = argv[i];
-        if (arg == "--version") {
+        if (options_done) {
+            words.push_back(argv[i]);
+            continue;
+        }
+        if (words.empty() && arg == "--version") {
             fmt::print("mcctl {}\n", kVersion);
             return 0;
         }
-        if (arg == "-h" || arg == "--help") {
+        if (words.empty() && (arg == "-h" || arg == "--help")) {
             fmt::print("{}", kUsage);
             return 0;
         }
-        if (arg == "-s" && i + 1 < argc) state_path = explicit_state = argv[++i];
-        else if (arg == "-c" && i + 1 < argc) config_path = argv[++i];
-        else if (arg == "-S" && i + 1 < argc) explicit_socket = argv[++i];
-        else return usage_error(fmt::format("unknown option '{}'", arg));
+        const char** global = arg == "-s" ? &options.state : arg == "-c" ? &options.config : arg == "-S" ? &options.socket
+                                                                                                          : nullptr;
+        if (global) {
+            if (i + 1 >= argc) return usage_error(fmt::format("option {} needs a value", arg));
+            *global = argv[++i];
+            continue;
+        }
+        if (arg == "--") {
+            options_done = true;
+            if (words.empty()) continue;  // kept after the command: route reads keys that start with '-' after it
+        }
+        if (words.empty() && arg.size() > 1 && arg[0] == '-') return usage_error(fmt::format("unknown option '{}'", arg));
+        words.push_back(argv[i]);
     }
-    if (i >= argc) return usage_error("missing command");
-    const std::string command = argv[i++];
+    if (words.empty()) return usage_error("missing command");
+    const std::string command = words[0];
+    words.push_back(nullptr);
+    argv = words.data();
+    argc = int(words.size()) - 1;
+    int i = 1;
+    // Only the commands that read the state file need it now.
+    const auto state_path = [&](std::string& path) {
+        std::string error;
+        path = state_file_path(options, error);
+        if (path.empty()) fmt::print(stderr, "mcctl: {}\n", error);
+        return !path.empty();
+    };
 
     if (command == "status") {
         bool as_json = false;
@@ -80,7 +129,9 @@ int main(int argc, char** argv) {
             if (std::strcmp(argv[i], "--json") == 0) as_json = true;
             else return usage_error(fmt::format("status: unknown argument '{}'", argv[i]));
         }
-        return mcctl_status(state_path, as_json);
+        std::string path;
+        if (!state_path(path)) return kExitUnusable;
+        return mcctl_status(path, as_json);
     }
     if (command == "watch") {
         std::chrono::milliseconds interval{1000};
@@ -93,30 +144,50 @@ int main(int argc, char** argv) {
                 if (!parsed || parsed->count() == 0) return usage_error("watch -n: " + (why.empty() ? "must be > 0" : why));
                 interval = *parsed;
             } else if (arg == "--count" && i + 1 < argc) {
-                count = std::strtol(argv[++i], nullptr, 10);
+                char* end = nullptr;
+                count = std::strtol(argv[++i], &end, 10);
+                if (*argv[i] == '\0' || *end != '\0' || count <= 0)
+                    return usage_error(fmt::format("watch --count '{}': expected a whole number above 0", argv[i]));
             } else {
                 return usage_error(fmt::format("watch: unknown argument '{}'", arg));
             }
         }
-        return mcctl_watch(state_path, interval, count);
+        std::string path;
+        if (!state_path(path)) return kExitUnusable;
+        return mcctl_watch(path, interval, count);
     }
     if (command == "dump") {
         if (i < argc) return usage_error("dump takes no arguments");
-        return mcctl_dump(state_path);
+        std::string path;
+        if (!state_path(path)) return kExitUnusable;
+        return mcctl_dump(path);
     }
-    if (command == "route") return mcctl_route(explicit_state, config_path, argc - i, argv + i);
+    if (command == "route") return mcctl_route(options.state, options.config, argc - i, argv + i);
 
     bool takes_server = false;
     if (is_control_command(command, takes_server)) {
-        if (takes_server && argc - i != 1) return usage_error(fmt::format("{} needs one SERVER (host:port)", command));
-        if (!takes_server && argc - i != 0) return usage_error(fmt::format("{} takes no arguments", command));
+        // drain and down: `--force` goes past min_live_servers.
+        const bool may_force = command == "drain" || command == "down";
+        bool force = false;
+        std::vector<const char*> words;
+        for (; i < argc; ++i) {
+            if (may_force && std::strcmp(argv[i], "--force") == 0) force = true;
+            else words.push_back(argv[i]);
+        }
+        if (takes_server && words.size() != 1)
+            return usage_error(fmt::format("{} needs one SERVER (host:port){}", command, may_force ? " and maybe --force" : ""));
+        if (!takes_server && !words.empty()) return usage_error(fmt::format("{} takes no arguments", command));
         std::string error;
-        const std::string socket = control_socket_path(explicit_socket, config_path, state_path, error);
+        std::string path;
+        // The socket beside the state file: -c names both, -S needs neither.
+        if (!options.socket && !options.config && !state_path(path)) return kExitUnusable;
+        const std::string socket = control_socket_path(options.socket, options.config, path, error);
         if (socket.empty()) {
             fmt::print(stderr, "mcctl: {}\n", error);
             return kExitUnusable;
         }
-        const std::string request = takes_server ? fmt::format("{} {}", command, argv[i]) : command;
+        const std::string request =
+            takes_server ? fmt::format("{} {}{}", command, words[0], force ? " force" : "") : command;
         // A flush is answered after the daemon's next probe round: allow for
         // a long probe_interval (the daemon keeps such a request 120s).
         const auto timeout = command == "flush" ? std::chrono::seconds(120) : std::chrono::seconds(30);

@@ -25,7 +25,39 @@ constexpr const char* kRouteUsage = "usage: mcctl [-s STATE_FILE] [-c CONFIG] ro
 struct RouteSetup {
     std::string state_path;
     std::unique_ptr<route::Router> router;
+    // The routing assumed, and where it was read: an operator checks it
+    // against the clients' own settings before trusting an answer.
+    state::Distribution distribution = state::Distribution::ketama;
+    state::Hash hash = state::Hash::md5;
+    bool from_config = false;
+    std::string routing_path;  // the config file or the state file
 };
+
+// Why memcached would refuse `key` (its text protocol: 1 to 250 bytes, no
+// space or control character), or "" when it is a key.
+std::string key_problem(const std::string& key) {
+    if (key.empty()) return "empty";
+    if (key.size() > 250) return fmt::format("{} bytes, longer than memcached's 250", key.size());
+    for (size_t i = 0; i < key.size(); ++i) {
+        const auto byte = static_cast<unsigned char>(key[i]);
+        if (byte == ' ') return fmt::format("holds a space at byte {}", i + 1);
+        if (byte < 0x20 || byte == 0x7f) return fmt::format("holds control character 0x{:02x} at byte {}", byte, i + 1);
+    }
+    return "";
+}
+
+// A key as it can be shown on one line of a terminal: control bytes
+// escaped, a long one cut.
+std::string printable_key(const std::string& key) {
+    std::string out;
+    for (size_t i = 0; i < key.size() && i < 64; ++i) {
+        const auto byte = static_cast<unsigned char>(key[i]);
+        if (byte < 0x20 || byte == 0x7f || byte == '\\') out += fmt::format("\\x{:02x}", byte);
+        else out += key[i];
+    }
+    if (key.size() > 64) out += "...";
+    return out;
+}
 
 // The server list: from -c, else from the state file's static part.
 bool build_router(const char* state_path, const char* config_path, RouteSetup& setup, std::string& error) {
@@ -50,6 +82,8 @@ bool build_router(const char* state_path, const char* config_path, RouteSetup& s
         }
         distribution = config.distribution;
         hash = config.hash;
+        setup.from_config = true;
+        setup.routing_path = config.path;
     } else {
         const char* from_env = secure_getenv("MCSHIM_STATE");
         setup.state_path = state_path ? state_path : from_env && *from_env ? from_env : "/run/mcwatchd/state";
@@ -72,7 +106,10 @@ bool build_router(const char* state_path, const char* config_path, RouteSetup& s
         }
         distribution = state::Distribution(header.distribution);
         hash = state::Hash(header.hash);
+        setup.routing_path = setup.state_path;
     }
+    setup.distribution = distribution;
+    setup.hash = hash;
     route::Topology topology;
     if (!route::Topology::build(std::move(servers), distribution, hash, topology, error)) return false;
     setup.router = std::make_unique<route::Router>(std::move(topology),
@@ -115,10 +152,29 @@ const char* reason_code(const route::Decision& d) {
 
 class Printer {
 public:
-    Printer(route::Router& router, std::vector<ServerFacts> facts, bool as_json, std::FILE* out)
-        : router_(router), facts_(std::move(facts)), as_json_(as_json), out_(out) {}
+    Printer(route::Router& router, const RouteSetup& setup, std::vector<ServerFacts> facts, bool as_json,
+            std::FILE* out)
+        : router_(router), facts_(std::move(facts)), as_json_(as_json), out_(out) {
+        const char* distribution = distribution_name(setup.distribution);
+        const char* hash = hash_name(setup.hash);
+        const char* from = setup.from_config ? "config" : "state_file";
+        routing_json_ = fmt::format("{{\"distribution\": {}, \"hash\": {}, \"from\": {}, \"path\": {}}}",
+                                    json::quote(distribution), json::quote(hash), json::quote(from),
+                                    json::quote(setup.routing_path));
+        if (!as_json_)
+            fmt::print(out_, "routing: distribution {}, hash {} (from {} {})\n", distribution, hash,
+                       setup.from_config ? "-c" : "state file", setup.routing_path);
+    }
 
     bool print(const std::string& key) {
+        if (const std::string problem = key_problem(key); !problem.empty()) {
+            if (as_json_)
+                fmt::print(out_, "{{\"key\": {}, \"invalid\": {}, \"routing\": {}}}\n", json::quote(key),
+                           json::quote(problem), routing_json_);
+            else
+                fmt::print(out_, "{}: invalid key: {}\n", printable_key(key), problem);
+            return false;
+        }
         const route::Decision d = router_.route(key.data(), key.size());
         if (as_json_)
             print_json(key, d);
@@ -165,16 +221,17 @@ private:
         const std::string when = recent ? until(d) : "";
         fmt::print(out_,
                    "{{\"key\": {}, \"native\": {}, \"target\": {}, \"fallback\": {}, \"reason\": {}, "
-                   "\"native_state\": {}, \"fallback_until\": {}, \"explanation\": {}}}\n",
+                   "\"native_state\": {}, \"fallback_until\": {}, \"explanation\": {}, \"routing\": {}}}\n",
                    json::quote(key), json_address(d.native), json_address(d.target),
                    recent ? json_address(d.fallback) : "null", json::quote(reason_code(d)),
                    d.native >= 0 && !facts_[uint32_t(d.native)].state.empty()
                        ? json::quote(facts_[uint32_t(d.native)].state)
                        : "null",
-                   when.empty() ? "null" : json::quote(when), json::quote(why(d)));
+                   when.empty() ? "null" : json::quote(when), json::quote(why(d)), routing_json_);
     }
 
     route::Router& router_;
+    std::string routing_json_;
     const std::vector<ServerFacts> facts_;
     const bool as_json_;
     std::FILE* out_;
@@ -226,7 +283,7 @@ int mcctl_route(const char* state_path, const char* config_path, int argc, char*
     route::Router& router = *setup.router;
     if (!router.source()->usable())
         fmt::print(err, "mcctl: route: {}: keys are placed natively\n", router.source()->problem());
-    Printer printer(router, server_facts(router), as_json, out);
+    Printer printer(router, setup, server_facts(router), as_json, out);
 
     bool all_routed = true;
     for (const std::string& key : keys) all_routed &= printer.print(key);
@@ -236,6 +293,7 @@ int mcctl_route(const char* state_path, const char* config_path, int argc, char*
         ssize_t length;
         while ((length = getline(&line, &capacity, in)) >= 0) {
             while (length > 0 && (line[length - 1] == '\n' || line[length - 1] == '\r')) --length;
+            // A blank line separates keys; an empty key is written as "" on the command line.
             if (length == 0) continue;
             all_routed &= printer.print(std::string(line, size_t(length)));
         }

@@ -9,7 +9,9 @@ namespace mcwatch {
 // $MCSHIM_STATE, else /run/mcwatchd/state). `config_path`: -c, or null (then
 // the server list, distribution and hash recorded in the state file).
 // argv: the arguments after "route"; "-" reads keys from stdin, one per line.
-// Exit: 0 every key has a server, 1 some key has none (all dead),
+// A key memcached would refuse (empty, over 250 bytes, a space or a control
+// character) is answered `invalid key` with the reason.
+// Exit: 0 every key has a server, 1 some key has none (all dead) or is invalid,
 // 2 no server list (no readable state file and no -c), 64 usage.
 int mcctl_route(const char* state_path, const char* config_path, int argc, char** argv);
 

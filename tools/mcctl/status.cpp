@@ -29,6 +29,7 @@ std::string rtt_text(uint64_t us) {
 }
 
 std::string hit_ratio(const ServerDynamic& s) {
+    if (s.state == uint32_t(ServerState::dead)) return "-";
     if (s.get_hits == kUnknown || s.get_misses == kUnknown || s.get_hits + s.get_misses == 0) return "-";
     return fmt::format("{:.1f}%", 100.0 * double(s.get_hits) / double(s.get_hits + s.get_misses));
 }
@@ -42,6 +43,11 @@ const char* colour_of(uint32_t state) {
     case ServerState::draining: return "\x1b[33m";
     default: return "\x1b[2m";
     }
+}
+
+// A dead server's last probe counts are not current: not shown as if they were.
+uint64_t current(const ServerDynamic& s, uint64_t value) {
+    return s.state == uint32_t(ServerState::dead) ? kUnknown : value;
 }
 
 bool all_live(const Snapshot& snapshot) {
@@ -90,12 +96,36 @@ std::string override_note(const ServerDynamic& s) {
                        s.curr_items == 0 ? " (safe to stop it)" : "");
 }
 
+ServerCounts count_servers(const Snapshot& snapshot) {
+    ServerCounts counts;
+    for (const ServerDynamic& s : snapshot.servers) {
+        ++counts.total;
+        switch (ServerState(s.state)) {
+        case ServerState::live: ++counts.live; break;
+        case ServerState::dead: ++counts.dead; break;
+        case ServerState::draining: ++counts.draining; break;
+        default: ++counts.unknown; break;
+        }
+    }
+    return counts;
+}
+
+std::string summary_line(const ServerCounts& c) {
+    std::string out = fmt::format("{} of {} live", c.live, c.total);
+    if (c.dead) out += fmt::format(", {} dead", c.dead);
+    if (c.draining) out += fmt::format(", {} draining", c.draining);
+    if (c.unknown) out += fmt::format(", {} unknown", c.unknown);
+    return out;
+}
+
 std::string status_table(const Snapshot& snapshot, const std::string& path, bool colour) {
     const state::Header& header = snapshot.map.header();
     const int64_t now = unix_ms();
-    std::string out = fmt::format("mcwatchd pid {}{}, state {} (generation {}), heartbeat {} ago\n", header.daemon_pid,
-                                  snapshot.daemon_running ? "" : " (not running)", path, snapshot.generation,
-                                  human_duration(int64_t(snapshot.heartbeat_age_ms)));
+    // What an operator reads first; a stale file's counts are the daemon's last word.
+    std::string out = summary_line(count_servers(snapshot)) + (snapshot.stale ? " (stale)\n" : "\n");
+    out += fmt::format("mcwatchd pid {}{}, state {} (generation {}), heartbeat {} ago\n", header.daemon_pid,
+                       snapshot.daemon_running ? "" : " (not running)", path, snapshot.generation,
+                       human_duration(int64_t(snapshot.heartbeat_age_ms)));
     if (snapshot.stale) {
         const std::string warning = fmt::format(
             "STALE: no heartbeat for {} (stale_after {}ms): clients ignore this file and place keys natively\n",
@@ -114,15 +144,13 @@ std::string status_table(const Snapshot& snapshot, const std::string& path, bool
         // A corrupt or future since would overflow the subtraction.
         const std::string since =
             s.since_unix_ms > 0 && s.since_unix_ms <= now ? human_duration(now - s.since_unix_ms) : "-";
-        // A dead server's last known uptime would read as if it were running.
-        const bool dead = s.state == uint32_t(ServerState::dead);
+        const uint64_t uptime_s = current(s, s.uptime_s);
         const std::string uptime =
-            dead || s.uptime_s == kUnknown || s.uptime_s > uint64_t(INT64_MAX / 1000)
-                ? "-"
-                : human_duration(int64_t(s.uptime_s) * 1000);
+            uptime_s == kUnknown || uptime_s > uint64_t(INT64_MAX / 1000) ? "-" : human_duration(int64_t(uptime_s) * 1000);
         const std::string until = (s.flags & state::kFlagRecentlyDown) ? rfc3339_utc(s.recently_down_until_unix_ms) : "-";
         out += fmt::format("{:<{}}  {} {:>7} {:>7} {:>8} {:>9} {:>6} {:>8}  {}\n", slot_address(snapshot, i), width,
-                           shown, since, rtt_text(s.rtt_us), uptime, fact(s.curr_items), hit_ratio(s), s.restarts,
+                           shown, since, rtt_text(s.rtt_us), uptime, fact(current(s, s.curr_items)), hit_ratio(s),
+                           s.restarts,
                            until);
         if (const std::string note = override_note(s); !note.empty()) out += fmt::format("{:<{}}  {}\n", "", width, note);
         if (s.state == uint32_t(ServerState::dead) && s.last_error[0])
@@ -134,8 +162,13 @@ std::string status_table(const Snapshot& snapshot, const std::string& path, bool
 std::string status_json(const Snapshot& snapshot) {
     using namespace json;
     const state::Header& header = snapshot.map.header();
+    const ServerCounts counts = count_servers(snapshot);
     std::string out = fmt::format(
-        "{{\"daemon\": {{\"pid\": {}, \"running\": {}, \"generation\": {}, \"heartbeat_age_ms\": {}, "
+        "{{\"summary\": {{\"servers\": {}, \"live\": {}, \"dead\": {}, \"draining\": {}, \"unknown\": {}, "
+        "\"text\": {}}}, ",
+        counts.total, counts.live, counts.dead, counts.draining, counts.unknown, quote(summary_line(counts)));
+    out += fmt::format(
+        "\"daemon\": {{\"pid\": {}, \"running\": {}, \"generation\": {}, \"heartbeat_age_ms\": {}, "
         "\"heartbeat\": {}, \"stale\": {}, \"rounds\": {}, \"distribution\": {}, \"hash\": {}, "
         "\"format_version\": {}}}, \"servers\": [",
         header.daemon_pid, snapshot.daemon_running, snapshot.generation, snapshot.heartbeat_age_ms,
@@ -157,9 +190,10 @@ std::string status_json(const Snapshot& snapshot) {
                              : "null",
             slot.weight, quote(state::state_name(s.state)), time_or_null(s.since_unix_ms),
             recently_down ? time_or_null(s.recently_down_until_unix_ms) : "null", number_or_null(s.rtt_us),
-            number_or_null(s.state == uint32_t(ServerState::dead) ? kUnknown : s.uptime_s), number_or_null(s.pid), s.version[0] ? quote(s.version) : "null", s.restarts,
-            time_or_null(s.last_restart_unix_ms), number_or_null(s.curr_items), number_or_null(s.curr_connections),
-            number_or_null(s.get_hits), number_or_null(s.get_misses), number_or_null(s.evictions), s.probes_ok,
+            number_or_null(current(s, s.uptime_s)), number_or_null(s.pid), s.version[0] ? quote(s.version) : "null",
+            s.restarts, time_or_null(s.last_restart_unix_ms), number_or_null(current(s, s.curr_items)),
+            number_or_null(current(s, s.curr_connections)), number_or_null(current(s, s.get_hits)),
+            number_or_null(current(s, s.get_misses)), number_or_null(current(s, s.evictions)), s.probes_ok,
             s.probes_failed, s.transitions, s.flushes, time_or_null(s.last_probe_unix_ms),
             s.last_error[0] ? quote(s.last_error) : "null", override_name(s) ? quote(override_name(s)) : "null");
     }

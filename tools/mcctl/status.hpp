@@ -14,7 +14,15 @@ int mcctl_status(const std::string& path, bool as_json);
 // Every raw header and slot field.
 int mcctl_dump(const std::string& path);
 
-// The status table as `status` prints it.
+struct ServerCounts {
+    uint32_t total = 0, live = 0, dead = 0, draining = 0, unknown = 0;
+};
+ServerCounts count_servers(const Snapshot& snapshot);
+// "3 of 4 live, 1 dead": the first line of status and watch; draining and
+// unknown are named when there are any.
+std::string summary_line(const ServerCounts& counts);
+
+// The status table as `status` prints it: the summary line first.
 std::string status_table(const Snapshot& snapshot, const std::string& path, bool colour);
 std::string status_json(const Snapshot& snapshot);
 // status's exit code for this snapshot.

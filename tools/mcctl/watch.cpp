@@ -13,6 +13,7 @@
 #include <deque>
 #include <thread>
 
+#include "duration.hpp"
 #include "status.hpp"
 
 namespace mcwatch {
@@ -181,7 +182,7 @@ int mcctl_watch(const std::string& path, std::chrono::milliseconds interval, lon
     };
     const auto draw = [&](bool clear_all) {
         std::vector<std::string> lines;
-        lines.push_back(fmt::format("mcctl watch: every {}ms, Ctrl-C to quit   {}", interval.count(), clock_now()));
+        lines.push_back(fmt::format("mcctl watch: every {}, Ctrl-C to quit   {}", format_duration(interval), clock_now()));
         split_lines(screen, lines);
         const size_t room = size.rows > lines.size() + 2 ? size.rows - lines.size() - 2 : 0;
         if (room > 0 && !changes.empty()) {
