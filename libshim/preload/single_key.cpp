@@ -6,6 +6,7 @@
 // draining server's value, the delete of copies a write made stale.
 #include <libmemcached-1.0/memcached.h>
 
+#include "handle_error.hpp"
 #include "operation.hpp"
 #include "real.hpp"
 
@@ -14,10 +15,6 @@
 namespace mcwatch::shim {
 
 namespace {
-
-// What an operation returns when every server is dead: libmemcached's own
-// code for a server it will not talk to, at once, without a connection attempt.
-constexpr memcached_return_t kAllDead = MEMCACHED_SERVER_MARKED_DEAD;
 
 bool all_dead(const Routed& routed) noexcept { return routed.decision.flags & route::kRouteAllDead; }
 
@@ -45,7 +42,7 @@ memcached_return_t write_one(memcached_st* memc, const char* hash_key, size_t ha
     OuterCall outer;
     Routed routed;
     if (!outer.is_outer() || !route_key(memc, hash_key, hash_key_length, routed)) return call(expiration);
-    if (all_dead(routed)) return kAllDead;
+    if (all_dead(routed)) return fail_all_dead(memc, *routed.routing);
     memcached_return_t rc;
     {
         ToServer to(memc, routed, routed.decision.target);
@@ -61,7 +58,7 @@ memcached_return_t route_one(memcached_st* memc, const char* hash_key, size_t ha
     OuterCall outer;
     Routed routed;
     if (!outer.is_outer() || !route_key(memc, hash_key, hash_key_length, routed)) return call(routed);
-    if (all_dead(routed)) return kAllDead;
+    if (all_dead(routed)) return fail_all_dead(memc, *routed.routing);
     ToServer to(memc, routed, routed.decision.target);
     return call(routed);
 }
@@ -117,7 +114,7 @@ MCSHIM_EXPORT char* memcached_get_by_key(memcached_st* memc, const char* group_k
     Routed routed;
     if (!outer.is_outer() || !route_key(memc, hash_key, hash_key_length, routed)) return call();
     if (all_dead(routed)) {
-        *error = kAllDead;
+        *error = fail_all_dead(memc, *routed.routing);
         if (value_length) *value_length = 0;
         return nullptr;
     }

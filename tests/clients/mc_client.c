@@ -8,6 +8,8 @@
  *   mget-many PREFIX N      one memcached_mget + fetch_result: prints "found K"
  *   exec-many PREFIX N      memcached_mget_execute + fetch_execute (binary): "found K"
  *   set KEY VALUE TTL | get KEY | delete KEY
+ *   last-error KEY          memcached_get, then what memcached_last_error and
+ *                           memcached_last_error_message say: "CODE: MESSAGE"
  *   threads PREFIX N T      T threads, each with a memcached_clone of the handle,
  *                           set and get their share of the keys: prints "hits K"
  *   fork PREFIX N           sets the keys, then a forked child gets them: "child hits K"
@@ -202,6 +204,12 @@ int main(int argc, char **argv) {
         if (got) printf("VALUE %.*s\n", (int)length, got);
         else printf("%s\n", memcached_strerror(memc, rc));
         free(got);
+    } else if (strcmp(command, "last-error") == 0 && nargs == 1) {
+        size_t length = 0;
+        uint32_t flags = 0;
+        memcached_return_t rc;
+        free(memcached_get(memc, args[0], strlen(args[0]), &length, &flags, &rc));
+        printf("%s: %s\n", memcached_strerror(memc, memcached_last_error(memc)), memcached_last_error_message(memc));
     } else if (strcmp(command, "delete") == 0 && nargs == 1) {
         printf("%s\n", memcached_strerror(memc, memcached_delete(memc, args[0], strlen(args[0]), 0)));
     } else {
