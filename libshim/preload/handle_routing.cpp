@@ -8,6 +8,8 @@
 #include <cstring>
 #include <map>
 
+#include "handle_debug.hpp"
+#include "operation.hpp"
 #include "real.hpp"
 #include "seqlock.hpp"
 
@@ -193,6 +195,7 @@ const HandleRouting* routing_for(const memcached_st* memc) noexcept {
         return nullptr;  // out of memory: stay native
     }
     if (!routing) return nullptr;
+    if (debug_enabled()) describe_handle(memc, *routing);
     CacheEntry& entry = cache[cache_next++ % kCacheEntries];
     entry = CacheEntry{memc,
                        now_epoch,

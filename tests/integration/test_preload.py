@@ -296,6 +296,9 @@ def test_debug_lines_name_each_moved_key(shim_fleet):
     assert status == 0 and out == "stored 50\n"
     lines = err.splitlines()
     assert lines and all(line.startswith("mcshim: ") for line in lines)
+    described = [line for line in lines if line.startswith("mcshim: handle ")]
+    assert len(described) == 1 and "distribution=ketama hash=md5 servers=4" in described[0]
+    lines = [line for line in lines if line not in described]
     assert all(f"native={victim.address}" in line and "substitute for dead native" in line for line in lines)
     moved = [k for k, v in holders(fleet, [f"d{i}" for i in range(50)]).items() if v]
     assert len(lines) == len([line for line in lines if "route key=d" in line]) > 0

@@ -177,10 +177,16 @@ TEST_CASE("router: servers are matched to slots by address") {
     CHECK(router->slot_of(0) == 0);  // 127.0.0.1:11211 is localhost:11211's resolved address
     CHECK(router->slot_of(1) == 1);  // localhost resolves to the slot's 127.0.0.1:11212
     CHECK(router->slot_of(2) == 2);  // /run/mc.sock is unix:/run/mc.sock
-    CHECK(router->slot_of(3) == -1); // not in the file: live
-    // Only server 3 is live, so every key goes there.
-    for (const std::string& key : test::router_keys(1000))
-        CHECK(router->route(key.data(), key.size()).target == 3);
+    CHECK(router->slot_of(3) == -1); // not in the file: unpublished
+    // Server 3 keeps its own keys; nothing says it is alive, so the dead
+    // servers' keys fail rather than go there.
+    for (const std::string& key : test::router_keys(1000)) {
+        const Decision d = router->route(key.data(), key.size());
+        if (d.native == 3)
+            CHECK((d.target == 3 && d.flags == 0));
+        else
+            CHECK(d.flags == kRouteAllDead);
+    }
 }
 
 TEST_CASE("router: readers never see a torn server list while the table is rewritten") {
