@@ -43,8 +43,8 @@ bool debug_requested() {
     return value && *value && std::strcmp(value, "0") != 0;
 }
 
-// Bounded: building a router takes microseconds (a getaddrinfo for a host
-// name at most once per list). Past the bound the operation goes native.
+// Bounded: building a router takes microseconds (it never resolves a name:
+// NameResolution::background). Past the bound the operation goes native.
 bool lock_registry() noexcept {
     for (int attempt = 0; attempt < 2000; ++attempt) {
         if (!registry_lock.test_and_set(std::memory_order_acquire)) return true;
@@ -84,7 +84,8 @@ std::shared_ptr<route::Router> router_for(std::vector<route::ServerSpec> servers
     if (!route::Topology::build(std::move(servers), state::Distribution::modula, state::Hash::one_at_a_time,
                                 topology, error))
         return nullptr;
-    auto router = std::make_shared<route::Router>(std::move(topology), r->source, true);
+    auto router = std::make_shared<route::Router>(std::move(topology), r->source,
+                                                  route::NameResolution::background);
     r->routers.emplace(key, router);
     return router;
 }

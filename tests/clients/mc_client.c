@@ -156,6 +156,7 @@ int main(int argc, char **argv) {
             const memcached_instance_st *server = memcached_server_by_key(memc, line, strlen(line), &rc);
             if (server) printf("%s %s:%u\n", line, memcached_server_name(server), (unsigned)memcached_server_port(server));
             else printf("%s none\n", line);
+            fflush(stdout);  /* answered line by line: a test may wait for each */
         }
     } else if (strcmp(command, "behaviors") == 0 && nargs == 0) {
         printf("distribution %llu hash %llu ketama_weighted %llu binary %llu\n",
