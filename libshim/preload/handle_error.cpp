@@ -1,5 +1,6 @@
 #include "handle_error.hpp"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 
@@ -56,8 +57,8 @@ memcached_return_t fail_all_dead(memcached_st* memc, const HandleRouting& routin
     error->local_errno = 0;
     const route::StateSource* source = routing.router ? routing.router->source() : nullptr;
     const int n = std::snprintf(error->message, sizeof error->message,
-                                "SERVER IS MARKED DEAD, mcwatchd publishes all %zu servers of this handle dead or "
-                                "draining (state file %s); failed without connecting",
+                                "SERVER IS MARKED DEAD, mcwatchd publishes every server this key may go to dead or "
+                                "draining (%zu servers in this handle, state file %s); failed without connecting",
                                 routing.addresses.size(), source ? source->path().c_str() : "none");
     error->size = n < 0 ? 0 : std::min(size_t(n), sizeof error->message - 1);
     memc->error_messages = reinterpret_cast<memcached_error_t*>(error);

@@ -9,8 +9,8 @@
 
 namespace mcwatch::shim {
 
-// Records on `memc` that every server of its list is published dead or
-// draining, as libmemcached records an error of its own (replacing the
+// Records on `memc` that every server the key may go to is published dead
+// or draining, as libmemcached records an error of its own (replacing the
 // errors of earlier operations), and returns MEMCACHED_SERVER_MARKED_DEAD.
 // Allocates through the handle's allocators: a failure path, never taken
 // while any server may take keys.
