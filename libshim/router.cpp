@@ -198,18 +198,38 @@ Decision Router::route_with(const PlacementView& view, const char* key, size_t l
     return native_only(view, key, length);
 }
 
-int32_t Router::slot_of(uint32_t server) noexcept {
-    if (!source_ || server >= topology_.size()) return -1;
+// Checks the file now and matches the servers to the current mapping's
+// slots; returns with refresh_mutex_ held (in `lock`), false without a mapping.
+bool Router::match_current(std::unique_lock<std::mutex>& lock) {
     source_->check_now();
     refresh(coarse_monotonic_ns());
-    std::lock_guard<std::mutex> lock(refresh_mutex_);
+    lock = std::unique_lock<std::mutex>(refresh_mutex_);
     const StateSource::Mapped* mapped = source_->current();
-    if (!mapped) return -1;
+    if (!mapped) return false;
     if (merge_lookup() || mapped->serial != map_serial_) {
         slot_of_ = match_slots(names_, mapped->map.header(), mapped->map.slots());
         map_serial_ = mapped->serial;
     }
-    return slot_of_[server];
+    return true;
+}
+
+int32_t Router::slot_of(uint32_t server) noexcept {
+    if (!source_ || server >= topology_.size()) return -1;
+    try {
+        std::unique_lock<std::mutex> lock;
+        return match_current(lock) ? slot_of_[server] : -1;
+    } catch (...) {
+        return -1;
+    }
+}
+
+std::vector<uint32_t> Router::unpublished() {
+    std::vector<uint32_t> out;
+    std::unique_lock<std::mutex> lock;
+    if (!source_ || !match_current(lock)) return out;
+    for (uint32_t i = 0; i < topology_.size(); ++i)
+        if (slot_of_[i] < 0) out.push_back(i);
+    return out;
 }
 
 }  // namespace mcwatch::route

@@ -62,9 +62,13 @@ public:
     // For tools, not the hot path: the state-file slot server i was matched
     // to in the current mapping (-1: not listed, or no file), after a refresh.
     int32_t slot_of(uint32_t server) noexcept;
+    // For debug lines: the servers the current mapping does not list, as of
+    // the latest match (names still being resolved included).
+    std::vector<uint32_t> unpublished();
 
 private:
     void refresh(uint64_t now) noexcept;
+    bool match_current(std::unique_lock<std::mutex>& lock);
     void retry_later(uint64_t epoch, uint64_t now) noexcept;
     static Decision native_only(const PlacementView& view, const char* key, size_t length) noexcept;
 

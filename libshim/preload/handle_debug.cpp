@@ -78,8 +78,9 @@ void describe_handle(const memcached_st* memc, const HandleRouting& routing) noe
         }
         std::string unpublished;
         if (usable)
-            for (uint32_t i = 0; i < routing.addresses.size(); ++i)
-                if (routing.router->slot_of(i) < 0) unpublished += (unpublished.empty() ? "" : ",") + routing.addresses[i];
+            for (uint32_t i : routing.router->unpublished())
+                if (i < routing.addresses.size())
+                    unpublished += (unpublished.empty() ? "" : ",") + routing.addresses[i];
         const std::string summary = std::string("distribution=") + distribution + " hash=" + hash +
                                     " servers=" + std::to_string(routing.addresses.size()) + "; " + file_routing;
         if (!first_time(memc, state::fnv1a64(summary.data(), summary.size(),
