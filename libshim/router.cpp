@@ -14,7 +14,7 @@ namespace {
 constexpr uint64_t kTornRetryNs = 10'000'000;
 // While a background resolution runs, the router looks for its answer this
 // often (from whichever client call comes first).
-constexpr uint64_t kLookupPollNs = 10'000'000;
+constexpr uint64_t kLookupPollNs = 100'000'000;
 
 bool is_name(const ServerSpec& server) {
     return !server.is_unix && numeric_addresses(server, false).empty();
@@ -206,7 +206,8 @@ bool Router::match_current(std::unique_lock<std::mutex>& lock) {
     lock = std::unique_lock<std::mutex>(refresh_mutex_);
     const StateSource::Mapped* mapped = source_->current();
     if (!mapped) return false;
-    if (merge_lookup() || mapped->serial != map_serial_) {
+    // A finished lookup is merged by refresh(), with the snapshot it changes.
+    if (mapped->serial != map_serial_) {
         slot_of_ = match_slots(names_, mapped->map.header(), mapped->map.slots());
         map_serial_ = mapped->serial;
     }
