@@ -142,7 +142,7 @@ bool read_status(const state::Header& header, const state::Slot* slots, const in
         }
         for (uint32_t i = 0; i < count; ++i) {
             if (slot_of[i] < 0) {
-                out[i] = 0;
+                out[i] = kStatusUnpublished;
                 continue;
             }
             const state::Slot& slot = slots[slot_of[i]];

@@ -101,7 +101,7 @@ std::vector<std::vector<std::string>> server_names(const Topology& topology, boo
 // kStatus* bits of one slot's state and flags.
 uint8_t status_bits(uint32_t state, uint32_t flags) noexcept;
 
-// The kStatus* bits of the slots in `slot_of` (live for -1) into `out`, as
+// The kStatus* bits of the slots in `slot_of` (kStatusUnpublished for -1) into `out`, as
 // of one instant, by the seqlock protocol of seqlock.hpp but reading only
 // state and flags. False if no consistent copy could be made now.
 bool read_status(const state::Header& header, const state::Slot* slots, const int32_t* slot_of,

@@ -23,6 +23,12 @@ namespace mcwatch::route {
 inline constexpr uint8_t kStatusAvoid = 1u << 0;     // dead or draining: takes no keys
 inline constexpr uint8_t kStatusDraining = 1u << 1;  // draining (kStatusAvoid is set too)
 inline constexpr uint8_t kStatusRecent = 1u << 2;    // live, within recently_down_window
+// Not in the state file (mcwatchd does not watch it): nothing says it is
+// alive, so it never takes another server's keys; its own keys go to it, as
+// libmemcached would send them.
+inline constexpr uint8_t kStatusUnpublished = 1u << 3;
+// May not take another server's keys (as a substitute or a fallback).
+inline constexpr uint8_t kStatusNoStandIn = kStatusAvoid | kStatusUnpublished;
 
 // Decision::flags; the C API's MCSHIM_ROUTE_* have the same values.
 inline constexpr uint32_t kRouteSubstitute = 1u << 0;    // target != native: native dead or draining
@@ -142,7 +148,8 @@ int32_t substitute(const PlacementView& view, const char* key, size_t length, Na
 
 // The whole decision for one key. `status(i)` gives server i's kStatus* bits
 // (servers beyond the list are live); `allowed_count` is how many servers may
-// take keys. All dead fails at once, without hashing.
+// take keys (unpublished ones included: they take their own). All dead fails
+// at once, without hashing.
 template <class Status>
 Decision decide(const PlacementView& view, const char* key, size_t length, Status status,
                 uint32_t allowed_count) noexcept {
@@ -154,17 +161,18 @@ Decision decide(const PlacementView& view, const char* key, size_t length, Statu
     const NativePlace place = place_key(view, key, length);
     d.native = d.target = int32_t(place.server);
     const uint8_t native_status = status(place.server);
-    if ((native_status & (kStatusAvoid | kStatusRecent)) == 0) return d;
+    if ((native_status & (kStatusNoStandIn | kStatusRecent)) == 0 || (native_status & kStatusUnpublished))
+        return d;
     if (native_status & kStatusAvoid) {
         d.target = substitute(view, key, length, place,
-                              [&](uint32_t i) { return (status(i) & kStatusAvoid) != 0; });
+                              [&](uint32_t i) { return (status(i) & kStatusNoStandIn) != 0; });
         d.flags = d.target < 0 ? kRouteAllDead : kRouteSubstitute;
         if (native_status & kStatusDraining) d.flags |= kRouteDraining;
         return d;
     }
     d.flags = kRouteRecentlyDown;
     d.fallback = substitute(view, key, length, place, [&](uint32_t i) {
-        return i == place.server || (status(i) & kStatusAvoid) != 0;
+        return i == place.server || (status(i) & kStatusNoStandIn) != 0;
     });
     return d;
 }

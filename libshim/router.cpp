@@ -1,5 +1,8 @@
 #include "router.hpp"
 
+#include <pthread.h>
+#include <signal.h>
+
 #include "seqlock.hpp"
 
 namespace mcwatch::route {
@@ -9,14 +12,22 @@ namespace {
 // A torn read of the file (the daemon inside its write, or killed there) is
 // retried this much later rather than on every call.
 constexpr uint64_t kTornRetryNs = 10'000'000;
+// While a background resolution runs, the router looks for its answer this
+// often (from whichever client call comes first).
+constexpr uint64_t kLookupPollNs = 100'000'000;
+
+bool is_name(const ServerSpec& server) {
+    return !server.is_unix && numeric_addresses(server, false).empty();
+}
 
 }  // namespace
 
-Router::Router(Topology topology, std::shared_ptr<StateSource> source, bool resolve)
+Router::Router(Topology topology, std::shared_ptr<StateSource> source, NameResolution resolution)
     : topology_(std::move(topology)),
       view_(topology_.view()),
       source_(std::move(source)),
-      names_(server_names(topology_, resolve)),
+      resolution_(resolution),
+      names_(server_names(topology_, resolution == NameResolution::now)),
       slot_of_(topology_.size(), -1),
       scratch_(topology_.size(), 0) {
     for (Snapshot& copy : copies_) {
@@ -41,7 +52,9 @@ void Router::refresh(uint64_t now) noexcept {
     const bool usable = source_->usable() && mapped;
     uint32_t allowed = topology_.size();
     const uint32_t count = topology_.size();
+    bool lookup_pending = false;
     if (usable) {
+        if (merge_lookup()) map_serial_ = 0;  // new numeric forms: match again
         if (mapped->serial != map_serial_) {
             try {
                 slot_of_ = match_slots(names_, mapped->map.header(), mapped->map.slots());
@@ -50,7 +63,9 @@ void Router::refresh(uint64_t now) noexcept {
                 retry_later(epoch, now);
                 return;
             }
+            if (resolution_ == NameResolution::background && !lookup_) start_lookup();
         }
+        lookup_pending = lookup_ && !lookup_merged_;
         if (!read_status(mapped->map.header(), mapped->map.slots(), slot_of_.data(), count,
                          scratch_.data())) {
             retry_later(epoch, now);
@@ -70,7 +85,71 @@ void Router::refresh(uint64_t now) noexcept {
     std::atomic_thread_fence(std::memory_order_release);
     write_snapshot(copies_[1], usable, allowed);
     seen_epoch_.store(epoch, std::memory_order_relaxed);
-    retry_at_ns_.store(UINT64_MAX, std::memory_order_relaxed);
+    retry_at_ns_.store(lookup_pending ? now + kLookupPollNs : UINT64_MAX, std::memory_order_relaxed);
+}
+
+// The servers whose name matched no slot by name get their numeric forms
+// from a thread of their own: getaddrinfo may take seconds per name (a slow
+// or silent resolver), and the caller is a client's operation. One thread,
+// once per router (a server list, process-wide), names one after another;
+// nothing waits for it. Under refresh_mutex_.
+void Router::start_lookup() noexcept {
+    try {
+        auto lookup = std::make_shared<Lookup>();
+        for (uint32_t i = 0; i < topology_.size(); ++i)
+            if (slot_of_[i] < 0 && is_name(topology_.server(i))) {
+                lookup->servers.push_back(i);
+                lookup->specs.push_back(topology_.server(i));
+            }
+        lookup_ = lookup;
+        if (lookup->servers.empty()) {
+            lookup_merged_ = true;
+            return;
+        }
+        auto* owned = new std::shared_ptr<Lookup>(std::move(lookup));
+        auto run = [](void* argument) -> void* {
+            std::unique_ptr<std::shared_ptr<Lookup>> held(static_cast<std::shared_ptr<Lookup>*>(argument));
+            Lookup& work = **held;
+            try {
+                for (const ServerSpec& spec : work.specs) work.numeric.push_back(numeric_addresses(spec, true));
+            } catch (...) {
+                work.numeric.clear();  // out of memory: no forms, the servers stay unpublished
+            }
+            work.done.store(true, std::memory_order_release);
+            return nullptr;
+        };
+        // The program's signals are not this thread's business.
+        sigset_t all, saved;
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &saved);
+        pthread_attr_t attributes;
+        pthread_attr_init(&attributes);
+        pthread_attr_setdetachstate(&attributes, PTHREAD_CREATE_DETACHED);
+        pthread_t thread;
+        const int failed = pthread_create(&thread, &attributes, run, owned);
+        pthread_attr_destroy(&attributes);
+        pthread_sigmask(SIG_SETMASK, &saved, nullptr);
+        if (failed) {
+            delete owned;
+            lookup_merged_ = true;  // no thread: those servers stay unpublished
+        }
+    } catch (...) {
+        lookup_merged_ = true;
+    }
+}
+
+// True if a finished lookup's forms were just added to names_. Under
+// refresh_mutex_.
+bool Router::merge_lookup() noexcept {
+    if (!lookup_ || lookup_merged_ || !lookup_->done.load(std::memory_order_acquire)) return false;
+    lookup_merged_ = true;
+    try {
+        for (size_t n = 0; n < lookup_->numeric.size() && n < lookup_->servers.size(); ++n)
+            for (std::string& form : lookup_->numeric[n]) names_[lookup_->servers[n]].push_back(std::move(form));
+    } catch (...) {
+        return false;
+    }
+    return true;
 }
 
 // Keeps the current snapshot and looks again in kTornRetryNs, not at every
@@ -119,18 +198,39 @@ Decision Router::route_with(const PlacementView& view, const char* key, size_t l
     return native_only(view, key, length);
 }
 
-int32_t Router::slot_of(uint32_t server) noexcept {
-    if (!source_ || server >= topology_.size()) return -1;
+// Checks the file now and matches the servers to the current mapping's
+// slots; returns with refresh_mutex_ held (in `lock`), false without a mapping.
+bool Router::match_current(std::unique_lock<std::mutex>& lock) {
     source_->check_now();
     refresh(coarse_monotonic_ns());
-    std::lock_guard<std::mutex> lock(refresh_mutex_);
+    lock = std::unique_lock<std::mutex>(refresh_mutex_);
     const StateSource::Mapped* mapped = source_->current();
-    if (!mapped) return -1;
+    if (!mapped) return false;
+    // A finished lookup is merged by refresh(), with the snapshot it changes.
     if (mapped->serial != map_serial_) {
         slot_of_ = match_slots(names_, mapped->map.header(), mapped->map.slots());
         map_serial_ = mapped->serial;
     }
-    return slot_of_[server];
+    return true;
+}
+
+int32_t Router::slot_of(uint32_t server) noexcept {
+    if (!source_ || server >= topology_.size()) return -1;
+    try {
+        std::unique_lock<std::mutex> lock;
+        return match_current(lock) ? slot_of_[server] : -1;
+    } catch (...) {
+        return -1;
+    }
+}
+
+std::vector<uint32_t> Router::unpublished() {
+    std::vector<uint32_t> out;
+    std::unique_lock<std::mutex> lock;
+    if (!source_ || !match_current(lock)) return out;
+    for (uint32_t i = 0; i < topology_.size(); ++i)
+        if (slot_of_[i] < 0) out.push_back(i);
+    return out;
 }
 
 }  // namespace mcwatch::route

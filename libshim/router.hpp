@@ -28,12 +28,22 @@
 
 namespace mcwatch::route {
 
+// How a router learns the numeric addresses of the names in its list, to
+// match state-file slots configured by number.
+enum class NameResolution {
+    none,        // never: names match slots by name only
+    now,         // getaddrinfo in the constructor, one name after another (tools)
+    background,  // only names that match no slot by name, on a thread of the
+                 // router's own, started at most once; until it has answered
+                 // such a server is unpublished (a client's call never waits
+                 // for a resolver)
+};
+
 class Router {
 public:
     // `source` may be null: every decision is then native, flagged stale.
-    // `resolve` lets server names be resolved (getaddrinfo, here, once) to
-    // match state-file slots configured by number, and the reverse.
-    Router(Topology topology, std::shared_ptr<StateSource> source, bool resolve = true);
+    Router(Topology topology, std::shared_ptr<StateSource> source,
+           NameResolution resolution = NameResolution::now);
     Router(const Router&) = delete;
     Router& operator=(const Router&) = delete;
 
@@ -52,18 +62,35 @@ public:
     // For tools, not the hot path: the state-file slot server i was matched
     // to in the current mapping (-1: not listed, or no file), after a refresh.
     int32_t slot_of(uint32_t server) noexcept;
+    // For debug lines: the servers the current mapping does not list, as of
+    // the latest match (names still being resolved included).
+    std::vector<uint32_t> unpublished();
 
 private:
     void refresh(uint64_t now) noexcept;
+    bool match_current(std::unique_lock<std::mutex>& lock);
     void retry_later(uint64_t epoch, uint64_t now) noexcept;
     static Decision native_only(const PlacementView& view, const char* key, size_t length) noexcept;
 
     const Topology topology_;
     const PlacementView view_;
     const std::shared_ptr<StateSource> source_;
-    const std::vector<std::vector<std::string>> names_;
+    const NameResolution resolution_;
 
-    std::mutex refresh_mutex_;  // refreshers only
+    // A background resolution: filled by its thread, read once `done`.
+    struct Lookup {
+        std::vector<uint32_t> servers;                  // indexes into the topology
+        std::vector<ServerSpec> specs;                  // their specs
+        std::vector<std::vector<std::string>> numeric;  // their numeric forms
+        std::atomic<bool> done{false};
+    };
+    void start_lookup() noexcept;
+    bool merge_lookup() noexcept;
+
+    std::mutex refresh_mutex_;  // refreshers only; guards the members below
+    std::vector<std::vector<std::string>> names_;
+    std::shared_ptr<Lookup> lookup_;  // started at most once
+    bool lookup_merged_ = false;
     uint64_t map_serial_ = 0;   // the mapping slot_of_ belongs to
     std::vector<int32_t> slot_of_;
     std::vector<uint8_t> scratch_;

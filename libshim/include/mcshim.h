@@ -104,7 +104,9 @@ MCSHIM_API mcshim_t *mcshim_open(const char *state_path) MCSHIM_NOEXCEPT;
  * client spells them (libmemcached names ketama points after the host as
  * given). `weights` may be NULL (all 1). Servers are found in the state file
  * by address, as configured or resolved: localhost:11211 and 127.0.0.1:11211
- * agree; a server the file does not list is taken as live. */
+ * agree (host names are resolved here, with getaddrinfo, which may block on
+ * DNS). A server the file does not list takes its own keys and never another
+ * server's: nothing says it is alive. */
 MCSHIM_API int mcshim_set_servers(mcshim_t *shim, const char *const *addresses,
                                   const uint32_t *weights, size_t count, int distribution,
                                   int hash) MCSHIM_NOEXCEPT;

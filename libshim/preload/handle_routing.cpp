@@ -8,6 +8,8 @@
 #include <cstring>
 #include <map>
 
+#include "handle_debug.hpp"
+#include "operation.hpp"
 #include "real.hpp"
 #include "seqlock.hpp"
 
@@ -41,8 +43,8 @@ bool debug_requested() {
     return value && *value && std::strcmp(value, "0") != 0;
 }
 
-// Bounded: building a router takes microseconds (a getaddrinfo for a host
-// name at most once per list). Past the bound the operation goes native.
+// Bounded: building a router takes microseconds (it never resolves a name:
+// NameResolution::background). Past the bound the operation goes native.
 bool lock_registry() noexcept {
     for (int attempt = 0; attempt < 2000; ++attempt) {
         if (!registry_lock.test_and_set(std::memory_order_acquire)) return true;
@@ -82,7 +84,8 @@ std::shared_ptr<route::Router> router_for(std::vector<route::ServerSpec> servers
     if (!route::Topology::build(std::move(servers), state::Distribution::modula, state::Hash::one_at_a_time,
                                 topology, error))
         return nullptr;
-    auto router = std::make_shared<route::Router>(std::move(topology), r->source, true);
+    auto router = std::make_shared<route::Router>(std::move(topology), r->source,
+                                                  route::NameResolution::background);
     r->routers.emplace(key, router);
     return router;
 }
@@ -193,6 +196,7 @@ const HandleRouting* routing_for(const memcached_st* memc) noexcept {
         return nullptr;  // out of memory: stay native
     }
     if (!routing) return nullptr;
+    if (debug_enabled()) describe_handle(memc, *routing);
     CacheEntry& entry = cache[cache_next++ % kCacheEntries];
     entry = CacheEntry{memc,
                        now_epoch,

@@ -13,6 +13,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "handle_error.hpp"
 #include "operation.hpp"
 #include "real.hpp"
 #include "writeback.hpp"
@@ -81,7 +82,7 @@ memcached_return_t grouped_mget(memcached_st* memc, const Real& r, const char* g
     Routed routed;
     if (!route_key(memc, group_key, group_key_length, routed))
         return r.mget_by_key(memc, group_key, group_key_length, keys, key_length, count);
-    if (routed.decision.flags & route::kRouteAllDead) return MEMCACHED_SERVER_MARKED_DEAD;
+    if (routed.decision.flags & route::kRouteAllDead) return fail_all_dead(memc, *routed.routing);
     memcached_return_t rc;
     {
         ToServer to(memc, routed, routed.decision.target);
@@ -114,7 +115,7 @@ memcached_return_t keyed_mget(memcached_st* memc, const Real& r, const char* con
         bool has_native_hash = false;
         uint32_t native_hash = 0;
         decisions[i] = decide(memc, *routing, view, hashed.bytes, hashed.length, has_native_hash, native_hash);
-        if (decisions[i].flags & route::kRouteAllDead) return MEMCACHED_SERVER_MARKED_DEAD;
+        if (decisions[i].flags & route::kRouteAllDead) return fail_all_dead(memc, *routing);
         if (debug_enabled() && decisions[i].flags) {
             Routed shown{routing, view, {}, decisions[i]};
             debug_decision("mget", shown, keys[i], key_length[i]);

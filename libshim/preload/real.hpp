@@ -53,6 +53,8 @@ struct Real {
     decltype(&::memcached_result_length) result_length;
     decltype(&::memcached_result_flags) result_flags;
     decltype(&::memcached_result_free) result_free;
+    // Optional (may be null): which libmemcached's private layouts to expect.
+    decltype(&::memcached_lib_version) lib_version;
 };
 
 // Every pointer non-null, or null if libmemcached cannot be found (then the

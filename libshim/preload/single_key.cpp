@@ -8,6 +8,7 @@
 
 #include <cstdlib>
 
+#include "handle_error.hpp"
 #include "operation.hpp"
 #include "real.hpp"
 #include "writeback.hpp"
@@ -17,10 +18,6 @@
 namespace mcwatch::shim {
 
 namespace {
-
-// What an operation returns when every server is dead: libmemcached's own
-// code for a server it will not talk to, at once, without a connection attempt.
-constexpr memcached_return_t kAllDead = MEMCACHED_SERVER_MARKED_DEAD;
 
 bool all_dead(const Routed& routed) noexcept { return routed.decision.flags & route::kRouteAllDead; }
 
@@ -48,7 +45,7 @@ memcached_return_t write_one(memcached_st* memc, const char* hash_key, size_t ha
     OuterCall outer;
     Routed routed;
     if (!outer.is_outer() || !route_key(memc, hash_key, hash_key_length, routed)) return call(expiration);
-    if (all_dead(routed)) return kAllDead;
+    if (all_dead(routed)) return fail_all_dead(memc, *routed.routing);
     // The other copy first, then the target: a reader's write-back, which
     // reads that copy under a lease on the target, then either misses it or
     // sees its lease broken by this write (writeback.hpp).
@@ -63,7 +60,7 @@ memcached_return_t route_one(memcached_st* memc, const char* hash_key, size_t ha
     OuterCall outer;
     Routed routed;
     if (!outer.is_outer() || !route_key(memc, hash_key, hash_key_length, routed)) return call(routed);
-    if (all_dead(routed)) return kAllDead;
+    if (all_dead(routed)) return fail_all_dead(memc, *routed.routing);
     ToServer to(memc, routed, routed.decision.target);
     return call(routed);
 }
@@ -107,7 +104,7 @@ memcached_return_t on_served_copy(memcached_st* memc, const char* hash_key, size
     OuterCall outer;
     Routed routed;
     if (!outer.is_outer() || !route_key(memc, hash_key, hash_key_length, routed)) return call(routed, true);
-    if (all_dead(routed)) return kAllDead;
+    if (all_dead(routed)) return fail_all_dead(memc, *routed.routing);
     const bool window = other_copy_server(routed.decision) >= 0;
     auto on_target = [&](bool may_create) {
         ToServer to(memc, routed, routed.decision.target);
@@ -163,8 +160,8 @@ MCSHIM_EXPORT char* memcached_get_by_key(memcached_st* memc, const char* group_k
     Routed routed;
     if (!outer.is_outer() || !route_key(memc, hash_key, hash_key_length, routed)) return call();
     if (all_dead(routed)) {
-        *error = kAllDead;
-        *value_length = 0;
+        *error = fail_all_dead(memc, *routed.routing);
+        if (value_length) *value_length = 0;
         return nullptr;
     }
     char* value;

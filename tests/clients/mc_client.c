@@ -19,6 +19,8 @@
  *   incr KEY OFFSET         "VALUE N" or the error | touch KEY TTL: the code
  *   count KEY N [INITIAL]   N increments by 1 (with an initial value: increment_with_initial,
  *                           binary only): prints "acknowledged K"
+ *   last-error KEY          memcached_get, then what memcached_last_error and
+ *                           memcached_last_error_message say: "CODE: MESSAGE"
  *   threads PREFIX N T      T threads, each with a memcached_clone of the handle,
  *                           set and get their share of the keys: prints "hits K"
  *   fork PREFIX N           sets the keys, then a forked child gets them: "child hits K"
@@ -198,6 +200,7 @@ int main(int argc, char **argv) {
             const memcached_instance_st *server = memcached_server_by_key(memc, line, strlen(line), &rc);
             if (server) printf("%s %s:%u\n", line, memcached_server_name(server), (unsigned)memcached_server_port(server));
             else printf("%s none\n", line);
+            fflush(stdout);  /* answered line by line: a test may wait for each */
         }
     } else if (strcmp(command, "behaviors") == 0 && nargs == 0) {
         printf("distribution %llu hash %llu ketama_weighted %llu binary %llu\n",
@@ -281,6 +284,12 @@ int main(int argc, char **argv) {
         if (got) printf("VALUE %.*s\n", (int)length, got);
         else printf("%s\n", memcached_strerror(memc, rc));
         free(got);
+    } else if (strcmp(command, "last-error") == 0 && nargs == 1) {
+        size_t length = 0;
+        uint32_t flags = 0;
+        memcached_return_t rc;
+        free(memcached_get(memc, args[0], strlen(args[0]), &length, &flags, &rc));
+        printf("%s: %s\n", memcached_strerror(memc, memcached_last_error(memc)), memcached_last_error_message(memc));
     } else if (strcmp(command, "delete") == 0 && nargs == 1) {
         printf("%s\n", memcached_strerror(memc, memcached_delete(memc, args[0], strlen(args[0]), 0)));
     } else {

@@ -264,6 +264,29 @@ def test_all_dead_fails_at_once_with_libmemcached_error(shim_fleet):
     assert client_says(fleet, "c", "mget-many", "m", 5) == "found 0"
 
 
+def test_all_dead_tools_say_why_not_fatal_error_success(shim_fleet, tmp_path):
+    """With every server dead, libmemcached's tools printed "Fatal error for
+    key 'foo': SUCCESS": the handle's last error must name the reason."""
+    fleet = shim_fleet
+    for m in fleet.servers:
+        m.kill()
+    fleet.wait_states({m.address: "dead" for m in fleet.servers})
+    reason = "mcwatchd publishes every server this key may go to dead or draining (4 servers in this handle"
+    said = client_says(fleet, "c", "last-error", "foo")
+    assert said.startswith("SERVER IS MARKED DEAD: ") and reason in said and fleet.state in said, said
+    servers = ",".join(m.address for m in fleet.servers)
+    env = dict(os.environ, **PRELOAD, MCSHIM_STATE=fleet.state)
+    cat = subprocess.run(["memccat", "--servers", servers, "foo"], capture_output=True, text=True, env=env,
+                         timeout=30)
+    assert cat.returncode != 0
+    assert "Fatal error for key 'foo': SERVER IS MARKED DEAD, " + reason in cat.stderr, cat.stderr
+    (tmp_path / "foo").write_text("content")
+    cp = subprocess.run(["memccp", "--servers", servers, str(tmp_path / "foo")], capture_output=True, text=True,
+                        env=env, timeout=30)
+    assert cp.returncode != 0
+    assert reason in cp.stderr and ": SUCCESS" not in cp.stderr, cp.stderr
+
+
 def test_debug_lines_name_each_moved_key(shim_fleet):
     fleet = shim_fleet
     victim = fleet.servers[0]
@@ -273,6 +296,9 @@ def test_debug_lines_name_each_moved_key(shim_fleet):
     assert status == 0 and out == "stored 50\n"
     lines = err.splitlines()
     assert lines and all(line.startswith("mcshim: ") for line in lines)
+    described = [line for line in lines if line.startswith("mcshim: handle ")]
+    assert len(described) == 1 and "distribution=ketama hash=md5 servers=4" in described[0]
+    lines = [line for line in lines if line not in described]
     assert all(f"native={victim.address}" in line and "substitute for dead native" in line for line in lines)
     moved = [k for k, v in holders(fleet, [f"d{i}" for i in range(50)]).items() if v]
     assert len(lines) == len([line for line in lines if "route key=d" in line]) > 0

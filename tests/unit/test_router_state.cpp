@@ -177,10 +177,42 @@ TEST_CASE("router: servers are matched to slots by address") {
     CHECK(router->slot_of(0) == 0);  // 127.0.0.1:11211 is localhost:11211's resolved address
     CHECK(router->slot_of(1) == 1);  // localhost resolves to the slot's 127.0.0.1:11212
     CHECK(router->slot_of(2) == 2);  // /run/mc.sock is unix:/run/mc.sock
-    CHECK(router->slot_of(3) == -1); // not in the file: live
-    // Only server 3 is live, so every key goes there.
-    for (const std::string& key : test::router_keys(1000))
-        CHECK(router->route(key.data(), key.size()).target == 3);
+    CHECK(router->slot_of(3) == -1); // not in the file: unpublished
+    // Server 3 keeps its own keys; nothing says it is alive, so the dead
+    // servers' keys fail rather than go there.
+    for (const std::string& key : test::router_keys(1000)) {
+        const Decision d = router->route(key.data(), key.size());
+        if (d.native == 3)
+            CHECK((d.target == 3 && d.flags == 0));
+        else
+            CHECK(d.flags == kRouteAllDead);
+    }
+}
+
+TEST_CASE("router: a background resolution matches a name to a slot configured by number, later") {
+    test::ScratchDir dir;
+    const std::string path = dir.file("state");
+    StateFixture file(path, {{"127.0.0.1:11212", "127.0.0.1:11212", 1}, {"10.0.0.9:11211", "10.0.0.9:11211", 1}});
+    file.set_states({{state::ServerState::dead, 0}, {state::ServerState::live, 0}});
+    std::vector<ServerSpec> specs;
+    for (const char* address : {"localhost:11212", "10.0.0.9:11211"}) {
+        ServerSpec spec;
+        std::string error;
+        REQUIRE(parse_server_spec(address, 1, spec, error));
+        specs.push_back(spec);
+    }
+    Router router(test::topology_of(std::move(specs), state::Distribution::ketama, state::Hash::md5),
+                  std::make_shared<StateSource>(path), NameResolution::background);
+    // Decisions never wait for it; once it has answered, server 0 is the dead slot.
+    bool matched = false;
+    for (int attempt = 0; attempt < 500 && !matched; ++attempt) {
+        for (const std::string& key : test::router_keys(50)) router.route(key.data(), key.size());
+        matched = router.slot_of(0) == 0;
+        if (!matched) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    CHECK(matched);
+    CHECK(router.slot_of(1) == 1);
+    for (const std::string& key : test::router_keys(500)) CHECK(router.route(key.data(), key.size()).target == 1);
 }
 
 TEST_CASE("router: readers never see a torn server list while the table is rewritten") {

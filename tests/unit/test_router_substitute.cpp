@@ -298,3 +298,49 @@ TEST_CASE("router: expiration clamp for writes to a substitute") {
     CHECK(clamp_expiration(86400, long_window, now) == 86400);
     CHECK(clamp_expiration(0, 0, now) == 1);  // no window: still capped
 }
+
+TEST_CASE("router: a server the state file does not publish takes its own keys and no one else's") {
+    for (const state::Distribution distribution : kDistributions) {
+        CAPTURE(distribution_name(distribution));
+        const Topology topology = test::topology_of(test::numbered_servers(5), distribution, state::Hash::md5);
+        // Server 1 is dead, server 3 recently down, server 4 unpublished.
+        Statuses statuses = with(5, {1});
+        statuses.bits[3] = kStatusRecent;
+        statuses.bits[4] = kStatusUnpublished;
+        size_t own = 0, moved = 0, fallbacks = 0;
+        for (const std::string& key : test::router_keys(20000)) {
+            const Decision d = statuses.route(topology.view(), key);
+            if (d.native == 4) {
+                ++own;
+                CHECK(d.target == 4);
+                CHECK(d.flags == 0);
+            }
+            if (d.native == 1) {
+                ++moved;
+                CHECK(d.flags == kRouteSubstitute);
+                CHECK(d.target != 1);
+                CHECK(d.target != 4);
+            }
+            if (d.native == 3) {
+                ++fallbacks;
+                CHECK(d.fallback >= 0);
+                CHECK(d.fallback != 4);
+                CHECK(d.fallback != 1);
+            }
+        }
+        CHECK((own > 0 && moved > 0 && fallbacks > 0));
+    }
+    // The published servers all dead: the unpublished one keeps its own keys,
+    // the others' keys fail rather than land on a server nobody watches.
+    const Topology topology = test::topology_of(test::numbered_servers(3), state::Distribution::ketama,
+                                                state::Hash::md5);
+    Statuses statuses = with(3, {0, 1});
+    statuses.bits[2] = kStatusUnpublished;
+    for (const std::string& key : test::router_keys(2000)) {
+        const Decision d = statuses.route(topology.view(), key);
+        if (d.native == 2)
+            CHECK((d.target == 2 && d.flags == 0));
+        else
+            CHECK(d.flags == kRouteAllDead);
+    }
+}

@@ -1,0 +1,17 @@
+// MCSHIM_DEBUG's account of a handle, said once per handle and routing:
+// what the handle really does (distribution, hash), what the state file's
+// [routing] says (mcctl route answers with that), and every server of the
+// handle that mcwatchd does not publish.
+#pragma once
+
+#include <libmemcached-1.0/memcached.h>
+
+#include "handle_routing.hpp"
+
+namespace mcwatch::shim {
+
+// Writes the lines unless this handle was last described with the same
+// words. Not on the hot path: called when a handle's routing is built.
+void describe_handle(const memcached_st* memc, const HandleRouting& routing) noexcept;
+
+}  // namespace mcwatch::shim
