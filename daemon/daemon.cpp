@@ -182,6 +182,7 @@ Daemon::ReloadOutcome Daemon::reload() {
     if (prober) prober_ = std::move(prober);
     if (metrics_changed) metrics_ = std::move(metrics);
     ++reloads_ok_;
+    if (metrics_) metrics_->content_changed();
     // A flush asked for a server that is gone cannot happen.
     std::erase_if(pending_flushes_, [this](const Deferred& d) {
         if (find_server(d.server)) return false;
@@ -223,6 +224,7 @@ void Daemon::round() {
         return true;
     });
 
+    if (metrics_) metrics_->pause_rendering();
     const std::vector<ProbeResult> results = prober_->run_round(flush_first);
     const int64_t now = unix_ms();
     bool routing_changed = false;
@@ -239,6 +241,10 @@ void Daemon::round() {
         log_health_events(server, events);
     }
     writer_.update(views(), routing_changed);
+    if (metrics_) {
+        metrics_->content_changed();
+        metrics_->resume_rendering();
+    }
 
     for (const auto& [waiter, index] : flush_waiters) {
         const ProbeResult& result = results[index];

@@ -288,6 +288,12 @@ std::vector<ProbeResult> Prober::run_round(const std::vector<bool>& flush_first)
         }
     }
 
+    // A reply that arrived is never a timeout. The deadline may pass while
+    // replies wait unread in socket buffers (the daemon was serving the side
+    // channel, or was not scheduled): read what is there before judging.
+    for (Server& server : servers_) {
+        if (server.phase == Phase::exchanging) handle_event(server, EPOLLIN | EPOLLOUT);
+    }
     for (Server& server : servers_) {
         if (server.phase == Phase::done) continue;
         std::string what;

@@ -47,7 +47,9 @@ public:
     // by `flush_all` where flush_first[i] is true; missing entries are false),
     // waits until every server answered or failed or the timeout passed, and
     // returns one result per server, in configuration order. Returns within
-    // about the timeout whatever the peers or the resolver do.
+    // about the timeout whatever the peers or the resolver do. A reply
+    // already received when the timeout passes counts: only servers with
+    // nothing (or part of a reply) to read have timed out.
     std::vector<ProbeResult> run_round(const std::vector<bool>& flush_first);
 
     // Another descriptor to serve while a round waits (the daemon's
