@@ -9,11 +9,13 @@
 #include <fmt/format.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
 #include "http_request.hpp"
 #include "metrics.hpp"
+#include "metrics_peer.hpp"
 
 namespace mcwatch {
 
@@ -78,19 +80,39 @@ void MetricsServer::accept_all() {
             if (errno == EINTR || errno == ECONNABORTED) continue;
             return;
         }
-        if (connections_.size() >= kMaxConnections) {
+        std::string peer = metrics_peer_of(fd);
+        if (!admit(peer)) {
             ::close(fd);  // a scraper retries; a flood gets nothing
             continue;
         }
         const uint64_t id = ++next_id_;
         Connection& connection = connections_[id];
         connection.fd = fd;
+        connection.peer = std::move(peer);
         connection.deadline = Clock::now() + kTimeout;
         if (!loop_.add(fd, EPOLLIN, [this, id](uint32_t events) { on_event(id, events); })) {
             ::close(fd);
             connections_.erase(id);
         }
     }
+}
+
+bool MetricsServer::admit(const std::string& peer) {
+    std::map<std::string, size_t> held;
+    for (const auto& [id, connection] : connections_) ++held[connection.peer];
+    const size_t newcomer_holds = held[peer];
+    if (newcomer_holds >= kMaxConnectionsPerPeer) return false;
+    if (connections_.size() < kMaxConnections) return true;
+    const auto biggest = std::max_element(held.begin(), held.end(),
+                                          [](const auto& a, const auto& b) { return a.second < b.second; });
+    if (biggest->second <= newcomer_holds + 1) return false;  // already a fair share each
+    for (const auto& [id, connection] : connections_) {  // ids grow: the first found is the oldest
+        if (connection.peer == biggest->first) {
+            close_connection(id);
+            return true;
+        }
+    }
+    return false;
 }
 
 void MetricsServer::on_event(uint64_t id, uint32_t events) {

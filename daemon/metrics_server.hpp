@@ -39,12 +39,18 @@ public:
     void pause_rendering() { rendering_paused_ = true; }
     void resume_rendering();
 
+    // At most this many connections at once, and per peer (a local user,
+    // or a remote address: see metrics_peer.hpp). When all are taken, a
+    // newcomer takes the oldest connection of the peer holding the most, so
+    // that no one peer can keep the others out.
     static constexpr size_t kMaxConnections = 16;
+    static constexpr size_t kMaxConnectionsPerPeer = 4;
     static constexpr std::chrono::seconds kTimeout{5};
 
 private:
     struct Connection {
         int fd = -1;
+        std::string peer;
         std::string in;
         std::string out;
         size_t sent = 0;
@@ -54,6 +60,8 @@ private:
     };
 
     void accept_all();
+    // Whether a new connection from `peer` may be served, after making room for it if fair.
+    bool admit(const std::string& peer);
     void on_event(uint64_t id, uint32_t events);
     void respond(uint64_t id, int status, const std::string& reason, bool head_only);
     const std::string& body();
