@@ -82,10 +82,37 @@ void ServerHealth::rejoin(int64_t now_ms, const std::string& why, std::vector<He
     events.push_back({"up", why});
 }
 
+// A server that answers a probe with one of memcached's error lines is up
+// and serving others (at its connection limit, memcached says so to new
+// connections only): neither a failure nor a good probe. Nothing is
+// published differently; the error is shown as a warning. A server not
+// known yet is published live: it answers. A dead one stays dead: without
+// its stats and a flush it cannot rejoin.
+std::vector<HealthEvent> ServerHealth::on_error_reply(const ProbeResult& result, int64_t now_ms,
+                                                      bool& routing_changed) {
+    std::vector<HealthEvent> events;
+    ++history_.error_replies;
+    view_.consecutive_failures = 0;
+    view_.rtt_us = state::kUnknown;
+    std::strncpy(view_.last_error, result.error.c_str(), sizeof view_.last_error - 1);
+    if (!answering_errors_) events.push_back({"probe_error_reply", result.error});
+    answering_errors_ = true;
+    if (probed_ == ServerState::unknown) {
+        probed_ = ServerState::live;
+        if (override_ == Override::none) {
+            become(ServerState::live, now_ms, routing_changed);
+            events.push_back({"up", "first answer (an error line: it serves, but not this probe)"});
+        }
+    }
+    return events;
+}
+
 std::vector<HealthEvent> ServerHealth::on_probe(const ProbeResult& result, int64_t now_ms,
                                                 bool& routing_changed) {
-    std::vector<HealthEvent> events;
     view_.last_probe_unix_ms = now_ms;
+    if (!result.ok && result.answered_error) return on_error_reply(result, now_ms, routing_changed);
+    answering_errors_ = false;
+    std::vector<HealthEvent> events;
     const bool flush_due = rejoin_flush_due();
 
     if (!result.ok) {

@@ -26,6 +26,15 @@ struct ProbeResult {
     // flush_all was asked for and memcached answered OK (the stats that
     // follow may still have failed: then ok is false).
     bool flushed = false;
+    // flush_all was asked for and memcached refused it with an error line,
+    // quoted here (`memcached -F`: "CLIENT_ERROR flush_all not allowed").
+    // The stats that follow may still have succeeded.
+    std::string flush_refused;
+    // Not ok, but memcached answered with one of its error lines (in
+    // `error`) instead of stats: it is up and serving, it only would not
+    // serve this probe (at its connection limit it answers "ERROR Too many
+    // open connections" and closes). Not a sign of death.
+    bool answered_error = false;
     // Numeric address of the endpoint last tried, "1.2.3.4:11211" or
     // "[::1]:11211"; "" for unix sockets and names not resolved yet.
     std::string resolved;
@@ -75,6 +84,7 @@ private:
     void watch(Server& server, uint32_t events);
     void succeed(Server& server);
     void fail(Server& server, std::string error, bool refused = false);
+    void fail_answered(Server& server, std::string error);
     void close_connection(Server& server);
 
     std::vector<Server> servers_;

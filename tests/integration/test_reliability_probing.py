@@ -4,6 +4,7 @@ probe with an error (at their connection limit, flush_all disabled) and names
 that move to another memcached. Real memcached, real mcwatchd."""
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -11,6 +12,7 @@ import time
 import pytest
 
 from conftest import MCWATCHD, Memcached, free_port, wait_until
+from memcached_server import MEMCACHED, wait_accepting
 
 # One process stands for many servers: one memcached listening on this many
 # loopback addresses, each a server of the daemon's configuration.
@@ -84,3 +86,69 @@ def test_a_scrape_flood_never_gets_a_server_published_dead_or_flushed(fleet):
     assert dead_seen == set()
     assert "event=down" not in fleet.log_text()
     assert cmd_flush(server) == 0
+
+
+class CustomMemcached(Memcached):
+    """A memcached started with extra options (-c 16, -F), stopped by pid like the others."""
+
+    def __init__(self, extra):
+        super().__init__()
+        self.extra = extra
+
+    def start(self):
+        port = free_port()
+        args = [MEMCACHED, "-l", "127.0.0.1", "-p", str(port), "-U", "0", "-m", "16", "-t", "1", *self.extra]
+        if os.geteuid() == 0:
+            args += ["-u", "root"]
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        assert wait_accepting(self.process, "127.0.0.1", port)
+        self.port = port
+        return self
+
+
+def fill(server, count):
+    for i in range(count):
+        assert server.command(b"set k%d 0 0 1\r\nv\r\n" % i) == b"STORED\r\n"
+
+
+def test_a_server_at_its_connection_limit_is_not_published_dead_nor_flushed(fleet):
+    server = CustomMemcached(["-c", "16"]).start()
+    fleet.servers.append(server)
+    fill(server, 200)
+    # Take every connection it allows: the next one is answered with an error.
+    held = []
+    refused = None
+    for _ in range(64):
+        s = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+        s.sendall(b"version\r\n")
+        reply = s.recv(100)
+        if reply.startswith(b"ERROR"):
+            refused = reply
+            s.close()
+            break
+        held.append(s)
+    assert refused == b"ERROR Too many open connections\r\n", refused
+    try:
+        fleet.write_config({"fail_after": "2", "recover_after": "2"})
+        fleet.start_daemon(wait_live=False)
+        rounds = fleet.status()["daemon"]["rounds"]
+        states = set()
+        for _ in range(200):
+            states.add(fleet.states().get(server.address))
+            if fleet.status()["daemon"]["rounds"] >= rounds + 10:
+                break
+            time.sleep(0.05)
+        text = fleet.ctl("status").stdout
+    finally:
+        for s in held:
+            s.close()
+    # It serves again: a few rounds for a rejoin (and its flush) if it had been published dead.
+    wait_until(lambda: fleet.server(server.address)["probes_ok"] >= 3, 10, "good probes")
+    print(f"connection limit: states seen {states}, {cmd_flush(server)} flush_all, "
+          f"{server.stats()['curr_items']} of 200 items left")
+    assert "dead" not in states
+    assert "warning: error reply: \"ERROR Too many open connections\"" in text
+    assert fleet.states()[server.address] == "live"
+    assert cmd_flush(server) == 0
+    assert server.stats()["curr_items"] == "200"
+    assert "event=probe_error_reply" in fleet.log_text()

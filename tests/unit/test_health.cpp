@@ -25,6 +25,13 @@ ProbeResult bad(const char* why = "connection refused") {
     return r;
 }
 
+ProbeResult error_reply(const char* line = "error reply: \"ERROR Too many open connections\"") {
+    ProbeResult r;
+    r.answered_error = true;
+    r.error = line;
+    return r;
+}
+
 HealthPolicy policy(uint32_t fail_after = 2, uint32_t recover_after = 3, bool flush = true) {
     return {fail_after, recover_after, 60'000, flush};
 }
@@ -132,4 +139,36 @@ TEST_CASE("health: routing_changed is set exactly when state or flags change") {
     CHECK_FALSE(changed);
     h.on_probe(bad(), 3, changed);
     CHECK(changed);
+}
+
+TEST_CASE("health: a server answering probes with an error line stays live, never flushed, with a warning") {
+    ServerHealth h(policy(2, 3));
+    feed(h, {good()});
+    CHECK(feed(h, {error_reply(), error_reply(), error_reply(), error_reply()}) == "probe_error_reply ");
+    CHECK(state_of(h) == ServerState::live);
+    CHECK(h.view().consecutive_failures == 0);
+    CHECK(h.view().probes_failed == 0);
+    CHECK(h.history().error_replies == 4);
+    CHECK(h.answering_errors());
+    CHECK(std::string(h.view().last_error) == "error reply: \"ERROR Too many open connections\"");
+    CHECK(!h.wants_flush());
+    // An answer between two failures: they are not consecutive.
+    CHECK(feed(h, {bad(), error_reply(), bad()}) == "probe_error_reply ");
+    CHECK(state_of(h) == ServerState::live);
+    CHECK(feed(h, {good()}) == "");
+    CHECK(!h.answering_errors());
+    CHECK(h.view().last_error[0] == '\0');
+    CHECK(h.view().flushes == 0);
+}
+
+TEST_CASE("health: an error line is a first answer; a dead server answering errors stays dead") {
+    ServerHealth fresh(policy());
+    CHECK(feed(fresh, {error_reply()}) == "probe_error_reply up ");
+    CHECK(state_of(fresh) == ServerState::live);
+
+    ServerHealth h(policy(2, 3));
+    feed(h, {good(), bad(), bad()});
+    REQUIRE(state_of(h) == ServerState::dead);
+    feed(h, {error_reply(), error_reply(), error_reply(), error_reply()});
+    CHECK(state_of(h) == ServerState::dead);  // no stats, no flush: no rejoin
 }
