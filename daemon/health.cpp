@@ -116,6 +116,7 @@ std::vector<HealthEvent> ServerHealth::on_probe(const ProbeResult& result, int64
     const bool flush_due = rejoin_flush_due();
 
     if (!result.ok) {
+        rejoin_blocked_ = false;
         ++view_.probes_failed;
         view_.consecutive_successes = 0;
         ++view_.consecutive_failures;
@@ -174,7 +175,27 @@ std::vector<HealthEvent> ServerHealth::on_probe(const ProbeResult& result, int64
     // A rejoin needs its flush: a good reply without one (flush_on_rejoin
     // was switched on, or the server was undrained, after the round began)
     // counts as good but does not publish the server yet.
-    const bool rejoin_allowed = !flush_due || result.flushed;
+    //
+    // memcached -F refuses flush_all. A server that holds no items has no
+    // value from before its outage to serve, and rejoins without the flush;
+    // one that holds items stays out, loudly, until it is empty (restarted):
+    // serving its pre-outage values would be silent corruption.
+    const bool flush_refused = flush_due && !result.flushed && !result.flush_refused.empty();
+    const bool empty = stats.curr_items == 0;
+    const bool rejoin_allowed = !flush_due || result.flushed || (flush_refused && empty);
+    const bool was_blocked = rejoin_blocked_;
+    rejoin_blocked_ = flush_refused && !empty;
+    if (rejoin_blocked_) {
+        // Short enough for the state file's last_error (mcctl status).
+        const std::string why =
+            fmt::format("flush_all refused, {} items held: kept out until empty (restart it)", stats.curr_items);
+        std::strncpy(view_.last_error, why.c_str(), sizeof view_.last_error - 1);
+        if (!was_blocked) events.push_back({"rejoin_blocked", fmt::format("{}; {}", result.flush_refused, why)});
+    }
+    const std::string unflushed =
+        flush_refused && empty ? fmt::format("; flush_all refused ({}), but it holds no items: not flushed",
+                                             result.flush_refused)
+                               : "";
     const ServerState probed_before = probed_;
     if (probed_ == ServerState::unknown) {
         probed_ = ServerState::live;
@@ -190,10 +211,11 @@ std::vector<HealthEvent> ServerHealth::on_probe(const ProbeResult& result, int64
             become(ServerState::live, now_ms, routing_changed);
             events.push_back({"up", "first good probe"});
         } else if (probed_before == ServerState::dead && probed_ == ServerState::live) {
-            rejoin(now_ms, fmt::format("{} good probes", view_.consecutive_successes), events, routing_changed);
+            rejoin(now_ms, fmt::format("{} good probes{}", view_.consecutive_successes, unflushed), events,
+                   routing_changed);
         }
     } else if (rejoin_pending_) {
-        if (rejoin_allowed) rejoin(now_ms, "operator override cleared", events, routing_changed);
+        if (rejoin_allowed) rejoin(now_ms, "operator override cleared" + unflushed, events, routing_changed);
     } else if (!is(overridden_state())) {
         become(overridden_state(), now_ms, routing_changed);
         events.push_back({"up", fmt::format("answers again (operator override: published {})",

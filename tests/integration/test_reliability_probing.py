@@ -4,10 +4,12 @@ probe with an error (at their connection limit, flush_all disabled) and names
 that move to another memcached. Real memcached, real mcwatchd."""
 
 import os
+import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
 
 import pytest
 
@@ -91,12 +93,12 @@ def test_a_scrape_flood_never_gets_a_server_published_dead_or_flushed(fleet):
 class CustomMemcached(Memcached):
     """A memcached started with extra options (-c 16, -F), stopped by pid like the others."""
 
-    def __init__(self, extra):
-        super().__init__()
+    def __init__(self, extra, port=None):
+        super().__init__(port=port)
         self.extra = extra
 
     def start(self):
-        port = free_port()
+        port = self.port or free_port()
         args = [MEMCACHED, "-l", "127.0.0.1", "-p", str(port), "-U", "0", "-m", "16", "-t", "1", *self.extra]
         if os.geteuid() == 0:
             args += ["-u", "root"]
@@ -152,3 +154,33 @@ def test_a_server_at_its_connection_limit_is_not_published_dead_nor_flushed(flee
     assert cmd_flush(server) == 0
     assert server.stats()["curr_items"] == "200"
     assert "event=probe_error_reply" in fleet.log_text()
+
+
+def test_a_server_refusing_flush_all_is_kept_out_loudly_while_it_holds_items_and_rejoins_once_empty(fleet):
+    server = CustomMemcached(["-F"]).start()  # flush_all disabled
+    fleet.servers.append(server)
+    port = free_port()
+    fleet.write_config({"fail_after": "2", "recover_after": "2", "metrics_listen": f"127.0.0.1:{port}"})
+    fleet.start_daemon()
+    fill(server, 50)
+    # An outage that keeps its values: frozen, then thawed.
+    server.signal(signal.SIGSTOP)
+    fleet.wait_states({server.address: "dead"})
+    server.signal(signal.SIGCONT)
+    wait_until(lambda: "event=rejoin_blocked" in fleet.log_text(), 10, "the blocked rejoin logged")
+    rounds = fleet.status()["daemon"]["rounds"]
+    wait_until(lambda: fleet.status()["daemon"]["rounds"] >= rounds + 5, 10, "five more rounds")
+    assert fleet.states()[server.address] == "dead"  # its pre-outage values are never served
+    assert "flush_all refused, 50 items held: kept out until empty (restart it)" in fleet.ctl("status").stdout
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        metrics = response.read().decode()
+    assert f'mcwatch_server_rejoin_blocked{{server="{server.address}"}} 1' in metrics
+    assert server.stats()["curr_items"] == "50"
+
+    # Restarted, it is empty: it rejoins without a flush.
+    server.kill()
+    server.start()
+    fleet.wait_states({server.address: "live"})
+    log = fleet.log_text()
+    assert "but it holds no items: not flushed" in log
+    print("flush_all disabled: kept out while holding 50 items, rejoined once restarted empty")

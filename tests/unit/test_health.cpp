@@ -172,3 +172,27 @@ TEST_CASE("health: an error line is a first answer; a dead server answering erro
     feed(h, {error_reply(), error_reply(), error_reply(), error_reply()});
     CHECK(state_of(h) == ServerState::dead);  // no stats, no flush: no rejoin
 }
+
+TEST_CASE("health: a server refusing flush_all rejoins only when it holds no items") {
+    ServerHealth h(policy(2, 2));
+    feed(h, {good(), bad(), bad()});
+    REQUIRE(state_of(h) == ServerState::dead);
+    ProbeResult refused = good();  // curr_items 7: values from before the outage
+    refused.flush_refused = "client error: \"CLIENT_ERROR flush_all not allowed\"";
+    CHECK(feed(h, {good()}) == "");
+    REQUIRE(h.wants_flush());
+    CHECK(feed(h, {refused, refused, refused}) == "rejoin_blocked ");
+    CHECK(state_of(h) == ServerState::dead);
+    CHECK(h.rejoin_blocked());
+    CHECK(std::string(h.view().last_error) == "flush_all refused, 7 items held: kept out until empty (restart it)");
+    CHECK(h.wants_flush());
+
+    ProbeResult restarted = good(101, 1);
+    restarted.stats.curr_items = 0;
+    restarted.flush_refused = refused.flush_refused;
+    CHECK(feed(h, {restarted}) == "restart up ");
+    CHECK(state_of(h) == ServerState::live);
+    CHECK(!h.rejoin_blocked());
+    CHECK(h.view().last_error[0] == '\0');
+    CHECK(h.view().flushes == 0);
+}
