@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "duration.hpp"
@@ -107,6 +108,25 @@ std::vector<HealthEvent> ServerHealth::on_error_reply(const ProbeResult& result,
     return events;
 }
 
+void ServerHealth::go_down(const std::string& why, int64_t now_ms, std::vector<HealthEvent>& events,
+                           bool& routing_changed) {
+    probed_ = ServerState::dead;
+    if (override_ == Override::none) {
+        become(ServerState::dead, now_ms, routing_changed);
+        events.push_back({"down", why});
+    } else if (rejoin_pending_) {
+        override_ = Override::none;
+        rejoin_pending_ = false;
+        sync_override_flags(routing_changed);
+        become(ServerState::dead, now_ms, routing_changed);
+        events.push_back({"down", why + " (before its rejoin)"});
+    } else {
+        become(overridden_state(), now_ms, routing_changed);
+        events.push_back(
+            {"down", fmt::format("{} (operator override: published {})", why, state::state_name(view_.state))});
+    }
+}
+
 std::vector<HealthEvent> ServerHealth::on_probe(const ProbeResult& result, int64_t now_ms,
                                                 bool& routing_changed) {
     view_.last_probe_unix_ms = now_ms;
@@ -123,21 +143,7 @@ std::vector<HealthEvent> ServerHealth::on_probe(const ProbeResult& result, int64
         view_.rtt_us = state::kUnknown;
         std::strncpy(view_.last_error, result.error.c_str(), sizeof view_.last_error - 1);
         if (view_.consecutive_failures < policy_.fail_after || probed_ == ServerState::dead) return events;
-        probed_ = ServerState::dead;
-        if (override_ == Override::none) {
-            become(ServerState::dead, now_ms, routing_changed);
-            events.push_back({"down", result.error});
-        } else if (rejoin_pending_) {
-            override_ = Override::none;
-            rejoin_pending_ = false;
-            sync_override_flags(routing_changed);
-            become(ServerState::dead, now_ms, routing_changed);
-            events.push_back({"down", result.error + " (before its rejoin)"});
-        } else {
-            become(overridden_state(), now_ms, routing_changed);
-            events.push_back({"down", fmt::format("{} (operator override: published {})", result.error,
-                                                  state::state_name(view_.state))});
-        }
+        go_down(result.error, now_ms, events, routing_changed);
         return events;
     }
 
@@ -153,13 +159,28 @@ std::vector<HealthEvent> ServerHealth::on_probe(const ProbeResult& result, int64
     // last good probe has restarted, even if no probe ever failed.
     const auto& stats = result.stats;
     const bool had_facts = view_.pid != state::kUnknown && view_.uptime_s != state::kUnknown;
-    if (had_facts && stats.pid != state::kUnknown && stats.uptime_s != state::kUnknown &&
-        (stats.pid != view_.pid || stats.uptime_s < view_.uptime_s)) {
+    const bool new_process = had_facts && stats.pid != state::kUnknown && stats.uptime_s != state::kUnknown &&
+                             (stats.pid != view_.pid || stats.uptime_s < view_.uptime_s);
+    if (new_process) {
         ++view_.restarts;
         view_.last_restart_unix_ms = now_ms;
         events.push_back({"restart", fmt::format("pid {} -> {}, uptime {}s -> {}s", view_.pid, stats.pid,
                                                  view_.uptime_s, stats.uptime_s)});
     }
+    // A new process is either this server restarted (empty: it started
+    // after our last good probe, memcached's uptime starting at about 2 s)
+    // or another memcached answering for it: a name that now resolves to a
+    // standby, or a long-running process. That one holds values that were
+    // never ours to serve: while published live it is taken out, and
+    // rejoins as after an outage, flushed, after recover_after good probes.
+    const bool moved = !last_good_resolved_.empty() && !result.resolved.empty() &&
+                       result.resolved != last_good_resolved_;
+    // (A wall clock stepped back counts as no time since.)
+    const int64_t since_good_ms = std::max<int64_t>(0, now_ms - last_good_unix_ms_);
+    const bool started_since = new_process && int64_t(stats.uptime_s) * 1000 <= since_good_ms + 3000;
+    const bool replaced = new_process && (moved || !started_since) && probed_ == ServerState::live;
+    last_good_unix_ms_ = now_ms;
+    last_good_resolved_ = result.resolved;
     view_.rtt_us = uint64_t(result.rtt.count());
     history_.rtt.observe(result.rtt);
     view_.uptime_s = stats.uptime_s;
@@ -171,6 +192,14 @@ std::vector<HealthEvent> ServerHealth::on_probe(const ProbeResult& result, int64
     view_.evictions = stats.evictions;
     std::strncpy(view_.version, stats.version.c_str(), sizeof view_.version - 1);
     view_.last_error[0] = '\0';
+
+    if (replaced) {
+        go_down(fmt::format("another memcached answers{} (pid {}, up {}s): rejoins flushed",
+                            moved ? " at " + result.resolved : "", stats.pid, stats.uptime_s),
+                now_ms, events, routing_changed);
+        view_.consecutive_successes = 1;  // this probe: it answers
+        return events;
+    }
 
     // A rejoin needs its flush: a good reply without one (flush_on_rejoin
     // was switched on, or the server was undrained, after the round began)

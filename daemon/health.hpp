@@ -95,6 +95,8 @@ private:
     // The state the operator's override shows, given what probes say.
     state::ServerState overridden_state() const;
     void become(state::ServerState next, int64_t now_ms, bool& routing_changed);
+    // Published dead (or as the override shows a dead server) for `why`.
+    void go_down(const std::string& why, int64_t now_ms, std::vector<HealthEvent>& events, bool& routing_changed);
     std::vector<HealthEvent> on_error_reply(const ProbeResult& result, int64_t now_ms, bool& routing_changed);
     void rejoin(int64_t now_ms, const std::string& why, std::vector<HealthEvent>& events, bool& routing_changed);
     // Publishes override_ in the flags.
@@ -113,6 +115,9 @@ private:
     bool rejoin_pending_ = false;
     bool operator_flush_ = false;
     bool answering_errors_ = false;
+    // Of the last good probe: when, and the address that answered it.
+    int64_t last_good_unix_ms_ = 0;
+    std::string last_good_resolved_;
     bool rejoin_blocked_ = false;
 };
 

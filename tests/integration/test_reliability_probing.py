@@ -4,6 +4,7 @@ probe with an error (at their connection limit, flush_all disabled) and names
 that move to another memcached. Real memcached, real mcwatchd."""
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -184,3 +185,47 @@ def test_a_server_refusing_flush_all_is_kept_out_loudly_while_it_holds_items_and
     log = fleet.log_text()
     assert "but it holds no items: not flushed" in log
     print("flush_all disabled: kept out while holding 50 items, rejoined once restarted empty")
+
+
+def test_a_name_that_moves_to_another_memcached_is_flushed_before_it_is_live_again(fleet, tmp_path):
+    unshare = shutil.which("unshare")
+    if os.geteuid() != 0 or not unshare or subprocess.run(
+            [unshare, "-m", "true"], capture_output=True).returncode != 0:
+        pytest.skip("needs root and unshare -m, to give mcwatchd an /etc/hosts of its own")
+    port = free_port()
+    primary = Memcached(port=port, hosts=("127.0.0.2",)).start()
+    standby = Memcached(port=port, hosts=("127.0.0.3",)).start()
+    fleet.servers += [primary, standby]
+    # The standby holds an old value of the key, from before.
+    assert standby.command(b"set k 0 0 3\r\nold\r\n") == b"STORED\r\n"
+    hosts = tmp_path / "hosts"
+    hosts.write_text("127.0.0.2 mcmoving\n")
+    name = f"mcmoving:{port}"
+    fleet.write_config({"fail_after": "2", "recover_after": "3"}, servers=[name])
+    log = open(fleet.log, "a")
+    # Its own /etc/hosts, rewritten in place below: the name moves.
+    fleet.daemon = subprocess.Popen(
+        [unshare, "-m", "sh", "-c", f'mount --bind "{hosts}" /etc/hosts && exec "{MCWATCHD}" -c "{fleet.config}" -f'],
+        stdout=log, stderr=log)
+    fleet.wait_states({name: "live"})
+    assert fleet.server(name)["pid"] == primary.pid
+    assert primary.command(b"set k 0 0 3\r\nnew\r\n") == b"STORED\r\n"
+
+    with open(hosts, "w") as out:  # same inode: the bind mount shows it
+        out.write("127.0.0.3 mcmoving\n")
+    primary.kill()
+    states = []
+    for _ in range(400):
+        server = fleet.server(name)
+        states.append(server["state"])
+        if server["pid"] == standby.pid and server["state"] == "live":
+            break
+        time.sleep(0.02)
+    flushes = cmd_flush(standby)
+    value = standby.command(b"get k\r\n", b"END\r\n")
+    print(f"moved name: states {sorted(set(states))}, standby flushed {flushes} times, k on it: {value!r}")
+    assert fleet.server(name)["pid"] == standby.pid
+    assert "dead" in states
+    assert flushes == 1
+    assert value == b"END\r\n"
+    assert "another memcached answers at 127.0.0.3:" in fleet.log_text()

@@ -196,3 +196,33 @@ TEST_CASE("health: a server refusing flush_all rejoins only when it holds no ite
     CHECK(h.view().last_error[0] == '\0');
     CHECK(h.view().flushes == 0);
 }
+
+TEST_CASE("health: another memcached answering for a live server is taken out and rejoins flushed") {
+    // A name now resolving to a standby: a new address, a new pid.
+    ServerHealth moved(policy(2, 3));
+    ProbeResult first = good(100, 500);
+    first.resolved = "127.0.0.1:11211";
+    feed(moved, {first}, 1000);
+    ProbeResult standby = good(200, 2);  // even a young process: the address changed
+    standby.resolved = "127.0.0.2:11211";
+    CHECK(feed(moved, {standby}, 2000) == "restart down ");
+    CHECK(state_of(moved) == ServerState::dead);
+    CHECK(std::string(moved.view().last_error).empty());
+    CHECK(!moved.wants_flush());
+    CHECK(feed(moved, {standby}, 3000) == "");
+    REQUIRE(moved.wants_flush());  // the third good probe flushes, then it is live
+    ProbeResult flushed = standby;
+    flushed.flushed = true;
+    CHECK(feed(moved, {flushed}, 4000) == "flush up ");
+    CHECK(state_of(moved) == ServerState::live);
+
+    // Same address, a process up since before our last probe: not a restart of ours.
+    ServerHealth swapped(policy(2, 3));
+    feed(swapped, {good(100, 500)}, 1000);
+    CHECK(feed(swapped, {good(300, 9000)}, 2000) == "restart down ");
+    // Same address, a process started since: a restart, empty, stays live.
+    ServerHealth restarted(policy(2, 3));
+    feed(restarted, {good(100, 500)}, 1000);
+    CHECK(feed(restarted, {good(300, 2)}, 2000) == "restart ");
+    CHECK(state_of(restarted) == ServerState::live);
+}
