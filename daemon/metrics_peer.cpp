@@ -63,14 +63,12 @@ std::optional<uint32_t> local_owner_uid(const sockaddr_storage& peer, const sock
         ssize_t(sizeof message)) {
         alignas(nlmsghdr) char reply[4096];
         const ssize_t n = recv(fd, reply, sizeof reply, 0);
-        int left = int(n);
-        for (auto* header = reinterpret_cast<nlmsghdr*>(reply); n > 0 && NLMSG_OK(header, left);
-             header = NLMSG_NEXT(header, left)) {
-            if (header->nlmsg_type != SOCK_DIAG_BY_FAMILY) break;  // NLMSG_ERROR: not a local socket
-            if (header->nlmsg_len < NLMSG_LENGTH(sizeof(inet_diag_msg))) break;
+        // One message: the socket's (NLMSG_ERROR if no local socket has these addresses).
+        const auto* header = reinterpret_cast<const nlmsghdr*>(reply);
+        const size_t wanted = NLMSG_LENGTH(sizeof(inet_diag_msg));
+        if (n >= ssize_t(wanted) && header->nlmsg_type == SOCK_DIAG_BY_FAMILY && header->nlmsg_len >= wanted &&
+            header->nlmsg_len <= size_t(n))
             uid = static_cast<const inet_diag_msg*>(NLMSG_DATA(header))->idiag_uid;
-            break;
-        }
     }
     close(fd);
     return uid;
