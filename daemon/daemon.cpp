@@ -182,6 +182,7 @@ Daemon::ReloadOutcome Daemon::reload() {
     if (prober) prober_ = std::move(prober);
     if (metrics_changed) metrics_ = std::move(metrics);
     ++reloads_ok_;
+    if (metrics_) metrics_->content_changed();
     // A flush asked for a server that is gone cannot happen.
     std::erase_if(pending_flushes_, [this](const Deferred& d) {
         if (find_server(d.server)) return false;
@@ -200,8 +201,9 @@ Daemon::ReloadOutcome Daemon::reload() {
 
 void Daemon::log_health_events(const std::string& server, const std::vector<HealthEvent>& events) const {
     for (const HealthEvent& e : events) {
-        const char* level = e.what == "down" ? "error" : "info";
-        const char* key = e.what == "down" ? "reason" : "detail";
+        const bool bad = e.what == "down" || e.what == "rejoin_blocked";
+        const char* level = bad ? "error" : e.what == "probe_error_reply" ? "warning" : "info";
+        const char* key = e.what == "down" || e.what == "probe_error_reply" ? "reason" : "detail";
         log_event(level, e.what, {{"server", server}, {key, e.detail}});
     }
 }
@@ -223,6 +225,7 @@ void Daemon::round() {
         return true;
     });
 
+    if (metrics_) metrics_->pause_rendering();
     const std::vector<ProbeResult> results = prober_->run_round(flush_first);
     const int64_t now = unix_ms();
     bool routing_changed = false;
@@ -234,17 +237,23 @@ void Daemon::round() {
         for (auto& e : health_[i].tick(now, routing_changed)) events.push_back(std::move(e));
         // Every failure is worth a line (what the server answered); repeats of
         // the same failure only when the state changes, to keep logs calm.
-        if (!result.ok && failures_before == 0)
+        if (!result.ok && !result.answered_error && failures_before == 0)
             log_event("warning", "probe_failed", {{"server", server}, {"reason", result.error}});
         log_health_events(server, events);
     }
     writer_.update(views(), routing_changed);
+    if (metrics_) {
+        metrics_->content_changed();
+        metrics_->resume_rendering();
+    }
 
     for (const auto& [waiter, index] : flush_waiters) {
         const ProbeResult& result = results[index];
         control_->reply(waiter.ticket, result.flushed ? fmt::format("ok {} flushed", waiter.server)
                                                       : fmt::format("error {}: flush_all failed: {}", waiter.server,
-                                                                    result.error.empty() ? "no answer" : result.error));
+                                                                    !result.flush_refused.empty() ? result.flush_refused
+                                                                    : result.error.empty()        ? "no answer"
+                                                                                                  : result.error));
     }
 }
 

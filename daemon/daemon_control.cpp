@@ -95,6 +95,7 @@ std::optional<std::string> Daemon::on_control(const ControlRequest& request, Con
     default: return "error internal: unhandled command";
     }
     log_health_events(address, events);
+    if (metrics_) metrics_->content_changed();
     // Clients see it now, not at the end of the next round.
     if (routing_changed) writer_.write_servers(views(), true);
     return fmt::format("ok {} {}", address, said);

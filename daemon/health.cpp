@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "duration.hpp"
@@ -82,34 +83,67 @@ void ServerHealth::rejoin(int64_t now_ms, const std::string& why, std::vector<He
     events.push_back({"up", why});
 }
 
+// A server that answers a probe with one of memcached's error lines is up
+// and serving others (at its connection limit, memcached says so to new
+// connections only): neither a failure nor a good probe. Nothing is
+// published differently; the error is shown as a warning. A server not
+// known yet is published live: it answers. A dead one stays dead: without
+// its stats and a flush it cannot rejoin.
+std::vector<HealthEvent> ServerHealth::on_error_reply(const ProbeResult& result, int64_t now_ms,
+                                                      bool& routing_changed) {
+    std::vector<HealthEvent> events;
+    ++history_.error_replies;
+    view_.consecutive_failures = 0;
+    view_.rtt_us = state::kUnknown;
+    std::strncpy(view_.last_error, result.error.c_str(), sizeof view_.last_error - 1);
+    if (!answering_errors_) events.push_back({"probe_error_reply", result.error});
+    answering_errors_ = true;
+    if (probed_ == ServerState::unknown) {
+        probed_ = ServerState::live;
+        if (override_ == Override::none) {
+            become(ServerState::live, now_ms, routing_changed);
+            events.push_back({"up", "first answer (an error line: it serves, but not this probe)"});
+        }
+    }
+    return events;
+}
+
+void ServerHealth::go_down(const std::string& why, int64_t now_ms, std::vector<HealthEvent>& events,
+                           bool& routing_changed) {
+    probed_ = ServerState::dead;
+    if (override_ == Override::none) {
+        become(ServerState::dead, now_ms, routing_changed);
+        events.push_back({"down", why});
+    } else if (rejoin_pending_) {
+        override_ = Override::none;
+        rejoin_pending_ = false;
+        sync_override_flags(routing_changed);
+        become(ServerState::dead, now_ms, routing_changed);
+        events.push_back({"down", why + " (before its rejoin)"});
+    } else {
+        become(overridden_state(), now_ms, routing_changed);
+        events.push_back(
+            {"down", fmt::format("{} (operator override: published {})", why, state::state_name(view_.state))});
+    }
+}
+
 std::vector<HealthEvent> ServerHealth::on_probe(const ProbeResult& result, int64_t now_ms,
                                                 bool& routing_changed) {
-    std::vector<HealthEvent> events;
     view_.last_probe_unix_ms = now_ms;
+    if (!result.ok && result.answered_error) return on_error_reply(result, now_ms, routing_changed);
+    answering_errors_ = false;
+    std::vector<HealthEvent> events;
     const bool flush_due = rejoin_flush_due();
 
     if (!result.ok) {
+        rejoin_blocked_ = false;
         ++view_.probes_failed;
         view_.consecutive_successes = 0;
         ++view_.consecutive_failures;
         view_.rtt_us = state::kUnknown;
         std::strncpy(view_.last_error, result.error.c_str(), sizeof view_.last_error - 1);
         if (view_.consecutive_failures < policy_.fail_after || probed_ == ServerState::dead) return events;
-        probed_ = ServerState::dead;
-        if (override_ == Override::none) {
-            become(ServerState::dead, now_ms, routing_changed);
-            events.push_back({"down", result.error});
-        } else if (rejoin_pending_) {
-            override_ = Override::none;
-            rejoin_pending_ = false;
-            sync_override_flags(routing_changed);
-            become(ServerState::dead, now_ms, routing_changed);
-            events.push_back({"down", result.error + " (before its rejoin)"});
-        } else {
-            become(overridden_state(), now_ms, routing_changed);
-            events.push_back({"down", fmt::format("{} (operator override: published {})", result.error,
-                                                  state::state_name(view_.state))});
-        }
+        go_down(result.error, now_ms, events, routing_changed);
         return events;
     }
 
@@ -125,13 +159,28 @@ std::vector<HealthEvent> ServerHealth::on_probe(const ProbeResult& result, int64
     // last good probe has restarted, even if no probe ever failed.
     const auto& stats = result.stats;
     const bool had_facts = view_.pid != state::kUnknown && view_.uptime_s != state::kUnknown;
-    if (had_facts && stats.pid != state::kUnknown && stats.uptime_s != state::kUnknown &&
-        (stats.pid != view_.pid || stats.uptime_s < view_.uptime_s)) {
+    const bool new_process = had_facts && stats.pid != state::kUnknown && stats.uptime_s != state::kUnknown &&
+                             (stats.pid != view_.pid || stats.uptime_s < view_.uptime_s);
+    if (new_process) {
         ++view_.restarts;
         view_.last_restart_unix_ms = now_ms;
         events.push_back({"restart", fmt::format("pid {} -> {}, uptime {}s -> {}s", view_.pid, stats.pid,
                                                  view_.uptime_s, stats.uptime_s)});
     }
+    // A new process is either this server restarted (empty: it started
+    // after our last good probe, memcached's uptime starting at about 2 s)
+    // or another memcached answering for it: a name that now resolves to a
+    // standby, or a long-running process. That one holds values that were
+    // never ours to serve: while published live it is taken out, and
+    // rejoins as after an outage, flushed, after recover_after good probes.
+    const bool moved = !last_good_resolved_.empty() && !result.resolved.empty() &&
+                       result.resolved != last_good_resolved_;
+    // (A wall clock stepped back counts as no time since.)
+    const int64_t since_good_ms = std::max<int64_t>(0, now_ms - last_good_unix_ms_);
+    const bool started_since = new_process && int64_t(stats.uptime_s) * 1000 <= since_good_ms + 3000;
+    const bool replaced = new_process && (moved || !started_since) && probed_ == ServerState::live;
+    last_good_unix_ms_ = now_ms;
+    last_good_resolved_ = result.resolved;
     view_.rtt_us = uint64_t(result.rtt.count());
     history_.rtt.observe(result.rtt);
     view_.uptime_s = stats.uptime_s;
@@ -144,10 +193,38 @@ std::vector<HealthEvent> ServerHealth::on_probe(const ProbeResult& result, int64
     std::strncpy(view_.version, stats.version.c_str(), sizeof view_.version - 1);
     view_.last_error[0] = '\0';
 
+    if (replaced) {
+        go_down(fmt::format("another memcached answers{} (pid {}, up {}s): rejoins flushed",
+                            moved ? " at " + result.resolved : "", stats.pid, stats.uptime_s),
+                now_ms, events, routing_changed);
+        view_.consecutive_successes = 1;  // this probe: it answers
+        return events;
+    }
+
     // A rejoin needs its flush: a good reply without one (flush_on_rejoin
     // was switched on, or the server was undrained, after the round began)
     // counts as good but does not publish the server yet.
-    const bool rejoin_allowed = !flush_due || result.flushed;
+    //
+    // memcached -F refuses flush_all. A server that holds no items has no
+    // value from before its outage to serve, and rejoins without the flush;
+    // one that holds items stays out, loudly, until it is empty (restarted):
+    // serving its pre-outage values would be silent corruption.
+    const bool flush_refused = flush_due && !result.flushed && !result.flush_refused.empty();
+    const bool empty = stats.curr_items == 0;
+    const bool rejoin_allowed = !flush_due || result.flushed || (flush_refused && empty);
+    const bool was_blocked = rejoin_blocked_;
+    rejoin_blocked_ = flush_refused && !empty;
+    if (rejoin_blocked_) {
+        // Short enough for the state file's last_error (mcctl status).
+        const std::string why =
+            fmt::format("flush_all refused, {} items held: kept out until empty (restart it)", stats.curr_items);
+        std::strncpy(view_.last_error, why.c_str(), sizeof view_.last_error - 1);
+        if (!was_blocked) events.push_back({"rejoin_blocked", fmt::format("{}; {}", result.flush_refused, why)});
+    }
+    const std::string unflushed =
+        flush_refused && empty ? fmt::format("; flush_all refused ({}), but it holds no items: not flushed",
+                                             result.flush_refused)
+                               : "";
     const ServerState probed_before = probed_;
     if (probed_ == ServerState::unknown) {
         probed_ = ServerState::live;
@@ -163,10 +240,11 @@ std::vector<HealthEvent> ServerHealth::on_probe(const ProbeResult& result, int64
             become(ServerState::live, now_ms, routing_changed);
             events.push_back({"up", "first good probe"});
         } else if (probed_before == ServerState::dead && probed_ == ServerState::live) {
-            rejoin(now_ms, fmt::format("{} good probes", view_.consecutive_successes), events, routing_changed);
+            rejoin(now_ms, fmt::format("{} good probes{}", view_.consecutive_successes, unflushed), events,
+                   routing_changed);
         }
     } else if (rejoin_pending_) {
-        if (rejoin_allowed) rejoin(now_ms, "operator override cleared", events, routing_changed);
+        if (rejoin_allowed) rejoin(now_ms, "operator override cleared" + unflushed, events, routing_changed);
     } else if (!is(overridden_state())) {
         become(overridden_state(), now_ms, routing_changed);
         events.push_back({"up", fmt::format("answers again (operator override: published {})",

@@ -38,6 +38,7 @@ enum class Override : uint8_t { none, drain, down };
 struct HealthHistory {
     std::array<uint64_t, 4> transitions_to{};  // by state::ServerState
     RttHistogram rtt;
+    uint64_t error_replies = 0;  // probes answered with an error line
 };
 
 class ServerHealth {
@@ -81,6 +82,10 @@ public:
     const HealthHistory& history() const { return history_; }
     Override override_kind() const { return override_; }
     bool rejoin_pending() const { return rejoin_pending_; }
+    // The last probe was answered with an error line (ProbeResult::answered_error).
+    bool answering_errors() const { return answering_errors_; }
+    // Its rejoin waits because it refused flush_all and holds items.
+    bool rejoin_blocked() const { return rejoin_blocked_; }
     void set_policy(const HealthPolicy& policy) { policy_ = policy; }
 
 private:
@@ -90,6 +95,9 @@ private:
     // The state the operator's override shows, given what probes say.
     state::ServerState overridden_state() const;
     void become(state::ServerState next, int64_t now_ms, bool& routing_changed);
+    // Published dead (or as the override shows a dead server) for `why`.
+    void go_down(const std::string& why, int64_t now_ms, std::vector<HealthEvent>& events, bool& routing_changed);
+    std::vector<HealthEvent> on_error_reply(const ProbeResult& result, int64_t now_ms, bool& routing_changed);
     void rejoin(int64_t now_ms, const std::string& why, std::vector<HealthEvent>& events, bool& routing_changed);
     // Publishes override_ in the flags.
     void sync_override_flags(bool& routing_changed);
@@ -106,6 +114,11 @@ private:
     // the next (flushed) good probe.
     bool rejoin_pending_ = false;
     bool operator_flush_ = false;
+    bool answering_errors_ = false;
+    // Of the last good probe: when, and the address that answered it.
+    int64_t last_good_unix_ms_ = 0;
+    std::string last_good_resolved_;
+    bool rejoin_blocked_ = false;
 };
 
 }  // namespace mcwatch

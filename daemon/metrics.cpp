@@ -113,7 +113,19 @@ std::string render_metrics(const MetricsInput& input) {
         const std::string label = Writer::server_label(server);
         w.sample("mcwatch_probes_total", label + ",result=\"ok\"", number(server.health->view().probes_ok));
         w.sample("mcwatch_probes_total", label + ",result=\"failed\"", number(server.health->view().probes_failed));
+        w.sample("mcwatch_probes_total", label + ",result=\"error_reply\"",
+                 number(server.health->history().error_replies));
     }
+    w.family("mcwatch_server_probe_error_reply", "gauge",
+             "1 while the server answers probes with an error line (e.g. at its connection limit): up, not probed.");
+    for (const MetricsInput::Server& server : input.servers)
+        w.sample("mcwatch_server_probe_error_reply", Writer::server_label(server),
+                 server.health->answering_errors() ? "1" : "0");
+    w.family("mcwatch_server_rejoin_blocked", "gauge",
+             "1 while the server is kept out after an outage: it refuses flush_all (memcached -F) and holds items.");
+    for (const MetricsInput::Server& server : input.servers)
+        w.sample("mcwatch_server_rejoin_blocked", Writer::server_label(server),
+                 server.health->rejoin_blocked() ? "1" : "0");
 
     w.family("mcwatch_probe_rtt_seconds", "histogram", "Round-trip time of good probes, from `stats` sent to END read.");
     for (const MetricsInput::Server& server : input.servers) {

@@ -9,11 +9,13 @@
 #include <fmt/format.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
 #include "http_request.hpp"
 #include "metrics.hpp"
+#include "metrics_peer.hpp"
 
 namespace mcwatch {
 
@@ -78,13 +80,15 @@ void MetricsServer::accept_all() {
             if (errno == EINTR || errno == ECONNABORTED) continue;
             return;
         }
-        if (connections_.size() >= kMaxConnections) {
+        std::string peer = metrics_peer_of(fd);
+        if (!admit(peer)) {
             ::close(fd);  // a scraper retries; a flood gets nothing
             continue;
         }
         const uint64_t id = ++next_id_;
         Connection& connection = connections_[id];
         connection.fd = fd;
+        connection.peer = std::move(peer);
         connection.deadline = Clock::now() + kTimeout;
         if (!loop_.add(fd, EPOLLIN, [this, id](uint32_t events) { on_event(id, events); })) {
             ::close(fd);
@@ -93,12 +97,31 @@ void MetricsServer::accept_all() {
     }
 }
 
+bool MetricsServer::admit(const std::string& peer) {
+    std::map<std::string, size_t> held;
+    for (const auto& [id, connection] : connections_) ++held[connection.peer];
+    const size_t newcomer_holds = held[peer];
+    if (newcomer_holds >= kMaxConnectionsPerPeer) return false;
+    if (connections_.size() < kMaxConnections) return true;
+    const auto biggest = std::max_element(held.begin(), held.end(),
+                                          [](const auto& a, const auto& b) { return a.second < b.second; });
+    if (biggest->second <= newcomer_holds + 1) return false;  // already a fair share each
+    for (const auto& [id, connection] : connections_) {  // ids grow: the first found is the oldest
+        if (connection.peer == biggest->first) {
+            close_connection(id);
+            return true;
+        }
+    }
+    return false;
+}
+
 void MetricsServer::on_event(uint64_t id, uint32_t events) {
     const auto it = connections_.find(id);
     if (it == connections_.end()) return;
     Connection& connection = it->second;
-    if (!connection.out.empty()) {
+    if (!connection.out.empty() || connection.awaiting_body) {
         if (events & (EPOLLERR | EPOLLHUP)) return close_connection(id);
+        if (connection.awaiting_body) return;
         return flush_out(id);
     }
     char chunk[4096];
@@ -117,10 +140,34 @@ void MetricsServer::on_event(uint64_t id, uint32_t events) {
     }
 }
 
+const std::string& MetricsServer::body() {
+    if (!body_fresh_) {
+        body_ = render_();
+        body_fresh_ = true;
+    }
+    return body_;
+}
+
+void MetricsServer::resume_rendering() {
+    rendering_paused_ = false;
+    std::vector<std::pair<uint64_t, bool>> waiting;
+    for (const auto& [id, connection] : connections_)
+        if (connection.awaiting_body) waiting.emplace_back(id, connection.head_only);
+    for (const auto& [id, head_only] : waiting) respond(id, 200, "OK", head_only);
+}
+
 void MetricsServer::respond(uint64_t id, int status, const std::string& reason, bool head_only) {
     Connection& connection = connections_[id];
-    const std::string body = status == 200 ? render_() : fmt::format("{} {}{}\n", status, reason,
-                                                                     status == 404 ? ": metrics are at /metrics" : "");
+    if (status == 200 && !body_fresh_ && rendering_paused_) {
+        connection.awaiting_body = true;
+        connection.head_only = head_only;
+        loop_.modify(connection.fd, 0);  // hang-ups and errors are still reported
+        return;
+    }
+    connection.awaiting_body = false;
+    const std::string error_body =
+        status == 200 ? "" : fmt::format("{} {}{}\n", status, reason, status == 404 ? ": metrics are at /metrics" : "");
+    const std::string& body = status == 200 ? this->body() : error_body;
     connection.out = fmt::format("HTTP/1.0 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
                                  status, reason, status == 200 ? kMetricsContentType : "text/plain; charset=utf-8",
                                  body.size());

@@ -288,6 +288,12 @@ std::vector<ProbeResult> Prober::run_round(const std::vector<bool>& flush_first)
         }
     }
 
+    // A reply that arrived is never a timeout. The deadline may pass while
+    // replies wait unread in socket buffers (the daemon was serving the side
+    // channel, or was not scheduled): read what is there before judging.
+    for (Server& server : servers_) {
+        if (server.phase == Phase::exchanging) handle_event(server, EPOLLIN | EPOLLOUT);
+    }
     for (Server& server : servers_) {
         if (server.phase == Phase::done) continue;
         std::string what;
@@ -480,6 +486,9 @@ void Prober::receive_reply(Server& server) {
     // A reply that arrived whole counts even if the peer closed right after it.
     parse_reply(server);
     if (server.phase != Phase::exchanging) return;
+    // memcached at its connection limit answers with an error line and closes.
+    if ((eof || err != 0) && !server.result.flush_refused.empty())
+        return fail_answered(server, server.result.flush_refused);
     if (err == ECONNRESET || err == EPIPE) return fail(server, "connection reset");
     if (err != 0) return fail(server, fmt::format("recv: {}", errno_text(err)));
     if (eof && server.reply.empty()) return fail(server, "connection closed (no reply)");
@@ -493,6 +502,11 @@ void Prober::parse_reply(Server& server) {
         switch (parse_flush_reply(server.reply, consumed, error)) {
         case ParseStatus::need_more: return;
         case ParseStatus::error: return fail(server, "flush_all: " + error);
+        case ParseStatus::answered_error:
+            server.flush_answered = true;
+            server.result.flush_refused = std::move(error);
+            server.stats_start = consumed;
+            break;
         case ParseStatus::complete:
             server.flush_answered = true;
             server.result.flushed = true;
@@ -503,6 +517,7 @@ void Prober::parse_reply(Server& server) {
     switch (parse_stats(stats, server.result.stats, server.stats_parsed, error)) {
     case ParseStatus::need_more: return;
     case ParseStatus::error: return fail(server, std::move(error));
+    case ParseStatus::answered_error: return fail_answered(server, std::move(error));
     case ParseStatus::complete: {
         server.result.rtt = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() -
                                                                                    server.sent_at);
@@ -565,6 +580,14 @@ void Prober::fail(Server& server, std::string error, bool refused) {
     if (server.is_name) server.endpoints.clear();
     server.phase = Phase::done;
     --active_;
+}
+
+// The server answered: it is the right one, its name needs no new lookup.
+void Prober::fail_answered(Server& server, std::string error) {
+    std::vector<Endpoint> endpoints = std::move(server.endpoints);
+    fail(server, std::move(error));
+    server.endpoints = std::move(endpoints);
+    server.result.answered_error = true;
 }
 
 void Prober::close_connection(Server& server) {

@@ -26,6 +26,15 @@ struct ProbeResult {
     // flush_all was asked for and memcached answered OK (the stats that
     // follow may still have failed: then ok is false).
     bool flushed = false;
+    // flush_all was asked for and memcached refused it with an error line,
+    // quoted here (`memcached -F`: "CLIENT_ERROR flush_all not allowed").
+    // The stats that follow may still have succeeded.
+    std::string flush_refused;
+    // Not ok, but memcached answered with one of its error lines (in
+    // `error`) instead of stats: it is up and serving, it only would not
+    // serve this probe (at its connection limit it answers "ERROR Too many
+    // open connections" and closes). Not a sign of death.
+    bool answered_error = false;
     // Numeric address of the endpoint last tried, "1.2.3.4:11211" or
     // "[::1]:11211"; "" for unix sockets and names not resolved yet.
     std::string resolved;
@@ -47,7 +56,9 @@ public:
     // by `flush_all` where flush_first[i] is true; missing entries are false),
     // waits until every server answered or failed or the timeout passed, and
     // returns one result per server, in configuration order. Returns within
-    // about the timeout whatever the peers or the resolver do.
+    // about the timeout whatever the peers or the resolver do. A reply
+    // already received when the timeout passes counts: only servers with
+    // nothing (or part of a reply) to read have timed out.
     std::vector<ProbeResult> run_round(const std::vector<bool>& flush_first);
 
     // Another descriptor to serve while a round waits (the daemon's
@@ -73,6 +84,7 @@ private:
     void watch(Server& server, uint32_t events);
     void succeed(Server& server);
     void fail(Server& server, std::string error, bool refused = false);
+    void fail_answered(Server& server, std::string error);
     void close_connection(Server& server);
 
     std::vector<Server> servers_;

@@ -184,7 +184,7 @@ ParseStatus parse_stats(std::string_view buf, StatsReply& out, size_t& consumed,
             consumed = pos;
             return ParseStatus::complete;
         }
-        if (is_error_line(line, error)) return ParseStatus::error;
+        if (is_error_line(line, error)) return ParseStatus::answered_error;
         if (!line.starts_with("STAT ")) {
             return fail(error, fmt::format("garbage reply: {}", quote_bytes(line)));
         }
@@ -215,7 +215,10 @@ ParseStatus parse_flush_reply(std::string_view buf, size_t& consumed, std::strin
         consumed = next;
         return ParseStatus::complete;
     }
-    if (is_error_line(line, error)) return ParseStatus::error;
+    if (is_error_line(line, error)) {
+        consumed = next;
+        return ParseStatus::answered_error;
+    }
     return fail(error, fmt::format("garbage reply: {}", quote_bytes(line)));
 }
 

@@ -36,7 +36,10 @@ struct StatsReply {
     std::string version;
 };
 
-enum class ParseStatus { complete, need_more, error };
+// answered_error: the reply is one of memcached's own error lines (ERROR,
+// CLIENT_ERROR, SERVER_ERROR): not a protocol failure, the server is up and
+// said why it would not serve the request; `error` quotes the line.
+enum class ParseStatus { complete, need_more, error, answered_error };
 
 // Parses the reply to `stats` at the start of `buf`.
 // `consumed` is in/out. In: how many bytes of `buf` an earlier call that
@@ -49,7 +52,8 @@ ParseStatus parse_stats(std::string_view buf, StatsReply& out, size_t& consumed,
                         std::string& error);
 
 // Parses the reply to `flush_all` at the start of `buf`: "OK\r\n". On complete,
-// `consumed` is its length (4). Errors as for parse_stats.
+// `consumed` is its length (4); on answered_error, the error line's (a reply
+// pipelined after it may follow). Errors as for parse_stats.
 ParseStatus parse_flush_reply(std::string_view buf, size_t& consumed, std::string& error);
 
 // `bytes` between double quotes, C-escaped (\r, \n, \", \\, \xNN), cut after

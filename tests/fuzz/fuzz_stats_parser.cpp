@@ -68,7 +68,8 @@ void fuzz_stats(std::string_view reply, size_t piece) {
         FUZZ_CHECK(reply.size() < kMaxStatsReplyBytes);
         FUZZ_CHECK(whole.consumed <= reply.size());
         break;
-    case ParseStatus::error: check_error(whole.error); break;
+    case ParseStatus::error:
+    case ParseStatus::answered_error: check_error(whole.error); break;
     }
     const Outcome pieces = stats_in_pieces(reply, piece);
     FUZZ_CHECK(pieces.status == whole.status);
@@ -77,7 +78,8 @@ void fuzz_stats(std::string_view reply, size_t piece) {
         FUZZ_CHECK(same_facts(pieces.stats, whole.stats));
     }
     // Not the same message: in pieces, garbage is caught at its first bytes.
-    if (whole.status == ParseStatus::error) check_error(pieces.error);
+    if (whole.status == ParseStatus::error || whole.status == ParseStatus::answered_error)
+        check_error(pieces.error);
 }
 
 void fuzz_flush(std::string_view reply, size_t piece) {
@@ -87,6 +89,10 @@ void fuzz_flush(std::string_view reply, size_t piece) {
     if (whole == ParseStatus::complete) FUZZ_CHECK(consumed == 4 && reply.starts_with("OK\r\n"));
     if (whole == ParseStatus::need_more) FUZZ_CHECK(reply.size() < kMaxFlushReplyBytes);
     if (whole == ParseStatus::error) check_error(error);
+    if (whole == ParseStatus::answered_error) {
+        check_error(error);
+        FUZZ_CHECK(consumed > 0 && consumed <= reply.size() && reply.substr(0, consumed).ends_with("\r\n"));
+    }
     ParseStatus status = ParseStatus::need_more;
     for (size_t end = 0; status == ParseStatus::need_more && end < reply.size();) {
         end = std::min(reply.size(), end + piece);

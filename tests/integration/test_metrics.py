@@ -2,9 +2,12 @@
 checked with an independent parser (python3-prometheus-client) and, where
 Debian's prometheus package is installed, with promtool."""
 
+import os
 import shutil
 import socket
 import subprocess
+import sys
+import time
 import urllib.error
 import urllib.request
 
@@ -148,3 +151,43 @@ def test_a_port_in_use_stops_the_start_with_a_message(fleet):
         result = run([MCWATCHD, "-f", "-c", fleet.config])
     assert result.returncode == 1
     assert f"mcwatchd: metrics_listen: cannot listen on 127.0.0.1:{port}: Address already in use" in result.stderr
+
+
+HOLDER = r"""
+import socket, sys, time
+port, count = int(sys.argv[1]), int(sys.argv[2])
+held = []
+for _ in range(count):
+    try:
+        held.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+    except OSError:
+        pass
+print(len(held), flush=True)
+time.sleep(30)
+"""
+
+
+def test_one_local_user_holding_every_metrics_connection_leaves_scrapes_unanswered(fleet):
+    if os.geteuid() != 0:
+        pytest.skip("needs root, to hold the connections as another user (nobody)")
+    fleet.add_servers(1)
+    port = free_port()
+    fleet.write_config({"metrics_listen": f"127.0.0.1:{port}"})
+    fleet.start_daemon()
+    # An unprivileged user opens many connections and sends nothing.
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(port), "32"], stdout=subprocess.PIPE, text=True,
+                              preexec_fn=lambda: (os.setgid(65534), os.setuid(65534)))
+    try:
+        assert int(holder.stdout.readline()) > 0
+        time.sleep(0.3)  # the daemon accepts them
+        failed = 0
+        for _ in range(20):
+            try:
+                assert scrape(port)[0] == 200
+            except (OSError, urllib.error.URLError):
+                failed += 1
+    finally:
+        holder.kill()
+        holder.wait()
+    print(f"{failed} of 20 scrapes failed while another user held connections")
+    assert failed == 0

@@ -25,6 +25,13 @@ ProbeResult bad(const char* why = "connection refused") {
     return r;
 }
 
+ProbeResult error_reply(const char* line = "error reply: \"ERROR Too many open connections\"") {
+    ProbeResult r;
+    r.answered_error = true;
+    r.error = line;
+    return r;
+}
+
 HealthPolicy policy(uint32_t fail_after = 2, uint32_t recover_after = 3, bool flush = true) {
     return {fail_after, recover_after, 60'000, flush};
 }
@@ -132,4 +139,90 @@ TEST_CASE("health: routing_changed is set exactly when state or flags change") {
     CHECK_FALSE(changed);
     h.on_probe(bad(), 3, changed);
     CHECK(changed);
+}
+
+TEST_CASE("health: a server answering probes with an error line stays live, never flushed, with a warning") {
+    ServerHealth h(policy(2, 3));
+    feed(h, {good()});
+    CHECK(feed(h, {error_reply(), error_reply(), error_reply(), error_reply()}) == "probe_error_reply ");
+    CHECK(state_of(h) == ServerState::live);
+    CHECK(h.view().consecutive_failures == 0);
+    CHECK(h.view().probes_failed == 0);
+    CHECK(h.history().error_replies == 4);
+    CHECK(h.answering_errors());
+    CHECK(std::string(h.view().last_error) == "error reply: \"ERROR Too many open connections\"");
+    CHECK(!h.wants_flush());
+    // An answer between two failures: they are not consecutive.
+    CHECK(feed(h, {bad(), error_reply(), bad()}) == "probe_error_reply ");
+    CHECK(state_of(h) == ServerState::live);
+    CHECK(feed(h, {good()}) == "");
+    CHECK(!h.answering_errors());
+    CHECK(h.view().last_error[0] == '\0');
+    CHECK(h.view().flushes == 0);
+}
+
+TEST_CASE("health: an error line is a first answer; a dead server answering errors stays dead") {
+    ServerHealth fresh(policy());
+    CHECK(feed(fresh, {error_reply()}) == "probe_error_reply up ");
+    CHECK(state_of(fresh) == ServerState::live);
+
+    ServerHealth h(policy(2, 3));
+    feed(h, {good(), bad(), bad()});
+    REQUIRE(state_of(h) == ServerState::dead);
+    feed(h, {error_reply(), error_reply(), error_reply(), error_reply()});
+    CHECK(state_of(h) == ServerState::dead);  // no stats, no flush: no rejoin
+}
+
+TEST_CASE("health: a server refusing flush_all rejoins only when it holds no items") {
+    ServerHealth h(policy(2, 2));
+    feed(h, {good(), bad(), bad()});
+    REQUIRE(state_of(h) == ServerState::dead);
+    ProbeResult refused = good();  // curr_items 7: values from before the outage
+    refused.flush_refused = "client error: \"CLIENT_ERROR flush_all not allowed\"";
+    CHECK(feed(h, {good()}) == "");
+    REQUIRE(h.wants_flush());
+    CHECK(feed(h, {refused, refused, refused}) == "rejoin_blocked ");
+    CHECK(state_of(h) == ServerState::dead);
+    CHECK(h.rejoin_blocked());
+    CHECK(std::string(h.view().last_error) == "flush_all refused, 7 items held: kept out until empty (restart it)");
+    CHECK(h.wants_flush());
+
+    ProbeResult restarted = good(101, 1);
+    restarted.stats.curr_items = 0;
+    restarted.flush_refused = refused.flush_refused;
+    CHECK(feed(h, {restarted}) == "restart up ");
+    CHECK(state_of(h) == ServerState::live);
+    CHECK(!h.rejoin_blocked());
+    CHECK(h.view().last_error[0] == '\0');
+    CHECK(h.view().flushes == 0);
+}
+
+TEST_CASE("health: another memcached answering for a live server is taken out and rejoins flushed") {
+    // A name now resolving to a standby: a new address, a new pid.
+    ServerHealth moved(policy(2, 3));
+    ProbeResult first = good(100, 500);
+    first.resolved = "127.0.0.1:11211";
+    feed(moved, {first}, 1000);
+    ProbeResult standby = good(200, 2);  // even a young process: the address changed
+    standby.resolved = "127.0.0.2:11211";
+    CHECK(feed(moved, {standby}, 2000) == "restart down ");
+    CHECK(state_of(moved) == ServerState::dead);
+    CHECK(std::string(moved.view().last_error).empty());
+    CHECK(!moved.wants_flush());
+    CHECK(feed(moved, {standby}, 3000) == "");
+    REQUIRE(moved.wants_flush());  // the third good probe flushes, then it is live
+    ProbeResult flushed = standby;
+    flushed.flushed = true;
+    CHECK(feed(moved, {flushed}, 4000) == "flush up ");
+    CHECK(state_of(moved) == ServerState::live);
+
+    // Same address, a process up since before our last probe: not a restart of ours.
+    ServerHealth swapped(policy(2, 3));
+    feed(swapped, {good(100, 500)}, 1000);
+    CHECK(feed(swapped, {good(300, 9000)}, 2000) == "restart down ");
+    // Same address, a process started since: a restart, empty, stays live.
+    ServerHealth restarted(policy(2, 3));
+    feed(restarted, {good(100, 500)}, 1000);
+    CHECK(feed(restarted, {good(300, 2)}, 2000) == "restart ");
+    CHECK(state_of(restarted) == ServerState::live);
 }

@@ -126,6 +126,24 @@ TEST_CASE("metrics: valid exposition text with the families an SRE graphs") {
     CHECK(text.back() == '\n');
 }
 
+TEST_CASE("metrics: error replies and a blocked rejoin are shown per server") {
+    ServerHealth full({2, 3, 60'000, true});
+    bool changed = false;
+    full.on_probe(good(12), 1000, changed);
+    ProbeResult at_limit;
+    at_limit.answered_error = true;
+    at_limit.error = "error reply: \"ERROR Too many open connections\"";
+    full.on_probe(at_limit, 2000, changed);
+    MetricsInput input;
+    input.servers = {{"127.0.0.1:11211", &full}};
+    const std::string text = render_metrics(input);
+    CHECK(text.find("mcwatch_server_probe_error_reply{server=\"127.0.0.1:11211\"} 1\n") != std::string::npos);
+    CHECK(text.find("mcwatch_probes_total{server=\"127.0.0.1:11211\",result=\"error_reply\"} 1\n") !=
+          std::string::npos);
+    CHECK(text.find("mcwatch_server_rejoin_blocked{server=\"127.0.0.1:11211\"} 0\n") != std::string::npos);
+    CHECK(text.find("mcwatch_server_up{server=\"127.0.0.1:11211\"} 1\n") != std::string::npos);
+}
+
 TEST_CASE("metrics: label values escaped as the format says") {
     CHECK(escape_label_value("a\"b\\c\nd") == "a\\\"b\\\\c\\nd");
     CHECK(escape_label_value("127.0.0.1:11211") == "127.0.0.1:11211");

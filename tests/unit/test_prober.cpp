@@ -211,17 +211,35 @@ TEST_CASE("prober: flush_first empties that server before its stats, and only th
     CHECK(test::exchange_tcp(flushed_port, "get k\r\n", "END\r\n") == "END\r\n");
 }
 
-TEST_CASE("prober: a memcached that refuses flush_all fails the probe") {
+TEST_CASE("prober: a memcached that refuses flush_all (-F) still answers the stats after the refusal") {
     const uint16_t port = test::free_loopback_port();
     MemcachedProcess memcached = MemcachedProcess::on_port(port, {"-F"});  // --disable-flush-all
     REQUIRE(memcached.ready());
     Prober prober({tcp_server("127.0.0.1", port)}, kGenerous);
     const ProbeResult result = probe_once(prober, true);
-    CHECK(!result.ok);
+    CHECK(result.ok);
     CHECK(!result.flushed);
-    CHECK(result.error.starts_with("flush_all: client error: \"CLIENT_ERROR"));
+    CHECK(result.flush_refused == "client error: \"CLIENT_ERROR flush_all not allowed\"");
+    CHECK(result.stats.pid != state::kUnknown);
     // Without flush it is a healthy server.
     CHECK(probe_until_ok(prober).ok);
+}
+
+TEST_CASE("prober: a memcached answering with an error line and closing (at its connection limit) answered") {
+    FakePeer peer([](int fd, const std::atomic<bool>& stopping) {
+        test::peer_read_request(fd, stopping);
+        test::peer_send(fd, "ERROR Too many open connections\r\n", stopping);
+    });
+    Prober prober({tcp_server("127.0.0.1", peer.port())}, kGenerous);
+    const ProbeResult result = probe_once(prober);
+    CHECK(!result.ok);
+    CHECK(result.answered_error);
+    CHECK(result.error == "error reply: \"ERROR Too many open connections\"");
+    // The same before a flush_all: the refusal of the first command is the answer.
+    const ProbeResult flushed = probe_once(prober, true);
+    CHECK(!flushed.ok);
+    CHECK(flushed.answered_error);
+    CHECK(!flushed.flushed);
 }
 
 TEST_CASE("prober: memcached on a unix socket; a missing socket is refused") {

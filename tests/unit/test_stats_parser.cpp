@@ -211,23 +211,28 @@ TEST_CASE("stats parser: garbage is an error that quotes it") {
     CHECK(parse(nul_bytes).error == "garbage reply: \"\\x00\\x00\\x00\"");
 }
 
-TEST_CASE("stats parser: ERROR, CLIENT_ERROR and SERVER_ERROR are errors") {
+TEST_CASE("stats parser: ERROR, CLIENT_ERROR and SERVER_ERROR are answers, not garbage") {
     const Parsed server = parse("SERVER_ERROR out of memory\r\n");
-    CHECK(server.status == ParseStatus::error);
+    CHECK(server.status == ParseStatus::answered_error);
     CHECK(server.error == "server error: \"SERVER_ERROR out of memory\"");
 
     const Parsed client = parse("CLIENT_ERROR bad command line format\r\n");
-    CHECK(client.status == ParseStatus::error);
+    CHECK(client.status == ParseStatus::answered_error);
     CHECK(client.error == "client error: \"CLIENT_ERROR bad command line format\"");
 
     const Parsed unknown = parse("ERROR\r\n");
-    CHECK(unknown.status == ParseStatus::error);
+    CHECK(unknown.status == ParseStatus::answered_error);
     CHECK(unknown.error == "error reply: \"ERROR\"");
 
     // After some stats, too.
     const Parsed late = parse("STAT pid 1\r\nSERVER_ERROR busy\r\n");
-    CHECK(late.status == ParseStatus::error);
+    CHECK(late.status == ParseStatus::answered_error);
     CHECK(late.error == "server error: \"SERVER_ERROR busy\"");
+
+    // memcached at its connection limit, to any first request.
+    const Parsed full = parse("ERROR Too many open connections\r\n");
+    CHECK(full.status == ParseStatus::answered_error);
+    CHECK(full.error == "error reply: \"ERROR Too many open connections\"");
 
     // An error line still arriving is not garbage yet.
     CHECK(parse("SERVER_ERROR out of mem").status == ParseStatus::need_more);
@@ -311,10 +316,12 @@ TEST_CASE("stats parser: the flush_all reply") {
         CHECK(parse_flush_reply(partial, consumed, error) == ParseStatus::need_more);
     }
 
-    CHECK(parse_flush_reply("CLIENT_ERROR flush_all not allowed\r\n", consumed, error) ==
-          ParseStatus::error);
+    // memcached -F: the stats pipelined after the refusal still come.
+    CHECK(parse_flush_reply("CLIENT_ERROR flush_all not allowed\r\nSTAT pid 1\r\n", consumed, error) ==
+          ParseStatus::answered_error);
     CHECK(error == "client error: \"CLIENT_ERROR flush_all not allowed\"");
-    CHECK(parse_flush_reply("ERROR\r\n", consumed, error) == ParseStatus::error);
+    CHECK(consumed == 36);
+    CHECK(parse_flush_reply("ERROR\r\n", consumed, error) == ParseStatus::answered_error);
     CHECK(error == "error reply: \"ERROR\"");
     CHECK(parse_flush_reply("OKAY\r\n", consumed, error) == ParseStatus::error);
     CHECK(error == "garbage reply: \"OKAY\"");

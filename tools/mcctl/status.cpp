@@ -155,6 +155,10 @@ std::string status_table(const Snapshot& snapshot, const std::string& path, bool
         if (const std::string note = override_note(s); !note.empty()) out += fmt::format("{:<{}}  {}\n", "", width, note);
         if (s.state == uint32_t(ServerState::dead) && s.last_error[0])
             out += fmt::format("{:<{}}  last error: {}\n", "", width, s.last_error);
+        // Not dead, but its last probe got no stats: an error line (at its
+        // connection limit), or a failure not yet repeated fail_after times.
+        else if (s.last_error[0])
+            out += fmt::format("{:<{}}  warning: {}\n", "", width, s.last_error);
     }
     return out;
 }
