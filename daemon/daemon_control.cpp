@@ -48,7 +48,7 @@ std::optional<std::string> Daemon::on_control(const ControlRequest& request, Con
     }
     const std::string& address = config_.servers[*index].text;
     ServerHealth& health = health_[*index];
-    const int64_t now = unix_ms();
+    const int64_t now = now_ms();
     std::vector<HealthEvent> events;
     bool routing_changed = false;
     std::string said;

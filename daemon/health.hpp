@@ -77,6 +77,15 @@ public:
     void request_flush() { operator_flush_ = true; }
     bool take_operator_flush();
 
+    // Takes over what a predecessor published for this server (mcwatchd
+    // restarted, or a reload re-adds it), so that clients see no change:
+    // state, flags, override, pending rejoin, counters. `window_left_ms` is
+    // what remained of the recently-down window at the predecessor's last
+    // heartbeat, by its own clock: the window resumes from there (capped at
+    // the configured length), so no wall-clock step between the two daemons
+    // can end it early.
+    void carry_over(const state::ServerDynamic& published, int64_t window_left_ms, int64_t now_ms);
+
     const state::ServerDynamic& view() const { return view_; }
     const HealthHistory& history() const { return history_; }
     Override override_kind() const { return override_; }

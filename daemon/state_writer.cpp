@@ -7,12 +7,14 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
 #include "clock.hpp"
 #include "fd_mapping.hpp"
 #include "seqlock.hpp"
+#include "state_reader.hpp"
 
 namespace mcwatch {
 
@@ -75,6 +77,35 @@ std::string StateWriter::lock(const std::string& state_file, const RunAs& owner)
     return "";
 }
 
+std::optional<PublishedFile> StateWriter::read_predecessor(std::string& why) {
+    why.clear();
+    StateMap map;
+    char reason[256] = "";
+    const MapStatus status = map.open(path_.c_str(), reason, sizeof reason);
+    if (status == MapStatus::missing) return std::nullopt;
+    if (status != MapStatus::ok) {
+        why = reason;
+        return std::nullopt;
+    }
+    const Header& header = map.header();
+    PublishedFile file;
+    file.servers.resize(header.slot_count);
+    // The lock is ours, so nobody writes this file any more; a predecessor
+    // killed inside its seqlock section left seq odd for ever, and then the
+    // slots as they are (each field whole) are the best there is.
+    if (!read_consistent(header, map.slots(), header.slot_count, file.servers.data(), &file.generation))
+        for (uint32_t i = 0; i < header.slot_count; ++i) load_dynamic(map.slots()[i], file.servers[i]);
+    file.generation = header.generation.load(std::memory_order_relaxed);
+    file.heartbeat_unix_ms = header.heartbeat_unix_ms.load(std::memory_order_relaxed);
+    for (uint32_t i = 0; i < header.slot_count; ++i) {
+        const Slot& slot = map.slots()[i];
+        file.addresses.emplace_back(slot.address, strnlen(slot.address, kAddressSize));
+        file.resolved.emplace_back(slot.resolved, strnlen(slot.resolved, kResolvedSize));
+    }
+    generation_floor_ = std::max(generation_floor_, file.generation);
+    return file;
+}
+
 std::string StateWriter::publish(const Config& config, const std::vector<std::string>& resolved,
                                  const std::vector<ServerDynamic>& servers) {
     const auto count = uint32_t(config.servers.size());
@@ -128,7 +159,6 @@ std::string StateWriter::publish(const Config& config, const std::vector<std::st
     }
     header->servers_digest = compute_servers_digest(*header, slots, count);
     header->static_digest = compute_static_digest(*header, slots, count);
-    header->generation.store(1, std::memory_order_relaxed);
     header->heartbeat_unix_ms.store(unix_ms(), std::memory_order_relaxed);
     header->heartbeat_mono_ns.store(monotonic_ns(), std::memory_order_release);
 
@@ -153,6 +183,11 @@ std::string StateWriter::publish(const Config& config, const std::vector<std::st
         }
     }
 
+    uint64_t generation = generation_floor_;
+    if (const auto* replaced = static_cast<const Header*>(previous.get_address()))
+        generation = std::max(generation, replaced->generation.load(std::memory_order_relaxed));
+    header->generation.store(generation + 1, std::memory_order_release);
+
     if (::renameat(directory_fd_, temp_name.c_str(), directory_fd_, base_name_.c_str()) != 0) {
         const std::string why = fmt::format("cannot rename {} to {}: {}", temp_name, path_, errno_text());
         ::unlinkat(directory_fd_, temp_name.c_str(), 0);
@@ -161,6 +196,7 @@ std::string StateWriter::publish(const Config& config, const std::vector<std::st
     }
     if (previous.get_address())
         static_cast<Header*>(previous.get_address())->superseded.store(1, std::memory_order_release);
+    generation_floor_ = generation + 1;
     region_.swap(region);
     header_ = header;
     slots_ = slots;

@@ -54,6 +54,10 @@ inline constexpr uint32_t kFlagOperatorOverride = 1u << 1;  // state set by mcct
 // dead while the drained server does not answer), not `mcctl down`. For
 // people (mcctl); routing needs only the state.
 inline constexpr uint32_t kFlagOperatorDrain = 1u << 2;
+// With kFlagOperatorOverride: the operator cleared the override and the
+// server rejoins with its next good probe (flush_all first). For the daemon
+// that takes over this file after a restart; routing ignores it.
+inline constexpr uint32_t kFlagRejoinPending = 1u << 3;
 
 // Header::flags bits (static).
 inline constexpr uint32_t kHeaderFlushOnRejoin = 1u << 0;

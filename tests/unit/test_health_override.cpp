@@ -220,3 +220,44 @@ TEST_CASE("history: transitions counted by the state entered, probe round-trips 
     CHECK(h.history().rtt.at_or_below(0) == 0);  // <= 100us
     CHECK(h.history().rtt.at_or_below(2) == 2);  // <= 500us
 }
+
+// A restarted daemon takes over what its predecessor published (carry_over).
+TEST_CASE("carry over: a dead server still owes its flush, an override and a pending rejoin survive") {
+    ServerHealth before = live_server();
+    feed(before, {bad(), bad()});
+    REQUIRE(state_of(before) == ServerState::dead);
+    ServerHealth after(policy());
+    after.carry_over(before.view(), 0, 5000);
+    CHECK(state_of(after) == ServerState::dead);
+    CHECK(feed(after, {good(), good()}) == "");
+    CHECK(after.wants_flush());
+    CHECK(feed(after, {good(true)}) == "flush up ");
+    CHECK(state_of(after) == ServerState::live);
+
+    ServerHealth drained = live_server();
+    run(drained, &ServerHealth::drain);
+    run(drained, &ServerHealth::clear_override, 3000);  // rejoin pending
+    ServerHealth successor(policy());
+    successor.carry_over(drained.view(), 0, 5000);
+    CHECK(state_of(successor) == ServerState::draining);
+    CHECK(successor.override_kind() == Override::drain);
+    CHECK(successor.rejoin_pending());
+    CHECK(successor.wants_flush());
+}
+
+TEST_CASE("carry over: the window resumes with what it had left, never more than its length") {
+    ServerHealth before = live_server();
+    feed(before, {bad(), bad()});
+    feed(before, {good(), good(), good(true)}, 10'000);
+    REQUIRE(flag(before, state::kFlagRecentlyDown));
+    ServerHealth after(policy());
+    after.carry_over(before.view(), 20'000, 7'000'000);  // a wall-clock step between the two
+    CHECK(flag(after, state::kFlagRecentlyDown));
+    CHECK(after.view().recently_down_until_unix_ms == 7'020'000);
+    ServerHealth capped(policy());
+    capped.carry_over(before.view(), 99'000'000, 0);
+    CHECK(capped.view().recently_down_until_unix_ms == 60'000);
+    ServerHealth over(policy());
+    over.carry_over(before.view(), 0, 0);
+    CHECK_FALSE(flag(over, state::kFlagRecentlyDown));
+}
