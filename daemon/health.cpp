@@ -26,9 +26,12 @@ ServerHealth::ServerHealth(const HealthPolicy& policy) : policy_(policy) {
 bool ServerHealth::rejoin_flush_due() const {
     if (!policy_.flush_on_rejoin) return false;
     if (rejoin_pending_) return probed_ == ServerState::live;
-    // Under an override the server is not published live whatever probes
-    // say: its flush comes when the override is cleared.
-    if (override_ != Override::none) return false;
+    // Under `down` the server is published dead whatever probes say: its
+    // flush comes when the override is cleared. A drained server is read
+    // from again once it is draining (clients move its values off it), so
+    // one that was cut off is flushed before that, as for any rejoin: its
+    // values may predate deletes made meanwhile.
+    if (override_ == Override::down) return false;
     return probed_ == ServerState::dead && view_.consecutive_successes + 1 >= policy_.recover_after;
 }
 

@@ -62,7 +62,9 @@ public:
     //
     // drain: published draining (keys routed as if dead; clients move values
     // off it on a miss). A draining server that stops answering is published
-    // dead, and draining again if it answers, until the override is cleared.
+    // dead, and draining again if it answers (flush_all first, as for a
+    // rejoin: clients read from a draining server), until the override is
+    // cleared.
     std::string drain(int64_t now_ms, std::vector<HealthEvent>& events, bool& routing_changed);
     // down: published dead whatever probes say.
     std::string force_down(int64_t now_ms, std::vector<HealthEvent>& events, bool& routing_changed);

@@ -84,7 +84,7 @@ TEST_CASE("override: drain publishes draining at once; probes keep the facts fre
     CHECK(run(h, &ServerHealth::drain).said == "already draining");
 }
 
-TEST_CASE("override: a drained server that stops is dead, and draining again when it answers") {
+TEST_CASE("override: a drained server that stops is dead, and draining again, flushed, when it answers") {
     ServerHealth h = live_server();
     run(h, &ServerHealth::drain);
     CHECK(feed(h, {bad()}) == "");
@@ -92,10 +92,23 @@ TEST_CASE("override: a drained server that stops is dead, and draining again whe
     CHECK(feed(h, {bad()}) == "down ");
     CHECK(state_of(h) == ServerState::dead);
     CHECK(flag(h, state::kFlagOperatorDrain));  // still the operator's
-    CHECK_FALSE(h.wants_flush());               // no rejoin while overridden
+    CHECK_FALSE(h.wants_flush());
     CHECK(feed(h, {good(), good()}) == "");
     CHECK(state_of(h) == ServerState::dead);  // recover_after = 3
-    CHECK(feed(h, {good()}) == "up ");
+    CHECK(h.wants_flush());  // clients will read from it again: its old values go first
+    CHECK(feed(h, {good()}) == "");
+    CHECK(state_of(h) == ServerState::dead);  // a good reply without the flush
+    CHECK(feed(h, {good(true)}) == "flush up ");
+    CHECK(state_of(h) == ServerState::draining);
+    CHECK_FALSE(h.wants_flush());
+}
+
+TEST_CASE("override: without flush_on_rejoin, a drained server cut off is draining again unflushed") {
+    ServerHealth h = live_server(policy(false));
+    run(h, &ServerHealth::drain);
+    feed(h, {bad(), bad()});
+    CHECK_FALSE(h.wants_flush());
+    CHECK(feed(h, {good(), good(), good()}) == "up ");
     CHECK(state_of(h) == ServerState::draining);
 }
 
