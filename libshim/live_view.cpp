@@ -50,21 +50,27 @@ void StateSource::refresh(bool wait) noexcept {
         if (mapped) {
             const state::Header& header = mapped->map.header();
             generation = header.generation.load(std::memory_order_acquire);
-            usable = state::heartbeat_fresh(header, now);
+            // Only refreshers touch the watch, under mutex_.
+            state::HeartbeatWatch& heartbeat = const_cast<Mapped*>(mapped)->heartbeat;
+            usable = heartbeat.fresh(header, now, unix_ms());
             if (usable) {
                 problem_.clear();
                 // Look again the moment the heartbeat would go stale.
-                const uint64_t stale_at =
-                    header.heartbeat_mono_ns.load(std::memory_order_relaxed) +
-                    uint64_t(header.stale_after_ms) * 1000000u + 1;
+                const uint64_t stale_at = heartbeat.stale_at_ns(header);
                 if (stale_at < next_check) next_check = stale_at;
             } else if (problem_.empty() || changed) {
                 char why[256];
-                std::snprintf(why, sizeof why,
-                              "state file %s: heartbeat %llu ms old, stale after %u ms",
-                              path_.c_str(),
-                              (unsigned long long)state::heartbeat_age_ms(header, now),
-                              header.stale_after_ms);
+                const uint64_t silent = heartbeat.silent_ms(now);
+                if (silent == UINT64_MAX)
+                    std::snprintf(why, sizeof why,
+                                  "state file %s: heartbeat %llu ms away from this clock, stale after %u ms",
+                                  path_.c_str(),
+                                  (unsigned long long)state::heartbeat_age_ms(header, unix_ms()),
+                                  header.stale_after_ms);
+                else
+                    std::snprintf(why, sizeof why,
+                                  "state file %s: heartbeat unchanged for %llu ms, stale after %u ms",
+                                  path_.c_str(), (unsigned long long)silent, header.stale_after_ms);
                 problem_ = why;
             }
         }

@@ -35,6 +35,7 @@ public:
     struct Mapped {
         state::StateMap map;
         uint64_t serial = 0;  // distinct per mapping, never 0
+        state::HeartbeatWatch heartbeat;  // refreshers only, under their mutex
     };
 
     // Maps `path` if it can; a missing or invalid file is retried later.

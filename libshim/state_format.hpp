@@ -94,8 +94,10 @@ struct Header {
     // changes: state, flags. Readers re-copy their snapshot only then.
     std::atomic<uint64_t> generation;
     // Written once per probe round, outside the seqlock: a single word is
-    // never torn. CLOCK_MONOTONIC is shared by all processes of one boot and
-    // immune to wall-clock jumps; the unix time is for humans.
+    // never torn. heartbeat_mono_ns is the daemon's CLOCK_MONOTONIC, which
+    // readers use only as a token that changes every round (another time
+    // namespace or boot has another monotonic clock); the unix time dates a
+    // heartbeat on first sight and for one-shot readers (state_reader.hpp).
     std::atomic<uint64_t> heartbeat_mono_ns;
     std::atomic<int64_t> heartbeat_unix_ms;
     std::atomic<uint64_t> rounds;

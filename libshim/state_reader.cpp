@@ -150,14 +150,34 @@ bool StateMap::replaced(const char* path) const noexcept {
     return st.st_dev != device_ || st.st_ino != inode_;
 }
 
-uint64_t heartbeat_age_ms(const Header& header, uint64_t now_monotonic_ns) noexcept {
-    const uint64_t beat = header.heartbeat_mono_ns.load(std::memory_order_acquire);
-    return now_monotonic_ns > beat ? (now_monotonic_ns - beat) / 1000000 : 0;
+uint64_t heartbeat_age_ms(const Header& header, int64_t now_unix_ms) noexcept {
+    const int64_t beat = header.heartbeat_unix_ms.load(std::memory_order_acquire);
+    return now_unix_ms >= beat ? uint64_t(now_unix_ms - beat) : uint64_t(beat - now_unix_ms);
 }
 
-bool heartbeat_fresh(const Header& header, uint64_t now_monotonic_ns) noexcept {
-    return header.heartbeat_mono_ns.load(std::memory_order_acquire) != 0 &&
-           heartbeat_age_ms(header, now_monotonic_ns) <= header.stale_after_ms;
+bool heartbeat_fresh(const Header& header, int64_t now_unix_ms) noexcept {
+    return header.heartbeat_unix_ms.load(std::memory_order_acquire) > 0 &&
+           heartbeat_age_ms(header, now_unix_ms) <= header.stale_after_ms;
+}
+
+bool HeartbeatWatch::fresh(const Header& header, uint64_t now_ns, int64_t now_unix_ms) noexcept {
+    const uint64_t token = header.heartbeat_mono_ns.load(std::memory_order_acquire);
+    if (!seen_) {
+        seen_ = true;
+        token_ = token;
+        if (token != 0 && heartbeat_fresh(header, now_unix_ms)) {
+            // Dated by the wall clock, within stale_after: at most that long ago.
+            const int64_t beat = header.heartbeat_unix_ms.load(std::memory_order_relaxed);
+            const uint64_t ago_ns = now_unix_ms > beat ? uint64_t(now_unix_ms - beat) * 1000000u : 0;
+            changed_ = true;
+            changed_at_ns_ = now_ns > ago_ns ? now_ns - ago_ns : 0;
+        }
+    } else if (token != token_) {
+        token_ = token;
+        changed_ = true;
+        changed_at_ns_ = now_ns;
+    }
+    return changed_ && now_ns - changed_at_ns_ <= uint64_t(header.stale_after_ms) * 1000000u;
 }
 
 }  // namespace mcwatch::state
