@@ -251,3 +251,42 @@ def test_a_lock_held_by_something_else_is_named_for_what_holds_it(fleet):
     finally:
         holder.kill()
         holder.wait()
+
+
+@needs_root
+def test_a_state_directory_another_user_made_in_a_shared_directory_is_refused_by_root(fleet, open_dir):
+    fleet.add_servers(1)
+    fleet.write_config({"stale_after": "1h"})
+    fleet.start_daemon()
+    os.chmod(open_dir, 0o1777)  # like /tmp: anyone may make a directory here
+    genuine = os.path.join(open_dir, "genuine")
+    shutil.copy(fleet.state, genuine)
+    planted = os.path.join(open_dir, "mcwatchd", "state")
+    made = as_nobody(["/usr/bin/python3", "-c",
+                      "import os, shutil, sys; os.mkdir(os.path.dirname(sys.argv[2]), 0o755); "
+                      "shutil.copy(sys.argv[1], sys.argv[2]); os.chmod(sys.argv[2], 0o644)",
+                      genuine, planted])
+    assert made.returncode == 0, made.stderr
+    assert os.stat(planted).st_uid == NOBODY
+    result = run([MCCTL, "-s", planted, "status"])  # root, following nobody's file
+    assert result.returncode == 2, result.stdout
+    assert f"state file {planted}: owned by uid {NOBODY}, in a directory root did not give that user" \
+        in result.stderr
+    # Its own user may still read it, and a file in a directory of root's is fine for all.
+    assert as_nobody([MCCTL, "-s", planted, "status"]).returncode == 0
+    assert run([MCCTL, "-s", fleet.state, "status"]).returncode == 0
+
+
+@needs_root
+def test_a_root_file_in_a_directory_another_user_owns_is_refused(fleet, open_dir):
+    fleet.add_servers(1)
+    fleet.write_config({"stale_after": "1h"})
+    fleet.start_daemon()
+    theirs = os.path.join(open_dir, "theirs")
+    os.mkdir(theirs, 0o755)
+    os.chown(theirs, NOBODY, NOBODY)
+    copy = os.path.join(theirs, "state")
+    shutil.copy(fleet.state, copy)  # root's file, in nobody's directory
+    result = run([MCCTL, "-s", copy, "status"])
+    assert result.returncode == 2, result.stdout
+    assert f"its directory {theirs} belongs to uid {NOBODY} with mode 0755" in result.stderr
