@@ -45,7 +45,36 @@ std::vector<std::string> numeric_addresses(const Config& config) {
 
 }  // namespace
 
-Daemon::Daemon(Config config) : config_(std::move(config)) {}
+Daemon::Daemon(Config config)
+    : config_(std::move(config)), start_unix_ms_(unix_ms()), start_monotonic_ns_(monotonic_ns()) {}
+
+int64_t Daemon::now_ms() const {
+    return start_unix_ms_ + int64_t((monotonic_ns() - start_monotonic_ns_) / 1'000'000);
+}
+
+void Daemon::carry_over(const PublishedFile& previous) {
+    const int64_t now = now_ms();
+    size_t carried = 0;
+    for (size_t i = 0; i < health_.size(); ++i) {
+        std::optional<size_t> slot;
+        for (size_t s = 0; s < previous.addresses.size() && !slot; ++s)
+            if (previous.addresses[s] == config_.servers[i].text) slot = s;
+        // "localhost:11211" then, "127.0.0.1:11211" now: the same server.
+        for (size_t s = 0; s < previous.addresses.size() && !slot && !resolved_[i].empty(); ++s)
+            if (previous.resolved[s] == resolved_[i] || previous.addresses[s] == resolved_[i]) slot = s;
+        if (!slot) continue;
+        const state::ServerDynamic& published = previous.servers[*slot];
+        // Both times are the predecessor's, so its clock's steps cancel out.
+        const int64_t window_left = published.recently_down_until_unix_ms - previous.heartbeat_unix_ms;
+        health_[i].carry_over(published, window_left, now);
+        ++carried;
+    }
+    log_event("info", "carry_over",
+              {{"servers", fmt::format("{}", carried)},
+               {"of", fmt::format("{}", health_.size())},
+               {"previous_servers", fmt::format("{}", previous.addresses.size())},
+               {"previous_generation", fmt::format("{}", previous.generation)}});
+}
 
 Daemon::~Daemon() = default;
 
@@ -71,7 +100,6 @@ std::unique_ptr<MetricsServer> Daemon::open_metrics(const Config& config, std::s
 }
 
 std::string Daemon::start() {
-    start_unix_ms_ = unix_ms();
     if (std::string why = check_can_switch(config_); !why.empty()) return why;
     // As root (when started so): the directory, lock, socket and port are
     // prepared for the user the daemon becomes below.
@@ -98,6 +126,13 @@ std::string Daemon::start() {
     }
     health_.assign(config_.servers.size(), ServerHealth(HealthPolicy::from(config_)));
     resolved_ = numeric_addresses(config_);
+    // A restart (an upgrade, a crash) must change nothing for clients: what
+    // the file being replaced says about each server carries over.
+    std::string unreadable;
+    if (const std::optional<PublishedFile> previous = writer_.read_predecessor(unreadable))
+        carry_over(*previous);
+    else if (!unreadable.empty())
+        log_event("warning", "carry_over", {{"status", "skipped"}, {"reason", unreadable}});
     if (why = writer_.publish(config_, resolved_, views()); !why.empty()) return why;
     log_event("info", "start",
               {{"pid", fmt::format("{}", getpid())},
@@ -144,7 +179,8 @@ Daemon::ReloadOutcome Daemon::reload() {
     }
 
     // Servers still configured keep their state and history (and any
-    // operator override); new ones start unknown.
+    // operator override); one a reload removed earlier comes back as it
+    // left; new ones start unknown.
     const HealthPolicy policy = HealthPolicy::from(next);
     std::map<std::string, size_t> old_index;
     for (size_t i = 0; i < config_.servers.size(); ++i) old_index.emplace(config_.servers[i].text, i);
@@ -152,8 +188,11 @@ Daemon::ReloadOutcome Daemon::reload() {
     size_t added = 0;
     for (const ServerAddress& server : next.servers) {
         const auto it = old_index.find(server.text);
+        const auto gone = departed_.find(server.text);
         if (it == old_index.end()) ++added;
-        kept.push_back(it != old_index.end() ? health_[it->second] : ServerHealth(policy));
+        kept.push_back(it != old_index.end() ? health_[it->second]
+                       : gone != departed_.end() ? gone->second
+                                                 : ServerHealth(policy));
         kept.back().set_policy(policy);
     }
     const size_t removed = config_.servers.size() - (next.servers.size() - added);
@@ -176,6 +215,12 @@ Daemon::ReloadOutcome Daemon::reload() {
             return refuse(fmt::format("cannot publish a new state file: {}", why));
     }
 
+    for (const ServerAddress& server : next.servers) departed_.erase(server.text);
+    for (size_t i = 0; i < config_.servers.size(); ++i)
+        if (std::none_of(next.servers.begin(), next.servers.end(),
+                         [&](const ServerAddress& s) { return s.text == config_.servers[i].text; }))
+            departed_.insert_or_assign(config_.servers[i].text, health_[i]);
+    while (departed_.size() > state::kMaxServers) departed_.erase(departed_.begin());
     config_ = std::move(next);
     health_ = std::move(kept);
     resolved_ = std::move(resolved);
@@ -227,7 +272,7 @@ void Daemon::round() {
 
     if (metrics_) metrics_->pause_rendering();
     const std::vector<ProbeResult> results = prober_->run_round(flush_first);
-    const int64_t now = unix_ms();
+    const int64_t now = now_ms();
     bool routing_changed = false;
     for (size_t i = 0; i < health_.size(); ++i) {
         const std::string& server = config_.servers[i].text;

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <csignal>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -47,6 +48,15 @@ private:
         std::string server;  // flush: the configured address
     };
 
+    // Unix milliseconds that never jump: the wall clock when the daemon
+    // started plus the monotonic time since. Every time the health machines
+    // compare (the recently-down windows) is on it, so a step of the wall
+    // clock neither ends a window nor stretches one.
+    int64_t now_ms() const;
+    // States, windows, overrides and counters of the file a predecessor
+    // published, for the servers of this configuration it listed.
+    void carry_over(const PublishedFile& previous);
+
     void round();
     ReloadOutcome reload();
     // Serves the control socket and metrics endpoint for up to timeout_ms.
@@ -67,6 +77,9 @@ private:
     std::unique_ptr<Prober> prober_;
     std::vector<ServerHealth> health_;
     std::vector<std::string> resolved_;  // numeric address of each server, "" if none
+    // Servers a reload removed, by address, as they were: a reload that adds
+    // one back must not forget its outage (bounded by state::kMaxServers).
+    std::map<std::string, ServerHealth> departed_;
     std::unique_ptr<ControlServer> control_;
     std::unique_ptr<MetricsServer> metrics_;
     std::vector<Deferred> pending_flushes_;
@@ -74,6 +87,7 @@ private:
     uint64_t reloads_ok_ = 0;
     uint64_t reloads_refused_ = 0;
     int64_t start_unix_ms_ = 0;
+    uint64_t start_monotonic_ns_ = 0;
 };
 
 }  // namespace mcwatch

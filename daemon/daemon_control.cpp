@@ -70,7 +70,7 @@ std::optional<std::string> Daemon::on_control(const ControlRequest& request, Con
     }
     const std::string& address = config_.servers[*index].text;
     ServerHealth& health = health_[*index];
-    const int64_t now = unix_ms();
+    const int64_t now = now_ms();
     if ((request.command == ControlCommand::drain || request.command == ControlCommand::down) && !request.force)
         if (std::string why = below_min_live(config_, health_, *index, request.command); !why.empty()) return "error " + why;
     std::vector<HealthEvent> events;

@@ -26,9 +26,12 @@ ServerHealth::ServerHealth(const HealthPolicy& policy) : policy_(policy) {
 bool ServerHealth::rejoin_flush_due() const {
     if (!policy_.flush_on_rejoin) return false;
     if (rejoin_pending_) return probed_ == ServerState::live;
-    // Under an override the server is not published live whatever probes
-    // say: its flush comes when the override is cleared.
-    if (override_ != Override::none) return false;
+    // Under `down` the server is published dead whatever probes say: its
+    // flush comes when the override is cleared. A drained server is read
+    // from again once it is draining (clients move its values off it), so
+    // one that was cut off is flushed before that, as for any rejoin: its
+    // values may predate deletes made meanwhile.
+    if (override_ == Override::down) return false;
     return probed_ == ServerState::dead && view_.consecutive_successes + 1 >= policy_.recover_after;
 }
 
@@ -61,10 +64,14 @@ void ServerHealth::become(ServerState next, int64_t now_ms, bool& routing_change
 }
 
 void ServerHealth::sync_override_flags(bool& routing_changed) {
-    uint32_t flags = view_.flags & ~(state::kFlagOperatorOverride | state::kFlagOperatorDrain);
+    uint32_t flags =
+        view_.flags & ~(state::kFlagOperatorOverride | state::kFlagOperatorDrain | state::kFlagRejoinPending);
     if (override_ != Override::none) flags |= state::kFlagOperatorOverride;
     if (override_ == Override::drain) flags |= state::kFlagOperatorDrain;
-    if (flags != view_.flags) routing_changed = true;
+    if (override_ != Override::none && rejoin_pending_) flags |= state::kFlagRejoinPending;
+    // The pending rejoin is for a successor daemon, not for routing: the next
+    // round's update publishes it.
+    if ((flags ^ view_.flags) & ~state::kFlagRejoinPending) routing_changed = true;
     view_.flags = flags;
 }
 
@@ -287,6 +294,45 @@ std::string ServerHealth::force_down(int64_t now_ms, std::vector<HealthEvent>&, 
     return fmt::format("down (was {}) until `mcctl up`", before);
 }
 
+void ServerHealth::carry_over(const state::ServerDynamic& published, int64_t window_left_ms, int64_t now_ms) {
+    view_ = published;
+    const auto published_state = ServerState(published.state);
+    if (published.flags & state::kFlagOperatorOverride) {
+        override_ = (published.flags & state::kFlagOperatorDrain) ? Override::drain : Override::down;
+        rejoin_pending_ = (published.flags & state::kFlagRejoinPending) != 0;
+    } else {
+        override_ = Override::none;
+        rejoin_pending_ = false;
+    }
+    // What probes said, as far as the published state tells. A server under
+    // `mcctl down` may have answered meanwhile: taken as dead, so that
+    // clearing the override still costs recover_after good probes and a
+    // flush, never a rejoin of a server whose outage was not seen.
+    switch (published_state) {
+    case ServerState::live:
+    case ServerState::draining: probed_ = ServerState::live; break;
+    case ServerState::dead: probed_ = ServerState::dead; break;
+    case ServerState::unknown: probed_ = ServerState::unknown; break;
+    default:  // a value this daemon does not know: trust nothing
+        probed_ = ServerState::unknown;
+        override_ = Override::none;
+        rejoin_pending_ = false;
+        view_.state = uint32_t(ServerState::unknown);
+        view_.flags = 0;
+    }
+    if (override_ == Override::down && published_state != ServerState::dead) view_.state = uint32_t(ServerState::dead);
+    const bool recently_down = is(ServerState::live) && (view_.flags & state::kFlagRecentlyDown);
+    const int64_t left = std::min(window_left_ms, policy_.recently_down_window_ms);
+    if (recently_down && left > 0) {
+        view_.recently_down_until_unix_ms = now_ms + left;
+    } else {
+        view_.flags &= ~state::kFlagRecentlyDown;
+        view_.recently_down_until_unix_ms = 0;
+    }
+    bool ignored = false;
+    sync_override_flags(ignored);
+}
+
 std::string ServerHealth::clear_override(int64_t now_ms, std::vector<HealthEvent>& events, bool& routing_changed) {
     if (override_ == Override::none) return "no operator override: probes decide";
     if (rejoin_pending_) return "already rejoining: waiting for a good probe with flush_all";
@@ -297,6 +343,7 @@ std::string ServerHealth::clear_override(int64_t now_ms, std::vector<HealthEvent
     if (probed_ == ServerState::live) {
         if (policy_.flush_on_rejoin) {
             rejoin_pending_ = true;
+            sync_override_flags(routing_changed);
             return fmt::format("rejoining: the next probe sends flush_all, then it is live{}", window);
         }
         rejoin(now_ms, "operator override cleared", events, routing_changed);

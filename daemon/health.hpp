@@ -63,7 +63,9 @@ public:
     //
     // drain: published draining (keys routed as if dead; clients move values
     // off it on a miss). A draining server that stops answering is published
-    // dead, and draining again if it answers, until the override is cleared.
+    // dead, and draining again if it answers (flush_all first, as for a
+    // rejoin: clients read from a draining server), until the override is
+    // cleared.
     std::string drain(int64_t now_ms, std::vector<HealthEvent>& events, bool& routing_changed);
     // down: published dead whatever probes say.
     std::string force_down(int64_t now_ms, std::vector<HealthEvent>& events, bool& routing_changed);
@@ -77,6 +79,15 @@ public:
     // returns whether one was asked for, and forgets it (the daemon sends it).
     void request_flush() { operator_flush_ = true; }
     bool take_operator_flush();
+
+    // Takes over what a predecessor published for this server (mcwatchd
+    // restarted, or a reload re-adds it), so that clients see no change:
+    // state, flags, override, pending rejoin, counters. `window_left_ms` is
+    // what remained of the recently-down window at the predecessor's last
+    // heartbeat, by its own clock: the window resumes from there (capped at
+    // the configured length), so no wall-clock step between the two daemons
+    // can end it early.
+    void carry_over(const state::ServerDynamic& published, int64_t window_left_ms, int64_t now_ms);
 
     const state::ServerDynamic& view() const { return view_; }
     const HealthHistory& history() const { return history_; }

@@ -3,16 +3,21 @@
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 #include "clock.hpp"
 #include "fd_mapping.hpp"
 #include "seqlock.hpp"
+#include "state_reader.hpp"
 
 namespace mcwatch {
 
@@ -37,6 +42,58 @@ void copy_field(char (&field)[N], const std::string& text) {
     field[N - 1] = '\0';
 }
 
+// The pid holding a flock on the file (/proc/locks), 0 if none is listed.
+pid_t flock_holder(const struct stat& file) {
+    std::FILE* locks = std::fopen("/proc/locks", "re");
+    if (!locks) return 0;
+    pid_t holder = 0;
+    char line[256];
+    while (holder == 0 && std::fgets(line, sizeof line, locks)) {
+        // "1: FLOCK  ADVISORY  WRITE 1234 00:2e:5678 0 EOF"; "1: -> FLOCK ..." waits.
+        char kind[16], mode[16], access[16];
+        long pid = 0;
+        unsigned major_number = 0, minor_number = 0;
+        unsigned long long inode = 0;
+        if (std::sscanf(line, "%*d: %15s %15s %15s %ld %x:%x:%llu", kind, mode, access, &pid, &major_number,
+                        &minor_number, &inode) == 7 &&
+            std::strcmp(kind, "FLOCK") == 0 && inode == file.st_ino && major_number == major(file.st_dev) &&
+            minor_number == minor(file.st_dev))
+            holder = pid_t(pid);
+    }
+    std::fclose(locks);
+    return holder;
+}
+
+// Why the lock is held, naming what really holds it: the mcwatchd whose
+// pid the file names, or another process (any user could once hold a 0644
+// lock file from a read-only descriptor).
+std::string held_lock_message(int lock_fd, const struct stat& lock_stat, const std::string& state_file) {
+    char text[32] = {};
+    const ssize_t n = ::pread(lock_fd, text, sizeof text - 1, 0);
+    const long named = n > 0 ? std::strtol(text, nullptr, 10) : 0;
+    const pid_t holder = flock_holder(lock_stat);
+    if (holder > 0 && holder == named)
+        return fmt::format("another mcwatchd (pid {}) already publishes {}: its lock {}.lock is held", holder,
+                           state_file, state_file);
+    if (holder <= 0)
+        return fmt::format("lock {}.lock is held by a process this one cannot see (the file names pid {}): "
+                           "another mcwatchd in another pid namespace, or a process that opened the lock file",
+                           state_file, named > 0 ? fmt::format("{}", named) : "none");
+    std::string command = "?";
+    if (std::FILE* comm = std::fopen(fmt::format("/proc/{}/comm", holder).c_str(), "re")) {
+        char name[64] = {};
+        if (std::fgets(name, sizeof name, comm)) command.assign(name, strcspn(name, "\n"));
+        std::fclose(comm);
+    }
+    struct stat proc{};
+    const std::string uid = ::stat(fmt::format("/proc/{}", holder).c_str(), &proc) == 0
+                                ? fmt::format("{}", proc.st_uid)
+                                : "?";
+    return fmt::format("lock {}.lock is held by pid {} ({}, uid {}), not by an mcwatchd publishing {}: "
+                       "stop that process",
+                       state_file, holder, command, uid, state_file);
+}
+
 }  // namespace
 
 StateWriter::~StateWriter() {
@@ -55,24 +112,57 @@ std::string StateWriter::lock(const std::string& state_file, const RunAs& owner)
     directory_fd_ = ::open(directory.c_str(), O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (directory_fd_ < 0) return fmt::format("cannot open directory {}: {}", directory, errno_text());
     const std::string lock_name = base_name_ + ".lock";
-    lock_fd_ = ::openat(directory_fd_, lock_name.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
+    // 0600: flock works on a read-only descriptor, so a lock file others
+    // can open is one any user could hold to keep the daemon from starting.
+    lock_fd_ = ::openat(directory_fd_, lock_name.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (lock_fd_ < 0) return fmt::format("cannot open lock file {}.lock: {}", state_file, errno_text());
+    struct stat lock_stat{};
+    if (::fstat(lock_fd_, &lock_stat) != 0 || !S_ISREG(lock_stat.st_mode))
+        return fmt::format("lock file {}.lock is not a regular file", state_file);
+    // One left by an older mcwatchd may be 0644.
+    if ((lock_stat.st_mode & 07777) != 0600 && ::fchmod(lock_fd_, 0600) != 0)
+        return fmt::format("cannot chmod lock file {}.lock to 0600: {}", state_file, errno_text());
     // Whoever starts the daemon next, as root or as its user, can open it.
     if (owner.uid != geteuid() && ::fchown(lock_fd_, owner.uid, owner.gid) != 0)
         return fmt::format("cannot give lock file {}.lock to {}: {}", state_file, owner.name, errno_text());
     if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
         const int err = errno;
         if (err != EWOULDBLOCK) return fmt::format("cannot lock {}.lock: {}", state_file, std::strerror(err));
-        char holder[32] = {};
-        const ssize_t n = ::pread(lock_fd_, holder, sizeof holder - 1, 0);
-        const std::string pid = n > 0 ? std::string(holder, size_t(n)) : "unknown";
-        return fmt::format("another mcwatchd (pid {}) already publishes {}: its lock {}.lock is held",
-                           pid.substr(0, pid.find('\n')), state_file, state_file);
+        return held_lock_message(lock_fd_, lock_stat, state_file);
     }
     const std::string pid = fmt::format("{}\n", getpid());
     if (::ftruncate(lock_fd_, 0) != 0 || ::pwrite(lock_fd_, pid.data(), pid.size(), 0) != ssize_t(pid.size()))
         return fmt::format("cannot write pid into {}.lock: {}", state_file, errno_text());
     return "";
+}
+
+std::optional<PublishedFile> StateWriter::read_predecessor(std::string& why) {
+    why.clear();
+    StateMap map;
+    char reason[256] = "";
+    const MapStatus status = map.open(path_.c_str(), reason, sizeof reason);
+    if (status == MapStatus::missing) return std::nullopt;
+    if (status != MapStatus::ok) {
+        why = reason;
+        return std::nullopt;
+    }
+    const Header& header = map.header();
+    PublishedFile file;
+    file.servers.resize(header.slot_count);
+    // The lock is ours, so nobody writes this file any more; a predecessor
+    // killed inside its seqlock section left seq odd for ever, and then the
+    // slots as they are (each field whole) are the best there is.
+    if (!read_consistent(header, map.slots(), header.slot_count, file.servers.data(), &file.generation))
+        for (uint32_t i = 0; i < header.slot_count; ++i) load_dynamic(map.slots()[i], file.servers[i]);
+    file.generation = header.generation.load(std::memory_order_relaxed);
+    file.heartbeat_unix_ms = header.heartbeat_unix_ms.load(std::memory_order_relaxed);
+    for (uint32_t i = 0; i < header.slot_count; ++i) {
+        const Slot& slot = map.slots()[i];
+        file.addresses.emplace_back(slot.address, strnlen(slot.address, kAddressSize));
+        file.resolved.emplace_back(slot.resolved, strnlen(slot.resolved, kResolvedSize));
+    }
+    generation_floor_ = std::max(generation_floor_, file.generation);
+    return file;
 }
 
 std::string StateWriter::publish(const Config& config, const std::vector<std::string>& resolved,
@@ -128,7 +218,6 @@ std::string StateWriter::publish(const Config& config, const std::vector<std::st
     }
     header->servers_digest = compute_servers_digest(*header, slots, count);
     header->static_digest = compute_static_digest(*header, slots, count);
-    header->generation.store(1, std::memory_order_relaxed);
     header->heartbeat_unix_ms.store(unix_ms(), std::memory_order_relaxed);
     header->heartbeat_mono_ns.store(monotonic_ns(), std::memory_order_release);
 
@@ -153,6 +242,11 @@ std::string StateWriter::publish(const Config& config, const std::vector<std::st
         }
     }
 
+    uint64_t generation = generation_floor_;
+    if (const auto* replaced = static_cast<const Header*>(previous.get_address()))
+        generation = std::max(generation, replaced->generation.load(std::memory_order_relaxed));
+    header->generation.store(generation + 1, std::memory_order_release);
+
     if (::renameat(directory_fd_, temp_name.c_str(), directory_fd_, base_name_.c_str()) != 0) {
         const std::string why = fmt::format("cannot rename {} to {}: {}", temp_name, path_, errno_text());
         ::unlinkat(directory_fd_, temp_name.c_str(), 0);
@@ -161,6 +255,7 @@ std::string StateWriter::publish(const Config& config, const std::vector<std::st
     }
     if (previous.get_address())
         static_cast<Header*>(previous.get_address())->superseded.store(1, std::memory_order_release);
+    generation_floor_ = generation + 1;
     region_.swap(region);
     header_ = header;
     slots_ = slots;

@@ -5,6 +5,7 @@
 
 #include <boost/interprocess/mapped_region.hpp>
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -13,6 +14,16 @@
 #include "state_format.hpp"
 
 namespace mcwatch {
+
+// What the file at the state path published when this daemon took it over:
+// a predecessor's last word, for carrying states over a restart.
+struct PublishedFile {
+    uint64_t generation = 0;
+    int64_t heartbeat_unix_ms = 0;
+    std::vector<std::string> addresses;  // as configured, per slot
+    std::vector<std::string> resolved;   // numeric form, "" if none
+    std::vector<state::ServerDynamic> servers;
+};
 
 class StateWriter {
 public:
@@ -29,8 +40,15 @@ public:
     // "another mcwatchd (pid N) already publishes ...".
     std::string lock(const std::string& state_file, const RunAs& owner = current_user());
 
+    // Reads the valid state file a predecessor left at the path (call after
+    // lock(): no writer can be changing it). nullopt when there is none, or
+    // none this daemon can trust; `why` then says why, "" for no file.
+    std::optional<PublishedFile> read_predecessor(std::string& why);
+
     // Builds a file for `config` with `servers` as its first contents, renames
     // it over the state path and marks the file it replaced as superseded.
+    // Its generation continues from the highest one published at this path
+    // (by this daemon or a predecessor): readers only see it move forward.
     // `resolved` gives each server's numeric address ("" if unknown).
     std::string publish(const Config& config, const std::vector<std::string>& resolved,
                         const std::vector<state::ServerDynamic>& servers);
@@ -54,6 +72,7 @@ private:
     std::string base_name_;  // its name inside directory_fd_
     int directory_fd_ = -1;
     int lock_fd_ = -1;
+    uint64_t generation_floor_ = 0;  // highest generation a predecessor published
     boost::interprocess::mapped_region region_;
     state::Header* header_ = nullptr;
     state::Slot* slots_ = nullptr;

@@ -28,16 +28,17 @@ void StateSource::refresh(bool wait) noexcept {
         bool changed = false;
         const bool superseded =
             mapped && mapped->map.header().superseded.load(std::memory_order_acquire);
-        if (!mapped || superseded || now >= next_stat_ns_) {
+        // Two files mapped and the older one's grace not over: no third yet.
+        const bool ring_full = leaving_map_ && now < leaving_since_ns_ + kRetireGraceNs;
+        if (!mapped || (!ring_full && (superseded || now >= next_stat_ns_))) {
             next_stat_ns_ = now + kCheckIntervalNs;
             if (!mapped || mapped->map.replaced(path_.c_str())) {
                 auto fresh = std::make_unique<Mapped>();
                 char why[256] = "";
                 if (fresh->map.open(path_.c_str(), why, sizeof why) == state::MapStatus::ok) {
                     fresh->serial = ++serials_;
-                    mapped = fresh.get();
-                    maps_.push_back(std::move(fresh));
-                    current_.store(mapped, std::memory_order_release);
+                    adopt(std::move(fresh), now);
+                    mapped = current_.load(std::memory_order_relaxed);
                     changed = true;
                 } else {
                     problem_ = why;
@@ -47,24 +48,33 @@ void StateSource::refresh(bool wait) noexcept {
         bool usable = false;
         uint64_t generation = 0;
         uint64_t next_check = now + kCheckIntervalNs;
+        // A replaced file waiting for room: look again when there is some.
+        if (ring_full && superseded && leaving_since_ns_ + kRetireGraceNs < next_check)
+            next_check = leaving_since_ns_ + kRetireGraceNs;
         if (mapped) {
             const state::Header& header = mapped->map.header();
             generation = header.generation.load(std::memory_order_acquire);
-            usable = state::heartbeat_fresh(header, now);
+            // Only refreshers touch the watch, under mutex_.
+            state::HeartbeatWatch& heartbeat = const_cast<Mapped*>(mapped)->heartbeat;
+            usable = heartbeat.fresh(header, now, unix_ms());
             if (usable) {
                 problem_.clear();
                 // Look again the moment the heartbeat would go stale.
-                const uint64_t stale_at =
-                    header.heartbeat_mono_ns.load(std::memory_order_relaxed) +
-                    uint64_t(header.stale_after_ms) * 1000000u + 1;
+                const uint64_t stale_at = heartbeat.stale_at_ns(header);
                 if (stale_at < next_check) next_check = stale_at;
             } else if (problem_.empty() || changed) {
                 char why[256];
-                std::snprintf(why, sizeof why,
-                              "state file %s: heartbeat %llu ms old, stale after %u ms",
-                              path_.c_str(),
-                              (unsigned long long)state::heartbeat_age_ms(header, now),
-                              header.stale_after_ms);
+                const uint64_t silent = heartbeat.silent_ms(now);
+                if (silent == UINT64_MAX)
+                    std::snprintf(why, sizeof why,
+                                  "state file %s: heartbeat %llu ms away from this clock, stale after %u ms",
+                                  path_.c_str(),
+                                  (unsigned long long)state::heartbeat_age_ms(header, unix_ms()),
+                                  header.stale_after_ms);
+                else
+                    std::snprintf(why, sizeof why,
+                                  "state file %s: heartbeat unchanged for %llu ms, stale after %u ms",
+                                  path_.c_str(), (unsigned long long)silent, header.stale_after_ms);
                 problem_ = why;
             }
         }
@@ -86,6 +96,14 @@ void StateSource::refresh(bool wait) noexcept {
         // Out of memory while mapping: keep the current view, retry later.
         next_check_ns_.store(monotonic_ns() + kCheckIntervalNs, std::memory_order_relaxed);
     }
+}
+
+void StateSource::adopt(std::unique_ptr<Mapped> fresh, uint64_t now) noexcept {
+    leaving_map_.reset();  // unmapped: nobody has loaded it for the grace period
+    current_.store(fresh.get(), std::memory_order_release);
+    leaving_map_ = std::move(current_map_);
+    leaving_since_ns_ = now;
+    current_map_ = std::move(fresh);
 }
 
 std::vector<std::vector<std::string>> server_names(const Topology& topology, bool resolve) {

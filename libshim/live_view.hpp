@@ -29,12 +29,18 @@ inline uint64_t coarse_monotonic_ns() noexcept {
 // How often the file is looked at again (stat for replacement, heartbeat
 // age, a missing or invalid file retried) without a generation change.
 inline constexpr uint64_t kCheckIntervalNs = 1'000'000'000;
+// How long a replaced mapping stays mapped after it stopped being current.
+// Readers hold a mapping only for one call (microseconds); a newer file that
+// arrives sooner waits (the current one is used meanwhile), so a client
+// holds at most two mappings whatever the daemon does.
+inline constexpr uint64_t kRetireGraceNs = 2'000'000'000;
 
 class StateSource {
 public:
     struct Mapped {
         state::StateMap map;
         uint64_t serial = 0;  // distinct per mapping, never 0
+        state::HeartbeatWatch heartbeat;  // refreshers only, under their mutex
     };
 
     // Maps `path` if it can; a missing or invalid file is retried later.
@@ -55,9 +61,10 @@ public:
         return epoch_.load(std::memory_order_acquire);
     }
 
-    // The current mapping, or null. A mapping stays valid until the source is
-    // destroyed: replaced files are kept mapped (one small mapping per daemon
-    // restart or reload) because a lock-free reader may still be reading one.
+    // The current mapping, or null. Callers use it within one call and never
+    // keep it: the source holds at most the current file and the one it is
+    // leaving, and unmaps the one before only kRetireGraceNs after it stopped
+    // being current (a reader that loaded it is long done by then).
     const Mapped* current() const noexcept { return current_.load(std::memory_order_acquire); }
     // Mapped, valid and with a fresh heartbeat as of the last check.
     bool usable() const noexcept { return usable_.load(std::memory_order_acquire); }
@@ -74,7 +81,13 @@ private:
     const std::string path_;
     const bool debug_;
     mutable std::mutex mutex_;  // refreshers only; readers never take it
-    std::vector<std::unique_ptr<Mapped>> maps_;  // every mapping made, current last
+    // Installs `fresh` as current; the one before the file being left goes
+    // (callers check its grace is over).
+    void adopt(std::unique_ptr<Mapped> fresh, uint64_t now) noexcept;
+
+    std::unique_ptr<Mapped> current_map_;  // what current_ points to
+    std::unique_ptr<Mapped> leaving_map_;  // the one before, still mapped for late readers
+    uint64_t leaving_since_ns_ = 0;        // when it stopped being current
     uint64_t next_stat_ns_ = 0;
     uint64_t serials_ = 0;
     std::string problem_;

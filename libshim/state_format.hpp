@@ -54,6 +54,10 @@ inline constexpr uint32_t kFlagOperatorOverride = 1u << 1;  // state set by mcct
 // dead while the drained server does not answer), not `mcctl down`. For
 // people (mcctl); routing needs only the state.
 inline constexpr uint32_t kFlagOperatorDrain = 1u << 2;
+// With kFlagOperatorOverride: the operator cleared the override and the
+// server rejoins with its next good probe (flush_all first). For the daemon
+// that takes over this file after a restart; routing ignores it.
+inline constexpr uint32_t kFlagRejoinPending = 1u << 3;
 
 // Header::flags bits (static).
 inline constexpr uint32_t kHeaderFlushOnRejoin = 1u << 0;
@@ -90,8 +94,10 @@ struct Header {
     // changes: state, flags. Readers re-copy their snapshot only then.
     std::atomic<uint64_t> generation;
     // Written once per probe round, outside the seqlock: a single word is
-    // never torn. CLOCK_MONOTONIC is shared by all processes of one boot and
-    // immune to wall-clock jumps; the unix time is for humans.
+    // never torn. heartbeat_mono_ns is the daemon's CLOCK_MONOTONIC, which
+    // readers use only as a token that changes every round (another time
+    // namespace or boot has another monotonic clock); the unix time dates a
+    // heartbeat on first sight and for one-shot readers (state_reader.hpp).
     std::atomic<uint64_t> heartbeat_mono_ns;
     std::atomic<int64_t> heartbeat_unix_ms;
     std::atomic<uint64_t> rounds;

@@ -51,17 +51,49 @@ MapStatus fail(MapStatus status, char* why, size_t why_size, const char* path, c
     return status;
 }
 
-// Only the daemon may write the file: refuse one that others could have
-// written, or that belongs to neither root, us, nor the directory's owner.
-bool owner_is_trusted(const struct stat& file, const char* path) noexcept {
-    if (file.st_mode & (S_IWGRP | S_IWOTH)) return false;
-    if (file.st_uid == 0 || file.st_uid == geteuid()) return true;
-    std::string directory(path);
-    const size_t slash = directory.rfind('/');
-    directory = slash == std::string::npos ? "." : slash == 0 ? "/" : directory.substr(0, slash);
+std::string parent_of(const std::string& path) {
+    const size_t slash = path.rfind('/');
+    return slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+}
+
+// Only the daemon may write the file or its directory: "" if trusted, else
+// why not. The directory must belong to root, to this reader or to the
+// file's owner, writable by nobody else (a sticky one like /tmp aside, where
+// others cannot replace the file). A file of a user who is neither root nor
+// this reader is trusted only in that user's own directory placed by root (a
+// parent of root's that nobody else can write, as /run for /run/mcwatchd):
+// anyone can make a directory of their own in /tmp and plant a file there.
+std::string untrusted_because(const struct stat& file, const char* path) {
+    char why[200];
+    if (file.st_mode & (S_IWGRP | S_IWOTH)) {
+        std::snprintf(why, sizeof why, "owned by uid %u with mode %04o: only the daemon may write it",
+                      unsigned(file.st_uid), unsigned(file.st_mode & 07777));
+        return why;
+    }
+    const uid_t me = geteuid();
+    const std::string directory = parent_of(path);
     struct stat dir{};
-    return ::stat(directory.c_str(), &dir) == 0 && dir.st_uid == file.st_uid &&
-           !(dir.st_mode & S_IWOTH);
+    if (::stat(directory.c_str(), &dir) != 0) return "cannot stat its directory " + directory;
+    const bool others_write = dir.st_mode & (S_IWGRP | S_IWOTH);
+    if ((dir.st_uid != 0 && dir.st_uid != me && dir.st_uid != file.st_uid) ||
+        (others_write && !(dir.st_mode & S_ISVTX))) {
+        std::snprintf(why, sizeof why,
+                      "its directory %.100s belongs to uid %u with mode %04o: only root or the daemon's user "
+                      "may own and write it",
+                      directory.c_str(), unsigned(dir.st_uid), unsigned(dir.st_mode & 07777));
+        return why;
+    }
+    if (file.st_uid == 0 || file.st_uid == me) return "";
+    const std::string above = parent_of(directory == "." ? std::string("..") : directory);
+    struct stat parent{};
+    if (dir.st_uid == file.st_uid && !others_write && ::stat(above.c_str(), &parent) == 0 &&
+        parent.st_uid == 0 && !(parent.st_mode & (S_IWGRP | S_IWOTH)))
+        return "";
+    std::snprintf(why, sizeof why,
+                  "owned by uid %u, in a directory root did not give that user: only root or the daemon's "
+                  "user may write it",
+                  unsigned(file.st_uid));
+    return why;
 }
 
 }  // namespace
@@ -84,10 +116,14 @@ MapStatus StateMap::open(const char* path, char* why, size_t why_size) noexcept 
     if (fstat(fd, &st) != 0) return fail(MapStatus::io_error, why, why_size, path, "cannot stat");
     if (!S_ISREG(st.st_mode))
         return fail(MapStatus::not_regular_file, why, why_size, path, "is not a regular file");
-    if (!owner_is_trusted(st, path))
-        return fail(MapStatus::unsafe_owner, why, why_size, path,
-                    "owned by uid %llu with mode %04llo: only the daemon may write it",
-                    st.st_uid, st.st_mode & 07777);
+    try {
+        if (const std::string untrusted = untrusted_because(st, path); !untrusted.empty()) {
+            if (why && why_size) std::snprintf(why, why_size, "state file %s: %s", path, untrusted.c_str());
+            return MapStatus::unsafe_owner;
+        }
+    } catch (...) {  // out of memory for a path: refuse rather than throw
+        return fail(MapStatus::io_error, why, why_size, path, "out of memory");
+    }
     const auto size = static_cast<unsigned long long>(st.st_size);
     if (size < sizeof(Header))
         return fail(MapStatus::too_small, why, why_size, path,
@@ -150,14 +186,34 @@ bool StateMap::replaced(const char* path) const noexcept {
     return st.st_dev != device_ || st.st_ino != inode_;
 }
 
-uint64_t heartbeat_age_ms(const Header& header, uint64_t now_monotonic_ns) noexcept {
-    const uint64_t beat = header.heartbeat_mono_ns.load(std::memory_order_acquire);
-    return now_monotonic_ns > beat ? (now_monotonic_ns - beat) / 1000000 : 0;
+uint64_t heartbeat_age_ms(const Header& header, int64_t now_unix_ms) noexcept {
+    const int64_t beat = header.heartbeat_unix_ms.load(std::memory_order_acquire);
+    return now_unix_ms >= beat ? uint64_t(now_unix_ms - beat) : uint64_t(beat - now_unix_ms);
 }
 
-bool heartbeat_fresh(const Header& header, uint64_t now_monotonic_ns) noexcept {
-    return header.heartbeat_mono_ns.load(std::memory_order_acquire) != 0 &&
-           heartbeat_age_ms(header, now_monotonic_ns) <= header.stale_after_ms;
+bool heartbeat_fresh(const Header& header, int64_t now_unix_ms) noexcept {
+    return header.heartbeat_unix_ms.load(std::memory_order_acquire) > 0 &&
+           heartbeat_age_ms(header, now_unix_ms) <= header.stale_after_ms;
+}
+
+bool HeartbeatWatch::fresh(const Header& header, uint64_t now_ns, int64_t now_unix_ms) noexcept {
+    const uint64_t token = header.heartbeat_mono_ns.load(std::memory_order_acquire);
+    if (!seen_) {
+        seen_ = true;
+        token_ = token;
+        if (token != 0 && heartbeat_fresh(header, now_unix_ms)) {
+            // Dated by the wall clock, within stale_after: at most that long ago.
+            const int64_t beat = header.heartbeat_unix_ms.load(std::memory_order_relaxed);
+            const uint64_t ago_ns = now_unix_ms > beat ? uint64_t(now_unix_ms - beat) * 1000000u : 0;
+            changed_ = true;
+            changed_at_ns_ = now_ns > ago_ns ? now_ns - ago_ns : 0;
+        }
+    } else if (token != token_) {
+        token_ = token;
+        changed_ = true;
+        changed_at_ns_ = now_ns;
+    }
+    return changed_ && now_ns - changed_at_ns_ <= uint64_t(header.stale_after_ms) * 1000000u;
 }
 
 }  // namespace mcwatch::state

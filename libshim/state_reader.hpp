@@ -56,10 +56,41 @@ private:
     ino_t inode_ = 0;
 };
 
-// The heartbeat is fresh when the daemon wrote it within stale_after.
-bool heartbeat_fresh(const Header& header, uint64_t now_monotonic_ns) noexcept;
+// Staleness never compares the daemon's monotonic clock with a reader's:
+// the two differ across time namespaces and reboots (a heartbeat "from the
+// future" would be fresh for ever, one from the past never). Two rules:
+//
+// One look (mcctl): the heartbeat's wall-clock time against the reader's.
+// CLOCK_REALTIME is the clock every process of a host shares (time
+// namespaces offset only the monotonic clocks), and it still means something
+// for a file kept across a reboot. Age in milliseconds, either direction.
+uint64_t heartbeat_age_ms(const Header& header, int64_t now_unix_ms) noexcept;
+// Written, and within stale_after of now either way.
+bool heartbeat_fresh(const Header& header, int64_t now_unix_ms) noexcept;
 
-// Age of the heartbeat in milliseconds (0 if written "in the future").
-uint64_t heartbeat_age_ms(const Header& header, uint64_t now_monotonic_ns) noexcept;
+// Long-lived readers (the shim): fresh while the heartbeat keeps changing,
+// judged by this process's own monotonic clock: stale once it has not
+// changed for stale_after. The writer's heartbeat_mono_ns is only a token
+// that changes every round. On first sight of a mapping only the wall clock
+// can date it (the one-look rule above). One watch per mapping.
+class HeartbeatWatch {
+public:
+    // Whether the heartbeat is fresh at `now_ns` (CLOCK_MONOTONIC of this process).
+    bool fresh(const Header& header, uint64_t now_ns, int64_t now_unix_ms) noexcept;
+    // When it goes stale unless it changes again (valid after fresh() said true).
+    uint64_t stale_at_ns(const Header& header) const noexcept {
+        return changed_at_ns_ + uint64_t(header.stale_after_ms) * 1000000u + 1;
+    }
+    // How long it has not changed, in milliseconds, as of `now_ns`; for messages.
+    uint64_t silent_ms(uint64_t now_ns) const noexcept {
+        return changed_ ? (now_ns - changed_at_ns_) / 1000000 : UINT64_MAX;
+    }
+
+private:
+    bool seen_ = false;     // a first look was taken
+    bool changed_ = false;  // changed_at_ns_ is known
+    uint64_t token_ = 0;
+    uint64_t changed_at_ns_ = 0;
+};
 
 }  // namespace mcwatch::state

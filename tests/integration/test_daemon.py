@@ -144,6 +144,22 @@ def test_rejoin_flushes_values_from_before_the_outage(fleet):
     assert fleet.server(cut_off.address)["flushes"] == 1
 
 
+def test_a_drained_server_cut_off_and_back_is_flushed_before_it_is_draining_again(fleet):
+    fleet.add_servers(2)
+    fleet.start_daemon()
+    drained = fleet.servers[0]
+    assert fleet.ctl("drain", drained.address).returncode == 0
+    assert drained.command(b"set deleted-meanwhile 0 0 3\r\nold\r\n") == b"STORED\r\n"
+    drained.signal(signal.SIGSTOP)  # cut off with its values; deletes elsewhere miss it
+    fleet.wait_states({drained.address: "dead"})
+    drained.signal(signal.SIGCONT)
+    fleet.wait_states({drained.address: "draining"})
+    # Draining, clients read it again (and move what they find): nothing old.
+    assert drained.command(b"get deleted-meanwhile\r\n") == b"END\r\n"
+    assert fleet.server(drained.address)["flushes"] == 1
+    assert fleet.server(drained.address)["override"] == "drain"
+
+
 def test_rejoin_without_flush_when_configured(fleet):
     fleet.add_servers(2)
     fleet.write_config({"flush_on_rejoin": "no"})

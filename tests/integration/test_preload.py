@@ -436,3 +436,23 @@ def test_programs_without_libmemcached_are_untouched(shim_fleet, tmp_path):
         plain = subprocess.run(command, capture_output=True, text=True, timeout=30)
         shimmed = subprocess.run(command, capture_output=True, text=True, env=env, timeout=30)
         assert (shimmed.returncode, shimmed.stdout, shimmed.stderr) == (plain.returncode, plain.stdout, plain.stderr)
+
+
+def test_a_mistyped_MCSHIM_STATE_is_named_once_with_MCSHIM_DEBUG(shim_fleet, tmp_path):
+    fleet = shim_fleet
+    mistyped = str(tmp_path / "stat")  # the real one is .../state
+    status, out, err = run_client(fleet, "c", "set-many", "t", 200, 0, state=mistyped,
+                                  extra={"MCSHIM_DEBUG": "1"})
+    assert status == 0 and out == "stored 200\n"
+    said = [line for line in err.splitlines() if "placing keys natively" in line]
+    assert said == [f"mcshim: state file {mistyped}: does not exist: placing keys natively"], err
+    # Stale: once, with the reason, for a whole run of calls.
+    fleet.daemon.send_signal(signal.SIGSTOP)
+    try:
+        wait_until(lambda: subprocess.run([MCCTL, "-s", fleet.state, "status"], capture_output=True).returncode == 2,
+                   10, "the state file to go stale")
+        status, out, err = run_client(fleet, "c", "set-many", "t", 200, 0, extra={"MCSHIM_DEBUG": "1"})
+    finally:
+        fleet.daemon.send_signal(signal.SIGCONT)
+    said = [line for line in err.splitlines() if "placing keys natively" in line]
+    assert len(said) == 1 and f"mcshim: state file {fleet.state}: heartbeat" in said[0], err

@@ -89,7 +89,7 @@ def make_foreign(path, image):
 
 
 if os.geteuid() == 0:
-    CASES["owned by another user"] = (make_foreign, "owned by uid 65534 with mode 0644")
+    CASES["owned by another user"] = (make_foreign, "owned by uid 65534, in a directory root did not give that user")
 
 
 def check_mcctl(path, why):

@@ -162,3 +162,33 @@ def test_readers_and_clients_survive_mcwatchd_killed_and_restarted_with_other_se
                  "kills survived by 2 readers and 1 C API client")
     record_value("files followed by each reader in the kill loop", min(r["remaps"] for r in results), "remaps")
     record_value("C API routes during the kill loop, none failed", client_summary["routes"], "routes")
+
+
+def state_mappings(pid, state):
+    """The client's mappings of the state file, replaced ones included ("(deleted)")."""
+    with open(f"/proc/{pid}/maps") as f:
+        return [line for line in f if line.rstrip().endswith((state, state + " (deleted)"))]
+
+
+def test_a_long_lived_client_holds_at_most_two_state_files_after_30_daemon_restarts(fleet, tmp_path):
+    servers = fleet.add_servers(2)
+    fleet.write_config({"probe_interval": "50ms", "probe_timeout": "40ms", "stale_after": "1s"})
+    client = Background([CAPI_ROUTE, "--state", fleet.state, "--servers", ",".join(m.address for m in servers),
+                         "--loop", "300"], str(tmp_path / "client.out"))
+    most = 0
+    try:
+        for _ in range(30):
+            fleet.start_daemon(wait_live=False)
+            time.sleep(0.2)  # the client notices the new file within a second or two
+            most = max(most, len(state_mappings(client.process.pid, fleet.state)))
+            fleet.stop_daemon(signal.SIGKILL)
+        fleet.start_daemon()
+        wait_until(lambda: last_usable(client) == "usable=1", 10, "the client to use the newest file")
+        time.sleep(2.5)  # past the grace of the file being left (kRetireGraceNs)
+        most = max(most, len(state_mappings(client.process.pid, fleet.state)))
+        assert client.stop() == 0, client.text()[-2000:]
+    finally:
+        client.stop(signal.SIGKILL)
+    assert summary(client.lines()[-1])["errors"] == 0
+    assert most <= 2, f"{most} mappings of the state file in one client"
+    record_value("state file mappings held by a client over 30 daemon restarts", most, "mappings")

@@ -197,3 +197,100 @@ def test_a_setuid_client_ignores_MCSHIM_STATE(fleet, open_dir):
     assert "usable=0" in secure.stdout
     assert fleet.state not in secure.stdout
     assert "/run/mcwatchd/state" in secure.stdout, secure.stdout
+
+
+HOLD_LOCK = """
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDONLY)
+fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+print("held", flush=True)
+time.sleep(30)
+"""
+
+
+def hold_lock(path, *prefix):
+    """A process that flocks `path` through a read-only descriptor; returns it
+    and the first line it printed ("held", or nothing if it could not)."""
+    holder = subprocess.Popen([*prefix, "/usr/bin/python3", "-c", HOLD_LOCK, path], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    return holder, holder.stdout.readline().strip()
+
+
+@needs_root
+def test_another_user_holding_the_lock_file_read_only_cannot_block_a_restart(fleet, open_dir):
+    fleet.add_servers(1)
+    fleet.state = os.path.join(open_dir, "run", "state")
+    fleet.write_config()
+    start_daemon(fleet)
+    lock = fleet.state + ".lock"
+    fleet.stop_daemon(signal.SIGKILL)  # a crash: the lock is free until the restart
+    holder, said = hold_lock(lock, "setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups")
+    try:
+        restarted = run([MCWATCHD, "-c", fleet.config, "-t"])  # same config, still valid
+        assert restarted.returncode == 0
+        with open(fleet.log, "a") as log:
+            fleet.daemon = subprocess.Popen([MCWATCHD, "-c", fleet.config, "-f"], stdout=log, stderr=log)
+        wait_until(lambda: fleet.daemon.poll() is not None or
+                   (fleet.status() or {}).get("daemon", {}).get("pid") == fleet.daemon.pid, 10, "the restart")
+        assert fleet.daemon.poll() is None, fleet.log_text()  # not blocked
+        assert said == ""  # nobody could not even open it
+        assert stat.S_IMODE(os.stat(lock).st_mode) == 0o600
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_lock_held_by_something_else_is_named_for_what_holds_it(fleet):
+    fleet.add_servers(1)
+    fleet.start_daemon()
+    first = fleet.daemon.pid
+    fleet.stop_daemon(signal.SIGKILL)
+    holder, said = hold_lock(fleet.state + ".lock")
+    try:
+        assert said == "held"
+        why = refused_start(fleet)
+        assert f"lock {fleet.state}.lock is held by pid {holder.pid} (python3, uid {os.geteuid()}), " \
+               f"not by an mcwatchd publishing {fleet.state}" in why
+        assert f"pid {first}" not in why
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+@needs_root
+def test_a_state_directory_another_user_made_in_a_shared_directory_is_refused_by_root(fleet, open_dir):
+    fleet.add_servers(1)
+    fleet.write_config({"stale_after": "1h"})
+    fleet.start_daemon()
+    os.chmod(open_dir, 0o1777)  # like /tmp: anyone may make a directory here
+    genuine = os.path.join(open_dir, "genuine")
+    shutil.copy(fleet.state, genuine)
+    planted = os.path.join(open_dir, "mcwatchd", "state")
+    made = as_nobody(["/usr/bin/python3", "-c",
+                      "import os, shutil, sys; os.mkdir(os.path.dirname(sys.argv[2]), 0o755); "
+                      "shutil.copy(sys.argv[1], sys.argv[2]); os.chmod(sys.argv[2], 0o644)",
+                      genuine, planted])
+    assert made.returncode == 0, made.stderr
+    assert os.stat(planted).st_uid == NOBODY
+    result = run([MCCTL, "-s", planted, "status"])  # root, following nobody's file
+    assert result.returncode == 2, result.stdout
+    assert f"state file {planted}: owned by uid {NOBODY}, in a directory root did not give that user" \
+        in result.stderr
+    # Its own user may still read it, and a file in a directory of root's is fine for all.
+    assert as_nobody([MCCTL, "-s", planted, "status"]).returncode == 0
+    assert run([MCCTL, "-s", fleet.state, "status"]).returncode == 0
+
+
+@needs_root
+def test_a_root_file_in_a_directory_another_user_owns_is_refused(fleet, open_dir):
+    fleet.add_servers(1)
+    fleet.write_config({"stale_after": "1h"})
+    fleet.start_daemon()
+    theirs = os.path.join(open_dir, "theirs")
+    os.mkdir(theirs, 0o755)
+    os.chown(theirs, NOBODY, NOBODY)
+    copy = os.path.join(theirs, "state")
+    shutil.copy(fleet.state, copy)  # root's file, in nobody's directory
+    result = run([MCCTL, "-s", copy, "status"])
+    assert result.returncode == 2, result.stdout
+    assert f"its directory {theirs} belongs to uid {NOBODY} with mode 0755" in result.stderr

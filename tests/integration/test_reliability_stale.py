@@ -2,10 +2,14 @@
 clients after stale_after: keys go where libmemcached alone would send them.
 When the daemon is back, clients follow it again, without a restart."""
 
+import os
 import signal
+import subprocess
 import time
 
-from conftest import MCCTL, run, wait_until
+import pytest
+
+from conftest import MCCTL, MCWATCHD, run, wait_until
 from reliability import CAPI_ROUTE, Background, record_value
 
 
@@ -72,3 +76,40 @@ def test_clients_place_natively_while_the_daemon_is_hung_or_gone_and_follow_it_w
     unknown = f"target={victim} flags=-"
     assert [a for a in answers if a != unknown] == [moved, native, moved, native, moved], answers
     assert answers[:4] == [moved, native, moved, native], answers
+
+
+def usable_changes(client):
+    """capi_route --loop prints "usable=0|1 problem=..." at each change."""
+    return [line.split()[0] for line in client.lines() if line.startswith("usable=")]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: a time namespace")
+@pytest.mark.parametrize("offset", ["3600", "-600"], ids=["monotonic_ahead", "monotonic_behind"])
+def test_a_daemon_in_another_time_namespace_is_followed_and_goes_stale_when_killed(fleet, tmp_path, offset):
+    fleet.add_servers(2)
+    fleet.write_config({"stale_after": "1s"})
+    with open(fleet.log, "a") as log:
+        wrapper = subprocess.Popen(["unshare", "--time", "--monotonic", offset, "--fork",
+                                    MCWATCHD, "-c", fleet.config, "-f"], stdout=log, stderr=log)
+    try:
+        pid = wait_until(lambda: (fleet.status() or {}).get("daemon", {}).get("pid"), 10, "the daemon's file")[0]
+        client = Background([CAPI_ROUTE, "--state", fleet.state, "--servers",
+                             ",".join(m.address for m in fleet.servers), "--loop", "60"], str(tmp_path / "client.out"))
+        try:
+            # Followed while it beats, whatever its monotonic clock says...
+            wait_until(lambda: usable_changes(client)[-1:] == ["usable=1"], 10, "the client to use the file")
+            assert run([MCCTL, "-s", fleet.state, "status"]).returncode == 0
+            os.kill(pid, signal.SIGKILL)
+            # ...and ignored once it stops.
+            wait_until(lambda: run([MCCTL, "-s", fleet.state, "status"]).returncode == 2, 10, "mcctl to say stale")
+            wait_until(lambda: usable_changes(client)[-1:] == ["usable=0"], 10, "the client to call it stale")
+        finally:
+            client.stop(signal.SIGKILL)
+    finally:
+        if wrapper.poll() is None:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, UnboundLocalError):
+                pass
+            wrapper.kill()
+        wrapper.wait()

@@ -124,9 +124,17 @@ public:
     }
 
     void beat() { set_heartbeat(monotonic_ns()); }
+    // A heartbeat written at `monotonic` (this process's clock): the wall
+    // time is set to match.
     void set_heartbeat(uint64_t monotonic) {
-        header_->heartbeat_mono_ns.store(monotonic, std::memory_order_release);
-        header_->heartbeat_unix_ms.store(unix_ms(), std::memory_order_relaxed);
+        const int64_t ago_ms = (int64_t(monotonic_ns()) - int64_t(monotonic)) / 1000000;
+        set_heartbeat(monotonic, unix_ms() - ago_ms);
+    }
+    // A daemon whose monotonic clock is not ours (another time namespace,
+    // another boot): any token, and its wall time.
+    void set_heartbeat(uint64_t token, int64_t unix_time_ms) {
+        header_->heartbeat_unix_ms.store(unix_time_ms, std::memory_order_relaxed);
+        header_->heartbeat_mono_ns.store(token, std::memory_order_release);
     }
     void supersede() { header_->superseded.store(1, std::memory_order_release); }
 

@@ -84,7 +84,7 @@ TEST_CASE("override: drain publishes draining at once; probes keep the facts fre
     CHECK(run(h, &ServerHealth::drain).said == "already draining");
 }
 
-TEST_CASE("override: a drained server that stops is dead, and draining again when it answers") {
+TEST_CASE("override: a drained server that stops is dead, and draining again, flushed, when it answers") {
     ServerHealth h = live_server();
     run(h, &ServerHealth::drain);
     CHECK(feed(h, {bad()}) == "");
@@ -92,10 +92,23 @@ TEST_CASE("override: a drained server that stops is dead, and draining again whe
     CHECK(feed(h, {bad()}) == "down ");
     CHECK(state_of(h) == ServerState::dead);
     CHECK(flag(h, state::kFlagOperatorDrain));  // still the operator's
-    CHECK_FALSE(h.wants_flush());               // no rejoin while overridden
+    CHECK_FALSE(h.wants_flush());
     CHECK(feed(h, {good(), good()}) == "");
     CHECK(state_of(h) == ServerState::dead);  // recover_after = 3
-    CHECK(feed(h, {good()}) == "up ");
+    CHECK(h.wants_flush());  // clients will read from it again: its old values go first
+    CHECK(feed(h, {good()}) == "");
+    CHECK(state_of(h) == ServerState::dead);  // a good reply without the flush
+    CHECK(feed(h, {good(true)}) == "flush up ");
+    CHECK(state_of(h) == ServerState::draining);
+    CHECK_FALSE(h.wants_flush());
+}
+
+TEST_CASE("override: without flush_on_rejoin, a drained server cut off is draining again unflushed") {
+    ServerHealth h = live_server(policy(false));
+    run(h, &ServerHealth::drain);
+    feed(h, {bad(), bad()});
+    CHECK_FALSE(h.wants_flush());
+    CHECK(feed(h, {good(), good(), good()}) == "up ");
     CHECK(state_of(h) == ServerState::draining);
 }
 
@@ -219,4 +232,45 @@ TEST_CASE("history: transitions counted by the state entered, probe round-trips 
     CHECK(h.history().rtt.count() == 2);  // the good probes: 300us each
     CHECK(h.history().rtt.at_or_below(0) == 0);  // <= 100us
     CHECK(h.history().rtt.at_or_below(2) == 2);  // <= 500us
+}
+
+// A restarted daemon takes over what its predecessor published (carry_over).
+TEST_CASE("carry over: a dead server still owes its flush, an override and a pending rejoin survive") {
+    ServerHealth before = live_server();
+    feed(before, {bad(), bad()});
+    REQUIRE(state_of(before) == ServerState::dead);
+    ServerHealth after(policy());
+    after.carry_over(before.view(), 0, 5000);
+    CHECK(state_of(after) == ServerState::dead);
+    CHECK(feed(after, {good(), good()}) == "");
+    CHECK(after.wants_flush());
+    CHECK(feed(after, {good(true)}) == "flush up ");
+    CHECK(state_of(after) == ServerState::live);
+
+    ServerHealth drained = live_server();
+    run(drained, &ServerHealth::drain);
+    run(drained, &ServerHealth::clear_override, 3000);  // rejoin pending
+    ServerHealth successor(policy());
+    successor.carry_over(drained.view(), 0, 5000);
+    CHECK(state_of(successor) == ServerState::draining);
+    CHECK(successor.override_kind() == Override::drain);
+    CHECK(successor.rejoin_pending());
+    CHECK(successor.wants_flush());
+}
+
+TEST_CASE("carry over: the window resumes with what it had left, never more than its length") {
+    ServerHealth before = live_server();
+    feed(before, {bad(), bad()});
+    feed(before, {good(), good(), good(true)}, 10'000);
+    REQUIRE(flag(before, state::kFlagRecentlyDown));
+    ServerHealth after(policy());
+    after.carry_over(before.view(), 20'000, 7'000'000);  // a wall-clock step between the two
+    CHECK(flag(after, state::kFlagRecentlyDown));
+    CHECK(after.view().recently_down_until_unix_ms == 7'020'000);
+    ServerHealth capped(policy());
+    capped.carry_over(before.view(), 99'000'000, 0);
+    CHECK(capped.view().recently_down_until_unix_ms == 60'000);
+    ServerHealth over(policy());
+    over.carry_over(before.view(), 0, 0);
+    CHECK_FALSE(flag(over, state::kFlagRecentlyDown));
 }

@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <atomic>
+#include <ctime>
 #include <thread>
 
 #include "clock.hpp"
@@ -95,20 +96,6 @@ TEST_CASE("router: state file drives routing") {
         const Decision d = router->route("k", 1);
         CHECK(d.flags == kRouteAllDead);
         CHECK(d.target == -1);
-    }
-    SUBCASE("a stale heartbeat means native placement, flagged") {
-        file.set_state(0, state::ServerState::dead);
-        file.set_heartbeat(monotonic_ns() - 6'000'000'000ull);
-        router->source()->check_now();
-        for (const std::string& key : keys) {
-            const Decision d = router->route(key.data(), key.size());
-            CHECK(d.flags == kRouteStale);
-            CHECK(d.target == d.native);
-        }
-        CHECK(router->source()->problem().find("heartbeat") != std::string::npos);
-        file.beat();
-        router->source()->check_now();
-        CHECK(router->route("k", 1).flags != kRouteStale);
     }
     SUBCASE("a replaced file is picked up; the old mapping stays valid") {
         std::vector<FixtureServer> servers = fixture_servers(4);
@@ -321,10 +308,74 @@ TEST_CASE("router: a libmemcached handle's own continuum and hash route alike") 
     memcached_free(memc);
 }
 
-TEST_CASE("router: a daemon killed inside its write leaves the last view, cheaply") {
+namespace {
+
+void sleep_ms(int ms) {
+    timespec pause{ms / 1000, (ms % 1000) * 1'000'000L};
+    nanosleep(&pause, nullptr);
+}
+
+}  // namespace
+
+// Staleness is judged by the reader's own clock: whether the heartbeat
+// changed within stale_after, never the daemon's monotonic time against ours.
+TEST_CASE("router: a heartbeat that stops changing means native placement, flagged") {
+    test::ScratchDir dir;
+    const std::string path = dir.file("state");
+    test::FixtureOptions options;
+    options.stale_after_ms = 200;
+    StateFixture file(path, fixture_servers(4), options);
+    // The daemon's monotonic clock, as far from ours as a time namespace or
+    // another boot can put it; the wall clock is the host's.
+    int64_t offset_ns = 0;
+    SUBCASE("written by a daemon whose monotonic clock is ours") {}
+    SUBCASE("written by a daemon whose monotonic clock is an hour ahead of ours") { offset_ns = 3'600'000'000'000; }
+    SUBCASE("written by a daemon whose monotonic clock is an hour behind ours") { offset_ns = -3'600'000'000'000; }
+    const auto beat = [&] { file.set_heartbeat(uint64_t(int64_t(monotonic_ns()) + offset_ns), unix_ms()); };
+    beat();
+    file.set_state(0, state::ServerState::dead);
+    beat();
+    auto router = router_for(path, test::numbered_servers(4));
+    const auto keys = test::router_keys(200);
+    CHECK(router->source()->usable());
+    sleep_ms(100);
+    beat();  // a round, seen at once: still fresh past the first stale_after
+    router->source()->check_now();
+    sleep_ms(150);
+    router->source()->check_now();
+    CHECK(router->source()->usable());
+    sleep_ms(100);  // 250 ms without a change
+    router->source()->check_now();
+    CHECK_FALSE(router->source()->usable());
+    for (const std::string& key : keys) {
+        const Decision d = router->route(key.data(), key.size());
+        REQUIRE(d.flags == kRouteStale);
+        REQUIRE(d.target == d.native);
+    }
+    CHECK(router->source()->problem().find("heartbeat unchanged for") != std::string::npos);
+    beat();
+    router->source()->check_now();
+    CHECK(router->route("k", 1).flags != kRouteStale);
+}
+
+TEST_CASE("router: a file first seen with an old heartbeat is stale until it changes") {
     test::ScratchDir dir;
     const std::string path = dir.file("state");
     StateFixture file(path, fixture_servers(4));
+    file.set_heartbeat(42, unix_ms() - 6'000);  // stale_after 5 s, by the wall clock
+    auto router = router_for(path, test::numbered_servers(4));
+    CHECK(router->route("k", 1).flags == kRouteStale);
+    file.set_heartbeat(43, unix_ms());
+    router->source()->check_now();
+    CHECK(router->route("k", 1).flags != kRouteStale);
+}
+
+TEST_CASE("router: a daemon killed inside its write leaves the last view, cheaply") {
+    test::ScratchDir dir;
+    const std::string path = dir.file("state");
+    test::FixtureOptions options;
+    options.stale_after_ms = 1000;
+    StateFixture file(path, fixture_servers(4), options);
     file.set_state(1, state::ServerState::dead);
     auto router = router_for(path, test::numbered_servers(4));
     const auto keys = test::router_keys(20000);
@@ -342,7 +393,7 @@ TEST_CASE("router: a daemon killed inside its write leaves the last view, cheapl
     CHECK(monotonic_ns() - start < 500'000'000ull);
 
     // No heartbeat since: stale, native.
-    file.set_heartbeat(monotonic_ns() - 10'000'000'000ull);
+    sleep_ms(1100);
     router->source()->check_now();
     CHECK(router->route("k", 1).flags == kRouteStale);
 }

@@ -33,7 +33,8 @@ bool load_snapshot(const std::string& path, Snapshot& out, std::string& error) {
         error = "state file " + path + ": stays mid-update (the daemon died while writing?)";
         return false;
     }
-    const uint64_t now = monotonic_ns();
+    // One look: the wall clock, which every process of the host shares.
+    const int64_t now = unix_ms();
     out.heartbeat_age_ms = state::heartbeat_age_ms(header, now);
     out.stale = !state::heartbeat_fresh(header, now);
     out.daemon_running = header.daemon_pid != 0 && (kill(pid_t(header.daemon_pid), 0) == 0 || errno == EPERM);
