@@ -1,7 +1,7 @@
 """Planned maintenance through the shim: a draining server's keys are read
 from it once and moved to their substitute; writes go to the substitute."""
 
-from test_preload import SANITIZED, client_says, holders, shim_fleet  # noqa: F401 (a fixture)
+from test_preload import SANITIZED, client_says, drain_holding, holders, shim_fleet  # noqa: F401 (a fixture)
 
 
 def test_drain_moves_values_as_a_preloaded_client_reads(shim_fleet):
@@ -11,12 +11,7 @@ def test_drain_moves_values_as_a_preloaded_client_reads(shim_fleet):
     assert client_says(fleet, "c", "set-many", "d", n, 0) == f"stored {n}"
     draining = fleet.servers[1]
     before = holders(fleet, keys)
-    on_draining = [k for k in keys if before[k] == [draining.address]]
-    assert on_draining
-
-    result = fleet.ctl("drain", draining.address)
-    assert result.returncode == 0, result.stderr
-    fleet.wait_states({draining.address: "draining"})
+    on_draining = drain_holding(fleet, draining, keys)
 
     # Every read hits: a miss on the substitute finds the value on the
     # draining server, which gives it up.

@@ -89,6 +89,17 @@ def holders(fleet, keys):
     return found
 
 
+def drain_holding(fleet, server, keys):
+    """Drains `server` and returns those of `keys` that it alone held before."""
+    before = holders(fleet, keys)
+    held = [k for k in keys if before[k] == [server.address]]
+    assert held, "the drained server held none of the keys"
+    result = fleet.ctl("drain", server.address)
+    assert result.returncode == 0, result.stderr
+    fleet.wait_states({server.address: "draining"})
+    return held
+
+
 def flush_all(fleet):
     for m in fleet.servers:
         if m.process.poll() is None:

@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from conftest import BUILD
-from test_preload import (PRELOAD, client_says, holders, native_placement, note, shim_fleet,  # noqa: F401 (a fixture)
+from test_preload import (PRELOAD, client_says, drain_holding, holders, native_placement, note, shim_fleet,  # noqa: F401 (a fixture)
                           ttl_on)
 
 RACE = os.path.join(BUILD, "clients", "mc_race")
@@ -65,12 +65,7 @@ def test_value_set_with_5s_moved_by_a_drain_keeps_5s(shim_fleet):
     keys = [f"d{i}" for i in range(n)]
     assert client_says(fleet, "c", "set-many", "d", n, 5, shim=False) == f"stored {n}"
     draining = fleet.servers[2]
-    before = holders(fleet, keys)
-    on_draining = [k for k in keys if before[k] == [draining.address]]
-    assert on_draining
-    result = fleet.ctl("drain", draining.address)
-    assert result.returncode == 0, result.stderr
-    fleet.wait_states({draining.address: "draining"})
+    on_draining = drain_holding(fleet, draining, keys)
     assert client_says(fleet, "c", "get-many", "d", n) == f"hits {n}"
     after = holders(fleet, on_draining)
     by_address = {m.address: m for m in fleet.servers}
@@ -186,12 +181,7 @@ def test_delete_while_draining_never_brings_the_older_value_back(shim_fleet):
     n = 3000
     keys = [f"q{i}" for i in range(n)]
     assert client_says(fleet, "c", "set-many", "q", n, 0, shim=False) == f"stored {n}"
-    draining = fleet.servers[2]
-    placed = holders(fleet, keys)
-    on_draining = [k for k in keys if placed[k] == [draining.address]]
-    result = fleet.ctl("drain", draining.address)
-    assert result.returncode == 0, result.stderr
-    fleet.wait_states({draining.address: "draining"})
+    on_draining = drain_holding(fleet, fleet.servers[2], keys)
     figures = race(fleet, "delete", "get", on_draining)
     left = left_anywhere(fleet, on_draining)
     note("writeback race, delete vs 2 readers, draining",
