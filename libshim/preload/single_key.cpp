@@ -115,9 +115,18 @@ memcached_return_t on_served_copy(memcached_st* memc, const char* hash_key, size
     if (rc == MEMCACHED_NOTFOUND) {
         size_t length = 0;
         uint32_t flags = 0;
-        memcached_return_t moved;
-        std::free(second_look(memc, routed, hash_key, hash_key_length, key, key_length, &length, &flags, &moved));
-        rc = on_target(true);  // once more even if nothing moved: a concurrent caller may have moved it
+        memcached_return_t found = MEMCACHED_NOTFOUND;
+        char* copy = second_look(memc, routed, hash_key, hash_key_length, key, key_length, &length, &flags, &found);
+        const bool elsewhere = copy != nullptr;
+        if (copy) memc->allocators.free(memc, copy, memc->allocators.context);
+        // Once more even if nothing moved: a concurrent caller may have moved
+        // it. A key that exists elsewhere is never created here: if its move
+        // failed (no meta connection, a key meta cannot carry), an initial
+        // value would restart the count that lives on the other copy.
+        rc = on_target(!elsewhere);
+        // Still missing while the other copy holds it: that copy is the only
+        // one, and stays.
+        if (elsewhere && rc == MEMCACHED_NOTFOUND) return rc;
     }
     // A failure on the target changed nothing: the other copy may be the only one.
     if (memcached_success(rc) || rc == MEMCACHED_NOTFOUND)

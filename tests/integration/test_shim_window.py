@@ -218,6 +218,33 @@ def test_counter_incremented_in_the_window_keeps_every_acknowledged_increment(wi
     assert p.command(f"get {counter}\r\n".encode(), expect_end=b"END\r\n").split(b"\r\n")[1] == b"125"
 
 
+def test_counter_whose_move_fails_in_the_window_keeps_its_count(window_fleet):
+    """A count on S that the write-back cannot move (a key with a space,
+    which the binary protocol carries and the meta protocol cannot): before
+    the fix, increment_with_initial created the key on P at the initial
+    value and then deleted S's count (the counter read 4, not 99)."""
+    fleet = window_fleet
+    command = [C_CLIENT, "--binary"]
+    keys = [f"spaced key {i}" for i in range(24)]
+    p = fleet.servers[1]
+    p.kill()
+    fleet.wait_states({p.address: "dead"})
+    for k in keys:
+        assert client_says(fleet, command, "count", k, 100, 0) == "acknowledged 100", k
+    p.start()
+    fleet.wait_states({p.address: "live"})
+    acknowledged = {k: client_says(fleet, command, "count", k, 5, 0) for k in keys}
+    values = {k: client_says(fleet, command, "get", k) for k in keys}
+    # The keys of live servers counted on; P's kept their count on S, where
+    # reads find it, and said NOT FOUND rather than restart it.
+    moved_nowhere = [k for k in keys if acknowledged[k] == "acknowledged 0"]
+    assert moved_nowhere, acknowledged  # some of the keys are P's
+    for k in keys:
+        # The first increment_with_initial creates the key at 0: 100 calls count 99.
+        expected = "VALUE 99" if k in moved_nowhere else "VALUE 104"
+        assert values[k] == expected, (k, acknowledged[k], values[k])
+
+
 @pytest.mark.parametrize("client", ["c", "pylibmc", PHP])
 def test_touch_in_the_window_acts_on_the_copy_readers_are_served(window_fleet, client):
     """Before the fix: touch(k, 1) of a key still on S only answered NOT
