@@ -41,7 +41,9 @@ public:
     ~Connection() { close(); }
 
     void close() noexcept {
-        if (fd_ >= 0) ::close(fd_);
+        // A forked child inherited the number, not the connection: the child
+        // may have closed it and reused the number for a file of its own.
+        if (fd_ >= 0 && pid_ == getpid()) ::close(fd_);
         fd_ = -1;
         in_.clear();
         used_ = 0;
@@ -272,7 +274,8 @@ bool get(Connection& c, const std::string& key, Item& out) noexcept {
     if (n < 0 || size_t(n) >= sizeof request || !c.send_all(request, size_t(n)) || !c.read_line(line)) return false;
     if (line == "EN") return true;
     size_t length = 0;
-    if (!starts(line, "VA") || std::from_chars(line.data() + 3, line.data() + line.size(), length).ec != std::errc() ||
+    if (line.size() < 4 || !starts(line, "VA") ||
+        std::from_chars(line.data() + 3, line.data() + line.size(), length).ec != std::errc() ||
         length > kMaxValue || !flag_value(line, 'f', out.flags) || !flag_value(line, 't', out.ttl_s) ||
         !flag_value(line, 'c', out.cas))
         return c.fail();
