@@ -209,6 +209,12 @@ const HandleRouting* routing_for(const memcached_st* memc) noexcept {
     return entry.routing.get();
 }
 
+std::shared_ptr<const HandleRouting> keep_routing(const HandleRouting* routing) noexcept {
+    for (const CacheEntry& entry : cache)
+        if (routing && entry.routing.get() == routing) return entry.routing;
+    return nullptr;
+}
+
 route::PlacementView handle_view(const memcached_st* memc, const HandleRouting& routing) noexcept {
     route::PlacementView view;
     view.consistent = routing.consistent;

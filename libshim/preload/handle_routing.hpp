@@ -30,6 +30,11 @@ struct HandleRouting {
 // libmemcached not resolvable. Never blocks on another thread for long.
 const HandleRouting* routing_for(const memcached_st* memc) noexcept;
 
+// A share of `routing` (as routing_for just returned it), for a multi-get
+// that uses it across the program's later fetch calls: meanwhile other
+// handles may take its place in the per-thread cache. Null if it is gone.
+std::shared_ptr<const HandleRouting> keep_routing(const HandleRouting* routing) noexcept;
+
 // The handle's own placement: its continuum and its hash function, so that
 // native placement is libmemcached's by construction.
 route::PlacementView handle_view(const memcached_st* memc, const HandleRouting& routing) noexcept;

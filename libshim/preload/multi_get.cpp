@@ -40,7 +40,8 @@ struct Found {
 // other query on the handle (query_id moves), ends it.
 struct Session {
     memcached_st* memc = nullptr;
-    const HandleRouting* routing = nullptr;
+    // Shared: the per-thread cache may drop it while the program fetches.
+    std::shared_ptr<const HandleRouting> routing;
     uint64_t query_id = 0;
     bool grouped = false;
     std::string group;  // the group key of mget_by_key, as given
@@ -52,6 +53,7 @@ struct Session {
 
     void reset() noexcept {
         memc = nullptr;
+        routing.reset();
         pending.clear();
         index.clear();
         found.clear();
@@ -88,8 +90,8 @@ memcached_return_t grouped_mget(memcached_st* memc, const Real& r, const char* g
         ToServer to(memc, routed, routed.decision.target);
         rc = r.mget_by_key(memc, group_key, group_key_length, keys, key_length, count);
     }
-    if (memcached_success(rc) && other_copy_server(routed.decision) >= 0) {
-        session.routing = routed.routing;
+    if (memcached_success(rc) && other_copy_server(routed.decision) >= 0) session.routing = keep_routing(routed.routing);
+    if (session.routing) {
         session.grouped = true;
         session.group.assign(group_key, group_key_length);
         for (size_t i = 0; i < count; ++i)
@@ -128,8 +130,8 @@ memcached_return_t keyed_mget(memcached_st* memc, const Real& r, const char* con
         HookScope scope(memc, expected_keys.data(), count);
         rc = r.mget_by_key(memc, nullptr, 0, keys, key_length, count);
     }
-    if (memcached_success(rc)) {
-        session.routing = routing;
+    if (memcached_success(rc)) session.routing = keep_routing(routing);
+    if (session.routing) {
         for (size_t i = 0; i < count; ++i)
             if (keys[i] && hashed_keys[i].hashable)
                 remember(keys[i], key_length[i], hashed_keys[i].bytes, hashed_keys[i].length, decisions[i]);
