@@ -125,6 +125,50 @@ def test_write_backs_from_a_forked_child_and_its_parent_at_once(shim_fleet):
     assert all(victim.address in v for v in holders(fleet, victim_keys).values())
 
 
+CLOSED_AFTER_FORK_SCRIPT = """
+import os, sys, pylibmc
+servers, keys = sys.argv[1].split(","), sys.argv[2].split(",")
+client = lambda: pylibmc.Client(servers, behaviors={"ketama": True})
+hits = lambda mc, part: sum(1 for k in part if mc.get(k) == "v" + k[1:])
+first = hits(client(), keys[:10])  # write-backs: this thread's meta connections open
+child = os.fork()
+if child == 0:
+    # As a daemonizing child does: close every inherited descriptor, then
+    # reuse the numbers (the parent's meta connections' among them).
+    os.closerange(3, 1024)
+    mine = {fd: os.fstat(fd).st_ino for _ in range(20) for fd in os.pipe()}
+    found = hits(client(), keys[10:])  # write-backs from the child
+    lost = 0  # closed, or closed and the number taken by something else
+    for fd, inode in mine.items():
+        try:
+            lost += os.fstat(fd).st_ino != inode
+        except OSError:
+            lost += 1
+    print(found, lost, flush=True)
+    os._exit(0)
+_, status = os.waitpid(child, 0)
+print(first, os.waitstatus_to_exitcode(status))
+"""
+
+
+def test_a_forked_child_that_reused_its_descriptors_keeps_them_through_write_backs(shim_fleet):
+    """Before the fix, the child's first write-back closed the descriptor
+    number of its parent's meta connection: by then one of the child's own
+    pipes."""
+    fleet = shim_fleet
+    victim, victim_keys = kill_and_restart_with_outage_copies(fleet, "r", 160, 0, client="pylibmc")
+    assert len(victim_keys) > 20
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MCSHIM_") and k != "LD_PRELOAD"}
+    env.update(PRELOAD)
+    env["MCSHIM_STATE"] = fleet.state
+    servers = ",".join(m.address for m in fleet.servers)
+    result = subprocess.run(["/usr/bin/python3", "-c", CLOSED_AFTER_FORK_SCRIPT, servers, ",".join(victim_keys)],
+                            capture_output=True, text=True, timeout=60, env=env)
+    assert result.stderr == ""
+    # child: every key found, none of its 40 descriptors closed; parent: 10 hits, child exit 0
+    assert result.stdout.split() == [str(len(victim_keys) - 10), "0", "10", "0"]
+
+
 def race(fleet, mode, read, keys, readers=2):
     """tests/clients/mc_race under the shim: `mode` (delete or set) of each
     key against `readers` threads reading it by `read` (get or mget)."""
