@@ -13,6 +13,7 @@
  *   mget-by-key GROUP KEY...  the same with memcached_mget_by_key
  *   mget-heap KEY...        the same with one result from memcached_result_create(memc, NULL),
  *                           which libmemcached frees when the stream ends
+ *   mget-churn KEY...       the same, getting a key through five other handles after each result
  *   exec KEY...             memcached_mget_execute + fetch_execute (binary): "VALUE KEY DATA"
  *                           per callback, then "END <fetch_execute's code>"
  *   get-by-key GROUP KEY | set-by-key GROUP KEY VALUE TTL
@@ -57,7 +58,21 @@ static memcached_return_t print_result(const memcached_st *memc, memcached_resul
 
 /* One multi-get of the keys as a program reads it: every result, then the
  * code that ended the stream (libmemcached's END unless something failed). */
-static void print_multi_get(memcached_st *memc, const char *group, char **keys, int count, int execute, int heap) {
+/* Gets a key through five handles of their own, each freed after: each
+ * takes a place in the shim's small per-thread cache of handle routings. */
+static void use_other_handles(memcached_st *memc) {
+    for (int i = 0; i < 5; ++i) {
+        memcached_st *other = memcached_clone(NULL, memc);
+        size_t length = 0;
+        uint32_t flags = 0;
+        memcached_return_t rc;
+        free(memcached_get(other, "other-handle", strlen("other-handle"), &length, &flags, &rc));
+        memcached_free(other);
+    }
+}
+
+static void print_multi_get(memcached_st *memc, const char *group, char **keys, int count, int execute, int heap,
+                            int churn) {
     size_t *lengths = calloc((size_t)count, sizeof *lengths);
     for (int k = 0; k < count; ++k) lengths[k] = strlen(keys[k]);
     memcached_return_t rc;
@@ -72,7 +87,10 @@ static void print_multi_get(memcached_st *memc, const char *group, char **keys, 
             /* One result reused for the whole stream, as PHP and libmemcached's
              * documentation do: its count decides between END and NOT FOUND. */
             memcached_result_st buffer, *result = memcached_result_create(memc, heap ? NULL : &buffer);
-            while (memcached_fetch_result(memc, result, &rc) != NULL) print_result(memc, result, NULL);
+            while (memcached_fetch_result(memc, result, &rc) != NULL) {
+                print_result(memc, result, NULL);
+                if (churn) use_other_handles(memc);
+            }
             if (!heap) memcached_result_free(result);
         }
     }
@@ -237,11 +255,13 @@ int main(int argc, char **argv) {
         for (size_t k = 0; k < n; ++k) free(keys[k]);
         free(keys);
         free(lengths);
-    } else if ((strcmp(command, "mget") == 0 || strcmp(command, "exec") == 0 || strcmp(command, "mget-heap") == 0) &&
+    } else if ((strcmp(command, "mget") == 0 || strcmp(command, "exec") == 0 || strcmp(command, "mget-heap") == 0 ||
+                strcmp(command, "mget-churn") == 0) &&
                nargs >= 1) {
-        print_multi_get(memc, NULL, args, nargs, strcmp(command, "exec") == 0, strcmp(command, "mget-heap") == 0);
+        print_multi_get(memc, NULL, args, nargs, strcmp(command, "exec") == 0, strcmp(command, "mget-heap") == 0,
+                        strcmp(command, "mget-churn") == 0);
     } else if (strcmp(command, "mget-by-key") == 0 && nargs >= 2) {
-        print_multi_get(memc, args[0], args + 1, nargs - 1, 0, 0);
+        print_multi_get(memc, args[0], args + 1, nargs - 1, 0, 0, 0);
     } else if (strcmp(command, "get-by-key") == 0 && nargs == 2) {
         size_t length = 0;
         uint32_t flags = 0;

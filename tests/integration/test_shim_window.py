@@ -218,6 +218,19 @@ def test_counter_incremented_in_the_window_keeps_every_acknowledged_increment(wi
     assert p.command(f"get {counter}\r\n".encode(), expect_end=b"END\r\n").split(b"\r\n")[1] == b"125"
 
 
+def test_multi_get_in_the_window_survives_other_handles_used_between_fetches(window_fleet):
+    """Before the fix, the multi-get's second round used the handle's routing
+    by a bare pointer, freed once five other handles had taken its place in
+    the per-thread cache (AddressSanitizer: heap-use-after-free)."""
+    fleet = window_fleet
+    p, on_p, _ = outage_then_return(fleet, "c", "ch", 40)
+    keys = [f"ch{i}" for i in range(40)]
+    # First: P's keys are still only on S, so the stream has its second round.
+    churned = client_says(fleet, [C_CLIENT], "mget-churn", *keys)
+    assert in_order(churned) == in_order(client_says(fleet, [C_CLIENT], "mget", *keys))
+    assert churned.count("VALUE ") == 40 and churned.splitlines()[-1] == "END SERVER END", churned
+
+
 def test_counter_whose_move_fails_in_the_window_keeps_its_count(window_fleet):
     """A count on S that the write-back cannot move (a key with a space,
     which the binary protocol carries and the meta protocol cannot): before
