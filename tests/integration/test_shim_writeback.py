@@ -108,19 +108,26 @@ print(first, parent, os.waitstatus_to_exitcode(status))
 """
 
 
+def run_preloaded_script(fleet, script, keys):
+    """A pylibmc script under the shim, given the servers and the keys: its
+    stdout, after checking it wrote nothing on stderr."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MCSHIM_") and k != "LD_PRELOAD"}
+    env.update(PRELOAD)
+    env["MCSHIM_STATE"] = fleet.state
+    servers = ",".join(m.address for m in fleet.servers)
+    result = subprocess.run(["/usr/bin/python3", "-c", script, servers, ",".join(keys)],
+                            capture_output=True, text=True, timeout=60, env=env)
+    assert result.stderr == ""
+    return result
+
+
 def test_write_backs_from_a_forked_child_and_its_parent_at_once(shim_fleet):
     """The shim's meta connections are per process: a child never talks on
     its parent's socket."""
     fleet = shim_fleet
     victim, victim_keys = kill_and_restart_with_outage_copies(fleet, "f", 160, 0, client="pylibmc")
     assert len(victim_keys) > 20
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MCSHIM_") and k != "LD_PRELOAD"}
-    env.update(PRELOAD)
-    env["MCSHIM_STATE"] = fleet.state
-    servers = ",".join(m.address for m in fleet.servers)
-    result = subprocess.run(["/usr/bin/python3", "-c", FORK_SCRIPT, servers, ",".join(victim_keys)],
-                            capture_output=True, text=True, timeout=60, env=env)
-    assert result.stderr == ""
+    result = run_preloaded_script(fleet, FORK_SCRIPT, victim_keys)
     assert result.stdout.split() == ["10", str(len(victim_keys[11::2])), "0"]
     assert all(victim.address in v for v in holders(fleet, victim_keys).values())
 
@@ -158,13 +165,7 @@ def test_a_forked_child_that_reused_its_descriptors_keeps_them_through_write_bac
     fleet = shim_fleet
     victim, victim_keys = kill_and_restart_with_outage_copies(fleet, "r", 160, 0, client="pylibmc")
     assert len(victim_keys) > 20
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MCSHIM_") and k != "LD_PRELOAD"}
-    env.update(PRELOAD)
-    env["MCSHIM_STATE"] = fleet.state
-    servers = ",".join(m.address for m in fleet.servers)
-    result = subprocess.run(["/usr/bin/python3", "-c", CLOSED_AFTER_FORK_SCRIPT, servers, ",".join(victim_keys)],
-                            capture_output=True, text=True, timeout=60, env=env)
-    assert result.stderr == ""
+    result = run_preloaded_script(fleet, CLOSED_AFTER_FORK_SCRIPT, victim_keys)
     # child: every key found, none of its 40 descriptors closed; parent: 10 hits, child exit 0
     assert result.stdout.split() == [str(len(victim_keys) - 10), "0", "10", "0"]
 
