@@ -14,6 +14,7 @@
 #include <charconv>
 #include <cstring>
 
+#include "clock.hpp"
 #include "real.hpp"
 
 namespace mcwatch::shim::meta {
@@ -30,11 +31,7 @@ constexpr size_t kKept = 8;
 
 int bounded(int32_t timeout_ms) noexcept { return timeout_ms < 0 ? kDefaultTimeoutMs : int(timeout_ms); }
 
-int64_t now_ms() noexcept {
-    timespec ts{};
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return int64_t(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
-}
+int64_t now_ms() noexcept { return int64_t(monotonic_ns() / 1'000'000); }
 
 }  // namespace
 
