@@ -63,8 +63,7 @@ std::string state_file_path(const GlobalOptions& options, std::string& error) {
         }
         return loaded.config->state_file;
     }
-    const char* from_env = secure_getenv("MCSHIM_STATE");
-    return from_env && *from_env ? from_env : "/run/mcwatchd/state";
+    return mcwatch::state_path_from_environment();
 }
 
 bool is_control_command(const std::string& command, bool& takes_server) {

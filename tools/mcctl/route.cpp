@@ -85,8 +85,7 @@ bool build_router(const char* state_path, const char* config_path, RouteSetup& s
         setup.from_config = true;
         setup.routing_path = config.path;
     } else {
-        const char* from_env = secure_getenv("MCSHIM_STATE");
-        setup.state_path = state_path ? state_path : from_env && *from_env ? from_env : "/run/mcwatchd/state";
+        setup.state_path = state_path ? state_path : state_path_from_environment();
         state::StateMap map;
         char why[256] = "";
         if (map.open(setup.state_path.c_str(), why, sizeof why) != state::MapStatus::ok) {

@@ -3,12 +3,18 @@
 #include <signal.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 
 #include "clock.hpp"
 #include "seqlock.hpp"
 
 namespace mcwatch {
+
+std::string state_path_from_environment() {
+    const char* from_env = secure_getenv("MCSHIM_STATE");
+    return from_env && *from_env ? from_env : "/run/mcwatchd/state";
+}
 
 bool load_snapshot(const std::string& path, Snapshot& out, std::string& error) {
     char why[256] = {};
