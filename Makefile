@@ -18,7 +18,9 @@ WARN := -Wall -Wextra -Werror
 # Lazily evaluated: pkg-config must run after the deps step installed the .pc files.
 PKG_CFLAGS = $(shell pkg-config --cflags inih fmt libmemcached)
 PKG_LIBS = $(shell pkg-config --libs inih fmt)
-CPPFLAGS = -Ilibshim -Ilibshim/include -Idaemon -Itools/mcctl $(PKG_CFLAGS)
+# Includes name their folder ("daemon/health.hpp"); only the public C header
+# is found by its installed name.
+CPPFLAGS = -I. -Ilibshim/include $(PKG_CFLAGS)
 CXXFLAGS := -std=c++20 -O2 -g $(WARN) -fPIC -fvisibility=hidden -MMD -MP $(SANFLAGS)
 CFLAGS := -std=c11 -O2 -g $(WARN) -MMD -MP $(SANFLAGS)
 LDFLAGS := $(SANFLAGS)
@@ -28,6 +30,8 @@ LDFLAGS := $(SANFLAGS)
 # only in the shared library.
 SHIM_CORE_SRC := $(wildcard libshim/*.cpp)
 SHIM_PRELOAD_SRC := $(wildcard libshim/preload/*.cpp)
+# common/: what mcwatchd and mcctl both use (the configuration, durations, times).
+COMMON_SRC := $(wildcard common/*.cpp)
 DAEMON_SRC := $(filter-out daemon/main.cpp,$(wildcard daemon/*.cpp))
 MCCTL_SRC := $(wildcard tools/mcctl/*.cpp)
 UNIT_SRC := $(wildcard tests/unit/*.cpp)
@@ -36,6 +40,7 @@ EXAMPLE_SRC := $(wildcard tests/examples/*.c)
 obj = $(patsubst %.cpp,$(BUILD)/obj/%.o,$(1))
 SHIM_CORE_OBJ := $(call obj,$(SHIM_CORE_SRC))
 SHIM_PRELOAD_OBJ := $(call obj,$(SHIM_PRELOAD_SRC))
+COMMON_OBJ := $(call obj,$(COMMON_SRC))
 DAEMON_OBJ := $(call obj,$(DAEMON_SRC))
 MCCTL_OBJ := $(call obj,$(MCCTL_SRC))
 # mcctl's commands without its main, for the unit tests.
@@ -61,6 +66,10 @@ $(BUILD)/libmcshim.a: $(SHIM_CORE_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
+$(BUILD)/libmccommon.a: $(COMMON_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
 $(BUILD)/libmcwatchd.a: $(DAEMON_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
@@ -70,13 +79,13 @@ $(BUILD)/libmcshim.so: $(SHIM_CORE_OBJ) $(SHIM_PRELOAD_OBJ) libshim/libmcshim.ma
 	    -Wl,-z,now -Wl,-z,relro $(LDFLAGS) -o $@ $(SHIM_CORE_OBJ) $(SHIM_PRELOAD_OBJ) -lhashkit -ldl -lpthread
 	ln -sf libmcshim.so $(BUILD)/$(SONAME)
 
-$(BUILD)/mcwatchd: $(BUILD)/obj/daemon/main.o $(BUILD)/libmcwatchd.a $(BUILD)/libmcshim.a
+$(BUILD)/mcwatchd: $(BUILD)/obj/daemon/main.o $(BUILD)/libmcwatchd.a $(BUILD)/libmccommon.a $(BUILD)/libmcshim.a
 	$(CXX) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lhashkit
 
-$(BUILD)/mcctl: $(MCCTL_OBJ) $(BUILD)/libmcwatchd.a $(BUILD)/libmcshim.a
+$(BUILD)/mcctl: $(MCCTL_OBJ) $(BUILD)/libmccommon.a $(BUILD)/libmcshim.a
 	$(CXX) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lhashkit
 
-$(BUILD)/unit_tests: $(UNIT_OBJ) $(MCCTL_LIB_OBJ) $(BUILD)/libmcwatchd.a $(BUILD)/libmcshim.a
+$(BUILD)/unit_tests: $(UNIT_OBJ) $(MCCTL_LIB_OBJ) $(BUILD)/libmcwatchd.a $(BUILD)/libmccommon.a $(BUILD)/libmcshim.a
 	$(CXX) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lmemcached -lhashkit -lpthread
 
 # Example programs in C that use only the public header, linked to the .so.
@@ -107,7 +116,7 @@ clean:
 	rm -rf build build-san-*
 
 format:
-	clang-format -i $(wildcard daemon/*.[ch]pp libshim/*.[ch]pp libshim/*/*.[ch]pp tools/*/*.[ch]pp tests/unit/*.cpp)
+	clang-format -i $(wildcard common/*.[ch]pp daemon/*.[ch]pp libshim/*.[ch]pp libshim/*/*.[ch]pp tools/*/*.[ch]pp tests/unit/*.cpp)
 
 # Larger features keep their rules in fragments of their own.
 include $(wildcard mk/*.mk)

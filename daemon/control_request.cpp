@@ -1,4 +1,4 @@
-#include "control_request.hpp"
+#include "daemon/control_request.hpp"
 
 #include <fmt/format.h>
 
@@ -6,7 +6,7 @@
 #include <utility>
 #include <vector>
 
-#include "state_format.hpp"
+#include "libshim/state_format.hpp"
 
 namespace mcwatch {
 

@@ -1,4 +1,4 @@
-#include "control_server.hpp"
+#include "daemon/control_server.hpp"
 
 #include <fcntl.h>
 #include <sys/epoll.h>
@@ -13,7 +13,7 @@
 #include <cerrno>
 #include <cstring>
 
-#include "log.hpp"
+#include "daemon/log.hpp"
 
 namespace mcwatch {
 

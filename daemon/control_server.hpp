@@ -15,9 +15,9 @@
 #include <string>
 #include <vector>
 
-#include "control_request.hpp"
-#include "event_loop.hpp"
-#include "privileges.hpp"
+#include "daemon/control_request.hpp"
+#include "daemon/event_loop.hpp"
+#include "daemon/privileges.hpp"
 
 namespace mcwatch {
 

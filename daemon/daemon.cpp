@@ -1,4 +1,4 @@
-#include "daemon.hpp"
+#include "daemon/daemon.hpp"
 
 #include <unistd.h>
 
@@ -8,9 +8,9 @@
 #include <chrono>
 #include <map>
 
-#include "clock.hpp"
-#include "log.hpp"
-#include "privileges.hpp"
+#include "libshim/clock.hpp"
+#include "daemon/log.hpp"
+#include "daemon/privileges.hpp"
 
 namespace mcwatch {
 

@@ -11,13 +11,13 @@
 #include <string>
 #include <vector>
 
-#include "config.hpp"
-#include "control_server.hpp"
-#include "event_loop.hpp"
-#include "health.hpp"
-#include "metrics_server.hpp"
-#include "prober.hpp"
-#include "state_writer.hpp"
+#include "common/config.hpp"
+#include "daemon/control_server.hpp"
+#include "daemon/event_loop.hpp"
+#include "daemon/health.hpp"
+#include "daemon/metrics_server.hpp"
+#include "daemon/prober.hpp"
+#include "daemon/state_writer.hpp"
 
 namespace mcwatch {
 

@@ -6,11 +6,11 @@
 
 #include <algorithm>
 
-#include "clock.hpp"
-#include "daemon.hpp"
-#include "log.hpp"
-#include "metrics.hpp"
-#include "version.hpp"
+#include "libshim/clock.hpp"
+#include "daemon/daemon.hpp"
+#include "daemon/log.hpp"
+#include "daemon/metrics.hpp"
+#include "common/version.hpp"
 
 namespace mcwatch {
 

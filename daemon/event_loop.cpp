@@ -1,4 +1,4 @@
-#include "event_loop.hpp"
+#include "daemon/event_loop.hpp"
 
 #include <sys/epoll.h>
 #include <sys/socket.h>

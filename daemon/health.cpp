@@ -1,11 +1,11 @@
-#include "health.hpp"
+#include "daemon/health.hpp"
 
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <cstring>
 
-#include "duration.hpp"
+#include "common/duration.hpp"
 
 namespace mcwatch {
 

@@ -8,10 +8,10 @@
 #include <string>
 #include <vector>
 
-#include "config.hpp"
-#include "prober.hpp"
-#include "rtt_histogram.hpp"
-#include "state_format.hpp"
+#include "common/config.hpp"
+#include "daemon/prober.hpp"
+#include "daemon/rtt_histogram.hpp"
+#include "libshim/state_format.hpp"
 
 namespace mcwatch {
 

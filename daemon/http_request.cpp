@@ -1,4 +1,4 @@
-#include "http_request.hpp"
+#include "daemon/http_request.hpp"
 
 namespace mcwatch {
 

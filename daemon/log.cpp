@@ -1,11 +1,11 @@
-#include "log.hpp"
+#include "daemon/log.hpp"
 
 #include <fmt/format.h>
 
 #include <cstdio>
 
-#include "clock.hpp"
-#include "rfc3339.hpp"
+#include "libshim/clock.hpp"
+#include "common/rfc3339.hpp"
 
 namespace mcwatch {
 

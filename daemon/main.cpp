@@ -12,12 +12,12 @@
 #include <thread>
 #include <vector>
 
-#include "config.hpp"
-#include "daemon.hpp"
-#include "duration.hpp"
-#include "log.hpp"
-#include "privileges.hpp"
-#include "version.hpp"
+#include "common/config.hpp"
+#include "daemon/daemon.hpp"
+#include "common/duration.hpp"
+#include "daemon/log.hpp"
+#include "daemon/privileges.hpp"
+#include "common/version.hpp"
 
 namespace {
 

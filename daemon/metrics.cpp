@@ -1,10 +1,10 @@
-#include "metrics.hpp"
+#include "daemon/metrics.hpp"
 
 #include <fmt/format.h>
 
 #include <functional>
 
-#include "version.hpp"
+#include "common/version.hpp"
 
 namespace mcwatch {
 

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "health.hpp"
+#include "daemon/health.hpp"
 
 namespace mcwatch {
 

@@ -1,4 +1,4 @@
-#include "metrics_peer.hpp"
+#include "daemon/metrics_peer.hpp"
 
 #include <arpa/inet.h>
 #include <linux/inet_diag.h>

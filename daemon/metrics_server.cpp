@@ -1,4 +1,4 @@
-#include "metrics_server.hpp"
+#include "daemon/metrics_server.hpp"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -13,9 +13,9 @@
 #include <cstring>
 #include <vector>
 
-#include "http_request.hpp"
-#include "metrics.hpp"
-#include "metrics_peer.hpp"
+#include "daemon/http_request.hpp"
+#include "daemon/metrics.hpp"
+#include "daemon/metrics_peer.hpp"
 
 namespace mcwatch {
 

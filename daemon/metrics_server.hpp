@@ -10,7 +10,7 @@
 #include <map>
 #include <string>
 
-#include "event_loop.hpp"
+#include "daemon/event_loop.hpp"
 
 namespace mcwatch {
 

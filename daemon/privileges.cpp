@@ -1,4 +1,4 @@
-#include "privileges.hpp"
+#include "daemon/privileges.hpp"
 
 #include <grp.h>
 #include <sys/resource.h>

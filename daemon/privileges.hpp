@@ -8,7 +8,7 @@
 #include <cstdint>
 #include <string>
 
-#include "config.hpp"
+#include "common/config.hpp"
 
 namespace mcwatch {
 

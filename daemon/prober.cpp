@@ -1,4 +1,4 @@
-#include "prober.hpp"
+#include "daemon/prober.hpp"
 
 #include <arpa/inet.h>
 #include <netdb.h>

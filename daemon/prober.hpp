@@ -10,8 +10,8 @@
 #include <string>
 #include <vector>
 
-#include "config.hpp"
-#include "stats_parser.hpp"
+#include "common/config.hpp"
+#include "daemon/stats_parser.hpp"
 
 namespace mcwatch {
 

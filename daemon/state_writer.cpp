@@ -1,4 +1,4 @@
-#include "state_writer.hpp"
+#include "daemon/state_writer.hpp"
 
 #include <fcntl.h>
 #include <sys/file.h>
@@ -14,10 +14,10 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "clock.hpp"
-#include "fd_mapping.hpp"
-#include "seqlock.hpp"
-#include "state_reader.hpp"
+#include "libshim/clock.hpp"
+#include "libshim/fd_mapping.hpp"
+#include "libshim/seqlock.hpp"
+#include "libshim/state_reader.hpp"
 
 namespace mcwatch {
 

@@ -9,9 +9,9 @@
 #include <string>
 #include <vector>
 
-#include "config.hpp"
-#include "privileges.hpp"
-#include "state_format.hpp"
+#include "common/config.hpp"
+#include "daemon/privileges.hpp"
+#include "libshim/state_format.hpp"
 
 namespace mcwatch {
 

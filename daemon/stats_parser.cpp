@@ -1,4 +1,4 @@
-#include "stats_parser.hpp"
+#include "daemon/stats_parser.hpp"
 
 #include <fmt/format.h>
 

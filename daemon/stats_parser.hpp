@@ -10,7 +10,7 @@
 #include <string>
 #include <string_view>
 
-#include "state_format.hpp"
+#include "libshim/state_format.hpp"
 
 namespace mcwatch {
 

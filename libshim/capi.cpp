@@ -9,8 +9,8 @@
 #include <new>
 #include <string>
 
-#include "router.hpp"
-#include "routing_names.hpp"
+#include "libshim/router.hpp"
+#include "libshim/routing_names.hpp"
 
 #define MCSHIM_EXPORT extern "C"
 

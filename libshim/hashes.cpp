@@ -1,4 +1,4 @@
-#include "hashes.hpp"
+#include "libshim/hashes.hpp"
 
 #include <libhashkit-1.0/hashkit.h>
 

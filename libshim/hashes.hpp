@@ -7,7 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "state_format.hpp"
+#include "libshim/state_format.hpp"
 
 namespace mcwatch::route {
 

@@ -1,4 +1,4 @@
-#include "ketama.hpp"
+#include "libshim/ketama.hpp"
 
 #include <algorithm>
 #include <cmath>

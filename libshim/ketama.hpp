@@ -5,8 +5,8 @@
 #include <span>
 #include <vector>
 
-#include "hashes.hpp"
-#include "server_spec.hpp"
+#include "libshim/hashes.hpp"
+#include "libshim/server_spec.hpp"
 
 namespace mcwatch::route {
 

@@ -1,9 +1,9 @@
-#include "live_view.hpp"
+#include "libshim/live_view.hpp"
 
 #include <cstdio>
 
-#include "clock.hpp"
-#include "seqlock.hpp"
+#include "libshim/clock.hpp"
+#include "libshim/seqlock.hpp"
 
 namespace mcwatch::route {
 

@@ -13,8 +13,8 @@
 #include <string>
 #include <vector>
 
-#include "placement.hpp"
-#include "state_reader.hpp"
+#include "libshim/placement.hpp"
+#include "libshim/state_reader.hpp"
 
 namespace mcwatch::route {
 

@@ -1,6 +1,6 @@
-#include "placement.hpp"
+#include "libshim/placement.hpp"
 
-#include "routing_names.hpp"
+#include "libshim/routing_names.hpp"
 
 namespace mcwatch::route {
 

@@ -12,10 +12,10 @@
 #include <string>
 #include <vector>
 
-#include "hashes.hpp"
-#include "ketama.hpp"
-#include "server_spec.hpp"
-#include "state_format.hpp"
+#include "libshim/hashes.hpp"
+#include "libshim/ketama.hpp"
+#include "libshim/server_spec.hpp"
+#include "libshim/state_format.hpp"
 
 namespace mcwatch::route {
 

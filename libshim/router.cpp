@@ -1,9 +1,9 @@
-#include "router.hpp"
+#include "libshim/router.hpp"
 
 #include <pthread.h>
 #include <signal.h>
 
-#include "seqlock.hpp"
+#include "libshim/seqlock.hpp"
 
 namespace mcwatch::route {
 

@@ -23,8 +23,8 @@
 #include <string>
 #include <vector>
 
-#include "live_view.hpp"
-#include "placement.hpp"
+#include "libshim/live_view.hpp"
+#include "libshim/placement.hpp"
 
 namespace mcwatch::route {
 

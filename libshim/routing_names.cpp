@@ -1,4 +1,4 @@
-#include "routing_names.hpp"
+#include "libshim/routing_names.hpp"
 
 namespace mcwatch {
 

@@ -4,7 +4,7 @@
 
 #include <string_view>
 
-#include "state_format.hpp"
+#include "libshim/state_format.hpp"
 
 namespace mcwatch {
 

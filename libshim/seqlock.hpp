@@ -7,7 +7,7 @@
 
 #include <cstring>
 
-#include "state_format.hpp"
+#include "libshim/state_format.hpp"
 
 namespace mcwatch::state {
 

@@ -1,4 +1,4 @@
-#include "server_spec.hpp"
+#include "libshim/server_spec.hpp"
 
 #include <arpa/inet.h>
 #include <netdb.h>

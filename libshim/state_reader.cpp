@@ -1,4 +1,4 @@
-#include "state_reader.hpp"
+#include "libshim/state_reader.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -9,7 +9,7 @@
 #include <cstring>
 #include <string>
 
-#include "fd_mapping.hpp"
+#include "libshim/fd_mapping.hpp"
 
 namespace mcwatch::state {
 

@@ -7,7 +7,7 @@
 
 #include <boost/interprocess/mapped_region.hpp>
 
-#include "state_format.hpp"
+#include "libshim/state_format.hpp"
 
 namespace mcwatch::state {
 

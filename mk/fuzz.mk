@@ -22,7 +22,7 @@ FUZZ_SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omi
 # header calls strnlen, map one onto the other.
 FUZZ_CXXFLAGS := -std=c++20 -O1 -g -Wall -Wextra -Werror -MMD -MP $(FUZZ_SANFLAGS)
 
-FUZZ_LIB_SRC := $(SHIM_CORE_SRC) $(DAEMON_SRC) $(filter-out %/main.cpp,$(MCCTL_SRC))
+FUZZ_LIB_SRC := $(SHIM_CORE_SRC) $(COMMON_SRC) $(DAEMON_SRC) $(filter-out %/main.cpp,$(MCCTL_SRC))
 FUZZ_LIB_OBJ := $(patsubst %.cpp,$(FUZZ_DIR)/obj/%.o,$(FUZZ_LIB_SRC))
 # A target whose code under test may not be in the tree yet names it here,
 # and is built only once it is there.
@@ -59,9 +59,9 @@ TESTTOOL_DIR := $(BUILD)/testtools
 TESTTOOLS := $(TESTTOOL_DIR)/state_reader_check $(TESTTOOL_DIR)/state_writer_drive \
              $(TESTTOOL_DIR)/capi_route
 
-$(TESTTOOL_DIR)/%: tests/tools/%.cpp $(BUILD)/libmcwatchd.a $(BUILD)/libmcshim.a | deps
+$(TESTTOOL_DIR)/%: tests/tools/%.cpp $(BUILD)/libmcwatchd.a $(BUILD)/libmccommon.a $(BUILD)/libmcshim.a | deps
 	@mkdir -p $(@D)
-	$(CXX) $(CPPFLAGS) $(CXXFLAGS) -o $@ $< $(BUILD)/libmcwatchd.a $(BUILD)/libmcshim.a \
+	$(CXX) $(CPPFLAGS) $(CXXFLAGS) -o $@ $< $(BUILD)/libmcwatchd.a $(BUILD)/libmccommon.a $(BUILD)/libmcshim.a \
 	    $(PKG_LIBS) -lhashkit $(LDFLAGS)
 
 .PHONY: testtools

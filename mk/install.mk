@@ -22,7 +22,7 @@ INSTALL ?= install
 
 # The file behind the soname, and its version (the soname's major number).
 SHLIB_REAL := $(SONAME).0.0
-MCSHIM_VERSION := $(shell sed -n 's/.*kVersion = "\(.*\)".*/\1/p' daemon/version.hpp)
+MCSHIM_VERSION := $(shell sed -n 's/.*kVersion = "\(.*\)".*/\1/p' common/version.hpp)
 MAN_PAGES := $(wildcard man/*.[0-9])
 
 .PHONY: install uninstall

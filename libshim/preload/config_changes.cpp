@@ -3,8 +3,8 @@
 // rare next to key operations).
 #include <libmemcached-1.0/memcached.h>
 
-#include "handle_routing.hpp"
-#include "real.hpp"
+#include "libshim/preload/handle_routing.hpp"
+#include "libshim/preload/real.hpp"
 
 #define MCSHIM_EXPORT extern "C" __attribute__((visibility("default")))
 

@@ -1,12 +1,12 @@
-#include "handle_debug.hpp"
+#include "libshim/preload/handle_debug.hpp"
 
 #include <atomic>
 #include <string>
 #include <string_view>
 
-#include "operation.hpp"
-#include "routing_names.hpp"
-#include "seqlock.hpp"
+#include "libshim/preload/operation.hpp"
+#include "libshim/routing_names.hpp"
+#include "libshim/seqlock.hpp"
 
 namespace mcwatch::shim {
 

@@ -1,10 +1,10 @@
-#include "handle_error.hpp"
+#include "libshim/preload/handle_error.hpp"
 
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
 
-#include "real.hpp"
+#include "libshim/preload/real.hpp"
 
 namespace mcwatch::shim {
 

@@ -5,7 +5,7 @@
 
 #include <libmemcached-1.0/memcached.h>
 
-#include "handle_routing.hpp"
+#include "libshim/preload/handle_routing.hpp"
 
 namespace mcwatch::shim {
 

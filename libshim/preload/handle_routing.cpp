@@ -1,4 +1,4 @@
-#include "handle_routing.hpp"
+#include "libshim/preload/handle_routing.hpp"
 
 #include <pthread.h>
 #include <sched.h>
@@ -8,10 +8,10 @@
 #include <cstring>
 #include <map>
 
-#include "handle_debug.hpp"
-#include "operation.hpp"
-#include "real.hpp"
-#include "seqlock.hpp"
+#include "libshim/preload/handle_debug.hpp"
+#include "libshim/preload/operation.hpp"
+#include "libshim/preload/real.hpp"
+#include "libshim/seqlock.hpp"
 
 namespace mcwatch::shim {
 

@@ -11,8 +11,8 @@
 #include <string>
 #include <vector>
 
-#include "placement.hpp"
-#include "router.hpp"
+#include "libshim/placement.hpp"
+#include "libshim/router.hpp"
 
 namespace mcwatch::shim {
 

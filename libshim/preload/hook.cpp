@@ -1,11 +1,11 @@
 // The interposed hashkit_digest, and dlopen (for PHP's RTLD_DEEPBIND).
-#include "hook.hpp"
+#include "libshim/preload/hook.hpp"
 
 #include <dlfcn.h>
 
 #include <cstring>
 
-#include "real.hpp"
+#include "libshim/preload/real.hpp"
 
 namespace mcwatch::shim {
 

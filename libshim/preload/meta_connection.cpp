@@ -1,4 +1,4 @@
-#include "meta_connection.hpp"
+#include "libshim/preload/meta_connection.hpp"
 
 #include <netdb.h>
 #include <netinet/in.h>
@@ -14,8 +14,8 @@
 #include <charconv>
 #include <cstring>
 
-#include "clock.hpp"
-#include "real.hpp"
+#include "libshim/clock.hpp"
+#include "libshim/preload/real.hpp"
 
 namespace mcwatch::shim::meta {
 

@@ -13,10 +13,10 @@
 #include <unordered_map>
 #include <vector>
 
-#include "handle_error.hpp"
-#include "operation.hpp"
-#include "real.hpp"
-#include "writeback.hpp"
+#include "libshim/preload/handle_error.hpp"
+#include "libshim/preload/operation.hpp"
+#include "libshim/preload/real.hpp"
+#include "libshim/preload/writeback.hpp"
 
 #define MCSHIM_EXPORT extern "C" __attribute__((visibility("default")))
 

@@ -1,4 +1,4 @@
-#include "operation.hpp"
+#include "libshim/preload/operation.hpp"
 
 #include <unistd.h>
 
@@ -9,7 +9,7 @@
 #include <cstring>
 #include <ctime>
 
-#include "real.hpp"
+#include "libshim/preload/real.hpp"
 
 namespace mcwatch::shim {
 

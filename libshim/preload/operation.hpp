@@ -4,9 +4,9 @@
 
 #include <libmemcached-1.0/memcached.h>
 
-#include "handle_routing.hpp"
-#include "hook.hpp"
-#include "placement.hpp"
+#include "libshim/preload/handle_routing.hpp"
+#include "libshim/preload/hook.hpp"
+#include "libshim/placement.hpp"
 
 namespace mcwatch::shim {
 

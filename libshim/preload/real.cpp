@@ -1,10 +1,10 @@
-#include "real.hpp"
+#include "libshim/preload/real.hpp"
 
 #include <dlfcn.h>
 
 #include <atomic>
 
-#include "seqlock.hpp"
+#include "libshim/seqlock.hpp"
 
 namespace mcwatch::shim {
 

@@ -1,9 +1,9 @@
-#include "writeback.hpp"
+#include "libshim/preload/writeback.hpp"
 
 #include <algorithm>
 
-#include "meta_connection.hpp"
-#include "operation.hpp"
+#include "libshim/preload/meta_connection.hpp"
+#include "libshim/preload/operation.hpp"
 
 namespace mcwatch::shim {
 

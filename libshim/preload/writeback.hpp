@@ -7,8 +7,8 @@
 
 #include <cstdint>
 
-#include "handle_routing.hpp"
-#include "placement.hpp"
+#include "libshim/preload/handle_routing.hpp"
+#include "libshim/placement.hpp"
 
 namespace mcwatch::shim {
 

@@ -6,9 +6,9 @@
 #include <cstdint>
 #include <string>
 
-#include "config.hpp"
+#include "common/config.hpp"
 #include "fuzz_check.hpp"
-#include "state_format.hpp"
+#include "libshim/state_format.hpp"
 
 using namespace mcwatch;
 

@@ -7,9 +7,9 @@
 #include <string>
 #include <string_view>
 
-#include "control_request.hpp"
+#include "daemon/control_request.hpp"
 #include "fuzz_check.hpp"
-#include "state_format.hpp"
+#include "libshim/state_format.hpp"
 
 using namespace mcwatch;
 

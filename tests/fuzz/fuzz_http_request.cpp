@@ -7,7 +7,7 @@
 #include <string_view>
 
 #include "fuzz_check.hpp"
-#include "http_request.hpp"
+#include "daemon/http_request.hpp"
 
 using namespace mcwatch;
 

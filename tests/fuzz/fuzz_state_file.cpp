@@ -27,16 +27,16 @@
 #include <string>
 #include <vector>
 
-#include "clock.hpp"
+#include "libshim/clock.hpp"
 #include "fuzz_check.hpp"
 #include "mcshim.h"
-#include "route.hpp"
-#include "seqlock.hpp"
-#include "state_format.hpp"
-#include "state_reader.hpp"
-#include "snapshot.hpp"
-#include "status.hpp"
-#include "watch.hpp"
+#include "tools/mcctl/route.hpp"
+#include "libshim/seqlock.hpp"
+#include "libshim/state_format.hpp"
+#include "libshim/state_reader.hpp"
+#include "tools/mcctl/snapshot.hpp"
+#include "tools/mcctl/status.hpp"
+#include "tools/mcctl/watch.hpp"
 
 using namespace mcwatch;
 using namespace mcwatch::state;

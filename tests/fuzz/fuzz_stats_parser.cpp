@@ -11,7 +11,7 @@
 #include <string_view>
 
 #include "fuzz_check.hpp"
-#include "stats_parser.hpp"
+#include "daemon/stats_parser.hpp"
 
 using namespace mcwatch;
 

@@ -102,7 +102,7 @@ def test_example_config_is_valid():
 
 def test_every_configuration_key_is_documented_and_in_the_example():
     import re
-    with open(os.path.join(ROOT, "daemon", "config.cpp")) as f:
+    with open(os.path.join(ROOT, "common", "config.cpp")) as f:
         keys = set(re.findall(r'key == "([a-z_]+)"', f.read())) - {"server"}
     assert {"state_file", "control_socket", "metrics_listen", "user", "admin_group"} <= keys
     with open(os.path.join(ROOT, "man", "mcwatchd.conf.5")) as f:
@@ -127,7 +127,7 @@ def test_every_mcctl_command_is_in_its_manual():
 
 
 def test_every_flush_on_rejoin_value_the_daemon_accepts_is_in_its_manual():
-    source = read("daemon", "config.cpp")
+    source = read("common", "config.cpp")
     accepted = [set(re.findall(r'"([a-z0-9]+)"', re.search(rf"{side} = \{{([^}}]*)\}}", source).group(1)))
                 for side in ("yes", "no")]
     assert {"yes", "no"} <= accepted[0] | accepted[1]

@@ -29,9 +29,9 @@
 #include <string>
 #include <vector>
 
-#include "clock.hpp"
-#include "seqlock.hpp"
-#include "state_reader.hpp"
+#include "libshim/clock.hpp"
+#include "libshim/seqlock.hpp"
+#include "libshim/state_reader.hpp"
 
 using namespace mcwatch;
 using namespace mcwatch::state;

@@ -26,9 +26,9 @@
 #include <string>
 #include <vector>
 
-#include "clock.hpp"
-#include "config.hpp"
-#include "state_writer.hpp"
+#include "libshim/clock.hpp"
+#include "common/config.hpp"
+#include "daemon/state_writer.hpp"
 
 using namespace mcwatch;
 

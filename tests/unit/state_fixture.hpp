@@ -14,9 +14,9 @@
 #include <string>
 #include <vector>
 
-#include "clock.hpp"
-#include "seqlock.hpp"
-#include "state_format.hpp"
+#include "libshim/clock.hpp"
+#include "libshim/seqlock.hpp"
+#include "libshim/state_format.hpp"
 
 namespace mcwatch::test {
 

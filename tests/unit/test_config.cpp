@@ -1,6 +1,6 @@
 #include <doctest/doctest.h>
 
-#include "config.hpp"
+#include "common/config.hpp"
 
 using mcwatch::parse_config;
 

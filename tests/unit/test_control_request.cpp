@@ -4,7 +4,7 @@
 
 #include <string>
 
-#include "control_request.hpp"
+#include "daemon/control_request.hpp"
 
 using namespace mcwatch;
 

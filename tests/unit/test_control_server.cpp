@@ -12,7 +12,7 @@
 #include <cstring>
 #include <string>
 
-#include "control_server.hpp"
+#include "daemon/control_server.hpp"
 #include "scratch_dir.hpp"
 
 using namespace mcwatch;

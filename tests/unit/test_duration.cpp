@@ -1,6 +1,6 @@
 #include <doctest/doctest.h>
 
-#include "duration.hpp"
+#include "common/duration.hpp"
 
 using mcwatch::format_duration;
 using mcwatch::parse_duration;

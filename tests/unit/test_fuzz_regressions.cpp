@@ -11,11 +11,11 @@
 #include <cstdio>
 #include <string>
 
-#include "config.hpp"
-#include "json.hpp"
+#include "common/config.hpp"
+#include "tools/mcctl/json.hpp"
 #include "scratch_dir.hpp"
 #include "state_fixture.hpp"
-#include "status.hpp"
+#include "tools/mcctl/status.hpp"
 
 using namespace mcwatch;
 
@@ -66,7 +66,7 @@ bool valid_utf8(const std::string& text) {
 
 }  // namespace
 
-// fuzz_config, tests/fuzz/crashes/config/writeback-ttl-31d. Fix: daemon/config.cpp,
+// fuzz_config, tests/fuzz/crashes/config/writeback-ttl-31d. Fix: common/config.cpp,
 // an upper bound of 30d on writeback_ttl.
 TEST_CASE("fuzz regression: writeback_ttl past 30 days is refused, memcached would read it as a date") {
     // The shim writes a value back with this expiration; memcached takes a
@@ -77,7 +77,7 @@ TEST_CASE("fuzz regression: writeback_ttl past 30 days is refused, memcached wou
 }
 
 // fuzz_config, tests/fuzz/crashes/config/stale-after-past-uint32 (values
-// must fit the state file's uint32 millisecond fields). Fix: daemon/config.cpp,
+// must fit the state file's uint32 millisecond fields). Fix: common/config.cpp,
 // an upper bound of 49d on stale_after and probe_interval.
 TEST_CASE("fuzz regression: stale_after and probe_interval must fit the state file") {
     // 2^32 ms + 100 ms would be published as stale_after_ms = 100: every

@@ -1,6 +1,6 @@
 #include <doctest/doctest.h>
 
-#include "health.hpp"
+#include "daemon/health.hpp"
 
 using namespace mcwatch;
 using state::ServerState;

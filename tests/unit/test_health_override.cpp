@@ -3,7 +3,7 @@
 // clearing one is a rejoin.
 #include <doctest/doctest.h>
 
-#include "health.hpp"
+#include "daemon/health.hpp"
 
 using namespace mcwatch;
 using state::ServerState;

@@ -7,8 +7,8 @@
 #include <sstream>
 #include <string>
 
-#include "http_request.hpp"
-#include "metrics.hpp"
+#include "daemon/http_request.hpp"
+#include "daemon/metrics.hpp"
 
 using namespace mcwatch;
 

@@ -16,7 +16,7 @@
 #include <string>
 #include <thread>
 
-#include "prober.hpp"
+#include "daemon/prober.hpp"
 #include "scratch_dir.hpp"
 #include "test_support.hpp"
 

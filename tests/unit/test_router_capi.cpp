@@ -6,7 +6,7 @@
 #include <ctime>
 
 #include "mcshim.h"
-#include "placement.hpp"
+#include "libshim/placement.hpp"
 #include "scratch_dir.hpp"
 #include "state_fixture.hpp"
 #include "test_router_support.hpp"

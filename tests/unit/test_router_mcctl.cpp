@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
-#include "clock.hpp"
-#include "route.hpp"
+#include "libshim/clock.hpp"
+#include "tools/mcctl/route.hpp"
 #include "scratch_dir.hpp"
 #include "state_fixture.hpp"
 

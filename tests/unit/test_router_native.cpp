@@ -6,8 +6,8 @@
 
 #include <cstring>
 
-#include "placement.hpp"
-#include "routing_names.hpp"
+#include "libshim/placement.hpp"
+#include "libshim/routing_names.hpp"
 #include "test_router_support.hpp"
 
 using namespace mcwatch;

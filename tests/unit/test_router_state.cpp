@@ -7,8 +7,8 @@
 #include <ctime>
 #include <thread>
 
-#include "clock.hpp"
-#include "router.hpp"
+#include "libshim/clock.hpp"
+#include "libshim/router.hpp"
 #include "scratch_dir.hpp"
 #include "state_fixture.hpp"
 #include "test_router_support.hpp"

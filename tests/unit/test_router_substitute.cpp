@@ -8,8 +8,8 @@
 #include <map>
 #include <set>
 
-#include "placement.hpp"
-#include "routing_names.hpp"
+#include "libshim/placement.hpp"
+#include "libshim/routing_names.hpp"
 #include "test_router_support.hpp"
 
 using namespace mcwatch;

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "placement.hpp"
+#include "libshim/placement.hpp"
 
 namespace mcwatch::test {
 

@@ -9,12 +9,12 @@
 #include <fstream>
 #include <thread>
 
-#include "clock.hpp"
-#include "config.hpp"
+#include "libshim/clock.hpp"
+#include "common/config.hpp"
 #include "scratch_dir.hpp"
-#include "seqlock.hpp"
-#include "state_reader.hpp"
-#include "state_writer.hpp"
+#include "libshim/seqlock.hpp"
+#include "libshim/state_reader.hpp"
+#include "daemon/state_writer.hpp"
 
 using namespace mcwatch;
 using namespace mcwatch::state;

@@ -3,7 +3,7 @@
 
 #include <string>
 
-#include "stats_parser.hpp"
+#include "daemon/stats_parser.hpp"
 
 using namespace mcwatch;
 

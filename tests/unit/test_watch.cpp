@@ -3,9 +3,9 @@
 #include <doctest/doctest.h>
 
 #include "scratch_dir.hpp"
-#include "seqlock.hpp"
+#include "libshim/seqlock.hpp"
 #include "state_fixture.hpp"
-#include "watch.hpp"
+#include "tools/mcctl/watch.hpp"
 
 using namespace mcwatch;
 using state::ServerState;

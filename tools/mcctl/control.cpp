@@ -1,4 +1,4 @@
-#include "control.hpp"
+#include "tools/mcctl/control.hpp"
 
 #include <poll.h>
 #include <sys/socket.h>
@@ -10,8 +10,8 @@
 #include <cerrno>
 #include <cstring>
 
-#include "config.hpp"
-#include "snapshot.hpp"
+#include "common/config.hpp"
+#include "tools/mcctl/snapshot.hpp"
 
 namespace mcwatch {
 

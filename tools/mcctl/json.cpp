@@ -1,9 +1,9 @@
-#include "json.hpp"
+#include "tools/mcctl/json.hpp"
 
 #include <fmt/format.h>
 
-#include "rfc3339.hpp"
-#include "state_format.hpp"
+#include "common/rfc3339.hpp"
+#include "libshim/state_format.hpp"
 
 namespace mcwatch::json {
 

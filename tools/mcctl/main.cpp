@@ -6,14 +6,14 @@
 #include <string>
 #include <vector>
 
-#include "config.hpp"
-#include "control.hpp"
-#include "duration.hpp"
-#include "route.hpp"
-#include "snapshot.hpp"
-#include "status.hpp"
-#include "version.hpp"
-#include "watch.hpp"
+#include "common/config.hpp"
+#include "tools/mcctl/control.hpp"
+#include "common/duration.hpp"
+#include "tools/mcctl/route.hpp"
+#include "tools/mcctl/snapshot.hpp"
+#include "tools/mcctl/status.hpp"
+#include "common/version.hpp"
+#include "tools/mcctl/watch.hpp"
 
 namespace {
 

@@ -1,4 +1,4 @@
-#include "route.hpp"
+#include "tools/mcctl/route.hpp"
 
 #include <fmt/format.h>
 
@@ -8,13 +8,13 @@
 #include <string>
 #include <vector>
 
-#include "config.hpp"
-#include "json.hpp"
-#include "rfc3339.hpp"
-#include "router.hpp"
-#include "routing_names.hpp"
-#include "seqlock.hpp"
-#include "snapshot.hpp"
+#include "common/config.hpp"
+#include "tools/mcctl/json.hpp"
+#include "common/rfc3339.hpp"
+#include "libshim/router.hpp"
+#include "libshim/routing_names.hpp"
+#include "libshim/seqlock.hpp"
+#include "tools/mcctl/snapshot.hpp"
 
 namespace mcwatch {
 

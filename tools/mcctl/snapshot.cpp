@@ -1,4 +1,4 @@
-#include "snapshot.hpp"
+#include "tools/mcctl/snapshot.hpp"
 
 #include <signal.h>
 
@@ -6,8 +6,8 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "clock.hpp"
-#include "seqlock.hpp"
+#include "libshim/clock.hpp"
+#include "libshim/seqlock.hpp"
 
 namespace mcwatch {
 

@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "state_reader.hpp"
+#include "libshim/state_reader.hpp"
 
 namespace mcwatch {
 

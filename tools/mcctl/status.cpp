@@ -1,4 +1,4 @@
-#include "status.hpp"
+#include "tools/mcctl/status.hpp"
 
 #include <unistd.h>
 
@@ -8,11 +8,11 @@
 #include <cstdlib>
 #include <thread>
 
-#include "clock.hpp"
-#include "json.hpp"
-#include "rfc3339.hpp"
-#include "routing_names.hpp"
-#include "snapshot.hpp"
+#include "libshim/clock.hpp"
+#include "tools/mcctl/json.hpp"
+#include "common/rfc3339.hpp"
+#include "libshim/routing_names.hpp"
+#include "tools/mcctl/snapshot.hpp"
 
 namespace mcwatch {
 

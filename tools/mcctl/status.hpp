@@ -5,7 +5,7 @@
 #include <chrono>
 #include <string>
 
-#include "snapshot.hpp"
+#include "tools/mcctl/snapshot.hpp"
 
 namespace mcwatch {
 

@@ -1,4 +1,4 @@
-#include "watch.hpp"
+#include "tools/mcctl/watch.hpp"
 
 #include <signal.h>
 #include <sys/ioctl.h>
@@ -13,8 +13,8 @@
 #include <deque>
 #include <thread>
 
-#include "duration.hpp"
-#include "status.hpp"
+#include "common/duration.hpp"
+#include "tools/mcctl/status.hpp"
 
 namespace mcwatch {
 

@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "snapshot.hpp"
+#include "tools/mcctl/snapshot.hpp"
 
 namespace mcwatch {
 

@@ -1,4 +1,4 @@
-#include "rfc3339.hpp"
+#include "common/rfc3339.hpp"
 
 #include <fmt/format.h>
 

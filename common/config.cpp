@@ -1,4 +1,4 @@
-#include "config.hpp"
+#include "common/config.hpp"
 
 #include <arpa/inet.h>
 #include <grp.h>
@@ -17,9 +17,9 @@
 #include <set>
 #include <sstream>
 
-#include "duration.hpp"
-#include "hashes.hpp"
-#include "routing_names.hpp"
+#include "common/duration.hpp"
+#include "libshim/hashes.hpp"
+#include "libshim/routing_names.hpp"
 
 namespace mcwatch {
 

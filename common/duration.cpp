@@ -1,4 +1,4 @@
-#include "duration.hpp"
+#include "common/duration.hpp"
 
 #include <fmt/format.h>
 

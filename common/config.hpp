@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "state_format.hpp"
+#include "libshim/state_format.hpp"
 
 namespace mcwatch {
 
