@@ -51,7 +51,7 @@ EXAMPLES := $(patsubst tests/examples/%.c,$(BUILD)/examples/%,$(EXAMPLE_SRC))
 SONAME := libmcshim.so.1
 PROGRAMS := $(BUILD)/mcwatchd $(BUILD)/mcctl $(BUILD)/libmcshim.so
 
-.PHONY: all deps test unit bench demo install uninstall clean format fuzz
+.PHONY: all deps test unit bench demo install uninstall clean format format-check fuzz
 all: $(PROGRAMS)
 
 # Installs missing Debian packages (or says the apt-get line and stops).
@@ -115,8 +115,14 @@ test: all $(BUILD)/unit_tests $(EXAMPLES) $(BENCH_TOOLS)
 clean:
 	rm -rf build build-san-*
 
+# Every C and C++ file of the tree, in the style of .clang-format.
+FORMAT_SRC ?= $(wildcard common/*.[ch]pp daemon/*.[ch]pp libshim/*.[ch]pp libshim/*/*.[ch]pp libshim/include/*.h \
+    tools/*/*.[ch]pp tests/*/*.[ch]pp tests/*/*.[ch])
 format:
-	clang-format -i $(wildcard common/*.[ch]pp daemon/*.[ch]pp libshim/*.[ch]pp libshim/*/*.[ch]pp tools/*/*.[ch]pp tests/unit/*.cpp)
+	clang-format -i $(FORMAT_SRC)
+
+format-check:
+	clang-format --dry-run --Werror $(FORMAT_SRC)
 
 # Larger features keep their rules in fragments of their own.
 include $(wildcard mk/*.mk)

@@ -69,8 +69,7 @@ char* read_line(char* buffer, int size, void* stream) {
 std::optional<uint32_t> parse_count(std::string_view text, uint32_t min, uint32_t max) {
     uint32_t value = 0;
     const auto [rest, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-    if (ec != std::errc() || rest != text.data() + text.size() || value < min || value > max)
-        return std::nullopt;
+    if (ec != std::errc() || rest != text.data() + text.size() || value < min || value > max) return std::nullopt;
     return value;
 }
 
@@ -85,8 +84,8 @@ std::optional<bool> parse_bool(std::string_view text) {
 bool valid_hostname(std::string_view host) {
     if (host.empty() || host.size() > 253) return false;
     return std::all_of(host.begin(), host.end(), [](char c) {
-        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-               c == '-' || c == '.' || c == '_';
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ||
+               c == '_';
     });
 }
 
@@ -145,13 +144,11 @@ public:
         else if (config_.probe_timeout >= config_.probe_interval)
             at_line(key_lines_["probe_timeout"],
                     fmt::format("probe_timeout ({}) must be shorter than probe_interval ({})",
-                                format_duration(config_.probe_timeout),
-                                format_duration(config_.probe_interval)));
+                                format_duration(config_.probe_timeout), format_duration(config_.probe_interval)));
         else if (config_.stale_after <= config_.probe_interval)
             at_line(key_lines_["stale_after"],
                     fmt::format("stale_after ({}) must be longer than probe_interval ({})",
-                                format_duration(config_.stale_after),
-                                format_duration(config_.probe_interval)));
+                                format_duration(config_.stale_after), format_duration(config_.probe_interval)));
     }
 
     void set_line(int line) { line_ = line; }
@@ -176,8 +173,7 @@ private:
         // Keep the first error: later ones are often consequences of it.
         if (!error_.empty()) return;
         error_line_ = line;
-        error_ = line > 0 ? fmt::format("{}:{}: {}", name_, line, message)
-                                              : fmt::format("{}: {}", name_, message);
+        error_ = line > 0 ? fmt::format("{}:{}: {}", name_, line, message) : fmt::format("{}: {}", name_, message);
     }
 
     bool first_time(const std::string& qualified) {
@@ -224,16 +220,13 @@ private:
         if (key == "probe_timeout") return duration_key(k, value, config_.probe_timeout, Millis(1));
         if (key == "fail_after") return count_key(k, value, config_.fail_after, 1, 1000);
         if (key == "recover_after") return count_key(k, value, config_.recover_after, 1, 1000);
-        if (key == "min_live_servers")
-            return count_key(k, value, config_.min_live_servers, 0, state::kMaxServers);
-        if (key == "recently_down_window")
-            return duration_key(k, value, config_.recently_down_window, Millis(0));
+        if (key == "min_live_servers") return count_key(k, value, config_.min_live_servers, 0, state::kMaxServers);
+        if (key == "recently_down_window") return duration_key(k, value, config_.recently_down_window, Millis(0));
         // Sent to memcached as a relative expiration, which it reads as an
         // absolute unix time past 30 days.
         if (key == "writeback_ttl")
             return duration_key(k, value, config_.writeback_ttl, Millis(1000), std::chrono::hours(24 * 30));
-        if (key == "stale_after")
-            return duration_key(k, value, config_.stale_after, Millis(100), kMaxStateFileMillis);
+        if (key == "stale_after") return duration_key(k, value, config_.stale_after, Millis(100), kMaxStateFileMillis);
         if (key == "metrics_listen") {
             if (value[0] == '\0' || std::string_view(value) == "off") return 1;
             const std::string why = parse_listen_address(value, config_.metrics_host, config_.metrics_port);
@@ -290,7 +283,8 @@ private:
     }
 
     int server_key(const std::string& key, const char* value) {
-        if (key != "server") return fail(fmt::format("unknown key '{}' in [servers] (expected `server = host:port`)", key));
+        if (key != "server")
+            return fail(fmt::format("unknown key '{}' in [servers] (expected `server = host:port`)", key));
         if (config_.servers.size() >= state::kMaxServers)
             return fail(fmt::format("more than {} servers", state::kMaxServers));
         std::istringstream words(value);
@@ -302,13 +296,16 @@ private:
         if (!why.empty()) return fail(why);
         while (words >> option) {
             if (option.find('=') == std::string::npos)
-                return fail(fmt::format("server {}: '{}' is not an option: write one server per `server =` line "
-                                        "(options are weight=N)",
-                                        address, option));
+                return fail(
+                    fmt::format("server {}: '{}' is not an option: write one server per `server =` line "
+                                "(options are weight=N)",
+                                address, option));
             if (option.rfind("weight=", 0) != 0)
                 return fail(fmt::format("server {}: unknown option '{}' (expected weight=N)", address, option));
             const auto weight = parse_count(std::string_view(option).substr(7), 1, 1'000'000);
-            if (!weight) return fail(fmt::format("server {}: bad weight '{}': expected 1 to 1000000", address, option.substr(7)));
+            if (!weight)
+                return fail(
+                    fmt::format("server {}: bad weight '{}': expected 1 to 1000000", address, option.substr(7)));
             server.weight = *weight;
         }
         if (const auto [it, inserted] = lines_by_text_.emplace(server.text, line_); !inserted)
@@ -333,8 +330,8 @@ private:
     int line_ = 0;
     std::string error_;
     int error_line_ = 0;
-    std::map<std::string, int> key_lines_;  // key -> line it was set on
-    std::map<std::string, int> lines_by_text_;              // server address as written -> its line
+    std::map<std::string, int> key_lines_;              // key -> line it was set on
+    std::map<std::string, int> lines_by_text_;          // server address as written -> its line
     std::map<std::string, size_t> entries_by_numeric_;  // numeric address -> index in servers
 };
 
@@ -389,9 +386,10 @@ std::string parse_server_address(const std::string& text, ServerAddress& out) {
             const size_t first = host.find(':');
             const std::string name = host.substr(0, first), middle = host.substr(first + 1);
             if (valid_hostname(name) && parse_count(middle, 1, 65535) && parse_count(port, 0, UINT32_MAX))
-                return fmt::format("server {}: the weight is written `weight={}` after the address: "
-                                   "server = {}:{} weight={}",
-                                   text, port, name, middle, port);
+                return fmt::format(
+                    "server {}: the weight is written `weight={}` after the address: "
+                    "server = {}:{} weight={}",
+                    text, port, name, middle, port);
             return fmt::format("server {}: write IPv6 addresses as [addr]:port", text);
         }
         if (!valid_hostname(host)) return fmt::format("server {}: bad host name '{}'", text, host);
@@ -453,16 +451,19 @@ ConfigResult parse_config(const std::string& text, const std::string& name) {
     LineReader reader{&text};
     HandlerContext context{&parser, &reader};
     const int result = ini_parse_stream(read_line, &reader, handler_with_line, &context);
-    if (reader.too_long) parser.fail_too_long(reader.line, INI_MAX_LINE);
-    else if (result > 0) parser.fail_syntax(result);
-    else if (result < 0) return {std::nullopt, fmt::format("{}: cannot parse (out of memory)", name)};
+    if (reader.too_long)
+        parser.fail_too_long(reader.line, INI_MAX_LINE);
+    else if (result > 0)
+        parser.fail_syntax(result);
+    else if (result < 0)
+        return {std::nullopt, fmt::format("{}: cannot parse (out of memory)", name)};
     parser.finish();
     if (!parser.error().empty()) return {std::nullopt, parser.error()};
     return {std::move(config), ""};
 }
 
 ConfigResult load_config(const std::string& path) {
-    struct stat info{};
+    struct stat info {};
     if (::stat(path.c_str(), &info) == 0 && S_ISDIR(info.st_mode))
         return {std::nullopt, fmt::format("{}: is a directory, not a configuration file", path)};
     std::ifstream in(path, std::ios::binary);

@@ -53,8 +53,9 @@ bool make_address(const std::string& path, sockaddr_un& address) {
 // Another process accepting on `path` (a running mcwatchd) must keep it; a
 // socket nobody listens on is what a crashed daemon leaves behind.
 std::string remove_stale_socket(const std::string& path) {
-    struct stat st{};
-    if (::lstat(path.c_str(), &st) != 0) return errno == ENOENT ? "" : fmt::format("cannot stat {}: {}", path, errno_text(errno));
+    struct stat st {};
+    if (::lstat(path.c_str(), &st) != 0)
+        return errno == ENOENT ? "" : fmt::format("cannot stat {}: {}", path, errno_text(errno));
     if (!S_ISSOCK(st.st_mode)) return fmt::format("control_socket {} exists and is not a socket", path);
     sockaddr_un address;
     make_address(path, address);
@@ -65,7 +66,8 @@ std::string remove_stale_socket(const std::string& path) {
     ::close(probe);
     if (in_use) return fmt::format("control_socket {} is in use by another process (another mcwatchd?)", path);
     if (err != ECONNREFUSED) return fmt::format("control_socket {}: {}", path, errno_text(err));
-    if (::unlink(path.c_str()) != 0) return fmt::format("cannot remove stale control socket {}: {}", path, errno_text(errno));
+    if (::unlink(path.c_str()) != 0)
+        return fmt::format("cannot remove stale control socket {}: {}", path, errno_text(errno));
     return "";
 }
 
@@ -90,7 +92,7 @@ ControlServer::~ControlServer() {
     loop_.remove(listen_fd_);
     ::close(listen_fd_);
     // Only our own socket: a successor may already have put its own there.
-    struct stat st{};
+    struct stat st {};
     if (::lstat(path_.c_str(), &st) == 0 && st.st_dev == device_ && st.st_ino == inode_) ::unlink(path_.c_str());
 }
 
@@ -108,14 +110,18 @@ std::string ControlServer::open(const std::string& path, const RunAs& owner, uin
     const int bind_errno = errno;
     ::umask(old_mask);
     std::string why;
-    struct stat st{};
+    struct stat st {};
     if (bound != 0) why = fmt::format("cannot bind control_socket {}: {}", path, errno_text(bind_errno));
     // No chown when nothing changes: a unit may forbid the system call.
     else if ((owner.uid != geteuid() || group != getegid()) && ::lchown(path.c_str(), owner.uid, group) != 0)
-        why = fmt::format("cannot give control_socket {} to uid {} gid {}: {}", path, owner.uid, group, errno_text(errno));
-    else if (::chmod(path.c_str(), 0660) != 0) why = fmt::format("cannot chmod control_socket {}: {}", path, errno_text(errno));
-    else if (::lstat(path.c_str(), &st) != 0) why = fmt::format("cannot stat control_socket {}: {}", path, errno_text(errno));
-    else if (::listen(fd, 16) != 0) why = fmt::format("cannot listen on control_socket {}: {}", path, errno_text(errno));
+        why = fmt::format("cannot give control_socket {} to uid {} gid {}: {}", path, owner.uid, group,
+                          errno_text(errno));
+    else if (::chmod(path.c_str(), 0660) != 0)
+        why = fmt::format("cannot chmod control_socket {}: {}", path, errno_text(errno));
+    else if (::lstat(path.c_str(), &st) != 0)
+        why = fmt::format("cannot stat control_socket {}: {}", path, errno_text(errno));
+    else if (::listen(fd, 16) != 0)
+        why = fmt::format("cannot listen on control_socket {}: {}", path, errno_text(errno));
     else if (!loop_.add(fd, EPOLLIN, [this](uint32_t) { accept_all(); }))
         why = fmt::format("epoll_ctl: {}", errno_text(errno));
     if (!why.empty()) {
@@ -149,8 +155,8 @@ void ControlServer::accept_all() {
         }
         if (!peer_allowed(connection.peer, access_)) {
             answer(ticket,
-                   fmt::format("error permission denied: uid {} is not root, mcwatchd's user (uid {}){}", connection.peer.uid,
-                               access_.daemon_uid,
+                   fmt::format("error permission denied: uid {} is not root, mcwatchd's user (uid {}){}",
+                               connection.peer.uid, access_.daemon_uid,
                                access_.admin_gid ? fmt::format(" or in admin_group {}", access_.admin_group)
                                                  : " (admin_group is not set)"),
                    "denied");
@@ -194,7 +200,8 @@ void ControlServer::receive(Ticket ticket) {
         }
         connection.in.append(chunk, size_t(n));
         const size_t newline = connection.in.find('\n');
-        if (newline != std::string::npos) return handle_line(ticket, std::string_view(connection.in).substr(0, newline));
+        if (newline != std::string::npos)
+            return handle_line(ticket, std::string_view(connection.in).substr(0, newline));
         if (connection.in.size() > kMaxControlRequestBytes + 1)
             return answer(ticket, fmt::format("error request longer than {} bytes", kMaxControlRequestBytes),
                           "bad_request");
@@ -225,10 +232,16 @@ void ControlServer::answer(Ticket ticket, const std::string& line, const char* s
     const std::string uid = fmt::format("{}", connection.peer.uid);
     const std::string pid = fmt::format("{}", connection.peer.pid);
     const std::string command = request_word(connection.request);
-    const std::string server = connection.request && !connection.request->server.empty() ? connection.request->server : "-";
+    const std::string server =
+        connection.request && !connection.request->server.empty() ? connection.request->server : "-";
     const std::string_view message = std::string_view(line).substr(std::min(line.find(' '), line.size() - 1) + 1);
     log_event(ok ? "info" : "warning", "control",
-              {{"command", command}, {"server", server}, {"uid", uid}, {"pid", pid}, {"status", status}, {"detail", message}});
+              {{"command", command},
+               {"server", server},
+               {"uid", uid},
+               {"pid", pid},
+               {"status", status},
+               {"detail", message}});
     if (connection.fd < 0) {
         connections_.erase(it);
         return;

@@ -48,9 +48,7 @@ std::vector<std::string> numeric_addresses(const Config& config) {
 Daemon::Daemon(Config config)
     : config_(std::move(config)), start_unix_ms_(unix_ms()), start_monotonic_ns_(monotonic_ns()) {}
 
-int64_t Daemon::now_ms() const {
-    return start_unix_ms_ + int64_t((monotonic_ns() - start_monotonic_ns_) / 1'000'000);
-}
+int64_t Daemon::now_ms() const { return start_unix_ms_ + int64_t((monotonic_ns() - start_monotonic_ns_) / 1'000'000); }
 
 void Daemon::carry_over(const PublishedFile& previous) {
     const int64_t now = now_ms();
@@ -109,7 +107,8 @@ std::string Daemon::start() {
     if (control_directory != parent_directory(config_.state_file))
         if (std::string why = prepare_runtime_directory(control_directory, owner); !why.empty()) return why;
     control_ = std::make_unique<ControlServer>(
-        loop_, [this](const ControlRequest& request, ControlServer::Ticket ticket) { return on_control(request, ticket); });
+        loop_,
+        [this](const ControlRequest& request, ControlServer::Ticket ticket) { return on_control(request, ticket); });
     ControlAccess access{owner.uid, std::nullopt, config_.admin_group};
     if (!config_.admin_group.empty()) access.admin_gid = config_.admin_gid;
     const uint32_t socket_group = config_.admin_group.empty() ? owner.gid : config_.admin_gid;
@@ -190,7 +189,7 @@ Daemon::ReloadOutcome Daemon::reload() {
         const auto it = old_index.find(server.text);
         const auto gone = departed_.find(server.text);
         if (it == old_index.end()) ++added;
-        kept.push_back(it != old_index.end() ? health_[it->second]
+        kept.push_back(it != old_index.end()     ? health_[it->second]
                        : gone != departed_.end() ? gone->second
                                                  : ServerHealth(policy));
         kept.back().set_policy(policy);

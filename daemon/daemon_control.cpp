@@ -39,10 +39,11 @@ std::string below_min_live(const Config& config, const std::vector<ServerHealth>
     const size_t live = size_t(std::count_if(health.begin(), health.end(), is_live));
     const size_t remaining = live - 1;
     if (remaining >= config.min_live_servers) return "";
-    return fmt::format("refused: {} {} would leave {} of {} servers live, fewer than min_live_servers = {} "
-                       "(clients would fail); add --force to do it anyway",
-                       control_command_name(command), config.servers[index].text, remaining, config.servers.size(),
-                       config.min_live_servers);
+    return fmt::format(
+        "refused: {} {} would leave {} of {} servers live, fewer than min_live_servers = {} "
+        "(clients would fail); add --force to do it anyway",
+        control_command_name(command), config.servers[index].text, remaining, config.servers.size(),
+        config.min_live_servers);
 }
 
 }  // namespace
@@ -72,7 +73,8 @@ std::optional<std::string> Daemon::on_control(const ControlRequest& request, Con
     ServerHealth& health = health_[*index];
     const int64_t now = now_ms();
     if ((request.command == ControlCommand::drain || request.command == ControlCommand::down) && !request.force)
-        if (std::string why = below_min_live(config_, health_, *index, request.command); !why.empty()) return "error " + why;
+        if (std::string why = below_min_live(config_, health_, *index, request.command); !why.empty())
+            return "error " + why;
     std::vector<HealthEvent> events;
     bool routing_changed = false;
     std::string said;

@@ -12,14 +12,13 @@ namespace mcwatch {
 using state::ServerState;
 
 HealthPolicy HealthPolicy::from(const Config& config) {
-    return {config.fail_after, config.recover_after, config.recently_down_window.count(),
-            config.flush_on_rejoin};
+    return {config.fail_after, config.recover_after, config.recently_down_window.count(), config.flush_on_rejoin};
 }
 
 ServerHealth::ServerHealth(const HealthPolicy& policy) : policy_(policy) {
     view_.state = uint32_t(ServerState::unknown);
-    for (uint64_t* fact : {&view_.rtt_us, &view_.uptime_s, &view_.pid, &view_.curr_items,
-                           &view_.curr_connections, &view_.get_hits, &view_.get_misses, &view_.evictions})
+    for (uint64_t* fact : {&view_.rtt_us, &view_.uptime_s, &view_.pid, &view_.curr_items, &view_.curr_connections,
+                           &view_.get_hits, &view_.get_misses, &view_.evictions})
         *fact = state::kUnknown;
 }
 
@@ -134,8 +133,7 @@ void ServerHealth::go_down(const std::string& why, int64_t now_ms, std::vector<H
     }
 }
 
-std::vector<HealthEvent> ServerHealth::on_probe(const ProbeResult& result, int64_t now_ms,
-                                                bool& routing_changed) {
+std::vector<HealthEvent> ServerHealth::on_probe(const ProbeResult& result, int64_t now_ms, bool& routing_changed) {
     view_.last_probe_unix_ms = now_ms;
     if (!result.ok && result.answered_error) return on_error_reply(result, now_ms, routing_changed);
     answering_errors_ = false;
@@ -180,8 +178,8 @@ std::vector<HealthEvent> ServerHealth::on_probe(const ProbeResult& result, int64
     // standby, or a long-running process. That one holds values that were
     // never ours to serve: while published live it is taken out, and
     // rejoins as after an outage, flushed, after recover_after good probes.
-    const bool moved = !last_good_resolved_.empty() && !result.resolved.empty() &&
-                       result.resolved != last_good_resolved_;
+    const bool moved =
+        !last_good_resolved_.empty() && !result.resolved.empty() && result.resolved != last_good_resolved_;
     // (A wall clock stepped back counts as no time since.)
     const int64_t since_good_ms = std::max<int64_t>(0, now_ms - last_good_unix_ms_);
     const bool started_since = new_process && int64_t(stats.uptime_s) * 1000 <= since_good_ms + 3000;
@@ -229,14 +227,13 @@ std::vector<HealthEvent> ServerHealth::on_probe(const ProbeResult& result, int64
         if (!was_blocked) events.push_back({"rejoin_blocked", fmt::format("{}; {}", result.flush_refused, why)});
     }
     const std::string unflushed =
-        flush_refused && empty ? fmt::format("; flush_all refused ({}), but it holds no items: not flushed",
-                                             result.flush_refused)
-                               : "";
+        flush_refused && empty
+            ? fmt::format("; flush_all refused ({}), but it holds no items: not flushed", result.flush_refused)
+            : "";
     const ServerState probed_before = probed_;
     if (probed_ == ServerState::unknown) {
         probed_ = ServerState::live;
-    } else if (probed_ == ServerState::dead && view_.consecutive_successes >= policy_.recover_after &&
-               rejoin_allowed) {
+    } else if (probed_ == ServerState::dead && view_.consecutive_successes >= policy_.recover_after && rejoin_allowed) {
         probed_ = ServerState::live;
     }
 
@@ -254,8 +251,8 @@ std::vector<HealthEvent> ServerHealth::on_probe(const ProbeResult& result, int64
         if (rejoin_allowed) rejoin(now_ms, "operator override cleared" + unflushed, events, routing_changed);
     } else if (!is(overridden_state())) {
         become(overridden_state(), now_ms, routing_changed);
-        events.push_back({"up", fmt::format("answers again (operator override: published {})",
-                                            state::state_name(view_.state))});
+        events.push_back(
+            {"up", fmt::format("answers again (operator override: published {})", state::state_name(view_.state))});
     }
     return events;
 }
@@ -278,8 +275,7 @@ std::string ServerHealth::drain(int64_t now_ms, std::vector<HealthEvent>&, bool&
     rejoin_pending_ = false;
     sync_override_flags(routing_changed);
     become(overridden_state(), now_ms, routing_changed);
-    if (is(ServerState::dead))
-        return "it does not answer, so it stays published dead; draining when it answers";
+    if (is(ServerState::dead)) return "it does not answer, so it stays published dead; draining when it answers";
     const std::string items = view_.curr_items == state::kUnknown ? "unknown" : fmt::format("{}", view_.curr_items);
     return fmt::format("draining (was {}); {} items held", before, items);
 }
@@ -336,10 +332,10 @@ void ServerHealth::carry_over(const state::ServerDynamic& published, int64_t win
 std::string ServerHealth::clear_override(int64_t now_ms, std::vector<HealthEvent>& events, bool& routing_changed) {
     if (override_ == Override::none) return "no operator override: probes decide";
     if (rejoin_pending_) return "already rejoining: waiting for a good probe with flush_all";
-    const std::string window = policy_.recently_down_window_ms > 0
-                                   ? fmt::format(" and recently down for {}",
-                                                 format_duration(Millis(policy_.recently_down_window_ms)))
-                                   : "";
+    const std::string window =
+        policy_.recently_down_window_ms > 0
+            ? fmt::format(" and recently down for {}", format_duration(Millis(policy_.recently_down_window_ms)))
+            : "";
     if (probed_ == ServerState::live) {
         if (policy_.flush_on_rejoin) {
             rejoin_pending_ = true;

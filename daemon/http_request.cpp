@@ -23,7 +23,8 @@ HttpAnswer route_http_request(std::string_view head) {
     std::string_view line = head.substr(0, end);
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
     for (const char c : line)
-        if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) > 0x7e) return error(400, "Bad Request");
+        if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) > 0x7e)
+            return error(400, "Bad Request");
     const size_t first = line.find(' ');
     const size_t second = first == std::string_view::npos ? first : line.find(' ', first + 1);
     if (second == std::string_view::npos || line.find(' ', second + 1) != std::string_view::npos)

@@ -12,9 +12,9 @@ namespace mcwatch {
 inline constexpr size_t kMaxHttpHeadBytes = 8192;
 
 struct HttpAnswer {
-    int status = 0;        // 200, 400, 404, 405, 431, 505
+    int status = 0;          // 200, 400, 404, 405, 431, 505
     bool head_only = false;  // HEAD: headers without the body
-    std::string reason;    // the status's phrase, and the body of an error
+    std::string reason;      // the status's phrase, and the body of an error
 };
 
 // Where the head ends in `received` (just past the blank line, "\r\n\r\n" or

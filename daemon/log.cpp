@@ -17,8 +17,10 @@ std::string log_value(std::string_view value) {
     std::string quoted = "\"";
     for (char c : value) {
         if (c == '"' || c == '\\') quoted += '\\';
-        if (static_cast<unsigned char>(c) < 0x20) quoted += fmt::format("\\x{:02x}", c);
-        else quoted += c;
+        if (static_cast<unsigned char>(c) < 0x20)
+            quoted += fmt::format("\\x{:02x}", c);
+        else
+            quoted += c;
     }
     return quoted + '"';
 }

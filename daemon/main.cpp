@@ -58,10 +58,13 @@ void warn_unresolved_names(const mcwatch::Config& config) {
     }
     for (size_t i = 0; i < named.size(); ++i) {
         const int status = gai_error(&requests[i]);
-        if (status == EAI_INPROGRESS) gai_cancel(&requests[i]);
-        else if (status == 0) freeaddrinfo(requests[i].ar_result);
+        if (status == EAI_INPROGRESS)
+            gai_cancel(&requests[i]);
+        else if (status == 0)
+            freeaddrinfo(requests[i].ar_result);
         if (status == 0) continue;
-        fmt::print(stderr, "mcwatchd: warning: {}:{}: server {}: name does not resolve now ({}); mcwatchd will "
+        fmt::print(stderr,
+                   "mcwatchd: warning: {}:{}: server {}: name does not resolve now ({}); mcwatchd will "
                    "keep trying and publish it dead until it does\n",
                    config.path, named[i]->line, named[i]->text,
                    status == EAI_INPROGRESS ? "no answer within 5s" : gai_strerror(status));
@@ -73,12 +76,14 @@ void warn_unresolved_names(const mcwatch::Config& config) {
 }
 
 void on_signal(int signal) {
-    if (signal == SIGHUP) mcwatch::Daemon::reload_requested = 1;
-    else mcwatch::Daemon::stop_requested = 1;
+    if (signal == SIGHUP)
+        mcwatch::Daemon::reload_requested = 1;
+    else
+        mcwatch::Daemon::stop_requested = 1;
 }
 
 void install_signal_handlers() {
-    struct sigaction action{};
+    struct sigaction action {};
     action.sa_handler = on_signal;
     sigemptyset(&action.sa_mask);
     for (int signal : {SIGTERM, SIGINT, SIGHUP}) sigaction(signal, &action, nullptr);
@@ -131,9 +136,12 @@ int main(int argc, char** argv) {
             fmt::print("{}", kUsage);
             return 0;
         }
-        if (arg == "-f") foreground = true;
-        else if (arg == "-t") check_only = true;
-        else if (arg == "-c" && i + 1 < argc) config_path = argv[++i];
+        if (arg == "-f")
+            foreground = true;
+        else if (arg == "-t")
+            check_only = true;
+        else if (arg == "-c" && i + 1 < argc)
+            config_path = argv[++i];
         else {
             fmt::print(stderr, "mcwatchd: unknown argument '{}'\n{}", arg, kUsage);
             return 2;
@@ -163,7 +171,8 @@ int main(int argc, char** argv) {
     if (loaded.config->path[0] != '/') {
         char cwd[4096];
         if (getcwd(cwd, sizeof cwd) == nullptr) {
-            fmt::print(stderr, "mcwatchd: cannot tell the absolute path of {}: {}\n", config_path, std::strerror(errno));
+            fmt::print(stderr, "mcwatchd: cannot tell the absolute path of {}: {}\n", config_path,
+                       std::strerror(errno));
             return 1;
         }
         loaded.config->path = fmt::format("{}/{}", cwd, loaded.config->path);

@@ -55,10 +55,14 @@ constexpr ServerState kStates[] = {ServerState::unknown, ServerState::live, Serv
 std::string escape_label_value(std::string_view value) {
     std::string out;
     for (const char c : value) {
-        if (c == '\\') out += "\\\\";
-        else if (c == '"') out += "\\\"";
-        else if (c == '\n') out += "\\n";
-        else out += c;
+        if (c == '\\')
+            out += "\\\\";
+        else if (c == '"')
+            out += "\\\"";
+        else if (c == '\n')
+            out += "\\n";
+        else
+            out += c;
     }
     return out;
 }
@@ -127,7 +131,8 @@ std::string render_metrics(const MetricsInput& input) {
         w.sample("mcwatch_server_rejoin_blocked", Writer::server_label(server),
                  server.health->rejoin_blocked() ? "1" : "0");
 
-    w.family("mcwatch_probe_rtt_seconds", "histogram", "Round-trip time of good probes, from `stats` sent to END read.");
+    w.family("mcwatch_probe_rtt_seconds", "histogram",
+             "Round-trip time of good probes, from `stats` sent to END read.");
     for (const MetricsInput::Server& server : input.servers) {
         const std::string label = Writer::server_label(server);
         const RttHistogram& rtt = server.health->history().rtt;
@@ -147,7 +152,8 @@ std::string render_metrics(const MetricsInput& input) {
                  [](const state::ServerDynamic& s) { return fact(s.curr_connections); });
     w.per_server("mcwatch_server_get_hits_total", "counter", "Get hits (get_hits); resets when memcached restarts.",
                  [](const state::ServerDynamic& s) { return fact(s.get_hits); });
-    w.per_server("mcwatch_server_get_misses_total", "counter", "Get misses (get_misses); resets when memcached restarts.",
+    w.per_server("mcwatch_server_get_misses_total", "counter",
+                 "Get misses (get_misses); resets when memcached restarts.",
                  [](const state::ServerDynamic& s) { return fact(s.get_misses); });
     w.per_server("mcwatch_server_evictions_total", "counter", "Evictions (evictions); resets when memcached restarts.",
                  [](const state::ServerDynamic& s) { return fact(s.evictions); });

@@ -44,20 +44,23 @@ std::string MetricsServer::open(const std::string& host, uint16_t port) {
         auto* in6 = reinterpret_cast<sockaddr_in6*>(&address);
         in6->sin6_family = AF_INET6;
         in6->sin6_port = htons(port);
-        if (inet_pton(AF_INET6, host.c_str(), &in6->sin6_addr) != 1) return fmt::format("metrics_listen: bad address {}", host);
+        if (inet_pton(AF_INET6, host.c_str(), &in6->sin6_addr) != 1)
+            return fmt::format("metrics_listen: bad address {}", host);
         length = sizeof *in6;
     } else {
         auto* in4 = reinterpret_cast<sockaddr_in*>(&address);
         in4->sin_family = AF_INET;
         in4->sin_port = htons(port);
-        if (inet_pton(AF_INET, host.c_str(), &in4->sin_addr) != 1) return fmt::format("metrics_listen: bad address {}", host);
+        if (inet_pton(AF_INET, host.c_str(), &in4->sin_addr) != 1)
+            return fmt::format("metrics_listen: bad address {}", host);
         length = sizeof *in4;
     }
     const int fd = socket(address.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) return fmt::format("metrics_listen: socket: {}", errno_text(errno));
     const int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);  // restart while old connections linger
-    const std::string where = address.ss_family == AF_INET6 ? fmt::format("[{}]:{}", host, port) : fmt::format("{}:{}", host, port);
+    const std::string where =
+        address.ss_family == AF_INET6 ? fmt::format("[{}]:{}", host, port) : fmt::format("{}:{}", host, port);
     std::string why;
     if (::bind(fd, reinterpret_cast<sockaddr*>(&address), length) != 0)
         why = fmt::format("metrics_listen: cannot listen on {}: {}", where, errno_text(errno));
@@ -103,10 +106,10 @@ bool MetricsServer::admit(const std::string& peer) {
     const size_t newcomer_holds = held[peer];
     if (newcomer_holds >= kMaxConnectionsPerPeer) return false;
     if (connections_.size() < kMaxConnections) return true;
-    const auto biggest = std::max_element(held.begin(), held.end(),
-                                          [](const auto& a, const auto& b) { return a.second < b.second; });
+    const auto biggest =
+        std::max_element(held.begin(), held.end(), [](const auto& a, const auto& b) { return a.second < b.second; });
     if (biggest->second <= newcomer_holds + 1) return false;  // already a fair share each
-    for (const auto& [id, connection] : connections_) {  // ids grow: the first found is the oldest
+    for (const auto& [id, connection] : connections_) {       // ids grow: the first found is the oldest
         if (connection.peer == biggest->first) {
             close_connection(id);
             return true;
@@ -135,8 +138,7 @@ void MetricsServer::on_event(uint64_t id, uint32_t events) {
             const HttpAnswer answer = route_http_request(std::string_view(connection.in).substr(0, end));
             return respond(id, answer.status, answer.reason, answer.head_only);
         }
-        if (connection.in.size() > kMaxHttpHeadBytes)
-            return respond(id, 431, "Request Header Fields Too Large", false);
+        if (connection.in.size() > kMaxHttpHeadBytes) return respond(id, 431, "Request Header Fields Too Large", false);
     }
 }
 
@@ -168,9 +170,9 @@ void MetricsServer::respond(uint64_t id, int status, const std::string& reason, 
     const std::string error_body =
         status == 200 ? "" : fmt::format("{} {}{}\n", status, reason, status == 404 ? ": metrics are at /metrics" : "");
     const std::string& body = status == 200 ? this->body() : error_body;
-    connection.out = fmt::format("HTTP/1.0 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                                 status, reason, status == 200 ? kMetricsContentType : "text/plain; charset=utf-8",
-                                 body.size());
+    connection.out =
+        fmt::format("HTTP/1.0 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", status,
+                    reason, status == 200 ? kMetricsContentType : "text/plain; charset=utf-8", body.size());
     if (!head_only) connection.out += body;
     connection.sent = 0;
     connection.deadline = Clock::now() + kTimeout;

@@ -34,13 +34,14 @@ std::string check_can_switch(const Config& config) {
 std::string ensure_descriptor_limit(size_t servers) {
     // The control server takes up to 16 clients; the rest is headroom.
     const rlim_t needed = rlim_t(servers) + 64;
-    struct rlimit limit{};
+    struct rlimit limit {};
     if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return fmt::format("getrlimit: {}", errno_text());
     if (limit.rlim_cur != RLIM_INFINITY && limit.rlim_cur >= needed) return "";
     if (limit.rlim_max != RLIM_INFINITY && limit.rlim_max < needed)
-        return fmt::format("{} servers need {} file descriptors, but the hard limit is {} "
-                           "(raise it: ulimit -Hn, or LimitNOFILE= in the systemd unit)",
-                           servers, needed, limit.rlim_max);
+        return fmt::format(
+            "{} servers need {} file descriptors, but the hard limit is {} "
+            "(raise it: ulimit -Hn, or LimitNOFILE= in the systemd unit)",
+            servers, needed, limit.rlim_max);
     limit.rlim_cur = needed;
     if (::setrlimit(RLIMIT_NOFILE, &limit) != 0)
         return fmt::format("cannot raise the descriptor limit to {}: {}", needed, errno_text());
@@ -70,19 +71,19 @@ std::string prepare_runtime_directory(const std::string& directory, const RunAs&
     // Only a directory we made ourselves is given away: never /tmp or /run.
     if (created && owner.uid != geteuid() && ::lchown(directory.c_str(), owner.uid, owner.gid) != 0)
         return fmt::format("cannot give directory {} to {}: {}", directory, owner.name, errno_text());
-    struct stat st{};
+    struct stat st {};
     if (::lstat(directory.c_str(), &st) != 0)
         return fmt::format("cannot stat directory {}: {}", directory, errno_text());
-    if (!S_ISDIR(st.st_mode))
-        return fmt::format("{} is not a directory (symbolic links are refused)", directory);
+    if (!S_ISDIR(st.st_mode)) return fmt::format("{} is not a directory (symbolic links are refused)", directory);
     if (st.st_mode & S_IWOTH)
-        return fmt::format("directory {} is writable by others (mode {:04o}): refusing to publish there",
-                           directory, st.st_mode & 07777);
+        return fmt::format("directory {} is writable by others (mode {:04o}): refusing to publish there", directory,
+                           st.st_mode & 07777);
     if (st.st_uid == owner.uid) return "";
     if (st.st_uid == 0 && owner.uid != 0)
-        return fmt::format("directory {} belongs to root, but mcwatchd runs as {}: give mcwatchd a directory of its "
-                           "own (it creates a missing one) or chown it to {}",
-                           directory, owner.name, owner.name);
+        return fmt::format(
+            "directory {} belongs to root, but mcwatchd runs as {}: give mcwatchd a directory of its "
+            "own (it creates a missing one) or chown it to {}",
+            directory, owner.name, owner.name);
     if (st.st_uid != 0)
         return fmt::format("directory {} belongs to uid {}, not to {} (uid {})", directory, st.st_uid, owner.name,
                            owner.uid);

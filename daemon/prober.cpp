@@ -27,7 +27,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-constexpr uint64_t kWakeTag = UINT64_MAX;  // epoll data of the eventfd; never a server's tag
+constexpr uint64_t kWakeTag = UINT64_MAX;      // epoll data of the eventfd; never a server's tag
 constexpr uint64_t kSideTag = UINT64_MAX - 1;  // the side channel's; index UINT32_MAX is no server
 constexpr std::string_view kStatsRequest = "stats\r\n";
 constexpr std::string_view kFlushThenStatsRequest = "flush_all\r\nstats\r\n";
@@ -88,7 +88,7 @@ struct Resolution {
     addrinfo hints{};
     addrinfo* result = nullptr;
     std::atomic<int> status{EAI_INPROGRESS};  // getaddrinfo's answer once done
-    int wake_fd = -1;  // our own dup of the prober's eventfd: valid as long as we are
+    int wake_fd = -1;                         // our own dup of the prober's eventfd: valid as long as we are
     std::atomic<int> holders{2};
 
     ~Resolution() {
@@ -192,8 +192,8 @@ Prober::Prober(std::vector<ServerAddress> servers, Millis timeout) : timeout_(ti
             Endpoint endpoint;
             auto* un = reinterpret_cast<sockaddr_un*>(&endpoint.address);
             if (address.path.size() >= sizeof un->sun_path) {
-                server.address_error = fmt::format("unix socket path too long (over {} bytes)",
-                                                   sizeof un->sun_path - 1);
+                server.address_error =
+                    fmt::format("unix socket path too long (over {} bytes)", sizeof un->sun_path - 1);
                 continue;
             }
             un->sun_family = AF_UNIX;
@@ -254,8 +254,8 @@ std::vector<ProbeResult> Prober::run_round(const std::vector<bool>& flush_first)
         const Clock::time_point now = Clock::now();
         if (now >= deadline) break;
         const auto left = std::chrono::ceil<Millis>(deadline - now).count();
-        const int count = epoll_wait(epoll_fd_, events.data(), int(events.size()),
-                                     int(std::min<decltype(left)>(left, INT_MAX)));
+        const int count =
+            epoll_wait(epoll_fd_, events.data(), int(events.size()), int(std::min<decltype(left)>(left, INT_MAX)));
         if (count < 0) {
             if (errno == EINTR) continue;
             const std::string error = fmt::format("epoll_wait: {}", errno_text(errno));
@@ -300,10 +300,7 @@ std::vector<ProbeResult> Prober::run_round(const std::vector<bool>& flush_first)
         switch (server.phase) {
         case Phase::resolving: what = "resolving name"; break;
         case Phase::connecting: what = "connecting"; break;
-        default:
-            what = server.reply.empty()
-                       ? "no reply"
-                       : fmt::format("partial reply: {} bytes", server.reply.size());
+        default: what = server.reply.empty() ? "no reply" : fmt::format("partial reply: {} bytes", server.reply.size());
         }
         fail(server, fmt::format("timeout after {}ms ({})", timeout_.count(), what));
     }
@@ -398,8 +395,7 @@ void Prober::connect_next(Server& server) {
         const Endpoint& endpoint = server.endpoints[server.endpoint_index++];
         server.result.resolved = endpoint.text;
         server.peer = endpoint.text;
-        const int fd =
-            socket(endpoint.address.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        const int fd = socket(endpoint.address.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (fd < 0) {
             server.connect_error = fmt::format("socket: {}", errno_text(errno));
             server.all_refused = false;
@@ -445,8 +441,7 @@ void Prober::start_exchange(Server& server) {
 void Prober::send_request(Server& server) {
     while (server.request_sent < server.request.size()) {
         const ssize_t n = send(server.fd, server.request.data() + server.request_sent,
-                               server.request.size() - server.request_sent,
-                               MSG_NOSIGNAL | MSG_DONTWAIT);
+                               server.request.size() - server.request_sent, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n > 0) {
             server.request_sent += size_t(n);
             continue;
@@ -519,8 +514,7 @@ void Prober::parse_reply(Server& server) {
     case ParseStatus::error: return fail(server, std::move(error));
     case ParseStatus::answered_error: return fail_answered(server, std::move(error));
     case ParseStatus::complete: {
-        server.result.rtt = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() -
-                                                                                   server.sent_at);
+        server.result.rtt = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - server.sent_at);
         const bool out_of_step = server.stats_start + server.stats_parsed < server.reply.size();
         succeed(server);
         // Bytes after END that nobody asked for: the next reply could not be trusted.

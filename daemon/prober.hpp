@@ -90,7 +90,7 @@ private:
     std::vector<Server> servers_;
     Millis timeout_;
     int epoll_fd_ = -1;
-    int wake_fd_ = -1;  // eventfd, written when a name lookup finishes
+    int wake_fd_ = -1;   // eventfd, written when a name lookup finishes
     size_t active_ = 0;  // servers of the current round not done yet
     int side_fd_ = -1;
     std::function<void()> side_ready_;

@@ -76,22 +76,23 @@ std::string held_lock_message(int lock_fd, const struct stat& lock_stat, const s
         return fmt::format("another mcwatchd (pid {}) already publishes {}: its lock {}.lock is held", holder,
                            state_file, state_file);
     if (holder <= 0)
-        return fmt::format("lock {}.lock is held by a process this one cannot see (the file names pid {}): "
-                           "another mcwatchd in another pid namespace, or a process that opened the lock file",
-                           state_file, named > 0 ? fmt::format("{}", named) : "none");
+        return fmt::format(
+            "lock {}.lock is held by a process this one cannot see (the file names pid {}): "
+            "another mcwatchd in another pid namespace, or a process that opened the lock file",
+            state_file, named > 0 ? fmt::format("{}", named) : "none");
     std::string command = "?";
     if (std::FILE* comm = std::fopen(fmt::format("/proc/{}/comm", holder).c_str(), "re")) {
         char name[64] = {};
         if (std::fgets(name, sizeof name, comm)) command.assign(name, strcspn(name, "\n"));
         std::fclose(comm);
     }
-    struct stat proc{};
-    const std::string uid = ::stat(fmt::format("/proc/{}", holder).c_str(), &proc) == 0
-                                ? fmt::format("{}", proc.st_uid)
-                                : "?";
-    return fmt::format("lock {}.lock is held by pid {} ({}, uid {}), not by an mcwatchd publishing {}: "
-                       "stop that process",
-                       state_file, holder, command, uid, state_file);
+    struct stat proc {};
+    const std::string uid =
+        ::stat(fmt::format("/proc/{}", holder).c_str(), &proc) == 0 ? fmt::format("{}", proc.st_uid) : "?";
+    return fmt::format(
+        "lock {}.lock is held by pid {} ({}, uid {}), not by an mcwatchd publishing {}: "
+        "stop that process",
+        state_file, holder, command, uid, state_file);
 }
 
 }  // namespace
@@ -116,7 +117,7 @@ std::string StateWriter::lock(const std::string& state_file, const RunAs& owner)
     // can open is one any user could hold to keep the daemon from starting.
     lock_fd_ = ::openat(directory_fd_, lock_name.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (lock_fd_ < 0) return fmt::format("cannot open lock file {}.lock: {}", state_file, errno_text());
-    struct stat lock_stat{};
+    struct stat lock_stat {};
     if (::fstat(lock_fd_, &lock_stat) != 0 || !S_ISREG(lock_stat.st_mode))
         return fmt::format("lock file {}.lock is not a regular file", state_file);
     // One left by an older mcwatchd may be 0644.
@@ -227,7 +228,7 @@ std::string StateWriter::publish(const Config& config, const std::vector<std::st
     if (header_) {
         previous.swap(region_);
     } else if (Fd old{::openat(directory_fd_, base_name_.c_str(), O_RDWR | O_NOFOLLOW | O_CLOEXEC)}; old.fd >= 0) {
-        struct stat st{};
+        struct stat st {};
         if (::fstat(old.fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == geteuid() &&
             uint64_t(st.st_size) >= sizeof(Header)) {
             try {

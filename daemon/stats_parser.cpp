@@ -117,8 +117,7 @@ bool parse_stat_line(std::string_view line, StatsReply& out, std::string& error)
 // The complete line starting at `pos` (without "\r\n") in `line`, and the
 // position after it in `next`. Returns need_more when no '\n' follows yet,
 // error when the '\n' has no '\r' before it.
-ParseStatus next_line(std::string_view buf, size_t pos, std::string_view& line, size_t& next,
-                      std::string& error) {
+ParseStatus next_line(std::string_view buf, size_t pos, std::string_view& line, size_t& next, std::string& error) {
     const size_t newline = buf.find('\n', pos);
     if (newline == std::string_view::npos) return ParseStatus::need_more;
     if (newline == pos || buf[newline - 1] != '\r') {
@@ -144,8 +143,7 @@ std::string quote_bytes(std::string_view bytes, size_t max_chars) {
         case '\t': piece = "\\t"; break;
         case '"': piece = "\\\""; break;
         case '\\': piece = "\\\\"; break;
-        default:
-            piece = (c >= 0x20 && c < 0x7f) ? std::string(1, char(c)) : fmt::format("\\x{:02x}", c);
+        default: piece = (c >= 0x20 && c < 0x7f) ? std::string(1, char(c)) : fmt::format("\\x{:02x}", c);
         }
         if (quoted.size() - 1 + piece.size() > max_chars) break;
         quoted += piece;
@@ -155,8 +153,7 @@ std::string quote_bytes(std::string_view bytes, size_t max_chars) {
     return quoted;
 }
 
-ParseStatus parse_stats(std::string_view buf, StatsReply& out, size_t& consumed,
-                        std::string& error) {
+ParseStatus parse_stats(std::string_view buf, StatsReply& out, size_t& consumed, std::string& error) {
     size_t pos = consumed;
     while (true) {
         std::string_view line;
@@ -169,15 +166,13 @@ ParseStatus parse_stats(std::string_view buf, StatsReply& out, size_t& consumed,
                 return fail(error, fmt::format("garbage reply: {}", quote_bytes(partial)));
             }
             if (buf.size() >= kMaxStatsReplyBytes) {
-                return fail(error, fmt::format("oversized reply: no END in {} bytes",
-                                               kMaxStatsReplyBytes));
+                return fail(error, fmt::format("oversized reply: no END in {} bytes", kMaxStatsReplyBytes));
             }
             consumed = pos;
             return ParseStatus::need_more;
         }
         if (next > kMaxStatsReplyBytes) {
-            return fail(error,
-                        fmt::format("oversized reply: no END in {} bytes", kMaxStatsReplyBytes));
+            return fail(error, fmt::format("oversized reply: no END in {} bytes", kMaxStatsReplyBytes));
         }
         pos = next;
         if (line == "END") {
@@ -202,14 +197,12 @@ ParseStatus parse_flush_reply(std::string_view buf, size_t& consumed, std::strin
             return fail(error, fmt::format("garbage reply: {}", quote_bytes(buf)));
         }
         if (buf.size() >= kMaxFlushReplyBytes) {
-            return fail(error, fmt::format("oversized reply: no end of line in {} bytes",
-                                           kMaxFlushReplyBytes));
+            return fail(error, fmt::format("oversized reply: no end of line in {} bytes", kMaxFlushReplyBytes));
         }
         return ParseStatus::need_more;
     }
     if (next > kMaxFlushReplyBytes) {
-        return fail(error, fmt::format("oversized reply: no end of line in {} bytes",
-                                       kMaxFlushReplyBytes));
+        return fail(error, fmt::format("oversized reply: no end of line in {} bytes", kMaxFlushReplyBytes));
     }
     if (line == "OK") {
         consumed = next;

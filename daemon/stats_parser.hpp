@@ -48,8 +48,7 @@ enum class ParseStatus { complete, need_more, error, answered_error };
 // the whole reply, END line included (bytes after it are not looked at).
 // On error, `error` says why, e.g. `garbage reply: "HTTP/1.1 400 Bad Request"`,
 // `server error: "SERVER_ERROR out of memory"`, `oversized reply: ...`.
-ParseStatus parse_stats(std::string_view buf, StatsReply& out, size_t& consumed,
-                        std::string& error);
+ParseStatus parse_stats(std::string_view buf, StatsReply& out, size_t& consumed, std::string& error);
 
 // Parses the reply to `flush_all` at the start of `buf`: "OK\r\n". On complete,
 // `consumed` is its length (4); on answered_error, the error line's (a reply

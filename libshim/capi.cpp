@@ -38,8 +38,8 @@ static_assert(MCSHIM_HASH_MURMUR3 == int(state::Hash::murmur3));
 namespace {
 
 constexpr const char* kDefaultStatePath = "/run/mcwatchd/state";
-constexpr uint32_t kDefaultWindowS = 3600;      // mcwatchd.conf(5)'s recently_down_window default
-constexpr uint32_t kDefaultWritebackTtlS = 600; // and writeback_ttl's
+constexpr uint32_t kDefaultWindowS = 3600;       // mcwatchd.conf(5)'s recently_down_window default
+constexpr uint32_t kDefaultWritebackTtlS = 600;  // and writeback_ttl's
 
 bool debug_requested() {
     const char* value = secure_getenv("MCSHIM_DEBUG");
@@ -56,13 +56,12 @@ int install(mcshim_t* shim, std::vector<ServerSpec> servers, uint32_t distributi
         return MCSHIM_E_INVALID;
     }
     if (!hash_available(state::Hash(hash))) {
-        shim->error = std::string("hash ") + hash_name(state::Hash(hash)) +
-                      " is not available in this libhashkit";
+        shim->error = std::string("hash ") + hash_name(state::Hash(hash)) + " is not available in this libhashkit";
         return MCSHIM_E_HASH;
     }
     Topology topology;
-    if (!Topology::build(std::move(servers), state::Distribution(distribution), state::Hash(hash),
-                         topology, shim->error))
+    if (!Topology::build(std::move(servers), state::Distribution(distribution), state::Hash(hash), topology,
+                         shim->error))
         return MCSHIM_E_INVALID;
     shim->router = std::make_unique<Router>(std::move(topology), shim->source);
     shim->error.clear();
@@ -88,9 +87,8 @@ MCSHIM_EXPORT mcshim_t* mcshim_open(const char* state_path) noexcept {
     }
 }
 
-MCSHIM_EXPORT int mcshim_set_servers(mcshim_t* shim, const char* const* addresses,
-                                     const uint32_t* weights, size_t count, int distribution,
-                                     int hash) noexcept {
+MCSHIM_EXPORT int mcshim_set_servers(mcshim_t* shim, const char* const* addresses, const uint32_t* weights,
+                                     size_t count, int distribution, int hash) noexcept {
     if (!shim || (!addresses && count)) return MCSHIM_E_INVALID;
     try {
         std::vector<ServerSpec> servers(count);
@@ -125,8 +123,7 @@ MCSHIM_EXPORT int mcshim_use_state_servers(mcshim_t* shim) noexcept {
             const state::Slot& slot = mapped->map.slots()[i];
             const std::string address(slot.address, strnlen(slot.address, state::kAddressSize));
             if (!parse_server_spec(address, slot.weight, servers[i], shim->error)) {
-                shim->error = shim->source->path() + ": server " + std::to_string(i + 1) + ": " +
-                              shim->error;
+                shim->error = shim->source->path() + ": server " + std::to_string(i + 1) + ": " + shim->error;
                 return MCSHIM_E_NO_STATE;
             }
         }
@@ -147,8 +144,7 @@ MCSHIM_EXPORT const char* mcshim_server_address(const mcshim_t* shim, size_t ind
     return shim->router->topology().server(uint32_t(index)).address.c_str();
 }
 
-MCSHIM_EXPORT int mcshim_route(mcshim_t* shim, const void* key, size_t key_length,
-                               mcshim_route_t* out) noexcept {
+MCSHIM_EXPORT int mcshim_route(mcshim_t* shim, const void* key, size_t key_length, mcshim_route_t* out) noexcept {
     if (!shim || !out || (!key && key_length)) return MCSHIM_E_INVALID;
     if (!shim->router) return MCSHIM_E_NO_SERVERS;
     const Decision d = shim->router->route(key ? static_cast<const char*>(key) : "", key_length);
@@ -170,8 +166,7 @@ MCSHIM_EXPORT int64_t mcshim_clamp_expiration(mcshim_t* shim, int64_t expiration
 
 MCSHIM_EXPORT uint32_t mcshim_writeback_ttl(mcshim_t* shim) noexcept {
     if (shim) {
-        if (const StateSource::Mapped* mapped = shim->source->current())
-            return mapped->map.header().writeback_ttl_s;
+        if (const StateSource::Mapped* mapped = shim->source->current()) return mapped->map.header().writeback_ttl_s;
     }
     return kDefaultWritebackTtlS;
 }
@@ -185,7 +180,7 @@ MCSHIM_EXPORT int mcshim_state_usable(mcshim_t* shim) noexcept {
 MCSHIM_EXPORT const char* mcshim_last_error(mcshim_t* shim) noexcept {
     if (!shim) return "";
     try {
-        shim->message = !shim->error.empty()      ? shim->error
+        shim->message = !shim->error.empty()     ? shim->error
                         : shim->source->usable() ? std::string()
                                                  : shim->source->problem();
     } catch (...) {
@@ -217,6 +212,4 @@ MCSHIM_EXPORT int mcshim_hash_from_name(const char* name) noexcept {
     return name && hash_from_name(name, h) ? int(h) : -1;
 }
 
-MCSHIM_EXPORT void mcshim_close(mcshim_t* shim) noexcept {
-    delete shim;
-}
+MCSHIM_EXPORT void mcshim_close(mcshim_t* shim) noexcept { delete shim; }

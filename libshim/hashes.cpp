@@ -30,8 +30,7 @@ uint32_t adapt(const char* key, size_t length, void*) {
 
 bool hash_available(state::Hash hash) noexcept {
     const auto index = static_cast<uint32_t>(hash);
-    return index < state::kHashCount &&
-           libhashkit_has_algorithm(static_cast<hashkit_hash_algorithm_t>(index));
+    return index < state::kHashCount && libhashkit_has_algorithm(static_cast<hashkit_hash_algorithm_t>(index));
 }
 
 KeyHasher key_hasher(state::Hash hash) noexcept {

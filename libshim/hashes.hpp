@@ -18,9 +18,7 @@ struct KeyHasher {
     HashFn function = nullptr;
     void* context = nullptr;
 
-    uint32_t operator()(const char* key, size_t length) const noexcept {
-        return function(key, length, context);
-    }
+    uint32_t operator()(const char* key, size_t length) const noexcept { return function(key, length, context); }
     explicit operator bool() const noexcept { return function != nullptr; }
 };
 

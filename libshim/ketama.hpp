@@ -26,8 +26,7 @@ struct RingPoint {
 //   points per server, four per md5 digest of the same names (each
 //   digest's little-endian 32-bit words 0..3), whatever the key hash is;
 // - sorted by value, then by server index.
-std::vector<RingPoint> build_ketama_ring(std::span<const ServerSpec> servers, bool weighted,
-                                         const KeyHasher& hasher);
+std::vector<RingPoint> build_ketama_ring(std::span<const ServerSpec> servers, bool weighted, const KeyHasher& hasher);
 
 // libmemcached's dispatch_host: the first point whose value is >= hash,
 // wrapping to the first point past the end. `size` must be > 0.

@@ -7,9 +7,7 @@
 
 namespace mcwatch::route {
 
-StateSource::StateSource(std::string path, bool debug) : path_(std::move(path)), debug_(debug) {
-    refresh(true);
-}
+StateSource::StateSource(std::string path, bool debug) : path_(std::move(path)), debug_(debug) { refresh(true); }
 
 std::string StateSource::problem() const {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -26,8 +24,7 @@ void StateSource::refresh(bool wait) noexcept {
         const uint64_t now = monotonic_ns();
         const Mapped* mapped = current_.load(std::memory_order_relaxed);
         bool changed = false;
-        const bool superseded =
-            mapped && mapped->map.header().superseded.load(std::memory_order_acquire);
+        const bool superseded = mapped && mapped->map.header().superseded.load(std::memory_order_acquire);
         // Two files mapped and the older one's grace not over: no third yet.
         const bool ring_full = leaving_map_ && now < leaving_since_ns_ + kRetireGraceNs;
         if (!mapped || (!ring_full && (superseded || now >= next_stat_ns_))) {
@@ -68,12 +65,10 @@ void StateSource::refresh(bool wait) noexcept {
                 if (silent == UINT64_MAX)
                     std::snprintf(why, sizeof why,
                                   "state file %s: heartbeat %llu ms away from this clock, stale after %u ms",
-                                  path_.c_str(),
-                                  (unsigned long long)state::heartbeat_age_ms(header, unix_ms()),
+                                  path_.c_str(), (unsigned long long)state::heartbeat_age_ms(header, unix_ms()),
                                   header.stale_after_ms);
                 else
-                    std::snprintf(why, sizeof why,
-                                  "state file %s: heartbeat unchanged for %llu ms, stale after %u ms",
+                    std::snprintf(why, sizeof why, "state file %s: heartbeat unchanged for %llu ms, stale after %u ms",
                                   path_.c_str(), (unsigned long long)silent, header.stale_after_ms);
                 problem_ = why;
             }
@@ -118,15 +113,15 @@ std::vector<std::vector<std::string>> server_names(const Topology& topology, boo
     return names;
 }
 
-std::vector<int32_t> match_slots(const std::vector<std::vector<std::string>>& names,
-                                 const state::Header& header, const state::Slot* slots) {
+std::vector<int32_t> match_slots(const std::vector<std::vector<std::string>>& names, const state::Header& header,
+                                 const state::Slot* slots) {
     const uint32_t slot_count = header.slot_count;
     std::vector<std::string> configured(slot_count), resolved(slot_count);
     for (uint32_t s = 0; s < slot_count; ++s) {
-        configured[s] = canonical_address(
-            std::string_view(slots[s].address, strnlen(slots[s].address, state::kAddressSize)));
-        resolved[s] = canonical_address(
-            std::string_view(slots[s].resolved, strnlen(slots[s].resolved, state::kResolvedSize)));
+        configured[s] =
+            canonical_address(std::string_view(slots[s].address, strnlen(slots[s].address, state::kAddressSize)));
+        resolved[s] =
+            canonical_address(std::string_view(slots[s].resolved, strnlen(slots[s].resolved, state::kResolvedSize)));
     }
     std::vector<int32_t> slot_of(names.size(), -1);
     for (size_t i = 0; i < names.size(); ++i) {
@@ -150,8 +145,8 @@ uint8_t status_bits(uint32_t state_value, uint32_t flags) noexcept {
     return (flags & state::kFlagRecentlyDown) ? kStatusRecent : 0;
 }
 
-bool read_status(const state::Header& header, const state::Slot* slots, const int32_t* slot_of,
-                 uint32_t count, uint8_t* out) noexcept {
+bool read_status(const state::Header& header, const state::Slot* slots, const int32_t* slot_of, uint32_t count,
+                 uint8_t* out) noexcept {
     for (unsigned attempt = 0; attempt < state::kReadTries; ++attempt) {
         const uint64_t before = header.seq.load(std::memory_order_acquire);
         if (before & 1) {
@@ -164,8 +159,8 @@ bool read_status(const state::Header& header, const state::Slot* slots, const in
                 continue;
             }
             const state::Slot& slot = slots[slot_of[i]];
-            out[i] = status_bits(slot.state.load(std::memory_order_relaxed),
-                                 slot.flags.load(std::memory_order_relaxed));
+            out[i] =
+                status_bits(slot.state.load(std::memory_order_relaxed), slot.flags.load(std::memory_order_relaxed));
         }
         std::atomic_thread_fence(std::memory_order_acquire);
         if (header.seq.load(std::memory_order_relaxed) == before) return true;

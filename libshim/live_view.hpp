@@ -39,7 +39,7 @@ class StateSource {
 public:
     struct Mapped {
         state::StateMap map;
-        uint64_t serial = 0;  // distinct per mapping, never 0
+        uint64_t serial = 0;              // distinct per mapping, never 0
         state::HeartbeatWatch heartbeat;  // refreshers only, under their mutex
     };
 
@@ -105,8 +105,8 @@ private:
 // slot's resolved address, or its configured one if numeric, against the
 // server's numeric forms). -1 for a server the file does not list.
 // `names[i]` are server i's canonical address then its numeric forms.
-std::vector<int32_t> match_slots(const std::vector<std::vector<std::string>>& names,
-                                 const state::Header& header, const state::Slot* slots);
+std::vector<int32_t> match_slots(const std::vector<std::vector<std::string>>& names, const state::Header& header,
+                                 const state::Slot* slots);
 
 // server i's names for match_slots; `resolve` allows getaddrinfo.
 std::vector<std::vector<std::string>> server_names(const Topology& topology, bool resolve);
@@ -117,7 +117,7 @@ uint8_t status_bits(uint32_t state, uint32_t flags) noexcept;
 // The kStatus* bits of the slots in `slot_of` (kStatusUnpublished for -1) into `out`, as
 // of one instant, by the seqlock protocol of seqlock.hpp but reading only
 // state and flags. False if no consistent copy could be made now.
-bool read_status(const state::Header& header, const state::Slot* slots, const int32_t* slot_of,
-                 uint32_t count, uint8_t* out) noexcept;
+bool read_status(const state::Header& header, const state::Slot* slots, const int32_t* slot_of, uint32_t count,
+                 uint8_t* out) noexcept;
 
 }  // namespace mcwatch::route

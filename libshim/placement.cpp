@@ -4,8 +4,8 @@
 
 namespace mcwatch::route {
 
-bool Topology::build(std::vector<ServerSpec> servers, state::Distribution distribution,
-                     state::Hash hash, Topology& out, std::string& error) {
+bool Topology::build(std::vector<ServerSpec> servers, state::Distribution distribution, state::Hash hash, Topology& out,
+                     std::string& error) {
     if (servers.empty()) {
         error = "no servers";
         return false;
@@ -34,9 +34,8 @@ bool Topology::build(std::vector<ServerSpec> servers, state::Distribution distri
     topology.hash_ = hash;
     topology.hasher_ = hasher;
     if (distribution != state::Distribution::modula)
-        topology.ring_ = build_ketama_ring(topology.servers_,
-                                           distribution == state::Distribution::ketama_weighted,
-                                           hasher);
+        topology.ring_ =
+            build_ketama_ring(topology.servers_, distribution == state::Distribution::ketama_weighted, hasher);
     out = std::move(topology);
     return true;
 }

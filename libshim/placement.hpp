@@ -103,8 +103,8 @@ int32_t lowest_allowed(uint32_t count, Avoided avoided) noexcept {
 }
 
 template <class Avoided>
-int32_t modula_substitute(const PlacementView& view, const char* key, size_t length,
-                          uint32_t native, Avoided avoided) noexcept {
+int32_t modula_substitute(const PlacementView& view, const char* key, size_t length, uint32_t native,
+                          Avoided avoided) noexcept {
     const uint32_t count = view.server_count;
     uint32_t last = native;
     if (length <= kMaxSaltedKey) {
@@ -141,8 +141,7 @@ template <class Avoided>
 int32_t substitute(const PlacementView& view, const char* key, size_t length, NativePlace place,
                    Avoided avoided) noexcept {
     if (view.server_count <= 1) return avoided(0) ? -1 : 0;
-    if (view.consistent && view.ring_size > 0)
-        return ketama_substitute(view, place.position, avoided);
+    if (view.consistent && view.ring_size > 0) return ketama_substitute(view, place.position, avoided);
     return modula_substitute(view, key, length, place.server, avoided);
 }
 
@@ -161,19 +160,17 @@ Decision decide(const PlacementView& view, const char* key, size_t length, Statu
     const NativePlace place = place_key(view, key, length);
     d.native = d.target = int32_t(place.server);
     const uint8_t native_status = status(place.server);
-    if ((native_status & (kStatusNoStandIn | kStatusRecent)) == 0 || (native_status & kStatusUnpublished))
-        return d;
+    if ((native_status & (kStatusNoStandIn | kStatusRecent)) == 0 || (native_status & kStatusUnpublished)) return d;
     if (native_status & kStatusAvoid) {
-        d.target = substitute(view, key, length, place,
-                              [&](uint32_t i) { return (status(i) & kStatusNoStandIn) != 0; });
+        d.target =
+            substitute(view, key, length, place, [&](uint32_t i) { return (status(i) & kStatusNoStandIn) != 0; });
         d.flags = d.target < 0 ? kRouteAllDead : kRouteSubstitute;
         if (native_status & kStatusDraining) d.flags |= kRouteDraining;
         return d;
     }
     d.flags = kRouteRecentlyDown;
-    d.fallback = substitute(view, key, length, place, [&](uint32_t i) {
-        return i == place.server || (status(i) & kStatusNoStandIn) != 0;
-    });
+    d.fallback = substitute(view, key, length, place,
+                            [&](uint32_t i) { return i == place.server || (status(i) & kStatusNoStandIn) != 0; });
     return d;
 }
 
@@ -182,8 +179,8 @@ class Topology {
 public:
     // False (and `error`, a sentence) for an empty list, more than
     // kMaxServers, or a hash this libhashkit lacks.
-    static bool build(std::vector<ServerSpec> servers, state::Distribution distribution,
-                      state::Hash hash, Topology& out, std::string& error);
+    static bool build(std::vector<ServerSpec> servers, state::Distribution distribution, state::Hash hash,
+                      Topology& out, std::string& error);
 
     uint32_t size() const noexcept { return uint32_t(servers_.size()); }
     const ServerSpec& server(uint32_t index) const noexcept { return servers_[index]; }
@@ -195,9 +192,7 @@ public:
     // Borrows this topology: valid while it lives and is not moved.
     PlacementView view() const noexcept;
     // libmemcached's choice for `key`: memcached_generate_hash.
-    uint32_t native(const char* key, size_t length) const noexcept {
-        return place_key(view(), key, length).server;
-    }
+    uint32_t native(const char* key, size_t length) const noexcept { return place_key(view(), key, length).server; }
 
 private:
     std::vector<ServerSpec> servers_;

@@ -16,19 +16,13 @@ constexpr uint64_t kTornRetryNs = 10'000'000;
 // often (from whichever client call comes first).
 constexpr uint64_t kLookupPollNs = 100'000'000;
 
-bool is_name(const ServerSpec& server) {
-    return !server.is_unix && numeric_addresses(server, false).empty();
-}
+bool is_name(const ServerSpec& server) { return !server.is_unix && numeric_addresses(server, false).empty(); }
 
 }  // namespace
 
 Router::Router(Topology topology, std::shared_ptr<StateSource> source, NameResolution resolution)
-    : topology_(std::move(topology)),
-      view_(topology_.view()),
-      source_(std::move(source)),
-      resolution_(resolution),
-      names_(server_names(topology_, resolution == NameResolution::now)),
-      slot_of_(topology_.size(), -1),
+    : topology_(std::move(topology)), view_(topology_.view()), source_(std::move(source)), resolution_(resolution),
+      names_(server_names(topology_, resolution == NameResolution::now)), slot_of_(topology_.size(), -1),
       scratch_(topology_.size(), 0) {
     for (Snapshot& copy : copies_) {
         copy.status.reset(new std::atomic<uint8_t>[topology_.size()]);
@@ -66,8 +60,7 @@ void Router::refresh(uint64_t now) noexcept {
             if (resolution_ == NameResolution::background && !lookup_) start_lookup();
         }
         lookup_pending = lookup_ && !lookup_merged_;
-        if (!read_status(mapped->map.header(), mapped->map.slots(), slot_of_.data(), count,
-                         scratch_.data())) {
+        if (!read_status(mapped->map.header(), mapped->map.slots(), slot_of_.data(), count, scratch_.data())) {
             retry_later(epoch, now);
             return;
         }
@@ -171,8 +164,7 @@ Decision Router::route_with(const PlacementView& view, const char* key, size_t l
     if (!source_ || view.server_count != topology_.size()) return native_only(view, key, length);
     const uint64_t now = coarse_monotonic_ns();
     const uint64_t epoch = source_->poll(now);
-    if (epoch != seen_epoch_.load(std::memory_order_relaxed) ||
-        now >= retry_at_ns_.load(std::memory_order_relaxed))
+    if (epoch != seen_epoch_.load(std::memory_order_relaxed) || now >= retry_at_ns_.load(std::memory_order_relaxed))
         refresh(now);
     // A retry needs the writer to move the latch during this very read; 64
     // in a row would take 32 publications, each a generation change.

@@ -42,8 +42,7 @@ enum class NameResolution {
 class Router {
 public:
     // `source` may be null: every decision is then native, flagged stale.
-    Router(Topology topology, std::shared_ptr<StateSource> source,
-           NameResolution resolution = NameResolution::now);
+    Router(Topology topology, std::shared_ptr<StateSource> source, NameResolution resolution = NameResolution::now);
     Router(const Router&) = delete;
     Router& operator=(const Router&) = delete;
 
@@ -91,7 +90,7 @@ private:
     std::vector<std::vector<std::string>> names_;
     std::shared_ptr<Lookup> lookup_;  // started at most once
     bool lookup_merged_ = false;
-    uint64_t map_serial_ = 0;   // the mapping slot_of_ belongs to
+    uint64_t map_serial_ = 0;  // the mapping slot_of_ belongs to
     std::vector<int32_t> slot_of_;
     std::vector<uint8_t> scratch_;
 

@@ -80,9 +80,8 @@ inline constexpr unsigned kReadTries = 64;
 
 // Copies the dynamic part of `count` slots into `out` as of one instant.
 // `generation_out` gets the generation of that instant.
-inline bool read_consistent(const Header& header, const Slot* slots, uint32_t count,
-                            ServerDynamic* out, uint64_t* generation_out,
-                            unsigned tries = kReadTries) noexcept {
+inline bool read_consistent(const Header& header, const Slot* slots, uint32_t count, ServerDynamic* out,
+                            uint64_t* generation_out, unsigned tries = kReadTries) noexcept {
     for (unsigned attempt = 0; attempt < tries; ++attempt) {
         const uint64_t before = header.seq.load(std::memory_order_acquire);
         if (before & 1) {

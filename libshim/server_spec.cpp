@@ -16,8 +16,7 @@ namespace {
 bool parse_port(std::string_view text, uint16_t& port) {
     unsigned value = 0;
     const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-    if (ec != std::errc() || end != text.data() + text.size() || value == 0 || value > 65535)
-        return false;
+    if (ec != std::errc() || end != text.data() + text.size() || value == 0 || value > 65535) return false;
     port = static_cast<uint16_t>(value);
     return true;
 }
@@ -44,12 +43,9 @@ std::string join(const std::string& host, bool is_v6, uint16_t port) {
 
 }  // namespace
 
-bool parse_server_spec(std::string_view text, uint32_t weight, ServerSpec& out,
-                       std::string& error) {
-    while (!text.empty() && std::isspace(static_cast<unsigned char>(text.front())))
-        text.remove_prefix(1);
-    while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back())))
-        text.remove_suffix(1);
+bool parse_server_spec(std::string_view text, uint32_t weight, ServerSpec& out, std::string& error) {
+    while (!text.empty() && std::isspace(static_cast<unsigned char>(text.front()))) text.remove_prefix(1);
+    while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) text.remove_suffix(1);
     ServerSpec server;
     server.address = std::string(text);
     server.weight = weight ? weight : 1;

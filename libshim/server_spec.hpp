@@ -23,8 +23,7 @@ struct ServerSpec {
 // Accepts "host", "host:port", "[v6]", "[v6]:port", a bare IPv6 address
 // ("::1", default port), "unix:/path" and "/path". The port defaults to 11211.
 // On failure returns false and sets `error` to a sentence without a prefix.
-bool parse_server_spec(std::string_view text, uint32_t weight, ServerSpec& out,
-                       std::string& error);
+bool parse_server_spec(std::string_view text, uint32_t weight, ServerSpec& out, std::string& error);
 
 // The form two spellings of one address share: a numeric address as
 // "1.2.3.4:11211" or "[::1]:11211" (inet_ntop's spelling), a name as

@@ -48,7 +48,7 @@ enum class Hash : uint32_t {
 inline constexpr uint32_t kHashCount = 11;
 
 // Slot::flags bits.
-inline constexpr uint32_t kFlagRecentlyDown = 1u << 0;  // live, within recently_down_window
+inline constexpr uint32_t kFlagRecentlyDown = 1u << 0;      // live, within recently_down_window
 inline constexpr uint32_t kFlagOperatorOverride = 1u << 1;  // state set by mcctl, not probes
 // With kFlagOperatorOverride: the override is a drain (published draining, or
 // dead while the drained server does not answer), not `mcctl down`. For
@@ -69,10 +69,10 @@ struct Header {
     // --- static
     char magic[8];
     uint32_t format_version;
-    uint32_t header_size;  // sizeof(Header)
-    uint32_t slot_size;    // sizeof(Slot)
-    uint32_t slot_count;   // servers in this file, config order
-    uint64_t file_size;    // header_size + slot_count * slot_size
+    uint32_t header_size;     // sizeof(Header)
+    uint32_t slot_size;       // sizeof(Slot)
+    uint32_t slot_count;      // servers in this file, config order
+    uint64_t file_size;       // header_size + slot_count * slot_size
     uint64_t servers_digest;  // fnv1a64 over distribution, hash, each slot's address and weight
     uint64_t static_digest;   // fnv1a64 over all static bytes, this field taken as 0
     uint32_t distribution;    // Distribution, from [routing]
@@ -110,27 +110,27 @@ struct Header {
 // The dynamic facts of one server, in one list so that the shared-memory
 // struct (atomics), the plain copy readers work on and the load/store code
 // between them can never disagree. X(type, name).
-#define MCWATCH_SLOT_DYNAMIC_FIELDS(X)        \
-    X(uint32_t, state)                        \
-    X(uint32_t, flags)                        \
-    X(int64_t, since_unix_ms)                 \
-    X(int64_t, recently_down_until_unix_ms)   \
-    X(int64_t, last_probe_unix_ms)            \
-    X(uint64_t, rtt_us)                       \
-    X(uint64_t, uptime_s)                     \
-    X(uint64_t, pid)                          \
-    X(uint64_t, curr_items)                   \
-    X(uint64_t, curr_connections)             \
-    X(uint64_t, get_hits)                     \
-    X(uint64_t, get_misses)                   \
-    X(uint64_t, evictions)                    \
-    X(uint64_t, restarts)                     \
-    X(int64_t, last_restart_unix_ms)          \
-    X(uint64_t, probes_ok)                    \
-    X(uint64_t, probes_failed)                \
-    X(uint64_t, transitions)                  \
-    X(uint64_t, flushes)                      \
-    X(uint32_t, consecutive_failures)         \
+#define MCWATCH_SLOT_DYNAMIC_FIELDS(X)      \
+    X(uint32_t, state)                      \
+    X(uint32_t, flags)                      \
+    X(int64_t, since_unix_ms)               \
+    X(int64_t, recently_down_until_unix_ms) \
+    X(int64_t, last_probe_unix_ms)          \
+    X(uint64_t, rtt_us)                     \
+    X(uint64_t, uptime_s)                   \
+    X(uint64_t, pid)                        \
+    X(uint64_t, curr_items)                 \
+    X(uint64_t, curr_connections)           \
+    X(uint64_t, get_hits)                   \
+    X(uint64_t, get_misses)                 \
+    X(uint64_t, evictions)                  \
+    X(uint64_t, restarts)                   \
+    X(int64_t, last_restart_unix_ms)        \
+    X(uint64_t, probes_ok)                  \
+    X(uint64_t, probes_failed)              \
+    X(uint64_t, transitions)                \
+    X(uint64_t, flushes)                    \
+    X(uint32_t, consecutive_failures)       \
     X(uint32_t, consecutive_successes)
 
 // Plain values, as a reader sees them after a consistent copy. Times are unix
@@ -194,9 +194,7 @@ static_assert(offsetof(Slot, error_words) == 440, "bump kFormatVersion");
 inline constexpr size_t kHeaderStaticSize = offsetof(Header, seq);
 inline constexpr size_t kSlotStaticSize = offsetof(Slot, state);
 
-constexpr uint64_t file_size_for(uint32_t slot_count) {
-    return sizeof(Header) + uint64_t{slot_count} * sizeof(Slot);
-}
+constexpr uint64_t file_size_for(uint32_t slot_count) { return sizeof(Header) + uint64_t{slot_count} * sizeof(Slot); }
 
 // FNV-1a 64: the digests above. Not a security measure, a garbage detector.
 inline constexpr uint64_t kFnvOffset = 14695981039346656037ull;

@@ -72,7 +72,7 @@ std::string untrusted_because(const struct stat& file, const char* path) {
     }
     const uid_t me = geteuid();
     const std::string directory = parent_of(path);
-    struct stat dir{};
+    struct stat dir {};
     if (::stat(directory.c_str(), &dir) != 0) return "cannot stat its directory " + directory;
     const bool others_write = dir.st_mode & (S_IWGRP | S_IWOTH);
     if ((dir.st_uid != 0 && dir.st_uid != me && dir.st_uid != file.st_uid) ||
@@ -85,9 +85,9 @@ std::string untrusted_because(const struct stat& file, const char* path) {
     }
     if (file.st_uid == 0 || file.st_uid == me) return "";
     const std::string above = parent_of(directory == "." ? std::string("..") : directory);
-    struct stat parent{};
-    if (dir.st_uid == file.st_uid && !others_write && ::stat(above.c_str(), &parent) == 0 &&
-        parent.st_uid == 0 && !(parent.st_mode & (S_IWGRP | S_IWOTH)))
+    struct stat parent {};
+    if (dir.st_uid == file.st_uid && !others_write && ::stat(above.c_str(), &parent) == 0 && parent.st_uid == 0 &&
+        !(parent.st_mode & (S_IWGRP | S_IWOTH)))
         return "";
     std::snprintf(why, sizeof why,
                   "owned by uid %u, in a directory root did not give that user: only root or the daemon's "
@@ -105,17 +105,14 @@ MapStatus StateMap::open(const char* path, char* why, size_t why_size) noexcept 
     if (fd < 0) {
         const int err = errno;
         if (err == ENOENT) return fail(MapStatus::missing, why, why_size, path, "does not exist");
-        if (err == ELOOP)
-            return fail(MapStatus::not_regular_file, why, why_size, path,
-                        "is a symbolic link (refused)");
+        if (err == ELOOP) return fail(MapStatus::not_regular_file, why, why_size, path, "is a symbolic link (refused)");
         if (why && why_size) std::snprintf(why, why_size, "state file %s: %s", path, strerror(err));
         return MapStatus::io_error;
     }
     FdCloser closer{fd};
-    struct stat st{};
+    struct stat st {};
     if (fstat(fd, &st) != 0) return fail(MapStatus::io_error, why, why_size, path, "cannot stat");
-    if (!S_ISREG(st.st_mode))
-        return fail(MapStatus::not_regular_file, why, why_size, path, "is not a regular file");
+    if (!S_ISREG(st.st_mode)) return fail(MapStatus::not_regular_file, why, why_size, path, "is not a regular file");
     try {
         if (const std::string untrusted = untrusted_because(st, path); !untrusted.empty()) {
             if (why && why_size) std::snprintf(why, why_size, "state file %s: %s", path, untrusted.c_str());
@@ -126,8 +123,8 @@ MapStatus StateMap::open(const char* path, char* why, size_t why_size) noexcept 
     }
     const auto size = static_cast<unsigned long long>(st.st_size);
     if (size < sizeof(Header))
-        return fail(MapStatus::too_small, why, why_size, path,
-                    "%llu bytes, shorter than its %llu-byte header", size, sizeof(Header));
+        return fail(MapStatus::too_small, why, why_size, path, "%llu bytes, shorter than its %llu-byte header", size,
+                    sizeof(Header));
 
     bip::mapped_region region;
     try {
@@ -141,27 +138,23 @@ MapStatus StateMap::open(const char* path, char* why, size_t why_size) noexcept 
     if (std::memcmp(header->magic, kMagic, sizeof kMagic) != 0)
         return fail(MapStatus::bad_magic, why, why_size, path, "bad magic: not an mcwatch state file");
     if (header->format_version != kFormatVersion)
-        return fail(MapStatus::bad_version, why, why_size, path,
-                    "format version %llu, this reader knows version %llu",
+        return fail(MapStatus::bad_version, why, why_size, path, "format version %llu, this reader knows version %llu",
                     header->format_version, kFormatVersion);
     if (header->header_size != sizeof(Header) || header->slot_size != sizeof(Slot))
         return fail(MapStatus::bad_layout, why, why_size, path,
-                    "header size %llu and slot size %llu differ from this reader's 256 and 640",
-                    header->header_size, header->slot_size);
+                    "header size %llu and slot size %llu differ from this reader's 256 and 640", header->header_size,
+                    header->slot_size);
     if (header->slot_count > kMaxServers)
-        return fail(MapStatus::bad_layout, why, why_size, path, "%llu servers, more than %llu",
-                    header->slot_count, kMaxServers);
+        return fail(MapStatus::bad_layout, why, why_size, path, "%llu servers, more than %llu", header->slot_count,
+                    kMaxServers);
     if (header->file_size != file_size_for(header->slot_count))
-        return fail(MapStatus::bad_layout, why, why_size, path,
-                    "header says %llu bytes for %llu servers", header->file_size,
-                    header->slot_count);
+        return fail(MapStatus::bad_layout, why, why_size, path, "header says %llu bytes for %llu servers",
+                    header->file_size, header->slot_count);
     if (size < header->file_size)
-        return fail(MapStatus::too_small, why, why_size, path, "%llu bytes, header says %llu", size,
-                    header->file_size);
+        return fail(MapStatus::too_small, why, why_size, path, "%llu bytes, header says %llu", size, header->file_size);
     const auto* slots = reinterpret_cast<const Slot*>(header + 1);
     if (compute_static_digest(*header, slots, header->slot_count) != header->static_digest)
-        return fail(MapStatus::bad_digest, why, why_size, path,
-                    "static digest mismatch: corrupt or not fully written");
+        return fail(MapStatus::bad_digest, why, why_size, path, "static digest mismatch: corrupt or not fully written");
 
     region_.swap(region);
     header_ = header;
@@ -181,7 +174,7 @@ void StateMap::close() noexcept {
 bool StateMap::replaced(const char* path) const noexcept {
     if (!header_) return true;
     if (header_->superseded.load(std::memory_order_acquire)) return true;
-    struct stat st{};
+    struct stat st {};
     if (::lstat(path, &st) != 0) return false;  // gone: keep what we have, it goes stale
     return st.st_dev != device_ || st.st_ino != inode_;
 }

@@ -77,12 +77,13 @@ typedef struct mcshim mcshim_t;
 #define MCSHIM_E_NOMEM (-6)
 
 /* mcshim_route_t.flags */
-#define MCSHIM_ROUTE_SUBSTITUTE 0x01u    /* native is dead or draining: target is its substitute */
-#define MCSHIM_ROUTE_RECENTLY_DOWN 0x02u /* native came back within recently_down_window:
+#define MCSHIM_ROUTE_SUBSTITUTE 0x01u /* native is dead or draining: target is its substitute */
+#define MCSHIM_ROUTE_RECENTLY_DOWN \
+    0x02u                           /* native came back within recently_down_window:
                                             on a miss there, try fallback (mcshim(3)) */
-#define MCSHIM_ROUTE_ALL_DEAD 0x04u      /* no server may take the key (MCSHIM_E_ALL_DEAD) */
-#define MCSHIM_ROUTE_STALE 0x08u         /* no usable state file: native placement */
-#define MCSHIM_ROUTE_DRAINING 0x10u      /* native is draining: on a miss at target, look there */
+#define MCSHIM_ROUTE_ALL_DEAD 0x04u /* no server may take the key (MCSHIM_E_ALL_DEAD) */
+#define MCSHIM_ROUTE_STALE 0x08u    /* no usable state file: native placement */
+#define MCSHIM_ROUTE_DRAINING 0x10u /* native is draining: on a miss at target, look there */
 
 typedef struct mcshim_route {
     int32_t native;   /* libmemcached's server for the key; -1 when all dead */
@@ -97,7 +98,7 @@ typedef struct mcshim_route {
  * then native and the file is looked at again about once a second. With
  * MCSHIM_DEBUG set, changes of usability are reported on stderr, prefixed
  * "mcshim:". Returns NULL only when out of memory. */
-MCSHIM_API mcshim_t *mcshim_open(const char *state_path) MCSHIM_NOEXCEPT;
+MCSHIM_API mcshim_t* mcshim_open(const char* state_path) MCSHIM_NOEXCEPT;
 
 /* Declares the caller's server list, in the client's order: "host:port",
  * "host" (port 11211), "[v6]:port", "unix:/path" or "/path", spelled as the
@@ -107,54 +108,51 @@ MCSHIM_API mcshim_t *mcshim_open(const char *state_path) MCSHIM_NOEXCEPT;
  * agree (host names are resolved here, with getaddrinfo, which may block on
  * DNS). A server the file does not list takes its own keys and never another
  * server's: nothing says it is alive. */
-MCSHIM_API int mcshim_set_servers(mcshim_t *shim, const char *const *addresses,
-                                  const uint32_t *weights, size_t count, int distribution,
-                                  int hash) MCSHIM_NOEXCEPT;
+MCSHIM_API int mcshim_set_servers(mcshim_t* shim, const char* const* addresses, const uint32_t* weights, size_t count,
+                                  int distribution, int hash) MCSHIM_NOEXCEPT;
 
 /* Takes the server list, distribution and hash mcwatchd was configured with
  * ([servers], [routing]), as recorded in the state file. */
-MCSHIM_API int mcshim_use_state_servers(mcshim_t *shim) MCSHIM_NOEXCEPT;
+MCSHIM_API int mcshim_use_state_servers(mcshim_t* shim) MCSHIM_NOEXCEPT;
 
-MCSHIM_API size_t mcshim_server_count(const mcshim_t *shim) MCSHIM_NOEXCEPT;
+MCSHIM_API size_t mcshim_server_count(const mcshim_t* shim) MCSHIM_NOEXCEPT;
 /* Server `index`'s address as declared; NULL if out of range. Valid until
  * the list is declared again or the handle closed. */
-MCSHIM_API const char *mcshim_server_address(const mcshim_t *shim,
-                                             size_t index) MCSHIM_NOEXCEPT;
+MCSHIM_API const char* mcshim_server_address(const mcshim_t* shim, size_t index) MCSHIM_NOEXCEPT;
 
 /* Routes one key. MCSHIM_OK, or MCSHIM_E_ALL_DEAD (out->flags has
  * MCSHIM_ROUTE_ALL_DEAD, native and target are -1; nothing was hashed),
  * MCSHIM_E_NO_SERVERS, MCSHIM_E_INVALID. */
-MCSHIM_API int mcshim_route(mcshim_t *shim, const void *key, size_t key_length,
-                            mcshim_route_t *out) MCSHIM_NOEXCEPT;
+MCSHIM_API int mcshim_route(mcshim_t* shim, const void* key, size_t key_length, mcshim_route_t* out) MCSHIM_NOEXCEPT;
 
 /* The expiration to use for a write sent to a substitute (flags SUBSTITUTE):
  * capped at recently_down_window from now, in memcached's terms (0 = never,
  * up to 30 days = relative seconds, more = absolute unix time, negative =
  * already expired). The window is the state file's, or one hour without one. */
-MCSHIM_API int64_t mcshim_clamp_expiration(mcshim_t *shim, int64_t expiration) MCSHIM_NOEXCEPT;
+MCSHIM_API int64_t mcshim_clamp_expiration(mcshim_t* shim, int64_t expiration) MCSHIM_NOEXCEPT;
 
 /* Expiration for writing a value found at the fallback back to the native
  * server (with add): writeback_ttl from the state file, 600 without one. */
-MCSHIM_API uint32_t mcshim_writeback_ttl(mcshim_t *shim) MCSHIM_NOEXCEPT;
+MCSHIM_API uint32_t mcshim_writeback_ttl(mcshim_t* shim) MCSHIM_NOEXCEPT;
 
 /* 1 when the state file is mapped, valid and fresh; 0 otherwise. */
-MCSHIM_API int mcshim_state_usable(mcshim_t *shim) MCSHIM_NOEXCEPT;
+MCSHIM_API int mcshim_state_usable(mcshim_t* shim) MCSHIM_NOEXCEPT;
 
 /* A sentence about the last failed declaration on this handle, or why the
  * state file is not usable; "" if nothing to say. Valid until the next call
  * on the handle. */
-MCSHIM_API const char *mcshim_last_error(mcshim_t *shim) MCSHIM_NOEXCEPT;
+MCSHIM_API const char* mcshim_last_error(mcshim_t* shim) MCSHIM_NOEXCEPT;
 
-MCSHIM_API const char *mcshim_strerror(int code) MCSHIM_NOEXCEPT;
+MCSHIM_API const char* mcshim_strerror(int code) MCSHIM_NOEXCEPT;
 
 /* Names as in mcwatchd's config: "modula", "ketama", "ketama_weighted";
  * "one_at_a_time" (or "default"), "md5", "crc", "fnv1_64", "fnv1a_64",
  * "fnv1_32", "fnv1a_32", "hsieh", "murmur", "jenkins", "murmur3".
  * -1 for an unknown name. */
-MCSHIM_API int mcshim_distribution_from_name(const char *name) MCSHIM_NOEXCEPT;
-MCSHIM_API int mcshim_hash_from_name(const char *name) MCSHIM_NOEXCEPT;
+MCSHIM_API int mcshim_distribution_from_name(const char* name) MCSHIM_NOEXCEPT;
+MCSHIM_API int mcshim_hash_from_name(const char* name) MCSHIM_NOEXCEPT;
 
-MCSHIM_API void mcshim_close(mcshim_t *shim) MCSHIM_NOEXCEPT;
+MCSHIM_API void mcshim_close(mcshim_t* shim) MCSHIM_NOEXCEPT;
 
 #ifdef __cplusplus
 }

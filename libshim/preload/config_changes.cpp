@@ -16,8 +16,10 @@ template <class Call>
 auto then_invalidate(Call call) -> decltype(call(*real())) {
     const Real* r = real();
     if (!r) {
-        if constexpr (std::is_void_v<decltype(call(*r))>) return;
-        else return MEMCACHED_FAILURE;
+        if constexpr (std::is_void_v<decltype(call(*r))>)
+            return;
+        else
+            return MEMCACHED_FAILURE;
     }
     if constexpr (std::is_void_v<decltype(call(*r))>) {
         call(*r);
@@ -53,8 +55,8 @@ MCSHIM_EXPORT memcached_return_t memcached_server_add_unix_socket(memcached_st* 
     return then_invalidate([&](const Real& r) { return r.server_add_unix_socket(memc, filename); });
 }
 
-MCSHIM_EXPORT memcached_return_t memcached_server_add_unix_socket_with_weight(memcached_st* memc,
-                                                                              const char* filename, uint32_t weight) {
+MCSHIM_EXPORT memcached_return_t memcached_server_add_unix_socket_with_weight(memcached_st* memc, const char* filename,
+                                                                              uint32_t weight) {
     return then_invalidate([&](const Real& r) { return r.server_add_unix_socket_with_weight(memc, filename, weight); });
 }
 

@@ -72,9 +72,11 @@ void describe_handle(const memcached_st* memc, const HandleRouting& routing) noe
             const state::Header& header = mapped->map.header();
             const char* file_distribution = distribution_name(state::Distribution(header.distribution));
             const char* file_hash = hash_name(state::Hash(header.hash));
-            const bool same = std::string_view(file_distribution) == distribution && std::string_view(file_hash) == hash;
-            file_routing = std::string("state file [routing] distribution=") + file_distribution + " hash=" +
-                           file_hash + (same ? " (the same)" : " (differs: mcctl route does not answer for this handle)");
+            const bool same =
+                std::string_view(file_distribution) == distribution && std::string_view(file_hash) == hash;
+            file_routing = std::string("state file [routing] distribution=") + file_distribution +
+                           " hash=" + file_hash +
+                           (same ? " (the same)" : " (differs: mcctl route does not answer for this handle)");
         }
         std::string unpublished;
         if (usable)
@@ -88,9 +90,10 @@ void describe_handle(const memcached_st* memc, const HandleRouting& routing) noe
             return;
         debug_line("handle %p: %s", static_cast<const void*>(memc), summary.c_str());
         if (!unpublished.empty())
-            debug_line("handle %p: not published by mcwatchd (state file %s): %s: their own keys go to them as "
-                       "libmemcached places them; they never take another server's keys",
-                       static_cast<const void*>(memc), source->path().c_str(), unpublished.c_str());
+            debug_line(
+                "handle %p: not published by mcwatchd (state file %s): %s: their own keys go to them as "
+                "libmemcached places them; they never take another server's keys",
+                static_cast<const void*>(memc), source->path().c_str(), unpublished.c_str());
     } catch (...) {
         // Out of memory: the account is not worth failing an operation for.
     }

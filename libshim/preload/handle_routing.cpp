@@ -48,8 +48,10 @@ bool debug_requested() {
 bool lock_registry() noexcept {
     for (int attempt = 0; attempt < 2000; ++attempt) {
         if (!registry_lock.test_and_set(std::memory_order_acquire)) return true;
-        if (attempt > 50) sched_yield();
-        else state::cpu_relax();
+        if (attempt > 50)
+            sched_yield();
+        else
+            state::cpu_relax();
     }
     return false;
 }
@@ -74,18 +76,16 @@ std::shared_ptr<route::Router> router_for(std::vector<route::ServerSpec> servers
     if (auto it = r->routers.find(key); it != r->routers.end()) return it->second;
     if (!r->source) {
         const char* path = secure_getenv("MCSHIM_STATE");
-        r->source = std::make_shared<route::StateSource>(path && *path ? path : kDefaultStatePath,
-                                                        debug_requested());
+        r->source = std::make_shared<route::StateSource>(path && *path ? path : kDefaultStatePath, debug_requested());
     }
     // The router's own placement is never used (the handle's continuum is):
     // modula builds no ring.
     route::Topology topology;
     std::string error;
-    if (!route::Topology::build(std::move(servers), state::Distribution::modula, state::Hash::one_at_a_time,
-                                topology, error))
+    if (!route::Topology::build(std::move(servers), state::Distribution::modula, state::Hash::one_at_a_time, topology,
+                                error))
         return nullptr;
-    auto router = std::make_shared<route::Router>(std::move(topology), r->source,
-                                                  route::NameResolution::background);
+    auto router = std::make_shared<route::Router>(std::move(topology), r->source, route::NameResolution::background);
     r->routers.emplace(key, router);
     return router;
 }
@@ -122,7 +122,7 @@ std::shared_ptr<HandleRouting> build(const memcached_st* memc, const Real& real)
         if (!name) return nullptr;
         const bool is_unix = std::strcmp(real.server_type(instance), "SOCKET") == 0;
         const std::string port = std::to_string(real.server_port(instance));
-        std::string text = is_unix                            ? std::string(name)
+        std::string text = is_unix                             ? std::string(name)
                            : std::strchr(name, ':') != nullptr ? "[" + std::string(name) + "]:" + port
                                                                : std::string(name) + ":" + port;
         route::ServerSpec spec;
@@ -231,7 +231,9 @@ uint32_t dispatch_hash(const memcached_st* memc, const HandleRouting& routing, u
     if (!routing.consistent) return server;  // modula: hash % count
     const route::RingPoint* ring = ring_of(memc);
     const uint32_t size = memc->ketama.continuum_points_counter;
-    auto reaches = [&](uint32_t value) { return size && ring[route::ring_position(ring, size, value)].index == server; };
+    auto reaches = [&](uint32_t value) {
+        return size && ring[route::ring_position(ring, size, value)].index == server;
+    };
     const uint32_t cached = server < routing.representative.size() ? routing.representative[server] : UINT32_MAX;
     if (cached != UINT32_MAX && reaches(cached)) return cached;
     for (uint32_t p = 0; p < size; ++p)

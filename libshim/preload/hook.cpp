@@ -16,8 +16,7 @@ thread_local int call_depth = 0;
 
 }  // namespace
 
-HookScope::HookScope(const memcached_st* memc, const ExpectedKey* keys, size_t count) noexcept
-    : saved_(hook_context) {
+HookScope::HookScope(const memcached_st* memc, const ExpectedKey* keys, size_t count) noexcept : saved_(hook_context) {
     hook_context = HookContext{memc, keys, count, 0};
 }
 
@@ -34,7 +33,7 @@ using namespace mcwatch::shim;
 // its ketama ring: anything not listed by the running operation (ring point
 // names included) gets the real hash.
 extern "C" __attribute__((visibility("default"))) uint32_t hashkit_digest(const hashkit_st* self, const char* key,
-                                                                           size_t key_length) {
+                                                                          size_t key_length) {
     HookContext& context = hook_context;
     if (context.memc && self == &context.memc->hashkit) {
         for (size_t n = 0; n < context.count; ++n) {

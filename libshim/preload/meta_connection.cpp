@@ -261,8 +261,7 @@ Connection* connection_to(memcached_st* memc, uint32_t position, int64_t deadlin
     }
     slot->last_used = ++cache.uses;
     if (!slot->connection.usable() &&
-        !slot->connection.open(name, port, is_unix,
-                               std::min(deadline_ms, now_ms() + bounded(memc->connect_timeout)))) {
+        !slot->connection.open(name, port, is_unix, std::min(deadline_ms, now_ms() + bounded(memc->connect_timeout)))) {
         slot->connection.close();
         return nullptr;
     }
@@ -279,9 +278,8 @@ bool get(Connection& c, const std::string& key, Item& out) noexcept {
     if (line == "EN") return true;
     size_t length = 0;
     if (line.size() < 4 || !starts(line, "VA") ||
-        std::from_chars(line.data() + 3, line.data() + line.size(), length).ec != std::errc() ||
-        length > kMaxValue || !flag_value(line, 'f', out.flags) || !flag_value(line, 't', out.ttl_s) ||
-        !flag_value(line, 'c', out.cas))
+        std::from_chars(line.data() + 3, line.data() + line.size(), length).ec != std::errc() || length > kMaxValue ||
+        !flag_value(line, 'f', out.flags) || !flag_value(line, 't', out.ttl_s) || !flag_value(line, 'c', out.cas))
         return c.fail();
     if (!c.read_data(length, out.value)) return false;
     out.found = true;
@@ -297,8 +295,8 @@ Stored store(Connection& c, const std::string& key, const char* value, size_t va
         n += snprintf(request + n, sizeof request - size_t(n), " C%llu", static_cast<unsigned long long>(if_cas));
     if (n > 0 && size_t(n) < sizeof request) n += snprintf(request + n, sizeof request - size_t(n), " c\r\n");
     std::string line;
-    if (n < 0 || size_t(n) >= sizeof request || !c.send_all(request, size_t(n)) ||
-        !c.send_all(value, value_length) || !c.send_all("\r\n", 2) || !c.read_line(line))
+    if (n < 0 || size_t(n) >= sizeof request || !c.send_all(request, size_t(n)) || !c.send_all(value, value_length) ||
+        !c.send_all("\r\n", 2) || !c.read_line(line))
         return Stored::failed;
     if (starts(line, "HD")) {
         if (cas_out && !flag_value(line, 'c', *cas_out)) return c.fail(), Stored::failed;

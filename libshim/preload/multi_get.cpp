@@ -26,8 +26,8 @@ namespace {
 
 // A key that may need a second look.
 struct Pending {
-    std::string key;     // as the program gave it (results carry it so)
-    std::string hashed;  // as libmemcached hashes it
+    std::string key;           // as the program gave it (results carry it so)
+    std::string hashed;        // as libmemcached hashes it
     route::Decision decision;  // other_copy_server() says where the second look goes
     bool seen = false;
 };
@@ -90,7 +90,8 @@ memcached_return_t grouped_mget(memcached_st* memc, const Real& r, const char* g
         ToServer to(memc, routed, routed.decision.target);
         rc = r.mget_by_key(memc, group_key, group_key_length, keys, key_length, count);
     }
-    if (memcached_success(rc) && other_copy_server(routed.decision) >= 0) session.routing = keep_routing(routed.routing);
+    if (memcached_success(rc) && other_copy_server(routed.decision) >= 0)
+        session.routing = keep_routing(routed.routing);
     if (session.routing) {
         session.grouped = true;
         session.group.assign(group_key, group_key_length);
@@ -156,8 +157,7 @@ bool start_second_round(memcached_st* memc, const Real& r) {
     memcached_return_t rc;
     if (session.grouped) {
         HookScope scope(memc, expected_keys.data(), 1);  // one group key, one server
-        rc = r.mget_by_key(memc, session.group.data(), session.group.size(), keys.data(), lengths.data(),
-                           keys.size());
+        rc = r.mget_by_key(memc, session.group.data(), session.group.size(), keys.data(), lengths.data(), keys.size());
     } else {
         HookScope scope(memc, expected_keys.data(), expected_keys.size());
         rc = r.mget_by_key(memc, nullptr, 0, keys.data(), lengths.data(), keys.size());
@@ -218,8 +218,10 @@ memcached_result_st* fetch_in_session(memcached_st* memc, const Real& r, memcach
             // Another reader's lease stays pending, for the second round.
             if (!hides_lease(got, r) && note_result(got, r)) return got;
             // A reply not handed back: the program never sees it, nor counts it.
-            if (got != result && got->options.is_allocated) r.result_free(got);
-            else --got->count;
+            if (got != result && got->options.is_allocated)
+                r.result_free(got);
+            else
+                --got->count;
             continue;
         }
         const bool ended_normally = error == MEMCACHED_END || error == MEMCACHED_NOTFOUND;
@@ -266,7 +268,8 @@ MCSHIM_EXPORT memcached_return_t memcached_mget_by_key(memcached_st* memc, const
         session.reset();
         return r->mget_by_key(memc, group_key, group_key_length, keys, key_length, number_of_keys);
     }
-    if (session.pending.empty()) session.reset();
+    if (session.pending.empty())
+        session.reset();
     else {
         session.memc = memc;
         session.query_id = memc->query_id;

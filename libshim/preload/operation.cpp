@@ -39,8 +39,8 @@ bool route_key(memcached_st* memc, const char* key, size_t key_length, Routed& o
     out.key.set(memc, key, key_length);
     if (!out.key.hashable) return false;
     out.view = handle_view(memc, *out.routing);
-    out.decision = decide(memc, *out.routing, out.view, out.key.bytes, out.key.length, out.has_native_hash,
-                          out.native_hash);
+    out.decision =
+        decide(memc, *out.routing, out.view, out.key.bytes, out.key.length, out.has_native_hash, out.native_hash);
     if (debug_enabled()) debug_decision("route", out, key, key_length);
     return true;
 }

@@ -55,9 +55,9 @@ public:
     ToServer(const memcached_st* memc, const ExpectedKey& expected) noexcept
         : expected_(expected), scope_(memc, &expected_, 1) {}
     ToServer(const memcached_st* memc, const Routed& routed, int32_t server) noexcept
-        : ToServer(memc, expected_for(memc, *routed.routing, routed.key.bytes, routed.key.length,
-                                      routed.decision.native, server,
-                                      routed.has_native_hash ? &routed.native_hash : nullptr)) {}
+        : ToServer(memc,
+                   expected_for(memc, *routed.routing, routed.key.bytes, routed.key.length, routed.decision.native,
+                                server, routed.has_native_hash ? &routed.native_hash : nullptr)) {}
 
 private:
     ExpectedKey expected_;

@@ -85,8 +85,7 @@ const Real* real() noexcept {
         status.store(ok ? 2 : 3, std::memory_order_release);
         return ok ? &table : nullptr;
     }
-    for (int spin = 0; spin < 1'000'000 && status.load(std::memory_order_acquire) == 1; ++spin)
-        state::cpu_relax();
+    for (int spin = 0; spin < 1'000'000 && status.load(std::memory_order_acquire) == 1; ++spin) state::cpu_relax();
     return status.load(std::memory_order_acquire) == 2 ? &table : nullptr;
 }
 

@@ -9,8 +9,7 @@
 #include "libshim/preload/real.hpp"
 
 extern "C" __attribute__((visibility("default"))) uint32_t memcached_generate_hash(const memcached_st* memc,
-                                                                                   const char* key,
-                                                                                   size_t key_length) {
+                                                                                   const char* key, size_t key_length) {
     using namespace mcwatch::shim;
     OuterCall outer;
     Routed routed;

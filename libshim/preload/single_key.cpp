@@ -157,7 +157,9 @@ MCSHIM_EXPORT char* memcached_get_by_key(memcached_st* memc, const char* group_k
         *error = MEMCACHED_FAILURE;
         return nullptr;
     }
-    auto call = [&] { return r->get_by_key(memc, group_key, group_key_length, key, key_length, value_length, flags, error); };
+    auto call = [&] {
+        return r->get_by_key(memc, group_key, group_key_length, key, key_length, value_length, flags, error);
+    };
     // Without a group key libmemcached hashes the key itself; a get takes an
     // empty one for none (libmemcached 1.1.4 get.cc: `group_key and
     // group_key_length`), where the stores, delete, the arithmetic, touch
@@ -221,12 +223,12 @@ MCSHIM_EXPORT memcached_return_t memcached_exist(memcached_st* memc, const char*
         if (!r) return MEMCACHED_FAILURE;                                                                         \
         return write_one(memc, group_key, group_key_length, key, key_length, expiration, Expiration::capped,      \
                          [&](time_t e) {                                                                          \
-            return r->name##_by_key(memc, group_key, group_key_length, key, key_length, value, value_length, e,  \
-                                    flags);                                                                       \
-        });                                                                                                       \
+                             return r->name##_by_key(memc, group_key, group_key_length, key, key_length, value,   \
+                                                     value_length, e, flags);                                     \
+                         });                                                                                      \
     }                                                                                                             \
     MCSHIM_EXPORT memcached_return_t memcached_##name(memcached_st* memc, const char* key, size_t key_length,     \
-                                                      const char* value, size_t value_length, time_t expiration, \
+                                                      const char* value, size_t value_length, time_t expiration,  \
                                                       uint32_t flags) {                                           \
         return memcached_##name##_by_key(memc, key, key_length, key, key_length, value, value_length, expiration, \
                                          flags);                                                                  \
@@ -264,8 +266,7 @@ MCSHIM_EXPORT memcached_return_t memcached_delete_by_key(memcached_st* memc, con
     const Real* r = real();
     if (!r) return MEMCACHED_FAILURE;
     return write_one(memc, group_key, group_key_length, key, key_length, expiration, Expiration::as_given,
-                     [&](time_t e) { return r->delete_by_key(memc, group_key, group_key_length, key, key_length, e);
-    });
+                     [&](time_t e) { return r->delete_by_key(memc, group_key, group_key_length, key, key_length, e); });
 }
 
 MCSHIM_EXPORT memcached_return_t memcached_delete(memcached_st* memc, const char* key, size_t key_length,
@@ -277,41 +278,39 @@ MCSHIM_EXPORT memcached_return_t memcached_delete(memcached_st* memc, const char
 // on_served_copy, and man/mcshim.3, "Counters and touch"). With an initial value (binary
 // protocol only), the first attempt in a window is a plain increment, so that
 // a count kept on S is moved rather than restarted.
-#define MCSHIM_ARITHMETIC(name)                                                                                   \
-    MCSHIM_EXPORT memcached_return_t memcached_##name##_by_key(memcached_st* memc, const char* group_key,          \
-                                                               size_t group_key_length, const char* key,         \
-                                                               size_t key_length, uint64_t offset,               \
-                                                               uint64_t* value) {                                 \
-        const Real* r = real();                                                                                   \
-        if (!r) return MEMCACHED_FAILURE;                                                                         \
-        return on_served_copy(memc, group_key, group_key_length, key, key_length, [&](const Routed&, bool) {      \
-            return r->name##_by_key(memc, group_key, group_key_length, key, key_length, offset, value);           \
-        });                                                                                                       \
-    }                                                                                                             \
-    MCSHIM_EXPORT memcached_return_t memcached_##name(memcached_st* memc, const char* key, size_t key_length,     \
-                                                      uint32_t offset, uint64_t* value) {                         \
-        return memcached_##name##_by_key(memc, key, key_length, key, key_length, offset, value);                  \
-    }                                                                                                             \
-    MCSHIM_EXPORT memcached_return_t memcached_##name##_with_initial_by_key(                                      \
-        memcached_st* memc, const char* group_key, size_t group_key_length, const char* key, size_t key_length,   \
-        uint64_t offset, uint64_t initial, time_t expiration, uint64_t* value) {                                  \
-        const Real* r = real();                                                                                   \
-        if (!r) return MEMCACHED_FAILURE;                                                                         \
-        return on_served_copy(memc, group_key, group_key_length, key, key_length,                                 \
-                              [&](const Routed& routed, bool may_create) {                                        \
-            if (!may_create && memc->flags.binary_protocol)                                                       \
-                return r->name##_by_key(memc, group_key, group_key_length, key, key_length, offset, value);       \
-            const time_t e = routed.routing ? capped(routed, expiration) : expiration;                            \
-            return r->name##_with_initial_by_key(memc, group_key, group_key_length, key, key_length, offset,      \
-                                                 initial, e, value);                                              \
-        });                                                                                                       \
-    }                                                                                                             \
-    MCSHIM_EXPORT memcached_return_t memcached_##name##_with_initial(memcached_st* memc, const char* key,          \
-                                                                     size_t key_length, uint64_t offset,          \
-                                                                     uint64_t initial, time_t expiration,         \
-                                                                     uint64_t* value) {                           \
-        return memcached_##name##_with_initial_by_key(memc, key, key_length, key, key_length, offset, initial,    \
-                                                      expiration, value);                                         \
+#define MCSHIM_ARITHMETIC(name)                                                                                       \
+    MCSHIM_EXPORT memcached_return_t memcached_##name##_by_key(memcached_st* memc, const char* group_key,             \
+                                                               size_t group_key_length, const char* key,              \
+                                                               size_t key_length, uint64_t offset, uint64_t* value) { \
+        const Real* r = real();                                                                                       \
+        if (!r) return MEMCACHED_FAILURE;                                                                             \
+        return on_served_copy(memc, group_key, group_key_length, key, key_length, [&](const Routed&, bool) {          \
+            return r->name##_by_key(memc, group_key, group_key_length, key, key_length, offset, value);               \
+        });                                                                                                           \
+    }                                                                                                                 \
+    MCSHIM_EXPORT memcached_return_t memcached_##name(memcached_st* memc, const char* key, size_t key_length,         \
+                                                      uint32_t offset, uint64_t* value) {                             \
+        return memcached_##name##_by_key(memc, key, key_length, key, key_length, offset, value);                      \
+    }                                                                                                                 \
+    MCSHIM_EXPORT memcached_return_t memcached_##name##_with_initial_by_key(                                          \
+        memcached_st* memc, const char* group_key, size_t group_key_length, const char* key, size_t key_length,       \
+        uint64_t offset, uint64_t initial, time_t expiration, uint64_t* value) {                                      \
+        const Real* r = real();                                                                                       \
+        if (!r) return MEMCACHED_FAILURE;                                                                             \
+        return on_served_copy(                                                                                        \
+            memc, group_key, group_key_length, key, key_length, [&](const Routed& routed, bool may_create) {          \
+                if (!may_create && memc->flags.binary_protocol)                                                       \
+                    return r->name##_by_key(memc, group_key, group_key_length, key, key_length, offset, value);       \
+                const time_t e = routed.routing ? capped(routed, expiration) : expiration;                            \
+                return r->name##_with_initial_by_key(memc, group_key, group_key_length, key, key_length, offset,      \
+                                                     initial, e, value);                                              \
+            });                                                                                                       \
+    }                                                                                                                 \
+    MCSHIM_EXPORT memcached_return_t memcached_##name##_with_initial(                                                 \
+        memcached_st* memc, const char* key, size_t key_length, uint64_t offset, uint64_t initial, time_t expiration, \
+        uint64_t* value) {                                                                                            \
+        return memcached_##name##_with_initial_by_key(memc, key, key_length, key, key_length, offset, initial,        \
+                                                      expiration, value);                                             \
     }
 
 MCSHIM_ARITHMETIC(increment)

@@ -31,8 +31,8 @@ int64_t copy_ttl(int64_t remaining_s, uint32_t limit_s) noexcept {
 // lands before step 3 it replaces or removes the lease and step 3 fails; if
 // after, W overwrites or deletes what step 3 wrote. A lease that expired
 // first makes step 3 fail too (no item, or another reader's cas).
-void settle_second_look(memcached_st* memc, const HandleRouting& routing, const route::Decision& d,
-                        const char* key, size_t key_length, const char* operation) noexcept {
+void settle_second_look(memcached_st* memc, const HandleRouting& routing, const route::Decision& d, const char* key,
+                        size_t key_length, const char* operation) noexcept {
     const bool recently_down = d.flags & route::kRouteRecentlyDown;
     const int32_t source = other_copy_server(d);
     const int32_t destination = d.target;
@@ -54,9 +54,12 @@ void settle_second_look(memcached_st* memc, const HandleRouting& routing, const 
         const bool read = from && meta::get(*from, wire, item);
         ttl = copy_ttl(item.ttl_s, recently_down ? writeback_ttl_s(routing) : recently_down_window_s(routing));
         meta::Stored stored = meta::Stored::failed;
-        if (!read) outcome = "not written back: source unreadable";
-        else if (!item.found) outcome = "not written back: deleted meanwhile";
-        else if (ttl <= 0) outcome = "not written back: expiring";
+        if (!read)
+            outcome = "not written back: source unreadable";
+        else if (!item.found)
+            outcome = "not written back: deleted meanwhile";
+        else if (ttl <= 0)
+            outcome = "not written back: expiring";
         else if ((to = meta::connection_to(memc, uint32_t(destination), deadline)))
             stored = meta::store(*to, wire, item.value.data(), item.value.size(), item.flags, ttl, false, lease);
         if (stored == meta::Stored::stored) {

@@ -32,9 +32,7 @@ inline constexpr uint32_t kLeaseFlags = 0x6d634c53;  // "mcLS"
 inline constexpr int64_t kLeaseTtlS = 2;
 
 // Whether a value read from a key's target is another reader's lease.
-inline bool is_lease(size_t value_length, uint32_t flags) noexcept {
-    return value_length == 0 && flags == kLeaseFlags;
-}
+inline bool is_lease(size_t value_length, uint32_t flags) noexcept { return value_length == 0 && flags == kLeaseFlags; }
 
 // A read found the key on other_copy_server() after a miss on the target:
 // the copy there goes where the key belongs, to the recently-down native
@@ -43,7 +41,7 @@ inline bool is_lease(size_t value_length, uint32_t flags) noexcept {
 // never after a write or delete of the key (writers drop the other copy
 // first, then write the target: see write_one). `key` is the key as the
 // program gave it.
-void settle_second_look(memcached_st* memc, const HandleRouting& routing, const route::Decision& d,
-                        const char* key, size_t key_length, const char* operation) noexcept;
+void settle_second_look(memcached_st* memc, const HandleRouting& routing, const route::Decision& d, const char* key,
+                        size_t key_length, const char* operation) noexcept;
 
 }  // namespace mcwatch::shim

@@ -34,22 +34,22 @@
 
 struct worker {
     unsigned id;
-    const char *servers;
+    const char* servers;
     long iterations;
     long keys;
-    const char *value;
+    const char* value;
     size_t size;
-    pthread_barrier_t *start;
+    pthread_barrier_t* start;
     /* results */
     int setup_failed;
     long failed;
     long misses;
     memcached_return_t first_error;
-    const char *first_what;
+    const char* first_what;
 };
 
-static int configure(memcached_st *memc, const char *servers) {
-    memcached_server_st *list = memcached_servers_parse(servers);
+static int configure(memcached_st* memc, const char* servers) {
+    memcached_server_st* list = memcached_servers_parse(servers);
     if (!list) return -1;
     memcached_return_t rc = memcached_server_push(memc, list);
     memcached_server_list_free(list);
@@ -64,16 +64,16 @@ static int configure(memcached_st *memc, const char *servers) {
     return 0;
 }
 
-static void note_error(struct worker *w, const char *what, memcached_return_t rc) {
+static void note_error(struct worker* w, const char* what, memcached_return_t rc) {
     if (!w->first_what) {
         w->first_what = what;
         w->first_error = rc;
     }
 }
 
-static void *work(void *arg) {
-    struct worker *w = arg;
-    memcached_st *memc = memcached_create(NULL);
+static void* work(void* arg) {
+    struct worker* w = arg;
+    memcached_st* memc = memcached_create(NULL);
     if (!memc || configure(memc, w->servers) != 0) w->setup_failed = 1;
     char key[64];
     /* Warm-up, untimed: connects to every server (64 keys miss one of 4
@@ -104,7 +104,7 @@ static void *work(void *arg) {
         }
         size_t got_length = 0;
         uint32_t flags = 0;
-        char *got = memcached_get(memc, key, (size_t)length, &got_length, &flags, &rc);
+        char* got = memcached_get(memc, key, (size_t)length, &got_length, &flags, &rc);
         if (got) {
             if (got_length != w->size || flags != (uint32_t)i) {
                 ++w->failed;
@@ -130,13 +130,13 @@ static double cpu_seconds(void) {
            (double)usage.ru_stime.tv_usec / 1e6;
 }
 
-static double since(const struct timespec *start) {
+static double since(const struct timespec* start) {
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
     return (double)(now.tv_sec - start->tv_sec) + (double)(now.tv_nsec - start->tv_nsec) / 1e9;
 }
 
-int main(int argc, char **argv) {
+int main(int argc, char** argv) {
     if (argc < 4 || argc > 6) {
         fprintf(stderr, "usage: mc_loop SERVERS ITERATIONS VALUE_SIZE [THREADS [KEYS]]\n");
         return 64;
@@ -145,14 +145,13 @@ int main(int argc, char **argv) {
     const long size = atol(argv[3]);
     const long threads = argc > 4 ? atol(argv[4]) : 1;
     const long keys = argc > 5 ? atol(argv[5]) : 1000;
-    if (iterations < 1 || size < 1 || size > 64L * 1024 * 1024 || threads < 1 || threads > MAX_THREADS ||
-        keys < 1) {
+    if (iterations < 1 || size < 1 || size > 64L * 1024 * 1024 || threads < 1 || threads > MAX_THREADS || keys < 1) {
         fprintf(stderr, "mc_loop: bad ITERATIONS, VALUE_SIZE, THREADS or KEYS\n");
         return 64;
     }
-    char *value = malloc((size_t)size);
-    struct worker *workers = calloc((size_t)threads, sizeof *workers);
-    pthread_t *ids = calloc((size_t)threads, sizeof *ids);
+    char* value = malloc((size_t)size);
+    struct worker* workers = calloc((size_t)threads, sizeof *workers);
+    pthread_t* ids = calloc((size_t)threads, sizeof *ids);
     if (!value || !workers || !ids) {
         fprintf(stderr, "mc_loop: out of memory\n");
         return 2;
@@ -184,7 +183,7 @@ int main(int argc, char **argv) {
     const double cpu = cpu_seconds() - cpu_began;
 
     long failed = 0, misses = 0, setup_failed = 0;
-    const struct worker *first = NULL;
+    const struct worker* first = NULL;
     for (long t = 0; t < threads; ++t) {
         failed += workers[t].failed;
         misses += workers[t].misses;

@@ -73,33 +73,35 @@ static double uniform(void) { return (double)(next_random() >> 11) / 90071992547
 
 /* Zipf over ranks 0..n-1 by inverse CDF; rank r is key (r * 7919) % n, so
  * the hot keys spread over every server (7919 is prime, n not a multiple). */
-static double *zipf_cdf(long n) {
+static double* zipf_cdf(long n) {
     double *cdf = malloc((size_t)n * sizeof *cdf), sum = 0;
     for (long i = 0; i < n; ++i) cdf[i] = sum += 1.0 / pow((double)(i + 1), kZipfS);
     for (long i = 0; i < n; ++i) cdf[i] /= sum;
     return cdf;
 }
-static long zipf_key(const double *cdf, long n) {
+static long zipf_key(const double* cdf, long n) {
     const double u = uniform();
     long lo = 0, hi = n - 1;
     while (lo < hi) {
         const long mid = (lo + hi) / 2;
-        if (cdf[mid] < u) lo = mid + 1;
-        else hi = mid;
+        if (cdf[mid] < u)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
     return (long)((uint64_t)lo * 7919u % (uint64_t)n);
 }
 
-static size_t key_of(long k, char *key) { return (size_t)sprintf(key, "storm:%ld", k); }
-static void value_of(uint64_t version, char *value) {
+static size_t key_of(long k, char* key) { return (size_t)sprintf(key, "storm:%ld", k); }
+static void value_of(uint64_t version, char* value) {
     memset(value, '.', kValueSize);
     const int n = snprintf(value, kValueSize, "v%llu:", (unsigned long long)version);
     value[n] = '.'; /* snprintf's terminator: the value is kValueSize bytes, no NUL */
 }
 
-static memcached_st *connect_cache(const char *servers, int eject) {
-    memcached_st *memc = memcached_create(NULL);
-    memcached_server_st *list = memcached_servers_parse(servers);
+static memcached_st* connect_cache(const char* servers, int eject) {
+    memcached_st* memc = memcached_create(NULL);
+    memcached_server_st* list = memcached_servers_parse(servers);
     memcached_server_push(memc, list);
     memcached_server_list_free(list);
     /* The hash before the distribution (libmemcached 1.1.4 rebuilds no ring
@@ -111,30 +113,29 @@ static memcached_st *connect_cache(const char *servers, int eject) {
     return memc;
 }
 
-static Database *open_db(const char *path, long keys) {
+static Database* open_db(const char* path, long keys) {
     const int fd = open(path, O_RDWR);
     if (fd < 0) return NULL;
-    void *map = mmap(NULL, sizeof(Database) + (size_t)keys * sizeof(Record), PROT_READ | PROT_WRITE, MAP_SHARED,
-                     fd, 0);
+    void* map = mmap(NULL, sizeof(Database) + (size_t)keys * sizeof(Record), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     close(fd);
-    return map == MAP_FAILED ? NULL : (Database *)map;
+    return map == MAP_FAILED ? NULL : (Database*)map;
 }
 
-static void mark_cached(Database *db, long k) { atomic_store(&db->keys[k].cached_epoch, atomic_load(&db->epoch)); }
+static void mark_cached(Database* db, long k) { atomic_store(&db->keys[k].cached_epoch, atomic_load(&db->epoch)); }
 
-static void print_bucket(double t, const Counts *c) {
-    printf("%.3f %ld %ld %ld %ld %ld %ld %ld %ld\n", t, c->reads, c->hits, c->db_reads, c->errors, c->stale,
-           c->writes, c->write_errors, c->refills);
+static void print_bucket(double t, const Counts* c) {
+    printf("%.3f %ld %ld %ld %ld %ld %ld %ld %ld\n", t, c->reads, c->hits, c->db_reads, c->errors, c->stale, c->writes,
+           c->write_errors, c->refills);
 }
 
-static void read_one(memcached_st *memc, Database *db, long k, Counts *c) {
+static void read_one(memcached_st* memc, Database* db, long k, Counts* c) {
     char key[32], value[kValueSize];
     const size_t key_length = key_of(k, key);
     const uint64_t committed = atomic_load(&db->keys[k].version);
     size_t length;
     uint32_t flags;
     memcached_return_t rc;
-    char *got = memcached_get(memc, key, key_length, &length, &flags, &rc);
+    char* got = memcached_get(memc, key, key_length, &length, &flags, &rc);
     ++c->reads;
     if (got) {
         ++c->hits;
@@ -154,20 +155,22 @@ static void read_one(memcached_st *memc, Database *db, long k, Counts *c) {
     if (rc == MEMCACHED_SUCCESS || rc == MEMCACHED_NOTSTORED) mark_cached(db, k);
 }
 
-static void write_one(memcached_st *memc, Database *db, long k, Counts *c) {
+static void write_one(memcached_st* memc, Database* db, long k, Counts* c) {
     char key[32], value[kValueSize];
     const size_t key_length = key_of(k, key);
     const uint64_t version = atomic_load(&db->keys[k].version) + 1;
     value_of(version, value);
     ++c->writes;
-    if (memcached_set(memc, key, key_length, value, kValueSize, 0, 0) == MEMCACHED_SUCCESS) mark_cached(db, k);
-    else ++c->write_errors;
+    if (memcached_set(memc, key, key_length, value, kValueSize, 0, 0) == MEMCACHED_SUCCESS)
+        mark_cached(db, k);
+    else
+        ++c->write_errors;
     /* The database write counts as done only now, whatever the cache said:
      * a read that began after it and finds an older value is stale. */
     atomic_store(&db->keys[k].version, version);
 }
 
-static int warm(memcached_st *memc, Database *db, long keys) {
+static int warm(memcached_st* memc, Database* db, long keys) {
     char key[32], value[kValueSize];
     long failed = 0;
     value_of(1, value);
@@ -179,21 +182,22 @@ static int warm(memcached_st *memc, Database *db, long keys) {
     return failed ? 1 : 0;
 }
 
-int main(int argc, char **argv) {
+int main(int argc, char** argv) {
     const int is_warm = argc == 5 && strcmp(argv[1], "warm") == 0;
     const int is_run = (argc == 9 || argc == 10) && strcmp(argv[1], "run") == 0;
     if (!is_warm && !is_run) {
-        fprintf(stderr, "usage: read_through warm SERVERS DB KEYS\n"
-                        "       read_through run SERVERS DB KEYS RATE SECONDS WRITER WRITERS [eject]\n");
+        fprintf(stderr,
+                "usage: read_through warm SERVERS DB KEYS\n"
+                "       read_through run SERVERS DB KEYS RATE SECONDS WRITER WRITERS [eject]\n");
         return 64;
     }
     const long keys = atol(argv[4]);
-    Database *db = keys > 0 ? open_db(argv[3], keys) : NULL;
+    Database* db = keys > 0 ? open_db(argv[3], keys) : NULL;
     if (!db) {
         fprintf(stderr, "read_through: cannot map %ld versions from %s\n", keys, argv[3]);
         return 1;
     }
-    memcached_st *memc = connect_cache(argv[2], is_run && argc == 10 && strcmp(argv[9], "eject") == 0);
+    memcached_st* memc = connect_cache(argv[2], is_run && argc == 10 && strcmp(argv[9], "eject") == 0);
     if (is_warm) {
         const int status = warm(memc, db, keys);
         memcached_free(memc);
@@ -204,7 +208,7 @@ int main(int argc, char **argv) {
     const long writer = atol(argv[7]), writers = atol(argv[8]);
     if (rate <= 0 || seconds <= 0 || writers <= 0 || writer < 0 || writer >= writers) return 64;
     rng_state = 0x9E3779B97F4A7C15ull * (uint64_t)(writer + 1);
-    double *cdf = zipf_cdf(keys);
+    double* cdf = zipf_cdf(keys);
     const double start = now_s();
     double bucket_end = start + kBucketSeconds;
     Counts c = {0};

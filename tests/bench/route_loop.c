@@ -22,9 +22,9 @@
 
 enum { kMaxServers = 64 };
 
-typedef mcshim_t *(*OpenFn)(const char *);
-typedef int (*UseStateFn)(mcshim_t *);
-typedef int (*RouteFn)(mcshim_t *, const void *, size_t, mcshim_route_t *);
+typedef mcshim_t* (*OpenFn)(const char*);
+typedef int (*UseStateFn)(mcshim_t*);
+typedef int (*RouteFn)(mcshim_t*, const void*, size_t, mcshim_route_t*);
 
 static double now_ns(void) {
     struct timespec t;
@@ -32,19 +32,19 @@ static double now_ns(void) {
     return (double)t.tv_sec * 1e9 + (double)t.tv_nsec;
 }
 
-static void print_counts(const char *label, const long *counts, unsigned servers) {
+static void print_counts(const char* label, const long* counts, unsigned servers) {
     printf("%s", label);
     for (unsigned i = 0; i < servers; ++i) printf(" %ld", counts[i]);
     printf("\n");
 }
 
-int main(int argc, char **argv) {
+int main(int argc, char** argv) {
     if (argc != 6 && argc != 7) {
         fprintf(stderr, "usage: route_loop SERVERS ketama|modula HASH KEYS PASSES [LIBMCSHIM]\n");
         return 64;
     }
-    memcached_st *memc = memcached_create(NULL);
-    memcached_server_st *list = memcached_servers_parse(argv[1]);
+    memcached_st* memc = memcached_create(NULL);
+    memcached_server_st* list = memcached_servers_parse(argv[1]);
     memcached_server_push(memc, list);
     memcached_server_list_free(list);
     const unsigned servers = memcached_server_count(memc);
@@ -59,14 +59,14 @@ int main(int argc, char **argv) {
     /* The hash before the distribution: libmemcached 1.1.4 does not rebuild a
      * ketama ring when the hash changes after it. */
     memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_HASH, (uint64_t)hash);
-    memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_DISTRIBUTION,
-                           strcmp(argv[2], "modula") == 0 ? MEMCACHED_DISTRIBUTION_MODULA
-                                                          : MEMCACHED_DISTRIBUTION_CONSISTENT_KETAMA);
+    memcached_behavior_set(
+        memc, MEMCACHED_BEHAVIOR_DISTRIBUTION,
+        strcmp(argv[2], "modula") == 0 ? MEMCACHED_DISTRIBUTION_MODULA : MEMCACHED_DISTRIBUTION_CONSISTENT_KETAMA);
     const long nkeys = atol(argv[4]);
     const int passes = atoi(argv[5]);
     if (nkeys <= 0 || passes <= 0) return 64;
-    char (*keys)[32] = malloc((size_t)nkeys * sizeof *keys);
-    size_t *lengths = malloc((size_t)nkeys * sizeof *lengths);
+    char(*keys)[32] = malloc((size_t)nkeys * sizeof *keys);
+    size_t* lengths = malloc((size_t)nkeys * sizeof *lengths);
     for (long i = 0; i < nkeys; ++i)
         lengths[i] = (size_t)snprintf(keys[i], sizeof keys[i], "user:%ld:session", i * 7919 % 1000003);
 
@@ -83,11 +83,11 @@ int main(int argc, char **argv) {
     print_counts("per_server", counts, servers);
 
     if (argc == 7) {
-        void *lib = dlopen(argv[6], RTLD_NOW | RTLD_LOCAL);
+        void* lib = dlopen(argv[6], RTLD_NOW | RTLD_LOCAL);
         OpenFn open_fn = lib ? (OpenFn)(uintptr_t)dlsym(lib, "mcshim_open") : NULL;
         UseStateFn use_fn = lib ? (UseStateFn)(uintptr_t)dlsym(lib, "mcshim_use_state_servers") : NULL;
         RouteFn route_fn = lib ? (RouteFn)(uintptr_t)dlsym(lib, "mcshim_route") : NULL;
-        mcshim_t *shim = open_fn ? open_fn(NULL) : NULL;
+        mcshim_t* shim = open_fn ? open_fn(NULL) : NULL;
         if (!route_fn || !shim || use_fn(shim) != MCSHIM_OK) {
             fprintf(stderr, "route_loop: C API unavailable: %s\n", lib ? "no usable state file" : dlerror());
             return 1;

@@ -36,9 +36,9 @@ static double now_s(void) {
     return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
-static memcached_st *open_handle(const char *servers) {
-    memcached_st *memc = memcached_create(NULL);
-    memcached_server_st *list = memcached_servers_parse(servers);
+static memcached_st* open_handle(const char* servers) {
+    memcached_st* memc = memcached_create(NULL);
+    memcached_server_st* list = memcached_servers_parse(servers);
     if (memc == NULL || list == NULL) {
         fprintf(stderr, "watch_client: bad server list %s\n", servers);
         exit(2);
@@ -53,8 +53,8 @@ static memcached_st *open_handle(const char *servers) {
     return memc;
 }
 
-static int watch(const char *servers, const char *key, const char *native, double max_s, long timeout_ms) {
-    memcached_st *memc = open_handle(servers);
+static int watch(const char* servers, const char* key, const char* native, double max_s, long timeout_ms) {
+    memcached_st* memc = open_handle(servers);
     memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_CONNECT_TIMEOUT, (uint64_t)timeout_ms);
     memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_POLL_TIMEOUT, (uint64_t)timeout_ms);
     const struct timespec pause = {0, PAUSE_NS};
@@ -68,7 +68,7 @@ static int watch(const char *servers, const char *key, const char *native, doubl
         size_t length = 0;
         uint32_t flags = 0;
         memcached_return_t rc;
-        char *value = memcached_get(memc, key, strlen(key), &length, &flags, &rc);
+        char* value = memcached_get(memc, key, strlen(key), &length, &flags, &rc);
         ++requests;
         char outcome[256];
         if (value != NULL) {
@@ -95,8 +95,8 @@ static int watch(const char *servers, const char *key, const char *native, doubl
     return 0;
 }
 
-static int hold(const char *servers, long keys) {
-    memcached_st *memc = open_handle(servers);
+static int hold(const char* servers, long keys) {
+    memcached_st* memc = open_handle(servers);
     char value[100];
     memset(value, 'v', sizeof value);
     long ok = 0;
@@ -107,7 +107,7 @@ static int hold(const char *servers, long keys) {
         size_t length;
         uint32_t flags;
         memcached_return_t rc;
-        char *got = memcached_get(memc, key, strlen(key), &length, &flags, &rc);
+        char* got = memcached_get(memc, key, strlen(key), &length, &flags, &rc);
         if (got != NULL) ++ok;
         free(got);
     }
@@ -121,7 +121,7 @@ static int hold(const char *servers, long keys) {
     return 0;
 }
 
-int main(int argc, char **argv) {
+int main(int argc, char** argv) {
     if (argc == 7 && strcmp(argv[1], "watch") == 0)
         return watch(argv[2], argv[3], argv[4], atof(argv[5]), atol(argv[6]));
     if (argc == 4 && strcmp(argv[1], "hold") == 0) return hold(argv[2], atol(argv[3]));

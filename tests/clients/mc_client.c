@@ -31,7 +31,7 @@
  * --config STRING builds the handle with memcached(STRING) instead (SERVERS is
  * then ignored but must be given).
  * Exit 0 unless the command line is wrong. */
-#define _POSIX_C_SOURCE 200809L  /* strdup */
+#define _POSIX_C_SOURCE 200809L /* strdup */
 #include <libmemcached-1.0/memcached.h>
 
 #include <pthread.h>
@@ -41,14 +41,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static memcached_return_t count_hit(const memcached_st *memc, memcached_result_st *result, void *context) {
+static memcached_return_t count_hit(const memcached_st* memc, memcached_result_st* result, void* context) {
     (void)memc;
     (void)result;
-    ++*(size_t *)context;
+    ++*(size_t*)context;
     return MEMCACHED_SUCCESS;
 }
 
-static memcached_return_t print_result(const memcached_st *memc, memcached_result_st *result, void *context) {
+static memcached_return_t print_result(const memcached_st* memc, memcached_result_st* result, void* context) {
     (void)memc;
     (void)context;
     printf("VALUE %.*s %.*s\n", (int)memcached_result_key_length(result), memcached_result_key_value(result),
@@ -60,9 +60,9 @@ static memcached_return_t print_result(const memcached_st *memc, memcached_resul
  * code that ended the stream (libmemcached's END unless something failed). */
 /* Gets a key through five handles of their own, each freed after: each
  * takes a place in the shim's small per-thread cache of handle routings. */
-static void use_other_handles(memcached_st *memc) {
+static void use_other_handles(memcached_st* memc) {
     for (int i = 0; i < 5; ++i) {
-        memcached_st *other = memcached_clone(NULL, memc);
+        memcached_st* other = memcached_clone(NULL, memc);
         size_t length = 0;
         uint32_t flags = 0;
         memcached_return_t rc;
@@ -71,18 +71,18 @@ static void use_other_handles(memcached_st *memc) {
     }
 }
 
-static void print_multi_get(memcached_st *memc, const char *group, char **keys, int count, int execute, int heap,
+static void print_multi_get(memcached_st* memc, const char* group, char** keys, int count, int execute, int heap,
                             int churn) {
-    size_t *lengths = calloc((size_t)count, sizeof *lengths);
+    size_t* lengths = calloc((size_t)count, sizeof *lengths);
     for (int k = 0; k < count; ++k) lengths[k] = strlen(keys[k]);
     memcached_return_t rc;
     if (execute) {
         memcached_execute_fn callbacks[] = {print_result};
-        rc = memcached_mget_execute(memc, (const char *const *)keys, lengths, (size_t)count, callbacks, NULL, 1);
+        rc = memcached_mget_execute(memc, (const char* const*)keys, lengths, (size_t)count, callbacks, NULL, 1);
         if (rc == MEMCACHED_SUCCESS) rc = memcached_fetch_execute(memc, callbacks, NULL, 1);
     } else {
-        rc = group ? memcached_mget_by_key(memc, group, strlen(group), (const char *const *)keys, lengths, (size_t)count)
-                   : memcached_mget(memc, (const char *const *)keys, lengths, (size_t)count);
+        rc = group ? memcached_mget_by_key(memc, group, strlen(group), (const char* const*)keys, lengths, (size_t)count)
+                   : memcached_mget(memc, (const char* const*)keys, lengths, (size_t)count);
         if (rc == MEMCACHED_SUCCESS) {
             /* One result reused for the whole stream, as PHP and libmemcached's
              * documentation do: its count decides between END and NOT FOUND. */
@@ -98,7 +98,7 @@ static void print_multi_get(memcached_st *memc, const char *group, char **keys, 
     free(lengths);
 }
 
-static long set_range(memcached_st *memc, const char *prefix, long from, long to, time_t ttl) {
+static long set_range(memcached_st* memc, const char* prefix, long from, long to, time_t ttl) {
     char key[256], value[64];
     long stored = 0;
     for (long k = from; k < to; ++k) {
@@ -109,7 +109,7 @@ static long set_range(memcached_st *memc, const char *prefix, long from, long to
     return stored;
 }
 
-static long get_range(memcached_st *memc, const char *prefix, long from, long to) {
+static long get_range(memcached_st* memc, const char* prefix, long from, long to) {
     char key[256], value[64];
     long hits = 0;
     for (long k = from; k < to; ++k) {
@@ -118,7 +118,7 @@ static long get_range(memcached_st *memc, const char *prefix, long from, long to
         size_t length = 0;
         uint32_t flags = 0;
         memcached_return_t rc;
-        char *got = memcached_get(memc, key, strlen(key), &length, &flags, &rc);
+        char* got = memcached_get(memc, key, strlen(key), &length, &flags, &rc);
         if (got && length == strlen(value) && memcmp(got, value, length) == 0) ++hits;
         free(got);
     }
@@ -126,14 +126,14 @@ static long get_range(memcached_st *memc, const char *prefix, long from, long to
 }
 
 struct share {
-    memcached_st *parent;
-    const char *prefix;
+    memcached_st* parent;
+    const char* prefix;
     long from, to, hits;
 };
 
-static void *run_share(void *argument) {
-    struct share *share = argument;
-    memcached_st *clone = memcached_clone(NULL, share->parent);
+static void* run_share(void* argument) {
+    struct share* share = argument;
+    memcached_st* clone = memcached_clone(NULL, share->parent);
     for (int round = 0; round < 3; ++round) {
         set_range(clone, share->prefix, share->from, share->to, 0);
         share->hits = get_range(clone, share->prefix, share->from, share->to);
@@ -147,24 +147,29 @@ static int usage(void) {
     return 64;
 }
 
-int main(int argc, char **argv) {
+int main(int argc, char** argv) {
     int binary = 0, modula = 0, i = 1;
     const char *name_space = NULL, *config = NULL;
     for (; i < argc && strncmp(argv[i], "--", 2) == 0; ++i) {
-        if (strcmp(argv[i], "--binary") == 0) binary = 1;
-        else if (strcmp(argv[i], "--modula") == 0) modula = 1;
-        else if (strcmp(argv[i], "--namespace") == 0 && i + 1 < argc) name_space = argv[++i];
-        else if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) config = argv[++i];
-        else return usage();
+        if (strcmp(argv[i], "--binary") == 0)
+            binary = 1;
+        else if (strcmp(argv[i], "--modula") == 0)
+            modula = 1;
+        else if (strcmp(argv[i], "--namespace") == 0 && i + 1 < argc)
+            name_space = argv[++i];
+        else if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
+            config = argv[++i];
+        else
+            return usage();
     }
     if (argc - i < 2) return usage();
-    memcached_st *memc;
+    memcached_st* memc;
     if (config) {
         memc = memcached(config, strlen(config));
         if (!memc) return usage();
     } else {
         memc = memcached_create(NULL);
-        memcached_server_st *list = memcached_servers_parse(argv[i]);
+        memcached_server_st* list = memcached_servers_parse(argv[i]);
         memcached_server_push(memc, list);
         memcached_server_list_free(list);
         /* The hash first: libmemcached 1.1.4 builds the ketama ring when the
@@ -175,8 +180,8 @@ int main(int argc, char **argv) {
     }
     if (binary) memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_BINARY_PROTOCOL, 1);
     if (name_space) memcached_callback_set(memc, MEMCACHED_CALLBACK_NAMESPACE, name_space);
-    const char *command = argv[i + 1];
-    char **args = argv + i + 2;
+    const char* command = argv[i + 1];
+    char** args = argv + i + 2;
     int nargs = argc - i - 2;
 
     if (strcmp(command, "set-many") == 0 && nargs == 3) {
@@ -215,10 +220,12 @@ int main(int argc, char **argv) {
         while (fgets(line, sizeof line, stdin)) {
             line[strcspn(line, "\n")] = '\0';
             memcached_return_t rc;
-            const memcached_instance_st *server = memcached_server_by_key(memc, line, strlen(line), &rc);
-            if (server) printf("%s %s:%u\n", line, memcached_server_name(server), (unsigned)memcached_server_port(server));
-            else printf("%s none\n", line);
-            fflush(stdout);  /* answered line by line: a test may wait for each */
+            const memcached_instance_st* server = memcached_server_by_key(memc, line, strlen(line), &rc);
+            if (server)
+                printf("%s %s:%u\n", line, memcached_server_name(server), (unsigned)memcached_server_port(server));
+            else
+                printf("%s none\n", line);
+            fflush(stdout); /* answered line by line: a test may wait for each */
         }
     } else if (strcmp(command, "behaviors") == 0 && nargs == 0) {
         printf("distribution %llu hash %llu ketama_weighted %llu binary %llu\n",
@@ -228,8 +235,8 @@ int main(int argc, char **argv) {
                (unsigned long long)memcached_behavior_get(memc, MEMCACHED_BEHAVIOR_BINARY_PROTOCOL));
     } else if ((strcmp(command, "mget-many") == 0 || strcmp(command, "exec-many") == 0) && nargs == 2) {
         size_t n = (size_t)atol(args[1]), found = 0;
-        char **keys = calloc(n, sizeof *keys);
-        size_t *lengths = calloc(n, sizeof *lengths);
+        char** keys = calloc(n, sizeof *keys);
+        size_t* lengths = calloc(n, sizeof *lengths);
         char key[256];
         for (size_t k = 0; k < n; ++k) {
             snprintf(key, sizeof key, "%s%zu", args[0], k);
@@ -237,9 +244,9 @@ int main(int argc, char **argv) {
             lengths[k] = strlen(key);
         }
         if (strcmp(command, "mget-many") == 0) {
-            if (memcached_mget(memc, (const char *const *)keys, lengths, n) == MEMCACHED_SUCCESS) {
+            if (memcached_mget(memc, (const char* const*)keys, lengths, n) == MEMCACHED_SUCCESS) {
                 memcached_return_t rc;
-                memcached_result_st *result;
+                memcached_result_st* result;
                 while ((result = memcached_fetch_result(memc, NULL, &rc)) != NULL) {
                     ++found;
                     memcached_result_free(result);
@@ -247,7 +254,7 @@ int main(int argc, char **argv) {
             }
         } else {
             memcached_execute_fn callbacks[] = {count_hit};
-            if (memcached_mget_execute(memc, (const char *const *)keys, lengths, n, callbacks, &found, 1) ==
+            if (memcached_mget_execute(memc, (const char* const*)keys, lengths, n, callbacks, &found, 1) ==
                 MEMCACHED_SUCCESS)
                 memcached_fetch_execute(memc, callbacks, &found, 1);
         }
@@ -266,9 +273,12 @@ int main(int argc, char **argv) {
         size_t length = 0;
         uint32_t flags = 0;
         memcached_return_t rc;
-        char *got = memcached_get_by_key(memc, args[0], strlen(args[0]), args[1], strlen(args[1]), &length, &flags, &rc);
-        if (got) printf("VALUE %.*s\n", (int)length, got);
-        else printf("%s\n", memcached_strerror(memc, rc));
+        char* got =
+            memcached_get_by_key(memc, args[0], strlen(args[0]), args[1], strlen(args[1]), &length, &flags, &rc);
+        if (got)
+            printf("VALUE %.*s\n", (int)length, got);
+        else
+            printf("%s\n", memcached_strerror(memc, rc));
         free(got);
     } else if (strcmp(command, "set-by-key") == 0 && nargs == 4) {
         memcached_return_t rc = memcached_set_by_key(memc, args[0], strlen(args[0]), args[1], strlen(args[1]), args[2],
@@ -277,32 +287,36 @@ int main(int argc, char **argv) {
     } else if (strcmp(command, "incr") == 0 && nargs == 2) {
         uint64_t value = 0;
         memcached_return_t rc = memcached_increment(memc, args[0], strlen(args[0]), (uint32_t)atol(args[1]), &value);
-        if (rc == MEMCACHED_SUCCESS) printf("VALUE %llu\n", (unsigned long long)value);
-        else printf("%s\n", memcached_strerror(memc, rc));
+        if (rc == MEMCACHED_SUCCESS)
+            printf("VALUE %llu\n", (unsigned long long)value);
+        else
+            printf("%s\n", memcached_strerror(memc, rc));
     } else if (strcmp(command, "count") == 0 && (nargs == 2 || nargs == 3)) {
         long n = atol(args[1]), acknowledged = 0;
         for (long k = 0; k < n; ++k) {
             uint64_t value = 0;
-            memcached_return_t rc =
-                nargs == 3 ? memcached_increment_with_initial(memc, args[0], strlen(args[0]), 1,
-                                                              (uint64_t)atoll(args[2]), 0, &value)
-                           : memcached_increment(memc, args[0], strlen(args[0]), 1, &value);
+            memcached_return_t rc = nargs == 3 ? memcached_increment_with_initial(memc, args[0], strlen(args[0]), 1,
+                                                                                  (uint64_t)atoll(args[2]), 0, &value)
+                                               : memcached_increment(memc, args[0], strlen(args[0]), 1, &value);
             if (rc == MEMCACHED_SUCCESS) ++acknowledged;
         }
         printf("acknowledged %ld\n", acknowledged);
     } else if (strcmp(command, "touch") == 0 && nargs == 2) {
-        printf("%s\n", memcached_strerror(memc, memcached_touch(memc, args[0], strlen(args[0]), (time_t)atol(args[1]))));
+        printf("%s\n",
+               memcached_strerror(memc, memcached_touch(memc, args[0], strlen(args[0]), (time_t)atol(args[1]))));
     } else if (strcmp(command, "set") == 0 && nargs == 3) {
-        memcached_return_t rc = memcached_set(memc, args[0], strlen(args[0]), args[1], strlen(args[1]),
-                                              (time_t)atol(args[2]), 0);
+        memcached_return_t rc =
+            memcached_set(memc, args[0], strlen(args[0]), args[1], strlen(args[1]), (time_t)atol(args[2]), 0);
         printf("%s\n", memcached_strerror(memc, rc));
     } else if (strcmp(command, "get") == 0 && nargs == 1) {
         size_t length = 0;
         uint32_t flags = 0;
         memcached_return_t rc;
-        char *got = memcached_get(memc, args[0], strlen(args[0]), &length, &flags, &rc);
-        if (got) printf("VALUE %.*s\n", (int)length, got);
-        else printf("%s\n", memcached_strerror(memc, rc));
+        char* got = memcached_get(memc, args[0], strlen(args[0]), &length, &flags, &rc);
+        if (got)
+            printf("VALUE %.*s\n", (int)length, got);
+        else
+            printf("%s\n", memcached_strerror(memc, rc));
         free(got);
     } else if (strcmp(command, "last-error") == 0 && nargs == 1) {
         size_t length = 0;

@@ -21,7 +21,7 @@
 
 enum { kMaxReaders = 16, kMaxReads = 200 };
 
-static memcached_st *base;
+static memcached_st* base;
 static int deleting, by_mget, readers;
 static char key[256];
 static atomic_int written;
@@ -35,23 +35,23 @@ static void pause_us(unsigned us) {
 }
 
 /* One read; returns 1 if it found a value, with *fresh set when that value is "new". */
-static int read_once(memcached_st *memc, int *fresh) {
+static int read_once(memcached_st* memc, int* fresh) {
     size_t length = 0;
     uint32_t flags = 0;
     memcached_return_t rc;
     *fresh = 0;
     if (!by_mget) {
-        char *value = memcached_get(memc, key, strlen(key), &length, &flags, &rc);
+        char* value = memcached_get(memc, key, strlen(key), &length, &flags, &rc);
         if (!value) return 0;
         *fresh = length == 3 && memcmp(value, "new", 3) == 0;
         free(value);
         return 1;
     }
-    const char *keys[1] = {key};
+    const char* keys[1] = {key};
     size_t lengths[1] = {strlen(key)};
     if (memcached_mget(memc, keys, lengths, 1) != MEMCACHED_SUCCESS) return 0;
     int found = 0;
-    memcached_result_st *result;
+    memcached_result_st* result;
     for (int i = 0; i < 4 && (result = memcached_fetch_result(memc, NULL, &rc)); ++i) {
         found = 1;
         *fresh = memcached_result_length(result) == 3 && memcmp(memcached_result_value(result), "new", 3) == 0;
@@ -60,9 +60,9 @@ static int read_once(memcached_st *memc, int *fresh) {
     return found;
 }
 
-static void *reader(void *unused) {
+static void* reader(void* unused) {
     (void)unused;
-    memcached_st *memc = memcached_clone(NULL, base);
+    memcached_st* memc = memcached_clone(NULL, base);
     for (;;) {
         pthread_barrier_wait(&start);
         if (atomic_load(&done)) break;
@@ -84,7 +84,7 @@ static void *reader(void *unused) {
     return NULL;
 }
 
-int main(int argc, char **argv) {
+int main(int argc, char** argv) {
     if (argc != 5 || (strcmp(argv[2], "delete") && strcmp(argv[2], "set")) ||
         (strcmp(argv[3], "get") && strcmp(argv[3], "mget")) || atoi(argv[4]) < 1 || atoi(argv[4]) > kMaxReaders) {
         fprintf(stderr, "usage: mc_race SERVERS delete|set get|mget READERS < keys\n");
@@ -94,12 +94,12 @@ int main(int argc, char **argv) {
     by_mget = strcmp(argv[3], "mget") == 0;
     readers = atoi(argv[4]);
     base = memcached_create(NULL);
-    memcached_server_st *list = memcached_servers_parse(argv[1]);
+    memcached_server_st* list = memcached_servers_parse(argv[1]);
     memcached_server_push(base, list);
     memcached_server_list_free(list);
     memcached_behavior_set(base, MEMCACHED_BEHAVIOR_HASH, MEMCACHED_HASH_MD5);
     memcached_behavior_set(base, MEMCACHED_BEHAVIOR_DISTRIBUTION, MEMCACHED_DISTRIBUTION_CONSISTENT_KETAMA);
-    memcached_st *writer = memcached_clone(NULL, base);
+    memcached_st* writer = memcached_clone(NULL, base);
     pthread_barrier_init(&start, NULL, (unsigned)readers + 1);
     pthread_barrier_init(&end, NULL, (unsigned)readers + 1);
     pthread_t threads[kMaxReaders];
@@ -112,8 +112,10 @@ int main(int argc, char **argv) {
         atomic_store(&written, 0);
         pthread_barrier_wait(&start);
         pause_us((unsigned)rand_r(&seed) % 400);
-        if (deleting) memcached_delete(writer, key, strlen(key), 0);
-        else memcached_set(writer, key, strlen(key), "new", 3, 0, 0);
+        if (deleting)
+            memcached_delete(writer, key, strlen(key), 0);
+        else
+            memcached_set(writer, key, strlen(key), "new", 3, 0, 0);
         atomic_store(&written, 1);
         pthread_barrier_wait(&end);
         ++keys;

@@ -13,12 +13,12 @@
 
 #include "mcshim.h"
 
-static const char *describe(const mcshim_t *shim, int32_t index) {
-    const char *address = index >= 0 ? mcshim_server_address(shim, (size_t)index) : NULL;
+static const char* describe(const mcshim_t* shim, int32_t index) {
+    const char* address = index >= 0 ? mcshim_server_address(shim, (size_t)index) : NULL;
     return address ? address : "-";
 }
 
-static int route_keys(mcshim_t *shim, int count, char **keys) {
+static int route_keys(mcshim_t* shim, int count, char** keys) {
     int failures = 0;
     for (int i = 0; i < count; ++i) {
         mcshim_route_t r;
@@ -28,12 +28,10 @@ static int route_keys(mcshim_t *shim, int count, char **keys) {
             ++failures;
             continue;
         }
-        printf("%s: native %s, target %s", keys[i], describe(shim, r.native),
-               describe(shim, r.target));
+        printf("%s: native %s, target %s", keys[i], describe(shim, r.native), describe(shim, r.target));
         if (r.flags & MCSHIM_ROUTE_SUBSTITUTE) printf(", substitute");
         if (r.flags & MCSHIM_ROUTE_DRAINING) printf(", native draining");
-        if (r.flags & MCSHIM_ROUTE_RECENTLY_DOWN)
-            printf(", recently down, fallback %s", describe(shim, r.fallback));
+        if (r.flags & MCSHIM_ROUTE_RECENTLY_DOWN) printf(", recently down, fallback %s", describe(shim, r.fallback));
         if (r.flags & MCSHIM_ROUTE_STALE) printf(", no usable state: native");
         if (r.flags & MCSHIM_ROUTE_SUBSTITUTE)
             printf(", write expiration 0 -> %lld", (long long)mcshim_clamp_expiration(shim, 0));
@@ -43,13 +41,13 @@ static int route_keys(mcshim_t *shim, int count, char **keys) {
 }
 
 static int self_check(void) {
-    static const char *servers[] = {"10.0.0.1", "10.0.0.2", "10.0.0.3"};
+    static const char* servers[] = {"10.0.0.1", "10.0.0.2", "10.0.0.3"};
     /* memcached_generate_hash's answers for the same list and settings. */
     static const struct {
-        const char *key;
+        const char* key;
         int32_t server;
     } golden[] = {{"foo", 1}, {"bar", 2}, {"mcwatch", 1}, {"user:42", 2}, {"session/9f3a", 1}};
-    mcshim_t *shim = mcshim_open("/nonexistent/mcwatch-route-example/state");
+    mcshim_t* shim = mcshim_open("/nonexistent/mcwatch-route-example/state");
     if (!shim) {
         fprintf(stderr, "route_example: mcshim_open failed\n");
         return 1;
@@ -65,8 +63,8 @@ static int self_check(void) {
     for (size_t i = 0; i < sizeof golden / sizeof golden[0]; ++i) {
         mcshim_route_t r;
         rc = mcshim_route(shim, golden[i].key, strlen(golden[i].key), &r);
-        const int ok = rc == MCSHIM_OK && r.native == golden[i].server &&
-                       r.target == golden[i].server && r.flags == MCSHIM_ROUTE_STALE;
+        const int ok = rc == MCSHIM_OK && r.native == golden[i].server && r.target == golden[i].server &&
+                       r.flags == MCSHIM_ROUTE_STALE;
         printf("%s %s -> %s\n", ok ? "ok  " : "FAIL", golden[i].key, describe(shim, r.target));
         failures += !ok;
     }
@@ -75,13 +73,13 @@ static int self_check(void) {
     return failures ? 1 : 0;
 }
 
-int main(int argc, char **argv) {
+int main(int argc, char** argv) {
     if (argc == 1) return self_check();
     if (argc < 3) {
         fprintf(stderr, "usage: route_example [STATE KEY...]\n");
         return 64;
     }
-    mcshim_t *shim = mcshim_open(argv[1]);
+    mcshim_t* shim = mcshim_open(argv[1]);
     if (!shim) return 1;
     const int rc = mcshim_use_state_servers(shim);
     if (rc != MCSHIM_OK) {

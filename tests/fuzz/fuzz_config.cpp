@@ -47,8 +47,8 @@ void check_accepted(const Config& c) {
         // What the state file records is parsed again by readers.
         ServerAddress again;
         FUZZ_CHECK(parse_server_address(s.text, again).empty());
-        FUZZ_CHECK(again.text == s.text && again.host == s.host && again.port == s.port &&
-                   again.path == s.path && again.is_unix == s.is_unix);
+        FUZZ_CHECK(again.text == s.text && again.host == s.host && again.port == s.port && again.path == s.path &&
+                   again.is_unix == s.is_unix);
     }
 }
 

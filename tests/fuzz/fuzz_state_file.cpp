@@ -43,11 +43,10 @@ using namespace mcwatch::state;
 
 // Server names in a fuzzed file must not become DNS queries: every lookup is
 // made numeric-only (names then simply do not resolve, as with no network).
-extern "C" int getaddrinfo(const char* node, const char* service, const struct addrinfo* hints,
-                           struct addrinfo** res) {
+extern "C" int getaddrinfo(const char* node, const char* service, const struct addrinfo* hints, struct addrinfo** res) {
     using Real = int (*)(const char*, const char*, const struct addrinfo*, struct addrinfo**);
     static const Real real = reinterpret_cast<Real>(dlsym(RTLD_NEXT, "getaddrinfo"));
-    struct addrinfo numeric{};
+    struct addrinfo numeric {};
     if (hints) numeric = *hints;
     numeric.ai_flags |= AI_NUMERICHOST;
     return real(node, service, &numeric, res);
@@ -101,11 +100,16 @@ bool valid_utf8(const std::string& text) {
     for (size_t i = 0; i < text.size();) {
         const auto c = static_cast<unsigned char>(text[i]);
         size_t extra;
-        if (c < 0x80) extra = 0;
-        else if ((c >> 5) == 0x6) extra = 1;
-        else if ((c >> 4) == 0xe) extra = 2;
-        else if ((c >> 3) == 0x1e) extra = 3;
-        else return false;
+        if (c < 0x80)
+            extra = 0;
+        else if ((c >> 5) == 0x6)
+            extra = 1;
+        else if ((c >> 4) == 0xe)
+            extra = 2;
+        else if ((c >> 3) == 0x1e)
+            extra = 3;
+        else
+            return false;
         if (i + extra >= text.size()) return false;
         for (size_t k = 1; k <= extra; ++k)
             if ((static_cast<unsigned char>(text[i + k]) >> 6) != 0x2) return false;

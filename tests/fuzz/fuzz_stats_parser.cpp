@@ -19,8 +19,8 @@ namespace {
 
 bool same_facts(const StatsReply& a, const StatsReply& b) {
     return a.uptime_s == b.uptime_s && a.pid == b.pid && a.curr_items == b.curr_items &&
-           a.curr_connections == b.curr_connections && a.get_hits == b.get_hits &&
-           a.get_misses == b.get_misses && a.evictions == b.evictions && a.version == b.version;
+           a.curr_connections == b.curr_connections && a.get_hits == b.get_hits && a.get_misses == b.get_misses &&
+           a.evictions == b.evictions && a.version == b.version;
 }
 
 // An error message quotes at most kMaxQuotedChars of the peer's bytes.
@@ -78,8 +78,7 @@ void fuzz_stats(std::string_view reply, size_t piece) {
         FUZZ_CHECK(same_facts(pieces.stats, whole.stats));
     }
     // Not the same message: in pieces, garbage is caught at its first bytes.
-    if (whole.status == ParseStatus::error || whole.status == ParseStatus::answered_error)
-        check_error(pieces.error);
+    if (whole.status == ParseStatus::error || whole.status == ParseStatus::answered_error) check_error(pieces.error);
 }
 
 void fuzz_flush(std::string_view reply, size_t piece) {

@@ -75,20 +75,26 @@ int main(int argc, char** argv) {
     for (int i = 1; i < argc; ++i) {
         const std::string arg = argv[i];
         const bool has_value = i + 1 < argc;
-        if (arg == "--state" && has_value) state = argv[++i];
-        else if (arg == "--servers" && has_value) servers = split(argv[++i]);
-        else if (arg == "--distribution" && has_value) distribution = mcshim_distribution_from_name(argv[++i]);
-        else if (arg == "--hash" && has_value) hash = mcshim_hash_from_name(argv[++i]);
-        else if (arg == "--loop" && has_value) loop_seconds = std::strtod(argv[++i], nullptr);
+        if (arg == "--state" && has_value)
+            state = argv[++i];
+        else if (arg == "--servers" && has_value)
+            servers = split(argv[++i]);
+        else if (arg == "--distribution" && has_value)
+            distribution = mcshim_distribution_from_name(argv[++i]);
+        else if (arg == "--hash" && has_value)
+            hash = mcshim_hash_from_name(argv[++i]);
+        else if (arg == "--loop" && has_value)
+            loop_seconds = std::strtod(argv[++i], nullptr);
         else if (arg == "--watch" && i + 2 < argc) {
             watch_key = argv[++i];
             watch_seconds = std::strtod(argv[++i], nullptr);
-        }
-        else keys.push_back(arg);
+        } else
+            keys.push_back(arg);
     }
     if (servers.empty()) {
-        std::fprintf(stderr, "usage: capi_route [--state PATH] --servers A,B [--distribution D] [--hash H] "
-                             "(KEY... | --loop SECONDS)\n");
+        std::fprintf(stderr,
+                     "usage: capi_route [--state PATH] --servers A,B [--distribution D] [--hash H] "
+                     "(KEY... | --loop SECONDS)\n");
         return 2;
     }
     mcshim_t* shim = mcshim_open(state);
@@ -129,8 +135,8 @@ int main(int argc, char** argv) {
             mcshim_route_t r{};
             const int rc = mcshim_route(shim, key.data(), key.size(), &r);
             const int usable = mcshim_state_usable(shim);
-            std::printf("key=%s rc=%d native=%d target=%d fallback=%d flags=%s usable=%d problem=\"%s\"\n",
-                        key.c_str(), rc, r.native, r.target, r.fallback, flag_names(r.flags).c_str(), usable,
+            std::printf("key=%s rc=%d native=%d target=%d fallback=%d flags=%s usable=%d problem=\"%s\"\n", key.c_str(),
+                        rc, r.native, r.target, r.fallback, flag_names(r.flags).c_str(), usable,
                         mcshim_last_error(shim));
         }
         mcshim_close(shim);
@@ -146,9 +152,12 @@ int main(int argc, char** argv) {
             mcshim_route_t r{};
             const int rc = mcshim_route(shim, key, std::strlen(key), &r);
             ++routes;
-            if (rc == MCSHIM_OK) ++ok;
-            else if (rc == MCSHIM_E_ALL_DEAD) ++all_dead;
-            else ++errors;
+            if (rc == MCSHIM_OK)
+                ++ok;
+            else if (rc == MCSHIM_E_ALL_DEAD)
+                ++all_dead;
+            else
+                ++errors;
             if (r.flags & MCSHIM_ROUTE_STALE) ++stale;
             if (r.flags & MCSHIM_ROUTE_SUBSTITUTE) ++substitute;
         }

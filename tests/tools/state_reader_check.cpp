@@ -64,9 +64,8 @@ uint64_t counter_of(const ServerDynamic* servers, uint32_t count) {
     char text[64];
     for (uint32_t i = 0; i < count; ++i) {
         const ServerDynamic& s = servers[i];
-        if (s.rtt_us != n || s.uptime_s != 2 * n || s.restarts != n || s.pid != (n ^ 0x5a5a) ||
-            s.get_hits != n + i || s.probes_ok != 3 * n + i || s.curr_items != count || s.state != n % 4 ||
-            s.flags != n % 2)
+        if (s.rtt_us != n || s.uptime_s != 2 * n || s.restarts != n || s.pid != (n ^ 0x5a5a) || s.get_hits != n + i ||
+            s.probes_ok != 3 * n + i || s.curr_items != count || s.state != n % 4 || s.flags != n % 2)
             return UINT64_MAX;
         std::snprintf(text, sizeof text, "v%llu", (unsigned long long)n);
         if (std::strcmp(text, s.version) != 0) return UINT64_MAX;
@@ -113,7 +112,7 @@ public:
         if (map_ && map_->header().daemon_pid != fresh->header().daemon_pid) last_n_ = 0;
         map_ = std::move(fresh);
         copy_.assign(map_->slot_count(), ServerDynamic{});
-        struct stat st{};
+        struct stat st {};
         ::stat(path_.c_str(), &st);
         std::printf("mapped pid=%u slots=%u inode=%llu\n", map_->header().daemon_pid, map_->slot_count(),
                     (unsigned long long)st.st_ino);
@@ -187,14 +186,16 @@ int main(int argc, char** argv) {
         const std::string value = argv[i + 1];
         if (option == "--mode" && (value == "counter" || value == "daemon"))
             mode = value == "counter" ? Mode::counter : Mode::daemon;
-        else if (option == "--reads") wanted = std::strtoull(value.c_str(), nullptr, 10);
-        else if (option == "--seconds") seconds = std::strtod(value.c_str(), nullptr);
+        else if (option == "--reads")
+            wanted = std::strtoull(value.c_str(), nullptr, 10);
+        else if (option == "--seconds")
+            seconds = std::strtod(value.c_str(), nullptr);
         else {
             std::fprintf(stderr, "state_reader_check: bad option %s %s\n", option.c_str(), value.c_str());
             return 2;
         }
     }
-    struct sigaction action{};
+    struct sigaction action {};
     action.sa_handler = on_signal;
     sigaction(SIGTERM, &action, nullptr);
     sigaction(SIGINT, &action, nullptr);
@@ -219,12 +220,13 @@ int main(int argc, char** argv) {
         if (reader.counts.reads == 0 && (loop & 63) == 0) usleep(1000);  // nothing mapped yet
     }
     const Counts& c = reader.counts;
-    std::printf("reads=%llu torn=%llu retries=%llu stuck=%llu backwards=%llu remaps=%llu unusable=%llu "
-                "distinct=%llu naive=%llu naive_torn=%llu\n",
-                (unsigned long long)c.reads, (unsigned long long)c.torn, (unsigned long long)c.retries,
-                (unsigned long long)c.stuck, (unsigned long long)c.backwards, (unsigned long long)c.remaps,
-                (unsigned long long)c.unusable, (unsigned long long)c.distinct, (unsigned long long)c.naive,
-                (unsigned long long)c.naive_torn);
+    std::printf(
+        "reads=%llu torn=%llu retries=%llu stuck=%llu backwards=%llu remaps=%llu unusable=%llu "
+        "distinct=%llu naive=%llu naive_torn=%llu\n",
+        (unsigned long long)c.reads, (unsigned long long)c.torn, (unsigned long long)c.retries,
+        (unsigned long long)c.stuck, (unsigned long long)c.backwards, (unsigned long long)c.remaps,
+        (unsigned long long)c.unusable, (unsigned long long)c.distinct, (unsigned long long)c.naive,
+        (unsigned long long)c.naive_torn);
     if (c.torn || c.backwards) return 1;
     return timed_out && wanted != UINT64_MAX ? 3 : 0;
 }

@@ -63,8 +63,7 @@ void fill(std::vector<state::ServerDynamic>& servers, uint64_t n) {
         s.state = uint32_t(n % 4);
         s.flags = uint32_t(n % 2);
         std::snprintf(s.version, sizeof s.version, "v%llu", (unsigned long long)n);
-        std::snprintf(s.last_error, sizeof s.last_error, "e%llu/%llu", (unsigned long long)n,
-                      (unsigned long long)i);
+        std::snprintf(s.last_error, sizeof s.last_error, "e%llu/%llu", (unsigned long long)n, (unsigned long long)i);
     }
 }
 
@@ -72,8 +71,9 @@ void fill(std::vector<state::ServerDynamic>& servers, uint64_t n) {
 
 int main(int argc, char** argv) {
     if (argc < 2) {
-        std::fprintf(stderr, "usage: state_writer_drive STATE_FILE [--servers N] [--republish-every K] "
-                             "[--counts 3,8,1] [--seconds S]\n");
+        std::fprintf(stderr,
+                     "usage: state_writer_drive STATE_FILE [--servers N] [--republish-every K] "
+                     "[--counts 3,8,1] [--seconds S]\n");
         return 2;
     }
     const std::string path = argv[1];
@@ -85,10 +85,14 @@ int main(int argc, char** argv) {
     for (int i = 2; i + 1 < argc; i += 2) {
         const std::string option = argv[i];
         const char* value = argv[i + 1];
-        if (option == "--servers") servers = uint32_t(std::strtoul(value, nullptr, 10));
-        else if (option == "--republish-every") republish_every = std::strtoull(value, nullptr, 10);
-        else if (option == "--seconds") seconds = std::strtod(value, nullptr);
-        else if (option == "--pause-us") pause_us = std::strtol(value, nullptr, 10);
+        if (option == "--servers")
+            servers = uint32_t(std::strtoul(value, nullptr, 10));
+        else if (option == "--republish-every")
+            republish_every = std::strtoull(value, nullptr, 10);
+        else if (option == "--seconds")
+            seconds = std::strtod(value, nullptr);
+        else if (option == "--pause-us")
+            pause_us = std::strtol(value, nullptr, 10);
         else if (option == "--counts") {
             for (const char* p = value; *p;) {
                 counts.push_back(uint32_t(std::strtoul(p, const_cast<char**>(&p), 10)));
@@ -126,8 +130,7 @@ int main(int argc, char** argv) {
         if (republish_every && n % republish_every == 0) {
             facts.assign(counts[next_count++ % counts.size()], state::ServerDynamic{});
             fill(facts, n);
-            if (std::string why = writer.publish(config_for(path, uint32_t(facts.size())), {}, facts);
-                !why.empty()) {
+            if (std::string why = writer.publish(config_for(path, uint32_t(facts.size())), {}, facts); !why.empty()) {
                 std::fprintf(stderr, "state_writer_drive: %s\n", why.c_str());
                 return 1;
             }

@@ -38,8 +38,7 @@ class StateFixture {
 public:
     // Writes the file aside and renames it over `path`, as the daemon does;
     // every server starts live, the heartbeat is now.
-    StateFixture(const std::string& path, const std::vector<FixtureServer>& servers,
-                 const FixtureOptions& options = {})
+    StateFixture(const std::string& path, const std::vector<FixtureServer>& servers, const FixtureOptions& options = {})
         : path_(path), count_(uint32_t(servers.size())) {
         size_ = size_t(state::file_size_for(count_));
         const std::string aside = path + ".new";
@@ -81,8 +80,7 @@ public:
         h.static_digest = state::compute_static_digest(h, slots_, count_);
         h.generation.store(1, std::memory_order_relaxed);
         beat();
-        if (::rename(aside.c_str(), path.c_str()) != 0)
-            throw std::runtime_error("rename " + aside);
+        if (::rename(aside.c_str(), path.c_str()) != 0) throw std::runtime_error("rename " + aside);
     }
     ~StateFixture() {
         if (memory_) ::munmap(memory_, size_);
@@ -91,8 +89,7 @@ public:
     StateFixture& operator=(const StateFixture&) = delete;
 
     // One server's routing facts, changed as the daemon would.
-    void set_state(uint32_t slot, state::ServerState s, uint32_t flags = 0,
-                   int64_t recently_down_until_unix_ms = 0) {
+    void set_state(uint32_t slot, state::ServerState s, uint32_t flags = 0, int64_t recently_down_until_unix_ms = 0) {
         std::vector<std::pair<state::ServerState, uint32_t>> all = states();
         all[slot] = {s, flags};
         set_states(all, recently_down_until_unix_ms, slot);
@@ -107,8 +104,7 @@ public:
                 slots_[i].state.store(uint32_t(all[i].first), std::memory_order_relaxed);
                 slots_[i].flags.store(all[i].second, std::memory_order_relaxed);
                 if (i == until_slot)
-                    slots_[i].recently_down_until_unix_ms.store(recently_down_until_unix_ms,
-                                                                std::memory_order_relaxed);
+                    slots_[i].recently_down_until_unix_ms.store(recently_down_until_unix_ms, std::memory_order_relaxed);
             }
             header_->generation.fetch_add(1, std::memory_order_relaxed);
         }

@@ -79,16 +79,20 @@ TEST_CASE("config: every error names file:line and the problem") {
     CHECK(error_of("") == "t.conf: no servers configured: add `server = host:port` lines under [servers]");
     CHECK(error_of("[servers]\n") == "t.conf: no servers configured: add `server = host:port` lines under [servers]");
     CHECK(error_of("[mcwatchd]\nprobe_intervall = 1s\n") == "t.conf:2: unknown key 'probe_intervall' in [mcwatchd]");
-    CHECK(error_of("[cache]\nx = 1\n") == "t.conf:2: unknown section [cache] (expected [mcwatchd], [routing], [servers])");
+    CHECK(error_of("[cache]\nx = 1\n") ==
+          "t.conf:2: unknown section [cache] (expected [mcwatchd], [routing], [servers])");
     CHECK(error_of("[mcwatchd]\nprobe_interval = 5 s\n") ==
           "t.conf:2: probe_interval: bad duration '5 s': unknown unit ' s' (use ms, s, m, h or d)");
     CHECK(error_of("[mcwatchd]\nprobe_interval = fast\n") ==
           "t.conf:2: probe_interval: bad duration 'fast': expected a number and a unit (ms, s, m, h, d)");
-    CHECK(error_of("[mcwatchd]\nprobe_interval = 1ms\n") == "t.conf:2: probe_interval = 1ms is too short (minimum 10ms)");
-    CHECK(error_of("[mcwatchd]\nfail_after = 0\n") == "t.conf:2: fail_after = '0': expected a whole number from 1 to 1000");
+    CHECK(error_of("[mcwatchd]\nprobe_interval = 1ms\n") ==
+          "t.conf:2: probe_interval = 1ms is too short (minimum 10ms)");
+    CHECK(error_of("[mcwatchd]\nfail_after = 0\n") ==
+          "t.conf:2: fail_after = '0': expected a whole number from 1 to 1000");
     CHECK(error_of("[mcwatchd]\nrecover_after = two\n") ==
           "t.conf:2: recover_after = 'two': expected a whole number from 1 to 1000");
-    CHECK(error_of("[mcwatchd]\nflush_on_rejoin = maybe\n") == "t.conf:2: flush_on_rejoin = 'maybe': expected yes or no");
+    CHECK(error_of("[mcwatchd]\nflush_on_rejoin = maybe\n") ==
+          "t.conf:2: flush_on_rejoin = 'maybe': expected yes or no");
     CHECK(error_of("[mcwatchd]\nstate_file = state\n") == "t.conf:2: state_file = 'state': expected an absolute path");
     CHECK(error_of("[mcwatchd]\nfail_after = 2\nfail_after = 3\n") ==
           "t.conf:3: duplicate key 'fail_after' (first set on line 2)");
@@ -100,23 +104,29 @@ TEST_CASE("config: every error names file:line and the problem") {
     // Debian 12's libhashkit is built without hsieh.
     CHECK(error_of("[routing]\nhash = hsieh\n") ==
           "t.conf:2: hash = 'hsieh': not built into this libhashkit, so no client can use it");
-    CHECK(error_of("[servers]\nserver = 127.0.0.1\n") == "t.conf:2: server 127.0.0.1: missing port (expected host:port)");
-    CHECK(error_of("[servers]\nserver = 127.0.0.1:0\n") == "t.conf:2: server 127.0.0.1:0: port '0' out of range (1-65535)");
+    CHECK(error_of("[servers]\nserver = 127.0.0.1\n") ==
+          "t.conf:2: server 127.0.0.1: missing port (expected host:port)");
+    CHECK(error_of("[servers]\nserver = 127.0.0.1:0\n") ==
+          "t.conf:2: server 127.0.0.1:0: port '0' out of range (1-65535)");
     CHECK(error_of("[servers]\nserver = 127.0.0.1:65536\n") ==
           "t.conf:2: server 127.0.0.1:65536: port '65536' out of range (1-65535)");
     CHECK(error_of("[servers]\nserver = host name:1\n") == "t.conf:2: server host: missing port (expected host:port)");
     CHECK(error_of("[servers]\nserver = ho$t:1\n") == "t.conf:2: server ho$t:1: bad host name 'ho$t'");
-    CHECK(error_of("[servers]\nserver = ::1:11211\n") == "t.conf:2: server ::1:11211: write IPv6 addresses as [addr]:port");
+    CHECK(error_of("[servers]\nserver = ::1:11211\n") ==
+          "t.conf:2: server ::1:11211: write IPv6 addresses as [addr]:port");
     CHECK(error_of("[servers]\nserver = unix:relative.sock\n") ==
           "t.conf:2: server unix:relative.sock: unix socket path must be absolute");
-    CHECK(error_of("[servers]\nserver = a:1 weight=0\n") == "t.conf:2: server a:1: bad weight '0': expected 1 to 1000000");
+    CHECK(error_of("[servers]\nserver = a:1 weight=0\n") ==
+          "t.conf:2: server a:1: bad weight '0': expected 1 to 1000000");
     CHECK(error_of("[servers]\nserver = a:1 colour=blue\n") ==
           "t.conf:2: server a:1: unknown option 'colour=blue' (expected weight=N)");
     CHECK(error_of("[servers]\nserver = a:1\n\nserver = a:1\n") == "t.conf:4: duplicate server a:1 (first on line 2)");
-    CHECK(error_of("[servers]\nhost = a:1\n") == "t.conf:2: unknown key 'host' in [servers] (expected `server = host:port`)");
+    CHECK(error_of("[servers]\nhost = a:1\n") ==
+          "t.conf:2: unknown key 'host' in [servers] (expected `server = host:port`)");
     CHECK(error_of("[servers]\nserver = a:1\nthis line is wrong\n") ==
           "t.conf:3: syntax error: expected `[section]`, `key = value` or a comment");
-    CHECK(error_of("[servers\nserver = a:1\n") == "t.conf:1: syntax error: expected `[section]`, `key = value` or a comment");
+    CHECK(error_of("[servers\nserver = a:1\n") ==
+          "t.conf:1: syntax error: expected `[section]`, `key = value` or a comment");
     CHECK(error_of(std::string("[servers]\nserver = a:1\n; ") + std::string(300, 'x') + "\n") ==
           "t.conf:3: line longer than 198 characters");
 }
@@ -164,9 +174,10 @@ TEST_CASE("config: errors that pointed the wrong way name the real problem") {
 }
 
 TEST_CASE("config: `#` after a value starts a comment, as `;` does") {
-    const auto result = parse_config("[mcwatchd]\nprobe_interval = 500ms # half a second\nfail_after = 3\t# x\n"
-                                     "[servers] # the fleet\nserver = 127.0.0.1:11211 weight=2 # big one\n",
-                                     "t.conf");
+    const auto result = parse_config(
+        "[mcwatchd]\nprobe_interval = 500ms # half a second\nfail_after = 3\t# x\n"
+        "[servers] # the fleet\nserver = 127.0.0.1:11211 weight=2 # big one\n",
+        "t.conf");
     REQUIRE_MESSAGE(result.config, result.error);
     CHECK(result.config->probe_interval.count() == 500);
     CHECK(result.config->fail_after == 3);
@@ -211,8 +222,8 @@ TEST_CASE("config: the control socket sits beside the state file unless set") {
           "t.conf:2: control_socket = 'ctl': expected an absolute path");
     CHECK(error_of(std::string("[mcwatchd]\nstate_file = /a/b\ncontrol_socket = /a/b\n") + kMinimal) ==
           "t.conf:3: control_socket and state_file must differ");
-    CHECK(error_of("[mcwatchd]\nstate_file = /" + std::string(100, 'd') + "/s\n" + kMinimal).find(
-              "t.conf:2: control_socket would be /ddd") == 0);
+    CHECK(error_of("[mcwatchd]\nstate_file = /" + std::string(100, 'd') + "/s\n" + kMinimal)
+              .find("t.conf:2: control_socket would be /ddd") == 0);
 }
 
 TEST_CASE("config: metrics_listen is off by default and takes a numeric address") {

@@ -37,7 +37,8 @@ TEST_CASE("control request: every command mcctl sends") {
         REQUIRE(parsed.request);
         CHECK(parsed.request->command == c.command);
         CHECK(parsed.request->server == c.server);
-        CHECK(std::string(control_command_name(c.command)) == std::string(c.line).substr(0, std::string(c.line).find(' ')));
+        CHECK(std::string(control_command_name(c.command)) ==
+              std::string(c.line).substr(0, std::string(c.line).find(' ')));
     }
 }
 

@@ -50,10 +50,11 @@ struct Fixture {
     EventLoop loop;
     std::string path = dir.file("control");
     std::vector<std::string> seen;
-    ControlServer server{loop, [this](const ControlRequest& request, ControlServer::Ticket) -> std::optional<std::string> {
-                             seen.push_back(fmt::format("{} {}", control_command_name(request.command), request.server));
-                             return "ok done";
-                         }};
+    ControlServer server{
+        loop, [this](const ControlRequest& request, ControlServer::Ticket) -> std::optional<std::string> {
+            seen.push_back(fmt::format("{} {}", control_command_name(request.command), request.server));
+            return "ok done";
+        }};
     Fixture() { REQUIRE(server.open(path, current_user(), getegid(), {uint32_t(geteuid()), std::nullopt, ""}) == ""); }
 };
 
@@ -71,7 +72,7 @@ TEST_CASE("control server: root, the daemon's user and admin_group members may c
 
 TEST_CASE("control server: one request, one reply line, socket mode 0660") {
     Fixture f;
-    struct stat st{};
+    struct stat st {};
     REQUIRE(lstat(f.path.c_str(), &st) == 0);
     CHECK(S_ISSOCK(st.st_mode));
     CHECK((st.st_mode & 0777) == 0660);
@@ -82,8 +83,9 @@ TEST_CASE("control server: one request, one reply line, socket mode 0660") {
 
 TEST_CASE("control server: bad and oversized requests are answered with an error line") {
     Fixture f;
-    CHECK(exchange(f.loop, f.path, "format c:\n") == "error unknown command 'format' (expected ping, reload, drain, "
-                                                      "undrain, down, up or flush)\n");
+    CHECK(exchange(f.loop, f.path, "format c:\n") ==
+          "error unknown command 'format' (expected ping, reload, drain, "
+          "undrain, down, up or flush)\n");
     CHECK(exchange(f.loop, f.path, std::string(4000, 'x')) == "error request longer than 512 bytes\n");
     CHECK(f.seen.empty());
 }
@@ -91,7 +93,8 @@ TEST_CASE("control server: bad and oversized requests are answered with an error
 TEST_CASE("control server: a second server on a socket in use is refused, a stale one replaced") {
     Fixture f;
     EventLoop loop;
-    ControlServer second(loop, [](const ControlRequest&, ControlServer::Ticket) { return std::optional<std::string>(); });
+    ControlServer second(loop,
+                         [](const ControlRequest&, ControlServer::Ticket) { return std::optional<std::string>(); });
     CHECK(second.open(f.path, current_user(), getegid(), {}) ==
           fmt::format("control_socket {} is in use by another process (another mcwatchd?)", f.path));
     // A socket nobody listens on, as a killed daemon leaves it.

@@ -95,7 +95,7 @@ TEST_CASE("override: a drained server that stops is dead, and draining again, fl
     CHECK_FALSE(h.wants_flush());
     CHECK(feed(h, {good(), good()}) == "");
     CHECK(state_of(h) == ServerState::dead);  // recover_after = 3
-    CHECK(h.wants_flush());  // clients will read from it again: its old values go first
+    CHECK(h.wants_flush());                   // clients will read from it again: its old values go first
     CHECK(feed(h, {good()}) == "");
     CHECK(state_of(h) == ServerState::dead);  // a good reply without the flush
     CHECK(feed(h, {good(true)}) == "flush up ");
@@ -229,7 +229,7 @@ TEST_CASE("history: transitions counted by the state entered, probe round-trips 
     CHECK(to[size_t(ServerState::draining)] == 1);
     CHECK(to[size_t(ServerState::dead)] == 1);
     CHECK(h.view().transitions == 4);
-    CHECK(h.history().rtt.count() == 2);  // the good probes: 300us each
+    CHECK(h.history().rtt.count() == 2);         // the good probes: 300us each
     CHECK(h.history().rtt.at_or_below(0) == 0);  // <= 100us
     CHECK(h.history().rtt.at_or_below(2) == 2);  // <= 500us
 }

@@ -104,21 +104,25 @@ TEST_CASE("metrics: valid exposition text with the families an SRE graphs") {
         REQUIRE(!name.empty());
         CHECK(name.rfind(current, 0) == 0);  // a sample of the family just typed
     }
-    for (const char* family : {"mcwatch_server_up", "mcwatch_server_state", "mcwatch_probe_rtt_seconds",
-                               "mcwatch_server_transitions_total", "mcwatch_server_restarts_total",
-                               "mcwatch_flushes_total", "mcwatch_heartbeat_timestamp_seconds", "mcwatch_server_items",
-                               "mcwatch_server_get_hits_total", "mcwatch_server_get_misses_total",
-                               "mcwatch_server_evictions_total"})
+    for (const char* family :
+         {"mcwatch_server_up", "mcwatch_server_state", "mcwatch_probe_rtt_seconds", "mcwatch_server_transitions_total",
+          "mcwatch_server_restarts_total", "mcwatch_flushes_total", "mcwatch_heartbeat_timestamp_seconds",
+          "mcwatch_server_items", "mcwatch_server_get_hits_total", "mcwatch_server_get_misses_total",
+          "mcwatch_server_evictions_total"})
         CHECK_MESSAGE(typed.count(family), family);
 
     CHECK(text.find("mcwatch_server_up{server=\"127.0.0.1:11211\"} 1\n") != std::string::npos);
     CHECK(text.find("mcwatch_server_state{server=\"127.0.0.1:11211\",state=\"live\"} 1\n") != std::string::npos);
     CHECK(text.find("mcwatch_server_state{server=\"127.0.0.1:11211\",state=\"dead\"} 0\n") != std::string::npos);
     CHECK(text.find("mcwatch_server_items{server=\"127.0.0.1:11211\"} 12\n") != std::string::npos);
-    CHECK(text.find("mcwatch_server_transitions_total{server=\"127.0.0.1:11211\",to=\"live\"} 1\n") != std::string::npos);
-    CHECK(text.find("mcwatch_probe_rtt_seconds_bucket{server=\"127.0.0.1:11211\",le=\"0.0005\"} 0\n") != std::string::npos);
-    CHECK(text.find("mcwatch_probe_rtt_seconds_bucket{server=\"127.0.0.1:11211\",le=\"0.001\"} 1\n") != std::string::npos);
-    CHECK(text.find("mcwatch_probe_rtt_seconds_bucket{server=\"127.0.0.1:11211\",le=\"+Inf\"} 1\n") != std::string::npos);
+    CHECK(text.find("mcwatch_server_transitions_total{server=\"127.0.0.1:11211\",to=\"live\"} 1\n") !=
+          std::string::npos);
+    CHECK(text.find("mcwatch_probe_rtt_seconds_bucket{server=\"127.0.0.1:11211\",le=\"0.0005\"} 0\n") !=
+          std::string::npos);
+    CHECK(text.find("mcwatch_probe_rtt_seconds_bucket{server=\"127.0.0.1:11211\",le=\"0.001\"} 1\n") !=
+          std::string::npos);
+    CHECK(text.find("mcwatch_probe_rtt_seconds_bucket{server=\"127.0.0.1:11211\",le=\"+Inf\"} 1\n") !=
+          std::string::npos);
     CHECK(text.find("mcwatch_probe_rtt_seconds_count{server=\"127.0.0.1:11211\"} 1\n") != std::string::npos);
     CHECK(text.find("mcwatch_heartbeat_timestamp_seconds 1700000000.123\n") != std::string::npos);
     CHECK(text.find("mcwatch_server_up{server=\"weird\\\"name\\\\:1\"} 0\n") != std::string::npos);

@@ -34,8 +34,8 @@ ServerAddress tcp_server(const std::string& host, uint16_t port) {
     ServerAddress address;
     address.host = host;
     address.port = port;
-    address.text = host.find(':') != std::string::npos ? fmt::format("[{}]:{}", host, port)
-                                                        : fmt::format("{}:{}", host, port);
+    address.text =
+        host.find(':') != std::string::npos ? fmt::format("[{}]:{}", host, port) : fmt::format("{}:{}", host, port);
     return address;
 }
 
@@ -107,16 +107,14 @@ TEST_CASE("prober: a live memcached answers with its facts, on a kept connection
     CHECK(result.rtt.count() > 0);
 
     // More rounds reuse the connection: memcached sees no new one but ours.
-    const uint64_t connections = stat_in(test::exchange_tcp(port, "stats\r\n", "END\r\n"),
-                                         "total_connections");
+    const uint64_t connections = stat_in(test::exchange_tcp(port, "stats\r\n", "END\r\n"), "total_connections");
     REQUIRE(connections != state::kUnknown);
     for (int i = 0; i < 5; ++i) {
         const ProbeResult again = probe_once(prober);
         CHECK(again.ok);
         CHECK(again.resolved == result.resolved);
     }
-    CHECK(stat_in(test::exchange_tcp(port, "stats\r\n", "END\r\n"), "total_connections") ==
-          connections + 1);
+    CHECK(stat_in(test::exchange_tcp(port, "stats\r\n", "END\r\n"), "total_connections") == connections + 1);
 }
 
 TEST_CASE("prober: a port nobody listens on is refused") {
@@ -191,8 +189,7 @@ TEST_CASE("prober: flush_first empties that server before its stats, and only th
         REQUIRE(test::exchange_tcp(port, "get k\r\n", "END\r\n") == "VALUE k 0 1\r\nx\r\nEND\r\n");
     }
 
-    Prober prober({tcp_server("127.0.0.1", kept_port), tcp_server("127.0.0.1", flushed_port)},
-                  kGenerous);
+    Prober prober({tcp_server("127.0.0.1", kept_port), tcp_server("127.0.0.1", flushed_port)}, kGenerous);
     const std::vector<ProbeResult> results = prober.run_round({false, true});
     REQUIRE(results.size() == 2);
     CHECK(results[0].ok);
@@ -297,8 +294,7 @@ TEST_CASE("prober: a name that does not resolve fails while the other servers ar
     MemcachedProcess memcached = MemcachedProcess::on_port(port);
     REQUIRE(memcached.ready());
     // .invalid is reserved (RFC 6761): it never resolves.
-    Prober prober({tcp_server("nonexistent.invalid", 11211), tcp_server("127.0.0.1", port)},
-                  Millis(2000));
+    Prober prober({tcp_server("nonexistent.invalid", 11211), tcp_server("127.0.0.1", port)}, Millis(2000));
     // A slow resolver makes a round end "resolving name"; the lookup carries on
     // into the next rounds and ends, at the latest, at glibc's resolver timeout.
     bool told = false;
@@ -318,8 +314,7 @@ TEST_CASE("prober: destroyed while name lookups still run, it leaves nothing beh
     const int before = test::count_open_fds_settled();
     for (int i = 0; i < 20; ++i) {
         // A round this short usually ends before the lookup does.
-        Prober prober({tcp_server("localhost", 11211), tcp_server("nonexistent.invalid", 1)},
-                      Millis(1));
+        Prober prober({tcp_server("localhost", 11211), tcp_server("nonexistent.invalid", 1)}, Millis(1));
         const std::vector<ProbeResult> results = prober.run_round({});
         CHECK(!results[1].ok);
     }
@@ -474,14 +469,12 @@ TEST_CASE("prober: one round, every kind of server, results in configuration ord
     const uint16_t live_port = test::free_loopback_port();
     MemcachedProcess memcached = MemcachedProcess::on_port(live_port);
     REQUIRE(memcached.ready());
-    FakePeer silent(
-        [](int fd, const std::atomic<bool>& stopping) { test::peer_hold(fd, stopping); });
+    FakePeer silent([](int fd, const std::atomic<bool>& stopping) { test::peer_hold(fd, stopping); });
     FakePeer garbage([](int fd, const std::atomic<bool>& stopping) {
         if (test::peer_read_request(fd, stopping)) test::peer_send(fd, "NOPE\r\n", stopping);
         test::peer_hold(fd, stopping);
     });
-    Prober prober({tcp_server("127.0.0.1", silent.port()),
-                   tcp_server("127.0.0.1", test::free_loopback_port()),
+    Prober prober({tcp_server("127.0.0.1", silent.port()), tcp_server("127.0.0.1", test::free_loopback_port()),
                    tcp_server("127.0.0.1", live_port), tcp_server("127.0.0.1", garbage.port())},
                   Millis(1000));
     const std::vector<ProbeResult> results = prober.run_round({});
@@ -500,9 +493,7 @@ TEST_CASE("prober: no descriptor leaks over many rounds") {
     // Fails every probe after connecting: a new connection each round. Its
     // side is closed before the prober sees the end of file, so counting
     // after a round sees no descriptor of the peer but its listener.
-    FakePeer hangs_up([](int fd, const std::atomic<bool>& stopping) {
-        test::peer_read_request(fd, stopping);
-    });
+    FakePeer hangs_up([](int fd, const std::atomic<bool>& stopping) { test::peer_read_request(fd, stopping); });
 
     const int before = test::count_open_fds_settled();
     {
@@ -518,8 +509,7 @@ TEST_CASE("prober: no descriptor leaks over many rounds") {
         int ok = 0;
         int closed = 0;
         for (int round = 0; round < 100; ++round) {
-            const std::vector<ProbeResult> results =
-                prober.run_round({false, round % 10 == 0, false});
+            const std::vector<ProbeResult> results = prober.run_round({false, round % 10 == 0, false});
             refused += results[0].refused;
             ok += results[1].ok;
             closed += results[2].error == "connection closed (no reply)";

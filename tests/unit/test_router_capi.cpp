@@ -39,11 +39,9 @@ TEST_CASE("router: C API routes like the router") {
         REQUIRE(mcshim_server_count(shim) == 3);
         CHECK(std::string(mcshim_server_address(shim, 2)) == "unix:/run/mc.sock");
         CHECK(mcshim_server_address(shim, 3) == nullptr);
-        const auto topology = test::topology_of(test::specs_of({{"127.0.0.1:11211", 1},
-                                                                {"127.0.0.1:11212", 2},
-                                                                {"unix:/run/mc.sock", 1}},
-                                                               true),
-                                                state::Distribution::modula, state::Hash::crc);
+        const auto topology = test::topology_of(
+            test::specs_of({{"127.0.0.1:11211", 1}, {"127.0.0.1:11212", 2}, {"unix:/run/mc.sock", 1}}, true),
+            state::Distribution::modula, state::Hash::crc);
         size_t moved = 0;
         for (const std::string& key : test::router_keys(3000)) {
             REQUIRE(mcshim_route(shim, key.data(), key.size(), &r) == MCSHIM_OK);
@@ -68,8 +66,7 @@ TEST_CASE("router: C API routes like the router") {
     SUBCASE("declared servers, spelled differently from the daemon's") {
         const char* servers[] = {"localhost:11211", "localhost:11212", "/run/mc.sock"};
         const uint32_t weights[] = {1, 2, 1};
-        REQUIRE(mcshim_set_servers(shim, servers, weights, 3, MCSHIM_KETAMA, MCSHIM_HASH_MD5) ==
-                MCSHIM_OK);
+        REQUIRE(mcshim_set_servers(shim, servers, weights, 3, MCSHIM_KETAMA, MCSHIM_HASH_MD5) == MCSHIM_OK);
         bool saw_substitute = false;
         for (const std::string& key : test::router_keys(2000)) {
             REQUIRE(mcshim_route(shim, key.data(), key.size(), &r) == MCSHIM_OK);
@@ -77,29 +74,23 @@ TEST_CASE("router: C API routes like the router") {
             saw_substitute |= (r.flags & MCSHIM_ROUTE_SUBSTITUTE) != 0;
         }
         CHECK(saw_substitute);
-        file.set_states({{state::ServerState::dead, 0},
-                         {state::ServerState::dead, 0},
-                         {state::ServerState::dead, 0}});
+        file.set_states({{state::ServerState::dead, 0}, {state::ServerState::dead, 0}, {state::ServerState::dead, 0}});
         CHECK(mcshim_route(shim, "k", 1, &r) == MCSHIM_E_ALL_DEAD);
         CHECK(r.flags == MCSHIM_ROUTE_ALL_DEAD);
         CHECK(r.target == -1);
     }
     SUBCASE("bad input") {
         const char* servers[] = {"localhost:11211", nullptr};
-        CHECK(mcshim_set_servers(shim, servers, nullptr, 2, MCSHIM_KETAMA, MCSHIM_HASH_MD5) ==
-              MCSHIM_E_INVALID);
+        CHECK(mcshim_set_servers(shim, servers, nullptr, 2, MCSHIM_KETAMA, MCSHIM_HASH_MD5) == MCSHIM_E_INVALID);
         CHECK(std::string(mcshim_last_error(shim)).find("NULL") != std::string::npos);
         const char* bad_port[] = {"localhost:0"};
-        CHECK(mcshim_set_servers(shim, bad_port, nullptr, 1, MCSHIM_KETAMA, MCSHIM_HASH_MD5) ==
-              MCSHIM_E_INVALID);
+        CHECK(mcshim_set_servers(shim, bad_port, nullptr, 1, MCSHIM_KETAMA, MCSHIM_HASH_MD5) == MCSHIM_E_INVALID);
         const char* good[] = {"localhost"};
         CHECK(mcshim_set_servers(shim, good, nullptr, 1, 7, MCSHIM_HASH_MD5) == MCSHIM_E_INVALID);
         CHECK(mcshim_set_servers(shim, good, nullptr, 1, MCSHIM_MODULA, 42) == MCSHIM_E_INVALID);
         if (!route::hash_available(state::Hash::hsieh))
-            CHECK(mcshim_set_servers(shim, good, nullptr, 1, MCSHIM_MODULA, MCSHIM_HASH_HSIEH) ==
-                  MCSHIM_E_HASH);
-        CHECK(mcshim_set_servers(shim, good, nullptr, 0, MCSHIM_MODULA, MCSHIM_HASH_MD5) ==
-              MCSHIM_E_INVALID);
+            CHECK(mcshim_set_servers(shim, good, nullptr, 1, MCSHIM_MODULA, MCSHIM_HASH_HSIEH) == MCSHIM_E_HASH);
+        CHECK(mcshim_set_servers(shim, good, nullptr, 0, MCSHIM_MODULA, MCSHIM_HASH_MD5) == MCSHIM_E_INVALID);
         CHECK(mcshim_route(nullptr, "k", 1, &r) == MCSHIM_E_INVALID);
         CHECK(mcshim_route(shim, "k", 1, nullptr) == MCSHIM_E_INVALID);
         CHECK(std::string(mcshim_strerror(MCSHIM_E_ALL_DEAD)) == "all servers are dead");
@@ -121,8 +112,7 @@ TEST_CASE("router: C API without a state file") {
     CHECK(mcshim_use_state_servers(shim) == MCSHIM_E_NO_STATE);
     CHECK(std::string(mcshim_last_error(shim)).find(dir.file("absent")) != std::string::npos);
     const char* servers[] = {"10.0.0.1", "10.0.0.2", "10.0.0.3"};
-    REQUIRE(mcshim_set_servers(shim, servers, nullptr, 3, MCSHIM_KETAMA, MCSHIM_HASH_MD5) ==
-            MCSHIM_OK);
+    REQUIRE(mcshim_set_servers(shim, servers, nullptr, 3, MCSHIM_KETAMA, MCSHIM_HASH_MD5) == MCSHIM_OK);
     mcshim_route_t r;
     // Golden (libmemcached 1.1.4): ketama, md5, 10.0.0.1..3:11211.
     REQUIRE(mcshim_route(shim, "foo", 3, &r) == MCSHIM_OK);

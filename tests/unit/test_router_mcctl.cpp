@@ -34,8 +34,8 @@ Run run_route(const std::string& state, const char* config, std::vector<std::str
     std::string input_copy = input.empty() ? std::string(" ") : input;
     std::FILE* in = fmemopen(input_copy.data(), input.size(), "r");
     Run run;
-    run.status = mcctl_route(state.empty() ? nullptr : state.c_str(), config, int(argv.size()), argv.data(),
-                             in, out, err);
+    run.status =
+        mcctl_route(state.empty() ? nullptr : state.c_str(), config, int(argv.size()), argv.data(), in, out, err);
     std::fclose(in);
     std::fclose(out);
     std::fclose(err);
@@ -72,7 +72,8 @@ TEST_CASE("router: mcctl route explains where keys go") {
     file.set_state(1, state::ServerState::live, state::kFlagRecentlyDown, 1700000000000);
     run = run_route(path, nullptr, {"-"}, "foo\nbar\r\n\n");
     CHECK(run.status == 0);
-    CHECK(run.out.find(routing + "foo: native 10.0.0.2:11211, now 10.0.0.2:11211 (recently down: fallback 10.0.0.") == 0);
+    CHECK(run.out.find(routing + "foo: native 10.0.0.2:11211, now 10.0.0.2:11211 (recently down: fallback 10.0.0.") ==
+          0);
     CHECK(run.out.find(" until 2023-11-14T22:13:20.000Z)\nbar: native 10.0.0.3:11211") != std::string::npos);
 
     file.set_states(std::vector<std::pair<state::ServerState, uint32_t>>(3, {state::ServerState::dead, 0}));
@@ -110,8 +111,10 @@ TEST_CASE("router: mcctl route says which keys memcached would refuse, and exits
                          "foo: native 10.0.0.2:11211, now 10.0.0.2:11211 (live)\n");
     run = run_route(path, nullptr, {"--json", "a b"});
     CHECK(run.status == 1);
-    CHECK(run.out == "{\"key\": \"a b\", \"invalid\": \"holds a space at byte 2\", \"routing\": {\"distribution\": "
-                     "\"ketama\", \"hash\": \"md5\", \"from\": \"state_file\", \"path\": \"" + path + "\"}}\n");
+    CHECK(run.out ==
+          "{\"key\": \"a b\", \"invalid\": \"holds a space at byte 2\", \"routing\": {\"distribution\": "
+          "\"ketama\", \"hash\": \"md5\", \"from\": \"state_file\", \"path\": \"" +
+              path + "\"}}\n");
     // Bytes above 0x7f are bytes like any other to memcached.
     CHECK(run_route(path, nullptr, {"caf\xc3\xa9"}).status == 0);
 }

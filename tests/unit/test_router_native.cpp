@@ -16,19 +16,15 @@ using mcwatch::test::native_handle;
 
 namespace {
 
-const state::Distribution kDistributions[] = {state::Distribution::modula,
-                                              state::Distribution::ketama,
+const state::Distribution kDistributions[] = {state::Distribution::modula, state::Distribution::ketama,
                                               state::Distribution::ketama_weighted};
 
-std::vector<RingPoint> ring_of(const Topology& topology) {
-    return {topology.ring().begin(), topology.ring().end()};
-}
+std::vector<RingPoint> ring_of(const Topology& topology) { return {topology.ring().begin(), topology.ring().end()}; }
 
 bool same_ring(const std::vector<RingPoint>& a, const std::vector<RingPoint>& b) {
     return a.size() == b.size() &&
-           std::equal(a.begin(), a.end(), b.begin(), [](const RingPoint& x, const RingPoint& y) {
-               return x.index == y.index && x.value == y.value;
-           });
+           std::equal(a.begin(), a.end(), b.begin(),
+                      [](const RingPoint& x, const RingPoint& y) { return x.index == y.index && x.value == y.value; });
 }
 
 }  // namespace
@@ -61,11 +57,16 @@ TEST_CASE("router: native placement matches memcached_generate_hash on 100,000 k
 TEST_CASE("router: golden vectors (libmemcached 1.1.4 results, pinned)") {
     SUBCASE("libhashkit's hashes of \"mcwatch\"") {
         const std::pair<state::Hash, uint32_t> golden[] = {
-            {state::Hash::one_at_a_time, 3333227513u}, {state::Hash::md5, 2625633820u},
-            {state::Hash::crc, 28484u},                {state::Hash::fnv1_64, 295157090u},
-            {state::Hash::fnv1a_64, 240913820u},       {state::Hash::fnv1_32, 4105337922u},
-            {state::Hash::fnv1a_32, 217439900u},       {state::Hash::murmur, 1205137616u},
-            {state::Hash::jenkins, 495614016u},        {state::Hash::murmur3, 2072495124u},
+            {state::Hash::one_at_a_time, 3333227513u},
+            {state::Hash::md5, 2625633820u},
+            {state::Hash::crc, 28484u},
+            {state::Hash::fnv1_64, 295157090u},
+            {state::Hash::fnv1a_64, 240913820u},
+            {state::Hash::fnv1_32, 4105337922u},
+            {state::Hash::fnv1a_32, 217439900u},
+            {state::Hash::murmur, 1205137616u},
+            {state::Hash::jenkins, 495614016u},
+            {state::Hash::murmur3, 2072495124u},
         };
         for (const auto& [hash, value] : golden) {
             CAPTURE(hash_name(hash));
@@ -124,14 +125,11 @@ TEST_CASE("router: ketama facts of libmemcached 1.1.4") {
         const auto specs = test::specs_of(test::kMixedList, false);
         memcached_st* memc = native_handle(specs, state::Distribution::ketama, state::Hash::fnv1a_32);
         const auto before = test::continuum_of(memc);
-        REQUIRE(memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_KETAMA_HASH, MEMCACHED_HASH_CRC) ==
-                MEMCACHED_SUCCESS);
+        REQUIRE(memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_KETAMA_HASH, MEMCACHED_HASH_CRC) == MEMCACHED_SUCCESS);
         REQUIRE(memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_DISTRIBUTION,
-                                       MEMCACHED_DISTRIBUTION_CONSISTENT_KETAMA) ==
-                MEMCACHED_SUCCESS);
+                                       MEMCACHED_DISTRIBUTION_CONSISTENT_KETAMA) == MEMCACHED_SUCCESS);
         CHECK(same_ring(before, test::continuum_of(memc)));
-        const Topology topology =
-            test::topology_of(specs, state::Distribution::ketama, state::Hash::fnv1a_32);
+        const Topology topology = test::topology_of(specs, state::Distribution::ketama, state::Hash::fnv1a_32);
         CHECK(same_ring(ring_of(topology), test::continuum_of(memc)));
         memcached_free(memc);
     }
@@ -144,8 +142,7 @@ TEST_CASE("router: ketama facts of libmemcached 1.1.4") {
         for (const ServerSpec& spec : specs)
             spec.is_unix ? memcached_server_add_unix_socket(memc, spec.host.c_str())
                          : memcached_server_add(memc, spec.host.c_str(), spec.port);
-        memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_DISTRIBUTION,
-                               MEMCACHED_DISTRIBUTION_CONSISTENT_KETAMA);
+        memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_DISTRIBUTION, MEMCACHED_DISTRIBUTION_CONSISTENT_KETAMA);
         memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_HASH, MEMCACHED_HASH_MD5);
         const Topology default_points =
             test::topology_of(specs, state::Distribution::ketama, state::Hash::one_at_a_time);
@@ -157,16 +154,12 @@ TEST_CASE("router: ketama facts of libmemcached 1.1.4") {
         const auto specs = test::specs_of(test::kMixedList, true);
         memcached_st* memc = memcached_create(nullptr);
         memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_HASH, MEMCACHED_HASH_MD5);
-        memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_DISTRIBUTION,
-                               MEMCACHED_DISTRIBUTION_CONSISTENT_KETAMA);
+        memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_DISTRIBUTION, MEMCACHED_DISTRIBUTION_CONSISTENT_KETAMA);
         for (const ServerSpec& spec : specs)
-            spec.is_unix ? memcached_server_add_unix_socket_with_weight(memc, spec.host.c_str(),
-                                                                        spec.weight)
-                         : memcached_server_add_with_weight(memc, spec.host.c_str(), spec.port,
-                                                            spec.weight);
+            spec.is_unix ? memcached_server_add_unix_socket_with_weight(memc, spec.host.c_str(), spec.weight)
+                         : memcached_server_add_with_weight(memc, spec.host.c_str(), spec.port, spec.weight);
         CHECK(memcached_behavior_get(memc, MEMCACHED_BEHAVIOR_KETAMA_WEIGHTED) == 1);
-        const Topology weighted =
-            test::topology_of(specs, state::Distribution::ketama_weighted, state::Hash::md5);
+        const Topology weighted = test::topology_of(specs, state::Distribution::ketama_weighted, state::Hash::md5);
         CHECK(same_ring(ring_of(weighted), test::continuum_of(memc)));
         memcached_free(memc);
     }
@@ -177,10 +170,8 @@ TEST_CASE("router: ketama facts of libmemcached 1.1.4") {
         std::vector<ServerSpec> specs = test::numbered_servers(11);
         const uint32_t weights[11] = {228, 600, 600, 600, 600, 600, 600, 600, 600, 600, 642};
         for (uint32_t i = 0; i < 11; ++i) specs[i].weight = weights[i];
-        memcached_st* memc = native_handle(specs, state::Distribution::ketama_weighted,
-                                           state::Hash::md5);
-        const Topology topology =
-            test::topology_of(specs, state::Distribution::ketama_weighted, state::Hash::md5);
+        memcached_st* memc = native_handle(specs, state::Distribution::ketama_weighted, state::Hash::md5);
+        const Topology topology = test::topology_of(specs, state::Distribution::ketama_weighted, state::Hash::md5);
         CHECK(same_ring(ring_of(topology), test::continuum_of(memc)));
         size_t points_of_first = 0;
         for (const RingPoint& point : topology.ring()) points_of_first += point.index == 0;
@@ -194,10 +185,8 @@ TEST_CASE("router: ketama facts of libmemcached 1.1.4") {
             std::vector<ServerSpec> specs = test::numbered_servers(2 + rng() % 15);
             const uint32_t spread = round % 3 == 0 ? 3 : round % 3 == 1 ? 100 : 100000;
             for (ServerSpec& spec : specs) spec.weight = 1 + rng() % spread;
-            memcached_st* memc = native_handle(specs, state::Distribution::ketama_weighted,
-                                               state::Hash::md5);
-            const Topology topology =
-                test::topology_of(specs, state::Distribution::ketama_weighted, state::Hash::md5);
+            memcached_st* memc = native_handle(specs, state::Distribution::ketama_weighted, state::Hash::md5);
+            const Topology topology = test::topology_of(specs, state::Distribution::ketama_weighted, state::Hash::md5);
             REQUIRE(same_ring(ring_of(topology), test::continuum_of(memc)));
             memcached_free(memc);
         }
@@ -248,7 +237,7 @@ TEST_CASE("router: hash and distribution names") {
     CHECK_FALSE(distribution_from_name("consistent", distribution));
     // Debian 12's libhashkit is built without hsieh; libmemcached refuses it too.
     memcached_st* memc = memcached_create(nullptr);
-    CHECK((memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_HASH, MEMCACHED_HASH_HSIEH) ==
-           MEMCACHED_SUCCESS) == hash_available(state::Hash::hsieh));
+    CHECK((memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_HASH, MEMCACHED_HASH_HSIEH) == MEMCACHED_SUCCESS) ==
+          hash_available(state::Hash::hsieh));
     memcached_free(memc);
 }

@@ -31,14 +31,12 @@ std::vector<FixtureServer> fixture_servers(uint32_t count) {
 
 std::unique_ptr<Router> router_for(const std::string& path, std::vector<ServerSpec> specs,
                                    state::Distribution distribution = state::Distribution::ketama) {
-    return std::make_unique<Router>(test::topology_of(std::move(specs), distribution,
-                                                      state::Hash::md5),
+    return std::make_unique<Router>(test::topology_of(std::move(specs), distribution, state::Hash::md5),
                                     std::make_shared<StateSource>(path));
 }
 
 bool same(const Decision& a, const Decision& b) {
-    return a.native == b.native && a.target == b.target && a.fallback == b.fallback &&
-           a.flags == b.flags;
+    return a.native == b.native && a.target == b.target && a.fallback == b.fallback && a.flags == b.flags;
 }
 
 }  // namespace
@@ -91,8 +89,7 @@ TEST_CASE("router: state file drives routing") {
         }
     }
     SUBCASE("all dead is an error") {
-        file.set_states(std::vector<std::pair<state::ServerState, uint32_t>>(
-            4, {state::ServerState::dead, 0}));
+        file.set_states(std::vector<std::pair<state::ServerState, uint32_t>>(4, {state::ServerState::dead, 0}));
         const Decision d = router->route("k", 1);
         CHECK(d.flags == kRouteAllDead);
         CHECK(d.target == -1);
@@ -153,18 +150,17 @@ TEST_CASE("router: servers are matched to slots by address") {
                      {state::ServerState::dead, 0},
                      {state::ServerState::dead, 0}});
     std::vector<ServerSpec> specs;
-    for (const char* address :
-         {"127.0.0.1:11211", "localhost:11212", "/run/mc.sock", "10.0.0.10:11211"}) {
+    for (const char* address : {"127.0.0.1:11211", "localhost:11212", "/run/mc.sock", "10.0.0.10:11211"}) {
         ServerSpec spec;
         std::string error;
         REQUIRE(parse_server_spec(address, 1, spec, error));
         specs.push_back(spec);
     }
     auto router = router_for(path, specs);
-    CHECK(router->slot_of(0) == 0);  // 127.0.0.1:11211 is localhost:11211's resolved address
-    CHECK(router->slot_of(1) == 1);  // localhost resolves to the slot's 127.0.0.1:11212
-    CHECK(router->slot_of(2) == 2);  // /run/mc.sock is unix:/run/mc.sock
-    CHECK(router->slot_of(3) == -1); // not in the file: unpublished
+    CHECK(router->slot_of(0) == 0);   // 127.0.0.1:11211 is localhost:11211's resolved address
+    CHECK(router->slot_of(1) == 1);   // localhost resolves to the slot's 127.0.0.1:11212
+    CHECK(router->slot_of(2) == 2);   // /run/mc.sock is unix:/run/mc.sock
+    CHECK(router->slot_of(3) == -1);  // not in the file: unpublished
     // Server 3 keeps its own keys; nothing says it is alive, so the dead
     // servers' keys fail rather than go there.
     for (const std::string& key : test::router_keys(1000)) {
@@ -216,8 +212,7 @@ TEST_CASE("router: readers never see a torn server list while the table is rewri
     // Two views whose mixture routes differently from both.
     const States view_a = dead({0, 1, 2});
     const States view_b = dead({3, 4, 5});
-    for (const state::Distribution distribution :
-         {state::Distribution::ketama, state::Distribution::modula}) {
+    for (const state::Distribution distribution : {state::Distribution::ketama, state::Distribution::modula}) {
         file.set_states(view_a);
         auto router = router_for(path, test::numbered_servers(kServers), distribution);
         const auto keys = test::router_keys(2000, 99);
@@ -282,8 +277,8 @@ TEST_CASE("router: a libmemcached handle's own continuum and hash route alike") 
 
     memcached_st* memc = test::native_handle(specs, state::Distribution::ketama, state::Hash::md5);
     for (const std::string& key : keys)
-        REQUIRE(same(router->route_with(handle_view(memc), key.data(), key.size()),
-                     router->route(key.data(), key.size())));
+        REQUIRE(
+            same(router->route_with(handle_view(memc), key.data(), key.size()), router->route(key.data(), key.size())));
     memcached_free(memc);
 
     // A client that set the hash after the distribution: its ring differs
@@ -387,8 +382,7 @@ TEST_CASE("router: a daemon killed inside its write leaves the last view, cheapl
     file.slots()[2].state.store(uint32_t(state::ServerState::dead));
     file.header().generation.fetch_add(1);
     const uint64_t start = monotonic_ns();
-    for (size_t k = 0; k < keys.size(); ++k)
-        REQUIRE(same(router->route(keys[k].data(), keys[k].size()), before[k]));
+    for (size_t k = 0; k < keys.size(); ++k) REQUIRE(same(router->route(keys[k].data(), keys[k].size()), before[k]));
     // Spinning on the odd sequence at every call would take far longer.
     CHECK(monotonic_ns() - start < 500'000'000ull);
 

@@ -36,8 +36,7 @@ Statuses with(uint32_t count, std::initializer_list<uint32_t> dead, uint8_t bits
     return s;
 }
 
-const state::Distribution kDistributions[] = {state::Distribution::modula,
-                                              state::Distribution::ketama,
+const state::Distribution kDistributions[] = {state::Distribution::modula, state::Distribution::ketama,
                                               state::Distribution::ketama_weighted};
 
 }  // namespace
@@ -93,8 +92,7 @@ TEST_CASE("router: all servers dead fails at once, without hashing") {
         return key_hasher(state::Hash::md5)(key, length);
     }};
     for (const state::Distribution distribution : kDistributions) {
-        Topology topology = test::topology_of(test::numbered_servers(4), distribution,
-                                              state::Hash::md5);
+        Topology topology = test::topology_of(test::numbered_servers(4), distribution, state::Hash::md5);
         PlacementView view = topology.view();
         view.hasher = counting;
         const Statuses statuses = with(4, {0, 1, 2, 3});
@@ -110,8 +108,7 @@ TEST_CASE("router: all servers dead fails at once, without hashing") {
         CHECK(drained.route(view, "any key").flags == kRouteAllDead);
     }
     // A single dead server is all servers.
-    const Topology one = test::topology_of(test::numbered_servers(1), state::Distribution::ketama,
-                                           state::Hash::md5);
+    const Topology one = test::topology_of(test::numbered_servers(1), state::Distribution::ketama, state::Hash::md5);
     CHECK(with(1, {0}).route(one.view(), "k").flags == kRouteAllDead);
 }
 
@@ -119,8 +116,8 @@ TEST_CASE("router: recently down returns the outage substitute as fallback") {
     const auto keys = test::router_keys(20000);
     for (const state::Distribution distribution : kDistributions) {
         CAPTURE(distribution_name(distribution));
-        const Topology topology = test::topology_of(test::numbered_servers(6), distribution,
-                                                    state::Hash::one_at_a_time);
+        const Topology topology =
+            test::topology_of(test::numbered_servers(6), distribution, state::Hash::one_at_a_time);
         const PlacementView view = topology.view();
         // Server 2 is back but recently down, server 4 is dead now.
         const Statuses now = with(6, {4});
@@ -149,8 +146,7 @@ TEST_CASE("router: recently down returns the outage substitute as fallback") {
         CHECK(recent_keys > 0);
     }
     // Alone and recently down: no fallback exists.
-    const Topology one = test::topology_of(test::numbered_servers(1), state::Distribution::modula,
-                                           state::Hash::md5);
+    const Topology one = test::topology_of(test::numbered_servers(1), state::Distribution::modula, state::Hash::md5);
     const Decision d = with(1, {0}, kStatusRecent).route(one.view(), "k");
     CHECK(d.flags == kRouteRecentlyDown);
     CHECK(d.target == 0);
@@ -158,8 +154,8 @@ TEST_CASE("router: recently down returns the outage substitute as fallback") {
 }
 
 TEST_CASE("router: draining routes like dead and says so") {
-    const Topology topology = test::topology_of(test::numbered_servers(5),
-                                                state::Distribution::ketama, state::Hash::md5);
+    const Topology topology =
+        test::topology_of(test::numbered_servers(5), state::Distribution::ketama, state::Hash::md5);
     const Statuses dead = with(5, {1});
     const Statuses draining = with(5, {1}, kStatusAvoid | kStatusDraining);
     for (const std::string& key : test::router_keys(5000)) {
@@ -189,24 +185,22 @@ TEST_CASE("router: modula salt format is the key followed by the decimal salt") 
     std::vector<std::string> expected{"user:42"};
     int32_t chosen = -1;
     if (native.server != 0) {
-        chosen = modula_substitute(view, "user:42", 7, native.server,
-                                   [&](uint32_t i) { return statuses.bits[i] != 0; });
+        chosen =
+            modula_substitute(view, "user:42", 7, native.server, [&](uint32_t i) { return statuses.bits[i] != 0; });
         CHECK(chosen == 0);
         // The rounds stop at the first salt that lands on server 0.
         for (uint32_t salt = 1; salt <= kModulaSaltRounds; ++salt) {
             const std::string salted = "user:42" + std::to_string(salt);
             expected.push_back(salted);
-            if (key_hasher(state::Hash::one_at_a_time)(salted.data(), salted.size()) % 4 == 0)
-                break;
+            if (key_hasher(state::Hash::one_at_a_time)(salted.data(), salted.size()) % 4 == 0) break;
         }
     }
     CHECK(hashed == expected);
 
     // Golden, for other implementations: 4 servers, modula, one_at_a_time,
     // server 1 dead. Native and substitute of a few keys.
-    const Topology topology = test::topology_of(test::numbered_servers(4),
-                                                state::Distribution::modula,
-                                                state::Hash::one_at_a_time);
+    const Topology topology =
+        test::topology_of(test::numbered_servers(4), state::Distribution::modula, state::Hash::one_at_a_time);
     const Statuses one_dead = with(4, {1});
     size_t substituted = 0;
     for (const std::string key : {"a", "b", "c", "d", "e", "f", "g", "h", "i", "j"}) {
@@ -217,8 +211,7 @@ TEST_CASE("router: modula salt format is the key followed by the decimal salt") 
         int32_t expected_target = -1;
         for (uint32_t salt = 1; salt <= kModulaSaltRounds && expected_target < 0; ++salt) {
             const std::string salted = key + std::to_string(salt);
-            const uint32_t candidate =
-                key_hasher(state::Hash::one_at_a_time)(salted.data(), salted.size()) % 4;
+            const uint32_t candidate = key_hasher(state::Hash::one_at_a_time)(salted.data(), salted.size()) % 4;
             if (candidate != 1) expected_target = int32_t(candidate);
         }
         CHECK(d.target == expected_target);
@@ -245,10 +238,10 @@ TEST_CASE("router: modula past the salt rounds scans deterministically") {
 TEST_CASE("router: every process picks the same substitutes") {
     const auto keys = test::router_keys(30000);
     auto decisions = [&](uint64_t& digest) {
-        const Topology topology = test::topology_of(test::numbered_servers(7),
-                                                    state::Distribution::ketama, state::Hash::md5);
-        const Topology modula = test::topology_of(test::numbered_servers(7),
-                                                  state::Distribution::modula, state::Hash::crc);
+        const Topology topology =
+            test::topology_of(test::numbered_servers(7), state::Distribution::ketama, state::Hash::md5);
+        const Topology modula =
+            test::topology_of(test::numbered_servers(7), state::Distribution::modula, state::Hash::crc);
         const Statuses statuses = with(7, {2, 5});
         digest = state::kFnvOffset;
         for (const std::string& key : keys) {
@@ -283,14 +276,14 @@ TEST_CASE("router: every process picks the same substitutes") {
 TEST_CASE("router: expiration clamp for writes to a substitute") {
     const int64_t now = 1700000000;
     const uint32_t hour = 3600;
-    CHECK(clamp_expiration(0, hour, now) == 3600);              // never -> the window
-    CHECK(clamp_expiration(60, hour, now) == 60);               // shorter stays
-    CHECK(clamp_expiration(7200, hour, now) == 3600);           // longer is capped
-    CHECK(clamp_expiration(2592000, hour, now) == 3600);        // 30 days, still relative
-    CHECK(clamp_expiration(now + 60, hour, now) == now + 60);   // absolute, within
-    CHECK(clamp_expiration(now + 86400, hour, now) == 3600);    // absolute, capped
-    CHECK(clamp_expiration(now - 5, hour, now) == now - 5);     // absolute, already past
-    CHECK(clamp_expiration(-1, hour, now) == -1);               // expired stays expired
+    CHECK(clamp_expiration(0, hour, now) == 3600);             // never -> the window
+    CHECK(clamp_expiration(60, hour, now) == 60);              // shorter stays
+    CHECK(clamp_expiration(7200, hour, now) == 3600);          // longer is capped
+    CHECK(clamp_expiration(2592000, hour, now) == 3600);       // 30 days, still relative
+    CHECK(clamp_expiration(now + 60, hour, now) == now + 60);  // absolute, within
+    CHECK(clamp_expiration(now + 86400, hour, now) == 3600);   // absolute, capped
+    CHECK(clamp_expiration(now - 5, hour, now) == now - 5);    // absolute, already past
+    CHECK(clamp_expiration(-1, hour, now) == -1);              // expired stays expired
     // A window beyond 30 days must be written as an absolute time.
     const uint32_t long_window = 40 * 86400;
     CHECK(clamp_expiration(0, long_window, now) == now + long_window);
@@ -332,8 +325,8 @@ TEST_CASE("router: a server the state file does not publish takes its own keys a
     }
     // The published servers all dead: the unpublished one keeps its own keys,
     // the others' keys fail rather than land on a server nobody watches.
-    const Topology topology = test::topology_of(test::numbered_servers(3), state::Distribution::ketama,
-                                                state::Hash::md5);
+    const Topology topology =
+        test::topology_of(test::numbered_servers(3), state::Distribution::ketama, state::Hash::md5);
     Statuses statuses = with(3, {0, 1});
     statuses.bits[2] = kStatusUnpublished;
     for (const std::string& key : test::router_keys(2000)) {

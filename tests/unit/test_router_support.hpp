@@ -43,20 +43,22 @@ struct ListEntry {
 // Every way an address may be spelled: default port (point names "host-N"),
 // other ports ("host:port-N"), names, a unix socket, IPv6.
 inline const std::vector<ListEntry> kMixedList = {
-    {"10.0.0.1:11211", 1},        {"10.0.0.2:11212", 3}, {"cache-a.example", 2},
-    {"unix:/tmp/mcwatch-test.sock", 1}, {"::1", 5},      {"[fe80::1]:11300", 1},
-    {"10.0.0.7:11211", 1},        {"cache-b.example:11400", 4},
+    {"10.0.0.1:11211", 1},
+    {"10.0.0.2:11212", 3},
+    {"cache-a.example", 2},
+    {"unix:/tmp/mcwatch-test.sock", 1},
+    {"::1", 5},
+    {"[fe80::1]:11300", 1},
+    {"10.0.0.7:11211", 1},
+    {"cache-b.example:11400", 4},
 };
 
-inline std::vector<route::ServerSpec> specs_of(const std::vector<ListEntry>& list,
-                                               bool use_weights) {
+inline std::vector<route::ServerSpec> specs_of(const std::vector<ListEntry>& list, bool use_weights) {
     std::vector<route::ServerSpec> specs;
     for (const ListEntry& entry : list) {
         route::ServerSpec spec;
         std::string error;
-        REQUIRE_MESSAGE(route::parse_server_spec(entry.address, use_weights ? entry.weight : 1,
-                                                 spec, error),
-                        error);
+        REQUIRE_MESSAGE(route::parse_server_spec(entry.address, use_weights ? entry.weight : 1, spec, error), error);
         specs.push_back(spec);
     }
     return specs;
@@ -67,9 +69,8 @@ inline std::vector<route::ServerSpec> numbered_servers(uint32_t count, uint16_t 
     for (uint32_t i = 0; i < count; ++i) {
         route::ServerSpec spec;
         std::string error;
-        REQUIRE(route::parse_server_spec("10.1.0." + std::to_string(i + 1) + ":" +
-                                             std::to_string(first_port + i),
-                                         1, spec, error));
+        REQUIRE(route::parse_server_spec("10.1.0." + std::to_string(i + 1) + ":" + std::to_string(first_port + i), 1,
+                                         spec, error));
         specs.push_back(spec);
     }
     return specs;
@@ -86,21 +87,19 @@ inline memcached_server_distribution_t native_distribution(state::Distribution d
 
 // A client handle: servers added, then the hash, then the distribution (the
 // continuum is built with the hash in effect when the distribution is set).
-inline memcached_st* native_handle(const std::vector<route::ServerSpec>& specs,
-                                   state::Distribution distribution, state::Hash hash) {
+inline memcached_st* native_handle(const std::vector<route::ServerSpec>& specs, state::Distribution distribution,
+                                   state::Hash hash) {
     memcached_st* memc = memcached_create(nullptr);
     REQUIRE(memc);
     for (const route::ServerSpec& spec : specs) {
         const memcached_return_t rc =
-            spec.is_unix
-                ? memcached_server_add_unix_socket_with_weight(memc, spec.host.c_str(), spec.weight)
-                : memcached_server_add_with_weight(memc, spec.host.c_str(), spec.port, spec.weight);
+            spec.is_unix ? memcached_server_add_unix_socket_with_weight(memc, spec.host.c_str(), spec.weight)
+                         : memcached_server_add_with_weight(memc, spec.host.c_str(), spec.port, spec.weight);
         REQUIRE(rc == MEMCACHED_SUCCESS);
     }
-    REQUIRE(memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_HASH, uint64_t(hash)) ==
+    REQUIRE(memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_HASH, uint64_t(hash)) == MEMCACHED_SUCCESS);
+    REQUIRE(memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_DISTRIBUTION, native_distribution(distribution)) ==
             MEMCACHED_SUCCESS);
-    REQUIRE(memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_DISTRIBUTION,
-                                   native_distribution(distribution)) == MEMCACHED_SUCCESS);
     return memc;
 }
 
@@ -110,12 +109,11 @@ inline std::vector<route::RingPoint> continuum_of(const memcached_st* memc) {
     return {points, points + memc->ketama.continuum_points_counter};
 }
 
-inline route::Topology topology_of(std::vector<route::ServerSpec> specs,
-                                   state::Distribution distribution, state::Hash hash) {
+inline route::Topology topology_of(std::vector<route::ServerSpec> specs, state::Distribution distribution,
+                                   state::Hash hash) {
     route::Topology topology;
     std::string error;
-    REQUIRE_MESSAGE(route::Topology::build(std::move(specs), distribution, hash, topology, error),
-                    error);
+    REQUIRE_MESSAGE(route::Topology::build(std::move(specs), distribution, hash, topology, error), error);
     return topology;
 }
 

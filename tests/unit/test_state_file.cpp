@@ -59,7 +59,7 @@ TEST_CASE("state file: published by the writer, read back by the reader") {
     std::strcpy(servers[1].last_error, "connection refused");
     REQUIRE(writer.publish(config, {"127.0.0.1:20000", "", ""}, servers) == "");
 
-    struct stat st{};
+    struct stat st {};
     REQUIRE(stat(path.c_str(), &st) == 0);
     CHECK((st.st_mode & 07777) == 0644);
     REQUIRE(stat(dir.file("run").c_str(), &st) == 0);
@@ -96,8 +96,8 @@ TEST_CASE("state file: a second writer is refused and told the holder's pid") {
     StateWriter first, second;
     REQUIRE(first.lock(path) == "");
     const std::string why = second.lock(path);
-    CHECK(why == "another mcwatchd (pid " + std::to_string(getpid()) + ") already publishes " + path +
-                     ": its lock " + path + ".lock is held");
+    CHECK(why == "another mcwatchd (pid " + std::to_string(getpid()) + ") already publishes " + path + ": its lock " +
+                     path + ".lock is held");
 }
 
 TEST_CASE("state file: republishing supersedes the old file, which stays mapped and intact") {

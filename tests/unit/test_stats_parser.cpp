@@ -161,8 +161,8 @@ TEST_CASE("stats parser: need_more at every cut point, from scratch and resumed"
     std::string error;
     for (size_t length = 0; length < kRealReply.size(); ++length) {
         CAPTURE(length);
-        REQUIRE(parse_stats(std::string_view(kRealReply).substr(0, length), reply, consumed,
-                            error) == ParseStatus::need_more);
+        REQUIRE(parse_stats(std::string_view(kRealReply).substr(0, length), reply, consumed, error) ==
+                ParseStatus::need_more);
         CHECK(consumed <= length);
     }
     REQUIRE(parse_stats(kRealReply, reply, consumed, error) == ParseStatus::complete);
@@ -244,12 +244,8 @@ TEST_CASE("stats parser: a kept stat with a non-numeric value is garbage") {
     CHECK(letters.error == "garbage reply: non-numeric pid: \"STAT pid abc\"");
 
     for (const char* reply : {
-             "STAT uptime -1\r\nEND\r\n",
-             "STAT uptime 12x\r\nEND\r\n",
-             "STAT uptime 12 \r\nEND\r\n",
-             "STAT uptime \r\nEND\r\n",
-             "STAT uptime\r\nEND\r\n",
-             "STAT curr_items 1.5\r\nEND\r\n",
+             "STAT uptime -1\r\nEND\r\n", "STAT uptime 12x\r\nEND\r\n", "STAT uptime 12 \r\nEND\r\n",
+             "STAT uptime \r\nEND\r\n", "STAT uptime\r\nEND\r\n", "STAT curr_items 1.5\r\nEND\r\n",
              "STAT evictions 99999999999999999999999\r\nEND\r\n",  // over 64 bits
          }) {
         CAPTURE(reply);
@@ -329,8 +325,8 @@ TEST_CASE("stats parser: the flush_all reply") {
     CHECK(error == "garbage reply: \"OKA\"");
     CHECK(parse_flush_reply("OK\n", consumed, error) == ParseStatus::error);
     CHECK(parse_flush_reply("STAT pid 1\r\n", consumed, error) == ParseStatus::error);
-    CHECK(parse_flush_reply("SERVER_ERROR " + std::string(kMaxFlushReplyBytes, 'x'), consumed,
-                            error) == ParseStatus::error);
+    CHECK(parse_flush_reply("SERVER_ERROR " + std::string(kMaxFlushReplyBytes, 'x'), consumed, error) ==
+          ParseStatus::error);
     CHECK(error.starts_with("oversized reply"));
 }
 

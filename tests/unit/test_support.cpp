@@ -97,8 +97,7 @@ bool ipv6_loopback_available() {
 
 int count_open_fds() {
     int count = 0;
-    for ([[maybe_unused]] const auto& entry :
-         std::filesystem::directory_iterator("/proc/self/fd")) {
+    for ([[maybe_unused]] const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) {
         ++count;
     }
     return count;
@@ -126,8 +125,7 @@ MemcachedProcess MemcachedProcess::on_port(uint16_t port, std::vector<std::strin
     return process;
 }
 
-MemcachedProcess MemcachedProcess::on_unix_socket(const std::string& path,
-                                                  std::vector<std::string> extra_args) {
+MemcachedProcess MemcachedProcess::on_unix_socket(const std::string& path, std::vector<std::string> extra_args) {
     MemcachedProcess process;
     process.unix_path_ = path;
     std::vector<std::string> args{"-s", path, "-m", "8"};
@@ -137,10 +135,7 @@ MemcachedProcess MemcachedProcess::on_unix_socket(const std::string& path,
 }
 
 MemcachedProcess::MemcachedProcess(MemcachedProcess&& other) noexcept
-    : pid_(other.pid_),
-      ready_(other.ready_),
-      host_(std::move(other.host_)),
-      port_(other.port_),
+    : pid_(other.pid_), ready_(other.ready_), host_(std::move(other.host_)), port_(other.port_),
       unix_path_(std::move(other.unix_path_)) {
     other.pid_ = -1;
 }
@@ -230,8 +225,7 @@ bool wait_until_stopped(pid_t pid, Millis limit) {
     return false;
 }
 
-std::string exchange_tcp(uint16_t port, std::string_view request, std::string_view terminator,
-                         Millis limit) {
+std::string exchange_tcp(uint16_t port, std::string_view request, std::string_view terminator, Millis limit) {
     const int fd = connect_to("127.0.0.1", port, "");
     if (fd < 0) return "";
     std::string reply;
@@ -258,8 +252,7 @@ FakePeer::FakePeer(Script script) {
     address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     socklen_t length = sizeof address;
     if (listen_fd_ < 0 || bind(listen_fd_, reinterpret_cast<sockaddr*>(&address), length) != 0 ||
-        listen(listen_fd_, 16) != 0 ||
-        getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
+        listen(listen_fd_, 16) != 0 || getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
         if (listen_fd_ >= 0) close(listen_fd_);
         throw std::runtime_error("fake peer: cannot listen on loopback");
     }

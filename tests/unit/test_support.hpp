@@ -42,8 +42,7 @@ public:
     static MemcachedProcess on_port(uint16_t port, std::vector<std::string> extra_args = {},
                                     const std::string& host = "127.0.0.1");
     // memcached -s PATH -m 8 EXTRA..., likewise.
-    static MemcachedProcess on_unix_socket(const std::string& path,
-                                           std::vector<std::string> extra_args = {});
+    static MemcachedProcess on_unix_socket(const std::string& path, std::vector<std::string> extra_args = {});
 
     MemcachedProcess(MemcachedProcess&& other) noexcept;
     MemcachedProcess& operator=(MemcachedProcess&&) = delete;
@@ -99,8 +98,7 @@ private:
 
 // Building blocks for scripts, each bounded by `stopping` and 10 s.
 // Reads until the bytes received end with `until`; false if the peer closed first.
-bool peer_read_request(int fd, const std::atomic<bool>& stopping,
-                       std::string_view until = "stats\r\n");
+bool peer_read_request(int fd, const std::atomic<bool>& stopping, std::string_view until = "stats\r\n");
 // Sends all of `data`; false if the connection failed.
 bool peer_send(int fd, std::string_view data, const std::atomic<bool>& stopping);
 // Keeps the connection open, reading and discarding, until the other side closes.

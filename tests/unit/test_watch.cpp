@@ -43,8 +43,9 @@ TEST_CASE("watch: state changes, overrides and restarts become one line each") {
     file.slots()[1].restarts.store(1);
     file.slots()[1].pid.store(99);
     file.set_state(1, ServerState::live, state::kFlagRecentlyDown);
-    CHECK(look(path, seen) == std::vector<std::string>{"10.0.0.2:11211 dead -> live (3 transitions since the last refresh)",
-                                                       "10.0.0.2:11211 memcached restarted (pid 0 -> 99)"});
+    CHECK(look(path, seen) ==
+          std::vector<std::string>{"10.0.0.2:11211 dead -> live (3 transitions since the last refresh)",
+                                   "10.0.0.2:11211 memcached restarted (pid 0 -> 99)"});
     file.set_state(1, ServerState::live, 0);
     CHECK(look(path, seen) == std::vector<std::string>{"10.0.0.2:11211 recently-down window over"});
 }

@@ -94,8 +94,10 @@ int main(int argc, char** argv) {
             fmt::print("{}", kUsage);
             return 0;
         }
-        const char** global = arg == "-s" ? &options.state : arg == "-c" ? &options.config : arg == "-S" ? &options.socket
-                                                                                                          : nullptr;
+        const char** global = arg == "-s"   ? &options.state
+                              : arg == "-c" ? &options.config
+                              : arg == "-S" ? &options.socket
+                                            : nullptr;
         if (global) {
             if (i + 1 >= argc) return usage_error(fmt::format("option {} needs a value", arg));
             *global = argv[++i];
@@ -105,7 +107,8 @@ int main(int argc, char** argv) {
             options_done = true;
             if (words.empty()) continue;  // kept after the command: route reads keys that start with '-' after it
         }
-        if (words.empty() && arg.size() > 1 && arg[0] == '-') return usage_error(fmt::format("unknown option '{}'", arg));
+        if (words.empty() && arg.size() > 1 && arg[0] == '-')
+            return usage_error(fmt::format("unknown option '{}'", arg));
         words.push_back(argv[i]);
     }
     if (words.empty()) return usage_error("missing command");
@@ -125,8 +128,10 @@ int main(int argc, char** argv) {
     if (command == "status") {
         bool as_json = false;
         for (; i < argc; ++i) {
-            if (std::strcmp(argv[i], "--json") == 0) as_json = true;
-            else return usage_error(fmt::format("status: unknown argument '{}'", argv[i]));
+            if (std::strcmp(argv[i], "--json") == 0)
+                as_json = true;
+            else
+                return usage_error(fmt::format("status: unknown argument '{}'", argv[i]));
         }
         std::string path;
         if (!state_path(path)) return kExitUnusable;
@@ -140,7 +145,8 @@ int main(int argc, char** argv) {
             if (arg == "-n" && i + 1 < argc) {
                 std::string why;
                 const auto parsed = parse_duration(argv[++i], why);
-                if (!parsed || parsed->count() == 0) return usage_error("watch -n: " + (why.empty() ? "must be > 0" : why));
+                if (!parsed || parsed->count() == 0)
+                    return usage_error("watch -n: " + (why.empty() ? "must be > 0" : why));
                 interval = *parsed;
             } else if (arg == "--count" && i + 1 < argc) {
                 char* end = nullptr;
@@ -170,11 +176,14 @@ int main(int argc, char** argv) {
         bool force = false;
         std::vector<const char*> words;
         for (; i < argc; ++i) {
-            if (may_force && std::strcmp(argv[i], "--force") == 0) force = true;
-            else words.push_back(argv[i]);
+            if (may_force && std::strcmp(argv[i], "--force") == 0)
+                force = true;
+            else
+                words.push_back(argv[i]);
         }
         if (takes_server && words.size() != 1)
-            return usage_error(fmt::format("{} needs one SERVER (host:port){}", command, may_force ? " and maybe --force" : ""));
+            return usage_error(
+                fmt::format("{} needs one SERVER (host:port){}", command, may_force ? " and maybe --force" : ""));
         if (!takes_server && !words.empty()) return usage_error(fmt::format("{} takes no arguments", command));
         std::string error;
         std::string path;

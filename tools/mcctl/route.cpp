@@ -52,8 +52,10 @@ std::string printable_key(const std::string& key) {
     std::string out;
     for (size_t i = 0; i < key.size() && i < 64; ++i) {
         const auto byte = static_cast<unsigned char>(key[i]);
-        if (byte < 0x20 || byte == 0x7f || byte == '\\') out += fmt::format("\\x{:02x}", byte);
-        else out += key[i];
+        if (byte < 0x20 || byte == 0x7f || byte == '\\')
+            out += fmt::format("\\x{:02x}", byte);
+        else
+            out += key[i];
     }
     if (key.size() > 64) out += "...";
     return out;
@@ -111,8 +113,8 @@ bool build_router(const char* state_path, const char* config_path, RouteSetup& s
     setup.hash = hash;
     route::Topology topology;
     if (!route::Topology::build(std::move(servers), distribution, hash, topology, error)) return false;
-    setup.router = std::make_unique<route::Router>(std::move(topology),
-                                                   std::make_shared<route::StateSource>(setup.state_path));
+    setup.router =
+        std::make_unique<route::Router>(std::move(topology), std::make_shared<route::StateSource>(setup.state_path));
     return true;
 }
 
@@ -129,8 +131,7 @@ std::vector<ServerFacts> server_facts(route::Router& router) {
     if (!mapped) return facts;
     const state::Header& header = mapped->map.header();
     std::vector<state::ServerDynamic> dynamic(header.slot_count);
-    if (!state::read_consistent(header, mapped->map.slots(), header.slot_count, dynamic.data(), nullptr))
-        return facts;
+    if (!state::read_consistent(header, mapped->map.slots(), header.slot_count, dynamic.data(), nullptr)) return facts;
     for (uint32_t i = 0; i < count; ++i) {
         const int32_t slot = router.slot_of(i);
         if (slot < 0) continue;
@@ -157,9 +158,9 @@ public:
         const char* distribution = distribution_name(setup.distribution);
         const char* hash = hash_name(setup.hash);
         const char* from = setup.from_config ? "config" : "state_file";
-        routing_json_ = fmt::format("{{\"distribution\": {}, \"hash\": {}, \"from\": {}, \"path\": {}}}",
-                                    json::quote(distribution), json::quote(hash), json::quote(from),
-                                    json::quote(setup.routing_path));
+        routing_json_ =
+            fmt::format("{{\"distribution\": {}, \"hash\": {}, \"from\": {}, \"path\": {}}}", json::quote(distribution),
+                        json::quote(hash), json::quote(from), json::quote(setup.routing_path));
         if (!as_json_)
             fmt::print(out_, "routing: distribution {}, hash {} (from {} {})\n", distribution, hash,
                        setup.from_config ? "-c" : "state file", setup.routing_path);
@@ -183,9 +184,7 @@ public:
     }
 
 private:
-    std::string address(int32_t i) const {
-        return i < 0 ? "-" : router_.topology().server(uint32_t(i)).address;
-    }
+    std::string address(int32_t i) const { return i < 0 ? "-" : router_.topology().server(uint32_t(i)).address; }
     std::string json_address(int32_t i) const { return i < 0 ? "null" : json::quote(address(i)); }
     std::string until(const route::Decision& d) const {
         const int64_t ms = d.native >= 0 ? facts_[uint32_t(d.native)].recently_down_until_unix_ms : 0;
@@ -242,8 +241,8 @@ int mcctl_route(const char* state_path, const char* config_path, int argc, char*
     return mcctl_route(state_path, config_path, argc, argv, stdin, stdout, stderr);
 }
 
-int mcctl_route(const char* state_path, const char* config_path, int argc, char** argv, std::FILE* in,
-                std::FILE* out, std::FILE* err) {
+int mcctl_route(const char* state_path, const char* config_path, int argc, char** argv, std::FILE* in, std::FILE* out,
+                std::FILE* err) {
     bool as_json = false;
     bool from_stdin = false;
     std::vector<std::string> keys;

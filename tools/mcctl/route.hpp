@@ -16,7 +16,7 @@ namespace mcwatch {
 int mcctl_route(const char* state_path, const char* config_path, int argc, char** argv);
 
 // The same with explicit streams (tests).
-int mcctl_route(const char* state_path, const char* config_path, int argc, char** argv,
-                std::FILE* in, std::FILE* out, std::FILE* err);
+int mcctl_route(const char* state_path, const char* config_path, int argc, char** argv, std::FILE* in, std::FILE* out,
+                std::FILE* err);
 
 }  // namespace mcwatch

@@ -28,10 +28,12 @@ bool load_snapshot(const std::string& path, Snapshot& out, std::string& error) {
     // stuck odd means it died inside one.
     bool copied = false;
     for (int attempt = 0; attempt < 50 && !copied; ++attempt) {
-        copied = state::read_consistent(header, out.map.slots(), header.slot_count, out.servers.data(),
-                                        &out.generation);
+        copied =
+            state::read_consistent(header, out.map.slots(), header.slot_count, out.servers.data(), &out.generation);
         if (!copied) {
-            struct timespec pause{0, 2'000'000};
+            struct timespec pause {
+                0, 2'000'000
+            };
             nanosleep(&pause, nullptr);
         }
     }

@@ -145,14 +145,16 @@ std::string status_table(const Snapshot& snapshot, const std::string& path, bool
         const std::string since =
             s.since_unix_ms > 0 && s.since_unix_ms <= now ? human_duration(now - s.since_unix_ms) : "-";
         const uint64_t uptime_s = current(s, s.uptime_s);
-        const std::string uptime =
-            uptime_s == kUnknown || uptime_s > uint64_t(INT64_MAX / 1000) ? "-" : human_duration(int64_t(uptime_s) * 1000);
-        const std::string until = (s.flags & state::kFlagRecentlyDown) ? rfc3339_utc(s.recently_down_until_unix_ms) : "-";
+        const std::string uptime = uptime_s == kUnknown || uptime_s > uint64_t(INT64_MAX / 1000)
+                                       ? "-"
+                                       : human_duration(int64_t(uptime_s) * 1000);
+        const std::string until =
+            (s.flags & state::kFlagRecentlyDown) ? rfc3339_utc(s.recently_down_until_unix_ms) : "-";
         out += fmt::format("{:<{}}  {} {:>7} {:>7} {:>8} {:>9} {:>6} {:>8}  {}\n", slot_address(snapshot, i), width,
                            shown, since, rtt_text(s.rtt_us), uptime, fact(current(s, s.curr_items)), hit_ratio(s),
-                           s.restarts,
-                           until);
-        if (const std::string note = override_note(s); !note.empty()) out += fmt::format("{:<{}}  {}\n", "", width, note);
+                           s.restarts, until);
+        if (const std::string note = override_note(s); !note.empty())
+            out += fmt::format("{:<{}}  {}\n", "", width, note);
         if (s.state == uint32_t(ServerState::dead) && s.last_error[0])
             out += fmt::format("{:<{}}  last error: {}\n", "", width, s.last_error);
         // Not dead, but its last probe got no stats: an error line (at its
@@ -190,8 +192,7 @@ std::string status_json(const Snapshot& snapshot) {
             "\"get_hits\": {}, \"get_misses\": {}, \"evictions\": {}, \"probes_ok\": {}, \"probes_failed\": {}, "
             "\"transitions\": {}, \"flushes\": {}, \"last_probe\": {}, \"last_error\": {}, \"override\": {}}}",
             i ? ", " : "", quote(slot_address(snapshot, i)),
-            slot.resolved[0] ? quote(std::string(slot.resolved, strnlen(slot.resolved, state::kResolvedSize)))
-                             : "null",
+            slot.resolved[0] ? quote(std::string(slot.resolved, strnlen(slot.resolved, state::kResolvedSize))) : "null",
             slot.weight, quote(state::state_name(s.state)), time_or_null(s.since_unix_ms),
             recently_down ? time_or_null(s.recently_down_until_unix_ms) : "null", number_or_null(s.rtt_us),
             number_or_null(current(s, s.uptime_s)), number_or_null(s.pid), s.version[0] ? quote(s.version) : "null",
@@ -224,17 +225,18 @@ int mcctl_dump(const std::string& path) {
         return kExitUnusable;
     }
     const state::Header& h = snapshot.map.header();
-    fmt::print("header:\n  magic: {}\n  format_version: {}\n  header_size: {}\n  slot_size: {}\n  slot_count: {}\n"
-               "  file_size: {}\n  servers_digest: {:016x}\n  static_digest: {:016x}\n  distribution: {}\n"
-               "  hash: {}\n  daemon_pid: {}\n  probe_interval_ms: {}\n  stale_after_ms: {}\n"
-               "  recently_down_window_s: {}\n  writeback_ttl_s: {}\n  flags: {:#x}\n  created: {}\n"
-               "  seq: {}\n  generation: {}\n  heartbeat_mono_ns: {}\n  heartbeat: {}\n  rounds: {}\n"
-               "  superseded: {}\n",
-               std::string(h.magic, strnlen(h.magic, sizeof h.magic)), h.format_version, h.header_size, h.slot_size,
-               h.slot_count, h.file_size, h.servers_digest, h.static_digest, h.distribution, h.hash, h.daemon_pid,
-               h.probe_interval_ms, h.stale_after_ms, h.recently_down_window_s, h.writeback_ttl_s, h.flags,
-               rfc3339_utc(h.created_unix_ms), h.seq.load(), snapshot.generation, h.heartbeat_mono_ns.load(),
-               rfc3339_utc(h.heartbeat_unix_ms.load()), h.rounds.load(), h.superseded.load());
+    fmt::print(
+        "header:\n  magic: {}\n  format_version: {}\n  header_size: {}\n  slot_size: {}\n  slot_count: {}\n"
+        "  file_size: {}\n  servers_digest: {:016x}\n  static_digest: {:016x}\n  distribution: {}\n"
+        "  hash: {}\n  daemon_pid: {}\n  probe_interval_ms: {}\n  stale_after_ms: {}\n"
+        "  recently_down_window_s: {}\n  writeback_ttl_s: {}\n  flags: {:#x}\n  created: {}\n"
+        "  seq: {}\n  generation: {}\n  heartbeat_mono_ns: {}\n  heartbeat: {}\n  rounds: {}\n"
+        "  superseded: {}\n",
+        std::string(h.magic, strnlen(h.magic, sizeof h.magic)), h.format_version, h.header_size, h.slot_size,
+        h.slot_count, h.file_size, h.servers_digest, h.static_digest, h.distribution, h.hash, h.daemon_pid,
+        h.probe_interval_ms, h.stale_after_ms, h.recently_down_window_s, h.writeback_ttl_s, h.flags,
+        rfc3339_utc(h.created_unix_ms), h.seq.load(), snapshot.generation, h.heartbeat_mono_ns.load(),
+        rfc3339_utc(h.heartbeat_unix_ms.load()), h.rounds.load(), h.superseded.load());
     for (uint32_t i = 0; i < h.slot_count; ++i) {
         const state::Slot& slot = snapshot.map.slots()[i];
         const ServerDynamic& s = snapshot.servers[i];

@@ -32,13 +32,16 @@ constexpr const char* kEnterScreen = "\x1b[?1049h\x1b[?25l";  // alternate scree
 constexpr const char* kLeaveScreen = "\x1b[?25h\x1b[?1049l";
 
 void on_signal(int signal) {
-    if (signal == SIGWINCH) resized = 1;
-    else if (signal == SIGTSTP) suspended = 1;
-    else interrupted = 1;
+    if (signal == SIGWINCH)
+        resized = 1;
+    else if (signal == SIGTSTP)
+        suspended = 1;
+    else
+        interrupted = 1;
 }
 
 void install(int signal) {
-    struct sigaction action{};
+    struct sigaction action {};
     action.sa_handler = on_signal;
     sigemptyset(&action.sa_mask);
     sigaction(signal, &action, nullptr);
@@ -103,8 +106,8 @@ std::string fit_to_width(const std::string& line, size_t columns) {
     return out;
 }
 
-std::vector<std::string> watch_changes(const Snapshot& snapshot, std::vector<std::pair<std::string, WatchedServer>>& seen,
-                                       bool first) {
+std::vector<std::string> watch_changes(const Snapshot& snapshot,
+                                       std::vector<std::pair<std::string, WatchedServer>>& seen, bool first) {
     std::vector<std::string> changes;
     std::vector<std::pair<std::string, WatchedServer>> now;
     for (uint32_t i = 0; i < snapshot.servers.size(); ++i) {
@@ -122,11 +125,13 @@ std::vector<std::string> watch_changes(const Snapshot& snapshot, std::vector<std
         // A restarted daemon counts from zero again: compare counters only when they did not go back.
         const bool same_daemon = current.transitions >= before.transitions;
         if (current.state != before.state) {
-            std::string line = fmt::format("{} {} -> {}", address, state::state_name(before.state), state::state_name(s.state));
+            std::string line =
+                fmt::format("{} {} -> {}", address, state::state_name(before.state), state::state_name(s.state));
             if (s.state == uint32_t(ServerState::dead) && s.last_error[0]) line += fmt::format(": {}", s.last_error);
             if (const char* kind = override_name(s)) line += fmt::format(" (operator {})", kind);
             if (same_daemon && current.transitions > before.transitions + 1)
-                line += fmt::format(" ({} transitions since the last refresh)", current.transitions - before.transitions);
+                line +=
+                    fmt::format(" ({} transitions since the last refresh)", current.transitions - before.transitions);
             changes.push_back(line);
         } else if (same_daemon && current.transitions > before.transitions) {
             changes.push_back(fmt::format("{} changed state {} times between refreshes, now {}", address,
@@ -135,7 +140,8 @@ std::vector<std::string> watch_changes(const Snapshot& snapshot, std::vector<std
         const bool override_before = before.flags & state::kFlagOperatorOverride;
         const bool override_now = current.flags & state::kFlagOperatorOverride;
         if (override_now && !override_before && current.state == before.state)
-            changes.push_back(fmt::format("{} operator {} ({})", address, override_name(s), state::state_name(s.state)));
+            changes.push_back(
+                fmt::format("{} operator {} ({})", address, override_name(s), state::state_name(s.state)));
         if (!override_now && override_before && current.state == before.state)
             changes.push_back(fmt::format("{} operator override cleared", address));
         if (current.restarts > before.restarts && same_daemon)
@@ -182,7 +188,8 @@ int mcctl_watch(const std::string& path, std::chrono::milliseconds interval, lon
     };
     const auto draw = [&](bool clear_all) {
         std::vector<std::string> lines;
-        lines.push_back(fmt::format("mcctl watch: every {}, Ctrl-C to quit   {}", format_duration(interval), clock_now()));
+        lines.push_back(
+            fmt::format("mcctl watch: every {}, Ctrl-C to quit   {}", format_duration(interval), clock_now()));
         split_lines(screen, lines);
         const size_t room = size.rows > lines.size() + 2 ? size.rows - lines.size() - 2 : 0;
         if (room > 0 && !changes.empty()) {
@@ -248,8 +255,10 @@ int mcctl_watch(const std::string& path, std::chrono::milliseconds interval, lon
             screen = fmt::format("mcctl: {}\n", error);
             status = kExitUnusable;
         }
-        if (terminal) draw(shown == 0);
-        else fmt::print("{}\n", screen);
+        if (terminal)
+            draw(shown == 0);
+        else
+            fmt::print("{}\n", screen);
         std::fflush(stdout);
     }
     if (terminal) write_all(kLeaveScreen);

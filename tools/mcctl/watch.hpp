@@ -30,8 +30,8 @@ struct WatchedServer {
 // The changes between two looks at the file, one sentence each, oldest
 // first ("127.0.0.1:11212 live -> dead: connection refused"). Updates `seen`
 // (keyed by address). `first` is true for the first look: nothing to compare.
-std::vector<std::string> watch_changes(const Snapshot& snapshot, std::vector<std::pair<std::string, WatchedServer>>& seen,
-                                       bool first);
+std::vector<std::string> watch_changes(const Snapshot& snapshot,
+                                       std::vector<std::pair<std::string, WatchedServer>>& seen, bool first);
 
 // `line` cut to `columns` visible characters, colour escapes kept whole.
 std::string fit_to_width(const std::string& line, size_t columns);
