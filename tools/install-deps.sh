@@ -7,7 +7,7 @@
 #                                       checks that it covers what the tests use)
 set -eu
 
-packages="g++ make pkg-config libboost-dev libinih-dev libfmt-dev doctest-dev
+packages="g++ make pkg-config libboost-dev libinih-dev libfmt-dev libexpected-dev doctest-dev
 libmemcached-dev libmemcached-tools memcached python3 python3-pylibmc php-cli
 php-memcached iproute2 procps python3-prometheus-client python3-pytest"
 # The libFuzzer targets (mk/fuzz.mk), which make test runs over their corpora:

@@ -270,7 +270,7 @@ def test_every_library_the_build_links_is_brought_by_the_install_step():
         result = subprocess.run(["pkg-config", "--path", module], capture_output=True, text=True)
         uses[f"pkg-config module {module}"] = result.stdout.strip() or None
     # Headers included from Debian packages that link nothing (Boost, doctest).
-    for header in ("boost/interprocess/mapped_region.hpp", "doctest/doctest.h"):
+    for header in ("boost/interprocess/mapped_region.hpp", "doctest/doctest.h", "tl/expected.hpp"):
         uses[f"header <{header}>"] = next((os.path.join(d, header) for d in ("/usr/include",)
                                            if os.path.exists(os.path.join(d, header))), None)
     problems = unbrought(uses)
