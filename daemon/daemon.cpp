@@ -245,10 +245,21 @@ Daemon::ReloadOutcome Daemon::reload() {
 
 void Daemon::log_health_events(const std::string& server, const std::vector<HealthEvent>& events) const {
     for (const HealthEvent& e : events) {
-        const bool bad = e.what == "down" || e.what == "rejoin_blocked";
-        const char* level = bad ? "error" : e.what == "probe_error_reply" ? "warning" : "info";
-        const char* key = e.what == "down" || e.what == "probe_error_reply" ? "reason" : "detail";
-        log_event(level, e.what, {{"server", server}, {key, e.detail}});
+        const char* level = "info";
+        const char* key = "detail";
+        switch (e.kind) {
+        case HealthEventKind::down:
+            level = "error";
+            key = "reason";
+            break;
+        case HealthEventKind::rejoin_blocked: level = "error"; break;
+        case HealthEventKind::probe_error_reply:
+            level = "warning";
+            key = "reason";
+            break;
+        default: break;
+        }
+        log_event(level, health_event_name(e.kind), {{"server", server}, {key, e.detail}});
     }
 }
 
@@ -277,13 +288,14 @@ void Daemon::round() {
         const std::string& server = config_.servers[i].text;
         const ProbeResult& result = results[i];
         const uint32_t failures_before = health_[i].view().consecutive_failures;
-        auto events = health_[i].on_probe(result, now, routing_changed);
-        for (auto& e : health_[i].tick(now, routing_changed)) events.push_back(std::move(e));
+        HealthChange change = health_[i].on_probe(result, now);
+        change.add(health_[i].tick(now));
+        routing_changed |= change.routing_changed;
         // Every failure is worth a line (what the server answered); repeats of
         // the same failure only when the state changes, to keep logs calm.
         if (!result.ok && !result.answered_error && failures_before == 0)
             log_event("warning", "probe_failed", {{"server", server}, {"reason", result.error}});
-        log_health_events(server, events);
+        log_health_events(server, change.events);
     }
     writer_.update(views(), routing_changed);
     if (metrics_) {

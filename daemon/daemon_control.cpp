@@ -75,19 +75,17 @@ std::optional<std::string> Daemon::on_control(const ControlRequest& request, Con
     if ((request.command == ControlCommand::drain || request.command == ControlCommand::down) && !request.force)
         if (std::string why = below_min_live(config_, health_, *index, request.command); !why.empty())
             return "error " + why;
-    std::vector<HealthEvent> events;
-    bool routing_changed = false;
-    std::string said;
+    OperatorOutcome outcome;
     switch (request.command) {
-    case ControlCommand::drain: said = health.drain(now, events, routing_changed); break;
+    case ControlCommand::drain: outcome = health.drain(now); break;
     case ControlCommand::undrain:
         if (health.override_kind() != Override::drain)
             return fmt::format("error {} is not draining (it is {}{})", address, state::state_name(health.view().state),
                                health.override_kind() == Override::down ? ", down by operator: use `mcctl up`" : "");
-        said = health.clear_override(now, events, routing_changed);
+        outcome = health.clear_override(now);
         break;
-    case ControlCommand::down: said = health.force_down(now, events, routing_changed); break;
-    case ControlCommand::up: said = health.clear_override(now, events, routing_changed); break;
+    case ControlCommand::down: outcome = health.force_down(now); break;
+    case ControlCommand::up: outcome = health.clear_override(now); break;
     case ControlCommand::flush:
         // Sent with the next probe, pipelined before its `stats`; answered
         // when memcached acknowledged it (or the probe failed).
@@ -96,11 +94,11 @@ std::optional<std::string> Daemon::on_control(const ControlRequest& request, Con
         return std::nullopt;
     default: return "error internal: unhandled command";
     }
-    log_health_events(address, events);
+    log_health_events(address, outcome.change.events);
     if (metrics_) metrics_->content_changed();
     // Clients see it now, not at the end of the next round.
-    if (routing_changed) writer_.write_servers(views(), true);
-    return fmt::format("ok {} {}", address, said);
+    if (outcome.change.routing_changed) writer_.write_servers(views(), true);
+    return fmt::format("ok {} {}", address, outcome.said);
 }
 
 std::string Daemon::render_metrics_now() const {

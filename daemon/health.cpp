@@ -11,6 +11,24 @@ namespace mcwatch {
 
 using state::ServerState;
 
+const char* health_event_name(HealthEventKind kind) {
+    switch (kind) {
+    case HealthEventKind::up: return "up";
+    case HealthEventKind::down: return "down";
+    case HealthEventKind::restart: return "restart";
+    case HealthEventKind::flush: return "flush";
+    case HealthEventKind::window_end: return "window_end";
+    case HealthEventKind::probe_error_reply: return "probe_error_reply";
+    case HealthEventKind::rejoin_blocked: return "rejoin_blocked";
+    }
+    return "?";
+}
+
+void HealthChange::add(HealthChange other) {
+    for (HealthEvent& event : other.events) events.push_back(std::move(event));
+    routing_changed |= other.routing_changed;
+}
+
 HealthPolicy HealthPolicy::from(const Config& config) {
     return {config.fail_after, config.recover_after, config.recently_down_window.count(), config.flush_on_rejoin};
 }
@@ -49,7 +67,7 @@ ServerState ServerHealth::overridden_state() const {
     return probed_ == ServerState::dead ? ServerState::dead : ServerState::draining;
 }
 
-void ServerHealth::become(ServerState next, int64_t now_ms, bool& routing_changed) {
+void ServerHealth::become(ServerState next, int64_t now_ms, HealthChange& change) {
     if (is(next)) return;
     view_.state = uint32_t(next);
     view_.since_unix_ms = now_ms;
@@ -59,10 +77,10 @@ void ServerHealth::become(ServerState next, int64_t now_ms, bool& routing_change
         view_.flags &= ~state::kFlagRecentlyDown;
         view_.recently_down_until_unix_ms = 0;
     }
-    routing_changed = true;
+    change.routing_changed = true;
 }
 
-void ServerHealth::sync_override_flags(bool& routing_changed) {
+bool ServerHealth::sync_override_flags() {
     uint32_t flags =
         view_.flags & ~(state::kFlagOperatorOverride | state::kFlagOperatorDrain | state::kFlagRejoinPending);
     if (override_ != Override::none) flags |= state::kFlagOperatorOverride;
@@ -70,23 +88,23 @@ void ServerHealth::sync_override_flags(bool& routing_changed) {
     if (override_ != Override::none && rejoin_pending_) flags |= state::kFlagRejoinPending;
     // The pending rejoin is for a successor daemon, not for routing: the next
     // round's update publishes it.
-    if ((flags ^ view_.flags) & ~state::kFlagRejoinPending) routing_changed = true;
+    const bool routing_changed = ((flags ^ view_.flags) & ~state::kFlagRejoinPending) != 0;
     view_.flags = flags;
+    return routing_changed;
 }
 
 // Published live after an outage or an override: recently down for the
 // window, so that clients find the keys their substitutes took meanwhile.
-void ServerHealth::rejoin(int64_t now_ms, const std::string& why, std::vector<HealthEvent>& events,
-                          bool& routing_changed) {
+void ServerHealth::rejoin(int64_t now_ms, const std::string& why, HealthChange& change) {
     override_ = Override::none;
     rejoin_pending_ = false;
-    sync_override_flags(routing_changed);
-    become(ServerState::live, now_ms, routing_changed);
+    change.routing_changed |= sync_override_flags();
+    become(ServerState::live, now_ms, change);
     if (policy_.recently_down_window_ms > 0) {
         view_.flags |= state::kFlagRecentlyDown;
         view_.recently_down_until_unix_ms = now_ms + policy_.recently_down_window_ms;
     }
-    events.push_back({"up", why});
+    change.events.push_back({HealthEventKind::up, why});
 }
 
 // A server that answers a probe with one of memcached's error lines is up
@@ -95,49 +113,48 @@ void ServerHealth::rejoin(int64_t now_ms, const std::string& why, std::vector<He
 // published differently; the error is shown as a warning. A server not
 // known yet is published live: it answers. A dead one stays dead: without
 // its stats and a flush it cannot rejoin.
-std::vector<HealthEvent> ServerHealth::on_error_reply(const ProbeResult& result, int64_t now_ms,
-                                                      bool& routing_changed) {
-    std::vector<HealthEvent> events;
+HealthChange ServerHealth::on_error_reply(const ProbeResult& result, int64_t now_ms) {
+    HealthChange change;
     ++history_.error_replies;
     view_.consecutive_failures = 0;
     view_.rtt_us = state::kUnknown;
     std::strncpy(view_.last_error, result.error.c_str(), sizeof view_.last_error - 1);
-    if (!answering_errors_) events.push_back({"probe_error_reply", result.error});
+    if (!answering_errors_) change.events.push_back({HealthEventKind::probe_error_reply, result.error});
     answering_errors_ = true;
     if (probed_ == ServerState::unknown) {
         probed_ = ServerState::live;
         if (override_ == Override::none) {
-            become(ServerState::live, now_ms, routing_changed);
-            events.push_back({"up", "first answer (an error line: it serves, but not this probe)"});
+            become(ServerState::live, now_ms, change);
+            change.events.push_back(
+                {HealthEventKind::up, "first answer (an error line: it serves, but not this probe)"});
         }
     }
-    return events;
+    return change;
 }
 
-void ServerHealth::go_down(const std::string& why, int64_t now_ms, std::vector<HealthEvent>& events,
-                           bool& routing_changed) {
+void ServerHealth::go_down(const std::string& why, int64_t now_ms, HealthChange& change) {
     probed_ = ServerState::dead;
     if (override_ == Override::none) {
-        become(ServerState::dead, now_ms, routing_changed);
-        events.push_back({"down", why});
+        become(ServerState::dead, now_ms, change);
+        change.events.push_back({HealthEventKind::down, why});
     } else if (rejoin_pending_) {
         override_ = Override::none;
         rejoin_pending_ = false;
-        sync_override_flags(routing_changed);
-        become(ServerState::dead, now_ms, routing_changed);
-        events.push_back({"down", why + " (before its rejoin)"});
+        change.routing_changed |= sync_override_flags();
+        become(ServerState::dead, now_ms, change);
+        change.events.push_back({HealthEventKind::down, why + " (before its rejoin)"});
     } else {
-        become(overridden_state(), now_ms, routing_changed);
-        events.push_back(
-            {"down", fmt::format("{} (operator override: published {})", why, state::state_name(view_.state))});
+        become(overridden_state(), now_ms, change);
+        change.events.push_back({HealthEventKind::down, fmt::format("{} (operator override: published {})", why,
+                                                                    state::state_name(view_.state))});
     }
 }
 
-std::vector<HealthEvent> ServerHealth::on_probe(const ProbeResult& result, int64_t now_ms, bool& routing_changed) {
+HealthChange ServerHealth::on_probe(const ProbeResult& result, int64_t now_ms) {
     view_.last_probe_unix_ms = now_ms;
-    if (!result.ok && result.answered_error) return on_error_reply(result, now_ms, routing_changed);
+    if (!result.ok && result.answered_error) return on_error_reply(result, now_ms);
     answering_errors_ = false;
-    std::vector<HealthEvent> events;
+    HealthChange change;
     const bool flush_due = rejoin_flush_due();
 
     if (!result.ok) {
@@ -147,9 +164,9 @@ std::vector<HealthEvent> ServerHealth::on_probe(const ProbeResult& result, int64
         ++view_.consecutive_failures;
         view_.rtt_us = state::kUnknown;
         std::strncpy(view_.last_error, result.error.c_str(), sizeof view_.last_error - 1);
-        if (view_.consecutive_failures < policy_.fail_after || probed_ == ServerState::dead) return events;
-        go_down(result.error, now_ms, events, routing_changed);
-        return events;
+        if (view_.consecutive_failures < policy_.fail_after || probed_ == ServerState::dead) return change;
+        go_down(result.error, now_ms, change);
+        return change;
     }
 
     ++view_.probes_ok;
@@ -157,7 +174,8 @@ std::vector<HealthEvent> ServerHealth::on_probe(const ProbeResult& result, int64
     ++view_.consecutive_successes;
     if (result.flushed) {
         ++view_.flushes;
-        events.push_back({"flush", flush_due ? "flush_all before rejoin" : "flush_all asked by the operator"});
+        change.events.push_back(
+            {HealthEventKind::flush, flush_due ? "flush_all before rejoin" : "flush_all asked by the operator"});
     }
 
     // A memcached whose pid changed or whose uptime went backwards since the
@@ -169,8 +187,8 @@ std::vector<HealthEvent> ServerHealth::on_probe(const ProbeResult& result, int64
     if (new_process) {
         ++view_.restarts;
         view_.last_restart_unix_ms = now_ms;
-        events.push_back({"restart", fmt::format("pid {} -> {}, uptime {}s -> {}s", view_.pid, stats.pid,
-                                                 view_.uptime_s, stats.uptime_s)});
+        change.events.push_back({HealthEventKind::restart, fmt::format("pid {} -> {}, uptime {}s -> {}s", view_.pid,
+                                                                       stats.pid, view_.uptime_s, stats.uptime_s)});
     }
     // A new process is either this server restarted (empty: it started
     // after our last good probe, memcached's uptime starting at about 2 s)
@@ -201,9 +219,9 @@ std::vector<HealthEvent> ServerHealth::on_probe(const ProbeResult& result, int64
     if (replaced) {
         go_down(fmt::format("another memcached answers{} (pid {}, up {}s): rejoins flushed",
                             moved ? " at " + result.resolved : "", stats.pid, stats.uptime_s),
-                now_ms, events, routing_changed);
+                now_ms, change);
         view_.consecutive_successes = 1;  // this probe: it answers
-        return events;
+        return change;
     }
 
     // A rejoin needs its flush: a good reply without one (flush_on_rejoin
@@ -224,7 +242,9 @@ std::vector<HealthEvent> ServerHealth::on_probe(const ProbeResult& result, int64
         const std::string why =
             fmt::format("flush_all refused, {} items held: kept out until empty (restart it)", stats.curr_items);
         std::strncpy(view_.last_error, why.c_str(), sizeof view_.last_error - 1);
-        if (!was_blocked) events.push_back({"rejoin_blocked", fmt::format("{}; {}", result.flush_refused, why)});
+        if (!was_blocked)
+            change.events.push_back(
+                {HealthEventKind::rejoin_blocked, fmt::format("{}; {}", result.flush_refused, why)});
     }
     const std::string unflushed =
         flush_refused && empty
@@ -241,53 +261,56 @@ std::vector<HealthEvent> ServerHealth::on_probe(const ProbeResult& result, int64
         if (probed_before == ServerState::unknown && probed_ == ServerState::live) {
             // Nothing was known before: one good probe is enough to say
             // live, and there is no outage to recover from.
-            become(ServerState::live, now_ms, routing_changed);
-            events.push_back({"up", "first good probe"});
+            become(ServerState::live, now_ms, change);
+            change.events.push_back({HealthEventKind::up, "first good probe"});
         } else if (probed_before == ServerState::dead && probed_ == ServerState::live) {
-            rejoin(now_ms, fmt::format("{} good probes{}", view_.consecutive_successes, unflushed), events,
-                   routing_changed);
+            rejoin(now_ms, fmt::format("{} good probes{}", view_.consecutive_successes, unflushed), change);
         }
     } else if (rejoin_pending_) {
-        if (rejoin_allowed) rejoin(now_ms, "operator override cleared" + unflushed, events, routing_changed);
+        if (rejoin_allowed) rejoin(now_ms, "operator override cleared" + unflushed, change);
     } else if (!is(overridden_state())) {
-        become(overridden_state(), now_ms, routing_changed);
-        events.push_back(
-            {"up", fmt::format("answers again (operator override: published {})", state::state_name(view_.state))});
+        become(overridden_state(), now_ms, change);
+        change.events.push_back({HealthEventKind::up, fmt::format("answers again (operator override: published {})",
+                                                                  state::state_name(view_.state))});
     }
-    return events;
+    return change;
 }
 
-std::vector<HealthEvent> ServerHealth::tick(int64_t now_ms, bool& routing_changed) {
-    std::vector<HealthEvent> events;
+HealthChange ServerHealth::tick(int64_t now_ms) {
+    HealthChange change;
     if ((view_.flags & state::kFlagRecentlyDown) && now_ms >= view_.recently_down_until_unix_ms) {
         view_.flags &= ~state::kFlagRecentlyDown;
         view_.recently_down_until_unix_ms = 0;
-        routing_changed = true;
-        events.push_back({"window_end", "recently-down window over"});
+        change.routing_changed = true;
+        change.events.push_back({HealthEventKind::window_end, "recently-down window over"});
     }
-    return events;
+    return change;
 }
 
-std::string ServerHealth::drain(int64_t now_ms, std::vector<HealthEvent>&, bool& routing_changed) {
-    if (override_ == Override::drain && !rejoin_pending_) return "already draining";
+OperatorOutcome ServerHealth::drain(int64_t now_ms) {
+    if (override_ == Override::drain && !rejoin_pending_) return {"already draining", {}};
+    OperatorOutcome outcome;
     const std::string before = state::state_name(view_.state);
     override_ = Override::drain;
     rejoin_pending_ = false;
-    sync_override_flags(routing_changed);
-    become(overridden_state(), now_ms, routing_changed);
-    if (is(ServerState::dead)) return "it does not answer, so it stays published dead; draining when it answers";
+    outcome.change.routing_changed = sync_override_flags();
+    become(overridden_state(), now_ms, outcome.change);
     const std::string items = view_.curr_items == state::kUnknown ? "unknown" : fmt::format("{}", view_.curr_items);
-    return fmt::format("draining (was {}); {} items held", before, items);
+    outcome.said = is(ServerState::dead) ? "it does not answer, so it stays published dead; draining when it answers"
+                                         : fmt::format("draining (was {}); {} items held", before, items);
+    return outcome;
 }
 
-std::string ServerHealth::force_down(int64_t now_ms, std::vector<HealthEvent>&, bool& routing_changed) {
-    if (override_ == Override::down && !rejoin_pending_) return "already down by operator";
+OperatorOutcome ServerHealth::force_down(int64_t now_ms) {
+    if (override_ == Override::down && !rejoin_pending_) return {"already down by operator", {}};
+    OperatorOutcome outcome;
     const std::string before = state::state_name(view_.state);
     override_ = Override::down;
     rejoin_pending_ = false;
-    sync_override_flags(routing_changed);
-    become(ServerState::dead, now_ms, routing_changed);
-    return fmt::format("down (was {}) until `mcctl up`", before);
+    outcome.change.routing_changed = sync_override_flags();
+    become(ServerState::dead, now_ms, outcome.change);
+    outcome.said = fmt::format("down (was {}) until `mcctl up`", before);
+    return outcome;
 }
 
 void ServerHealth::carry_over(const state::ServerDynamic& published, int64_t window_left_ms, int64_t now_ms) {
@@ -325,13 +348,13 @@ void ServerHealth::carry_over(const state::ServerDynamic& published, int64_t win
         view_.flags &= ~state::kFlagRecentlyDown;
         view_.recently_down_until_unix_ms = 0;
     }
-    bool ignored = false;
-    sync_override_flags(ignored);
+    sync_override_flags();
 }
 
-std::string ServerHealth::clear_override(int64_t now_ms, std::vector<HealthEvent>& events, bool& routing_changed) {
-    if (override_ == Override::none) return "no operator override: probes decide";
-    if (rejoin_pending_) return "already rejoining: waiting for a good probe with flush_all";
+OperatorOutcome ServerHealth::clear_override(int64_t now_ms) {
+    if (override_ == Override::none) return {"no operator override: probes decide", {}};
+    if (rejoin_pending_) return {"already rejoining: waiting for a good probe with flush_all", {}};
+    OperatorOutcome outcome;
     const std::string window =
         policy_.recently_down_window_ms > 0
             ? fmt::format(" and recently down for {}", format_duration(Millis(policy_.recently_down_window_ms)))
@@ -339,17 +362,21 @@ std::string ServerHealth::clear_override(int64_t now_ms, std::vector<HealthEvent
     if (probed_ == ServerState::live) {
         if (policy_.flush_on_rejoin) {
             rejoin_pending_ = true;
-            sync_override_flags(routing_changed);
-            return fmt::format("rejoining: the next probe sends flush_all, then it is live{}", window);
+            outcome.change.routing_changed = sync_override_flags();
+            outcome.said = fmt::format("rejoining: the next probe sends flush_all, then it is live{}", window);
+            return outcome;
         }
-        rejoin(now_ms, "operator override cleared", events, routing_changed);
-        return fmt::format("live{} (flush_on_rejoin is off: not flushed)", window);
+        rejoin(now_ms, "operator override cleared", outcome.change);
+        outcome.said = fmt::format("live{} (flush_on_rejoin is off: not flushed)", window);
+        return outcome;
     }
     override_ = Override::none;
-    sync_override_flags(routing_changed);
-    become(probed_, now_ms, routing_changed);
-    if (probed_ == ServerState::dead) return "override cleared; it does not answer: it rejoins, flushed, when it does";
-    return "override cleared; not probed yet: probes decide";
+    outcome.change.routing_changed = sync_override_flags();
+    become(probed_, now_ms, outcome.change);
+    outcome.said = probed_ == ServerState::dead
+                       ? "override cleared; it does not answer: it rejoins, flushed, when it does"
+                       : "override cleared; not probed yet: probes decide";
+    return outcome;
 }
 
 }  // namespace mcwatch

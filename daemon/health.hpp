@@ -24,11 +24,31 @@ struct HealthPolicy {
     static HealthPolicy from(const Config& config);
 };
 
-// Something worth a log line. `what` is the event name of the log
-// (up, down, restart, flush, window_end, draining, forced_down), `detail` the reason.
+// What happened to a server, worth a log line.
+enum class HealthEventKind : uint8_t { up, down, restart, flush, window_end, probe_error_reply, rejoin_blocked };
+
+// The event name of its log line ("up", "down", ...).
+const char* health_event_name(HealthEventKind kind);
+
 struct HealthEvent {
-    std::string what;
-    std::string detail;
+    HealthEventKind kind;
+    std::string detail;  // the reason, for the operator
+};
+
+// What a probe result, the passing of time or an operator's command did.
+struct HealthChange {
+    std::vector<HealthEvent> events;
+    // The published state or a routing flag changed: clients must look again
+    // (the state file's generation moves).
+    bool routing_changed = false;
+
+    void add(HealthChange other);
+};
+
+// An operator's command: the sentence the operator is told, and what it did.
+struct OperatorOutcome {
+    std::string said;
+    HealthChange change;
 };
 
 // A state set by the operator (mcctl), which wins over probes until cleared.
@@ -49,31 +69,28 @@ public:
     // rejoining must not serve values from before its outage (or drain).
     bool wants_flush() const;
 
-    // Applies one probe result observed at `now_ms` (unix ms). Returns what
-    // happened; `routing_changed` is set when state or flags changed.
-    std::vector<HealthEvent> on_probe(const ProbeResult& result, int64_t now_ms, bool& routing_changed);
+    // Applies one probe result observed at `now_ms` (unix ms).
+    HealthChange on_probe(const ProbeResult& result, int64_t now_ms);
 
     // Ends the recently-down window once it has passed.
-    std::vector<HealthEvent> tick(int64_t now_ms, bool& routing_changed);
+    HealthChange tick(int64_t now_ms);
 
-    // Operator commands. Each returns the sentence the operator is told,
-    // appends what to log to `events` and sets `routing_changed` as above.
-    // Probes keep running under an override: facts stay fresh, and clearing
-    // it lets them decide again.
+    // Operator commands. Probes keep running under an override: facts stay
+    // fresh, and clearing it lets them decide again.
     //
     // drain: published draining (keys routed as if dead; clients move values
     // off it on a miss). A draining server that stops answering is published
     // dead, and draining again if it answers (flush_all first, as for a
     // rejoin: clients read from a draining server), until the override is
     // cleared.
-    std::string drain(int64_t now_ms, std::vector<HealthEvent>& events, bool& routing_changed);
+    OperatorOutcome drain(int64_t now_ms);
     // down: published dead whatever probes say.
-    std::string force_down(int64_t now_ms, std::vector<HealthEvent>& events, bool& routing_changed);
+    OperatorOutcome force_down(int64_t now_ms);
     // up / undrain: clears the override. A server that answers probes
     // rejoins as after an outage: flush_all first (flush_on_rejoin), then
     // live and recently down for the window. Until that flush it stays as
     // the override left it.
-    std::string clear_override(int64_t now_ms, std::vector<HealthEvent>& events, bool& routing_changed);
+    OperatorOutcome clear_override(int64_t now_ms);
 
     // mcctl flush: the next probe sends flush_all. take_operator_flush()
     // returns whether one was asked for, and forgets it (the daemon sends it).
@@ -105,13 +122,13 @@ private:
     bool rejoin_flush_due() const;
     // The state the operator's override shows, given what probes say.
     state::ServerState overridden_state() const;
-    void become(state::ServerState next, int64_t now_ms, bool& routing_changed);
+    void become(state::ServerState next, int64_t now_ms, HealthChange& change);
     // Published dead (or as the override shows a dead server) for `why`.
-    void go_down(const std::string& why, int64_t now_ms, std::vector<HealthEvent>& events, bool& routing_changed);
-    std::vector<HealthEvent> on_error_reply(const ProbeResult& result, int64_t now_ms, bool& routing_changed);
-    void rejoin(int64_t now_ms, const std::string& why, std::vector<HealthEvent>& events, bool& routing_changed);
-    // Publishes override_ in the flags.
-    void sync_override_flags(bool& routing_changed);
+    void go_down(const std::string& why, int64_t now_ms, HealthChange& change);
+    HealthChange on_error_reply(const ProbeResult& result, int64_t now_ms);
+    void rejoin(int64_t now_ms, const std::string& why, HealthChange& change);
+    // Publishes override_ in the flags; true when a routing flag changed.
+    bool sync_override_flags();
     bool is(state::ServerState s) const { return view_.state == uint32_t(s); }
 
     HealthPolicy policy_;

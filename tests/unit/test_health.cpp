@@ -1,54 +1,11 @@
 #include <doctest/doctest.h>
 
 #include "daemon/health.hpp"
+#include "tests/unit/health_helpers.hpp"
 
 using namespace mcwatch;
-using state::ServerState;
 
-namespace {
-
-ProbeResult good(uint64_t pid = 100, uint64_t uptime = 10) {
-    ProbeResult r;
-    r.ok = true;
-    r.rtt = std::chrono::microseconds(250);
-    r.stats.pid = pid;
-    r.stats.uptime_s = uptime;
-    r.stats.curr_items = 7;
-    r.stats.version = "1.6.18";
-    return r;
-}
-
-ProbeResult bad(const char* why = "connection refused") {
-    ProbeResult r;
-    r.refused = true;
-    r.error = why;
-    return r;
-}
-
-ProbeResult error_reply(const char* line = "error reply: \"ERROR Too many open connections\"") {
-    ProbeResult r;
-    r.answered_error = true;
-    r.error = line;
-    return r;
-}
-
-HealthPolicy policy(uint32_t fail_after = 2, uint32_t recover_after = 3, bool flush = true) {
-    return {fail_after, recover_after, 60'000, flush};
-}
-
-ServerState state_of(const ServerHealth& h) { return ServerState(h.view().state); }
-
-// Feeds results in order at one time, returns the events' names.
-std::string feed(ServerHealth& h, std::initializer_list<ProbeResult> results, int64_t now = 1000) {
-    std::string names;
-    for (const ProbeResult& r : results) {
-        bool changed = false;
-        for (const HealthEvent& e : h.on_probe(r, now, changed)) names += e.what + " ";
-    }
-    return names;
-}
-
-}  // namespace
+using namespace mcwatch::health_test;
 
 TEST_CASE("health: unknown until the first probe, live after one good one") {
     ServerHealth h(policy());
@@ -88,9 +45,7 @@ TEST_CASE("health: live again after recover_after good probes, the last one flus
     ProbeResult unflushed = good();
     CHECK(feed(h, {unflushed}) == "");  // a reply without the flush does not rejoin
     CHECK(state_of(h) == ServerState::dead);
-    ProbeResult flushed = good();
-    flushed.flushed = true;
-    CHECK(feed(h, {good(), good(), flushed}, 9000) == "flush up ");
+    CHECK(feed(h, {good(), good(), flushed()}, 9000) == "flush up ");
     CHECK(state_of(h) == ServerState::live);
     CHECK(h.view().flushes == 1);
     CHECK((h.view().flags & state::kFlagRecentlyDown) != 0);
@@ -108,37 +63,33 @@ TEST_CASE("health: the recently-down window ends on time") {
     ServerHealth h(policy(1, 1, false));
     feed(h, {good(), bad(), good()}, 1000);
     REQUIRE((h.view().flags & state::kFlagRecentlyDown) != 0);
-    bool changed = false;
-    CHECK(h.tick(1000 + 59'999, changed).empty());
-    CHECK_FALSE(changed);
-    CHECK(h.tick(1000 + 60'000, changed).size() == 1);
-    CHECK(changed);
+    const HealthChange early = h.tick(1000 + 59'999);
+    CHECK(early.events.empty());
+    CHECK_FALSE(early.routing_changed);
+    const HealthChange over = h.tick(1000 + 60'000);
+    CHECK(over.events.size() == 1);
+    CHECK(over.routing_changed);
     CHECK((h.view().flags & state::kFlagRecentlyDown) == 0);
     CHECK(h.view().recently_down_until_unix_ms == 0);
 }
 
 TEST_CASE("health: a restart is a new pid or uptime going backwards, even without a failure") {
     ServerHealth h(policy());
-    feed(h, {good(100, 50)});
-    CHECK(feed(h, {good(100, 51)}) == "");
-    CHECK(feed(h, {good(200, 1)}, 7000) == "restart ");
+    feed(h, {good({.pid = 100, .uptime_s = 50})});
+    CHECK(feed(h, {good({.pid = 100, .uptime_s = 51})}) == "");
+    CHECK(feed(h, {good({.pid = 200, .uptime_s = 1})}, 7000) == "restart ");
     CHECK(h.view().restarts == 1);
     CHECK(h.view().last_restart_unix_ms == 7000);
-    CHECK(feed(h, {good(200, 0)}) == "restart ");  // same pid, uptime went back
+    CHECK(feed(h, {good({.pid = 200, .uptime_s = 0})}) == "restart ");  // same pid, uptime went back
     CHECK(h.view().restarts == 2);
     CHECK(state_of(h) == ServerState::live);
 }
 
 TEST_CASE("health: routing_changed is set exactly when state or flags change") {
     ServerHealth h(policy(1, 1, false));
-    bool changed = false;
-    h.on_probe(good(), 1, changed);
-    CHECK(changed);
-    changed = false;
-    h.on_probe(good(), 2, changed);
-    CHECK_FALSE(changed);
-    h.on_probe(bad(), 3, changed);
-    CHECK(changed);
+    CHECK(h.on_probe(good(), 1).routing_changed);
+    CHECK_FALSE(h.on_probe(good(), 2).routing_changed);
+    CHECK(h.on_probe(bad(), 3).routing_changed);
 }
 
 TEST_CASE("health: a server answering probes with an error line stays live, never flushed, with a warning") {
@@ -187,7 +138,7 @@ TEST_CASE("health: a server refusing flush_all rejoins only when it holds no ite
     CHECK(std::string(h.view().last_error) == "flush_all refused, 7 items held: kept out until empty (restart it)");
     CHECK(h.wants_flush());
 
-    ProbeResult restarted = good(101, 1);
+    ProbeResult restarted = good({.pid = 101, .uptime_s = 1});
     restarted.stats.curr_items = 0;
     restarted.flush_refused = refused.flush_refused;
     CHECK(feed(h, {restarted}) == "restart up ");
@@ -200,10 +151,10 @@ TEST_CASE("health: a server refusing flush_all rejoins only when it holds no ite
 TEST_CASE("health: another memcached answering for a live server is taken out and rejoins flushed") {
     // A name now resolving to a standby: a new address, a new pid.
     ServerHealth moved(policy(2, 3));
-    ProbeResult first = good(100, 500);
+    ProbeResult first = good({.pid = 100, .uptime_s = 500});
     first.resolved = "127.0.0.1:11211";
     feed(moved, {first}, 1000);
-    ProbeResult standby = good(200, 2);  // even a young process: the address changed
+    ProbeResult standby = good({.pid = 200, .uptime_s = 2});  // even a young process: the address changed
     standby.resolved = "127.0.0.2:11211";
     CHECK(feed(moved, {standby}, 2000) == "restart down ");
     CHECK(state_of(moved) == ServerState::dead);
@@ -218,11 +169,11 @@ TEST_CASE("health: another memcached answering for a live server is taken out an
 
     // Same address, a process up since before our last probe: not a restart of ours.
     ServerHealth swapped(policy(2, 3));
-    feed(swapped, {good(100, 500)}, 1000);
-    CHECK(feed(swapped, {good(300, 9000)}, 2000) == "restart down ");
+    feed(swapped, {good({.pid = 100, .uptime_s = 500})}, 1000);
+    CHECK(feed(swapped, {good({.pid = 300, .uptime_s = 9000})}, 2000) == "restart down ");
     // Same address, a process started since: a restart, empty, stays live.
     ServerHealth restarted(policy(2, 3));
-    feed(restarted, {good(100, 500)}, 1000);
-    CHECK(feed(restarted, {good(300, 2)}, 2000) == "restart ");
+    feed(restarted, {good({.pid = 100, .uptime_s = 500})}, 1000);
+    CHECK(feed(restarted, {good({.pid = 300, .uptime_s = 2})}, 2000) == "restart ");
     CHECK(state_of(restarted) == ServerState::live);
 }

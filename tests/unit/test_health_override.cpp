@@ -4,67 +4,11 @@
 #include <doctest/doctest.h>
 
 #include "daemon/health.hpp"
+#include "tests/unit/health_helpers.hpp"
 
 using namespace mcwatch;
-using state::ServerState;
 
-namespace {
-
-ProbeResult good(bool flushed = false) {
-    ProbeResult r;
-    r.ok = true;
-    r.flushed = flushed;
-    r.rtt = std::chrono::microseconds(300);
-    r.stats.pid = 100;
-    r.stats.uptime_s = 10;
-    r.stats.curr_items = 42;
-    return r;
-}
-
-ProbeResult bad() {
-    ProbeResult r;
-    r.refused = true;
-    r.error = "connection refused";
-    return r;
-}
-
-HealthPolicy policy(bool flush = true, int64_t window_ms = 60'000) { return {2, 3, window_ms, flush}; }
-
-ServerState state_of(const ServerHealth& h) { return ServerState(h.view().state); }
-bool flag(const ServerHealth& h, uint32_t bit) { return (h.view().flags & bit) != 0; }
-
-std::string feed(ServerHealth& h, std::initializer_list<ProbeResult> results, int64_t now = 1000) {
-    std::string names;
-    for (const ProbeResult& r : results) {
-        bool changed = false;
-        for (const HealthEvent& e : h.on_probe(r, now, changed)) names += e.what + " ";
-    }
-    return names;
-}
-
-struct Command {
-    std::string said;
-    bool changed = false;
-    std::string events;
-};
-
-template <typename F>
-Command run(ServerHealth& h, F command, int64_t now = 2000) {
-    Command c;
-    std::vector<HealthEvent> events;
-    c.said = (h.*command)(now, events, c.changed);
-    for (const HealthEvent& e : events) c.events += e.what + " ";
-    return c;
-}
-
-ServerHealth live_server(const HealthPolicy& p = policy()) {
-    ServerHealth h(p);
-    feed(h, {good()});
-    REQUIRE(state_of(h) == ServerState::live);
-    return h;
-}
-
-}  // namespace
+using namespace mcwatch::health_test;
 
 TEST_CASE("override: drain publishes draining at once; probes keep the facts fresh") {
     ServerHealth h = live_server();
@@ -98,13 +42,13 @@ TEST_CASE("override: a drained server that stops is dead, and draining again, fl
     CHECK(h.wants_flush());                   // clients will read from it again: its old values go first
     CHECK(feed(h, {good()}) == "");
     CHECK(state_of(h) == ServerState::dead);  // a good reply without the flush
-    CHECK(feed(h, {good(true)}) == "flush up ");
+    CHECK(feed(h, {flushed()}) == "flush up ");
     CHECK(state_of(h) == ServerState::draining);
     CHECK_FALSE(h.wants_flush());
 }
 
 TEST_CASE("override: without flush_on_rejoin, a drained server cut off is draining again unflushed") {
-    ServerHealth h = live_server(policy(false));
+    ServerHealth h = live_server(policy(2, 3, false));
     run(h, &ServerHealth::drain);
     feed(h, {bad(), bad()});
     CHECK_FALSE(h.wants_flush());
@@ -120,9 +64,9 @@ TEST_CASE("override: undrain is a rejoin: flush_all first, then live and recentl
     CHECK_FALSE(c.changed);  // nothing published changes until the flush
     CHECK(state_of(h) == ServerState::draining);
     CHECK(h.wants_flush());
-    CHECK(feed(h, {good(false)}) == "");  // a reply without the flush does not rejoin
+    CHECK(feed(h, {good()}) == "");  // a reply without the flush does not rejoin
     CHECK(state_of(h) == ServerState::draining);
-    CHECK(feed(h, {good(true)}, 4000) == "flush up ");
+    CHECK(feed(h, {flushed()}, 4000) == "flush up ");
     CHECK(state_of(h) == ServerState::live);
     CHECK(h.view().flushes == 1);
     CHECK_FALSE(flag(h, state::kFlagOperatorOverride));
@@ -133,7 +77,7 @@ TEST_CASE("override: undrain is a rejoin: flush_all first, then live and recentl
 }
 
 TEST_CASE("override: without flush_on_rejoin, undrain publishes live at once") {
-    ServerHealth h = live_server(policy(false));
+    ServerHealth h = live_server(policy(2, 3, false));
     run(h, &ServerHealth::drain);
     const Command c = run(h, &ServerHealth::clear_override, 3000);
     CHECK(c.said == "live and recently down for 1m (flush_on_rejoin is off: not flushed)");
@@ -155,7 +99,7 @@ TEST_CASE("override: undrain of a server that does not answer leaves it to probe
     // Then the ordinary rejoin: recover_after good probes, the last one flushed.
     CHECK(feed(h, {good(), good()}) == "");
     CHECK(h.wants_flush());
-    CHECK(feed(h, {good(true)}) == "flush up ");
+    CHECK(feed(h, {flushed()}) == "flush up ");
     CHECK(state_of(h) == ServerState::live);
     CHECK(flag(h, state::kFlagRecentlyDown));
 }
@@ -180,7 +124,7 @@ TEST_CASE("override: down wins over good probes until up, and up is a rejoin") {
     CHECK(state_of(h) == ServerState::dead);
     CHECK(h.view().last_error[0] == '\0');  // probes still run: no error to show
     run(h, &ServerHealth::clear_override);
-    CHECK(feed(h, {good(true)}) == "flush up ");
+    CHECK(feed(h, {flushed()}) == "flush up ");
     CHECK(state_of(h) == ServerState::live);
     CHECK(flag(h, state::kFlagRecentlyDown));
 }
@@ -209,12 +153,11 @@ TEST_CASE("override: an operator's flush is sent once and counted, without chang
     h.request_flush();
     CHECK(h.take_operator_flush());
     CHECK_FALSE(h.take_operator_flush());
-    bool changed = false;
-    const auto events = h.on_probe(good(true), 3000, changed);
-    REQUIRE(events.size() == 1);
-    CHECK(events[0].detail == "flush_all asked by the operator");
+    const HealthChange change = h.on_probe(flushed(), 3000);
+    REQUIRE(change.events.size() == 1);
+    CHECK(change.events[0].detail == "flush_all asked by the operator");
     CHECK(h.view().flushes == 1);
-    CHECK_FALSE(changed);
+    CHECK_FALSE(change.routing_changed);
     CHECK(state_of(h) == ServerState::live);
 }
 
@@ -222,14 +165,14 @@ TEST_CASE("history: transitions counted by the state entered, probe round-trips 
     ServerHealth h = live_server();
     run(h, &ServerHealth::drain);
     run(h, &ServerHealth::clear_override);
-    feed(h, {good(true)});
+    feed(h, {flushed()});
     feed(h, {bad(), bad()});
     const auto& to = h.history().transitions_to;
     CHECK(to[size_t(ServerState::live)] == 2);
     CHECK(to[size_t(ServerState::draining)] == 1);
     CHECK(to[size_t(ServerState::dead)] == 1);
     CHECK(h.view().transitions == 4);
-    CHECK(h.history().rtt.count() == 2);         // the good probes: 300us each
+    CHECK(h.history().rtt.count() == 2);         // the good probes: 250us each
     CHECK(h.history().rtt.at_or_below(0) == 0);  // <= 100us
     CHECK(h.history().rtt.at_or_below(2) == 2);  // <= 500us
 }
@@ -244,7 +187,7 @@ TEST_CASE("carry over: a dead server still owes its flush, an override and a pen
     CHECK(state_of(after) == ServerState::dead);
     CHECK(feed(after, {good(), good()}) == "");
     CHECK(after.wants_flush());
-    CHECK(feed(after, {good(true)}) == "flush up ");
+    CHECK(feed(after, {flushed()}) == "flush up ");
     CHECK(state_of(after) == ServerState::live);
 
     ServerHealth drained = live_server();
@@ -261,7 +204,7 @@ TEST_CASE("carry over: a dead server still owes its flush, an override and a pen
 TEST_CASE("carry over: the window resumes with what it had left, never more than its length") {
     ServerHealth before = live_server();
     feed(before, {bad(), bad()});
-    feed(before, {good(), good(), good(true)}, 10'000);
+    feed(before, {good(), good(), flushed()}, 10'000);
     REQUIRE(flag(before, state::kFlagRecentlyDown));
     ServerHealth after(policy());
     after.carry_over(before.view(), 20'000, 7'000'000);  // a wall-clock step between the two

@@ -69,8 +69,7 @@ std::string sample_name(const std::string& line) {
 
 TEST_CASE("metrics: valid exposition text with the families an SRE graphs") {
     ServerHealth live({2, 3, 60'000, true});
-    bool changed = false;
-    live.on_probe(good(12), 1000, changed);
+    live.on_probe(good(12), 1000);
     ServerHealth never({2, 3, 60'000, true});  // no facts yet: its fact samples are left out
     MetricsInput input;
     input.servers = {{"127.0.0.1:11211", &live}, {"weird\"name\\:1", &never}};
@@ -132,12 +131,11 @@ TEST_CASE("metrics: valid exposition text with the families an SRE graphs") {
 
 TEST_CASE("metrics: error replies and a blocked rejoin are shown per server") {
     ServerHealth full({2, 3, 60'000, true});
-    bool changed = false;
-    full.on_probe(good(12), 1000, changed);
+    full.on_probe(good(12), 1000);
     ProbeResult at_limit;
     at_limit.answered_error = true;
     at_limit.error = "error reply: \"ERROR Too many open connections\"";
-    full.on_probe(at_limit, 2000, changed);
+    full.on_probe(at_limit, 2000);
     MetricsInput input;
     input.servers = {{"127.0.0.1:11211", &full}};
     const std::string text = render_metrics(input);
