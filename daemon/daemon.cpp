@@ -37,13 +37,10 @@ bool same_file_settings(const Config& a, const Config& b) {
            a.flush_on_rejoin == b.flush_on_rejoin;
 }
 
-std::vector<std::string> numeric_addresses(const Config& config) {
-    std::vector<std::string> resolved;
-    for (const ServerAddress& server : config.servers) resolved.push_back(numeric_server_address(server));
-    return resolved;
-}
-
 }  // namespace
+
+ServerRecord::ServerRecord(ServerAddress address, ServerHealth health)
+    : address(std::move(address)), resolved(numeric_server_address(this->address)), health(std::move(health)) {}
 
 Daemon::Daemon(Config config)
     : config_(std::move(config)), start_unix_ms_(unix_ms()), start_monotonic_ns_(monotonic_ns()) {}
@@ -53,23 +50,23 @@ int64_t Daemon::now_ms() const { return start_unix_ms_ + int64_t((monotonic_ns()
 void Daemon::carry_over(const PublishedFile& previous) {
     const int64_t now = now_ms();
     size_t carried = 0;
-    for (size_t i = 0; i < health_.size(); ++i) {
+    for (ServerRecord& server : servers_) {
         std::optional<size_t> slot;
         for (size_t s = 0; s < previous.addresses.size() && !slot; ++s)
-            if (previous.addresses[s] == config_.servers[i].text) slot = s;
+            if (previous.addresses[s] == server.address.text) slot = s;
         // "localhost:11211" then, "127.0.0.1:11211" now: the same server.
-        for (size_t s = 0; s < previous.addresses.size() && !slot && !resolved_[i].empty(); ++s)
-            if (previous.resolved[s] == resolved_[i] || previous.addresses[s] == resolved_[i]) slot = s;
+        for (size_t s = 0; s < previous.addresses.size() && !slot && !server.resolved.empty(); ++s)
+            if (previous.resolved[s] == server.resolved || previous.addresses[s] == server.resolved) slot = s;
         if (!slot) continue;
         const state::ServerDynamic& published = previous.servers[*slot];
         // Both times are the predecessor's, so its clock's steps cancel out.
         const int64_t window_left = published.recently_down_until_unix_ms - previous.heartbeat_unix_ms;
-        health_[i].carry_over(published, window_left, now);
+        server.health.carry_over(published, window_left, now);
         ++carried;
     }
     log_event("info", "carry_over",
               {{"servers", fmt::format("{}", carried)},
-               {"of", fmt::format("{}", health_.size())},
+               {"of", fmt::format("{}", servers_.size())},
                {"previous_servers", fmt::format("{}", previous.addresses.size())},
                {"previous_generation", fmt::format("{}", previous.generation)}});
 }
@@ -78,8 +75,15 @@ Daemon::~Daemon() = default;
 
 std::vector<state::ServerDynamic> Daemon::views() const {
     std::vector<state::ServerDynamic> out;
-    out.reserve(health_.size());
-    for (const ServerHealth& h : health_) out.push_back(h.view());
+    out.reserve(servers_.size());
+    for (const ServerRecord& server : servers_) out.push_back(server.health.view());
+    return out;
+}
+
+std::vector<std::string> Daemon::resolved_addresses() const {
+    std::vector<std::string> out;
+    out.reserve(servers_.size());
+    for (const ServerRecord& server : servers_) out.push_back(server.resolved);
     return out;
 }
 
@@ -123,8 +127,8 @@ std::string Daemon::start() {
     } catch (const std::exception& e) {
         return fmt::format("cannot start probing: {}", e.what());
     }
-    health_.assign(config_.servers.size(), ServerHealth(HealthPolicy::from(config_)));
-    resolved_ = numeric_addresses(config_);
+    for (const ServerAddress& address : config_.servers)
+        servers_.emplace_back(address, ServerHealth(HealthPolicy::from(config_)));
     // A restart (an upgrade, a crash) must change nothing for clients: what
     // the file being replaced says about each server carries over.
     std::string unreadable;
@@ -132,7 +136,7 @@ std::string Daemon::start() {
         carry_over(*previous);
     else if (!unreadable.empty())
         log_event("warning", "carry_over", {{"status", "skipped"}, {"reason", unreadable}});
-    if (why = writer_.publish(config_, resolved_, views()); !why.empty()) return why;
+    if (why = writer_.publish(config_, resolved_addresses(), views()); !why.empty()) return why;
     log_event("info", "start",
               {{"pid", fmt::format("{}", getpid())},
                {"uid", fmt::format("{}", geteuid())},
@@ -140,7 +144,7 @@ std::string Daemon::start() {
                {"state_file", config_.state_file},
                {"control_socket", config_.control_socket},
                {"metrics", config_.metrics_listen.empty() ? "off" : config_.metrics_listen},
-               {"servers", fmt::format("{}", config_.servers.size())}});
+               {"servers", fmt::format("{}", servers_.size())}});
     return "";
 }
 
@@ -181,20 +185,20 @@ Daemon::ReloadOutcome Daemon::reload() {
     // operator override); one a reload removed earlier comes back as it
     // left; new ones start unknown.
     const HealthPolicy policy = HealthPolicy::from(next);
-    std::map<std::string, size_t> old_index;
-    for (size_t i = 0; i < config_.servers.size(); ++i) old_index.emplace(config_.servers[i].text, i);
-    std::vector<ServerHealth> kept;
+    std::map<std::string, const ServerRecord*> current;
+    for (const ServerRecord& server : servers_) current.emplace(server.address.text, &server);
+    std::vector<ServerRecord> kept;
     size_t added = 0;
-    for (const ServerAddress& server : next.servers) {
-        const auto it = old_index.find(server.text);
-        const auto gone = departed_.find(server.text);
-        if (it == old_index.end()) ++added;
-        kept.push_back(it != old_index.end()     ? health_[it->second]
-                       : gone != departed_.end() ? gone->second
-                                                 : ServerHealth(policy));
-        kept.back().set_policy(policy);
+    for (const ServerAddress& address : next.servers) {
+        const auto it = current.find(address.text);
+        const auto gone = departed_.find(address.text);
+        if (it == current.end()) ++added;
+        kept.emplace_back(address, it != current.end()       ? it->second->health
+                                   : gone != departed_.end() ? gone->second
+                                                             : ServerHealth(policy));
+        kept.back().health.set_policy(policy);
     }
-    const size_t removed = config_.servers.size() - (next.servers.size() - added);
+    const size_t removed = servers_.size() - (next.servers.size() - added);
 
     std::unique_ptr<Prober> prober;
     if (!same_servers(config_, next) || next.probe_timeout != config_.probe_timeout) {
@@ -204,25 +208,27 @@ Daemon::ReloadOutcome Daemon::reload() {
             return refuse(fmt::format("cannot start probing: {}", e.what()));
         }
     }
-    std::vector<std::string> resolved = numeric_addresses(next);
     const bool republish = !same_file_settings(config_, next);
     if (republish) {
+        std::vector<std::string> resolved;
         std::vector<state::ServerDynamic> kept_views;
-        for (const ServerHealth& h : kept) kept_views.push_back(h.view());
+        for (const ServerRecord& server : kept) {
+            resolved.push_back(server.resolved);
+            kept_views.push_back(server.health.view());
+        }
         // On failure the writer keeps publishing the old file, for the old config.
         if (std::string why = writer_.publish(next, resolved, kept_views); !why.empty())
             return refuse(fmt::format("cannot publish a new state file: {}", why));
     }
 
-    for (const ServerAddress& server : next.servers) departed_.erase(server.text);
-    for (size_t i = 0; i < config_.servers.size(); ++i)
+    for (const ServerAddress& address : next.servers) departed_.erase(address.text);
+    for (const ServerRecord& server : servers_)
         if (std::none_of(next.servers.begin(), next.servers.end(),
-                         [&](const ServerAddress& s) { return s.text == config_.servers[i].text; }))
-            departed_.insert_or_assign(config_.servers[i].text, health_[i]);
+                         [&](const ServerAddress& a) { return a.text == server.address.text; }))
+            departed_.insert_or_assign(server.address.text, server.health);
     while (departed_.size() > state::kMaxServers) departed_.erase(departed_.begin());
     config_ = std::move(next);
-    health_ = std::move(kept);
-    resolved_ = std::move(resolved);
+    servers_ = std::move(kept);
     if (prober) prober_ = std::move(prober);
     if (metrics_changed) metrics_ = std::move(metrics);
     ++reloads_ok_;
@@ -235,12 +241,12 @@ Daemon::ReloadOutcome Daemon::reload() {
     });
     log_event("info", "reload",
               {{"status", "ok"},
-               {"servers", fmt::format("{}", config_.servers.size())},
+               {"servers", fmt::format("{}", servers_.size())},
                {"added", fmt::format("{}", added)},
                {"removed", fmt::format("{}", removed)},
                {"republished", republish ? "yes" : "no"}});
-    return {true, fmt::format("reloaded {}: {} servers ({} added, {} removed){}", config_.path, config_.servers.size(),
-                              added, removed, republish ? ", new state file published" : "")};
+    return {true, fmt::format("reloaded {}: {} servers ({} added, {} removed){}", config_.path, servers_.size(), added,
+                              removed, republish ? ", new state file published" : "")};
 }
 
 void Daemon::log_health_events(const std::string& server, const std::vector<HealthEvent>& events) const {
@@ -265,37 +271,37 @@ void Daemon::log_health_events(const std::string& server, const std::vector<Heal
 
 void Daemon::round() {
     std::vector<bool> flush_first;
-    std::vector<bool> operator_flush;
-    for (ServerHealth& h : health_) {
-        operator_flush.push_back(h.take_operator_flush());
-        flush_first.push_back(h.wants_flush() || operator_flush.back());
+    for (ServerRecord& server : servers_) {
+        server.operator_flush = server.health.take_operator_flush();
+        flush_first.push_back(server.health.wants_flush() || server.operator_flush);
     }
     // Those who asked for these flushes hear after this round; requests that
     // arrive during it wait for the next one.
-    std::vector<std::pair<Deferred, size_t>> flush_waiters;
+    std::vector<std::pair<Deferred, const ServerRecord*>> flush_waiters;
     std::erase_if(pending_flushes_, [&](const Deferred& d) {
-        const auto index = find_server(d.server);
-        if (!index || !operator_flush[*index]) return false;
-        flush_waiters.emplace_back(d, *index);
+        const ServerRecord* server = find_server(d.server);
+        if (!server || !server->operator_flush) return false;
+        flush_waiters.emplace_back(d, server);
         return true;
     });
 
     if (metrics_) metrics_->pause_rendering();
-    const std::vector<ProbeResult> results = prober_->run_round(flush_first);
+    std::vector<ProbeResult> results = prober_->run_round(flush_first);
+    // One result per server, in the configuration's order, as the prober was given them.
+    for (size_t i = 0; i < servers_.size(); ++i) servers_[i].last_result = std::move(results[i]);
     const int64_t now = now_ms();
     bool routing_changed = false;
-    for (size_t i = 0; i < health_.size(); ++i) {
-        const std::string& server = config_.servers[i].text;
-        const ProbeResult& result = results[i];
-        const uint32_t failures_before = health_[i].view().consecutive_failures;
-        HealthChange change = health_[i].on_probe(result, now);
-        change.add(health_[i].tick(now));
+    for (ServerRecord& server : servers_) {
+        const ProbeResult& result = server.last_result;
+        const uint32_t failures_before = server.health.view().consecutive_failures;
+        HealthChange change = server.health.on_probe(result, now);
+        change.add(server.health.tick(now));
         routing_changed |= change.routing_changed;
         // Every failure is worth a line (what the server answered); repeats of
         // the same failure only when the state changes, to keep logs calm.
         if (!result.ok && !result.answered_error && failures_before == 0)
-            log_event("warning", "probe_failed", {{"server", server}, {"reason", result.error}});
-        log_health_events(server, change.events);
+            log_event("warning", "probe_failed", {{"server", server.address.text}, {"reason", result.error}});
+        log_health_events(server.address.text, change.events);
     }
     writer_.update(views(), routing_changed);
     if (metrics_) {
@@ -303,8 +309,8 @@ void Daemon::round() {
         metrics_->resume_rendering();
     }
 
-    for (const auto& [waiter, index] : flush_waiters) {
-        const ProbeResult& result = results[index];
+    for (const auto& [waiter, server] : flush_waiters) {
+        const ProbeResult& result = server->last_result;
         control_->reply(waiter.ticket, result.flushed ? fmt::format("ok {} flushed", waiter.server)
                                                       : fmt::format("error {}: flush_all failed: {}", waiter.server,
                                                                     !result.flush_refused.empty() ? result.flush_refused

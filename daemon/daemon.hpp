@@ -21,6 +21,20 @@
 
 namespace mcwatch {
 
+// One configured server and what the daemon knows of it. The daemon keeps
+// them in the configuration's order, which is the state file's slot order
+// and the order of the prober's results.
+struct ServerRecord {
+    ServerAddress address;  // as configured
+    std::string resolved;   // its numeric address, "" if it has none (a name, a unix socket)
+    ServerHealth health;
+    ProbeResult last_result;  // of the last round
+    // The last round sent flush_all because the operator asked (mcctl flush).
+    bool operator_flush = false;
+
+    ServerRecord(ServerAddress address, ServerHealth health);
+};
+
 class Daemon {
 public:
     explicit Daemon(Config config);
@@ -62,21 +76,21 @@ private:
     // Serves the control socket and metrics endpoint for up to timeout_ms.
     void serve(int timeout_ms);
     std::vector<state::ServerDynamic> views() const;
+    std::vector<std::string> resolved_addresses() const;
     void log_health_events(const std::string& server, const std::vector<HealthEvent>& events) const;
     std::unique_ptr<Prober> make_prober(const Config& config);
     std::unique_ptr<MetricsServer> open_metrics(const Config& config, std::string& error);
 
     // daemon_control.cpp: the control commands.
     std::optional<std::string> on_control(const ControlRequest& request, ControlServer::Ticket ticket);
-    std::optional<size_t> find_server(const std::string& text) const;
+    ServerRecord* find_server(const std::string& text);
     std::string render_metrics_now() const;
 
     Config config_;
     EventLoop loop_;
     StateWriter writer_;
     std::unique_ptr<Prober> prober_;
-    std::vector<ServerHealth> health_;
-    std::vector<std::string> resolved_;  // numeric address of each server, "" if none
+    std::vector<ServerRecord> servers_;  // of config_.servers, in its order
     // Servers a reload removed, by address, as they were: a reload that adds
     // one back must not forget its outage (bounded by state::kMaxServers).
     std::map<std::string, ServerHealth> departed_;

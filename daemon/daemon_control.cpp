@@ -14,36 +14,37 @@
 
 namespace mcwatch {
 
-std::optional<size_t> Daemon::find_server(const std::string& text) const {
-    for (size_t i = 0; i < config_.servers.size(); ++i)
-        if (config_.servers[i].text == text) return i;
+ServerRecord* Daemon::find_server(const std::string& text) {
+    for (ServerRecord& server : servers_)
+        if (server.address.text == text) return &server;
     // "localhost:11211" for a configured "127.0.0.1:11211", and the reverse.
     ServerAddress parsed;
-    if (!parse_server_address(text, parsed).empty()) return std::nullopt;
+    if (!parse_server_address(text, parsed).empty()) return nullptr;
     const std::string numeric = numeric_server_address(parsed);
-    if (numeric.empty()) return std::nullopt;
-    for (size_t i = 0; i < resolved_.size(); ++i)
-        if (resolved_[i] == numeric) return i;
-    return std::nullopt;
+    if (numeric.empty()) return nullptr;
+    for (ServerRecord& server : servers_)
+        if (server.resolved == numeric) return &server;
+    return nullptr;
 }
 
 namespace {
 
-// Why taking server `index` out (drain or down) would leave fewer live
-// servers than min_live_servers, or "" when it would not. A server that is
-// not live now changes nothing: the count is of servers clients can use.
-std::string below_min_live(const Config& config, const std::vector<ServerHealth>& health, size_t index,
+// Why taking `target` out (drain or down) would leave fewer live servers
+// than min_live_servers, or "" when it would not. A server that is not live
+// now changes nothing: the count is of servers clients can use.
+std::string below_min_live(const Config& config, const std::vector<ServerRecord>& servers, const ServerRecord& target,
                            ControlCommand command) {
-    const auto is_live = [](const ServerHealth& h) { return h.view().state == uint32_t(state::ServerState::live); };
-    if (!is_live(health[index])) return "";
-    const size_t live = size_t(std::count_if(health.begin(), health.end(), is_live));
+    const auto is_live = [](const ServerRecord& s) {
+        return s.health.view().state == uint32_t(state::ServerState::live);
+    };
+    if (!is_live(target)) return "";
+    const size_t live = size_t(std::count_if(servers.begin(), servers.end(), is_live));
     const size_t remaining = live - 1;
     if (remaining >= config.min_live_servers) return "";
     return fmt::format(
         "refused: {} {} would leave {} of {} servers live, fewer than min_live_servers = {} "
         "(clients would fail); add --force to do it anyway",
-        control_command_name(command), config.servers[index].text, remaining, config.servers.size(),
-        config.min_live_servers);
+        control_command_name(command), target.address.text, remaining, servers.size(), config.min_live_servers);
 }
 
 }  // namespace
@@ -51,8 +52,8 @@ std::string below_min_live(const Config& config, const std::vector<ServerHealth>
 std::optional<std::string> Daemon::on_control(const ControlRequest& request, ControlServer::Ticket ticket) {
     switch (request.command) {
     case ControlCommand::ping:
-        return fmt::format("ok mcwatchd {} pid {}: {} servers, generation {}", kVersion, getpid(),
-                           config_.servers.size(), writer_.generation());
+        return fmt::format("ok mcwatchd {} pid {}: {} servers, generation {}", kVersion, getpid(), servers_.size(),
+                           writer_.generation());
     case ControlCommand::reload:
         // After the round under way, never inside it: a reload replaces the prober.
         pending_reloads_.push_back({ticket, ""});
@@ -61,19 +62,19 @@ std::optional<std::string> Daemon::on_control(const ControlRequest& request, Con
     default: break;
     }
 
-    const std::optional<size_t> index = find_server(request.server);
-    if (!index) {
+    ServerRecord* server = find_server(request.server);
+    if (!server) {
         std::string known;
-        for (size_t i = 0; i < config_.servers.size() && i < 8; ++i)
-            known += fmt::format("{}{}", i ? ", " : "", config_.servers[i].text);
-        if (config_.servers.size() > 8) known += ", ...";
+        for (size_t i = 0; i < servers_.size() && i < 8; ++i)
+            known += fmt::format("{}{}", i ? ", " : "", servers_[i].address.text);
+        if (servers_.size() > 8) known += ", ...";
         return fmt::format("error unknown server '{}' (configured: {})", request.server, known);
     }
-    const std::string& address = config_.servers[*index].text;
-    ServerHealth& health = health_[*index];
+    const std::string& address = server->address.text;
+    ServerHealth& health = server->health;
     const int64_t now = now_ms();
     if ((request.command == ControlCommand::drain || request.command == ControlCommand::down) && !request.force)
-        if (std::string why = below_min_live(config_, health_, *index, request.command); !why.empty())
+        if (std::string why = below_min_live(config_, servers_, *server, request.command); !why.empty())
             return "error " + why;
     OperatorOutcome outcome;
     switch (request.command) {
@@ -103,7 +104,7 @@ std::optional<std::string> Daemon::on_control(const ControlRequest& request, Con
 
 std::string Daemon::render_metrics_now() const {
     MetricsInput input;
-    for (size_t i = 0; i < health_.size(); ++i) input.servers.push_back({config_.servers[i].text, &health_[i]});
+    for (const ServerRecord& server : servers_) input.servers.push_back({server.address.text, &server.health});
     input.heartbeat_unix_ms = writer_.heartbeat_unix_ms();
     input.generation = writer_.generation();
     input.rounds = writer_.rounds();
