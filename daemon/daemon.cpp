@@ -94,49 +94,50 @@ std::unique_ptr<Prober> Daemon::make_prober(const Config& config) {
     return prober;
 }
 
-std::unique_ptr<MetricsServer> Daemon::open_metrics(const Config& config, std::string& error) {
+Result<std::unique_ptr<MetricsServer>> Daemon::open_metrics(const Config& config) {
     if (config.metrics_listen.empty()) return nullptr;
     auto metrics = std::make_unique<MetricsServer>(loop_, [this] { return render_metrics_now(); });
-    error = metrics->open(config.metrics_host, config.metrics_port);
-    return error.empty() ? std::move(metrics) : nullptr;
+    if (std::string why = metrics->open(config.metrics_host, config.metrics_port); !why.empty())
+        return failure(std::move(why));
+    return metrics;
 }
 
-std::string Daemon::start() {
-    if (std::string why = check_can_switch(config_); !why.empty()) return why;
+Result<> Daemon::start() {
+    if (Result<> can = check_can_switch(config_); !can) return can;
     // As root (when started so): the directory, lock, socket and port are
     // prepared for the user the daemon becomes below.
     const RunAs owner = run_as(config_);
-    if (std::string why = writer_.lock(config_.state_file, owner); !why.empty()) return why;
+    if (Result<> locked = writer_.lock(config_.state_file, owner); !locked) return locked;
     const std::string control_directory = parent_directory(config_.control_socket);
     if (control_directory != parent_directory(config_.state_file))
-        if (std::string why = prepare_runtime_directory(control_directory, owner); !why.empty()) return why;
+        if (Result<> ready = prepare_runtime_directory(control_directory, owner); !ready) return ready;
     control_ = std::make_unique<ControlServer>(
         loop_,
         [this](const ControlRequest& request, ControlServer::Ticket ticket) { return on_control(request, ticket); });
     ControlAccess access{owner.uid, std::nullopt, config_.admin_group};
     if (!config_.admin_group.empty()) access.admin_gid = config_.admin_gid;
     const uint32_t socket_group = config_.admin_group.empty() ? owner.gid : config_.admin_gid;
-    if (std::string why = control_->open(config_.control_socket, owner, socket_group, access); !why.empty()) return why;
-    std::string why;
-    metrics_ = open_metrics(config_, why);
-    if (!why.empty()) return why;
-    if (why = drop_privileges(config_); !why.empty()) return why;
+    if (std::string why = control_->open(config_.control_socket, owner, socket_group, access); !why.empty())
+        return failure(std::move(why));
+    Result<std::unique_ptr<MetricsServer>> metrics = open_metrics(config_);
+    if (!metrics) return tl::unexpected(metrics.error());
+    metrics_ = std::move(*metrics);
+    if (Result<> dropped = drop_privileges(config_); !dropped) return dropped;
 
     try {
         prober_ = make_prober(config_);
-    } catch (const std::exception& e) {
-        return fmt::format("cannot start probing: {}", e.what());
+    } catch (const std::exception& e) {  // Prober's constructor throws
+        return failure(fmt::format("cannot start probing: {}", e.what()));
     }
     for (const ServerAddress& address : config_.servers)
         servers_.emplace_back(address, ServerHealth(HealthPolicy::from(config_)));
     // A restart (an upgrade, a crash) must change nothing for clients: what
     // the file being replaced says about each server carries over.
-    std::string unreadable;
-    if (const std::optional<PublishedFile> previous = writer_.read_predecessor(unreadable))
-        carry_over(*previous);
-    else if (!unreadable.empty())
-        log_event("warning", "carry_over", {{"status", "skipped"}, {"reason", unreadable}});
-    if (why = writer_.publish(config_, resolved_addresses(), views()); !why.empty()) return why;
+    if (const Result<std::optional<PublishedFile>> previous = writer_.read_predecessor(); !previous)
+        log_event("warning", "carry_over", {{"status", "skipped"}, {"reason", previous.error().message}});
+    else if (*previous)
+        carry_over(**previous);
+    if (Result<> published = writer_.publish(config_, resolved_addresses(), views()); !published) return published;
     log_event("info", "start",
               {{"pid", fmt::format("{}", getpid())},
                {"uid", fmt::format("{}", geteuid())},
@@ -145,14 +146,14 @@ std::string Daemon::start() {
                {"control_socket", config_.control_socket},
                {"metrics", config_.metrics_listen.empty() ? "off" : config_.metrics_listen},
                {"servers", fmt::format("{}", servers_.size())}});
-    return "";
+    return {};
 }
 
-Daemon::ReloadOutcome Daemon::reload() {
+Result<std::string> Daemon::reload() {
     const auto refuse = [this](const std::string& why) {
         ++reloads_refused_;
         log_event("error", "reload", {{"status", "refused"}, {"error", why}});
-        return ReloadOutcome{false, why};
+        return failure(why);
     };
     ConfigResult loaded = load_config(config_.path);
     if (!loaded.config) return refuse(loaded.error);
@@ -170,15 +171,15 @@ Daemon::ReloadOutcome Daemon::reload() {
             return refuse(fmt::format("{}: {} cannot change on reload ('{}' -> '{}'); restart mcwatchd", config_.path,
                                       key, values.first, values.second));
 
-    if (std::string why = ensure_descriptor_limit(next.servers.size()); !why.empty())
-        return refuse(fmt::format("{}: {}", config_.path, why));
+    if (Result<> enough = ensure_descriptor_limit(next.servers.size()); !enough)
+        return refuse(fmt::format("{}: {}", config_.path, enough.error().message));
 
     std::unique_ptr<MetricsServer> metrics;
     const bool metrics_changed = next.metrics_listen != config_.metrics_listen;
     if (metrics_changed) {
-        std::string why;
-        metrics = open_metrics(next, why);
-        if (!why.empty()) return refuse(fmt::format("{}: {}", config_.path, why));
+        Result<std::unique_ptr<MetricsServer>> opened = open_metrics(next);
+        if (!opened) return refuse(fmt::format("{}: {}", config_.path, opened.error().message));
+        metrics = std::move(*opened);
     }
 
     // Servers still configured keep their state and history (and any
@@ -217,8 +218,8 @@ Daemon::ReloadOutcome Daemon::reload() {
             kept_views.push_back(server.health.view());
         }
         // On failure the writer keeps publishing the old file, for the old config.
-        if (std::string why = writer_.publish(next, resolved, kept_views); !why.empty())
-            return refuse(fmt::format("cannot publish a new state file: {}", why));
+        if (Result<> published = writer_.publish(next, resolved, kept_views); !published)
+            return refuse(fmt::format("cannot publish a new state file: {}", published.error().message));
     }
 
     for (const ServerAddress& address : next.servers) departed_.erase(address.text);
@@ -245,8 +246,8 @@ Daemon::ReloadOutcome Daemon::reload() {
                {"added", fmt::format("{}", added)},
                {"removed", fmt::format("{}", removed)},
                {"republished", republish ? "yes" : "no"}});
-    return {true, fmt::format("reloaded {}: {} servers ({} added, {} removed){}", config_.path, servers_.size(), added,
-                              removed, republish ? ", new state file published" : "")};
+    return fmt::format("reloaded {}: {} servers ({} added, {} removed){}", config_.path, servers_.size(), added,
+                       removed, republish ? ", new state file published" : "");
 }
 
 void Daemon::log_health_events(const std::string& server, const std::vector<HealthEvent>& events) const {
@@ -331,9 +332,9 @@ int Daemon::run() {
         const auto started = Clock::now();
         if (reload_requested) {
             reload_requested = 0;
-            const ReloadOutcome outcome = reload();
+            const Result<std::string> reloaded = reload();
             for (const Deferred& d : pending_reloads_)
-                control_->reply(d.ticket, (outcome.ok ? "ok " : "error ") + outcome.message);
+                control_->reply(d.ticket, reloaded ? "ok " + *reloaded : "error " + reloaded.error().message);
             pending_reloads_.clear();
         }
         round();

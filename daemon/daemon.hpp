@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "common/config.hpp"
+#include "common/result.hpp"
 #include "daemon/control_server.hpp"
 #include "daemon/event_loop.hpp"
 #include "daemon/health.hpp"
@@ -41,8 +42,8 @@ public:
     ~Daemon();
 
     // Takes the lock, opens the control socket and the metrics endpoint,
-    // switches to `user`, publishes the first file. "" or a message.
-    std::string start();
+    // switches to `user`, publishes the first file.
+    Result<> start();
     // Rounds until a stop is requested. Returns the exit status.
     int run();
 
@@ -51,10 +52,6 @@ public:
     static volatile std::sig_atomic_t reload_requested;
 
 private:
-    struct ReloadOutcome {
-        bool ok = false;
-        std::string message;
-    };
     // A control request answered after the next probe round (flush) or the
     // next reload.
     struct Deferred {
@@ -72,14 +69,16 @@ private:
     void carry_over(const PublishedFile& previous);
 
     void round();
-    ReloadOutcome reload();
+    // Applies the configuration file again; the value is what the operator is told.
+    Result<std::string> reload();
     // Serves the control socket and metrics endpoint for up to timeout_ms.
     void serve(int timeout_ms);
     std::vector<state::ServerDynamic> views() const;
     std::vector<std::string> resolved_addresses() const;
     void log_health_events(const std::string& server, const std::vector<HealthEvent>& events) const;
     std::unique_ptr<Prober> make_prober(const Config& config);
-    std::unique_ptr<MetricsServer> open_metrics(const Config& config, std::string& error);
+    // The metrics endpoint `config` asks for; nullptr when it asks for none.
+    Result<std::unique_ptr<MetricsServer>> open_metrics(const Config& config);
 
     // daemon_control.cpp: the control commands.
     std::optional<std::string> on_control(const ControlRequest& request, ControlServer::Ticket ticket);

@@ -163,8 +163,8 @@ int main(int argc, char** argv) {
         return 0;
     }
 
-    if (std::string why = mcwatch::ensure_descriptor_limit(config.servers.size()); !why.empty()) {
-        fmt::print(stderr, "mcwatchd: {}\n", why);
+    if (mcwatch::Result<> enough = mcwatch::ensure_descriptor_limit(config.servers.size()); !enough) {
+        fmt::print(stderr, "mcwatchd: {}\n", enough.error().message);
         return 1;
     }
     // Reloads read the file again, after detach() moved to "/".
@@ -186,8 +186,8 @@ int main(int argc, char** argv) {
     mcwatch::Daemon daemon(std::move(*loaded.config));
     // A second daemon or a bad state directory is reported to the caller
     // with exit status 1, in the foreground or not.
-    if (std::string why = daemon.start(); !why.empty()) {
-        fmt::print(stderr, "mcwatchd: {}\n", why);
+    if (mcwatch::Result<> started = daemon.start(); !started) {
+        fmt::print(stderr, "mcwatchd: {}\n", started.error().message);
         return 1;
     }
     if (ready >= 0) {

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "common/config.hpp"
+#include "common/result.hpp"
 
 namespace mcwatch {
 
@@ -23,27 +24,27 @@ RunAs current_user();
 // config.user when set, else current_user().
 RunAs run_as(const Config& config);
 
-// "" if this process can become `config.user` (it is root, or already that
-// user), else why not.
-std::string check_can_switch(const Config& config);
+// Whether this process can become `config.user` (it is root, or already
+// that user); the error says why not.
+Result<> check_can_switch(const Config& config);
 
 // mkdir -p with mode 0755, handing the last component to `owner` if we
 // create it, then checks it: a directory, not a symbolic link, not writable
-// by others, owned by `owner` (or by root, when `owner` is root). "" or why not.
-std::string prepare_runtime_directory(const std::string& directory, const RunAs& owner);
+// by others, owned by `owner` (or by root, when `owner` is root).
+Result<> prepare_runtime_directory(const std::string& directory, const RunAs& owner);
 
 // The directory part of an absolute path ("/" for "/x").
 std::string parent_directory(const std::string& path);
 
 // Switches to config.user for good (its groups, then gid, then uid) and
 // checks that root cannot be regained. Does nothing without `user =` or when
-// already that user. "" or why not.
-std::string drop_privileges(const Config& config);
+// already that user.
+Result<> drop_privileges(const Config& config);
 
 // Raises the soft descriptor limit to what probing `servers` servers needs
 // (one kept connection each, plus the control socket's clients, the metrics
 // port, the state and lock files): past it, healthy servers would fail with
-// "Too many open files" and be published dead. "" or why it cannot.
-std::string ensure_descriptor_limit(size_t servers);
+// "Too many open files" and be published dead.
+Result<> ensure_descriptor_limit(size_t servers);
 
 }  // namespace mcwatch

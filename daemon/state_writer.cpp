@@ -26,6 +26,7 @@ using namespace state;
 
 namespace {
 
+// A local copy until helper `sockets`' common errno_text lands (the lead unifies them at merge).
 std::string errno_text() { return std::strerror(errno); }
 
 struct Fd {
@@ -102,51 +103,47 @@ StateWriter::~StateWriter() {
     if (lock_fd_ >= 0) ::close(lock_fd_);  // releases the flock
 }
 
-std::string StateWriter::lock(const std::string& state_file, const RunAs& owner) {
+Result<> StateWriter::lock(const std::string& state_file, const RunAs& owner) {
     path_ = state_file;
     const size_t slash = state_file.rfind('/');
     const std::string directory = slash == 0 ? "/" : state_file.substr(0, slash);
     base_name_ = state_file.substr(slash + 1);
-    if (base_name_.empty()) return fmt::format("state_file {} names a directory", state_file);
-    if (std::string why = prepare_runtime_directory(directory, owner); !why.empty()) return why;
+    if (base_name_.empty()) return failure(fmt::format("state_file {} names a directory", state_file));
+    if (Result<> ready = prepare_runtime_directory(directory, owner); !ready) return ready;
 
     directory_fd_ = ::open(directory.c_str(), O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (directory_fd_ < 0) return fmt::format("cannot open directory {}: {}", directory, errno_text());
+    if (directory_fd_ < 0) return failure(fmt::format("cannot open directory {}: {}", directory, errno_text()));
     const std::string lock_name = base_name_ + ".lock";
     // 0600: flock works on a read-only descriptor, so a lock file others
     // can open is one any user could hold to keep the daemon from starting.
     lock_fd_ = ::openat(directory_fd_, lock_name.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (lock_fd_ < 0) return fmt::format("cannot open lock file {}.lock: {}", state_file, errno_text());
+    if (lock_fd_ < 0) return failure(fmt::format("cannot open lock file {}.lock: {}", state_file, errno_text()));
     struct stat lock_stat {};
     if (::fstat(lock_fd_, &lock_stat) != 0 || !S_ISREG(lock_stat.st_mode))
-        return fmt::format("lock file {}.lock is not a regular file", state_file);
+        return failure(fmt::format("lock file {}.lock is not a regular file", state_file));
     // One left by an older mcwatchd may be 0644.
     if ((lock_stat.st_mode & 07777) != 0600 && ::fchmod(lock_fd_, 0600) != 0)
-        return fmt::format("cannot chmod lock file {}.lock to 0600: {}", state_file, errno_text());
+        return failure(fmt::format("cannot chmod lock file {}.lock to 0600: {}", state_file, errno_text()));
     // Whoever starts the daemon next, as root or as its user, can open it.
     if (owner.uid != geteuid() && ::fchown(lock_fd_, owner.uid, owner.gid) != 0)
-        return fmt::format("cannot give lock file {}.lock to {}: {}", state_file, owner.name, errno_text());
+        return failure(fmt::format("cannot give lock file {}.lock to {}: {}", state_file, owner.name, errno_text()));
     if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
         const int err = errno;
-        if (err != EWOULDBLOCK) return fmt::format("cannot lock {}.lock: {}", state_file, std::strerror(err));
-        return held_lock_message(lock_fd_, lock_stat, state_file);
+        if (err != EWOULDBLOCK) return failure(fmt::format("cannot lock {}.lock: {}", state_file, std::strerror(err)));
+        return failure(held_lock_message(lock_fd_, lock_stat, state_file));
     }
     const std::string pid = fmt::format("{}\n", getpid());
     if (::ftruncate(lock_fd_, 0) != 0 || ::pwrite(lock_fd_, pid.data(), pid.size(), 0) != ssize_t(pid.size()))
-        return fmt::format("cannot write pid into {}.lock: {}", state_file, errno_text());
-    return "";
+        return failure(fmt::format("cannot write pid into {}.lock: {}", state_file, errno_text()));
+    return {};
 }
 
-std::optional<PublishedFile> StateWriter::read_predecessor(std::string& why) {
-    why.clear();
+Result<std::optional<PublishedFile>> StateWriter::read_predecessor() {
     StateMap map;
     char reason[256] = "";
     const MapStatus status = map.open(path_.c_str(), reason, sizeof reason);
     if (status == MapStatus::missing) return std::nullopt;
-    if (status != MapStatus::ok) {
-        why = reason;
-        return std::nullopt;
-    }
+    if (status != MapStatus::ok) return failure(reason);
     const Header& header = map.header();
     PublishedFile file;
     file.servers.resize(header.slot_count);
@@ -166,8 +163,8 @@ std::optional<PublishedFile> StateWriter::read_predecessor(std::string& why) {
     return file;
 }
 
-std::string StateWriter::publish(const Config& config, const std::vector<std::string>& resolved,
-                                 const std::vector<ServerDynamic>& servers) {
+Result<> StateWriter::publish(const Config& config, const std::vector<std::string>& resolved,
+                              const std::vector<ServerDynamic>& servers) {
     const auto count = uint32_t(config.servers.size());
     const uint64_t size = file_size_for(count);
     const std::string temp_name = fmt::format(".{}.new.{}", base_name_, getpid());
@@ -175,14 +172,14 @@ std::string StateWriter::publish(const Config& config, const std::vector<std::st
     // A leftover from a crashed predecessor with our pid is ours to replace.
     ::unlinkat(directory_fd_, temp_name.c_str(), 0);
     Fd file{::openat(directory_fd_, temp_name.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644)};
-    if (file.fd < 0) return fmt::format("cannot create {}: {}", temp_name, errno_text());
+    if (file.fd < 0) return failure(fmt::format("cannot create {}: {}", temp_name, errno_text()));
     // The umask may have narrowed 0644; readers of other users need to read it.
-    if (::fchmod(file.fd, 0644) != 0) return fmt::format("cannot chmod {}: {}", temp_name, errno_text());
+    if (::fchmod(file.fd, 0644) != 0) return failure(fmt::format("cannot chmod {}: {}", temp_name, errno_text()));
     // Reserve every page now: on a full tmpfs a write into a sparse mapping
     // would be a SIGBUS in the daemon, not an error.
     if (int err = ::posix_fallocate(file.fd, 0, off_t(size)); err != 0) {
         ::unlinkat(directory_fd_, temp_name.c_str(), 0);
-        return fmt::format("cannot allocate {} bytes for the state file: {}", size, std::strerror(err));
+        return failure(fmt::format("cannot allocate {} bytes for the state file: {}", size, std::strerror(err)));
     }
     bip::mapped_region region;
     try {
@@ -190,7 +187,7 @@ std::string StateWriter::publish(const Config& config, const std::vector<std::st
         region.swap(mapped);
     } catch (const std::exception& e) {
         ::unlinkat(directory_fd_, temp_name.c_str(), 0);
-        return fmt::format("cannot map the new state file: {}", e.what());
+        return failure(fmt::format("cannot map the new state file: {}", e.what()));
     }
 
     auto* header = static_cast<Header*>(region.get_address());
@@ -252,7 +249,7 @@ std::string StateWriter::publish(const Config& config, const std::vector<std::st
         const std::string why = fmt::format("cannot rename {} to {}: {}", temp_name, path_, errno_text());
         ::unlinkat(directory_fd_, temp_name.c_str(), 0);
         if (header_) region_.swap(previous);  // keep publishing into the old file
-        return why;
+        return failure(why);
     }
     if (previous.get_address())
         static_cast<Header*>(previous.get_address())->superseded.store(1, std::memory_order_release);
@@ -260,7 +257,7 @@ std::string StateWriter::publish(const Config& config, const std::vector<std::st
     region_.swap(region);
     header_ = header;
     slots_ = slots;
-    return "";
+    return {};
 }
 
 void StateWriter::write_servers(const std::vector<ServerDynamic>& servers, bool routing_changed) {

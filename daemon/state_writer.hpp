@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "common/config.hpp"
+#include "common/result.hpp"
 #include "daemon/privileges.hpp"
 #include "libshim/state_format.hpp"
 
@@ -36,22 +37,22 @@ public:
     // a symlink or writable by others) and takes the non-blocking flock on
     // "<state_file>.lock". `owner` is who will write the file (the daemon's
     // user after a privilege drop): a directory created here and the lock
-    // file are given to it. Returns "" or a message; a second daemon gets
-    // "another mcwatchd (pid N) already publishes ...".
-    std::string lock(const std::string& state_file, const RunAs& owner = current_user());
+    // file are given to it. A second daemon gets the error "another mcwatchd
+    // (pid N) already publishes ...".
+    Result<> lock(const std::string& state_file, const RunAs& owner = current_user());
 
     // Reads the valid state file a predecessor left at the path (call after
-    // lock(): no writer can be changing it). nullopt when there is none, or
-    // none this daemon can trust; `why` then says why, "" for no file.
-    std::optional<PublishedFile> read_predecessor(std::string& why);
+    // lock(): no writer can be changing it). nullopt when there is none; an
+    // error saying why when there is one this daemon cannot trust.
+    Result<std::optional<PublishedFile>> read_predecessor();
 
     // Builds a file for `config` with `servers` as its first contents, renames
     // it over the state path and marks the file it replaced as superseded.
     // Its generation continues from the highest one published at this path
     // (by this daemon or a predecessor): readers only see it move forward.
     // `resolved` gives each server's numeric address ("" if unknown).
-    std::string publish(const Config& config, const std::vector<std::string>& resolved,
-                        const std::vector<state::ServerDynamic>& servers);
+    Result<> publish(const Config& config, const std::vector<std::string>& resolved,
+                     const std::vector<state::ServerDynamic>& servers);
 
     // Writes every server's dynamic part in one seqlock section; bumps the
     // generation when `routing_changed`. Then the heartbeat.

@@ -108,16 +108,16 @@ int main(int argc, char** argv) {
     std::signal(SIGINT, on_signal);
 
     StateWriter writer;
-    if (std::string why = writer.lock(path); !why.empty()) {
-        std::fprintf(stderr, "state_writer_drive: %s\n", why.c_str());
+    if (mcwatch::Result<> locked = writer.lock(path); !locked) {
+        std::fprintf(stderr, "state_writer_drive: %s\n", locked.error().message.c_str());
         return 1;
     }
     size_t next_count = 0;
     std::vector<state::ServerDynamic> facts(counts[next_count++ % counts.size()]);
     uint64_t n = 0;
     fill(facts, n);
-    if (std::string why = writer.publish(config_for(path, uint32_t(facts.size())), {}, facts); !why.empty()) {
-        std::fprintf(stderr, "state_writer_drive: %s\n", why.c_str());
+    if (mcwatch::Result<> published = writer.publish(config_for(path, uint32_t(facts.size())), {}, facts); !published) {
+        std::fprintf(stderr, "state_writer_drive: %s\n", published.error().message.c_str());
         return 1;
     }
     std::printf("published slots=%zu\n", facts.size());
@@ -130,8 +130,9 @@ int main(int argc, char** argv) {
         if (republish_every && n % republish_every == 0) {
             facts.assign(counts[next_count++ % counts.size()], state::ServerDynamic{});
             fill(facts, n);
-            if (std::string why = writer.publish(config_for(path, uint32_t(facts.size())), {}, facts); !why.empty()) {
-                std::fprintf(stderr, "state_writer_drive: %s\n", why.c_str());
+            if (mcwatch::Result<> published = writer.publish(config_for(path, uint32_t(facts.size())), {}, facts);
+                !published) {
+                std::fprintf(stderr, "state_writer_drive: %s\n", published.error().message.c_str());
                 return 1;
             }
             ++republishes;

@@ -53,11 +53,11 @@ TEST_CASE("state file: published by the writer, read back by the reader") {
     const std::string path = dir.file("run/state");
     const Config config = config_with(3, path);
     StateWriter writer;
-    REQUIRE(writer.lock(path) == "");
+    REQUIRE(writer.lock(path));
     auto servers = servers_in(ServerState::live, 3);
     servers[1].state = uint32_t(ServerState::dead);
     std::strcpy(servers[1].last_error, "connection refused");
-    REQUIRE(writer.publish(config, {"127.0.0.1:20000", "", ""}, servers) == "");
+    REQUIRE(writer.publish(config, {"127.0.0.1:20000", "", ""}, servers));
 
     struct stat st {};
     REQUIRE(stat(path.c_str(), &st) == 0);
@@ -94,8 +94,10 @@ TEST_CASE("state file: a second writer is refused and told the holder's pid") {
     test::ScratchDir dir;
     const std::string path = dir.file("state");
     StateWriter first, second;
-    REQUIRE(first.lock(path) == "");
-    const std::string why = second.lock(path);
+    REQUIRE(first.lock(path));
+    const Result<> refused = second.lock(path);
+    REQUIRE_FALSE(refused);
+    const std::string why = refused.error().message;
     CHECK(why == "another mcwatchd (pid " + std::to_string(getpid()) + ") already publishes " + path + ": its lock " +
                      path + ".lock is held");
 }
@@ -104,14 +106,14 @@ TEST_CASE("state file: republishing supersedes the old file, which stays mapped 
     test::ScratchDir dir;
     const std::string path = dir.file("state");
     StateWriter writer;
-    REQUIRE(writer.lock(path) == "");
-    REQUIRE(writer.publish(config_with(2, path), {}, servers_in(ServerState::live, 2)) == "");
+    REQUIRE(writer.lock(path));
+    REQUIRE(writer.publish(config_with(2, path), {}, servers_in(ServerState::live, 2)));
     StateMap old_map;
     char why[256] = {};
     REQUIRE(old_map.open(path.c_str(), why, sizeof why) == MapStatus::ok);
     CHECK_FALSE(old_map.replaced(path.c_str()));
 
-    REQUIRE(writer.publish(config_with(5, path), {}, servers_in(ServerState::dead, 5)) == "");
+    REQUIRE(writer.publish(config_with(5, path), {}, servers_in(ServerState::dead, 5)));
     CHECK(old_map.header().superseded.load() == 1);
     CHECK(old_map.replaced(path.c_str()));
     CHECK(old_map.slot_count() == 2);  // still readable: never truncated
@@ -130,13 +132,13 @@ TEST_CASE("state file: a restarted writer supersedes its predecessor's file") {
     char why[256] = {};
     {
         StateWriter crashed;
-        REQUIRE(crashed.lock(path) == "");
-        REQUIRE(crashed.publish(config_with(1, path), {}, servers_in(ServerState::live, 1)) == "");
+        REQUIRE(crashed.lock(path));
+        REQUIRE(crashed.publish(config_with(1, path), {}, servers_in(ServerState::live, 1)));
         REQUIRE(reader.open(path.c_str(), why, sizeof why) == MapStatus::ok);
     }
     StateWriter restarted;
-    REQUIRE(restarted.lock(path) == "");
-    REQUIRE(restarted.publish(config_with(1, path), {}, servers_in(ServerState::live, 1)) == "");
+    REQUIRE(restarted.lock(path));
+    REQUIRE(restarted.publish(config_with(1, path), {}, servers_in(ServerState::live, 1)));
     CHECK(reader.header().superseded.load() == 1);
 }
 
@@ -171,8 +173,8 @@ TEST_CASE("state file: corrupt fields behind a valid magic are refused") {
     const std::string path = dir.file("state");
     {
         StateWriter writer;
-        REQUIRE(writer.lock(path) == "");
-        REQUIRE(writer.publish(config_with(2, path), {}, servers_in(ServerState::live, 2)) == "");
+        REQUIRE(writer.lock(path));
+        REQUIRE(writer.publish(config_with(2, path), {}, servers_in(ServerState::live, 2)));
     }
     std::string image;
     {
@@ -204,8 +206,8 @@ TEST_CASE("seqlock: readers never see a torn table while a writer rewrites it") 
     const std::string path = dir.file("state");
     constexpr size_t kServers = 8;
     StateWriter writer;
-    REQUIRE(writer.lock(path) == "");
-    REQUIRE(writer.publish(config_with(kServers, path), {}, servers_in(ServerState::live, kServers)) == "");
+    REQUIRE(writer.lock(path));
+    REQUIRE(writer.publish(config_with(kServers, path), {}, servers_in(ServerState::live, kServers)));
     StateMap map;
     char why[256] = {};
     REQUIRE(map.open(path.c_str(), why, sizeof why) == MapStatus::ok);
