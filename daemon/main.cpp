@@ -15,6 +15,7 @@
 #include "common/config.hpp"
 #include "daemon/daemon.hpp"
 #include "common/duration.hpp"
+#include "common/result.hpp"
 #include "daemon/log.hpp"
 #include "daemon/privileges.hpp"
 #include "common/version.hpp"
@@ -94,12 +95,13 @@ void install_signal_handlers() {
 // and state files is the daemon's. The parent waits on a pipe: one byte means
 // the child started; end of file means it failed (it printed why on the
 // inherited stderr) and the parent exits with the child's status.
-// Returns the pipe's write end in the child, -1 on failure.
-int detach() {
+// Returns the pipe's write end in the child.
+mcwatch::Result<int> detach() {
+    const auto failed = [] { return mcwatch::failure(fmt::format("cannot detach: {}", std::strerror(errno))); };
     int ready[2];
-    if (pipe2(ready, O_CLOEXEC) != 0) return -1;
+    if (pipe2(ready, O_CLOEXEC) != 0) return failed();
     const pid_t child = fork();
-    if (child < 0) return -1;
+    if (child < 0) return failed();
     if (child > 0) {
         close(ready[1]);
         char byte = 0;
@@ -110,7 +112,7 @@ int detach() {
     }
     close(ready[0]);
     setsid();
-    if (chdir("/") != 0) return -1;
+    if (chdir("/") != 0) return failed();
     const int null = open("/dev/null", O_RDWR | O_CLOEXEC);
     if (null >= 0) {
         dup2(null, STDIN_FILENO);
@@ -177,9 +179,10 @@ int main(int argc, char** argv) {
         }
         loaded.config->path = fmt::format("{}/{}", cwd, loaded.config->path);
     }
-    const int ready = foreground ? -1 : detach();
-    if (!foreground && ready < 0) {
-        fmt::print(stderr, "mcwatchd: cannot detach: {}\n", std::strerror(errno));
+    // In the foreground nobody waits for the byte that says it started.
+    const mcwatch::Result<int> ready = foreground ? mcwatch::Result<int>(-1) : detach();
+    if (!ready) {
+        fmt::print(stderr, "mcwatchd: {}\n", ready.error().message);
         return 1;
     }
     install_signal_handlers();
@@ -190,10 +193,10 @@ int main(int argc, char** argv) {
         fmt::print(stderr, "mcwatchd: {}\n", started.error().message);
         return 1;
     }
-    if (ready >= 0) {
+    if (*ready >= 0) {
         const char byte = 1;
-        if (write(ready, &byte, 1) != 1) return 1;
-        close(ready);
+        if (write(*ready, &byte, 1) != 1) return 1;
+        close(*ready);
     }
     return daemon.run();
 }
