@@ -14,7 +14,9 @@
 #include <vector>
 
 #include "libshim/preload/handle_error.hpp"
-#include "libshim/preload/operation.hpp"
+#include "libshim/preload/debug_log.hpp"
+#include "libshim/preload/key_routing.hpp"
+#include "libshim/preload/to_server.hpp"
 #include "libshim/preload/real.hpp"
 #include "libshim/preload/writeback.hpp"
 

@@ -7,9 +7,12 @@
 #include <libmemcached-1.0/memcached.h>
 
 #include <cstdlib>
+#include <ctime>
 
 #include "libshim/preload/handle_error.hpp"
-#include "libshim/preload/operation.hpp"
+#include "libshim/preload/debug_log.hpp"
+#include "libshim/preload/key_routing.hpp"
+#include "libshim/preload/to_server.hpp"
 #include "libshim/preload/real.hpp"
 #include "libshim/preload/writeback.hpp"
 
@@ -21,17 +24,16 @@ namespace {
 
 bool all_dead(const Routed& routed) noexcept { return routed.decision.flags & route::kRouteAllDead; }
 
-void drop_stale_copy(memcached_st* memc, const Routed& routed, const char* hash_key, size_t hash_key_length,
-                     const char* key, size_t key_length) noexcept {
+void drop_stale_copy(memcached_st* memc, const Routed& routed, const KeyRef& k) noexcept {
     const int32_t server = other_copy_server(routed.decision);
     if (server < 0) return;
     ToServer to(memc, routed, server);
-    real()->delete_by_key(memc, hash_key, hash_key_length, key, key_length, 0);
+    real()->delete_by_key(memc, k.group, k.group_length, k.key, k.key_length, 0);
 }
 
 time_t capped(const Routed& routed, time_t expiration) noexcept {
     if (!(routed.decision.flags & route::kRouteSubstitute)) return expiration;
-    return time_t(route::clamp_expiration(expiration, recently_down_window_s(*routed.routing), now_unix_s()));
+    return time_t(route::clamp_expiration(expiration, recently_down_window_s(*routed.routing), int64_t(time(nullptr))));
 }
 
 // A write of one key. `call(expiration)` runs the real *_by_key function
@@ -40,16 +42,16 @@ time_t capped(const Routed& routed, time_t expiration) noexcept {
 enum class Expiration { capped, as_given };
 
 template <class Call>
-memcached_return_t write_one(memcached_st* memc, const char* hash_key, size_t hash_key_length, const char* key,
-                             size_t key_length, time_t expiration, Expiration kind, Call call) noexcept {
+memcached_return_t write_one(memcached_st* memc, const KeyRef& k, time_t expiration, Expiration kind,
+                             Call call) noexcept {
     OuterCall outer;
     Routed routed;
-    if (!outer.is_outer() || !route_key(memc, hash_key, hash_key_length, routed)) return call(expiration);
+    if (!outer.is_outer() || !route_key(memc, k.group, k.group_length, routed)) return call(expiration);
     if (all_dead(routed)) return fail_all_dead(memc, *routed.routing);
     // The other copy first, then the target: a reader's write-back, which
     // reads that copy under a lease on the target, then either misses it or
     // sees its lease broken by this write (writeback.hpp).
-    drop_stale_copy(memc, routed, hash_key, hash_key_length, key, key_length);
+    drop_stale_copy(memc, routed, k);
     ToServer to(memc, routed, routed.decision.target);
     return call(kind == Expiration::capped ? capped(routed, expiration) : expiration);
 }
@@ -67,8 +69,7 @@ memcached_return_t route_one(memcached_st* memc, const char* hash_key, size_t ha
 
 // After a miss on the target, the key may still be on other_copy_server():
 // a hit there is returned and put where it belongs.
-char* second_look(memcached_st* memc, const Routed& routed, const char* hash_key, size_t hash_key_length,
-                  const char* key, size_t key_length, size_t* value_length, uint32_t* flags,
+char* second_look(memcached_st* memc, const Routed& routed, const KeyRef& k, size_t* value_length, uint32_t* flags,
                   memcached_return_t* error) noexcept {
     const route::Decision& d = routed.decision;
     const int32_t source = other_copy_server(d);
@@ -79,10 +80,10 @@ char* second_look(memcached_st* memc, const Routed& routed, const char* hash_key
     char* value;
     {
         ToServer to(memc, routed, source);
-        value = real()->get_by_key(memc, hash_key, hash_key_length, key, key_length, &length, &item_flags, &rc);
+        value = real()->get_by_key(memc, k.group, k.group_length, k.key, k.key_length, &length, &item_flags, &rc);
     }
     if (!value) return nullptr;
-    settle_second_look(memc, *routed.routing, d, key, key_length, "get");
+    settle_second_look(memc, *routed.routing, d, k.key, k.key_length, "get");
     *error = MEMCACHED_SUCCESS;
     if (value_length) *value_length = length;
     if (flags) *flags = item_flags;
@@ -99,11 +100,10 @@ char* second_look(memcached_st* memc, const Routed& routed, const char* hash_key
 // (an increment with an initial value would restart the counter on P while
 // its count lives on S).
 template <class Call>
-memcached_return_t on_served_copy(memcached_st* memc, const char* hash_key, size_t hash_key_length, const char* key,
-                                  size_t key_length, Call call) noexcept {
+memcached_return_t on_served_copy(memcached_st* memc, const KeyRef& k, Call call) noexcept {
     OuterCall outer;
     Routed routed;
-    if (!outer.is_outer() || !route_key(memc, hash_key, hash_key_length, routed)) return call(routed, true);
+    if (!outer.is_outer() || !route_key(memc, k.group, k.group_length, routed)) return call(routed, true);
     if (all_dead(routed)) return fail_all_dead(memc, *routed.routing);
     const bool window = other_copy_server(routed.decision) >= 0;
     auto on_target = [&](bool may_create) {
@@ -116,7 +116,7 @@ memcached_return_t on_served_copy(memcached_st* memc, const char* hash_key, size
         size_t length = 0;
         uint32_t flags = 0;
         memcached_return_t found = MEMCACHED_NOTFOUND;
-        char* copy = second_look(memc, routed, hash_key, hash_key_length, key, key_length, &length, &flags, &found);
+        char* copy = second_look(memc, routed, k, &length, &flags, &found);
         const bool elsewhere = copy != nullptr;
         if (copy) memc->allocators.free(memc, copy, memc->allocators.context);
         // Once more even if nothing moved: a concurrent caller may have moved
@@ -129,8 +129,7 @@ memcached_return_t on_served_copy(memcached_st* memc, const char* hash_key, size
         if (elsewhere && rc == MEMCACHED_NOTFOUND) return rc;
     }
     // A failure on the target changed nothing: the other copy may be the only one.
-    if (memcached_success(rc) || rc == MEMCACHED_NOTFOUND)
-        drop_stale_copy(memc, routed, hash_key, hash_key_length, key, key_length);
+    if (memcached_success(rc) || rc == MEMCACHED_NOTFOUND) drop_stale_copy(memc, routed, k);
     return rc;
 }
 
@@ -191,7 +190,8 @@ MCSHIM_EXPORT char* memcached_get_by_key(memcached_st* memc, const char* group_k
         *error = MEMCACHED_NOTFOUND;
     }
     if (value || *error != MEMCACHED_NOTFOUND) return value;
-    char* found = second_look(memc, routed, hash_key, hash_key_length, key, key_length, value_length, flags, error);
+    const KeyRef k{hash_key, hash_key_length, key, key_length};
+    char* found = second_look(memc, routed, k, value_length, flags, error);
     return found ? found : value;
 }
 
@@ -215,23 +215,23 @@ MCSHIM_EXPORT memcached_return_t memcached_exist(memcached_st* memc, const char*
 
 // --- stores: one definition per storage command, in both forms
 
-#define MCSHIM_STORE(name)                                                                                        \
-    MCSHIM_EXPORT memcached_return_t memcached_##name##_by_key(                                                   \
-        memcached_st* memc, const char* group_key, size_t group_key_length, const char* key, size_t key_length,   \
-        const char* value, size_t value_length, time_t expiration, uint32_t flags) {                              \
-        const Real* r = real();                                                                                   \
-        if (!r) return MEMCACHED_FAILURE;                                                                         \
-        return write_one(memc, group_key, group_key_length, key, key_length, expiration, Expiration::capped,      \
-                         [&](time_t e) {                                                                          \
-                             return r->name##_by_key(memc, group_key, group_key_length, key, key_length, value,   \
-                                                     value_length, e, flags);                                     \
-                         });                                                                                      \
-    }                                                                                                             \
-    MCSHIM_EXPORT memcached_return_t memcached_##name(memcached_st* memc, const char* key, size_t key_length,     \
-                                                      const char* value, size_t value_length, time_t expiration,  \
-                                                      uint32_t flags) {                                           \
-        return memcached_##name##_by_key(memc, key, key_length, key, key_length, value, value_length, expiration, \
-                                         flags);                                                                  \
+#define MCSHIM_STORE(name)                                                                                           \
+    MCSHIM_EXPORT memcached_return_t memcached_##name##_by_key(                                                      \
+        memcached_st* memc, const char* group_key, size_t group_key_length, const char* key, size_t key_length,      \
+        const char* value, size_t value_length, time_t expiration, uint32_t flags) {                                 \
+        const Real* r = real();                                                                                      \
+        if (!r) return MEMCACHED_FAILURE;                                                                            \
+        return write_one(memc, KeyRef{group_key, group_key_length, key, key_length}, expiration, Expiration::capped, \
+                         [&](time_t e) {                                                                             \
+                             return r->name##_by_key(memc, group_key, group_key_length, key, key_length, value,      \
+                                                     value_length, e, flags);                                        \
+                         });                                                                                         \
+    }                                                                                                                \
+    MCSHIM_EXPORT memcached_return_t memcached_##name(memcached_st* memc, const char* key, size_t key_length,        \
+                                                      const char* value, size_t value_length, time_t expiration,     \
+                                                      uint32_t flags) {                                              \
+        return memcached_##name##_by_key(memc, key, key_length, key, key_length, value, value_length, expiration,    \
+                                         flags);                                                                     \
     }
 
 MCSHIM_STORE(set)
@@ -247,9 +247,11 @@ MCSHIM_EXPORT memcached_return_t memcached_cas_by_key(memcached_st* memc, const 
                                                       uint32_t flags, uint64_t cas) {
     const Real* r = real();
     if (!r) return MEMCACHED_FAILURE;
-    return write_one(memc, group_key, group_key_length, key, key_length, expiration, Expiration::capped, [&](time_t e) {
-        return r->cas_by_key(memc, group_key, group_key_length, key, key_length, value, value_length, e, flags, cas);
-    });
+    return write_one(memc, KeyRef{group_key, group_key_length, key, key_length}, expiration, Expiration::capped,
+                     [&](time_t e) {
+                         return r->cas_by_key(memc, group_key, group_key_length, key, key_length, value, value_length,
+                                              e, flags, cas);
+                     });
 }
 
 MCSHIM_EXPORT memcached_return_t memcached_cas(memcached_st* memc, const char* key, size_t key_length,
@@ -265,7 +267,7 @@ MCSHIM_EXPORT memcached_return_t memcached_delete_by_key(memcached_st* memc, con
                                                          time_t expiration) {
     const Real* r = real();
     if (!r) return MEMCACHED_FAILURE;
-    return write_one(memc, group_key, group_key_length, key, key_length, expiration, Expiration::as_given,
+    return write_one(memc, KeyRef{group_key, group_key_length, key, key_length}, expiration, Expiration::as_given,
                      [&](time_t e) { return r->delete_by_key(memc, group_key, group_key_length, key, key_length, e); });
 }
 
@@ -284,7 +286,7 @@ MCSHIM_EXPORT memcached_return_t memcached_delete(memcached_st* memc, const char
                                                                size_t key_length, uint64_t offset, uint64_t* value) { \
         const Real* r = real();                                                                                       \
         if (!r) return MEMCACHED_FAILURE;                                                                             \
-        return on_served_copy(memc, group_key, group_key_length, key, key_length, [&](const Routed&, bool) {          \
+        return on_served_copy(memc, KeyRef{group_key, group_key_length, key, key_length}, [&](const Routed&, bool) {  \
             return r->name##_by_key(memc, group_key, group_key_length, key, key_length, offset, value);               \
         });                                                                                                           \
     }                                                                                                                 \
@@ -298,7 +300,7 @@ MCSHIM_EXPORT memcached_return_t memcached_delete(memcached_st* memc, const char
         const Real* r = real();                                                                                       \
         if (!r) return MEMCACHED_FAILURE;                                                                             \
         return on_served_copy(                                                                                        \
-            memc, group_key, group_key_length, key, key_length, [&](const Routed& routed, bool may_create) {          \
+            memc, KeyRef{group_key, group_key_length, key, key_length}, [&](const Routed& routed, bool may_create) {  \
                 if (!may_create && memc->flags.binary_protocol)                                                       \
                     return r->name##_by_key(memc, group_key, group_key_length, key, key_length, offset, value);       \
                 const time_t e = routed.routing ? capped(routed, expiration) : expiration;                            \
@@ -324,7 +326,7 @@ MCSHIM_EXPORT memcached_return_t memcached_touch_by_key(memcached_st* memc, cons
     if (!r) return MEMCACHED_FAILURE;
     // A touch acts on the copy a reader is served: a copy left elsewhere
     // would be served once the touched one expired.
-    return on_served_copy(memc, group_key, group_key_length, key, key_length, [&](const Routed& routed, bool) {
+    return on_served_copy(memc, KeyRef{group_key, group_key_length, key, key_length}, [&](const Routed& routed, bool) {
         const time_t e = routed.routing ? capped(routed, expiration) : expiration;
         return r->touch_by_key(memc, group_key, group_key_length, key, key_length, e);
     });
