@@ -6,11 +6,14 @@
 // draining server's value, the delete of copies a write made stale.
 #include <libmemcached-1.0/memcached.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <ctime>
 
 #include "libshim/preload/handle_error.hpp"
 #include "libshim/preload/debug_log.hpp"
+#include "libshim/preload/failover.hpp"
+#include "libshim/preload/hint.hpp"
 #include "libshim/preload/key_routing.hpp"
 #include "libshim/preload/to_server.hpp"
 #include "libshim/preload/real.hpp"
@@ -41,19 +44,48 @@ time_t capped(const Routed& routed, time_t expiration) noexcept {
 // item (delete's time argument is not an expiration: memcached refuses it).
 enum class Expiration { capped, as_given };
 
+// Runs `attempt(routed)`; when its request to the key's server was refused
+// or its connection lost under it, and the daemon then publishes that server
+// out within the wait (await_verdict), runs it once more on the key's new
+// routing: no process reads the key there any more, and the server is
+// flushed before it takes keys again, so what the first attempt did there,
+// if anything, is never read. A timed-out request keeps its error: it has
+// spent the handle's timeout already.
+template <class Attempt>
+memcached_return_t with_write_failover(memcached_st* memc, const KeyRef& k, const Routed& routed,
+                                       Attempt attempt) noexcept {
+    const memcached_return_t rc = attempt(routed);
+    const ConnectionFailure failure = connection_failure(memc, rc);
+    if (failure == ConnectionFailure::none) return rc;
+    const int32_t failed = routed.decision.target;
+    send_hint(*routed.routing, failed);
+    if (!may_await_verdict(failure)) return rc;
+    Routed after;
+    if (!await_verdict(memc, k, failed, after)) {
+        if (debug_enabled())
+            debug_line("write key=%.*s: %s failed, no verdict in time: %s", int(std::min<size_t>(k.key_length, 120)),
+                       k.key, routed.routing->addresses[size_t(failed)].c_str(), real()->strerror(memc, rc));
+        return rc;
+    }
+    if (debug_enabled()) debug_decision("failover", after, k.key, k.key_length);
+    return attempt(after);
+}
+
 template <class Call>
 memcached_return_t write_one(memcached_st* memc, const KeyRef& k, time_t expiration, Expiration kind,
                              Call call) noexcept {
     OuterCall outer;
     Routed routed;
     if (!outer.is_outer() || !route_key(memc, k.group, k.group_length, routed)) return call(expiration);
-    if (all_dead(routed)) return fail_all_dead(memc, *routed.routing);
-    // The other copy first, then the target: a reader's write-back, which
-    // reads that copy under a lease on the target, then either misses it or
-    // sees its lease broken by this write (writeback.hpp).
-    drop_stale_copy(memc, routed, k);
-    ToServer to(memc, routed, routed.decision.target);
-    return call(kind == Expiration::capped ? capped(routed, expiration) : expiration);
+    return with_write_failover(memc, k, routed, [&](const Routed& r) {
+        if (all_dead(r)) return fail_all_dead(memc, *r.routing);
+        // The other copy first, then the target: a reader's write-back, which
+        // reads that copy under a lease on the target, then either misses it or
+        // sees its lease broken by this write (writeback.hpp).
+        drop_stale_copy(memc, r, k);
+        ToServer to(memc, r, r.decision.target);
+        return call(kind == Expiration::capped ? capped(r, expiration) : expiration);
+    });
 }
 
 // An operation that changes nothing elsewhere (exist).
@@ -102,35 +134,37 @@ char* second_look(memcached_st* memc, const Routed& routed, const KeyRef& k, siz
 template <class Call>
 memcached_return_t on_served_copy(memcached_st* memc, const KeyRef& k, Call call) noexcept {
     OuterCall outer;
-    Routed routed;
-    if (!outer.is_outer() || !route_key(memc, k.group, k.group_length, routed)) return call(routed, true);
-    if (all_dead(routed)) return fail_all_dead(memc, *routed.routing);
-    const bool window = other_copy_server(routed.decision) >= 0;
-    auto on_target = [&](bool may_create) {
-        ToServer to(memc, routed, routed.decision.target);
-        return call(routed, may_create);
-    };
-    memcached_return_t rc = on_target(!window);
-    if (!window) return rc;
-    if (rc == MEMCACHED_NOTFOUND) {
-        size_t length = 0;
-        uint32_t flags = 0;
-        memcached_return_t found = MEMCACHED_NOTFOUND;
-        char* copy = second_look(memc, routed, k, &length, &flags, &found);
-        const bool elsewhere = copy != nullptr;
-        if (copy) memc->allocators.free(memc, copy, memc->allocators.context);
-        // Once more even if nothing moved: a concurrent caller may have moved
-        // it. A key that exists elsewhere is never created here: if its move
-        // failed (no meta connection, a key meta cannot carry), an initial
-        // value would restart the count that lives on the other copy.
-        rc = on_target(!elsewhere);
-        // Still missing while the other copy holds it: that copy is the only
-        // one, and stays.
-        if (elsewhere && rc == MEMCACHED_NOTFOUND) return rc;
-    }
-    // A failure on the target changed nothing: the other copy may be the only one.
-    if (memcached_success(rc) || rc == MEMCACHED_NOTFOUND) drop_stale_copy(memc, routed, k);
-    return rc;
+    Routed first;
+    if (!outer.is_outer() || !route_key(memc, k.group, k.group_length, first)) return call(first, true);
+    return with_write_failover(memc, k, first, [&](const Routed& routed) {
+        if (all_dead(routed)) return fail_all_dead(memc, *routed.routing);
+        const bool window = other_copy_server(routed.decision) >= 0;
+        auto on_target = [&](bool may_create) {
+            ToServer to(memc, routed, routed.decision.target);
+            return call(routed, may_create);
+        };
+        memcached_return_t rc = on_target(!window);
+        if (!window) return rc;
+        if (rc == MEMCACHED_NOTFOUND) {
+            size_t length = 0;
+            uint32_t flags = 0;
+            memcached_return_t found = MEMCACHED_NOTFOUND;
+            char* copy = second_look(memc, routed, k, &length, &flags, &found);
+            const bool elsewhere = copy != nullptr;
+            if (copy) memc->allocators.free(memc, copy, memc->allocators.context);
+            // Once more even if nothing moved: a concurrent caller may have moved
+            // it. A key that exists elsewhere is never created here: if its move
+            // failed (no meta connection, a key meta cannot carry), an initial
+            // value would restart the count that lives on the other copy.
+            rc = on_target(!elsewhere);
+            // Still missing while the other copy holds it: that copy is the only
+            // one, and stays.
+            if (elsewhere && rc == MEMCACHED_NOTFOUND) return rc;
+        }
+        // A failure on the target changed nothing: the other copy may be the only one.
+        if (memcached_success(rc) || rc == MEMCACHED_NOTFOUND) drop_stale_copy(memc, routed, k);
+        return rc;
+    });
 }
 
 }  // namespace
@@ -178,6 +212,31 @@ MCSHIM_EXPORT char* memcached_get_by_key(memcached_st* memc, const char* group_k
     {
         ToServer to(memc, routed, routed.decision.target);
         value = call();
+    }
+    if (!value && connection_failure(memc, *error) != ConnectionFailure::none) {
+        // Read where the key goes once the daemon publishes this server dead:
+        // once, and a miss there is an ordinary miss.
+        const int32_t failed = routed.decision.target;
+        send_hint(*routed.routing, failed);
+        const mcwatch::route::Decision instead = decision_without(routed, failed);
+        if (instead.target < 0 || instead.target == failed) return value;
+        if (debug_enabled())
+            debug_line("get key=%.*s: %s failed (%s), read on %s", int(std::min<size_t>(key_length, 120)), key,
+                       routed.routing->addresses[size_t(failed)].c_str(), real()->strerror(memc, *error),
+                       routed.routing->addresses[size_t(instead.target)].c_str());
+        {
+            ToServer to(memc, expected_for(memc, *routed.routing, routed.key.bytes, routed.key.length, instead.native,
+                                           instead.target, routed.has_native_hash ? &routed.native_hash : nullptr));
+            value = call();
+        }
+        if (*error == MEMCACHED_SUCCESS && is_lease(*value_length, *flags)) {
+            if (value) memc->allocators.free(memc, value, memc->allocators.context);
+            value = nullptr;
+            *value_length = 0;
+            *flags = 0;
+            *error = MEMCACHED_NOTFOUND;
+        }
+        return value;
     }
     const bool second_copy = other_copy_server(routed.decision) >= 0;
     // libmemcached 1.1.4 returns an empty value as null with MEMCACHED_SUCCESS.
