@@ -15,7 +15,7 @@ import time
 import pytest
 
 from conftest import wait_until
-from test_preload import C_CLIENT, CLIENTS, PRELOAD, client_says, holders, ttl_on
+from test_preload import C_CLIENT, CLIENTS, PHP, PRELOAD, client_says, holders, ttl_on
 
 WINDOW_S = 60
 
@@ -110,6 +110,29 @@ def test_a_write_that_timed_out_on_a_blackholed_server_keeps_its_error_and_a_rea
         p.process.send_signal(signal.SIGCONT)
 
 
+@pytest.mark.parametrize("client,verb", [("c", "mget"), ("c", "mget-by-key"), ("pylibmc", "mget"), 
+                                         pytest.param("php", "mget", marks=PHP.marks)])
+def test_a_multi_get_asks_a_refused_servers_keys_of_their_substitutes(fleet, client, verb):
+    slow_verdict_fleet(fleet, "30s")  # no verdict during the test
+    p = fleet.servers[1]
+    placed = keys_on(fleet, p, "multi", client=client)
+    on_p = placed[:2]
+    for key in on_p:
+        plant_elsewhere(fleet, p, key, "sub")
+    others = [f"multi{i}" for i in range(40) if f"multi{i}" not in placed][:2]
+    p.kill()
+    if verb == "mget-by-key":  # one group key: every key goes where the group does
+        said = client_says(fleet, client, verb, on_p[0], *on_p)
+        lines = said.splitlines()
+        assert sorted(lines[:-1]) == sorted(f"VALUE {k} sub" for k in on_p) and lines[-1] == "END SERVER END"
+        return
+    said = client_says(fleet, client, verb, *on_p, *others)
+    lines = sorted(line for line in said.splitlines() if line.startswith("VALUE "))
+    expected = sorted([f"VALUE {k} sub" for k in on_p] + [f"VALUE {k} v{k[len('multi'):]}" for k in others])
+    assert lines == expected, said
+    assert fleet.states()[p.address] == "live"
+
+
 def test_not_stored_and_a_miss_are_answers_never_retried(fleet):
     slow_verdict_fleet(fleet, "300ms")
     p = fleet.servers[1]
@@ -135,7 +158,7 @@ def run(fleet, command, *args, extra=None):
     return result.returncode, result.stdout, result.stderr
 
 
-@pytest.mark.parametrize("client", ["c", "pylibmc"])
+@pytest.mark.parametrize("client", ["c", "pylibmc", PHP])
 def test_kill_9_under_a_steady_load_returns_no_error_to_the_program(fleet, client):
     slow_verdict_fleet(fleet, "300ms")
     env = {k: v for k, v in os.environ.items() if not k.startswith("MCSHIM_") and k != "LD_PRELOAD"}
