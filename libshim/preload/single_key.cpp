@@ -58,6 +58,8 @@ memcached_return_t with_write_failover(memcached_st* memc, const KeyRef& k, cons
     const ConnectionFailure failure = connection_failure(memc, rc);
     if (failure == ConnectionFailure::none) return rc;
     const int32_t failed = routed.decision.target;
+    // No target: the shim failed it itself (every candidate dead).
+    if (failed < 0) return rc;
     send_hint(*routed.routing, failed);
     if (!may_await_verdict(failure)) return rc;
     Routed after;

@@ -208,3 +208,14 @@ def test_a_failed_operation_sends_one_hint_per_100ms_per_server(fleet):
     finally:
         receiver.close()
         fleet.daemon.send_signal(signal.SIGCONT)
+
+
+def test_a_write_with_every_server_dead_fails_at_once_with_debug_on(fleet):
+    slow_verdict_fleet(fleet, "300ms")
+    for m in fleet.servers:
+        m.kill()
+    fleet.wait_states({m.address: "dead" for m in fleet.servers})
+    status, out, err = run(fleet, [C_CLIENT], "set", "anything", "v", 0, extra={"MCSHIM_DEBUG": "1"})
+    assert status == 0, err
+    assert out.strip() == "SERVER IS MARKED DEAD"
+    assert "all servers dead, failing" in err
