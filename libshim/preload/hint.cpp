@@ -51,10 +51,9 @@ int hint_socket() noexcept {
     if (fd >= 0 && hint_fd_owner.load(std::memory_order_acquire) == self && is_our_socket(fd)) return fd;
     const int fresh = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fresh < 0) return -1;
-    if (hint_fd.compare_exchange_strong(fd, fresh, std::memory_order_acq_rel)) {
-        hint_fd_owner.store(self, std::memory_order_release);
-        return fresh;
-    }
+    // The owner first: a thread that then sees the new descriptor sees it ours.
+    hint_fd_owner.store(self, std::memory_order_release);
+    if (hint_fd.compare_exchange_strong(fd, fresh, std::memory_order_acq_rel)) return fresh;
     // Another thread won: use its socket.
     close(fresh);
     return fd;
