@@ -190,6 +190,30 @@ Decision Router::route_with(const PlacementView& view, const char* key, size_t l
     return native_only(view, key, length);
 }
 
+Decision Router::route_without(const PlacementView& view, const char* key, size_t length, uint32_t failed) noexcept {
+    Decision d = route_with(view, key, length);  // refreshes the snapshot if due
+    if (d.flags & (kRouteStale | kRouteAllDead)) return d;
+    for (unsigned attempt = 0; attempt < state::kReadTries; ++attempt) {
+        const uint64_t before = latch_.load(std::memory_order_acquire);
+        const Snapshot& copy = copies_[before & 1];
+        if (!copy.usable.load(std::memory_order_relaxed)) return native_only(view, key, length);
+        const uint32_t count = topology_.size();
+        const uint8_t failed_status = failed < count ? copy.status[failed].load(std::memory_order_relaxed) : 0;
+        if (failed >= count || (failed_status & kStatusUnpublished)) return d;
+        const uint32_t allowed = copy.allowed_count.load(std::memory_order_relaxed);
+        d = decide(
+            view, key, length,
+            [&copy, count, failed](uint32_t i) -> uint8_t {
+                if (i == failed) return kStatusAvoid;
+                return i < count ? copy.status[i].load(std::memory_order_relaxed) : 0;
+            },
+            (failed_status & kStatusAvoid) ? allowed : allowed - 1);
+        std::atomic_thread_fence(std::memory_order_acquire);
+        if (latch_.load(std::memory_order_relaxed) == before) return d;
+    }
+    return native_only(view, key, length);
+}
+
 // Checks the file now and matches the servers to the current mapping's
 // slots; returns with refresh_mutex_ held (in `lock`), false without a mapping.
 bool Router::match_current(std::unique_lock<std::mutex>& lock) {

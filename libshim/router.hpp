@@ -55,6 +55,13 @@ public:
     // the servers of this router's topology, in the same order.
     Decision route_with(const PlacementView& view, const char* key, size_t length) noexcept;
 
+    // The decision for `key` as if server `failed` were published dead: the
+    // shim's in-band failover after a connection failure on `failed`. The
+    // same snapshot as route_with, with `failed` taking no keys; native
+    // placement (kRouteStale) without a usable file, as route_with; an
+    // unpublished `failed` keeps its keys (nothing would publish it dead).
+    Decision route_without(const PlacementView& view, const char* key, size_t length, uint32_t failed) noexcept;
+
     const Topology& topology() const noexcept { return topology_; }
     StateSource* source() const noexcept { return source_.get(); }
 

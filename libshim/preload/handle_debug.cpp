@@ -4,7 +4,7 @@
 #include <string>
 #include <string_view>
 
-#include "libshim/preload/operation.hpp"
+#include "libshim/preload/debug_log.hpp"
 #include "libshim/routing_names.hpp"
 #include "libshim/seqlock.hpp"
 

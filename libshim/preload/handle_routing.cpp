@@ -9,7 +9,7 @@
 #include <map>
 
 #include "libshim/preload/handle_debug.hpp"
-#include "libshim/preload/operation.hpp"
+#include "libshim/preload/debug_log.hpp"
 #include "libshim/preload/real.hpp"
 #include "libshim/seqlock.hpp"
 

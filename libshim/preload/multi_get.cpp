@@ -13,8 +13,12 @@
 #include <unordered_map>
 #include <vector>
 
+#include "libshim/preload/failover.hpp"
 #include "libshim/preload/handle_error.hpp"
-#include "libshim/preload/operation.hpp"
+#include "libshim/preload/hint.hpp"
+#include "libshim/preload/debug_log.hpp"
+#include "libshim/preload/key_routing.hpp"
+#include "libshim/preload/to_server.hpp"
 #include "libshim/preload/real.hpp"
 #include "libshim/preload/writeback.hpp"
 
@@ -28,7 +32,9 @@ namespace {
 struct Pending {
     std::string key;           // as the program gave it (results carry it so)
     std::string hashed;        // as libmemcached hashes it
-    route::Decision decision;  // other_copy_server() says where the second look goes
+    route::Decision decision;  // as routed in the first round
+    int32_t source = -1;       // where the second look goes
+    bool failover = false;     // its target failed: a hit there is served, not written back
     bool seen = false;
 };
 
@@ -72,11 +78,28 @@ thread_local std::vector<ExpectedKey> expected_keys;
 // (a program sizes its results by the keys it asked for: pylibmc overran its
 // array and aborted), and a key seen once in the first round is settled.
 void remember(const char* key, size_t key_length, const char* hashed, size_t hashed_length,
-              const route::Decision& decision) {
-    if (other_copy_server(decision) < 0) return;
+              const route::Decision& decision, int32_t source = -1) {
+    const bool failover = source >= 0;
+    if (!failover) source = other_copy_server(decision);
+    if (source < 0) return;
     if (!session.index.emplace(std::string(key, key_length), session.pending.size()).second) return;
     session.pending.push_back(
-        Pending{std::string(key, key_length), std::string(hashed, hashed_length), decision, false});
+        Pending{std::string(key, key_length), std::string(hashed, hashed_length), decision, source, failover, false});
+}
+
+// In-band failover (failover.hpp): whether the multi-get just sent left
+// `server` out. A server it sent keys to awaits their replies; one whose
+// connection failed (refused, or held back by libmemcached) awaits none.
+// (libmemcached 1.1.4's mget answers SUCCESS when one server of several
+// failed, so each target is looked at.)
+bool left_out(memcached_st* memc, const Real& r, memcached_return_t rc, int32_t server) {
+    if (server < 0) return false;
+    if (!memcached_success(rc) && rc != MEMCACHED_SOME_ERRORS &&
+        connection_failure(memc, rc) == ConnectionFailure::none)
+        return false;
+    const memcached_instance_st* instance = r.instance_by_position(memc, uint32_t(server));
+    return instance && r.server_response_count(instance) == 0 &&
+           connection_failure(memc, r.server_error_return(instance)) != ConnectionFailure::none;
 }
 
 memcached_return_t grouped_mget(memcached_st* memc, const Real& r, const char* group_key, size_t group_key_length,
@@ -90,13 +113,22 @@ memcached_return_t grouped_mget(memcached_st* memc, const Real& r, const char* g
         ToServer to(memc, routed, routed.decision.target);
         rc = r.mget_by_key(memc, group_key, group_key_length, keys, key_length, count);
     }
-    if (memcached_success(rc) && other_copy_server(routed.decision) >= 0)
+    int32_t instead = -1;
+    if (left_out(memc, r, rc, routed.decision.target)) {
+        send_hint(*routed.routing, routed.decision.target);
+        const route::Decision d = decision_without(routed, routed.decision.target);
+        if (d.target >= 0 && d.target != routed.decision.target) instead = d.target;
+    }
+    if ((memcached_success(rc) && other_copy_server(routed.decision) >= 0) || instead >= 0)
         session.routing = keep_routing(routed.routing);
     if (session.routing) {
         session.grouped = true;
         session.group.assign(group_key, group_key_length);
         for (size_t i = 0; i < count; ++i)
-            remember(keys[i], key_length[i], routed.key.bytes, routed.key.length, routed.decision);
+            remember(keys[i], key_length[i], routed.key.bytes, routed.key.length, routed.decision, instead);
+        // Every key is asked again where the group goes now: for the program,
+        // the multi-get was sent.
+        if (instead >= 0) rc = MEMCACHED_SUCCESS;
     }
     return rc;
 }
@@ -131,11 +163,40 @@ memcached_return_t keyed_mget(memcached_st* memc, const Real& r, const char* con
         HookScope scope(memc, expected_keys.data(), count);
         rc = r.mget_by_key(memc, nullptr, 0, keys, key_length, count);
     }
-    if (memcached_success(rc)) session.routing = keep_routing(routing);
+    // The keys of servers the multi-get left out go, in the second round,
+    // where they would go if those servers were published dead.
+    std::vector<int32_t> instead(count, -1);
+    bool failing_over = false;
+    {
+        std::vector<int8_t> failed(real()->server_count(memc), -1);  // -1 unknown, 0 no, 1 yes
+        Routed key_routing;
+        key_routing.routing = routing;
+        key_routing.view = view;
+        for (size_t i = 0; i < count; ++i) {
+            const int32_t target = decisions[i].target;
+            if (!keys[i] || !hashed_keys[i].hashable || target < 0 || size_t(target) >= failed.size()) continue;
+            if (failed[size_t(target)] < 0) {
+                failed[size_t(target)] = left_out(memc, r, rc, target) ? 1 : 0;
+                if (failed[size_t(target)]) send_hint(*routing, target);
+            }
+            if (!failed[size_t(target)]) continue;
+            key_routing.key = hashed_keys[i];
+            key_routing.key.bytes =
+                hashed_keys[i].bytes == hashed_keys[i].buffer ? key_routing.key.buffer : hashed_keys[i].bytes;
+            const route::Decision d = decision_without(key_routing, target);
+            if (d.target >= 0 && d.target != target) {
+                instead[i] = d.target;
+                failing_over = true;
+            }
+        }
+    }
+    if (memcached_success(rc) || failing_over) session.routing = keep_routing(routing);
     if (session.routing) {
         for (size_t i = 0; i < count; ++i)
             if (keys[i] && hashed_keys[i].hashable)
-                remember(keys[i], key_length[i], hashed_keys[i].bytes, hashed_keys[i].length, decisions[i]);
+                remember(keys[i], key_length[i], hashed_keys[i].bytes, hashed_keys[i].length, decisions[i], instead[i]);
+        // The keys left out are asked again: for the program, the multi-get was sent.
+        if (failing_over) rc = MEMCACHED_SUCCESS;
     }
     return rc;
 }
@@ -149,8 +210,8 @@ bool start_second_round(memcached_st* memc, const Real& r) {
         if (p.seen) continue;
         keys.push_back(p.key.data());
         lengths.push_back(p.key.size());
-        expected_keys.push_back(expected_for(memc, *session.routing, p.hashed.data(), p.hashed.size(),
-                                             p.decision.native, other_copy_server(p.decision)));
+        expected_keys.push_back(
+            expected_for(memc, *session.routing, p.hashed.data(), p.hashed.size(), p.decision.native, p.source));
     }
     if (keys.empty()) return false;
     session.second_round = true;
@@ -193,6 +254,7 @@ bool hides_lease(const memcached_result_st* result, const Real& r) {
 void finish(memcached_st* memc) noexcept {
     for (const Found& f : session.found) {
         const Pending& p = session.pending[f.pending];
+        if (p.failover) continue;  // served from where the key goes while its server is out
         settle_second_look(memc, *session.routing, p.decision, p.key.data(), p.key.size(), "mget");
     }
     session.reset();

@@ -64,6 +64,10 @@ bool resolve(Real& r) noexcept {
     set(r.result_length, memcached, "memcached_result_length");
     set(r.result_flags, memcached, "memcached_result_flags");
     set(r.result_free, memcached, "memcached_result_free");
+    set(r.last_error_errno, memcached, "memcached_last_error_errno");
+    set(r.strerror, memcached, "memcached_strerror");
+    set(r.server_response_count, memcached, "memcached_server_response_count");
+    set(r.server_error_return, memcached, "memcached_server_error_return");
     r.lib_version = reinterpret_cast<decltype(r.lib_version)>(find(memcached, "memcached_lib_version"));
     // The handles are not closed: NOLOAD handles only pin libraries the
     // program already has, and the pointers must stay valid.

@@ -53,6 +53,10 @@ struct Real {
     decltype(&::memcached_result_length) result_length;
     decltype(&::memcached_result_flags) result_flags;
     decltype(&::memcached_result_free) result_free;
+    decltype(&::memcached_last_error_errno) last_error_errno;
+    decltype(&::memcached_strerror) strerror;
+    decltype(&::memcached_server_response_count) server_response_count;
+    decltype(&::memcached_server_error_return) server_error_return;
     // Optional (may be null): which libmemcached's private layouts to expect.
     decltype(&::memcached_lib_version) lib_version;
 };

@@ -5,7 +5,8 @@
 // the key, so an application that asks agrees with what its requests do.
 #include <libmemcached-1.0/memcached.h>
 
-#include "libshim/preload/operation.hpp"
+#include "libshim/preload/hook.hpp"
+#include "libshim/preload/key_routing.hpp"
 #include "libshim/preload/real.hpp"
 
 extern "C" __attribute__((visibility("default"))) uint32_t memcached_generate_hash(const memcached_st* memc,

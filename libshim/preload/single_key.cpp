@@ -6,10 +6,16 @@
 // draining server's value, the delete of copies a write made stale.
 #include <libmemcached-1.0/memcached.h>
 
+#include <algorithm>
 #include <cstdlib>
+#include <ctime>
 
 #include "libshim/preload/handle_error.hpp"
-#include "libshim/preload/operation.hpp"
+#include "libshim/preload/debug_log.hpp"
+#include "libshim/preload/failover.hpp"
+#include "libshim/preload/hint.hpp"
+#include "libshim/preload/key_routing.hpp"
+#include "libshim/preload/to_server.hpp"
 #include "libshim/preload/real.hpp"
 #include "libshim/preload/writeback.hpp"
 
@@ -21,17 +27,16 @@ namespace {
 
 bool all_dead(const Routed& routed) noexcept { return routed.decision.flags & route::kRouteAllDead; }
 
-void drop_stale_copy(memcached_st* memc, const Routed& routed, const char* hash_key, size_t hash_key_length,
-                     const char* key, size_t key_length) noexcept {
+void drop_stale_copy(memcached_st* memc, const Routed& routed, const KeyRef& k) noexcept {
     const int32_t server = other_copy_server(routed.decision);
     if (server < 0) return;
     ToServer to(memc, routed, server);
-    real()->delete_by_key(memc, hash_key, hash_key_length, key, key_length, 0);
+    real()->delete_by_key(memc, k.group, k.group_length, k.key, k.key_length, 0);
 }
 
 time_t capped(const Routed& routed, time_t expiration) noexcept {
     if (!(routed.decision.flags & route::kRouteSubstitute)) return expiration;
-    return time_t(route::clamp_expiration(expiration, recently_down_window_s(*routed.routing), now_unix_s()));
+    return time_t(route::clamp_expiration(expiration, recently_down_window_s(*routed.routing), int64_t(time(nullptr))));
 }
 
 // A write of one key. `call(expiration)` runs the real *_by_key function
@@ -39,19 +44,50 @@ time_t capped(const Routed& routed, time_t expiration) noexcept {
 // item (delete's time argument is not an expiration: memcached refuses it).
 enum class Expiration { capped, as_given };
 
+// Runs `attempt(routed)`; when its request to the key's server was refused
+// or its connection lost under it, and the daemon then publishes that server
+// out within the wait (await_verdict), runs it once more on the key's new
+// routing: no process reads the key there any more, and the server is
+// flushed before it takes keys again, so what the first attempt did there,
+// if anything, is never read. A timed-out request keeps its error: it has
+// spent the handle's timeout already.
+template <class Attempt>
+memcached_return_t with_write_failover(memcached_st* memc, const KeyRef& k, const Routed& routed,
+                                       Attempt attempt) noexcept {
+    const memcached_return_t rc = attempt(routed);
+    const ConnectionFailure failure = connection_failure(memc, rc);
+    if (failure == ConnectionFailure::none) return rc;
+    const int32_t failed = routed.decision.target;
+    // No target: the shim failed it itself (every candidate dead).
+    if (failed < 0) return rc;
+    send_hint(*routed.routing, failed);
+    if (!may_await_verdict(failure)) return rc;
+    Routed after;
+    if (!await_verdict(memc, k, failed, after)) {
+        if (debug_enabled())
+            debug_line("write key=%.*s: %s failed, no verdict in time: %s", int(std::min<size_t>(k.key_length, 120)),
+                       k.key, routed.routing->addresses[size_t(failed)].c_str(), real()->strerror(memc, rc));
+        return rc;
+    }
+    if (debug_enabled()) debug_decision("failover", after, k.key, k.key_length);
+    return attempt(after);
+}
+
 template <class Call>
-memcached_return_t write_one(memcached_st* memc, const char* hash_key, size_t hash_key_length, const char* key,
-                             size_t key_length, time_t expiration, Expiration kind, Call call) noexcept {
+memcached_return_t write_one(memcached_st* memc, const KeyRef& k, time_t expiration, Expiration kind,
+                             Call call) noexcept {
     OuterCall outer;
     Routed routed;
-    if (!outer.is_outer() || !route_key(memc, hash_key, hash_key_length, routed)) return call(expiration);
-    if (all_dead(routed)) return fail_all_dead(memc, *routed.routing);
-    // The other copy first, then the target: a reader's write-back, which
-    // reads that copy under a lease on the target, then either misses it or
-    // sees its lease broken by this write (writeback.hpp).
-    drop_stale_copy(memc, routed, hash_key, hash_key_length, key, key_length);
-    ToServer to(memc, routed, routed.decision.target);
-    return call(kind == Expiration::capped ? capped(routed, expiration) : expiration);
+    if (!outer.is_outer() || !route_key(memc, k.group, k.group_length, routed)) return call(expiration);
+    return with_write_failover(memc, k, routed, [&](const Routed& r) {
+        if (all_dead(r)) return fail_all_dead(memc, *r.routing);
+        // The other copy first, then the target: a reader's write-back, which
+        // reads that copy under a lease on the target, then either misses it or
+        // sees its lease broken by this write (writeback.hpp).
+        drop_stale_copy(memc, r, k);
+        ToServer to(memc, r, r.decision.target);
+        return call(kind == Expiration::capped ? capped(r, expiration) : expiration);
+    });
 }
 
 // An operation that changes nothing elsewhere (exist).
@@ -67,8 +103,7 @@ memcached_return_t route_one(memcached_st* memc, const char* hash_key, size_t ha
 
 // After a miss on the target, the key may still be on other_copy_server():
 // a hit there is returned and put where it belongs.
-char* second_look(memcached_st* memc, const Routed& routed, const char* hash_key, size_t hash_key_length,
-                  const char* key, size_t key_length, size_t* value_length, uint32_t* flags,
+char* second_look(memcached_st* memc, const Routed& routed, const KeyRef& k, size_t* value_length, uint32_t* flags,
                   memcached_return_t* error) noexcept {
     const route::Decision& d = routed.decision;
     const int32_t source = other_copy_server(d);
@@ -79,10 +114,10 @@ char* second_look(memcached_st* memc, const Routed& routed, const char* hash_key
     char* value;
     {
         ToServer to(memc, routed, source);
-        value = real()->get_by_key(memc, hash_key, hash_key_length, key, key_length, &length, &item_flags, &rc);
+        value = real()->get_by_key(memc, k.group, k.group_length, k.key, k.key_length, &length, &item_flags, &rc);
     }
     if (!value) return nullptr;
-    settle_second_look(memc, *routed.routing, d, key, key_length, "get");
+    settle_second_look(memc, *routed.routing, d, k.key, k.key_length, "get");
     *error = MEMCACHED_SUCCESS;
     if (value_length) *value_length = length;
     if (flags) *flags = item_flags;
@@ -99,39 +134,39 @@ char* second_look(memcached_st* memc, const Routed& routed, const char* hash_key
 // (an increment with an initial value would restart the counter on P while
 // its count lives on S).
 template <class Call>
-memcached_return_t on_served_copy(memcached_st* memc, const char* hash_key, size_t hash_key_length, const char* key,
-                                  size_t key_length, Call call) noexcept {
+memcached_return_t on_served_copy(memcached_st* memc, const KeyRef& k, Call call) noexcept {
     OuterCall outer;
-    Routed routed;
-    if (!outer.is_outer() || !route_key(memc, hash_key, hash_key_length, routed)) return call(routed, true);
-    if (all_dead(routed)) return fail_all_dead(memc, *routed.routing);
-    const bool window = other_copy_server(routed.decision) >= 0;
-    auto on_target = [&](bool may_create) {
-        ToServer to(memc, routed, routed.decision.target);
-        return call(routed, may_create);
-    };
-    memcached_return_t rc = on_target(!window);
-    if (!window) return rc;
-    if (rc == MEMCACHED_NOTFOUND) {
-        size_t length = 0;
-        uint32_t flags = 0;
-        memcached_return_t found = MEMCACHED_NOTFOUND;
-        char* copy = second_look(memc, routed, hash_key, hash_key_length, key, key_length, &length, &flags, &found);
-        const bool elsewhere = copy != nullptr;
-        if (copy) memc->allocators.free(memc, copy, memc->allocators.context);
-        // Once more even if nothing moved: a concurrent caller may have moved
-        // it. A key that exists elsewhere is never created here: if its move
-        // failed (no meta connection, a key meta cannot carry), an initial
-        // value would restart the count that lives on the other copy.
-        rc = on_target(!elsewhere);
-        // Still missing while the other copy holds it: that copy is the only
-        // one, and stays.
-        if (elsewhere && rc == MEMCACHED_NOTFOUND) return rc;
-    }
-    // A failure on the target changed nothing: the other copy may be the only one.
-    if (memcached_success(rc) || rc == MEMCACHED_NOTFOUND)
-        drop_stale_copy(memc, routed, hash_key, hash_key_length, key, key_length);
-    return rc;
+    Routed first;
+    if (!outer.is_outer() || !route_key(memc, k.group, k.group_length, first)) return call(first, true);
+    return with_write_failover(memc, k, first, [&](const Routed& routed) {
+        if (all_dead(routed)) return fail_all_dead(memc, *routed.routing);
+        const bool window = other_copy_server(routed.decision) >= 0;
+        auto on_target = [&](bool may_create) {
+            ToServer to(memc, routed, routed.decision.target);
+            return call(routed, may_create);
+        };
+        memcached_return_t rc = on_target(!window);
+        if (!window) return rc;
+        if (rc == MEMCACHED_NOTFOUND) {
+            size_t length = 0;
+            uint32_t flags = 0;
+            memcached_return_t found = MEMCACHED_NOTFOUND;
+            char* copy = second_look(memc, routed, k, &length, &flags, &found);
+            const bool elsewhere = copy != nullptr;
+            if (copy) memc->allocators.free(memc, copy, memc->allocators.context);
+            // Once more even if nothing moved: a concurrent caller may have moved
+            // it. A key that exists elsewhere is never created here: if its move
+            // failed (no meta connection, a key meta cannot carry), an initial
+            // value would restart the count that lives on the other copy.
+            rc = on_target(!elsewhere);
+            // Still missing while the other copy holds it: that copy is the only
+            // one, and stays.
+            if (elsewhere && rc == MEMCACHED_NOTFOUND) return rc;
+        }
+        // A failure on the target changed nothing: the other copy may be the only one.
+        if (memcached_success(rc) || rc == MEMCACHED_NOTFOUND) drop_stale_copy(memc, routed, k);
+        return rc;
+    });
 }
 
 }  // namespace
@@ -180,6 +215,31 @@ MCSHIM_EXPORT char* memcached_get_by_key(memcached_st* memc, const char* group_k
         ToServer to(memc, routed, routed.decision.target);
         value = call();
     }
+    if (!value && connection_failure(memc, *error) != ConnectionFailure::none) {
+        // Read where the key goes once the daemon publishes this server dead:
+        // once, and a miss there is an ordinary miss.
+        const int32_t failed = routed.decision.target;
+        send_hint(*routed.routing, failed);
+        const mcwatch::route::Decision instead = decision_without(routed, failed);
+        if (instead.target < 0 || instead.target == failed) return value;
+        if (debug_enabled())
+            debug_line("get key=%.*s: %s failed (%s), read on %s", int(std::min<size_t>(key_length, 120)), key,
+                       routed.routing->addresses[size_t(failed)].c_str(), real()->strerror(memc, *error),
+                       routed.routing->addresses[size_t(instead.target)].c_str());
+        {
+            ToServer to(memc, expected_for(memc, *routed.routing, routed.key.bytes, routed.key.length, instead.native,
+                                           instead.target, routed.has_native_hash ? &routed.native_hash : nullptr));
+            value = call();
+        }
+        if (*error == MEMCACHED_SUCCESS && is_lease(*value_length, *flags)) {
+            if (value) memc->allocators.free(memc, value, memc->allocators.context);
+            value = nullptr;
+            *value_length = 0;
+            *flags = 0;
+            *error = MEMCACHED_NOTFOUND;
+        }
+        return value;
+    }
     const bool second_copy = other_copy_server(routed.decision) >= 0;
     // libmemcached 1.1.4 returns an empty value as null with MEMCACHED_SUCCESS.
     if (second_copy && *error == MEMCACHED_SUCCESS && is_lease(*value_length, *flags)) {
@@ -191,7 +251,8 @@ MCSHIM_EXPORT char* memcached_get_by_key(memcached_st* memc, const char* group_k
         *error = MEMCACHED_NOTFOUND;
     }
     if (value || *error != MEMCACHED_NOTFOUND) return value;
-    char* found = second_look(memc, routed, hash_key, hash_key_length, key, key_length, value_length, flags, error);
+    const KeyRef k{hash_key, hash_key_length, key, key_length};
+    char* found = second_look(memc, routed, k, value_length, flags, error);
     return found ? found : value;
 }
 
@@ -215,23 +276,23 @@ MCSHIM_EXPORT memcached_return_t memcached_exist(memcached_st* memc, const char*
 
 // --- stores: one definition per storage command, in both forms
 
-#define MCSHIM_STORE(name)                                                                                        \
-    MCSHIM_EXPORT memcached_return_t memcached_##name##_by_key(                                                   \
-        memcached_st* memc, const char* group_key, size_t group_key_length, const char* key, size_t key_length,   \
-        const char* value, size_t value_length, time_t expiration, uint32_t flags) {                              \
-        const Real* r = real();                                                                                   \
-        if (!r) return MEMCACHED_FAILURE;                                                                         \
-        return write_one(memc, group_key, group_key_length, key, key_length, expiration, Expiration::capped,      \
-                         [&](time_t e) {                                                                          \
-                             return r->name##_by_key(memc, group_key, group_key_length, key, key_length, value,   \
-                                                     value_length, e, flags);                                     \
-                         });                                                                                      \
-    }                                                                                                             \
-    MCSHIM_EXPORT memcached_return_t memcached_##name(memcached_st* memc, const char* key, size_t key_length,     \
-                                                      const char* value, size_t value_length, time_t expiration,  \
-                                                      uint32_t flags) {                                           \
-        return memcached_##name##_by_key(memc, key, key_length, key, key_length, value, value_length, expiration, \
-                                         flags);                                                                  \
+#define MCSHIM_STORE(name)                                                                                           \
+    MCSHIM_EXPORT memcached_return_t memcached_##name##_by_key(                                                      \
+        memcached_st* memc, const char* group_key, size_t group_key_length, const char* key, size_t key_length,      \
+        const char* value, size_t value_length, time_t expiration, uint32_t flags) {                                 \
+        const Real* r = real();                                                                                      \
+        if (!r) return MEMCACHED_FAILURE;                                                                            \
+        return write_one(memc, KeyRef{group_key, group_key_length, key, key_length}, expiration, Expiration::capped, \
+                         [&](time_t e) {                                                                             \
+                             return r->name##_by_key(memc, group_key, group_key_length, key, key_length, value,      \
+                                                     value_length, e, flags);                                        \
+                         });                                                                                         \
+    }                                                                                                                \
+    MCSHIM_EXPORT memcached_return_t memcached_##name(memcached_st* memc, const char* key, size_t key_length,        \
+                                                      const char* value, size_t value_length, time_t expiration,     \
+                                                      uint32_t flags) {                                              \
+        return memcached_##name##_by_key(memc, key, key_length, key, key_length, value, value_length, expiration,    \
+                                         flags);                                                                     \
     }
 
 MCSHIM_STORE(set)
@@ -247,9 +308,11 @@ MCSHIM_EXPORT memcached_return_t memcached_cas_by_key(memcached_st* memc, const 
                                                       uint32_t flags, uint64_t cas) {
     const Real* r = real();
     if (!r) return MEMCACHED_FAILURE;
-    return write_one(memc, group_key, group_key_length, key, key_length, expiration, Expiration::capped, [&](time_t e) {
-        return r->cas_by_key(memc, group_key, group_key_length, key, key_length, value, value_length, e, flags, cas);
-    });
+    return write_one(memc, KeyRef{group_key, group_key_length, key, key_length}, expiration, Expiration::capped,
+                     [&](time_t e) {
+                         return r->cas_by_key(memc, group_key, group_key_length, key, key_length, value, value_length,
+                                              e, flags, cas);
+                     });
 }
 
 MCSHIM_EXPORT memcached_return_t memcached_cas(memcached_st* memc, const char* key, size_t key_length,
@@ -265,7 +328,7 @@ MCSHIM_EXPORT memcached_return_t memcached_delete_by_key(memcached_st* memc, con
                                                          time_t expiration) {
     const Real* r = real();
     if (!r) return MEMCACHED_FAILURE;
-    return write_one(memc, group_key, group_key_length, key, key_length, expiration, Expiration::as_given,
+    return write_one(memc, KeyRef{group_key, group_key_length, key, key_length}, expiration, Expiration::as_given,
                      [&](time_t e) { return r->delete_by_key(memc, group_key, group_key_length, key, key_length, e); });
 }
 
@@ -284,7 +347,7 @@ MCSHIM_EXPORT memcached_return_t memcached_delete(memcached_st* memc, const char
                                                                size_t key_length, uint64_t offset, uint64_t* value) { \
         const Real* r = real();                                                                                       \
         if (!r) return MEMCACHED_FAILURE;                                                                             \
-        return on_served_copy(memc, group_key, group_key_length, key, key_length, [&](const Routed&, bool) {          \
+        return on_served_copy(memc, KeyRef{group_key, group_key_length, key, key_length}, [&](const Routed&, bool) {  \
             return r->name##_by_key(memc, group_key, group_key_length, key, key_length, offset, value);               \
         });                                                                                                           \
     }                                                                                                                 \
@@ -298,7 +361,7 @@ MCSHIM_EXPORT memcached_return_t memcached_delete(memcached_st* memc, const char
         const Real* r = real();                                                                                       \
         if (!r) return MEMCACHED_FAILURE;                                                                             \
         return on_served_copy(                                                                                        \
-            memc, group_key, group_key_length, key, key_length, [&](const Routed& routed, bool may_create) {          \
+            memc, KeyRef{group_key, group_key_length, key, key_length}, [&](const Routed& routed, bool may_create) {  \
                 if (!may_create && memc->flags.binary_protocol)                                                       \
                     return r->name##_by_key(memc, group_key, group_key_length, key, key_length, offset, value);       \
                 const time_t e = routed.routing ? capped(routed, expiration) : expiration;                            \
@@ -324,7 +387,7 @@ MCSHIM_EXPORT memcached_return_t memcached_touch_by_key(memcached_st* memc, cons
     if (!r) return MEMCACHED_FAILURE;
     // A touch acts on the copy a reader is served: a copy left elsewhere
     // would be served once the touched one expired.
-    return on_served_copy(memc, group_key, group_key_length, key, key_length, [&](const Routed& routed, bool) {
+    return on_served_copy(memc, KeyRef{group_key, group_key_length, key, key_length}, [&](const Routed& routed, bool) {
         const time_t e = routed.routing ? capped(routed, expiration) : expiration;
         return r->touch_by_key(memc, group_key, group_key_length, key, key_length, e);
     });

@@ -3,7 +3,7 @@
 #include <algorithm>
 
 #include "libshim/preload/meta_connection.hpp"
-#include "libshim/preload/operation.hpp"
+#include "libshim/preload/debug_log.hpp"
 
 namespace mcwatch::shim {
 

@@ -74,7 +74,13 @@ def one_run(ctx, procs, daemon, servers, victim, key, cause, max_s, rng, interva
         _, at, _, value = out[-2].split(" ", 3)  # "at T value V": the first answer from elsewhere
         run["detection_s"] = round(float(at) - start, 4)
         run["routed_to"] = value
-    # When the daemon published the victim dead (its `since`), as mcctl status shows it.
+    # When the daemon published the victim dead (its `since`), as mcctl status shows it. In-band
+    # failover routes the client away before the daemon decides: wait for the verdict.
+    try:
+        benchlib.wait_for(lambda: (daemon.states() or {}).get(victim.address) == "dead", 10,
+                          f"{victim.address} dead", 0.05)
+    except RuntimeError:
+        pass  # no verdict: reported as None
     row = next(s for s in daemon.status()["servers"] if s["address"] == victim.address)
     run["daemon_dead_s"] = round(rfc3339_seconds(row["since"]) - wall, 3) if row["state"] == "dead" else None
     return run
@@ -120,11 +126,18 @@ def run(ctx):
                 detection = spread(r["detection_s"] for r in runs)
                 daemon_dead = spread(r["daemon_dead_s"] for r in runs)
                 missed = sum(r["detection_s"] is None for r in runs)
+                errors = statistics.median(r["client_errors"] for r in runs)
                 figures[cause] = dict(detection, daemon_dead_median_s=daemon_dead["median_s"],
-                                      not_routed_away=missed, runs=runs)
+                                      not_routed_away=missed, runs=runs,
+                                      # Issue 13's targets: in-band failover serves the first request
+                                      # after a refused connection elsewhere, without an error; a
+                                      # blackhole costs at most the request in flight.
+                                      client_errors_median=benchlib.judged(errors, 0 if cause == "refused" else 1))
+                if cause == "refused" and detection["median_s"] is not None:
+                    figures[cause]["median_within_5ms"] = benchlib.judged(detection["median_s"], 0.005)
                 rows.append([f"{name} ({fleetlib.profile_label(settings)})", cause,
                              *(detection[k] for k in ("median_s", "min_s", "max_s")),
-                             daemon_dead["median_s"], statistics.median(r["client_errors"] for r in runs),
+                             daemon_dead["median_s"], errors,
                              f"{missed}/{repeats}"])
             results[name] = figures
             daemon.stop()

@@ -219,7 +219,15 @@ def run(ctx):
               f"{phases['return']['refills']:>8}{phases['planned']['refills']:>8}{r['errors']:>8}"
               f"{value(r['stale_reads']):>7}{value(r['outage_misses_over_dead_keys']):>12.3f}"
               f"{value(r['return_misses_over_dead_keys']):>12.3f}")
+    # Issue 13: what the programs saw fail while the server was down (in-band
+    # failover: none for mcwatch), beside the other systems.
+    outage_errors = {system: r["phases"]["outage"]["errors"] + r["phases"]["outage"]["write_errors"]
+                     for system, r in results["systems"].items()}
+    results["outage_errors"] = outage_errors
+    results["systems"]["mcwatch"]["outage_errors"] = benchlib.judged(outage_errors["mcwatch"], 0)
+    print("  outage-phase errors (reads + writes): " +
+          ", ".join(f"{system} {count}" for system, count in outage_errors.items()))
     m = results["systems"]["mcwatch"]
-    for name in ("outage_misses_over_dead_keys", "return_misses_over_dead_keys", "stale_reads"):
+    for name in ("outage_errors", "outage_misses_over_dead_keys", "return_misses_over_dead_keys", "stale_reads"):
         print(f"  mcwatch {name} = {m[name]['value']}{benchlib.mark(m[name])}")
     return results

@@ -7,7 +7,10 @@
  *   get-many PREFIX N       memcached_get each: prints "hits K"
  *   mget-many PREFIX N      one memcached_mget + fetch_result: prints "found K"
  *   exec-many PREFIX N      memcached_mget_execute + fetch_execute (binary): "found K"
- *   set KEY VALUE TTL | get KEY | delete KEY
+ *   set KEY VALUE TTL | add KEY VALUE TTL | get KEY | delete KEY
+ *   load PREFIX N SECONDS   for SECONDS, set then get PREFIX0..PREFIX(N-1) in turn:
+ *                           "ops O errors E", then "error CODE COUNT" per code seen
+ *                           (a miss is not an error)
  *   mget KEY...             memcached_mget + memcached_fetch_result: "VALUE KEY DATA" per
  *                           result, then "END <the loop's ending code>"
  *   mget-by-key GROUP KEY...  the same with memcached_mget_by_key
@@ -39,6 +42,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static memcached_return_t count_hit(const memcached_st* memc, memcached_result_st* result, void* context) {
@@ -145,6 +149,40 @@ static void* run_share(void* argument) {
 static int usage(void) {
     fprintf(stderr, "usage: mc_client [--binary] [--modula] [--namespace NS] SERVERS COMMAND ARGS\n");
     return 64;
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* A steady read/write load, as an application runs it: what it saw fail. */
+static void load(memcached_st* memc, const char* prefix, long n, double seconds) {
+    long ops = 0, errors = 0, by_code[MEMCACHED_MAXIMUM_RETURN] = {0};
+    const double end = now_s() + seconds;
+    for (long i = 0; now_s() < end; i = (i + 1) % n) {
+        char key[200], value[32];
+        snprintf(key, sizeof key, "%s%ld", prefix, i);
+        snprintf(value, sizeof value, "v%ld", i);
+        memcached_return_t rc = memcached_set(memc, key, strlen(key), value, strlen(value), 0, 0);
+        ++ops;
+        if (rc != MEMCACHED_SUCCESS) {
+            ++errors;
+            ++by_code[rc];
+        }
+        size_t length = 0;
+        uint32_t flags = 0;
+        free(memcached_get(memc, key, strlen(key), &length, &flags, &rc));
+        ++ops;
+        if (rc != MEMCACHED_SUCCESS && rc != MEMCACHED_NOTFOUND) {
+            ++errors;
+            ++by_code[rc];
+        }
+    }
+    printf("ops %ld errors %ld\n", ops, errors);
+    for (int code = 0; code < MEMCACHED_MAXIMUM_RETURN; ++code)
+        if (by_code[code]) printf("error %s %ld\n", memcached_strerror(memc, (memcached_return_t)code), by_code[code]);
 }
 
 int main(int argc, char** argv) {
@@ -304,6 +342,12 @@ int main(int argc, char** argv) {
     } else if (strcmp(command, "touch") == 0 && nargs == 2) {
         printf("%s\n",
                memcached_strerror(memc, memcached_touch(memc, args[0], strlen(args[0]), (time_t)atol(args[1]))));
+    } else if (strcmp(command, "load") == 0 && nargs == 3) {
+        load(memc, args[0], atol(args[1]), atof(args[2]));
+    } else if (strcmp(command, "add") == 0 && nargs == 3) {
+        memcached_return_t rc =
+            memcached_add(memc, args[0], strlen(args[0]), args[1], strlen(args[1]), (time_t)atol(args[2]), 0);
+        printf("%s\n", memcached_strerror(memc, rc));
     } else if (strcmp(command, "set") == 0 && nargs == 3) {
         memcached_return_t rc =
             memcached_set(memc, args[0], strlen(args[0]), args[1], strlen(args[1]), (time_t)atol(args[2]), 0);

@@ -47,6 +47,22 @@ case "mget-by-key":
     }
     echo "END " . $m->getResultCode() . " " . $m->getResultMessage() . "\n";
     break;
+case "load":
+    // A steady read/write load: what the program saw fail (a miss is not a failure).
+    $ops = 0;
+    $errors = [];
+    $end = microtime(true) + (float)$args[2];
+    for ($i = 0; microtime(true) < $end; $i = ($i + 1) % (int)$args[1]) {
+        $key = $args[0] . $i;
+        $ops++;
+        if (!$m->set($key, "v$i")) $errors[$m->getResultMessage()] = ($errors[$m->getResultMessage()] ?? 0) + 1;
+        $ops++;
+        if ($m->get($key) === false && $m->getResultCode() !== Memcached::RES_NOTFOUND)
+            $errors[$m->getResultMessage()] = ($errors[$m->getResultMessage()] ?? 0) + 1;
+    }
+    echo "ops $ops errors " . array_sum($errors) . "\n";
+    foreach ($errors as $message => $count) echo "error $message $count\n";
+    break;
 case "get-by-key":
     $value = $m->getByKey($args[0], $args[1]);
     echo $value === false ? $m->getResultMessage() . "\n" : "VALUE $value\n";

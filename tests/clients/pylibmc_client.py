@@ -2,6 +2,7 @@
 Run with Debian's /usr/bin/python3 (the one that sees python3-pylibmc)."""
 
 import sys
+import time
 
 import pylibmc
 
@@ -28,6 +29,20 @@ def main(argv):
         prefix, n = args[0], int(args[1])
         got = attempt(mc.get_multi, [f"{prefix}{i}" for i in range(n)]) or {}
         print(f"found {sum(1 for i in range(n) if got.get(f'{prefix}{i}') == f'v{i}')}")
+    elif command == "load":
+        prefix, n, seconds = args[0], int(args[1]), float(args[2])
+        ops, errors, end, i = 0, {}, time.monotonic() + seconds, 0
+        while time.monotonic() < end:
+            for operation in (lambda: mc.set(f"{prefix}{i}", f"v{i}"), lambda: mc.get(f"{prefix}{i}")):
+                ops += 1
+                try:
+                    operation()
+                except pylibmc.Error as error:
+                    errors[type(error).__name__] = errors.get(type(error).__name__, 0) + 1
+            i = (i + 1) % n
+        print(f"ops {ops} errors {sum(errors.values())}")
+        for name, count in sorted(errors.items()):
+            print(f"error {name} {count}")
     elif command == "set":
         print("SUCCESS" if attempt(mc.set, args[0], args[1], time=int(args[2])) else "FAILURE")
     elif command == "get":

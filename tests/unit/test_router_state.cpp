@@ -391,3 +391,39 @@ TEST_CASE("router: a daemon killed inside its write leaves the last view, cheapl
     router->source()->check_now();
     CHECK(router->route("k", 1).flags == kRouteStale);
 }
+
+TEST_CASE("router: route_without sends a failed server's keys where its death would, and nothing else") {
+    test::ScratchDir dir;
+    const std::string path = dir.file("state");
+    StateFixture file(path, fixture_servers(4));
+    auto router = router_for(path, test::numbered_servers(4));
+    const PlacementView view = router->topology().view();
+    const auto keys = test::router_keys(2000);
+    // What the keys do once server 2 is published dead.
+    std::vector<Decision> after_death;
+    file.set_state(2, state::ServerState::dead);
+    for (const std::string& key : keys) after_death.push_back(router->route(key.data(), key.size()));
+    file.set_state(2, state::ServerState::live);
+    size_t moved = 0;
+    for (size_t i = 0; i < keys.size(); ++i) {
+        const Decision d = router->route_without(view, keys[i].data(), keys[i].size(), 2);
+        CHECK(same(d, after_death[i]));
+        moved += d.native == 2;
+    }
+    CHECK(moved > 0);
+    SUBCASE("with another server dead already, neither takes keys") {
+        file.set_state(0, state::ServerState::dead);
+        for (const std::string& key : keys) {
+            const Decision d = router->route_without(view, key.data(), key.size(), 2);
+            CHECK(d.target != 0);
+            CHECK(d.target != 2);
+        }
+    }
+    SUBCASE("the last live server failing leaves no candidate") {
+        file.set_states({{state::ServerState::dead, 0},
+                         {state::ServerState::dead, 0},
+                         {state::ServerState::live, 0},
+                         {state::ServerState::dead, 0}});
+        CHECK(router->route_without(view, "k", 1, 2).flags == kRouteAllDead);
+    }
+}
