@@ -15,4 +15,4 @@ $(BUILD)/clients/mc_race: tests/clients/mc_race.c | deps
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -o $@ $< -lmemcached -lpthread $(LDFLAGS)
 
-test: $(CLIENTS)
+DEP_FILES += $(addsuffix .d,$(CLIENTS))
