@@ -102,7 +102,7 @@ BENCH_TOOLS := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(wildcard tests/benc
 
 $(BUILD)/bench/%: tests/bench/%.c | deps
 	@mkdir -p $(@D)
-	$(CC) -Ilibshim/include $(CFLAGS) -o $@ $< -lmemcached -lpthread -lm -ldl $(LDFLAGS)
+	$(CC) -I. -Ilibshim/include $(CFLAGS) -o $@ $< -lmemcached -lpthread -lm -ldl $(LDFLAGS)
 
 # All five sections; prints the table, writes $(BUILD)/bench/results.json and
 # the miss-storm chart. Never fails on a missed target, only on a broken run.
