@@ -1,8 +1,6 @@
 // Inputs the fuzz targets (tests/fuzz/) found, each pinned as a test of what
-// a user would see. A case marked should_fail reproduces a bug whose fix
-// lives in a file outside this test's owner's hands: doctest counts it as
-// passing while it still fails, and reports it the moment the fix lands, so
-// that the marker is removed and the test guards the fix from then on.
+// a user would see; the comment above each names the input in
+// tests/fuzz/crashes/ and the fix.
 #include <doctest/doctest.h>
 
 #include <fcntl.h>
