@@ -32,10 +32,34 @@ class Fleet:
     def __init__(self, tmp_path):
         self.dir = tmp_path
         self.servers = []
-        self.state = str(tmp_path / "run" / "state")
-        self.config = str(tmp_path / "mcwatchd.conf")
-        self.log = str(tmp_path / "mcwatchd.log")
-        self.mcwatchd = Mcwatchd(BUILD, self.config, self.state, self.log)
+        self.mcwatchd = Mcwatchd(BUILD, config=str(tmp_path / "mcwatchd.conf"), state=str(tmp_path / "run" / "state"),
+                                 log=str(tmp_path / "mcwatchd.log"))
+
+    # The paths are the daemon's: a test may point them elsewhere before it
+    # writes the config and starts the daemon.
+    @property
+    def state(self):
+        return self.mcwatchd.state
+
+    @state.setter
+    def state(self, path):
+        self.mcwatchd.state = path
+
+    @property
+    def config(self):
+        return self.mcwatchd.config
+
+    @config.setter
+    def config(self, path):
+        self.mcwatchd.config = path
+
+    @property
+    def log(self):
+        return self.mcwatchd.log
+
+    @log.setter
+    def log(self, path):
+        self.mcwatchd.log = path
 
     @property
     def daemon(self):
