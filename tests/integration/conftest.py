@@ -26,6 +26,11 @@ def record(name, value):
     measurements.record(BUILD, name, f"{value:.3f}s")
 
 
+def _of_daemon(name):
+    """A Fleet attribute that is its Mcwatchd's attribute `name`."""
+    return property(lambda self: getattr(self.mcwatchd, name), lambda self, value: setattr(self.mcwatchd, name, value))
+
+
 class Fleet:
     """The servers and the daemon of one test."""
 
@@ -37,39 +42,12 @@ class Fleet:
 
     # The paths are the daemon's: a test may point them elsewhere before it
     # writes the config and starts the daemon.
-    @property
-    def state(self):
-        return self.mcwatchd.state
-
-    @state.setter
-    def state(self, path):
-        self.mcwatchd.state = path
-
-    @property
-    def config(self):
-        return self.mcwatchd.config
-
-    @config.setter
-    def config(self, path):
-        self.mcwatchd.config = path
-
-    @property
-    def log(self):
-        return self.mcwatchd.log
-
-    @log.setter
-    def log(self, path):
-        self.mcwatchd.log = path
-
-    @property
-    def daemon(self):
-        """The mcwatchd process (a subprocess.Popen; a test may start its own
-        and set it here, to be stopped like the fleet's)."""
-        return self.mcwatchd.process
-
-    @daemon.setter
-    def daemon(self, process):
-        self.mcwatchd.process = process
+    state = _of_daemon("state")
+    config = _of_daemon("config")
+    log = _of_daemon("log")
+    # The mcwatchd process (a subprocess.Popen): a test may start its own and
+    # set it here, to be stopped like the fleet's.
+    daemon = _of_daemon("process")
 
     def add_servers(self, count):
         for _ in range(count):
