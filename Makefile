@@ -18,6 +18,9 @@ WARN := -Wall -Wextra -Werror
 # Lazily evaluated: pkg-config must run after the deps step installed the .pc files.
 PKG_CFLAGS = $(shell pkg-config --cflags inih fmt libmemcached)
 PKG_LIBS = $(shell pkg-config --libs inih fmt)
+# What a program linked with our archives needs besides them (the router
+# hashes keys with libhashkit).
+LINK_LIBS = $(PKG_LIBS) -lhashkit
 # Includes name their folder ("daemon/health.hpp"); only the public C header
 # is found by its installed name.
 CPPFLAGS = -I. -Ilibshim/include $(PKG_CFLAGS)
@@ -80,13 +83,13 @@ $(BUILD)/libmcshim.so: $(SHIM_CORE_OBJ) $(SHIM_PRELOAD_OBJ) libshim/libmcshim.ma
 	ln -sf libmcshim.so $(BUILD)/$(SONAME)
 
 $(BUILD)/mcwatchd: $(BUILD)/obj/daemon/main.o $(BUILD)/libmcwatchd.a $(BUILD)/libmccommon.a $(BUILD)/libmcshim.a
-	$(CXX) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lhashkit
+	$(CXX) $(LDFLAGS) -o $@ $^ $(LINK_LIBS)
 
 $(BUILD)/mcctl: $(MCCTL_OBJ) $(BUILD)/libmccommon.a $(BUILD)/libmcshim.a
-	$(CXX) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lhashkit
+	$(CXX) $(LDFLAGS) -o $@ $^ $(LINK_LIBS)
 
 $(BUILD)/unit_tests: $(UNIT_OBJ) $(MCCTL_LIB_OBJ) $(BUILD)/libmcwatchd.a $(BUILD)/libmccommon.a $(BUILD)/libmcshim.a
-	$(CXX) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lmemcached -lhashkit -lpthread
+	$(CXX) $(LDFLAGS) -o $@ $^ -lmemcached $(LINK_LIBS) -lpthread
 
 # Example programs in C that use only the public header, linked to the .so.
 $(BUILD)/examples/%: tests/examples/%.c libshim/include/mcshim.h $(BUILD)/libmcshim.so
@@ -99,7 +102,7 @@ BENCH_TOOLS := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(wildcard tests/benc
 
 $(BUILD)/bench/%: tests/bench/%.c | deps
 	@mkdir -p $(@D)
-	$(CC) -Ilibshim/include $(CFLAGS) -o $@ $< -lmemcached -lpthread -lm -ldl $(LDFLAGS)
+	$(CC) -I. -Ilibshim/include $(CFLAGS) -o $@ $< -lmemcached -lpthread -lm -ldl $(LDFLAGS)
 
 # All five sections; prints the table, writes $(BUILD)/bench/results.json and
 # the miss-storm chart. Never fails on a missed target, only on a broken run.
@@ -109,8 +112,6 @@ bench: all $(BENCH_TOOLS)
 unit: $(BUILD)/unit_tests
 	$(BUILD)/unit_tests
 
-test: all $(BUILD)/unit_tests $(EXAMPLES) $(BENCH_TOOLS)
-	MCWATCH_BUILD=$(abspath $(BUILD)) tests/run
 
 clean:
 	rm -rf build build-san-*
@@ -127,7 +128,17 @@ format-check:
 # Larger features keep their rules in fragments of their own.
 include $(wildcard mk/*.mk)
 
--include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+# Everything tests/run needs, in one list: the fragments above define
+# CLIENTS, FUZZ_BINS and TESTTOOLS.
+TEST_BUILDS = all $(BUILD)/unit_tests $(EXAMPLES) $(BENCH_TOOLS) $(CLIENTS) $(FUZZ_BINS) $(TESTTOOLS)
+test: $(TEST_BUILDS)
+	MCWATCH_BUILD=$(abspath $(BUILD)) tests/run
+
+# The compiler's dependency files (-MMD), one beside each object or program
+# it compiled: the fragments add theirs to DEP_FILES.
+DEP_FILES += $(patsubst %.o,%.d,$(BUILD)/obj/daemon/main.o $(SHIM_CORE_OBJ) $(SHIM_PRELOAD_OBJ) $(COMMON_OBJ) \
+    $(DAEMON_OBJ) $(MCCTL_OBJ) $(UNIT_OBJ)) $(addsuffix .d,$(EXAMPLES) $(BENCH_TOOLS))
+-include $(DEP_FILES)
 
 demo: all
 	MCWATCH_BUILD=$(abspath $(BUILD)) tools/demo.sh

@@ -192,12 +192,7 @@ Result<> StateWriter::publish(const Config& config, const std::vector<std::strin
 
     auto* header = static_cast<Header*>(region.get_address());
     auto* slots = reinterpret_cast<Slot*>(header + 1);
-    std::memcpy(header->magic, kMagic, sizeof kMagic);
-    header->format_version = kFormatVersion;
-    header->header_size = sizeof(Header);
-    header->slot_size = sizeof(Slot);
-    header->slot_count = count;
-    header->file_size = size;
+    write_layout(*header, count);
     header->distribution = uint32_t(config.distribution);
     header->hash = uint32_t(config.hash);
     header->daemon_pid = uint32_t(getpid());
@@ -214,8 +209,7 @@ Result<> StateWriter::publish(const Config& config, const std::vector<std::strin
         slots[i].index = i;
         store_dynamic(slots[i], servers[i]);
     }
-    header->servers_digest = compute_servers_digest(*header, slots, count);
-    header->static_digest = compute_static_digest(*header, slots, count);
+    seal_digests(*header, slots, count);
     header->heartbeat_unix_ms.store(unix_ms(), std::memory_order_relaxed);
     header->heartbeat_mono_ns.store(monotonic_ns(), std::memory_order_release);
 

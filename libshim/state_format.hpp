@@ -231,6 +231,24 @@ inline uint64_t compute_servers_digest(const Header& header, const Slot* slots, 
     return h;
 }
 
+// What makes a header one of this format for `slot_count` slots (the
+// fields a reader checks first): every writer of a state file starts with it.
+inline void write_layout(Header& header, uint32_t slot_count) {
+    std::memcpy(header.magic, kMagic, sizeof kMagic);
+    header.format_version = kFormatVersion;
+    header.header_size = sizeof(Header);
+    header.slot_size = sizeof(Slot);
+    header.slot_count = slot_count;
+    header.file_size = file_size_for(slot_count);
+}
+
+// The two digests, once every static byte is written: the servers digest
+// first, since the static digest covers it.
+inline void seal_digests(Header& header, const Slot* slots, uint32_t count) {
+    header.servers_digest = compute_servers_digest(header, slots, count);
+    header.static_digest = compute_static_digest(header, slots, count);
+}
+
 inline const char* state_name(uint32_t s) {
     switch (static_cast<ServerState>(s)) {
     case ServerState::unknown: return "unknown";

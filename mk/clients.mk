@@ -4,15 +4,15 @@ CLIENTS := $(BUILD)/clients/mc_client $(BUILD)/clients/mc_client_linked $(BUILD)
 
 $(BUILD)/clients/mc_client: tests/clients/mc_client.c | deps
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -o $@ $< -lmemcached -lpthread $(LDFLAGS)
+	$(CC) -I. $(CFLAGS) -o $@ $< -lmemcached -lpthread $(LDFLAGS)
 
 $(BUILD)/clients/mc_client_linked: tests/clients/mc_client.c $(BUILD)/libmcshim.so | deps
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -o $@ $< -L$(BUILD) -lmcshim -lmemcached -lpthread -Wl,-rpath,'$$ORIGIN/..' $(LDFLAGS)
+	$(CC) -I. $(CFLAGS) -o $@ $< -L$(BUILD) -lmcshim -lmemcached -lpthread -Wl,-rpath,'$$ORIGIN/..' $(LDFLAGS)
 
 # Races writes and deletes against reads (tests/integration/test_shim_writeback.py).
 $(BUILD)/clients/mc_race: tests/clients/mc_race.c | deps
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -o $@ $< -lmemcached -lpthread $(LDFLAGS)
+	$(CC) -I. $(CFLAGS) -o $@ $< -lmemcached -lpthread $(LDFLAGS)
 
-test: $(CLIENTS)
+DEP_FILES += $(addsuffix .d,$(CLIENTS))

@@ -18,22 +18,15 @@ FUZZ_DIR := $(BUILD)/fuzz
 # undefined behaviour is a crash that leaves a reproducer.
 FUZZ_SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 # Same warnings as the g++ build; -Werror too, since clang 14 is quiet on this code.
-# clang has no __builtin_strnlen (libshim/state_format.hpp uses it): until the
-# header calls strnlen, map one onto the other.
 FUZZ_CXXFLAGS := -std=c++20 -O1 -g -Wall -Wextra -Werror -MMD -MP $(FUZZ_SANFLAGS)
 
 FUZZ_LIB_SRC := $(SHIM_CORE_SRC) $(COMMON_SRC) $(DAEMON_SRC) $(filter-out %/main.cpp,$(MCCTL_SRC))
 FUZZ_LIB_OBJ := $(patsubst %.cpp,$(FUZZ_DIR)/obj/%.o,$(FUZZ_LIB_SRC))
-# A target whose code under test may not be in the tree yet names it here,
-# and is built only once it is there.
-FUZZ_NEEDS_control_request := daemon/control_request.cpp
-FUZZ_NEEDS_http_request := daemon/http_request.cpp
-fuzz_name = $(patsubst tests/fuzz/fuzz_%.cpp,%,$(1))
-fuzz_ready = $(if $(FUZZ_NEEDS_$(call fuzz_name,$(1))),$(wildcard $(FUZZ_NEEDS_$(call fuzz_name,$(1)))),yes)
-FUZZ_SRC := $(foreach f,$(wildcard tests/fuzz/fuzz_*.cpp),$(if $(call fuzz_ready,$(f)),$(f)))
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.cpp)
+FUZZ_OBJ := $(patsubst %.cpp,$(FUZZ_DIR)/obj/%.o,$(FUZZ_SRC))
 FUZZ_BINS := $(patsubst tests/fuzz/%.cpp,$(FUZZ_DIR)/%,$(FUZZ_SRC))
 # Kept, not deleted as intermediates of the chained rules below.
-.SECONDARY: $(patsubst %.cpp,$(FUZZ_DIR)/obj/%.o,$(FUZZ_SRC))
+.SECONDARY: $(FUZZ_OBJ)
 
 $(FUZZ_DIR)/obj/%.o: %.cpp | deps
 	@mkdir -p $(@D)
@@ -44,7 +37,7 @@ $(FUZZ_DIR)/libfuzzed.a: $(FUZZ_LIB_OBJ)
 	ar rcs $@ $^
 
 $(FUZZ_DIR)/fuzz_%: $(FUZZ_DIR)/obj/tests/fuzz/fuzz_%.o $(FUZZ_DIR)/libfuzzed.a
-	$(FUZZ_CXX) $(FUZZ_SANFLAGS) -fsanitize=fuzzer -o $@ $^ $(PKG_LIBS) -lhashkit -ldl
+	$(FUZZ_CXX) $(FUZZ_SANFLAGS) -fsanitize=fuzzer -o $@ $^ $(LINK_LIBS) -ldl
 
 .PHONY: fuzz fuzz-build
 fuzz-build: $(FUZZ_BINS)
@@ -62,9 +55,9 @@ TESTTOOLS := $(TESTTOOL_DIR)/state_reader_check $(TESTTOOL_DIR)/state_writer_dri
 $(TESTTOOL_DIR)/%: tests/tools/%.cpp $(BUILD)/libmcwatchd.a $(BUILD)/libmccommon.a $(BUILD)/libmcshim.a | deps
 	@mkdir -p $(@D)
 	$(CXX) $(CPPFLAGS) $(CXXFLAGS) -o $@ $< $(BUILD)/libmcwatchd.a $(BUILD)/libmccommon.a $(BUILD)/libmcshim.a \
-	    $(PKG_LIBS) -lhashkit $(LDFLAGS)
+	    $(LINK_LIBS) $(LDFLAGS)
 
 .PHONY: testtools
 testtools: $(TESTTOOLS)
 
-test: fuzz-build testtools
+DEP_FILES += $(patsubst %.o,%.d,$(FUZZ_LIB_OBJ) $(FUZZ_OBJ)) $(addsuffix .d,$(TESTTOOLS))

@@ -2,17 +2,18 @@
 processes it starts (memcached, mcwatchd, nutcracker), always stopped by
 pid; readings of /proc; and how a figure is held against its target."""
 
-import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+import mcwatchd  # noqa: E402
+import sanitizers  # noqa: E402
 from memcached_server import Memcached, free_port, wait_accepting  # noqa: E402,F401 (Memcached re-exported)
+from processes import Processes, wait_until  # noqa: E402,F401 (Processes re-exported)
+from procfs import cpu_seconds, proc_kb, rollup_kb, status_kb  # noqa: E402,F401 (re-exported)
 
 NUTCRACKER = "/usr/sbin/nutcracker"
 
@@ -46,88 +47,46 @@ class Context:
 
     def shim_env(self, state):
         """The environment of a client with the shim preloaded."""
-        env = dict(os.environ, LD_PRELOAD=self.tool("libmcshim.so"), MCSHIM_STATE=state)
-        env.pop("MCSHIM_DEBUG", None)
-        return env
+        return sanitizers.shim_env(self.tool("libmcshim.so"), state)
 
     def plain_env(self):
-        env = dict(os.environ)
-        env.pop("LD_PRELOAD", None)
-        return env
+        return sanitizers.plain_env()
 
 
 def wait_for(predicate, timeout, what, interval=0.01):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise RuntimeError(f"timed out after {timeout}s waiting for {what}")
+    """wait_until's value alone."""
+    return wait_until(predicate, timeout, what, interval)[0]
 
 
-class Mcwatchd:
-    """A real mcwatchd over the given server addresses."""
+class Mcwatchd(mcwatchd.Mcwatchd):
+    """A real mcwatchd over the given server addresses, its config and log in
+    the run's scratch directory `name`, its state file under the short run
+    directory."""
 
     def __init__(self, ctx, name, addresses, settings=None, routing=None):
+        directory = ctx.scratch(name)
+        super().__init__(ctx.build, os.path.join(directory, "mcwatchd.conf"), os.path.join(ctx.run_dir, name, "state"),
+                         os.path.join(directory, "mcwatchd.log"))
         self.ctx = ctx
-        self.dir = ctx.scratch(name)
-        self.state = os.path.join(ctx.run_dir, name, "state")
-        self.config = os.path.join(self.dir, "mcwatchd.conf")
-        self.log = os.path.join(self.dir, "mcwatchd.log")
-        values = {"state_file": self.state}
-        values.update(settings or {})
-        lines = ["[mcwatchd]"] + [f"{k} = {v}" for k, v in values.items()]
-        if routing:
-            lines += ["[routing]"] + [f"{k} = {v}" for k, v in routing.items()]
-        lines += ["[servers]"] + [f"server = {a}" for a in addresses]
-        with open(self.config, "w") as out:
-            out.write("\n".join(lines) + "\n")
+        self.dir = directory
         self.addresses = list(addresses)
-        self.process = None
-
-    @property
-    def pid(self):
-        return self.process.pid
+        mcwatchd.write_config(self.config, self.state, self.addresses, settings, routing)
 
     def start(self, timeout=30):
-        with open(self.log, "a") as log:
-            self.process = subprocess.Popen([self.ctx.tool("mcwatchd"), "-f", "-c", self.config],
-                                            stdout=log, stderr=log)
-        def live():
-            if self.process.poll() is not None:
-                with open(self.log) as log:
-                    raise RuntimeError(f"mcwatchd exited {self.process.returncode}: {log.read()[-2000:]}")
-            return self.all_in("live")
-        wait_for(live, timeout, f"mcwatchd ({self.config}) to see its servers live", 0.02)
+        super().start(timeout)
+        self.wait_states({a: "live" for a in self.addresses}, timeout, while_running=True)
         return self
-
-    def status(self):
-        result = subprocess.run([self.ctx.tool("mcctl"), "-s", self.state, "status", "--json"],
-                                capture_output=True, text=True, timeout=30)
-        # Exit 1 means some server is not live; 2, no usable state file.
-        return json.loads(result.stdout) if result.returncode in (0, 1) and result.stdout else None
-
-    def states(self):
-        status = self.status()
-        return {s["address"]: s["state"] for s in status["servers"]} if status else {}
 
     def all_in(self, state, addresses=None):
         states = self.states()
         return bool(states) and all(states.get(a) == state for a in (addresses or self.addresses))
 
     def ctl(self, *args):
-        subprocess.run([self.ctx.tool("mcctl"), "-s", self.state, *args], check=True,
-                       capture_output=True, text=True, timeout=30)
+        result = super().ctl(*args)
+        result.check_returncode()
 
     def stop(self):
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        super().stop(timeout=10)
 
 
 class Nutcracker:
@@ -173,54 +132,6 @@ class Nutcracker:
         if self.process and self.process.poll() is None:
             self.process.kill()
             self.process.wait()
-
-
-class Processes:
-    """Everything a section starts, stopped when it ends however it ends."""
-
-    def __init__(self):
-        self.items = []
-
-    def add(self, item):
-        self.items.append(item)
-        return item
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        for item in reversed(self.items):
-            try:
-                item.stop()
-            except Exception as error:  # keep stopping the others
-                print(f"bench: could not stop {item!r}: {error}", file=sys.stderr)
-
-
-def cpu_seconds(pid):
-    """user + system CPU seconds a process has used so far."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks
-
-
-def proc_kb(path, field):
-    """A "Field:   N kB" figure from a /proc file."""
-    with open(path) as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"no {field} in {path}")
-
-
-def status_kb(pid, field):
-    """A kB figure from /proc/PID/status (VmRSS, VmHWM, ...)."""
-    return proc_kb(f"/proc/{pid}/status", field)
-
-
-def rollup_kb(pid, field):
-    """A kB figure from /proc/PID/smaps_rollup (Rss, Pss, Private_Dirty, ...)."""
-    return proc_kb(f"/proc/{pid}/smaps_rollup", field)
 
 
 def judged(value, target, higher_is_better=False):

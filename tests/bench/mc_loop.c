@@ -29,6 +29,8 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "tests/lib/mc_handle.h"
+
 #define MAX_THREADS 256
 #define WARM_KEYS 64
 
@@ -48,20 +50,13 @@ struct worker {
     const char* first_what;
 };
 
-static int configure(memcached_st* memc, const char* servers) {
-    memcached_server_st* list = memcached_servers_parse(servers);
-    if (!list) return -1;
-    memcached_return_t rc = memcached_server_push(memc, list);
-    memcached_server_list_free(list);
-    if (rc != MEMCACHED_SUCCESS) return -1;
-    /* libmemcached 1.1.4 quirk: setting the distribution builds the ketama
-     * ring with the hash set at that moment, so the hash comes first. */
-    if (memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_HASH, MEMCACHED_HASH_MD5) != MEMCACHED_SUCCESS) return -1;
-    if (memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_DISTRIBUTION, MEMCACHED_DISTRIBUTION_CONSISTENT_KETAMA) !=
-        MEMCACHED_SUCCESS)
-        return -1;
-    if (memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_TCP_NODELAY, 1) != MEMCACHED_SUCCESS) return -1;
-    return 0;
+static memcached_st* configure(const char* servers) {
+    memcached_st* memc = mc_handle_ketama_md5(servers);
+    if (memc && memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_TCP_NODELAY, 1) != MEMCACHED_SUCCESS) {
+        memcached_free(memc);
+        return NULL;
+    }
+    return memc;
 }
 
 static void note_error(struct worker* w, const char* what, memcached_return_t rc) {
@@ -73,8 +68,8 @@ static void note_error(struct worker* w, const char* what, memcached_return_t rc
 
 static void* work(void* arg) {
     struct worker* w = arg;
-    memcached_st* memc = memcached_create(NULL);
-    if (!memc || configure(memc, w->servers) != 0) w->setup_failed = 1;
+    memcached_st* memc = configure(w->servers);
+    if (!memc) w->setup_failed = 1;
     char key[64];
     /* Warm-up, untimed: connects to every server (64 keys miss one of 4
      * ketama servers with odds ~1e-7) and lets the shim build its routing.

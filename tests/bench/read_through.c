@@ -37,6 +37,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tests/lib/mc_handle.h"
+
 enum { kValueSize = 100 };
 static const double kZipfS = 0.99;
 static const double kWriteShare = 0.05;
@@ -100,14 +102,11 @@ static void value_of(uint64_t version, char* value) {
 }
 
 static memcached_st* connect_cache(const char* servers, int eject) {
-    memcached_st* memc = memcached_create(NULL);
-    memcached_server_st* list = memcached_servers_parse(servers);
-    memcached_server_push(memc, list);
-    memcached_server_list_free(list);
-    /* The hash before the distribution (libmemcached 1.1.4 rebuilds no ring
-     * on a later hash change). */
-    memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_HASH, MEMCACHED_HASH_MD5);
-    memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_DISTRIBUTION, MEMCACHED_DISTRIBUTION_CONSISTENT_KETAMA);
+    memcached_st* memc = mc_handle_ketama_md5(servers);
+    if (!memc) {
+        fprintf(stderr, "read_through: bad server list %s\n", servers);
+        exit(2);
+    }
     memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_TCP_NODELAY, 1);
     if (eject) memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_REMOVE_FAILED_SERVERS, 1);
     return memc;

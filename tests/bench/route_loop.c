@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "mcshim.h"
+#include "tests/lib/mc_handle.h"
 
 enum { kMaxServers = 64 };
 
@@ -44,9 +45,7 @@ int main(int argc, char** argv) {
         return 64;
     }
     memcached_st* memc = memcached_create(NULL);
-    memcached_server_st* list = memcached_servers_parse(argv[1]);
-    memcached_server_push(memc, list);
-    memcached_server_list_free(list);
+    mc_handle_add_servers(memc, argv[1]);
     const unsigned servers = memcached_server_count(memc);
     const int hash = strcmp(argv[3], "md5") == 0             ? MEMCACHED_HASH_MD5
                      : strcmp(argv[3], "one_at_a_time") == 0 ? MEMCACHED_HASH_DEFAULT
@@ -56,12 +55,9 @@ int main(int argc, char** argv) {
         fprintf(stderr, "route_loop: bad server list or hash %s\n", argv[3]);
         return 64;
     }
-    /* The hash before the distribution: libmemcached 1.1.4 does not rebuild a
-     * ketama ring when the hash changes after it. */
-    memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_HASH, (uint64_t)hash);
-    memcached_behavior_set(
-        memc, MEMCACHED_BEHAVIOR_DISTRIBUTION,
-        strcmp(argv[2], "modula") == 0 ? MEMCACHED_DISTRIBUTION_MODULA : MEMCACHED_DISTRIBUTION_CONSISTENT_KETAMA);
+    mc_handle_place(
+        memc, strcmp(argv[2], "modula") == 0 ? MEMCACHED_DISTRIBUTION_MODULA : MEMCACHED_DISTRIBUTION_CONSISTENT_KETAMA,
+        (memcached_hash_t)hash);
     const long nkeys = atol(argv[4]);
     const int passes = atoi(argv[5]);
     if (nkeys <= 0 || passes <= 0) return 64;

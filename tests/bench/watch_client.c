@@ -25,6 +25,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "tests/lib/mc_handle.h"
+
 /* A short pause between requests leaves the CPU to mcwatchd and memcached
  * on a small machine; it bounds the resolution of a timestamp to about
  * 0.3 ms, far below the delays measured. */
@@ -37,18 +39,11 @@ static double now_s(void) {
 }
 
 static memcached_st* open_handle(const char* servers) {
-    memcached_st* memc = memcached_create(NULL);
-    memcached_server_st* list = memcached_servers_parse(servers);
-    if (memc == NULL || list == NULL) {
+    memcached_st* memc = mc_handle_ketama_md5(servers);
+    if (memc == NULL) {
         fprintf(stderr, "watch_client: bad server list %s\n", servers);
         exit(2);
     }
-    memcached_server_push(memc, list);
-    memcached_server_list_free(list);
-    /* HASH before DISTRIBUTION: libmemcached 1.1.4 builds the ketama ring
-     * when the distribution is set, with the hash in place at that time. */
-    memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_HASH, MEMCACHED_HASH_MD5);
-    memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_DISTRIBUTION, MEMCACHED_DISTRIBUTION_CONSISTENT_KETAMA);
     memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_TCP_NODELAY, 1);
     return memc;
 }

@@ -45,6 +45,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tests/lib/mc_handle.h"
+
 static memcached_return_t count_hit(const memcached_st* memc, memcached_result_st* result, void* context) {
     (void)memc;
     (void)result;
@@ -207,14 +209,13 @@ int main(int argc, char** argv) {
         if (!memc) return usage();
     } else {
         memc = memcached_create(NULL);
-        memcached_server_st* list = memcached_servers_parse(argv[i]);
-        memcached_server_push(memc, list);
-        memcached_server_list_free(list);
-        /* The hash first: libmemcached 1.1.4 builds the ketama ring when the
-         * distribution is set and does not rebuild it when the hash changes. */
-        if (!modula) memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_HASH, MEMCACHED_HASH_MD5);
-        memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_DISTRIBUTION,
-                               modula ? MEMCACHED_DISTRIBUTION_MODULA : MEMCACHED_DISTRIBUTION_CONSISTENT_KETAMA);
+        /* A list that does not parse leaves an empty handle, as a careless
+         * application would have. */
+        mc_handle_add_servers(memc, argv[i]);
+        if (modula) /* and libmemcached's default hash, never set */
+            memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_DISTRIBUTION, MEMCACHED_DISTRIBUTION_MODULA);
+        else
+            mc_handle_place(memc, MEMCACHED_DISTRIBUTION_CONSISTENT_KETAMA, MEMCACHED_HASH_MD5);
     }
     if (binary) memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_BINARY_PROTOCOL, 1);
     if (name_space) memcached_callback_set(memc, MEMCACHED_CALLBACK_NAMESPACE, name_space);

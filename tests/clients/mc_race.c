@@ -19,6 +19,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "tests/lib/mc_handle.h"
+
 enum { kMaxReaders = 16, kMaxReads = 200 };
 
 static memcached_st* base;
@@ -93,12 +95,11 @@ int main(int argc, char** argv) {
     deleting = strcmp(argv[2], "delete") == 0;
     by_mget = strcmp(argv[3], "mget") == 0;
     readers = atoi(argv[4]);
-    base = memcached_create(NULL);
-    memcached_server_st* list = memcached_servers_parse(argv[1]);
-    memcached_server_push(base, list);
-    memcached_server_list_free(list);
-    memcached_behavior_set(base, MEMCACHED_BEHAVIOR_HASH, MEMCACHED_HASH_MD5);
-    memcached_behavior_set(base, MEMCACHED_BEHAVIOR_DISTRIBUTION, MEMCACHED_DISTRIBUTION_CONSISTENT_KETAMA);
+    base = mc_handle_ketama_md5(argv[1]);
+    if (!base) {
+        fprintf(stderr, "mc_race: bad server list %s\n", argv[1]);
+        return 2;
+    }
     memcached_st* writer = memcached_clone(NULL, base);
     pthread_barrier_init(&start, NULL, (unsigned)readers + 1);
     pthread_barrier_init(&end, NULL, (unsigned)readers + 1);

@@ -37,8 +37,10 @@
 #include "tools/mcctl/snapshot.hpp"
 #include "tools/mcctl/status.hpp"
 #include "tools/mcctl/watch.hpp"
+#include "tests/lib/valid_utf8.hpp"
 
 using namespace mcwatch;
+using mcwatch::test::valid_utf8;
 using namespace mcwatch::state;
 
 // Server names in a fuzzed file must not become DNS queries: every lookup is
@@ -82,40 +84,13 @@ std::vector<uint64_t> fix_up(const uint8_t* data, size_t size, bool fresh) {
     std::memcpy(words.data(), data, std::min(size, length));
     auto* header = reinterpret_cast<Header*>(words.data());
     auto* slots = reinterpret_cast<Slot*>(header + 1);
-    std::memcpy(header->magic, kMagic, sizeof kMagic);
-    header->format_version = kFormatVersion;
-    header->header_size = sizeof(Header);
-    header->slot_size = sizeof(Slot);
-    header->slot_count = uint32_t(count);
-    header->file_size = length;
+    write_layout(*header, uint32_t(count));
     // A sequence stuck odd is a daemon killed mid-write; mcctl then waits
     // 100 ms before giving up, too slow to fuzz. Unit tests cover it.
     header->seq.store(header->seq.load() & ~uint64_t{1});
     if (fresh) header->heartbeat_mono_ns.store(monotonic_ns());
     header->static_digest = compute_static_digest(*header, slots, uint32_t(count));
     return words;
-}
-
-bool valid_utf8(const std::string& text) {
-    for (size_t i = 0; i < text.size();) {
-        const auto c = static_cast<unsigned char>(text[i]);
-        size_t extra;
-        if (c < 0x80)
-            extra = 0;
-        else if ((c >> 5) == 0x6)
-            extra = 1;
-        else if ((c >> 4) == 0xe)
-            extra = 2;
-        else if ((c >> 3) == 0x1e)
-            extra = 3;
-        else
-            return false;
-        if (i + extra >= text.size()) return false;
-        for (size_t k = 1; k <= extra; ++k)
-            if ((static_cast<unsigned char>(text[i + k]) >> 6) != 0x2) return false;
-        i += extra + 1;
-    }
-    return true;
 }
 
 // What the last command printed on stdout.

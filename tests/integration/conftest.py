@@ -1,17 +1,19 @@
 """Fixtures for integration tests: real memcached servers on free loopback
-ports, a real mcwatchd, and mcctl, all stopped by pid when the test ends."""
+ports, a real mcwatchd, and mcctl, all stopped by pid when the test ends.
+The processes themselves are tests/lib/'s, shared with the benchmarks."""
 
-import json
 import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+import measurements  # noqa: E402
+from mcwatchd import Mcwatchd, write_config  # noqa: E402
 from memcached_server import Memcached, free_port, raw_command  # noqa: E402,F401 (re-exported)
+from processes import wait_until  # noqa: E402,F401 (re-exported)
 
 BUILD = os.environ.get("MCWATCH_BUILD") or os.path.join(
     os.path.dirname(__file__), "..", "..", "build")
@@ -19,24 +21,14 @@ MCWATCHD = os.path.join(BUILD, "mcwatchd")
 MCCTL = os.path.join(BUILD, "mcctl")
 
 
-def wait_until(predicate, timeout=10.0, what="condition", interval=0.02):
-    """Polls predicate until it returns a true value; fails after timeout.
-    Returns (value, seconds waited)."""
-    start = time.monotonic()
-    deadline = start + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last, time.monotonic() - start
-        time.sleep(interval)
-    pytest.fail(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
-
-
 def record(name, value):
     """Keeps a measurement (seconds) for tests/run to print at the end."""
-    with open(os.path.join(BUILD, "measurements.txt"), "a") as out:
-        out.write(f"{name}: {value:.3f}s\n")
+    measurements.record(BUILD, name, f"{value:.3f}s")
+
+
+def _of_daemon(name):
+    """A Fleet attribute that is its Mcwatchd's attribute `name`."""
+    return property(lambda self: getattr(self.mcwatchd, name), lambda self, value: setattr(self.mcwatchd, name, value))
 
 
 class Fleet:
@@ -45,10 +37,17 @@ class Fleet:
     def __init__(self, tmp_path):
         self.dir = tmp_path
         self.servers = []
-        self.daemon = None
-        self.state = str(tmp_path / "run" / "state")
-        self.config = str(tmp_path / "mcwatchd.conf")
-        self.log = str(tmp_path / "mcwatchd.log")
+        self.mcwatchd = Mcwatchd(BUILD, config=str(tmp_path / "mcwatchd.conf"), state=str(tmp_path / "run" / "state"),
+                                 log=str(tmp_path / "mcwatchd.log"))
+
+    # The paths are the daemon's: a test may point them elsewhere before it
+    # writes the config and starts the daemon.
+    state = _of_daemon("state")
+    config = _of_daemon("config")
+    log = _of_daemon("log")
+    # The mcwatchd process (a subprocess.Popen): a test may start its own and
+    # set it here, to be stopped like the fleet's.
+    daemon = _of_daemon("process")
 
     def add_servers(self, count):
         for _ in range(count):
@@ -57,7 +56,6 @@ class Fleet:
 
     def write_config(self, settings=None, servers=None, routing=None):
         values = {
-            "state_file": self.state,
             "probe_interval": "200ms",
             "probe_timeout": "150ms",
             "fail_after": "2",
@@ -65,48 +63,26 @@ class Fleet:
             "stale_after": "2s",
         }
         values.update(settings or {})
-        lines = ["[mcwatchd]"] + [f"{k} = {v}" for k, v in values.items()]
-        if routing:
-            lines += ["[routing]"] + [f"{k} = {v}" for k, v in routing.items()]
-        lines += ["[servers]"]
-        lines += [f"server = {s}" for s in (servers or [m.address for m in self.servers])]
-        with open(self.config, "w") as out:
-            out.write("\n".join(lines) + "\n")
-        return self.config
+        return write_config(self.config, self.state, servers or [m.address for m in self.servers], values,
+                            routing)
 
     def start_daemon(self, wait_live=True):
         if not os.path.exists(self.config):
             self.write_config()
-        log = open(self.log, "a")
-        self.daemon = subprocess.Popen([MCWATCHD, "-c", self.config, "-f"], stdout=log, stderr=log)
-        # A predecessor's file may still be there: wait for this daemon's own.
-        wait_until(lambda: (self.status() or {}).get("daemon", {}).get("pid") == self.daemon.pid, 5,
-                   "the daemon's state file")
+        self.mcwatchd.start(timeout=5)
         if wait_live:
             self.wait_states({m.address: "live" for m in self.servers})
         return self.daemon
 
     def stop_daemon(self, sig=signal.SIGTERM):
-        if self.daemon and self.daemon.poll() is None:
-            self.daemon.send_signal(sig)
-            try:
-                self.daemon.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.daemon.kill()
-                self.daemon.wait()
-        return self.daemon.returncode if self.daemon else None
+        return self.mcwatchd.stop(sig, timeout=5)
 
     def status(self):
         """mcctl status --json, parsed; None if mcctl says the file is unusable."""
-        result = subprocess.run([MCCTL, "-s", self.state, "status", "--json"],
-                                capture_output=True, text=True, timeout=10)
-        if result.returncode == 2 and not result.stdout:
-            return None
-        return json.loads(result.stdout)
+        return self.mcwatchd.status(timeout=10)
 
     def states(self):
-        status = self.status()
-        return {s["address"]: s["state"] for s in status["servers"]} if status else {}
+        return self.mcwatchd.states()
 
     def server(self, address):
         status = self.status()
@@ -114,19 +90,15 @@ class Fleet:
 
     def wait_states(self, expected, timeout=10.0):
         """Waits until every address in `expected` has its state; returns seconds."""
-        def matches():
-            states = self.states()
-            return all(states.get(a) == s for a, s in expected.items())
-        return wait_until(matches, timeout, f"states {expected}")[1]
+        return self.mcwatchd.wait_states(expected, timeout)
 
     def ctl(self, *args, **kwargs):
         """mcctl on this fleet's state file; commands find the daemon's
         control socket beside it."""
-        return run([MCCTL, "-s", self.state, *args], **kwargs)
+        return self.mcwatchd.ctl(*args, **kwargs)
 
     def log_text(self):
-        with open(self.log) as f:
-            return f.read()
+        return self.mcwatchd.log_text()
 
     def cleanup(self):
         self.stop_daemon(signal.SIGKILL)

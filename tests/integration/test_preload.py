@@ -11,6 +11,9 @@ import pytest
 
 from conftest import BUILD, MCCTL, wait_until
 
+import measurements  # noqa: E402 (tests/lib, on the path by conftest)
+from sanitizers import plain_env, preload_env  # noqa: E402
+
 SHIM = os.path.join(BUILD, "libmcshim.so")
 CLIENTS_DIR = os.path.join(os.path.dirname(__file__), "..", "clients")
 C_CLIENT = os.path.join(BUILD, "clients", "mc_client")
@@ -28,27 +31,11 @@ WINDOW_S = 60
 
 def note(name, text):
     """A figure for tests/run to print at the end."""
-    with open(os.path.join(BUILD, "measurements.txt"), "a") as out:
-        out.write(f"{name}: {text}\n")
+    measurements.record(BUILD, name, text)
 
 
-def preload_env():
-    """LD_PRELOAD (and sanitizer options) for the shim. A sanitizer build's
-    runtime must be loaded before it, into programs that were not built with
-    it; their own leaks (python, php) are not ours to report."""
-    with open(SHIM, "rb") as f:
-        binary = f.read()
-    runtimes = [name for name, mark in (("libasan.so", b"__asan_init"), ("libubsan.so", b"__ubsan_handle"),
-                                        ("libtsan.so", b"__tsan_init")) if mark in binary]
-    paths = [subprocess.run(["gcc", f"-print-file-name={name}"], capture_output=True, text=True).stdout.strip()
-             for name in runtimes]
-    env = {"LD_PRELOAD": " ".join(paths + [SHIM])}
-    if runtimes:
-        env["ASAN_OPTIONS"] = "detect_leaks=0"
-    return env
-
-
-PRELOAD = preload_env()
+# LD_PRELOAD (and a sanitizer build's runtimes and options) for the shim.
+PRELOAD = preload_env(SHIM)
 # PHP dlopens opcache.so with RTLD_DEEPBIND, which sanitizer runtimes refuse.
 SANITIZED = len(PRELOAD["LD_PRELOAD"].split()) > 1
 PHP = pytest.param("php", marks=pytest.mark.skipif(SANITIZED, reason="PHP's RTLD_DEEPBIND dlopen is refused "
@@ -57,7 +44,7 @@ PHP = pytest.param("php", marks=pytest.mark.skipif(SANITIZED, reason="PHP's RTLD
 
 def run_client(fleet, client, *args, shim=True, state=None, extra=None):
     """Runs a client command; returns (exit status, stdout, stderr)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MCSHIM_") and k != "LD_PRELOAD"}
+    env = plain_env()
     if shim:
         env.update(PRELOAD)
         env["MCSHIM_STATE"] = state or fleet.state

@@ -14,6 +14,7 @@ import pytest
 
 from conftest import MCCTL
 from test_preload import CLIENTS_DIR, flush_all, holders
+from sanitizers import plain_env  # noqa: E402 (tests/lib, on the path by conftest)
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 N = 400
@@ -33,7 +34,7 @@ CANDIDATES = [(d, h) for d in ("modula", "ketama", "ketama_weighted") for h in (
 def store(fleet, client, setting, tmp_path):
     """Keys stored by the real client, unpreloaded; returns their names."""
     servers = ",".join(m.address for m in fleet.servers)
-    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD" and not k.startswith("MCSHIM_")}
+    env = plain_env()
     if client == "memccp":
         files = []
         for i in range(N):

@@ -11,6 +11,7 @@ import pytest
 from conftest import BUILD
 from test_preload import (PRELOAD, client_says, drain_holding, holders, native_placement, note, shim_fleet,  # noqa: F401 (a fixture)
                           ttl_on)
+from sanitizers import plain_env  # noqa: E402 (tests/lib, on the path by conftest)
 
 RACE = os.path.join(BUILD, "clients", "mc_race")
 LEASE_FLAGS = 0x6d634c53  # libshim/preload/writeback.hpp
@@ -111,7 +112,7 @@ print(first, parent, os.waitstatus_to_exitcode(status))
 def run_preloaded_script(fleet, script, keys):
     """A pylibmc script under the shim, given the servers and the keys: its
     stdout, after checking it wrote nothing on stderr."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MCSHIM_") and k != "LD_PRELOAD"}
+    env = plain_env()
     env.update(PRELOAD)
     env["MCSHIM_STATE"] = fleet.state
     servers = ",".join(m.address for m in fleet.servers)
@@ -173,7 +174,7 @@ def test_a_forked_child_that_reused_its_descriptors_keeps_them_through_write_bac
 def race(fleet, mode, read, keys, readers=2):
     """tests/clients/mc_race under the shim: `mode` (delete or set) of each
     key against `readers` threads reading it by `read` (get or mget)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MCSHIM_") and k != "LD_PRELOAD"}
+    env = plain_env()
     env.update(PRELOAD)
     env["MCSHIM_STATE"] = fleet.state
     servers = ",".join(m.address for m in fleet.servers)

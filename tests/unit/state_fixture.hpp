@@ -54,12 +54,7 @@ public:
         slots_ = reinterpret_cast<state::Slot*>(header_ + 1);
 
         state::Header& h = *header_;
-        std::memcpy(h.magic, state::kMagic, sizeof h.magic);
-        h.format_version = state::kFormatVersion;
-        h.header_size = sizeof(state::Header);
-        h.slot_size = sizeof(state::Slot);
-        h.slot_count = count_;
-        h.file_size = size_;
+        state::write_layout(h, count_);
         h.distribution = uint32_t(options.distribution);
         h.hash = uint32_t(options.hash);
         h.daemon_pid = uint32_t(::getpid());
@@ -76,8 +71,7 @@ public:
             slot.index = i;
             slot.state.store(uint32_t(state::ServerState::live), std::memory_order_relaxed);
         }
-        h.servers_digest = state::compute_servers_digest(h, slots_, count_);
-        h.static_digest = state::compute_static_digest(h, slots_, count_);
+        state::seal_digests(h, slots_, count_);
         h.generation.store(1, std::memory_order_relaxed);
         beat();
         if (::rename(aside.c_str(), path.c_str()) != 0) throw std::runtime_error("rename " + aside);

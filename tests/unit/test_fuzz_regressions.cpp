@@ -1,8 +1,6 @@
 // Inputs the fuzz targets (tests/fuzz/) found, each pinned as a test of what
-// a user would see. A case marked should_fail reproduces a bug whose fix
-// lives in a file outside this test's owner's hands: doctest counts it as
-// passing while it still fails, and reports it the moment the fix lands, so
-// that the marker is removed and the test guards the fix from then on.
+// a user would see; the comment above each names the input in
+// tests/fuzz/crashes/ and the fix.
 #include <doctest/doctest.h>
 
 #include <fcntl.h>
@@ -16,8 +14,10 @@
 #include "scratch_dir.hpp"
 #include "state_fixture.hpp"
 #include "tools/mcctl/status.hpp"
+#include "tests/lib/valid_utf8.hpp"
 
 using namespace mcwatch;
+using mcwatch::test::valid_utf8;
 
 namespace {
 
@@ -45,28 +45,6 @@ std::string config_error(const std::string& mcwatchd_section) {
     const auto result =
         parse_config("[mcwatchd]\n" + mcwatchd_section + "\n[servers]\nserver = 127.0.0.1:11211\n", "t.conf");
     return result.config ? "" : result.error;
-}
-
-bool valid_utf8(const std::string& text) {
-    for (size_t i = 0; i < text.size();) {
-        const auto c = static_cast<unsigned char>(text[i]);
-        size_t extra;
-        if (c < 0x80)
-            extra = 0;
-        else if ((c >> 5) == 0x6)
-            extra = 1;
-        else if ((c >> 4) == 0xe)
-            extra = 2;
-        else if ((c >> 3) == 0x1e)
-            extra = 3;
-        else
-            return false;
-        if (i + extra >= text.size()) return false;
-        for (size_t k = 1; k <= extra; ++k)
-            if ((static_cast<unsigned char>(text[i + k]) >> 6) != 0x2) return false;
-        i += extra + 1;
-    }
-    return true;
 }
 
 }  // namespace
