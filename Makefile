@@ -54,7 +54,7 @@ EXAMPLES := $(patsubst tests/examples/%.c,$(BUILD)/examples/%,$(EXAMPLE_SRC))
 SONAME := libmcshim.so.1
 PROGRAMS := $(BUILD)/mcwatchd $(BUILD)/mcctl $(BUILD)/libmcshim.so
 
-.PHONY: all deps test unit bench demo install uninstall clean format format-check fuzz
+.PHONY: all deps test test-build unit bench demo install uninstall clean format format-check fuzz
 all: $(PROGRAMS)
 
 # Installs missing Debian packages (or says the apt-get line and stops).
@@ -131,7 +131,9 @@ include $(wildcard mk/*.mk)
 # Everything tests/run needs, in one list: the fragments above define
 # CLIENTS, FUZZ_BINS and TESTTOOLS.
 TEST_BUILDS = all $(BUILD)/unit_tests $(EXAMPLES) $(BENCH_TOOLS) $(CLIENTS) $(FUZZ_BINS) $(TESTTOOLS)
-test: $(TEST_BUILDS)
+# `make test-build` builds them without running anything.
+test-build: $(TEST_BUILDS)
+test: test-build
 	MCWATCH_BUILD=$(abspath $(BUILD)) tests/run
 
 # The compiler's dependency files (-MMD), one beside each object or program
