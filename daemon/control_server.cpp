@@ -13,6 +13,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "common/errno_text.hpp"
 #include "daemon/log.hpp"
 
 namespace mcwatch {
@@ -20,8 +21,6 @@ namespace mcwatch {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-std::string errno_text(int err) { return std::strerror(err); }
 
 PeerCredentials credentials_of(int fd) {
     PeerCredentials peer;

@@ -13,6 +13,7 @@
 #include <cstring>
 #include <vector>
 
+#include "common/errno_text.hpp"
 #include "daemon/http_request.hpp"
 #include "daemon/metrics.hpp"
 #include "daemon/metrics_peer.hpp"
@@ -22,8 +23,6 @@ namespace mcwatch {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-std::string errno_text(int err) { return std::strerror(err); }
 
 }  // namespace
 
