@@ -1,8 +1,6 @@
 #include "daemon/event_loop.hpp"
 
 #include <sys/epoll.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <array>
 #include <cerrno>
@@ -52,26 +50,6 @@ void EventLoop::run_once(int timeout_ms) {
         handler(events[i].events);
     }
     running_ = false;
-}
-
-bool send_pending(int fd, const std::string& out, size_t& sent) {
-    while (sent < out.size()) {
-        const ssize_t n = send(fd, out.data() + sent, out.size() - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (n > 0) {
-            sent += size_t(n);
-            continue;
-        }
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return false;
-        break;  // the peer left: nothing more to tell it
-    }
-    return true;
-}
-
-void discard_unread_input(int fd) {
-    char discard[4096];
-    while (recv(fd, discard, sizeof discard, MSG_DONTWAIT) > 0) {
-    }
 }
 
 }  // namespace mcwatch

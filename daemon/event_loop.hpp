@@ -49,15 +49,4 @@ private:
     bool running_ = false;  // run_once is not reentrant
 };
 
-// For the sockets the loop serves (control, metrics): sends what is left
-// of `out` after `sent` without blocking. True when there is nothing more to
-// do (all sent, or the peer left); false when the socket is full: wait for
-// EPOLLOUT and call again.
-bool send_pending(int fd, const std::string& out, size_t& sent);
-
-// Reads and drops what the peer sent that we did not read, before closing:
-// unread input turns close() into a reset that can reach the peer before it
-// has read our answer.
-void discard_unread_input(int fd);
-
 }  // namespace mcwatch

@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "common/config.hpp"
+#include "common/control_reply.hpp"
 #include "common/errno_text.hpp"
 #include "libshim/unique_fd.hpp"
 #include "tools/mcctl/snapshot.hpp"
@@ -99,17 +100,19 @@ int mcctl_control(const std::string& socket_path, const std::string& request, st
         fmt::print(err, "mcctl: mcwatchd on {} closed the connection without answering\n", socket_path);
         return kExitUnusable;
     }
-    reply = reply.substr(0, reply.find('\n'));
-    if (reply.rfind("ok", 0) == 0) {
-        fmt::print(out, "{}\n", reply.size() > 3 ? reply.substr(3) : "ok");
+    const std::string answer_line = reply.substr(0, reply.find('\n'));
+    const Result<ControlReply> answer = parse_control_reply(answer_line);
+    if (!answer) {
+        fmt::print(err, "mcctl: unexpected answer from mcwatchd on {}: '{}'\n", socket_path,
+                   answer_line.substr(0, 200));
+        return kExitUnusable;
+    }
+    if (answer->status == ControlStatus::ok) {
+        fmt::print(out, "{}\n", answer->text.empty() ? "ok" : answer->text);
         return 0;
     }
-    if (reply.rfind("error ", 0) == 0) {
-        fmt::print(err, "mcctl: {}\n", reply.substr(6));
-        return kExitRefused;
-    }
-    fmt::print(err, "mcctl: unexpected answer from mcwatchd on {}: '{}'\n", socket_path, reply.substr(0, 200));
-    return kExitUnusable;
+    fmt::print(err, "mcctl: {}\n", answer->text);
+    return kExitRefused;
 }
 
 }  // namespace mcwatch

@@ -1,6 +1,6 @@
 // mcctl's commands that go through mcwatchd's control socket: drain,
 // undrain, down, up, flush, reload, ping. One request line per connection,
-// one reply line (`ok ...` or `error ...`).
+// one reply line (common/control_reply.hpp).
 #pragma once
 
 #include <chrono>
