@@ -38,15 +38,12 @@ std::string connect_advice(int err, const std::string& path) {
 
 }  // namespace
 
-std::string control_socket_path(const char* explicit_socket, const char* config_path, const std::string& state_path,
-                                std::string& error) {
+Result<std::string> control_socket_path(const char* explicit_socket, const char* config_path,
+                                        const std::string& state_path) {
     if (explicit_socket) return explicit_socket;
     if (config_path) {
         const ConfigResult loaded = load_config(config_path);
-        if (!loaded.config) {
-            error = loaded.error;
-            return "";
-        }
+        if (!loaded.config) return failure(loaded.error);
         return loaded.config->control_socket;
     }
     const size_t slash = state_path.rfind('/');
