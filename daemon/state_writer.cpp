@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "common/errno_text.hpp"
 #include "libshim/clock.hpp"
 #include "libshim/fd_mapping.hpp"
 #include "libshim/seqlock.hpp"
@@ -26,9 +27,6 @@ namespace bip = boost::interprocess;
 using namespace state;
 
 namespace {
-
-// A local copy until helper `sockets`' common errno_text lands (the lead unifies them at merge).
-std::string errno_text() { return std::strerror(errno); }
 
 // Copies `text` into a fixed field, always NUL-terminated.
 template <size_t N>
@@ -123,7 +121,7 @@ Result<> StateWriter::lock(const std::string& state_file, const RunAs& owner) {
         return failure(fmt::format("cannot give lock file {}.lock to {}: {}", state_file, owner.name, errno_text()));
     if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
         const int err = errno;
-        if (err != EWOULDBLOCK) return failure(fmt::format("cannot lock {}.lock: {}", state_file, std::strerror(err)));
+        if (err != EWOULDBLOCK) return failure(fmt::format("cannot lock {}.lock: {}", state_file, errno_text(err)));
         return failure(held_lock_message(lock_fd_, lock_stat, state_file));
     }
     const std::string pid = fmt::format("{}\n", getpid());
@@ -174,7 +172,7 @@ Result<> StateWriter::publish(const Config& config, const std::vector<std::strin
     // would be a SIGBUS in the daemon, not an error.
     if (int err = ::posix_fallocate(file.get(), 0, off_t(size)); err != 0) {
         ::unlinkat(directory_fd_, temp_name.c_str(), 0);
-        return failure(fmt::format("cannot allocate {} bytes for the state file: {}", size, std::strerror(err)));
+        return failure(fmt::format("cannot allocate {} bytes for the state file: {}", size, errno_text(err)));
     }
     bip::mapped_region region;
     try {
