@@ -1,6 +1,6 @@
 // The control protocol's requests: one line of text per connection on the
-// unix socket, `COMMAND [SERVER [force]]`, answered by one line, `ok MESSAGE` or
-// `error MESSAGE`. The parser is a pure function of the bytes received so
+// unix socket, `COMMAND [SERVER [force]]`, answered by one line
+// (common/control_reply.hpp: `ok TEXT` or `error TEXT`). The parser is a pure function of the bytes received so
 // that it can be fuzzed and unit-tested apart from any socket.
 #pragma once
 

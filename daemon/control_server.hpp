@@ -10,14 +10,18 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
-#include <map>
+#include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "common/control_reply.hpp"
+#include "common/result.hpp"
 #include "daemon/control_request.hpp"
 #include "daemon/event_loop.hpp"
 #include "daemon/privileges.hpp"
+#include "daemon/socket_server.hpp"
 
 namespace mcwatch {
 
@@ -38,28 +42,31 @@ struct ControlAccess {
 // Root, the daemon's own user, or a member (primary or supplementary) of admin_group.
 bool peer_allowed(const PeerCredentials& peer, const ControlAccess& access);
 
-class ControlServer {
-public:
-    using Ticket = uint64_t;
-    // Returns the reply line now ("ok ..." or "error ..."), or nullopt when
-    // the daemon answers later with reply(ticket, line).
-    using Handler = std::function<std::optional<std::string>(const ControlRequest&, Ticket)>;
+// What the control server keeps of each connection.
+struct ControlSession {
+    PeerCredentials peer;
+    std::optional<ControlRequest> request;  // once its line is complete
+};
 
-    ControlServer(EventLoop& loop, Handler handler);
-    ~ControlServer();  // closes everything and removes the socket file
-    ControlServer(const ControlServer&) = delete;
-    ControlServer& operator=(const ControlServer&) = delete;
+class ControlServer final : private SocketServer<ControlSession> {
+public:
+    using Ticket = Id;
+    // The reply now, or nullopt when the daemon answers later with
+    // reply(ticket, ...).
+    using Handler = std::function<std::optional<ControlReply>(const ControlRequest&, Ticket)>;
 
     // Binds `path` (a stale socket there is replaced; one some process
-    // still accepts on is refused), gives it to owner:group with mode 0660.
-    // "" or why not.
-    std::string open(const std::string& path, const RunAs& owner, uint32_t group, ControlAccess access);
+    // still accepts on is refused), gives it to owner:group with mode 0660,
+    // and serves it on `loop`.
+    static Result<std::unique_ptr<ControlServer>> open(EventLoop& loop, Handler handler, const std::string& path,
+                                                       const RunAs& owner, uint32_t group, ControlAccess access);
+    ~ControlServer() override;  // closes everything and removes the socket file
 
     // Answers a request the handler deferred. Logged even if the peer is gone.
-    void reply(Ticket ticket, const std::string& line);
+    void reply(Ticket ticket, const ControlReply& reply);
 
     // Drops connections idle past their deadline.
-    void expire(std::chrono::steady_clock::time_point now);
+    using SocketServer::expire;
 
     const std::string& path() const { return path_; }
 
@@ -68,34 +75,24 @@ public:
     static constexpr std::chrono::seconds kReplyTimeout{120};
 
 private:
-    struct Connection {
-        int fd = -1;  // -1: the peer left before its deferred reply
-        PeerCredentials peer;
-        std::string in;
-        std::string out;
-        size_t sent = 0;
-        std::optional<ControlRequest> request;
-        std::chrono::steady_clock::time_point deadline;
-    };
+    ControlServer(EventLoop& loop, Handler handler, ControlAccess access);
 
-    void accept_all();
-    void on_event(Ticket ticket, uint32_t events);
-    void receive(Ticket ticket);
+    std::optional<ControlSession> admit(int fd) override;
+    void on_accepted(Id ticket) override;
+    void on_input(Id ticket, bool ended) override;
+    void on_peer_left(Id ticket) override;
+    void on_expired(const Connection& connection) override;
+
     void handle_line(Ticket ticket, std::string_view line);
-    // Queues `line`, logs it with the request and peer, writes what it can.
-    void answer(Ticket ticket, const std::string& line, const char* status);
-    void flush_out(Ticket ticket);
-    void close_connection(Ticket ticket);
+    // Logs `reply` with the request and peer (`log_status`: ok, error, or why
+    // it was refused), then sends it.
+    void answer_with(Ticket ticket, const ControlReply& reply, const char* log_status);
 
-    EventLoop& loop_;
     Handler handler_;
     ControlAccess access_;
     std::string path_;
-    int listen_fd_ = -1;
     dev_t device_ = 0;
     ino_t inode_ = 0;
-    Ticket next_ticket_ = 0;
-    std::map<Ticket, Connection> connections_;
 };
 
 }  // namespace mcwatch

@@ -96,10 +96,8 @@ std::unique_ptr<Prober> Daemon::make_prober(const Config& config) {
 
 Result<std::unique_ptr<MetricsServer>> Daemon::open_metrics(const Config& config) {
     if (config.metrics_listen.empty()) return nullptr;
-    auto metrics = std::make_unique<MetricsServer>(loop_, [this] { return render_metrics_now(); });
-    if (std::string why = metrics->open(config.metrics_host, config.metrics_port); !why.empty())
-        return failure(std::move(why));
-    return metrics;
+    return MetricsServer::open(
+        loop_, [this] { return render_metrics_now(); }, config.metrics_host, config.metrics_port);
 }
 
 Result<> Daemon::start() {
@@ -111,14 +109,15 @@ Result<> Daemon::start() {
     const std::string control_directory = parent_directory(config_.control_socket);
     if (control_directory != parent_directory(config_.state_file))
         if (Result<> ready = prepare_runtime_directory(control_directory, owner); !ready) return ready;
-    control_ = std::make_unique<ControlServer>(
-        loop_,
-        [this](const ControlRequest& request, ControlServer::Ticket ticket) { return on_control(request, ticket); });
     ControlAccess access{owner.uid, std::nullopt, config_.admin_group};
     if (!config_.admin_group.empty()) access.admin_gid = config_.admin_gid;
     const uint32_t socket_group = config_.admin_group.empty() ? owner.gid : config_.admin_gid;
-    if (std::string why = control_->open(config_.control_socket, owner, socket_group, access); !why.empty())
-        return failure(std::move(why));
+    Result<std::unique_ptr<ControlServer>> control = ControlServer::open(
+        loop_,
+        [this](const ControlRequest& request, ControlServer::Ticket ticket) { return on_control(request, ticket); },
+        config_.control_socket, owner, socket_group, access);
+    if (!control) return tl::unexpected(control.error());
+    control_ = std::move(*control);
     Result<std::unique_ptr<MetricsServer>> metrics = open_metrics(config_);
     if (!metrics) return tl::unexpected(metrics.error());
     metrics_ = std::move(*metrics);
@@ -237,7 +236,8 @@ Result<std::string> Daemon::reload() {
     // A flush asked for a server that is gone cannot happen.
     std::erase_if(pending_flushes_, [this](const Deferred& d) {
         if (find_server(d.server)) return false;
-        control_->reply(d.ticket, fmt::format("error {}: removed from the configuration by a reload", d.server));
+        control_->reply(d.ticket,
+                        ControlReply::error(fmt::format("{}: removed from the configuration by a reload", d.server)));
         return true;
     });
     log_event("info", "reload",
@@ -312,11 +312,12 @@ void Daemon::round() {
 
     for (const auto& [waiter, server] : flush_waiters) {
         const ProbeResult& result = server->last_result;
-        control_->reply(waiter.ticket, result.flushed ? fmt::format("ok {} flushed", waiter.server)
-                                                      : fmt::format("error {}: flush_all failed: {}", waiter.server,
-                                                                    !result.flush_refused.empty() ? result.flush_refused
-                                                                    : result.error.empty()        ? "no answer"
-                                                                                                  : result.error));
+        control_->reply(waiter.ticket, result.flushed ? ControlReply::ok(fmt::format("{} flushed", waiter.server))
+                                                      : ControlReply::error(fmt::format(
+                                                            "{}: flush_all failed: {}", waiter.server,
+                                                            !result.flush_refused.empty() ? result.flush_refused
+                                                            : result.error.empty()        ? "no answer"
+                                                                                          : result.error)));
     }
 }
 
@@ -334,7 +335,8 @@ int Daemon::run() {
             reload_requested = 0;
             const Result<std::string> reloaded = reload();
             for (const Deferred& d : pending_reloads_)
-                control_->reply(d.ticket, reloaded ? "ok " + *reloaded : "error " + reloaded.error().message);
+                control_->reply(d.ticket,
+                                reloaded ? ControlReply::ok(*reloaded) : ControlReply::error(reloaded.error().message));
             pending_reloads_.clear();
         }
         round();

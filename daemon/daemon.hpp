@@ -81,7 +81,7 @@ private:
     Result<std::unique_ptr<MetricsServer>> open_metrics(const Config& config);
 
     // daemon_control.cpp: the control commands.
-    std::optional<std::string> on_control(const ControlRequest& request, ControlServer::Ticket ticket);
+    std::optional<ControlReply> on_control(const ControlRequest& request, ControlServer::Ticket ticket);
     ServerRecord* find_server(const std::string& text);
     std::string render_metrics_now() const;
 

@@ -49,11 +49,11 @@ std::string below_min_live(const Config& config, const std::vector<ServerRecord>
 
 }  // namespace
 
-std::optional<std::string> Daemon::on_control(const ControlRequest& request, ControlServer::Ticket ticket) {
+std::optional<ControlReply> Daemon::on_control(const ControlRequest& request, ControlServer::Ticket ticket) {
     switch (request.command) {
     case ControlCommand::ping:
-        return fmt::format("ok mcwatchd {} pid {}: {} servers, generation {}", kVersion, getpid(), servers_.size(),
-                           writer_.generation());
+        return ControlReply::ok(fmt::format("mcwatchd {} pid {}: {} servers, generation {}", kVersion, getpid(),
+                                            servers_.size(), writer_.generation()));
     case ControlCommand::reload:
         // After the round under way, never inside it: a reload replaces the prober.
         pending_reloads_.push_back({ticket, ""});
@@ -68,21 +68,22 @@ std::optional<std::string> Daemon::on_control(const ControlRequest& request, Con
         for (size_t i = 0; i < servers_.size() && i < 8; ++i)
             known += fmt::format("{}{}", i ? ", " : "", servers_[i].address.text);
         if (servers_.size() > 8) known += ", ...";
-        return fmt::format("error unknown server '{}' (configured: {})", request.server, known);
+        return ControlReply::error(fmt::format("unknown server '{}' (configured: {})", request.server, known));
     }
     const std::string& address = server->address.text;
     ServerHealth& health = server->health;
     const int64_t now = now_ms();
     if ((request.command == ControlCommand::drain || request.command == ControlCommand::down) && !request.force)
         if (std::string why = below_min_live(config_, servers_, *server, request.command); !why.empty())
-            return "error " + why;
+            return ControlReply::error(why);
     OperatorOutcome outcome;
     switch (request.command) {
     case ControlCommand::drain: outcome = health.drain(now); break;
     case ControlCommand::undrain:
         if (health.override_kind() != Override::drain)
-            return fmt::format("error {} is not draining (it is {}{})", address, state::state_name(health.view().state),
-                               health.override_kind() == Override::down ? ", down by operator: use `mcctl up`" : "");
+            return ControlReply::error(
+                fmt::format("{} is not draining (it is {}{})", address, state::state_name(health.view().state),
+                            health.override_kind() == Override::down ? ", down by operator: use `mcctl up`" : ""));
         outcome = health.clear_override(now);
         break;
     case ControlCommand::down: outcome = health.force_down(now); break;
@@ -93,13 +94,13 @@ std::optional<std::string> Daemon::on_control(const ControlRequest& request, Con
         health.request_flush();
         pending_flushes_.push_back({ticket, address});
         return std::nullopt;
-    default: return "error internal: unhandled command";
+    default: return ControlReply::error("internal: unhandled command");
     }
     log_health_events(address, outcome.change.events);
     if (metrics_) metrics_->content_changed();
     // Clients see it now, not at the end of the next round.
     if (outcome.change.routing_changed) writer_.write_servers(views(), true);
-    return fmt::format("ok {} {}", address, outcome.said);
+    return ControlReply::ok(fmt::format("{} {}", address, outcome.said));
 }
 
 std::string Daemon::render_metrics_now() const {

@@ -1,8 +1,6 @@
 #include "daemon/event_loop.hpp"
 
 #include <sys/epoll.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <array>
 #include <cerrno>
@@ -10,19 +8,16 @@
 
 namespace mcwatch {
 
-EventLoop::EventLoop() {
-    epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
-    if (epoll_fd_ < 0) throw std::system_error(errno, std::generic_category(), "epoll_create1");
+EventLoop::EventLoop() : epoll_fd_(epoll_create1(EPOLL_CLOEXEC)) {
+    if (!epoll_fd_) throw std::system_error(errno, std::generic_category(), "epoll_create1");
 }
-
-EventLoop::~EventLoop() { ::close(epoll_fd_); }
 
 bool EventLoop::add(int fd, uint32_t events, Handler handler) {
     const uint32_t serial = ++next_serial_;
     epoll_event event{};
     event.events = events;
     event.data.u64 = (uint64_t(serial) << 32) | uint32_t(fd);
-    if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &event) != 0) return false;
+    if (epoll_ctl(epoll_fd_.get(), EPOLL_CTL_ADD, fd, &event) != 0) return false;
     entries_[fd] = Entry{serial, std::move(handler)};
     return true;
 }
@@ -33,18 +28,18 @@ void EventLoop::modify(int fd, uint32_t events) {
     epoll_event event{};
     event.events = events;
     event.data.u64 = (uint64_t(it->second.serial) << 32) | uint32_t(fd);
-    epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, fd, &event);
+    epoll_ctl(epoll_fd_.get(), EPOLL_CTL_MOD, fd, &event);
 }
 
 void EventLoop::remove(int fd) {
-    if (entries_.erase(fd)) epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
+    if (entries_.erase(fd)) epoll_ctl(epoll_fd_.get(), EPOLL_CTL_DEL, fd, nullptr);
 }
 
 void EventLoop::run_once(int timeout_ms) {
     if (running_) return;
     running_ = true;
     std::array<epoll_event, 32> events;
-    const int count = epoll_wait(epoll_fd_, events.data(), int(events.size()), timeout_ms);
+    const int count = epoll_wait(epoll_fd_.get(), events.data(), int(events.size()), timeout_ms);
     for (int i = 0; i < count; ++i) {
         const int fd = int(uint32_t(events[i].data.u64));
         const uint32_t serial = uint32_t(events[i].data.u64 >> 32);
@@ -55,26 +50,6 @@ void EventLoop::run_once(int timeout_ms) {
         handler(events[i].events);
     }
     running_ = false;
-}
-
-bool send_pending(int fd, const std::string& out, size_t& sent) {
-    while (sent < out.size()) {
-        const ssize_t n = send(fd, out.data() + sent, out.size() - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (n > 0) {
-            sent += size_t(n);
-            continue;
-        }
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return false;
-        break;  // the peer left: nothing more to tell it
-    }
-    return true;
-}
-
-void discard_unread_input(int fd) {
-    char discard[4096];
-    while (recv(fd, discard, sizeof discard, MSG_DONTWAIT) > 0) {
-    }
 }
 
 }  // namespace mcwatch

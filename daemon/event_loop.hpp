@@ -10,6 +10,8 @@
 #include <map>
 #include <string>
 
+#include "libshim/unique_fd.hpp"
+
 namespace mcwatch {
 
 class EventLoop {
@@ -17,12 +19,11 @@ public:
     using Handler = std::function<void(uint32_t events)>;
 
     EventLoop();  // throws std::system_error without an epoll descriptor
-    ~EventLoop();
     EventLoop(const EventLoop&) = delete;
     EventLoop& operator=(const EventLoop&) = delete;
 
     // Readable whenever some registered descriptor is ready.
-    int fd() const { return epoll_fd_; }
+    int fd() const { return epoll_fd_.get(); }
 
     // Level-triggered: a handler must consume what made it ready, or stop
     // watching. Returns false (errno set) if epoll refuses the descriptor.
@@ -40,23 +41,12 @@ private:
         uint32_t serial;
         Handler handler;
     };
-    int epoll_fd_ = -1;
+    UniqueFd epoll_fd_;
     uint32_t next_serial_ = 0;
     // Serial in the event, so that an event for a descriptor closed and
     // reused (accept returns the lowest free number) is never misapplied.
     std::map<int, Entry> entries_;
     bool running_ = false;  // run_once is not reentrant
 };
-
-// For the sockets the loop serves (control, metrics): sends what is left
-// of `out` after `sent` without blocking. True when there is nothing more to
-// do (all sent, or the peer left); false when the socket is full: wait for
-// EPOLLOUT and call again.
-bool send_pending(int fd, const std::string& out, size_t& sent);
-
-// Reads and drops what the peer sent that we did not read, before closing:
-// unread input turns close() into a reset that can reach the peer before it
-// has read our answer.
-void discard_unread_input(int fd);
 
 }  // namespace mcwatch

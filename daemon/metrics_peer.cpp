@@ -7,12 +7,13 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/time.h>
-#include <unistd.h>
 
 #include <fmt/format.h>
 
 #include <cstring>
 #include <optional>
+
+#include "libshim/unique_fd.hpp"
 
 namespace mcwatch {
 
@@ -51,18 +52,18 @@ std::optional<uint32_t> local_owner_uid(const sockaddr_storage& peer, const sock
         return std::nullopt;
     }
 
-    const int fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
-    if (fd < 0) return std::nullopt;
+    const UniqueFd netlink(socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG));
+    if (!netlink) return std::nullopt;
     // The kernel answers at once; this only bounds the impossible.
     const timeval wait{0, 100'000};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof wait);
+    setsockopt(netlink.get(), SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof wait);
     sockaddr_nl kernel{};
     kernel.nl_family = AF_NETLINK;
     std::optional<uint32_t> uid;
-    if (sendto(fd, &message, sizeof message, 0, reinterpret_cast<sockaddr*>(&kernel), sizeof kernel) ==
+    if (sendto(netlink.get(), &message, sizeof message, 0, reinterpret_cast<sockaddr*>(&kernel), sizeof kernel) ==
         ssize_t(sizeof message)) {
         alignas(nlmsghdr) char reply[4096];
-        const ssize_t n = recv(fd, reply, sizeof reply, 0);
+        const ssize_t n = recv(netlink.get(), reply, sizeof reply, 0);
         // One message: the socket's (NLMSG_ERROR if no local socket has these addresses).
         const auto* header = reinterpret_cast<const nlmsghdr*>(reply);
         const size_t wanted = NLMSG_LENGTH(sizeof(inet_diag_msg));
@@ -70,7 +71,6 @@ std::optional<uint32_t> local_owner_uid(const sockaddr_storage& peer, const sock
             header->nlmsg_len <= size_t(n))
             uid = static_cast<const inet_diag_msg*>(NLMSG_DATA(header))->idiag_uid;
     }
-    close(fd);
     return uid;
 }
 

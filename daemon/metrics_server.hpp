@@ -7,26 +7,31 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
-#include <map>
+#include <memory>
+#include <optional>
 #include <string>
 
+#include "common/result.hpp"
 #include "daemon/event_loop.hpp"
+#include "daemon/socket_server.hpp"
 
 namespace mcwatch {
 
-class MetricsServer {
+// What the metrics endpoint keeps of each connection.
+struct MetricsSession {
+    std::string peer;        // see metrics_peer.hpp
+    bool head_only = false;  // HEAD: its answer, held until rendering resumes, has no body
+};
+
+class MetricsServer final : private SocketServer<MetricsSession> {
 public:
     using Render = std::function<std::string()>;
 
-    MetricsServer(EventLoop& loop, Render render);
-    ~MetricsServer();
-    MetricsServer(const MetricsServer&) = delete;
-    MetricsServer& operator=(const MetricsServer&) = delete;
+    // Listens on host:port (numeric) and serves it on `loop`.
+    static Result<std::unique_ptr<MetricsServer>> open(EventLoop& loop, Render render, const std::string& host,
+                                                       uint16_t port);
 
-    // Listens on host:port (numeric). "" or why not.
-    std::string open(const std::string& host, uint16_t port);
-
-    void expire(std::chrono::steady_clock::time_point now);
+    using SocketServer::expire;
 
     // The metrics text is rendered at most once per change of what it
     // shows, and never while a probe round waits for replies (one render of
@@ -48,31 +53,16 @@ public:
     static constexpr std::chrono::seconds kTimeout{5};
 
 private:
-    struct Connection {
-        int fd = -1;
-        std::string peer;
-        std::string in;
-        std::string out;
-        size_t sent = 0;
-        std::chrono::steady_clock::time_point deadline;
-        bool awaiting_body = false;  // answered 200 when rendering resumes
-        bool head_only = false;
-    };
+    MetricsServer(EventLoop& loop, Render render);
 
-    void accept_all();
-    // Whether a new connection from `peer` may be served, after making room for it if fair.
-    bool admit(const std::string& peer);
-    void on_event(uint64_t id, uint32_t events);
-    void respond(uint64_t id, int status, const std::string& reason, bool head_only);
+    // A new connection from its peer, served if fair, after making room for it.
+    std::optional<MetricsSession> admit(int fd) override;
+    void on_input(Id id, bool ended) override;
+
+    void respond(Id id, int status, const std::string& reason, bool head_only);
     const std::string& body();
-    void flush_out(uint64_t id);
-    void close_connection(uint64_t id);
 
-    EventLoop& loop_;
     Render render_;
-    int listen_fd_ = -1;
-    uint64_t next_id_ = 0;
-    std::map<uint64_t, Connection> connections_;
     std::string body_;  // the last text rendered
     bool body_fresh_ = false;
     bool rendering_paused_ = false;

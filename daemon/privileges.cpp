@@ -8,16 +8,10 @@
 #include <fmt/format.h>
 
 #include <cerrno>
-#include <cstring>
+
+#include "common/errno_text.hpp"
 
 namespace mcwatch {
-
-namespace {
-
-// A local copy until helper `sockets`' common errno_text lands (the lead unifies them at merge).
-std::string errno_text() { return std::strerror(errno); }
-
-}  // namespace
 
 RunAs current_user() { return {uint32_t(geteuid()), uint32_t(getegid()), fmt::format("uid {}", geteuid())}; }
 

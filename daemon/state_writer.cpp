@@ -14,10 +14,12 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "common/errno_text.hpp"
 #include "libshim/clock.hpp"
 #include "libshim/fd_mapping.hpp"
 #include "libshim/seqlock.hpp"
 #include "libshim/state_reader.hpp"
+#include "libshim/unique_fd.hpp"
 
 namespace mcwatch {
 
@@ -25,16 +27,6 @@ namespace bip = boost::interprocess;
 using namespace state;
 
 namespace {
-
-// A local copy until helper `sockets`' common errno_text lands (the lead unifies them at merge).
-std::string errno_text() { return std::strerror(errno); }
-
-struct Fd {
-    int fd = -1;
-    ~Fd() {
-        if (fd >= 0) ::close(fd);
-    }
-};
 
 // Copies `text` into a fixed field, always NUL-terminated.
 template <size_t N>
@@ -129,7 +121,7 @@ Result<> StateWriter::lock(const std::string& state_file, const RunAs& owner) {
         return failure(fmt::format("cannot give lock file {}.lock to {}: {}", state_file, owner.name, errno_text()));
     if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
         const int err = errno;
-        if (err != EWOULDBLOCK) return failure(fmt::format("cannot lock {}.lock: {}", state_file, std::strerror(err)));
+        if (err != EWOULDBLOCK) return failure(fmt::format("cannot lock {}.lock: {}", state_file, errno_text(err)));
         return failure(held_lock_message(lock_fd_, lock_stat, state_file));
     }
     const std::string pid = fmt::format("{}\n", getpid());
@@ -171,19 +163,20 @@ Result<> StateWriter::publish(const Config& config, const std::vector<std::strin
 
     // A leftover from a crashed predecessor with our pid is ours to replace.
     ::unlinkat(directory_fd_, temp_name.c_str(), 0);
-    Fd file{::openat(directory_fd_, temp_name.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644)};
-    if (file.fd < 0) return failure(fmt::format("cannot create {}: {}", temp_name, errno_text()));
+    const UniqueFd file(
+        ::openat(directory_fd_, temp_name.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644));
+    if (!file) return failure(fmt::format("cannot create {}: {}", temp_name, errno_text()));
     // The umask may have narrowed 0644; readers of other users need to read it.
-    if (::fchmod(file.fd, 0644) != 0) return failure(fmt::format("cannot chmod {}: {}", temp_name, errno_text()));
+    if (::fchmod(file.get(), 0644) != 0) return failure(fmt::format("cannot chmod {}: {}", temp_name, errno_text()));
     // Reserve every page now: on a full tmpfs a write into a sparse mapping
     // would be a SIGBUS in the daemon, not an error.
-    if (int err = ::posix_fallocate(file.fd, 0, off_t(size)); err != 0) {
+    if (int err = ::posix_fallocate(file.get(), 0, off_t(size)); err != 0) {
         ::unlinkat(directory_fd_, temp_name.c_str(), 0);
-        return failure(fmt::format("cannot allocate {} bytes for the state file: {}", size, std::strerror(err)));
+        return failure(fmt::format("cannot allocate {} bytes for the state file: {}", size, errno_text(err)));
     }
     bip::mapped_region region;
     try {
-        bip::mapped_region mapped(state::FdMappable(file.fd), bip::read_write, 0, size);
+        bip::mapped_region mapped(state::FdMappable(file.get()), bip::read_write, 0, size);
         region.swap(mapped);
     } catch (const std::exception& e) {
         ::unlinkat(directory_fd_, temp_name.c_str(), 0);
@@ -218,12 +211,12 @@ Result<> StateWriter::publish(const Config& config, const std::vector<std::strin
     bip::mapped_region previous;
     if (header_) {
         previous.swap(region_);
-    } else if (Fd old{::openat(directory_fd_, base_name_.c_str(), O_RDWR | O_NOFOLLOW | O_CLOEXEC)}; old.fd >= 0) {
+    } else if (const UniqueFd old(::openat(directory_fd_, base_name_.c_str(), O_RDWR | O_NOFOLLOW | O_CLOEXEC)); old) {
         struct stat st {};
-        if (::fstat(old.fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == geteuid() &&
+        if (::fstat(old.get(), &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == geteuid() &&
             uint64_t(st.st_size) >= sizeof(Header)) {
             try {
-                bip::mapped_region mapped(state::FdMappable(old.fd), bip::read_write, 0, sizeof(Header));
+                bip::mapped_region mapped(state::FdMappable(old.get()), bip::read_write, 0, sizeof(Header));
                 const auto* old_header = static_cast<const Header*>(mapped.get_address());
                 if (std::memcmp(old_header->magic, kMagic, sizeof kMagic) == 0 &&
                     old_header->format_version == kFormatVersion)

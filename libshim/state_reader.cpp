@@ -10,6 +10,7 @@
 #include <string>
 
 #include "libshim/fd_mapping.hpp"
+#include "libshim/unique_fd.hpp"
 
 namespace mcwatch::state {
 
@@ -32,14 +33,6 @@ const char* map_status_name(MapStatus status) noexcept {
 }
 
 namespace {
-
-// Closes a descriptor on every return path; the mapping outlives it.
-struct FdCloser {
-    int fd;
-    ~FdCloser() {
-        if (fd >= 0) ::close(fd);
-    }
-};
 
 MapStatus fail(MapStatus status, char* why, size_t why_size, const char* path, const char* fmt,
                unsigned long long a = 0, unsigned long long b = 0) noexcept {
@@ -101,17 +94,17 @@ std::string untrusted_because(const struct stat& file, const char* path) {
 MapStatus StateMap::open(const char* path, char* why, size_t why_size) noexcept {
     close();
     // O_NONBLOCK: opening a FIFO planted at the path must not wait for a writer.
-    const int fd = ::open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
-    if (fd < 0) {
+    // Closed on every return path; the mapping outlives it.
+    const UniqueFd file(::open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK));
+    if (!file) {
         const int err = errno;
         if (err == ENOENT) return fail(MapStatus::missing, why, why_size, path, "does not exist");
         if (err == ELOOP) return fail(MapStatus::not_regular_file, why, why_size, path, "is a symbolic link (refused)");
         if (why && why_size) std::snprintf(why, why_size, "state file %s: %s", path, strerror(err));
         return MapStatus::io_error;
     }
-    FdCloser closer{fd};
     struct stat st {};
-    if (fstat(fd, &st) != 0) return fail(MapStatus::io_error, why, why_size, path, "cannot stat");
+    if (fstat(file.get(), &st) != 0) return fail(MapStatus::io_error, why, why_size, path, "cannot stat");
     if (!S_ISREG(st.st_mode)) return fail(MapStatus::not_regular_file, why, why_size, path, "is not a regular file");
     try {
         if (const std::string untrusted = untrusted_because(st, path); !untrusted.empty()) {
@@ -128,7 +121,7 @@ MapStatus StateMap::open(const char* path, char* why, size_t why_size) noexcept 
 
     bip::mapped_region region;
     try {
-        bip::mapped_region mapped(FdMappable(fd), bip::read_only, 0, st.st_size);
+        bip::mapped_region mapped(FdMappable(file.get()), bip::read_only, 0, st.st_size);
         region.swap(mapped);
     } catch (const std::exception& e) {
         if (why && why_size) std::snprintf(why, why_size, "state file %s: mmap: %s", path, e.what());

@@ -50,12 +50,18 @@ struct Fixture {
     EventLoop loop;
     std::string path = dir.file("control");
     std::vector<std::string> seen;
-    ControlServer server{
-        loop, [this](const ControlRequest& request, ControlServer::Ticket) -> std::optional<std::string> {
-            seen.push_back(fmt::format("{} {}", control_command_name(request.command), request.server));
-            return "ok done";
-        }};
-    Fixture() { REQUIRE(server.open(path, current_user(), getegid(), {uint32_t(geteuid()), std::nullopt, ""}) == ""); }
+    std::unique_ptr<ControlServer> server;
+    Fixture() {
+        auto opened = ControlServer::open(
+            loop,
+            [this](const ControlRequest& request, ControlServer::Ticket) -> std::optional<ControlReply> {
+                seen.push_back(fmt::format("{} {}", control_command_name(request.command), request.server));
+                return ControlReply::ok("done");
+            },
+            path, current_user(), getegid(), {uint32_t(geteuid()), std::nullopt, ""});
+        REQUIRE(opened.has_value());
+        server = std::move(*opened);
+    }
 };
 
 }  // namespace
@@ -93,9 +99,10 @@ TEST_CASE("control server: bad and oversized requests are answered with an error
 TEST_CASE("control server: a second server on a socket in use is refused, a stale one replaced") {
     Fixture f;
     EventLoop loop;
-    ControlServer second(loop,
-                         [](const ControlRequest&, ControlServer::Ticket) { return std::optional<std::string>(); });
-    CHECK(second.open(f.path, current_user(), getegid(), {}) ==
+    const auto no_reply = [](const ControlRequest&, ControlServer::Ticket) { return std::optional<ControlReply>(); };
+    const auto second = ControlServer::open(loop, no_reply, f.path, current_user(), getegid(), {});
+    REQUIRE_FALSE(second.has_value());
+    CHECK(second.error().message ==
           fmt::format("control_socket {} is in use by another process (another mcwatchd?)", f.path));
     // A socket nobody listens on, as a killed daemon leaves it.
     const std::string stale = f.dir.file("stale");
@@ -105,5 +112,22 @@ TEST_CASE("control server: a second server on a socket in use is refused, a stal
     std::strncpy(address.sun_path, stale.c_str(), sizeof address.sun_path - 1);
     REQUIRE(bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);
     close(fd);
-    CHECK(second.open(stale, current_user(), getegid(), {}) == "");
+    CHECK(ControlServer::open(loop, no_reply, stale, current_user(), getegid(), {}).has_value());
+}
+
+TEST_CASE("control reply: one line on the wire, its status read back without looking into its text") {
+    CHECK(control_reply_line(ControlReply::ok("127.0.0.1:11211 draining (was live)")) ==
+          "ok 127.0.0.1:11211 draining (was live)");
+    CHECK(control_reply_line(ControlReply::error("unknown server 'x'")) == "error unknown server 'x'");
+    const auto ok = parse_control_reply("ok 127.0.0.1:11211 flushed");
+    REQUIRE(ok.has_value());
+    CHECK(ok->status == ControlStatus::ok);
+    CHECK(ok->text == "127.0.0.1:11211 flushed");
+    const auto refused = parse_control_reply("error ok, but refused");
+    REQUIRE(refused.has_value());
+    CHECK(refused->status == ControlStatus::error);
+    CHECK(refused->text == "ok, but refused");
+    CHECK(parse_control_reply("ok").value().text.empty());
+    CHECK(parse_control_reply("okay").error().message == "unexpected answer 'okay'");
+    CHECK_FALSE(parse_control_reply("").has_value());
 }

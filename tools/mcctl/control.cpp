@@ -11,6 +11,9 @@
 #include <cstring>
 
 #include "common/config.hpp"
+#include "common/control_reply.hpp"
+#include "common/errno_text.hpp"
+#include "libshim/unique_fd.hpp"
 #include "tools/mcctl/snapshot.hpp"
 
 namespace mcwatch {
@@ -19,13 +22,6 @@ namespace {
 
 constexpr int kExitRefused = 1;
 constexpr size_t kMaxReplyBytes = 65536;
-
-struct Fd {
-    int fd = -1;
-    ~Fd() {
-        if (fd >= 0) ::close(fd);
-    }
-};
 
 std::string connect_advice(int err, const std::string& path) {
     switch (err) {
@@ -36,21 +32,18 @@ std::string connect_advice(int err, const std::string& path) {
     case EACCES:
         return fmt::format("permission denied on {}: run as root, as mcwatchd's user or as a member of its admin_group",
                            path);
-    default: return fmt::format("cannot connect to {}: {}", path, std::strerror(err));
+    default: return fmt::format("cannot connect to {}: {}", path, errno_text(err));
     }
 }
 
 }  // namespace
 
-std::string control_socket_path(const char* explicit_socket, const char* config_path, const std::string& state_path,
-                                std::string& error) {
+Result<std::string> control_socket_path(const char* explicit_socket, const char* config_path,
+                                        const std::string& state_path) {
     if (explicit_socket) return explicit_socket;
     if (config_path) {
         const ConfigResult loaded = load_config(config_path);
-        if (!loaded.config) {
-            error = loaded.error;
-            return "";
-        }
+        if (!loaded.config) return failure(loaded.error);
         return loaded.config->control_socket;
     }
     const size_t slash = state_path.rfind('/');
@@ -67,15 +60,15 @@ int mcctl_control(const std::string& socket_path, const std::string& request, st
         return kExitUnusable;
     }
     std::memcpy(address.sun_path, socket_path.c_str(), socket_path.size() + 1);
-    Fd sock{::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)};
-    if (sock.fd < 0 || ::connect(sock.fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
+    const UniqueFd sock(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (!sock || ::connect(sock.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
         fmt::print(err, "mcctl: {}\n", connect_advice(errno, socket_path));
         return kExitUnusable;
     }
     const std::string line = request + "\n";
     // A peer it refuses is answered (and left) at once, maybe before the
     // request is sent: the answer is still there to read.
-    const bool sent = ::send(sock.fd, line.data(), line.size(), MSG_NOSIGNAL) == ssize_t(line.size());
+    const bool sent = ::send(sock.get(), line.data(), line.size(), MSG_NOSIGNAL) == ssize_t(line.size());
     const int send_errno = errno;
     // The daemon answers a flush after its next probe round, a reload after
     // re-reading its file: wait that long, not forever.
@@ -83,7 +76,7 @@ int mcctl_control(const std::string& socket_path, const std::string& request, st
     std::string reply;
     while (reply.find('\n') == std::string::npos && reply.size() < kMaxReplyBytes) {
         const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-        pollfd p{sock.fd, POLLIN, 0};
+        pollfd p{sock.get(), POLLIN, 0};
         const int ready = left.count() > 0 ? ::poll(&p, 1, int(left.count())) : 0;
         if (ready < 0 && errno == EINTR) continue;
         if (ready <= 0) {
@@ -91,30 +84,32 @@ int mcctl_control(const std::string& socket_path, const std::string& request, st
             return kExitUnusable;
         }
         char chunk[4096];
-        const ssize_t n = ::recv(sock.fd, chunk, sizeof chunk, 0);
+        const ssize_t n = ::recv(sock.get(), chunk, sizeof chunk, 0);
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) break;
         reply.append(chunk, size_t(n));
     }
     if (reply.empty() && !sent) {
-        fmt::print(err, "mcctl: cannot send to {}: {}\n", socket_path, std::strerror(send_errno));
+        fmt::print(err, "mcctl: cannot send to {}: {}\n", socket_path, errno_text(send_errno));
         return kExitUnusable;
     }
     if (reply.empty()) {
         fmt::print(err, "mcctl: mcwatchd on {} closed the connection without answering\n", socket_path);
         return kExitUnusable;
     }
-    reply = reply.substr(0, reply.find('\n'));
-    if (reply.rfind("ok", 0) == 0) {
-        fmt::print(out, "{}\n", reply.size() > 3 ? reply.substr(3) : "ok");
+    const std::string answer_line = reply.substr(0, reply.find('\n'));
+    const Result<ControlReply> answer = parse_control_reply(answer_line);
+    if (!answer) {
+        fmt::print(err, "mcctl: unexpected answer from mcwatchd on {}: '{}'\n", socket_path,
+                   answer_line.substr(0, 200));
+        return kExitUnusable;
+    }
+    if (answer->status == ControlStatus::ok) {
+        fmt::print(out, "{}\n", answer->text.empty() ? "ok" : answer->text);
         return 0;
     }
-    if (reply.rfind("error ", 0) == 0) {
-        fmt::print(err, "mcctl: {}\n", reply.substr(6));
-        return kExitRefused;
-    }
-    fmt::print(err, "mcctl: unexpected answer from mcwatchd on {}: '{}'\n", socket_path, reply.substr(0, 200));
-    return kExitUnusable;
+    fmt::print(err, "mcctl: {}\n", answer->text);
+    return kExitRefused;
 }
 
 }  // namespace mcwatch

@@ -185,13 +185,12 @@ int main(int argc, char** argv) {
             return usage_error(
                 fmt::format("{} needs one SERVER (host:port){}", command, may_force ? " and maybe --force" : ""));
         if (!takes_server && !words.empty()) return usage_error(fmt::format("{} takes no arguments", command));
-        std::string error;
         std::string path;
         // The socket beside the state file: -c names both, -S needs neither.
         if (!options.socket && !options.config && !state_path(path)) return kExitUnusable;
-        const std::string socket = control_socket_path(options.socket, options.config, path, error);
-        if (socket.empty()) {
-            fmt::print(stderr, "mcctl: {}\n", error);
+        const Result<std::string> socket = control_socket_path(options.socket, options.config, path);
+        if (!socket) {
+            fmt::print(stderr, "mcctl: {}\n", socket.error().message);
             return kExitUnusable;
         }
         const std::string request =
@@ -199,7 +198,7 @@ int main(int argc, char** argv) {
         // A flush is answered after the daemon's next probe round: allow for
         // a long probe_interval (the daemon keeps such a request 120s).
         const auto timeout = command == "flush" ? std::chrono::seconds(120) : std::chrono::seconds(30);
-        return mcctl_control(socket, request, timeout, stdout, stderr);
+        return mcctl_control(*socket, request, timeout, stdout, stderr);
     }
     return usage_error(fmt::format("unknown command '{}'", command));
 }
