@@ -83,10 +83,11 @@ std::vector<state::ServerDynamic> Daemon::views() const {
     return out;
 }
 
-std::unique_ptr<Prober> Daemon::make_prober(const Config& config) {
-    auto prober = std::make_unique<Prober>(config.servers, config.probe_timeout);
+Result<std::unique_ptr<Prober>> Daemon::make_prober(const Config& config) {
+    auto prober = Prober::create(config.servers, config.probe_timeout, config.stats_interval);
+    if (!prober) return failure(fmt::format("cannot start probing: {}", prober.error().message));
     // Control requests and scrapes are served while a round waits for slow servers.
-    prober->set_side_channel(loop_.fd(), [this] { serve(0); });
+    (*prober)->set_side_channel(loop_.fd(), [this] { serve(0); });
     return prober;
 }
 
@@ -118,11 +119,9 @@ std::string Daemon::start() {
     if (!why.empty()) return why;
     if (why = drop_privileges(config_); !why.empty()) return why;
 
-    try {
-        prober_ = make_prober(config_);
-    } catch (const std::exception& e) {
-        return fmt::format("cannot start probing: {}", e.what());
-    }
+    auto prober = make_prober(config_);
+    if (!prober) return prober.error().message;
+    prober_ = std::move(*prober);
     health_.assign(config_.servers.size(), ServerHealth(HealthPolicy::from(config_)));
     resolved_ = numeric_addresses(config_);
     // A restart (an upgrade, a crash) must change nothing for clients: what
@@ -197,12 +196,11 @@ Daemon::ReloadOutcome Daemon::reload() {
     const size_t removed = config_.servers.size() - (next.servers.size() - added);
 
     std::unique_ptr<Prober> prober;
-    if (!same_servers(config_, next) || next.probe_timeout != config_.probe_timeout) {
-        try {
-            prober = make_prober(next);
-        } catch (const std::exception& e) {
-            return refuse(fmt::format("cannot start probing: {}", e.what()));
-        }
+    if (!same_servers(config_, next) || next.probe_timeout != config_.probe_timeout ||
+        next.stats_interval != config_.stats_interval) {
+        auto made = make_prober(next);
+        if (!made) return refuse(made.error().message);
+        prober = std::move(*made);
     }
     std::vector<std::string> resolved = numeric_addresses(next);
     const bool republish = !same_file_settings(config_, next);

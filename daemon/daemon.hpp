@@ -63,7 +63,7 @@ private:
     void serve(int timeout_ms);
     std::vector<state::ServerDynamic> views() const;
     void log_health_events(const std::string& server, const std::vector<HealthEvent>& events) const;
-    std::unique_ptr<Prober> make_prober(const Config& config);
+    Result<std::unique_ptr<Prober>> make_prober(const Config& config);
     std::unique_ptr<MetricsServer> open_metrics(const Config& config, std::string& error);
 
     // daemon_control.cpp: the control commands.
