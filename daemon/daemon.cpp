@@ -117,6 +117,13 @@ std::string Daemon::start() {
     std::string why;
     metrics_ = open_metrics(config_, why);
     if (!why.empty()) return why;
+    if (config_.hint_socket) {
+        auto hints = HintServer::open(loop_, parent_directory(config_.state_file) + "/hints",
+                                      [this](size_t index) { prober_->probe_now(index); });
+        if (!hints) return hints.error().message;
+        hints_ = std::move(*hints);
+        hints_->set_servers(server_addresses());
+    }
     if (why = drop_privileges(config_); !why.empty()) return why;
 
     auto prober = make_prober(config_);
@@ -222,6 +229,7 @@ Daemon::ReloadOutcome Daemon::reload() {
     health_ = std::move(kept);
     resolved_ = std::move(resolved);
     if (prober) prober_ = std::move(prober);
+    if (hints_) hints_->set_servers(server_addresses());
     if (metrics_changed) metrics_ = std::move(metrics);
     ++reloads_ok_;
     if (metrics_) metrics_->content_changed();
@@ -306,6 +314,43 @@ void Daemon::serve(int timeout_ms) {
     if (metrics_) metrics_->expire(now);
 }
 
+std::vector<std::string> Daemon::server_addresses() const {
+    std::vector<std::string> addresses;
+    for (const ServerAddress& server : config_.servers) addresses.push_back(server.text);
+    return addresses;
+}
+
+void Daemon::wait_between_rounds(int timeout_ms) {
+    // The prober waits on its own descriptors and on the loop's (the side
+    // channel), so that a hint's probe is read as soon as it is answered.
+    for (const auto& [index, result] : prober_->wait(Millis(timeout_ms))) apply_hinted_probe(index, result);
+    const auto now = Clock::now();
+    if (control_) control_->expire(now);
+    if (metrics_) metrics_->expire(now);
+}
+
+// A probe out of the round, asked for by a hint: applied and published at
+// once. A timeout is probed again at once, back to back, until fail_after
+// failures decide (a refused connection has decided already).
+void Daemon::apply_hinted_probe(size_t index, const ProbeResult& result) {
+    if (index >= health_.size()) return;
+    const std::string& server = config_.servers[index].text;
+    const uint32_t failures_before = health_[index].view().consecutive_failures;
+    bool routing_changed = false;
+    const int64_t now = now_ms();
+    auto events = health_[index].on_probe(result, now, routing_changed);
+    for (auto& e : health_[index].tick(now, routing_changed)) events.push_back(std::move(e));
+    if (!result.ok && !result.answered_error && failures_before == 0)
+        log_event("warning", "probe_failed", {{"server", server}, {"reason", result.error}, {"after", "hint"}});
+    log_health_events(server, events);
+    writer_.write_servers(views(), routing_changed);
+    if (metrics_) metrics_->content_changed();
+    const state::ServerDynamic& view = health_[index].view();
+    if (!result.ok && !result.answered_error && view.state != uint32_t(state::ServerState::dead) &&
+        view.consecutive_failures < config_.fail_after)
+        prober_->probe_now(index);
+}
+
 int Daemon::run() {
     while (!stop_requested) {
         const auto started = Clock::now();
@@ -321,7 +366,8 @@ int Daemon::run() {
         // Bounded waits: a signal that lands just before epoll_wait is acted
         // on within 100ms.
         for (auto now = Clock::now(); !stop_requested && !reload_requested && now < next; now = Clock::now())
-            serve(int(std::min<int64_t>(std::chrono::ceil<std::chrono::milliseconds>(next - now).count(), 100)));
+            wait_between_rounds(
+                int(std::min<int64_t>(std::chrono::ceil<std::chrono::milliseconds>(next - now).count(), 100)));
     }
     log_event("info", "stop", {{"pid", fmt::format("{}", getpid())}});
     return 0;

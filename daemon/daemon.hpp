@@ -15,6 +15,7 @@
 #include "daemon/control_server.hpp"
 #include "daemon/event_loop.hpp"
 #include "daemon/health.hpp"
+#include "daemon/hint_server.hpp"
 #include "daemon/metrics_server.hpp"
 #include "daemon/prober.hpp"
 #include "daemon/state_writer.hpp"
@@ -61,6 +62,10 @@ private:
     ReloadOutcome reload();
     // Serves the control socket and metrics endpoint for up to timeout_ms.
     void serve(int timeout_ms);
+    // Between rounds: serves as above and applies the probes hints asked for.
+    void wait_between_rounds(int timeout_ms);
+    void apply_hinted_probe(size_t index, const ProbeResult& result);
+    std::vector<std::string> server_addresses() const;
     std::vector<state::ServerDynamic> views() const;
     void log_health_events(const std::string& server, const std::vector<HealthEvent>& events) const;
     Result<std::unique_ptr<Prober>> make_prober(const Config& config);
@@ -82,6 +87,7 @@ private:
     std::map<std::string, ServerHealth> departed_;
     std::unique_ptr<ControlServer> control_;
     std::unique_ptr<MetricsServer> metrics_;
+    std::unique_ptr<HintServer> hints_;
     std::vector<Deferred> pending_flushes_;
     std::vector<Deferred> pending_reloads_;
     uint64_t reloads_ok_ = 0;

@@ -105,7 +105,10 @@ std::optional<std::string> Daemon::on_control(const ControlRequest& request, Con
 
 std::string Daemon::render_metrics_now() const {
     MetricsInput input;
-    for (size_t i = 0; i < health_.size(); ++i) input.servers.push_back({config_.servers[i].text, &health_[i]});
+    for (size_t i = 0; i < health_.size(); ++i)
+        input.servers.push_back(
+            {config_.servers[i].text, &health_[i], hints_ ? hints_->hints(config_.servers[i].text) : 0});
+    input.invalid_hints = hints_ ? hints_->invalid() : 0;
     input.heartbeat_unix_ms = writer_.heartbeat_unix_ms();
     input.generation = writer_.generation();
     input.rounds = writer_.rounds();
