@@ -173,3 +173,27 @@ def test_hint_socket_off_creates_no_socket(fleet, open_dir):
     fleet.write_config({"hint_socket": "off"})
     fleet.start_daemon()
     assert not os.path.exists(os.path.join(open_dir, "hints"))
+
+
+def test_a_hint_for_a_frozen_server_needs_fail_after_timeouts_probed_back_to_back(fleet, open_dir):
+    frozen, other = fleet.add_servers(2)
+    fleet.write_config({"probe_interval": "5s", "probe_timeout": "300ms", "fail_after": "3", "stale_after": "15s"})
+    fleet.start_daemon()
+    hints = os.path.join(open_dir, "hints")
+    failed = fleet.server(frozen.address)["probes_failed"]
+    frozen.signal(signal.SIGSTOP)
+    try:
+        rounds = fleet.status()["daemon"]["rounds"]
+        send_as_nobody(hints, f"hint {frozen.address}\\n")
+        fleet.wait_states({frozen.address: "dead"}, timeout=30)
+        status = fleet.status()
+        dead = next(s for s in status["servers"] if s["address"] == frozen.address)
+        after = status["daemon"]["rounds"] - rounds
+        print(f"dead after {after} rounds, {dead['probes_failed'] - failed} failed probes")
+        # A timeout is not certain: three of them, one after the other, not three rounds.
+        assert dead["probes_failed"] - failed >= 3
+        assert after < 3
+        assert dead["hint_triggered"] is True
+        assert fleet.states()[other.address] == "live"
+    finally:
+        frozen.signal(signal.SIGCONT)
