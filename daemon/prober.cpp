@@ -592,12 +592,10 @@ void Prober::parse_reply(Server& server) {
         case ParseStatus::answered_error: return fail_answered(server, std::move(error));
         case ParseStatus::complete: break;
         }
-        // The facts of the last `stats`, as memcached would tell them now.
+        // The facts of the last `stats`. Not even the uptime is advanced:
+        // memcached's own clock ticks once a second, late, and an uptime
+        // guessed a second ahead of its next answer would read as a restart.
         server.result.stats = server.last_stats;
-        if (server.result.stats.uptime_s != state::kUnknown) {
-            const auto since = std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - server.last_stats_at);
-            server.result.stats.uptime_s += uint64_t(since.count());
-        }
         server.result.stats.version = std::move(version);
         return complete(server, consumed);
     }

@@ -33,8 +33,8 @@ struct ProbeResult {
     // daemon spends on the other servers of the round is not counted). Set
     // when ok.
     std::chrono::microseconds rtt{};
-    // Set when ok: read now (stats_fetched) or kept from the last `stats`,
-    // with the uptime advanced by the time since and the version just read.
+    // Set when ok: read now (stats_fetched) or kept from the last `stats`
+    // (with the version just read).
     StatsReply stats;
     bool stats_fetched = false;
     // Probed out of its round after a client's hint (or one that followed it).
