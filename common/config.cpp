@@ -145,6 +145,10 @@ public:
             at_line(key_lines_["probe_timeout"],
                     fmt::format("probe_timeout ({}) must be shorter than probe_interval ({})",
                                 format_duration(config_.probe_timeout), format_duration(config_.probe_interval)));
+        else if (config_.stats_interval < config_.probe_interval)
+            at_line(key_lines_["stats_interval"],
+                    fmt::format("stats_interval ({}) must not be shorter than probe_interval ({})",
+                                format_duration(config_.stats_interval), format_duration(config_.probe_interval)));
         else if (config_.stale_after <= config_.probe_interval)
             at_line(key_lines_["stale_after"],
                     fmt::format("stale_after ({}) must be longer than probe_interval ({})",
@@ -218,6 +222,7 @@ private:
         if (key == "probe_interval")
             return duration_key(k, value, config_.probe_interval, Millis(10), kMaxStateFileMillis);
         if (key == "probe_timeout") return duration_key(k, value, config_.probe_timeout, Millis(1));
+        if (key == "stats_interval") return duration_key(k, value, config_.stats_interval, Millis(10));
         if (key == "fail_after") return count_key(k, value, config_.fail_after, 1, 1000);
         if (key == "recover_after") return count_key(k, value, config_.recover_after, 1, 1000);
         if (key == "min_live_servers") return count_key(k, value, config_.min_live_servers, 0, state::kMaxServers);
@@ -254,6 +259,12 @@ private:
             const auto parsed = parse_bool(value);
             if (!parsed) return fail(fmt::format("flush_on_rejoin = '{}': expected yes or no", value));
             config_.flush_on_rejoin = *parsed;
+            return 1;
+        }
+        if (key == "hint_socket") {
+            const auto parsed = parse_bool(value);
+            if (!parsed) return fail(fmt::format("hint_socket = '{}': expected on or off", value));
+            config_.hint_socket = *parsed;
             return 1;
         }
         return fail(fmt::format("unknown key '{}' in [mcwatchd]", key));

@@ -32,6 +32,11 @@ struct Config {
     std::string control_socket;
     Millis probe_interval{500};
     Millis probe_timeout{250};
+    // `stats` (the facts mcctl status shows) at most this often per server;
+    // the other probes send `version`. Never shorter than probe_interval.
+    Millis stats_interval{std::chrono::seconds(5)};
+    // The datagram socket `hints` beside the state file (INTERFACES: hint datagram).
+    bool hint_socket = true;
     uint32_t fail_after = 2;
     uint32_t recover_after = 3;
     // mcctl drain/down refuse to leave fewer live servers than this (0 = no floor).

@@ -87,10 +87,11 @@ std::vector<std::string> Daemon::resolved_addresses() const {
     return out;
 }
 
-std::unique_ptr<Prober> Daemon::make_prober(const Config& config) {
-    auto prober = std::make_unique<Prober>(config.servers, config.probe_timeout);
+Result<std::unique_ptr<Prober>> Daemon::make_prober(const Config& config) {
+    auto prober = Prober::create(config.servers, config.probe_timeout, config.stats_interval);
+    if (!prober) return failure(fmt::format("cannot start probing: {}", prober.error().message));
     // Control requests and scrapes are served while a round waits for slow servers.
-    prober->set_side_channel(loop_.fd(), [this] { serve(0); });
+    (*prober)->set_side_channel(loop_.fd(), [this] { serve(0); });
     return prober;
 }
 
@@ -121,13 +122,18 @@ Result<> Daemon::start() {
     Result<std::unique_ptr<MetricsServer>> metrics = open_metrics(config_);
     if (!metrics) return tl::unexpected(metrics.error());
     metrics_ = std::move(*metrics);
+    if (config_.hint_socket) {
+        auto hints = HintServer::open(loop_, parent_directory(config_.state_file) + "/hints",
+                                      [this](size_t index) { prober_->probe_now(index); });
+        if (!hints) return tl::unexpected(hints.error());
+        hints_ = std::move(*hints);
+        hints_->set_servers(server_addresses());
+    }
     if (Result<> dropped = drop_privileges(config_); !dropped) return dropped;
 
-    try {
-        prober_ = make_prober(config_);
-    } catch (const std::exception& e) {  // Prober's constructor throws
-        return failure(fmt::format("cannot start probing: {}", e.what()));
-    }
+    Result<std::unique_ptr<Prober>> prober = make_prober(config_);
+    if (!prober) return tl::unexpected(prober.error());
+    prober_ = std::move(*prober);
     for (const ServerAddress& address : config_.servers)
         servers_.emplace_back(address, ServerHealth(HealthPolicy::from(config_)));
     // A restart (an upgrade, a crash) must change nothing for clients: what
@@ -201,12 +207,11 @@ Result<std::string> Daemon::reload() {
     const size_t removed = servers_.size() - (next.servers.size() - added);
 
     std::unique_ptr<Prober> prober;
-    if (!same_servers(config_, next) || next.probe_timeout != config_.probe_timeout) {
-        try {
-            prober = make_prober(next);
-        } catch (const std::exception& e) {
-            return refuse(fmt::format("cannot start probing: {}", e.what()));
-        }
+    if (!same_servers(config_, next) || next.probe_timeout != config_.probe_timeout ||
+        next.stats_interval != config_.stats_interval) {
+        auto made = make_prober(next);
+        if (!made) return refuse(made.error().message);
+        prober = std::move(*made);
     }
     const bool republish = !same_file_settings(config_, next);
     if (republish) {
@@ -230,6 +235,7 @@ Result<std::string> Daemon::reload() {
     config_ = std::move(next);
     servers_ = std::move(kept);
     if (prober) prober_ = std::move(prober);
+    if (hints_) hints_->set_servers(server_addresses());
     if (metrics_changed) metrics_ = std::move(metrics);
     ++reloads_ok_;
     if (metrics_) metrics_->content_changed();
@@ -328,6 +334,43 @@ void Daemon::serve(int timeout_ms) {
     if (metrics_) metrics_->expire(now);
 }
 
+std::vector<std::string> Daemon::server_addresses() const {
+    std::vector<std::string> addresses;
+    for (const ServerRecord& server : servers_) addresses.push_back(server.address.text);
+    return addresses;
+}
+
+void Daemon::wait_between_rounds(int timeout_ms) {
+    // The prober waits on its own descriptors and on the loop's (the side
+    // channel), so that a hint's probe is read as soon as it is answered.
+    for (const auto& [index, result] : prober_->wait(Millis(timeout_ms))) apply_hinted_probe(index, result);
+    const auto now = Clock::now();
+    if (control_) control_->expire(now);
+    if (metrics_) metrics_->expire(now);
+}
+
+// A probe out of the round, asked for by a hint: applied and published at
+// once. A timeout is probed again at once, back to back, until fail_after
+// failures decide (a refused connection has decided already).
+void Daemon::apply_hinted_probe(size_t index, const ProbeResult& result) {
+    if (index >= servers_.size()) return;
+    ServerRecord& server = servers_[index];
+    const uint32_t failures_before = server.health.view().consecutive_failures;
+    const int64_t now = now_ms();
+    HealthChange change = server.health.on_probe(result, now);
+    change.add(server.health.tick(now));
+    if (!result.ok && !result.answered_error && failures_before == 0)
+        log_event("warning", "probe_failed",
+                  {{"server", server.address.text}, {"reason", result.error}, {"after", "hint"}});
+    log_health_events(server.address.text, change.events);
+    writer_.update(views(), change.routing_changed);
+    if (metrics_) metrics_->content_changed();
+    const state::ServerDynamic& view = server.health.view();
+    if (!result.ok && !result.answered_error && view.state != uint32_t(state::ServerState::dead) &&
+        view.consecutive_failures < config_.fail_after)
+        prober_->probe_now(index);
+}
+
 int Daemon::run() {
     while (!stop_requested) {
         const auto started = Clock::now();
@@ -344,7 +387,8 @@ int Daemon::run() {
         // Bounded waits: a signal that lands just before epoll_wait is acted
         // on within 100ms.
         for (auto now = Clock::now(); !stop_requested && !reload_requested && now < next; now = Clock::now())
-            serve(int(std::min<int64_t>(std::chrono::ceil<std::chrono::milliseconds>(next - now).count(), 100)));
+            wait_between_rounds(
+                int(std::min<int64_t>(std::chrono::ceil<std::chrono::milliseconds>(next - now).count(), 100)));
     }
     log_event("info", "stop", {{"pid", fmt::format("{}", getpid())}});
     return 0;

@@ -16,6 +16,7 @@
 #include "daemon/control_server.hpp"
 #include "daemon/event_loop.hpp"
 #include "daemon/health.hpp"
+#include "daemon/hint_server.hpp"
 #include "daemon/metrics_server.hpp"
 #include "daemon/prober.hpp"
 #include "daemon/state_writer.hpp"
@@ -73,10 +74,14 @@ private:
     Result<std::string> reload();
     // Serves the control socket and metrics endpoint for up to timeout_ms.
     void serve(int timeout_ms);
+    // Between rounds: serves as above and applies the probes hints asked for.
+    void wait_between_rounds(int timeout_ms);
+    void apply_hinted_probe(size_t index, const ProbeResult& result);
+    std::vector<std::string> server_addresses() const;
     std::vector<state::ServerDynamic> views() const;
     std::vector<std::string> resolved_addresses() const;
     void log_health_events(const std::string& server, const std::vector<HealthEvent>& events) const;
-    std::unique_ptr<Prober> make_prober(const Config& config);
+    Result<std::unique_ptr<Prober>> make_prober(const Config& config);
     // The metrics endpoint `config` asks for; nullptr when it asks for none.
     Result<std::unique_ptr<MetricsServer>> open_metrics(const Config& config);
 
@@ -95,6 +100,7 @@ private:
     std::map<std::string, ServerHealth> departed_;
     std::unique_ptr<ControlServer> control_;
     std::unique_ptr<MetricsServer> metrics_;
+    std::unique_ptr<HintServer> hints_;
     std::vector<Deferred> pending_flushes_;
     std::vector<Deferred> pending_reloads_;
     uint64_t reloads_ok_ = 0;

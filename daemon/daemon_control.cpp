@@ -105,7 +105,9 @@ std::optional<ControlReply> Daemon::on_control(const ControlRequest& request, Co
 
 std::string Daemon::render_metrics_now() const {
     MetricsInput input;
-    for (const ServerRecord& server : servers_) input.servers.push_back({server.address.text, &server.health});
+    for (const ServerRecord& server : servers_)
+        input.servers.push_back({server.address.text, &server.health, hints_ ? hints_->hints(server.address.text) : 0});
+    input.invalid_hints = hints_ ? hints_->invalid() : 0;
     input.heartbeat_unix_ms = writer_.heartbeat_unix_ms();
     input.generation = writer_.generation();
     input.rounds = writer_.rounds();

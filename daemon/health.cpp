@@ -73,6 +73,7 @@ void ServerHealth::become(ServerState next, int64_t now_ms, HealthChange& change
     view_.since_unix_ms = now_ms;
     ++view_.transitions;
     ++history_.transitions_to[size_t(next)];
+    view_.flags = applying_hint_ ? view_.flags | state::kFlagHintTriggered : view_.flags & ~state::kFlagHintTriggered;
     if (next != ServerState::live) {
         view_.flags &= ~state::kFlagRecentlyDown;
         view_.recently_down_until_unix_ms = 0;
@@ -151,6 +152,11 @@ void ServerHealth::go_down(const std::string& why, int64_t now_ms, HealthChange&
 }
 
 HealthChange ServerHealth::on_probe(const ProbeResult& result, int64_t now_ms) {
+    applying_hint_ = result.hint_triggered;
+    struct EndOfProbe {
+        bool& applying;
+        ~EndOfProbe() { applying = false; }
+    } end_of_probe{applying_hint_};
     view_.last_probe_unix_ms = now_ms;
     if (!result.ok && result.answered_error) return on_error_reply(result, now_ms);
     answering_errors_ = false;
@@ -164,7 +170,11 @@ HealthChange ServerHealth::on_probe(const ProbeResult& result, int64_t now_ms) {
         ++view_.consecutive_failures;
         view_.rtt_us = state::kUnknown;
         std::strncpy(view_.last_error, result.error.c_str(), sizeof view_.last_error - 1);
-        if (view_.consecutive_failures < policy_.fail_after || probed_ == ServerState::dead) return change;
+        // A hint is evidence: a refused connection on the probe it asked for
+        // is certain (nobody listens), a timeout is not, and needs fail_after.
+        const bool certain = result.refused && result.hint_triggered;
+        if ((view_.consecutive_failures < policy_.fail_after && !certain) || probed_ == ServerState::dead)
+            return change;
         go_down(result.error, now_ms, change);
         return change;
     }

@@ -147,6 +147,8 @@ private:
     int64_t last_good_unix_ms_ = 0;
     std::string last_good_resolved_;
     bool rejoin_blocked_ = false;
+    // While on_probe applies a hint-triggered probe: its transitions say so (kFlagHintTriggered).
+    bool applying_hint_ = false;
 };
 
 }  // namespace mcwatch

@@ -131,8 +131,16 @@ std::string render_metrics(const MetricsInput& input) {
         w.sample("mcwatch_server_rejoin_blocked", Writer::server_label(server),
                  server.health->rejoin_blocked() ? "1" : "0");
 
+    w.family("mcwatch_hints_total", "counter",
+             "Hints from clients (a failed connection to the server): each may trigger one probe per 100ms.");
+    for (const MetricsInput::Server& server : input.servers)
+        w.sample("mcwatch_hints_total", Writer::server_label(server), number(server.hints));
+    w.family("mcwatch_hints_invalid_total", "counter",
+             "Datagrams on the hint socket that were not a hint for a configured server: ignored.");
+    w.sample("mcwatch_hints_invalid_total", "", number(input.invalid_hints));
+
     w.family("mcwatch_probe_rtt_seconds", "histogram",
-             "Round-trip time of good probes, from `stats` sent to END read.");
+             "Round-trip time of good probes, from the probe's send to its reply's arrival.");
     for (const MetricsInput::Server& server : input.servers) {
         const std::string label = Writer::server_label(server);
         const RttHistogram& rtt = server.health->history().rtt;

@@ -15,6 +15,7 @@ struct MetricsInput {
     struct Server {
         std::string address;
         const ServerHealth* health = nullptr;
+        uint64_t hints = 0;  // well-formed hints received for it
     };
     std::vector<Server> servers;
     int64_t heartbeat_unix_ms = 0;
@@ -23,6 +24,7 @@ struct MetricsInput {
     uint64_t reloads_ok = 0;
     uint64_t reloads_refused = 0;
     int64_t start_unix_ms = 0;
+    uint64_t invalid_hints = 0;  // datagrams on the hint socket that were no hint for a known server
 };
 
 inline constexpr const char* kMetricsContentType = "text/plain; version=0.0.4; charset=utf-8";

@@ -31,6 +31,16 @@ constexpr uint64_t kWakeTag = UINT64_MAX;      // epoll data of the eventfd; nev
 constexpr uint64_t kSideTag = UINT64_MAX - 1;  // the side channel's; index UINT32_MAX is no server
 constexpr std::string_view kStatsRequest = "stats\r\n";
 constexpr std::string_view kFlushThenStatsRequest = "flush_all\r\nstats\r\n";
+// The liveness probe of most rounds: every memcached since 1.2 answers it with
+// one short line (the meta no-op `mn` is cheaper still, but 1.4 and 1.5 answer
+// it with ERROR), and it keeps the version mcctl status shows current.
+constexpr std::string_view kVersionRequest = "version\r\n";
+
+int64_t realtime_ns() {
+    timespec now{};
+    clock_gettime(CLOCK_REALTIME, &now);
+    return int64_t(now.tv_sec) * 1'000'000'000 + now.tv_nsec;
+}
 
 std::string errno_text(int err) { return std::strerror(err); }
 
@@ -132,6 +142,8 @@ std::string connect_error_text(int err, bool is_unix, bool& refused) {
 
 enum class Phase { done, resolving, connecting, exchanging };
 
+enum class Request { version, stats, flush_then_stats };
+
 }  // namespace
 
 struct Prober::Server {
@@ -154,34 +166,50 @@ struct Prober::Server {
 
     // The current round.
     Phase phase = Phase::done;
-    size_t endpoint_index = 0;  // next endpoint to try
-    bool all_refused = true;    // every endpoint tried this round refused
-    std::string connect_error;  // of the last endpoint tried
+    size_t endpoint_index = 0;   // next endpoint to try
+    bool all_refused = true;     // every endpoint tried this round refused
+    std::string connect_error;   // of the last endpoint tried
+    bool in_round = false;       // its result belongs to the current round
+    bool hinted = false;         // a hint asked for this probe (or came while it ran)
+    Clock::time_point deadline;  // of a probe out of any round
     bool flush = false;
     bool flush_answered = false;
+    Request kind = Request::stats;
     std::string_view request;
     size_t request_sent = 0;
     std::string reply;
     size_t stats_start = 0;   // offset of the stats reply in `reply`, after "OK\r\n"
     size_t stats_parsed = 0;  // parse_stats progress
     Clock::time_point sent_at;
+    int64_t sent_at_realtime_ns = 0;
+    int64_t reply_arrival_ns = 0;  // the kernel's receive timestamp of the last bytes read, realtime
     ProbeResult result;
+
+    // The last `stats` reply, which the `version` probes between carry on.
+    StatsReply last_stats;
+    bool have_stats = false;
+    Clock::time_point last_stats_at;
 };
 
-Prober::Prober(std::vector<ServerAddress> servers, Millis timeout) : timeout_(timeout) {
-    epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
-    if (epoll_fd_ < 0) throw std::system_error(errno, std::generic_category(), "epoll_create1");
-    wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+Prober::Prober(Millis timeout, Millis stats_interval) : timeout_(timeout), stats_interval_(stats_interval) {}
+
+Result<std::unique_ptr<Prober>> Prober::create(std::vector<ServerAddress> servers, Millis timeout,
+                                               Millis stats_interval) {
+    std::unique_ptr<Prober> prober(new Prober(timeout, stats_interval));
+    prober->epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
+    if (prober->epoll_fd_ < 0) return failure(fmt::format("epoll_create1: {}", errno_text(errno)));
+    prober->wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (prober->wake_fd_ < 0) return failure(fmt::format("eventfd: {}", errno_text(errno)));
     epoll_event event{};
     event.events = EPOLLIN;
     event.data.u64 = kWakeTag;
-    if (wake_fd_ < 0 || epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, wake_fd_, &event) != 0) {
-        const int err = errno;
-        if (wake_fd_ >= 0) close(wake_fd_);
-        close(epoll_fd_);
-        throw std::system_error(err, std::generic_category(), "eventfd");
-    }
+    if (epoll_ctl(prober->epoll_fd_, EPOLL_CTL_ADD, prober->wake_fd_, &event) != 0)
+        return failure(fmt::format("epoll_ctl: {}", errno_text(errno)));
+    prober->add_servers(std::move(servers));
+    return prober;
+}
 
+void Prober::add_servers(std::vector<ServerAddress> servers) {
     servers_.resize(servers.size());
     for (size_t i = 0; i < servers.size(); ++i) {
         Server& server = servers_[i];
@@ -223,8 +251,8 @@ Prober::~Prober() {
         close_connection(server);
         if (server.resolution != nullptr) server.resolution->release();
     }
-    close(wake_fd_);
-    close(epoll_fd_);
+    if (wake_fd_ >= 0) close(wake_fd_);
+    if (epoll_fd_ >= 0) close(epoll_fd_);
 }
 
 void Prober::set_side_channel(int fd, std::function<void()> on_ready) {
@@ -239,9 +267,19 @@ void Prober::set_side_channel(int fd, std::function<void()> on_ready) {
 }
 
 std::vector<ProbeResult> Prober::run_round(const std::vector<bool>& flush_first) {
+    in_round_ = true;
     active_ = 0;
+    round_results_.assign(servers_.size(), ProbeResult{});
     for (size_t i = 0; i < servers_.size(); ++i) {
-        begin_probe(servers_[i], i < flush_first.size() && flush_first[i]);
+        Server& server = servers_[i];
+        const bool flush = i < flush_first.size() && flush_first[i];
+        server.in_round = true;
+        ++active_;
+        // An out-of-round probe still running is this round's probe of that
+        // server, unless the round must send flush_all: then it starts over.
+        if (server.phase != Phase::done && !flush) continue;
+        if (server.phase != Phase::done) close_connection(server);
+        begin_probe(server, flush);
     }
     // Counted from the last probe's start, not the first's: starting a
     // thousand probes takes the daemon tens of milliseconds, on a busy host
@@ -264,25 +302,7 @@ std::vector<ProbeResult> Prober::run_round(const std::vector<bool>& flush_first)
             }
             break;
         }
-        for (int k = 0; k < count; ++k) {
-            const uint64_t tag = events[k].data.u64;
-            if (tag == kWakeTag) {
-                uint64_t counter = 0;
-                if (read(wake_fd_, &counter, sizeof counter) < 0) {
-                    // EAGAIN: drained already.
-                }
-                continue;
-            }
-            if (tag == kSideTag) {
-                if (side_ready_) side_ready_();
-                continue;
-            }
-            const size_t index = size_t(tag >> 32);
-            if (index >= servers_.size()) continue;
-            Server& server = servers_[index];
-            if (server.fd < 0 || server.serial != uint32_t(tag)) continue;  // closed since
-            handle_event(server, events[k].events);
-        }
+        for (int k = 0; k < count; ++k) dispatch(events[k]);
         for (Server& server : servers_) {
             if (server.phase == Phase::resolving) collect_resolution(server);
         }
@@ -292,39 +312,90 @@ std::vector<ProbeResult> Prober::run_round(const std::vector<bool>& flush_first)
     // replies wait unread in socket buffers (the daemon was serving the side
     // channel, or was not scheduled): read what is there before judging.
     for (Server& server : servers_) {
-        if (server.phase == Phase::exchanging) handle_event(server, EPOLLIN | EPOLLOUT);
+        if (server.in_round && server.phase != Phase::done) expire(server);
     }
-    for (Server& server : servers_) {
-        if (server.phase == Phase::done) continue;
-        std::string what;
-        switch (server.phase) {
-        case Phase::resolving: what = "resolving name"; break;
-        case Phase::connecting: what = "connecting"; break;
-        default: what = server.reply.empty() ? "no reply" : fmt::format("partial reply: {} bytes", server.reply.size());
-        }
-        fail(server, fmt::format("timeout after {}ms ({})", timeout_.count(), what));
-    }
+    in_round_ = false;
+    for (Server& server : servers_) server.in_round = false;
+    return std::move(round_results_);
+}
 
-    std::vector<ProbeResult> results;
-    results.reserve(servers_.size());
-    for (Server& server : servers_) results.push_back(std::move(server.result));
-    return results;
+void Prober::expire(Server& server) {
+    if (server.phase == Phase::exchanging) handle_event(server, EPOLLIN | EPOLLOUT);
+    if (server.phase == Phase::done) return;
+    std::string what;
+    switch (server.phase) {
+    case Phase::resolving: what = "resolving name"; break;
+    case Phase::connecting: what = "connecting"; break;
+    default: what = server.reply.empty() ? "no reply" : fmt::format("partial reply: {} bytes", server.reply.size());
+    }
+    fail(server, fmt::format("timeout after {}ms ({})", timeout_.count(), what));
+}
+
+void Prober::dispatch(const epoll_event& event) {
+    const uint64_t tag = event.data.u64;
+    if (tag == kWakeTag) {
+        uint64_t counter = 0;
+        if (read(wake_fd_, &counter, sizeof counter) < 0) {
+            // EAGAIN: drained already.
+        }
+        return;
+    }
+    if (tag == kSideTag) {
+        if (side_ready_) side_ready_();
+        return;
+    }
+    const size_t index = size_t(tag >> 32);
+    if (index >= servers_.size()) return;
+    Server& server = servers_[index];
+    if (server.fd < 0 || server.serial != uint32_t(tag)) return;  // closed since
+    handle_event(server, event.events);
+}
+
+void Prober::probe_now(size_t index) {
+    if (index >= servers_.size()) return;
+    Server& server = servers_[index];
+    server.hinted = true;
+    if (server.phase != Phase::done) return;  // its probe, in a round or not, is under way
+    server.in_round = false;
+    server.deadline = Clock::now() + timeout_;
+    begin_probe(server, false);
+}
+
+std::vector<std::pair<size_t, ProbeResult>> Prober::wait(Millis max_wait) {
+    Clock::time_point until = Clock::now() + max_wait;
+    for (const Server& server : servers_)
+        if (server.phase != Phase::done) until = std::min(until, server.deadline);
+    const auto left = std::max<int64_t>(0, std::chrono::ceil<Millis>(until - Clock::now()).count());
+    std::array<epoll_event, 64> events;
+    const int count = epoll_wait(epoll_fd_, events.data(), int(events.size()), int(std::min<int64_t>(left, INT_MAX)));
+    for (int k = 0; k < count; ++k) dispatch(events[k]);
+    const Clock::time_point now = Clock::now();
+    for (Server& server : servers_) {
+        if (server.phase == Phase::resolving) collect_resolution(server);
+        if (server.phase != Phase::done && now >= server.deadline) expire(server);
+    }
+    return std::move(finished_out_of_round_);
 }
 
 void Prober::begin_probe(Server& server, bool flush) {
-    ++active_;
     server.phase = Phase::connecting;  // until we know better; fail() ends it
     server.result = ProbeResult{};
     server.flush = flush;
     server.flush_answered = false;
-    server.request = flush ? kFlushThenStatsRequest : kStatsRequest;
     server.request_sent = 0;
     server.reply.clear();
     server.stats_start = 0;
     server.stats_parsed = 0;
+    server.reply_arrival_ns = 0;
 
     if (!server.address_error.empty()) return fail(server, server.address_error);
     drop_stale_connection(server);
+    // `stats` on a new connection: a restart breaks the kept one, so the
+    // probe after it compares the new pid and uptime.
+    const bool stats_due = flush || server.fd < 0 || !server.have_stats || stats_interval_.count() <= 0 ||
+                           Clock::now() - server.last_stats_at >= stats_interval_;
+    server.kind = flush ? Request::flush_then_stats : stats_due ? Request::stats : Request::version;
+    server.request = flush ? kFlushThenStatsRequest : stats_due ? kStatsRequest : kVersionRequest;
     if (server.fd >= 0) {
         server.result.resolved = server.peer;
         return start_exchange(server);
@@ -403,6 +474,10 @@ void Prober::connect_next(Server& server) {
         }
         server.fd = fd;
         ++server.serial;
+        // The kernel stamps each reply's arrival: the rtt is then the
+        // server's, not the time this thread took to come round to it.
+        const int on = 1;
+        setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &on, sizeof on);
         const auto* address = reinterpret_cast<const sockaddr*>(&endpoint.address);
         if (connect(fd, address, endpoint.length) == 0) return start_exchange(server);
         // EINTR: the connection goes on in the background, as with EINPROGRESS.
@@ -435,6 +510,7 @@ void Prober::start_exchange(Server& server) {
     server.phase = Phase::exchanging;
     server.request_sent = 0;
     server.sent_at = Clock::now();
+    server.sent_at_realtime_ns = realtime_ns();
     send_request(server);
 }
 
@@ -458,15 +534,30 @@ void Prober::send_request(Server& server) {
 
 void Prober::receive_reply(Server& server) {
     // Never hold more than a reply may be: past this the parser says oversized.
-    const size_t cap = (server.flush ? kMaxFlushReplyBytes : 0) + kMaxStatsReplyBytes;
+    const size_t cap = server.kind == Request::version ? kMaxVersionReplyBytes
+                       : server.kind == Request::stats ? kMaxStatsReplyBytes
+                                                       : kMaxFlushReplyBytes + kMaxStatsReplyBytes;
     std::array<char, 16384> chunk;
+    alignas(cmsghdr) std::array<char, CMSG_SPACE(sizeof(timespec))> control;
     bool eof = false;
     int err = 0;
     while (server.reply.size() < cap) {
         const size_t room = std::min(chunk.size(), cap - server.reply.size());
-        const ssize_t n = recv(server.fd, chunk.data(), room, MSG_DONTWAIT);
+        iovec vector{chunk.data(), room};
+        msghdr message{};
+        message.msg_iov = &vector;
+        message.msg_iovlen = 1;
+        message.msg_control = control.data();
+        message.msg_controllen = control.size();
+        const ssize_t n = recvmsg(server.fd, &message, MSG_DONTWAIT);
         if (n > 0) {
             server.reply.append(chunk.data(), size_t(n));
+            for (cmsghdr* c = CMSG_FIRSTHDR(&message); c != nullptr; c = CMSG_NXTHDR(&message, c)) {
+                if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_TIMESTAMPNS) continue;
+                timespec stamp{};
+                std::memcpy(&stamp, CMSG_DATA(c), sizeof stamp);
+                server.reply_arrival_ns = int64_t(stamp.tv_sec) * 1'000'000'000 + stamp.tv_nsec;
+            }
             continue;
         }
         if (n == 0) {
@@ -492,6 +583,22 @@ void Prober::receive_reply(Server& server) {
 
 void Prober::parse_reply(Server& server) {
     std::string error;
+    if (server.kind == Request::version) {
+        size_t consumed = 0;
+        std::string version;
+        switch (parse_version_reply(server.reply, version, consumed, error)) {
+        case ParseStatus::need_more: return;
+        case ParseStatus::error: return fail(server, std::move(error));
+        case ParseStatus::answered_error: return fail_answered(server, std::move(error));
+        case ParseStatus::complete: break;
+        }
+        // The facts of the last `stats`. Not even the uptime is advanced:
+        // memcached's own clock ticks once a second, late, and an uptime
+        // guessed a second ahead of its next answer would read as a restart.
+        server.result.stats = server.last_stats;
+        server.result.stats.version = std::move(version);
+        return complete(server, consumed);
+    }
     if (server.flush && !server.flush_answered) {
         size_t consumed = 0;
         switch (parse_flush_reply(server.reply, consumed, error)) {
@@ -513,14 +620,28 @@ void Prober::parse_reply(Server& server) {
     case ParseStatus::need_more: return;
     case ParseStatus::error: return fail(server, std::move(error));
     case ParseStatus::answered_error: return fail_answered(server, std::move(error));
-    case ParseStatus::complete: {
-        server.result.rtt = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - server.sent_at);
-        const bool out_of_step = server.stats_start + server.stats_parsed < server.reply.size();
-        succeed(server);
-        // Bytes after END that nobody asked for: the next reply could not be trusted.
-        if (out_of_step) close_connection(server);
+    case ParseStatus::complete:
+        server.last_stats = server.result.stats;
+        server.last_stats_at = Clock::now();
+        server.have_stats = true;
+        server.result.stats_fetched = true;
+        return complete(server, server.stats_start + server.stats_parsed);
     }
-    }
+}
+
+void Prober::complete(Server& server, size_t reply_length) {
+    const int64_t kernel_rtt_ns = server.reply_arrival_ns - server.sent_at_realtime_ns;
+    // Without the kernel's stamp (a unix socket), or if the wall clock
+    // stepped in between: this thread's clock, an upper bound.
+    server.result.rtt =
+        server.reply_arrival_ns != 0 && kernel_rtt_ns >= 0 &&
+                std::chrono::nanoseconds(kernel_rtt_ns) <= Clock::now() - server.sent_at
+            ? std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::nanoseconds(kernel_rtt_ns))
+            : std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - server.sent_at);
+    const bool out_of_step = reply_length < server.reply.size();
+    succeed(server);
+    // Bytes after the reply that nobody asked for: the next reply could not be trusted.
+    if (out_of_step) close_connection(server);
 }
 
 void Prober::handle_event(Server& server, uint32_t events) {
@@ -557,8 +678,7 @@ void Prober::watch(Server& server, uint32_t events) {
 void Prober::succeed(Server& server) {
     server.result.ok = true;
     server.result.error.clear();
-    server.phase = Phase::done;
-    --active_;
+    finish(server);
     // Kept for the next round, silent meanwhile: with no events asked for,
     // epoll still reports a hang-up or an error, and we close it then.
     watch(server, 0);
@@ -572,16 +692,28 @@ void Prober::fail(Server& server, std::string error, bool refused) {
     server.result.stats = StatsReply{};
     close_connection(server);
     if (server.is_name) server.endpoints.clear();
+    finish(server);
+}
+
+void Prober::finish(Server& server) {
     server.phase = Phase::done;
-    --active_;
+    server.result.hint_triggered = server.hinted;
+    server.hinted = false;
+    if (server.in_round) {
+        --active_;
+        round_results_[server.index] = std::move(server.result);
+    } else {
+        finished_out_of_round_.emplace_back(server.index, std::move(server.result));
+    }
+    server.result = ProbeResult{};
 }
 
 // The server answered: it is the right one, its name needs no new lookup.
 void Prober::fail_answered(Server& server, std::string error) {
     std::vector<Endpoint> endpoints = std::move(server.endpoints);
+    server.result.answered_error = true;
     fail(server, std::move(error));
     server.endpoints = std::move(endpoints);
-    server.result.answered_error = true;
 }
 
 void Prober::close_connection(Server& server) {

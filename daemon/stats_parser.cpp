@@ -32,6 +32,13 @@ constexpr std::array<LineStart, 4> kFlushLines{{
     {"SERVER_ERROR", true},
 }};
 
+constexpr std::array<LineStart, 4> kVersionLines{{
+    {"VERSION ", true},
+    {"ERROR", true},
+    {"CLIENT_ERROR", true},
+    {"SERVER_ERROR", true},
+}};
+
 // Whether the start of a line, with no '\n' yet, can still become one of
 // `allowed`. Lets garbage fail at once instead of at the deadline or the
 // size bound when the peer never sends a newline.
@@ -205,6 +212,33 @@ ParseStatus parse_flush_reply(std::string_view buf, size_t& consumed, std::strin
         return fail(error, fmt::format("oversized reply: no end of line in {} bytes", kMaxFlushReplyBytes));
     }
     if (line == "OK") {
+        consumed = next;
+        return ParseStatus::complete;
+    }
+    if (is_error_line(line, error)) {
+        consumed = next;
+        return ParseStatus::answered_error;
+    }
+    return fail(error, fmt::format("garbage reply: {}", quote_bytes(line)));
+}
+
+ParseStatus parse_version_reply(std::string_view buf, std::string& version, size_t& consumed, std::string& error) {
+    std::string_view line;
+    size_t next = 0;
+    const ParseStatus status = next_line(buf, 0, line, next, error);
+    if (status == ParseStatus::error) return status;
+    if (status == ParseStatus::need_more) {
+        if (!may_become(buf, kVersionLines)) return fail(error, fmt::format("garbage reply: {}", quote_bytes(buf)));
+        if (buf.size() >= kMaxVersionReplyBytes) {
+            return fail(error, fmt::format("oversized reply: no end of line in {} bytes", kMaxVersionReplyBytes));
+        }
+        return ParseStatus::need_more;
+    }
+    if (next > kMaxVersionReplyBytes) {
+        return fail(error, fmt::format("oversized reply: no end of line in {} bytes", kMaxVersionReplyBytes));
+    }
+    if (line.starts_with("VERSION ") && line.size() > 8) {
+        version.assign(line.substr(8));
         consumed = next;
         return ParseStatus::complete;
     }

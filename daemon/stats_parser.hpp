@@ -19,6 +19,8 @@ namespace mcwatch {
 inline constexpr size_t kMaxStatsReplyBytes = 64 * 1024;
 // "OK\r\n", or one error line.
 inline constexpr size_t kMaxFlushReplyBytes = 1024;
+// "VERSION 1.6.21\r\n", or one error line.
+inline constexpr size_t kMaxVersionReplyBytes = 1024;
 // Quoted bytes in error messages are cut to about this many characters, so
 // that a message fits the state file's last_error (96 bytes).
 inline constexpr size_t kMaxQuotedChars = 60;
@@ -54,6 +56,11 @@ ParseStatus parse_stats(std::string_view buf, StatsReply& out, size_t& consumed,
 // `consumed` is its length (4); on answered_error, the error line's (a reply
 // pipelined after it may follow). Errors as for parse_stats.
 ParseStatus parse_flush_reply(std::string_view buf, size_t& consumed, std::string& error);
+
+// Parses the reply to `version` at the start of `buf`: "VERSION <text>\r\n",
+// the liveness probe of most rounds. On complete, `version` is the text and
+// `consumed` the line's length. Errors as for parse_stats.
+ParseStatus parse_version_reply(std::string_view buf, std::string& version, size_t& consumed, std::string& error);
 
 // `bytes` between double quotes, C-escaped (\r, \n, \", \\, \xNN), cut after
 // about `max_chars` output characters with "..." after the closing quote.

@@ -58,6 +58,9 @@ inline constexpr uint32_t kFlagOperatorDrain = 1u << 2;
 // server rejoins with its next good probe (flush_all first). For the daemon
 // that takes over this file after a restart; routing ignores it.
 inline constexpr uint32_t kFlagRejoinPending = 1u << 3;
+// The server's last transition followed a client's hint (an out-of-round
+// probe the shim asked for). For people (mcctl); routing ignores it.
+inline constexpr uint32_t kFlagHintTriggered = 1u << 4;
 
 // Header::flags bits (static).
 inline constexpr uint32_t kHeaderFlushOnRejoin = 1u << 0;

@@ -229,3 +229,23 @@ def test_a_name_that_moves_to_another_memcached_is_flushed_before_it_is_live_aga
     assert flushes == 1
     assert value == b"END\r\n"
     assert "another memcached answers at 127.0.0.3:" in fleet.log_text()
+
+
+def test_a_restart_is_seen_at_the_next_round_when_stats_come_only_every_stats_interval(fleet):
+    (server,) = fleet.add_servers(1)
+    # Stats far apart: the rounds between send `version` on the kept connection.
+    fleet.write_config({"stats_interval": "1h", "fail_after": "1000"})
+    fleet.start_daemon()
+    first_pid = fleet.server(server.address)["pid"]
+    assert first_pid == server.pid
+    rounds = fleet.status()["daemon"]["rounds"]
+    wait_until(lambda: fleet.status()["daemon"]["rounds"] >= rounds + 3, 10, "three version rounds")
+
+    server.kill()
+    server.start()  # the same port
+    seen, _ = wait_until(lambda: (fleet.server(server.address) or {}).get("pid") == server.pid, 10,
+                         "the new pid published")
+    status = fleet.server(server.address)
+    assert status["restarts"] == 1
+    assert status["state"] == "live"
+    assert "event=restart" in fleet.log_text()

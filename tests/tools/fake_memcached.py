@@ -6,9 +6,9 @@ one thread (asyncio), any number of loopback ports.
     fake_memcached.py --serve MODE COUNT [--serve MODE COUNT ...]
 
 Prints one line of JSON, {"MODE": [port, ...], ...}, once every port listens,
-then serves until SIGTERM. Modes, per request ("stats" or "flush_all"):
+then serves until SIGTERM. Modes, per request ("stats", "version" or "flush_all"):
 
-    stats         a short, valid stats reply (flush_all: OK)
+    stats         a short, valid stats reply (version: VERSION 1.6.99-fake, flush_all: OK)
     silent        reads, never answers
     garbage       answers an HTTP error
     trickle       the valid reply, one byte per send
@@ -68,6 +68,8 @@ class Port:
             reply = b"OK\r\n"
         elif command == b"stats":
             reply = stats_reply(self.port)
+        elif command == b"version":
+            reply = b"VERSION 1.6.99-fake\r\n"
         else:
             reply = b"ERROR\r\n"
         if mode == "silent":
@@ -89,7 +91,8 @@ class Port:
                 writer.write(line)
                 await writer.drain()
         elif mode == "nonascii":
-            writer.write(stats_reply(self.port, b"1.6.\xff\xfe") if command == b"stats" else reply)
+            writer.write(stats_reply(self.port, b"1.6.\xff\xfe") if command == b"stats"
+                         else b"VERSION 1.6.\xff\xfe\r\n" if command == b"version" else reply)
         elif mode.startswith("flap:"):
             pattern = mode[5:]
             if pattern[index % len(pattern)] == "F":

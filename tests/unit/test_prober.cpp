@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -88,7 +89,9 @@ TEST_CASE("prober: a live memcached answers with its facts, on a kept connection
     const uint16_t port = test::free_loopback_port();
     MemcachedProcess memcached = MemcachedProcess::on_port(port);
     REQUIRE(memcached.ready());
-    Prober prober({tcp_server("127.0.0.1", port)}, kGenerous);
+    auto made = Prober::create({tcp_server("127.0.0.1", port)}, kGenerous);
+    REQUIRE(made);
+    Prober& prober = **made;
 
     const ProbeResult result = probe_once(prober);
     CHECK(result.ok);
@@ -119,7 +122,9 @@ TEST_CASE("prober: a live memcached answers with its facts, on a kept connection
 
 TEST_CASE("prober: a port nobody listens on is refused") {
     const uint16_t port = test::free_loopback_port();
-    Prober prober({tcp_server("127.0.0.1", port)}, kGenerous);
+    auto made = Prober::create({tcp_server("127.0.0.1", port)}, kGenerous);
+    REQUIRE(made);
+    Prober& prober = **made;
     for (int round = 0; round < 3; ++round) {
         const ProbeResult result = probe_once(prober);
         CHECK(!result.ok);
@@ -133,7 +138,9 @@ TEST_CASE("prober: a stopped memcached times out, and answers again once continu
     const uint16_t port = test::free_loopback_port();
     MemcachedProcess memcached = MemcachedProcess::on_port(port);
     REQUIRE(memcached.ready());
-    Prober prober({tcp_server("127.0.0.1", port)}, kShort);
+    auto made = Prober::create({tcp_server("127.0.0.1", port)}, kShort);
+    REQUIRE(made);
+    Prober& prober = **made;
     REQUIRE(probe_until_ok(prober).ok);
 
     memcached.send_signal(SIGSTOP);
@@ -156,7 +163,9 @@ TEST_CASE("prober: a memcached killed between rounds fails, and is found again o
     const uint16_t port = test::free_loopback_port();
     MemcachedProcess first = MemcachedProcess::on_port(port);
     REQUIRE(first.ready());
-    Prober prober({tcp_server("127.0.0.1", port)}, kGenerous);
+    auto made = Prober::create({tcp_server("127.0.0.1", port)}, kGenerous);
+    REQUIRE(made);
+    Prober& prober = **made;
     const ProbeResult before = probe_once(prober);
     REQUIRE(before.ok);
 
@@ -189,7 +198,9 @@ TEST_CASE("prober: flush_first empties that server before its stats, and only th
         REQUIRE(test::exchange_tcp(port, "get k\r\n", "END\r\n") == "VALUE k 0 1\r\nx\r\nEND\r\n");
     }
 
-    Prober prober({tcp_server("127.0.0.1", kept_port), tcp_server("127.0.0.1", flushed_port)}, kGenerous);
+    auto made = Prober::create({tcp_server("127.0.0.1", kept_port), tcp_server("127.0.0.1", flushed_port)}, kGenerous);
+    REQUIRE(made);
+    Prober& prober = **made;
     const std::vector<ProbeResult> results = prober.run_round({false, true});
     REQUIRE(results.size() == 2);
     CHECK(results[0].ok);
@@ -212,7 +223,9 @@ TEST_CASE("prober: a memcached that refuses flush_all (-F) still answers the sta
     const uint16_t port = test::free_loopback_port();
     MemcachedProcess memcached = MemcachedProcess::on_port(port, {"-F"});  // --disable-flush-all
     REQUIRE(memcached.ready());
-    Prober prober({tcp_server("127.0.0.1", port)}, kGenerous);
+    auto made = Prober::create({tcp_server("127.0.0.1", port)}, kGenerous);
+    REQUIRE(made);
+    Prober& prober = **made;
     const ProbeResult result = probe_once(prober, true);
     CHECK(result.ok);
     CHECK(!result.flushed);
@@ -227,7 +240,9 @@ TEST_CASE("prober: a memcached answering with an error line and closing (at its 
         test::peer_read_request(fd, stopping);
         test::peer_send(fd, "ERROR Too many open connections\r\n", stopping);
     });
-    Prober prober({tcp_server("127.0.0.1", peer.port())}, kGenerous);
+    auto made = Prober::create({tcp_server("127.0.0.1", peer.port())}, kGenerous);
+    REQUIRE(made);
+    Prober& prober = **made;
     const ProbeResult result = probe_once(prober);
     CHECK(!result.ok);
     CHECK(result.answered_error);
@@ -242,7 +257,9 @@ TEST_CASE("prober: a memcached answering with an error line and closing (at its 
 TEST_CASE("prober: memcached on a unix socket; a missing socket is refused") {
     test::ScratchDir dir;
     const std::string path = dir.file("mc.sock");
-    Prober prober({unix_server(path), unix_server(dir.file("missing.sock"))}, kGenerous);
+    auto made = Prober::create({unix_server(path), unix_server(dir.file("missing.sock"))}, kGenerous);
+    REQUIRE(made);
+    Prober& prober = **made;
     {
         MemcachedProcess memcached = MemcachedProcess::on_unix_socket(path);
         REQUIRE(memcached.ready());
@@ -270,7 +287,9 @@ TEST_CASE("prober: IPv6 loopback") {
     const uint16_t port = test::free_loopback_port(true);
     MemcachedProcess memcached = MemcachedProcess::on_port(port, {}, "::1");
     REQUIRE(memcached.ready());
-    Prober prober({tcp_server("::1", port)}, kGenerous);
+    auto made = Prober::create({tcp_server("::1", port)}, kGenerous);
+    REQUIRE(made);
+    Prober& prober = **made;
     const ProbeResult result = probe_once(prober);
     CHECK(result.ok);
     CHECK(result.resolved == fmt::format("[::1]:{}", port));
@@ -282,7 +301,9 @@ TEST_CASE("prober: a hostname is looked up, and each address tried in turn") {
     MemcachedProcess memcached = MemcachedProcess::on_port(port);  // 127.0.0.1 only
     REQUIRE(memcached.ready());
     // localhost may give ::1 first, where nobody listens: 127.0.0.1 is tried next.
-    Prober prober({tcp_server("localhost", port)}, kGenerous);
+    auto made = Prober::create({tcp_server("localhost", port)}, kGenerous);
+    REQUIRE(made);
+    Prober& prober = **made;
     const ProbeResult result = probe_until_ok(prober, 3);
     CHECK(result.ok);
     CHECK(result.resolved == fmt::format("127.0.0.1:{}", port));
@@ -294,7 +315,9 @@ TEST_CASE("prober: a name that does not resolve fails while the other servers ar
     MemcachedProcess memcached = MemcachedProcess::on_port(port);
     REQUIRE(memcached.ready());
     // .invalid is reserved (RFC 6761): it never resolves.
-    Prober prober({tcp_server("nonexistent.invalid", 11211), tcp_server("127.0.0.1", port)}, Millis(2000));
+    auto made = Prober::create({tcp_server("nonexistent.invalid", 11211), tcp_server("127.0.0.1", port)}, Millis(2000));
+    REQUIRE(made);
+    Prober& prober = **made;
     // A slow resolver makes a round end "resolving name"; the lookup carries on
     // into the next rounds and ends, at the latest, at glibc's resolver timeout.
     bool told = false;
@@ -314,7 +337,9 @@ TEST_CASE("prober: destroyed while name lookups still run, it leaves nothing beh
     const int before = test::count_open_fds_settled();
     for (int i = 0; i < 20; ++i) {
         // A round this short usually ends before the lookup does.
-        Prober prober({tcp_server("localhost", 11211), tcp_server("nonexistent.invalid", 1)}, Millis(1));
+        auto made = Prober::create({tcp_server("localhost", 11211), tcp_server("nonexistent.invalid", 1)}, Millis(1));
+        REQUIRE(made);
+        Prober& prober = **made;
         const std::vector<ProbeResult> results = prober.run_round({});
         CHECK(!results[1].ok);
     }
@@ -333,7 +358,9 @@ TEST_CASE("prober: a peer answering garbage fails at once") {
         test::peer_send(fd, "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n", stopping);
         test::peer_hold(fd, stopping);
     });
-    Prober prober({tcp_server("127.0.0.1", peer.port())}, kGenerous);
+    auto made = Prober::create({tcp_server("127.0.0.1", peer.port())}, kGenerous);
+    REQUIRE(made);
+    Prober& prober = **made;
     const ProbeResult result = probe_once(prober);
     CHECK(!result.ok);
     CHECK(!result.refused);
@@ -351,7 +378,9 @@ TEST_CASE("prober: a reply sent one byte at a time is read whole") {
         }
         test::peer_hold(fd, stopping);
     });
-    Prober prober({tcp_server("127.0.0.1", peer.port())}, Millis(20000));
+    auto made = Prober::create({tcp_server("127.0.0.1", peer.port())}, Millis(20000));
+    REQUIRE(made);
+    Prober& prober = **made;
     const ProbeResult result = probe_once(prober);
     CHECK(result.ok);
     CHECK(result.stats.pid == 4242);
@@ -366,7 +395,9 @@ TEST_CASE("prober: a peer that closes mid-reply fails") {
     FakePeer peer([&half](int fd, const std::atomic<bool>& stopping) {
         if (test::peer_read_request(fd, stopping)) test::peer_send(fd, half, stopping);
     });
-    Prober prober({tcp_server("127.0.0.1", peer.port())}, kGenerous);
+    auto made = Prober::create({tcp_server("127.0.0.1", peer.port())}, kGenerous);
+    REQUIRE(made);
+    Prober& prober = **made;
     const ProbeResult result = probe_once(prober);
     CHECK(!result.ok);
     CHECK(!result.refused);
@@ -380,7 +411,9 @@ TEST_CASE("prober: a peer that resets the connection fails") {
         const linger abort_on_close{1, 0};
         setsockopt(fd, SOL_SOCKET, SO_LINGER, &abort_on_close, sizeof abort_on_close);
     });
-    Prober prober({tcp_server("127.0.0.1", peer.port())}, kGenerous);
+    auto made = Prober::create({tcp_server("127.0.0.1", peer.port())}, kGenerous);
+    REQUIRE(made);
+    Prober& prober = **made;
     const ProbeResult result = probe_once(prober);
     CHECK(!result.ok);
     CHECK(result.error == "connection reset");
@@ -395,7 +428,9 @@ TEST_CASE("prober: an endless reply fails as oversized") {
         for (int i = 0; i < 100000 && test::peer_send(fd, chunk, stopping); ++i) {
         }
     });
-    Prober prober({tcp_server("127.0.0.1", peer.port())}, kGenerous);
+    auto made = Prober::create({tcp_server("127.0.0.1", peer.port())}, kGenerous);
+    REQUIRE(made);
+    Prober& prober = **made;
     const ProbeResult result = probe_once(prober);
     CHECK(!result.ok);
     CHECK(result.error.starts_with("oversized reply"));
@@ -421,7 +456,9 @@ TEST_CASE("prober: a peer that never answers times out; its late answer is never
             test::peer_send(fd, "STAT pid 2\r\nEND\r\n", stopping);
         }
     });
-    Prober prober({tcp_server("127.0.0.1", peer.port())}, kShort);
+    auto made = Prober::create({tcp_server("127.0.0.1", peer.port())}, kShort);
+    REQUIRE(made);
+    Prober& prober = **made;
     const ProbeResult silent = probe_once(prober);
     CHECK(!silent.ok);
     CHECK(!silent.refused);
@@ -444,7 +481,9 @@ TEST_CASE("prober: a peer that stops mid-reply times out with what it sent") {
         test::peer_send(fd, part, stopping);
         test::peer_hold(fd, stopping);
     });
-    Prober prober({tcp_server("127.0.0.1", peer.port())}, kShort);
+    auto made = Prober::create({tcp_server("127.0.0.1", peer.port())}, kShort);
+    REQUIRE(made);
+    Prober& prober = **made;
     const ProbeResult result = probe_once(prober);
     CHECK(!result.ok);
     CHECK(result.error == fmt::format("{} (partial reply: {} bytes)", kShortTimeout, part.size()));
@@ -456,7 +495,9 @@ TEST_CASE("prober: bytes after END make the prober reconnect before the next rou
             test::peer_send(fd, "STAT pid 9\r\nEND\r\nSTAT pid 666\r\nEND\r\n", stopping);
         }
     });
-    Prober prober({tcp_server("127.0.0.1", peer.port())}, kGenerous);
+    auto made = Prober::create({tcp_server("127.0.0.1", peer.port())}, kGenerous);
+    REQUIRE(made);
+    Prober& prober = **made;
     for (int round = 1; round <= 3; ++round) {
         const ProbeResult result = probe_once(prober);
         CHECK(result.ok);
@@ -474,9 +515,12 @@ TEST_CASE("prober: one round, every kind of server, results in configuration ord
         if (test::peer_read_request(fd, stopping)) test::peer_send(fd, "NOPE\r\n", stopping);
         test::peer_hold(fd, stopping);
     });
-    Prober prober({tcp_server("127.0.0.1", silent.port()), tcp_server("127.0.0.1", test::free_loopback_port()),
-                   tcp_server("127.0.0.1", live_port), tcp_server("127.0.0.1", garbage.port())},
-                  Millis(1000));
+    auto made =
+        Prober::create({tcp_server("127.0.0.1", silent.port()), tcp_server("127.0.0.1", test::free_loopback_port()),
+                        tcp_server("127.0.0.1", live_port), tcp_server("127.0.0.1", garbage.port())},
+                       Millis(1000));
+    REQUIRE(made);
+    Prober& prober = **made;
     const std::vector<ProbeResult> results = prober.run_round({});
     REQUIRE(results.size() == 4);
     CHECK(results[0].error == "timeout after 1000ms (no reply)");
@@ -497,9 +541,11 @@ TEST_CASE("prober: no descriptor leaks over many rounds") {
 
     const int before = test::count_open_fds_settled();
     {
-        Prober prober({tcp_server("127.0.0.1", refused_port), tcp_server("127.0.0.1", live_port),
-                       tcp_server("127.0.0.1", hangs_up.port())},
-                      kGenerous);
+        auto made = Prober::create({tcp_server("127.0.0.1", refused_port), tcp_server("127.0.0.1", live_port),
+                                    tcp_server("127.0.0.1", hangs_up.port())},
+                                   kGenerous);
+        REQUIRE(made);
+        Prober& prober = **made;
         const std::vector<ProbeResult> first = prober.run_round({});
         CHECK(first[0].refused);
         CHECK(first[1].ok);
@@ -521,4 +567,121 @@ TEST_CASE("prober: no descriptor leaks over many rounds") {
     }
     CHECK(test::count_open_fds() == before);
     CHECK(hangs_up.connections() == 101);
+}
+
+TEST_CASE("prober: between stats_interval's stats, probes on the kept connection send version, a one-line reply") {
+    const uint16_t port = test::free_loopback_port();
+    MemcachedProcess memcached = MemcachedProcess::on_port(port);
+    REQUIRE(memcached.ready());
+    auto made = Prober::create({tcp_server("127.0.0.1", port)}, kGenerous, std::chrono::hours(1));
+    REQUIRE(made);
+    Prober& prober = **made;
+    const ProbeResult first = probe_once(prober);
+    REQUIRE(first.ok);
+    CHECK(first.stats_fetched);
+    CHECK(first.stats.pid == uint64_t(memcached.pid()));
+
+    const std::string stats_before = test::exchange_tcp(port, "stats\r\n", "END\r\n");
+    const uint64_t written_before = stat_in(stats_before, "bytes_written");
+    REQUIRE(written_before != state::kUnknown);
+    constexpr int kRounds = 10;
+    for (int i = 0; i < kRounds; ++i) {
+        const ProbeResult again = probe_once(prober);
+        CHECK(again.ok);
+        CHECK(!again.stats_fetched);
+        // The facts of the last stats carry on: same process, same version.
+        CHECK(again.stats.pid == first.stats.pid);
+        CHECK(again.stats.uptime_s >= first.stats.uptime_s);
+        CHECK(again.stats.version == first.stats.version);
+    }
+    // What memcached wrote meanwhile: our own stats reply and ten lines of
+    // "VERSION x.y.z"; ten stats probes would have been ten stats replies more.
+    // (memcached adds a worker thread's bytes to its totals when that thread
+    // is done with a reply, so the prober's first stats reply may be counted
+    // only now: two stats replies, never eleven.)
+    const uint64_t written =
+        stat_in(test::exchange_tcp(port, "stats\r\n", "END\r\n"), "bytes_written") - written_before;
+    MESSAGE("memcached wrote ", written, " bytes for ", kRounds, " probes (a stats reply is ", stats_before.size(),
+            " bytes)");
+    CHECK(written < 2 * stats_before.size() + kRounds * 64);
+}
+
+TEST_CASE("prober: at the new cadence, a memcached restarted on the same port is seen by the next good probe") {
+    const uint16_t port = test::free_loopback_port();
+    MemcachedProcess first = MemcachedProcess::on_port(port);
+    REQUIRE(first.ready());
+    auto made = Prober::create({tcp_server("127.0.0.1", port)}, kGenerous, std::chrono::hours(1));
+    REQUIRE(made);
+    Prober& prober = **made;
+    REQUIRE(probe_once(prober).ok);
+    REQUIRE(!probe_once(prober).stats_fetched);  // version probes from now on
+
+    first.stop();
+    MemcachedProcess second = MemcachedProcess::on_port(port);
+    REQUIRE(second.ready());
+    // The restart broke the kept connection: the probe on the new one asks for stats.
+    const ProbeResult after = probe_until_ok(prober);
+    CHECK(after.ok);
+    CHECK(after.stats_fetched);
+    CHECK(after.stats.pid == uint64_t(second.pid()));
+}
+
+TEST_CASE("prober: rtt is the server's own, not the time the daemon spent elsewhere before reading the reply") {
+    const uint16_t port = test::free_loopback_port();
+    MemcachedProcess memcached = MemcachedProcess::on_port(port);
+    REQUIRE(memcached.ready());
+    auto made = Prober::create({tcp_server("127.0.0.1", port)}, kGenerous);
+    REQUIRE(made);
+    Prober& prober = **made;
+    REQUIRE(probe_until_ok(prober).ok);
+    // The kernel turns receive timestamps on in deferred work after the
+    // first socket asks (net_enable_timestamp): a reply in between carries
+    // none, and the prober falls back to its own clock, an upper bound.
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    REQUIRE(probe_once(prober).ok);
+    // A side channel that is ready as the round starts and keeps the daemon
+    // busy for a second (a slow scrape, a loaded host) while the reply waits.
+    const int busy = eventfd(1, EFD_NONBLOCK | EFD_CLOEXEC);
+    REQUIRE(busy >= 0);
+    constexpr auto kBusy = std::chrono::milliseconds(1000);
+    prober.set_side_channel(busy, [busy, kBusy] {
+        uint64_t value = 0;
+        CHECK(read(busy, &value, sizeof value) == sizeof value);
+        std::this_thread::sleep_for(kBusy);
+    });
+    const ProbeResult result = probe_once(prober);
+    close(busy);
+    REQUIRE(result.ok);
+    MESSAGE("rtt ", result.rtt.count(), " us");
+    CHECK(result.rtt < kBusy);
+}
+
+TEST_CASE("prober: probe_now probes one server out of any round; wait() returns its result, marked hint-triggered") {
+    const uint16_t live_port = test::free_loopback_port();
+    const uint16_t refused_port = test::free_loopback_port();
+    MemcachedProcess memcached = MemcachedProcess::on_port(live_port);
+    REQUIRE(memcached.ready());
+    auto made = Prober::create({tcp_server("127.0.0.1", live_port), tcp_server("127.0.0.1", refused_port)}, kGenerous,
+                               std::chrono::hours(1));
+    REQUIRE(made);
+    Prober& prober = **made;
+    const std::vector<ProbeResult> round = prober.run_round({});
+    REQUIRE(round[0].ok);
+    CHECK(!round[0].hint_triggered);
+
+    for (size_t index : {size_t(0), size_t(1)}) {
+        prober.probe_now(index);
+        std::vector<std::pair<size_t, ProbeResult>> done;
+        for (int i = 0; i < 100 && done.empty(); ++i) done = prober.wait(Millis(100));
+        REQUIRE(done.size() == 1);
+        CHECK(done[0].first == index);
+        CHECK(done[0].second.hint_triggered);
+        CHECK(done[0].second.ok == (index == 0));
+        CHECK(done[0].second.refused == (index == 1));
+    }
+    // The next round is an ordinary one, on the kept connection.
+    const std::vector<ProbeResult> next = prober.run_round({});
+    CHECK(next[0].ok);
+    CHECK(!next[0].hint_triggered);
+    CHECK(next[1].refused);
 }

@@ -155,6 +155,8 @@ std::string status_table(const Snapshot& snapshot, const std::string& path, bool
                            s.restarts, until);
         if (const std::string note = override_note(s); !note.empty())
             out += fmt::format("{:<{}}  {}\n", "", width, note);
+        if (s.flags & state::kFlagHintTriggered)
+            out += fmt::format("{:<{}}  {} (hint): after a client's hint\n", "", width, state);
         if (s.state == uint32_t(ServerState::dead) && s.last_error[0])
             out += fmt::format("{:<{}}  last error: {}\n", "", width, s.last_error);
         // Not dead, but its last probe got no stats: an error line (at its
@@ -190,7 +192,8 @@ std::string status_json(const Snapshot& snapshot) {
             "\"recently_down_until\": {}, \"rtt_us\": {}, \"uptime_s\": {}, \"pid\": {}, \"version\": {}, "
             "\"restarts\": {}, \"last_restart\": {}, \"curr_items\": {}, \"curr_connections\": {}, "
             "\"get_hits\": {}, \"get_misses\": {}, \"evictions\": {}, \"probes_ok\": {}, \"probes_failed\": {}, "
-            "\"transitions\": {}, \"flushes\": {}, \"last_probe\": {}, \"last_error\": {}, \"override\": {}}}",
+            "\"transitions\": {}, \"flushes\": {}, \"last_probe\": {}, \"last_error\": {}, \"override\": {}, "
+            "\"hint_triggered\": {}}}",
             i ? ", " : "", quote(slot_address(snapshot, i)),
             slot.resolved[0] ? quote(std::string(slot.resolved, strnlen(slot.resolved, state::kResolvedSize))) : "null",
             slot.weight, quote(state::state_name(s.state)), time_or_null(s.since_unix_ms),
@@ -200,7 +203,8 @@ std::string status_json(const Snapshot& snapshot) {
             number_or_null(current(s, s.curr_connections)), number_or_null(current(s, s.get_hits)),
             number_or_null(current(s, s.get_misses)), number_or_null(current(s, s.evictions)), s.probes_ok,
             s.probes_failed, s.transitions, s.flushes, time_or_null(s.last_probe_unix_ms),
-            s.last_error[0] ? quote(s.last_error) : "null", override_name(s) ? quote(override_name(s)) : "null");
+            s.last_error[0] ? quote(s.last_error) : "null", override_name(s) ? quote(override_name(s)) : "null",
+            (s.flags & state::kFlagHintTriggered) ? "true" : "false");
     }
     return out + "]}\n";
 }
