@@ -145,10 +145,6 @@ public:
             at_line(key_lines_["probe_timeout"],
                     fmt::format("probe_timeout ({}) must be shorter than probe_interval ({})",
                                 format_duration(config_.probe_timeout), format_duration(config_.probe_interval)));
-        else if (config_.stats_interval < config_.probe_interval)
-            at_line(key_lines_["stats_interval"],
-                    fmt::format("stats_interval ({}) must not be shorter than probe_interval ({})",
-                                format_duration(config_.stats_interval), format_duration(config_.probe_interval)));
         else if (config_.stale_after <= config_.probe_interval)
             at_line(key_lines_["stale_after"],
                     fmt::format("stale_after ({}) must be longer than probe_interval ({})",

@@ -127,7 +127,6 @@ Result<> Daemon::start() {
                                       [this](size_t index) { prober_->probe_now(index); });
         if (!hints) return tl::unexpected(hints.error());
         hints_ = std::move(*hints);
-        hints_->set_servers(server_addresses());
     }
     if (Result<> dropped = drop_privileges(config_); !dropped) return dropped;
 
@@ -136,6 +135,7 @@ Result<> Daemon::start() {
     prober_ = std::move(*prober);
     for (const ServerAddress& address : config_.servers)
         servers_.emplace_back(address, ServerHealth(HealthPolicy::from(config_)));
+    if (hints_) hints_->set_servers(server_addresses());
     // A restart (an upgrade, a crash) must change nothing for clients: what
     // the file being replaced says about each server carries over.
     if (const Result<std::optional<PublishedFile>> previous = writer_.read_predecessor(); !previous)

@@ -37,16 +37,19 @@ def plant_elsewhere(fleet, server, key, value):
             assert m.command(f"set {key} 0 0 {len(value)}\r\n{value}\r\n".encode()) == b"STORED\r\n"
 
 
-def slow_verdict_fleet(fleet, interval):
+def slow_verdict_fleet(fleet, interval, hints=True):
+    """Three servers and a daemon whose verdicts come only from its rounds
+    when `hints` is off (a test that shows what happens before any verdict)."""
     fleet.add_servers(3)
     fleet.write_config({"probe_interval": interval, "probe_timeout": "150ms", "fail_after": "2",
-                        "stale_after": "60s", "recently_down_window": f"{WINDOW_S}s"})
+                        "stale_after": "60s", "recently_down_window": f"{WINDOW_S}s",
+                        "hint_socket": "on" if hints else "off"})
     fleet.start_daemon()
     return fleet
 
 
 def test_a_read_on_a_refused_server_is_served_by_its_substitute_before_any_verdict(fleet):
-    slow_verdict_fleet(fleet, "30s")  # no verdict during the test
+    slow_verdict_fleet(fleet, "30s", hints=False)  # no verdict during the test
     p = fleet.servers[1]
     key = keys_on(fleet, p, "read")[0]
     plant_elsewhere(fleet, p, key, "sub")
@@ -93,7 +96,7 @@ def test_a_write_without_a_verdict_keeps_its_error(fleet):
 
 
 def test_a_write_that_timed_out_on_a_blackholed_server_keeps_its_error_and_a_read_is_served(fleet):
-    slow_verdict_fleet(fleet, "30s")
+    slow_verdict_fleet(fleet, "30s", hints=False)
     p = fleet.servers[1]
     config = " ".join(f"--SERVER={m.address}" for m in fleet.servers) + " --POLL-TIMEOUT=300"
     key = keys_on(fleet, p, "frozen", client=[C_CLIENT, "--config", config])[0]
@@ -113,7 +116,7 @@ def test_a_write_that_timed_out_on_a_blackholed_server_keeps_its_error_and_a_rea
 @pytest.mark.parametrize("client,verb", [("c", "mget"), ("c", "mget-by-key"), ("pylibmc", "mget"), 
                                          pytest.param("php", "mget", marks=PHP.marks)])
 def test_a_multi_get_asks_a_refused_servers_keys_of_their_substitutes(fleet, client, verb):
-    slow_verdict_fleet(fleet, "30s")  # no verdict during the test
+    slow_verdict_fleet(fleet, "30s", hints=False)  # no verdict during the test
     p = fleet.servers[1]
     placed = keys_on(fleet, p, "multi", client=client)
     on_p = placed[:2]
