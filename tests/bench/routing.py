@@ -85,14 +85,17 @@ def run(ctx):
     with benchlib.Processes() as processes:
         servers = [processes.add(benchlib.Memcached(memory_mb=8).start()) for _ in range(SERVERS)]
         addresses = [m.address for m in servers]
-        settings = {"probe_interval": "100ms", "probe_timeout": "50ms"}
+        # Probes patient enough that a busy machine does not mark a live
+        # server down: a recently-down server costs every decision a
+        # substitute search, and the "all live" rows would not be.
+        settings = {"probe_interval": "1s", "probe_timeout": "500ms"}
         daemons = [processes.add(benchlib.Mcwatchd(ctx, f"routing-{d}-{h}", addresses, settings,
                                                    {"distribution": d, "hash": h}).start()) for d, h in setups]
         for state in ("all_live", "one_dead"):
             if state == "one_dead":
                 servers[DEAD].kill()
                 for daemon in daemons:
-                    benchlib.wait_for(lambda: daemon.states().get(addresses[DEAD]) == "dead", 10,
+                    benchlib.wait_for(lambda: daemon.states().get(addresses[DEAD]) == "dead", 30,
                                       f"{addresses[DEAD]} dead")
             for daemon, (distribution, hash_name) in zip(daemons, setups):
                 plain, shim = measure(ctx, daemon, addresses, distribution, hash_name, keys, passes, rounds)
