@@ -48,6 +48,13 @@ DAEMON_OBJ := $(call obj,$(DAEMON_SRC))
 MCCTL_OBJ := $(call obj,$(MCCTL_SRC))
 # mcctl's commands without its main, for the unit tests.
 MCCTL_LIB_OBJ := $(filter-out %/main.o,$(MCCTL_OBJ))
+# The shim's thread-locals through TLS descriptors: in a preloaded library
+# (static TLS) each access is a load, not a __tls_get_addr call, and a
+# dlopen()ed libmcshim.so still works (initial-exec would need static TLS
+# that dlopen may not have). x86-64's default is the older dialect.
+ifeq ($(firstword $(subst -, ,$(shell $(CXX) -dumpmachine))),x86_64)
+$(SHIM_CORE_OBJ) $(SHIM_PRELOAD_OBJ): CXXFLAGS += -mtls-dialect=gnu2
+endif
 UNIT_OBJ := $(call obj,$(UNIT_SRC))
 EXAMPLES := $(patsubst tests/examples/%.c,$(BUILD)/examples/%,$(EXAMPLE_SRC))
 

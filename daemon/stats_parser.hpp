@@ -22,7 +22,8 @@ inline constexpr size_t kMaxFlushReplyBytes = 1024;
 // "VERSION 1.6.21\r\n", or one error line.
 inline constexpr size_t kMaxVersionReplyBytes = 1024;
 // Quoted bytes in error messages are cut to about this many characters, so
-// that a message fits the state file's last_error (96 bytes).
+// that a message fits the state file's last_error (state::kErrorWords * 8 =
+// 128 bytes, the terminating NUL included).
 inline constexpr size_t kMaxQuotedChars = 60;
 
 // The facts mcwatch keeps from a `stats` reply; state::kUnknown or "" for a

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "libshim/router.hpp"
+#include "libshim/expiration.hpp"
 #include "libshim/routing_names.hpp"
 
 #define MCSHIM_EXPORT extern "C"

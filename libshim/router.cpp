@@ -24,14 +24,14 @@ Router::Router(Topology topology, std::shared_ptr<StateSource> source, NameResol
     : topology_(std::move(topology)), view_(topology_.view()), source_(std::move(source)), resolution_(resolution),
       names_(server_names(topology_, resolution == NameResolution::now)), slot_of_(topology_.size(), -1),
       scratch_(topology_.size(), 0) {
-    for (Snapshot& copy : copies_) {
+    for (StatusCopy& copy : copies_) {
         copy.status.reset(new std::atomic<uint8_t>[topology_.size()]);
-        write_snapshot(copy, false, topology_.size());
+        write_status_copy(copy, false, topology_.size());
     }
     if (source_) refresh(coarse_monotonic_ns());
 }
 
-void Router::write_snapshot(Snapshot& copy, bool usable, uint32_t allowed) noexcept {
+void Router::write_status_copy(StatusCopy& copy, bool usable, uint32_t allowed) noexcept {
     for (uint32_t i = 0; i < topology_.size(); ++i)
         copy.status[i].store(usable ? scratch_[i] : 0, std::memory_order_relaxed);
     copy.allowed_count.store(allowed, std::memory_order_relaxed);
@@ -73,10 +73,10 @@ void Router::refresh(uint64_t now) noexcept {
     const uint64_t start = latch_.load(std::memory_order_relaxed);  // even: both copies equal
     latch_.store(start + 1, std::memory_order_relaxed);
     std::atomic_thread_fence(std::memory_order_release);
-    write_snapshot(copies_[0], usable, allowed);
+    write_status_copy(copies_[0], usable, allowed);
     latch_.store(start + 2, std::memory_order_release);
     std::atomic_thread_fence(std::memory_order_release);
-    write_snapshot(copies_[1], usable, allowed);
+    write_status_copy(copies_[1], usable, allowed);
     seen_epoch_.store(epoch, std::memory_order_relaxed);
     retry_at_ns_.store(lookup_pending ? now + kLookupPollNs : UINT64_MAX, std::memory_order_relaxed);
 }
@@ -170,7 +170,7 @@ Decision Router::route_with(const PlacementView& view, const char* key, size_t l
     // in a row would take 32 publications, each a generation change.
     for (unsigned attempt = 0; attempt < state::kReadTries; ++attempt) {
         const uint64_t before = latch_.load(std::memory_order_acquire);
-        const Snapshot& copy = copies_[before & 1];
+        const StatusCopy& copy = copies_[before & 1];
         Decision d;
         if (!copy.usable.load(std::memory_order_relaxed)) {
             d = native_only(view, key, length);

@@ -101,15 +101,15 @@ private:
     std::vector<int32_t> slot_of_;
     std::vector<uint8_t> scratch_;
 
-    // The snapshot, twice; readers use copies_[latch_ & 1].
-    struct Snapshot {
+    // Per-server routing status, twice; readers use copies_[latch_ & 1].
+    struct StatusCopy {
         std::unique_ptr<std::atomic<uint8_t>[]> status;  // kStatus* bits per server
         std::atomic<uint32_t> allowed_count{0};
         std::atomic<bool> usable{false};
     };
-    void write_snapshot(Snapshot& copy, bool usable, uint32_t allowed) noexcept;
+    void write_status_copy(StatusCopy& copy, bool usable, uint32_t allowed) noexcept;
     std::atomic<uint64_t> latch_{0};
-    Snapshot copies_[2];
+    StatusCopy copies_[2];
     std::atomic<uint64_t> seen_epoch_{0};
     std::atomic<uint64_t> retry_at_ns_{UINT64_MAX};  // after a torn read of the file
 };

@@ -6,8 +6,8 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <climits>
 #include <cstring>
-#include <string>
 
 #include "libshim/fd_mapping.hpp"
 #include "libshim/unique_fd.hpp"
@@ -44,49 +44,65 @@ MapStatus fail(MapStatus status, char* why, size_t why_size, const char* path, c
     return status;
 }
 
-std::string parent_of(const std::string& path) {
-    const size_t slash = path.rfind('/');
-    return slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+// The directory part of `path` ("." without one, "/" for a file in the root)
+// in `out`; false if it does not fit. No allocation: readers run inside the
+// client program, and this one is noexcept.
+bool parent_of(const char* path, char* out, size_t size) noexcept {
+    const char* slash = std::strrchr(path, '/');
+    const char* text = !slash ? "." : slash == path ? "/" : path;
+    const size_t length = !slash || slash == path ? 1 : size_t(slash - path);
+    if (length >= size) return false;
+    std::memcpy(out, text, length);
+    out[length] = '\0';
+    return true;
 }
 
-// Only the daemon may write the file or its directory: "" if trusted, else
-// why not. The directory must belong to root, to this reader or to the
-// file's owner, writable by nobody else (a sticky one like /tmp aside, where
-// others cannot replace the file). A file of a user who is neither root nor
-// this reader is trusted only in that user's own directory placed by root (a
-// parent of root's that nobody else can write, as /run for /run/mcwatchd):
-// anyone can make a directory of their own in /tmp and plant a file there.
-std::string untrusted_because(const struct stat& file, const char* path) {
-    char why[200];
+// Only the daemon may write the file or its directory: true if trusted,
+// else false with why not in `why`. The directory must belong to root, to
+// this reader or to the file's owner, writable by nobody else (a sticky one
+// like /tmp aside, where others cannot replace the file). A file of a user
+// who is neither root nor this reader is trusted only in that user's own
+// directory placed by root (a parent of root's that nobody else can write,
+// as /run for /run/mcwatchd): anyone can make a directory of their own in
+// /tmp and plant a file there.
+bool owner_is_trusted(const struct stat& file, const char* path, char* why, size_t why_size) noexcept {
     if (file.st_mode & (S_IWGRP | S_IWOTH)) {
-        std::snprintf(why, sizeof why, "owned by uid %u with mode %04o: only the daemon may write it",
+        std::snprintf(why, why_size, "owned by uid %u with mode %04o: only the daemon may write it",
                       unsigned(file.st_uid), unsigned(file.st_mode & 07777));
-        return why;
+        return false;
     }
     const uid_t me = geteuid();
-    const std::string directory = parent_of(path);
+    char directory[PATH_MAX];
+    if (!parent_of(path, directory, sizeof directory)) {
+        std::snprintf(why, why_size, "its directory's name is longer than %d bytes", PATH_MAX - 1);
+        return false;
+    }
     struct stat dir {};
-    if (::stat(directory.c_str(), &dir) != 0) return "cannot stat its directory " + directory;
+    if (::stat(directory, &dir) != 0) {
+        std::snprintf(why, why_size, "cannot stat its directory %.150s", directory);
+        return false;
+    }
     const bool others_write = dir.st_mode & (S_IWGRP | S_IWOTH);
     if ((dir.st_uid != 0 && dir.st_uid != me && dir.st_uid != file.st_uid) ||
         (others_write && !(dir.st_mode & S_ISVTX))) {
-        std::snprintf(why, sizeof why,
+        std::snprintf(why, why_size,
                       "its directory %.100s belongs to uid %u with mode %04o: only root or the daemon's user "
                       "may own and write it",
-                      directory.c_str(), unsigned(dir.st_uid), unsigned(dir.st_mode & 07777));
-        return why;
+                      directory, unsigned(dir.st_uid), unsigned(dir.st_mode & 07777));
+        return false;
     }
-    if (file.st_uid == 0 || file.st_uid == me) return "";
-    const std::string above = parent_of(directory == "." ? std::string("..") : directory);
+    if (file.st_uid == 0 || file.st_uid == me) return true;
+    char above[PATH_MAX];
     struct stat parent {};
-    if (dir.st_uid == file.st_uid && !others_write && ::stat(above.c_str(), &parent) == 0 && parent.st_uid == 0 &&
-        !(parent.st_mode & (S_IWGRP | S_IWOTH)))
-        return "";
-    std::snprintf(why, sizeof why,
+    if (dir.st_uid == file.st_uid && !others_write &&
+        parent_of(std::strcmp(directory, ".") == 0 ? ".." : directory, above, sizeof above) &&
+        ::stat(above, &parent) == 0 && parent.st_uid == 0 && !(parent.st_mode & (S_IWGRP | S_IWOTH)))
+        return true;
+    std::snprintf(why, why_size,
                   "owned by uid %u, in a directory root did not give that user: only root or the daemon's "
                   "user may write it",
                   unsigned(file.st_uid));
-    return why;
+    return false;
 }
 
 }  // namespace
@@ -106,13 +122,9 @@ MapStatus StateMap::open(const char* path, char* why, size_t why_size) noexcept 
     struct stat st {};
     if (fstat(file.get(), &st) != 0) return fail(MapStatus::io_error, why, why_size, path, "cannot stat");
     if (!S_ISREG(st.st_mode)) return fail(MapStatus::not_regular_file, why, why_size, path, "is not a regular file");
-    try {
-        if (const std::string untrusted = untrusted_because(st, path); !untrusted.empty()) {
-            if (why && why_size) std::snprintf(why, why_size, "state file %s: %s", path, untrusted.c_str());
-            return MapStatus::unsafe_owner;
-        }
-    } catch (...) {  // out of memory for a path: refuse rather than throw
-        return fail(MapStatus::io_error, why, why_size, path, "out of memory");
+    if (char untrusted[200]; !owner_is_trusted(st, path, untrusted, sizeof untrusted)) {
+        if (why && why_size) std::snprintf(why, why_size, "state file %s: %s", path, untrusted);
+        return MapStatus::unsafe_owner;
     }
     const auto size = static_cast<unsigned long long>(st.st_size);
     if (size < sizeof(Header))

@@ -14,8 +14,9 @@ php-memcached iproute2 procps python3-prometheus-client python3-pytest"
 # clang, and its fuzzer and sanitizer runtimes (only recommended by clang).
 packages="$packages clang libclang-rt-14-dev"
 # make bench, whose smoke run is part of make test: twemproxy to compare
-# against, gnuplot for the miss-storm chart.
-packages="$packages nutcracker gnuplot-nox"
+# against, gnuplot for the miss-storm chart, valgrind (callgrind) to count the
+# instructions of a routing decision.
+packages="$packages nutcracker gnuplot-nox valgrind"
 # tests/integration/test_docs.py renders the manual pages with groff;
 # make format runs clang-format.
 packages="$packages groff-base clang-format"

@@ -35,8 +35,6 @@ struct Registry {
 };
 std::atomic<Registry*> registry{new Registry};
 std::atomic_flag registry_lock = ATOMIC_FLAG_INIT;
-// Bumped by every configuration change of any handle, and by fork.
-std::atomic<uint64_t> epoch{1};
 
 bool debug_requested() {
     const char* value = secure_getenv("MCSHIM_DEBUG");
@@ -61,7 +59,7 @@ void unlock_registry() noexcept { registry_lock.clear(std::memory_order_release)
 void after_fork_in_child() noexcept {
     registry.store(new (std::nothrow) Registry, std::memory_order_release);
     registry_lock.clear(std::memory_order_release);
-    epoch.fetch_add(1, std::memory_order_acq_rel);
+    routing_epoch.fetch_add(1, std::memory_order_acq_rel);
 }
 
 __attribute__((constructor)) void register_fork_handler() { pthread_atfork(nullptr, nullptr, after_fork_in_child); }
@@ -152,41 +150,34 @@ std::shared_ptr<HandleRouting> build(const memcached_st* memc, const Real& real)
 }
 
 struct CacheEntry {
-    const memcached_st* memc = nullptr;
-    uint64_t epoch = 0;
-    uint32_t hosts = 0;
-    const void* servers = nullptr;
-    const void* continuum = nullptr;
-    uint32_t points = 0;
-    int distribution = -1;
+    HandleShape shape;
     std::shared_ptr<HandleRouting> routing;
-
-    bool matches(const memcached_st* m, uint64_t now_epoch) const noexcept {
-        return memc == m && epoch == now_epoch && hosts == m->number_of_hosts && servers == m->servers &&
-               continuum == m->ketama.continuum && points == m->ketama.continuum_points_counter &&
-               distribution == int(m->distribution);
-    }
 };
 
-// A few handles per thread: the hot path is a compare of a few fields.
+// A few handles per thread, the most recent of them also in recent_routing.
 constexpr unsigned kCacheEntries = 4;
 thread_local CacheEntry cache[kCacheEntries];
 thread_local unsigned cache_next = 0;
 
-thread_local LastHash last;
-
 uint32_t hash_with_handle(const char* key, size_t length, void* hashkit) noexcept {
     const auto* kit = static_cast<const hashkit_st*>(hashkit);
-    last = LastHash{key, length, kit, real()->hashkit_digest(kit, key, length)};
-    return last.value;
+    last_hashed = LastHash{key, length, kit, real()->hashkit_digest(kit, key, length)};
+    return last_hashed.value;
 }
 
 }  // namespace
 
-const HandleRouting* routing_for(const memcached_st* memc) noexcept {
-    const uint64_t now_epoch = epoch.load(std::memory_order_acquire);
+std::atomic<uint64_t> routing_epoch{1};
+__thread RecentRouting recent_routing;
+__thread LastHash last_hashed;
+
+const HandleRouting* lookup_routing(const memcached_st* memc) noexcept {
+    const uint64_t now_epoch = routing_epoch.load(std::memory_order_acquire);
     for (const CacheEntry& entry : cache)
-        if (entry.matches(memc, now_epoch)) return entry.routing.get();
+        if (entry.shape.matches(memc, now_epoch)) {
+            recent_routing = RecentRouting{entry.shape, entry.routing.get()};
+            return entry.routing.get();
+        }
     const Real* r = real();
     if (!r) return nullptr;
     std::shared_ptr<HandleRouting> routing;
@@ -198,14 +189,9 @@ const HandleRouting* routing_for(const memcached_st* memc) noexcept {
     if (!routing) return nullptr;
     if (debug_enabled()) describe_handle(memc, *routing);
     CacheEntry& entry = cache[cache_next++ % kCacheEntries];
-    entry = CacheEntry{memc,
-                       now_epoch,
-                       memc->number_of_hosts,
-                       memc->servers,
-                       memc->ketama.continuum,
-                       memc->ketama.continuum_points_counter,
-                       int(memc->distribution),
-                       std::move(routing)};
+    recent_routing = RecentRouting{};  // it may borrow the routing about to be dropped
+    entry = CacheEntry{HandleShape::of(memc, now_epoch), std::move(routing)};
+    recent_routing = RecentRouting{entry.shape, entry.routing.get()};
     return entry.routing.get();
 }
 
@@ -241,10 +227,7 @@ uint32_t dispatch_hash(const memcached_st* memc, const HandleRouting& routing, u
     return cached;  // no point of its own: cannot happen for a server the walk found
 }
 
-const LastHash& last_hash() noexcept { return last; }
-void forget_last_hash() noexcept { last = LastHash{}; }
-
-void invalidate_routing() noexcept { epoch.fetch_add(1, std::memory_order_acq_rel); }
+void invalidate_routing() noexcept { routing_epoch.fetch_add(1, std::memory_order_acq_rel); }
 
 namespace {
 

@@ -6,6 +6,7 @@
 
 #include <libmemcached-1.0/memcached.h>
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -25,10 +26,59 @@ struct HandleRouting {
     std::vector<uint32_t> representative;
 };
 
+// What a handle's cached routing was built from: the handle, the epoch of
+// configuration changes, and the fields of the handle that a change of its
+// servers or distribution moves (also when made without the interposed
+// functions, which bump the epoch). A routing is reused only while all match.
+struct HandleShape {
+    const memcached_st* memc = nullptr;
+    uint64_t epoch = 0;
+    uint32_t hosts = 0;
+    const void* servers = nullptr;
+    const void* continuum = nullptr;
+    uint32_t points = 0;
+    int distribution = -1;
+
+    static HandleShape of(const memcached_st* m, uint64_t now_epoch) noexcept {
+        return HandleShape{m,
+                           now_epoch,
+                           m->number_of_hosts,
+                           m->servers,
+                           m->ketama.continuum,
+                           m->ketama.continuum_points_counter,
+                           int(m->distribution)};
+    }
+    bool matches(const memcached_st* m, uint64_t now_epoch) const noexcept {
+        return memc == m && epoch == now_epoch && hosts == m->number_of_hosts && servers == m->servers &&
+               continuum == m->ketama.continuum && points == m->ketama.continuum_points_counter &&
+               distribution == int(m->distribution);
+    }
+};
+
+// Bumped by every configuration change of any handle, and by fork.
+extern std::atomic<uint64_t> routing_epoch;
+
+// The handle this thread routed last and its routing, borrowed from the
+// per-thread cache that owns it (and replaced before that entry is): the
+// whole lookup on the hot path is one compare. __thread: plain data, one
+// load per access.
+struct RecentRouting {
+    HandleShape shape;
+    const HandleRouting* routing = nullptr;
+};
+extern __thread RecentRouting recent_routing;
+
+// routing_for past the most recent handle: the per-thread cache, else a build.
+const HandleRouting* lookup_routing(const memcached_st* memc) noexcept;
+
 // The routing of `memc`, or null when the shim stays out of the way: no
 // servers, a distribution it does not handle (random, virtual buckets), or
 // libmemcached not resolvable. Never blocks on another thread for long.
-const HandleRouting* routing_for(const memcached_st* memc) noexcept;
+inline const HandleRouting* routing_for(const memcached_st* memc) noexcept {
+    const RecentRouting& recent = recent_routing;
+    if (recent.shape.matches(memc, routing_epoch.load(std::memory_order_acquire))) return recent.routing;
+    return lookup_routing(memc);
+}
 
 // A share of `routing` (as routing_for just returned it), for a multi-get
 // that uses it across the program's later fetch calls: meanwhile other
@@ -51,8 +101,9 @@ struct LastHash {
     const hashkit_st* hashkit = nullptr;
     uint32_t value = 0;
 };
-const LastHash& last_hash() noexcept;
-void forget_last_hash() noexcept;
+extern __thread LastHash last_hashed;
+inline const LastHash& last_hash() noexcept { return last_hashed; }
+inline void forget_last_hash() noexcept { last_hashed = LastHash{}; }
 
 // Forgets every cached routing (server list or behaviour changed somewhere).
 void invalidate_routing() noexcept;

@@ -12,9 +12,10 @@ namespace mcwatch::shim {
 namespace {
 
 thread_local HookContext hook_context;
-thread_local int call_depth = 0;
 
 }  // namespace
+
+__thread int call_depth = 0;
 
 HookScope::HookScope(const memcached_st* memc, const ExpectedKey* keys, size_t count) noexcept : saved_(hook_context) {
     hook_context = HookContext{memc, keys, count, 0};
@@ -22,8 +23,6 @@ HookScope::HookScope(const memcached_st* memc, const ExpectedKey* keys, size_t c
 
 HookScope::~HookScope() { hook_context = saved_; }
 
-OuterCall::OuterCall() noexcept : outer_(call_depth++ == 0) {}
-OuterCall::~OuterCall() { --call_depth; }
 
 }  // namespace mcwatch::shim
 

@@ -40,13 +40,18 @@ private:
     HookContext saved_;
 };
 
+// How deep this thread is in interposed calls. __thread, not thread_local:
+// plain data with no initialiser to run, so an access is one load (no TLS
+// wrapper call) on every interposed call.
+extern __thread int call_depth;
+
 // Re-entrancy guard: libmemcached calls some of its own exported functions
 // through the PLT (memcached_get -> memcached_get_by_key, fetch ->
 // fetch_result), which land in the shim again. Only the outermost call acts.
 class OuterCall {
 public:
-    OuterCall() noexcept;
-    ~OuterCall();
+    OuterCall() noexcept : outer_(call_depth++ == 0) {}
+    ~OuterCall() { --call_depth; }
     OuterCall(const OuterCall&) = delete;
     OuterCall& operator=(const OuterCall&) = delete;
     bool is_outer() const noexcept { return outer_; }

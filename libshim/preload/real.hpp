@@ -7,63 +7,92 @@
 
 #include <libmemcached-1.0/memcached.h>
 
+// Every libmemcached and libhashkit function the preload layer calls, once:
+// Real's pointers, their resolution by name (real.cpp) and the names
+// libmcshim.map must export (tests/unit/test_preload_real.cpp) all come from
+// here. X(member, symbol, kind), kind one of
+//   interposed  the shim defines `symbol` too, and calls the real one through `member`
+//   helper      read-only, called but not interposed
+//   optional    may be missing (then null): which private layouts to expect
+#define MCSHIM_REAL_FUNCTIONS(X)                                                                    \
+    X(hashkit_digest, hashkit_digest, interposed)                                                   \
+    X(get_by_key, memcached_get_by_key, interposed)                                                 \
+    X(mget_by_key, memcached_mget_by_key, interposed)                                               \
+    X(fetch_result, memcached_fetch_result, interposed)                                             \
+    X(set_by_key, memcached_set_by_key, interposed)                                                 \
+    X(add_by_key, memcached_add_by_key, interposed)                                                 \
+    X(replace_by_key, memcached_replace_by_key, interposed)                                         \
+    X(append_by_key, memcached_append_by_key, interposed)                                           \
+    X(prepend_by_key, memcached_prepend_by_key, interposed)                                         \
+    X(cas_by_key, memcached_cas_by_key, interposed)                                                 \
+    X(delete_by_key, memcached_delete_by_key, interposed)                                           \
+    X(increment_by_key, memcached_increment_by_key, interposed)                                     \
+    X(decrement_by_key, memcached_decrement_by_key, interposed)                                     \
+    X(increment_with_initial_by_key, memcached_increment_with_initial_by_key, interposed)           \
+    X(decrement_with_initial_by_key, memcached_decrement_with_initial_by_key, interposed)           \
+    X(touch_by_key, memcached_touch_by_key, interposed)                                             \
+    X(exist_by_key, memcached_exist_by_key, interposed)                                             \
+    X(generate_hash, memcached_generate_hash, interposed)                                           \
+    /* Configuration changes: passed through, after which cached routing of */                      \
+    /* every handle is rebuilt. */                                                                  \
+    X(server_add, memcached_server_add, interposed)                                                 \
+    X(server_add_with_weight, memcached_server_add_with_weight, interposed)                         \
+    X(server_add_udp, memcached_server_add_udp, interposed)                                         \
+    X(server_add_udp_with_weight, memcached_server_add_udp_with_weight, interposed)                 \
+    X(server_add_unix_socket, memcached_server_add_unix_socket, interposed)                         \
+    X(server_add_unix_socket_with_weight, memcached_server_add_unix_socket_with_weight, interposed) \
+    X(server_push, memcached_server_push, interposed)                                               \
+    X(servers_reset, memcached_servers_reset, interposed)                                           \
+    X(behavior_set, memcached_behavior_set, interposed)                                             \
+    X(free, memcached_free, interposed)                                                             \
+    X(server_count, memcached_server_count, helper)                                                 \
+    X(instance_by_position, memcached_server_instance_by_position, helper)                          \
+    X(server_name, memcached_server_name, helper)                                                   \
+    X(server_port, memcached_server_port, helper)                                                   \
+    X(server_type, memcached_server_type, helper)                                                   \
+    X(callback_get, memcached_callback_get, helper)                                                 \
+    X(result_key_value, memcached_result_key_value, helper)                                         \
+    X(result_key_length, memcached_result_key_length, helper)                                       \
+    X(result_value, memcached_result_value, helper)                                                 \
+    X(result_length, memcached_result_length, helper)                                               \
+    X(result_flags, memcached_result_flags, helper)                                                 \
+    X(result_free, memcached_result_free, helper)                                                   \
+    X(last_error_errno, memcached_last_error_errno, helper)                                         \
+    X(strerror, memcached_strerror, helper)                                                         \
+    X(server_response_count, memcached_server_response_count, helper)                               \
+    X(server_error_return, memcached_server_error_return, helper)                                   \
+    X(lib_version, memcached_lib_version, optional)
+
+// Interposed functions whose wrapper calls the *_by_key wrapper above (the
+// key as its own group key) rather than a real function of their own.
+#define MCSHIM_KEY_ONLY_WRAPPERS(X)     \
+    X(memcached_get)                    \
+    X(memcached_mget)                   \
+    X(memcached_set)                    \
+    X(memcached_add)                    \
+    X(memcached_replace)                \
+    X(memcached_append)                 \
+    X(memcached_prepend)                \
+    X(memcached_cas)                    \
+    X(memcached_delete)                 \
+    X(memcached_increment)              \
+    X(memcached_increment_with_initial) \
+    X(memcached_decrement)              \
+    X(memcached_decrement_with_initial) \
+    X(memcached_touch)                  \
+    X(memcached_exist)
+
 namespace mcwatch::shim {
 
 struct Real {
-    decltype(&::hashkit_digest) hashkit_digest;
-    decltype(&::memcached_get_by_key) get_by_key;
-    decltype(&::memcached_mget_by_key) mget_by_key;
-    decltype(&::memcached_fetch_result) fetch_result;
-    decltype(&::memcached_set_by_key) set_by_key;
-    decltype(&::memcached_add_by_key) add_by_key;
-    decltype(&::memcached_replace_by_key) replace_by_key;
-    decltype(&::memcached_append_by_key) append_by_key;
-    decltype(&::memcached_prepend_by_key) prepend_by_key;
-    decltype(&::memcached_cas_by_key) cas_by_key;
-    decltype(&::memcached_delete_by_key) delete_by_key;
-    decltype(&::memcached_increment_by_key) increment_by_key;
-    decltype(&::memcached_decrement_by_key) decrement_by_key;
-    decltype(&::memcached_increment_with_initial_by_key) increment_with_initial_by_key;
-    decltype(&::memcached_decrement_with_initial_by_key) decrement_with_initial_by_key;
-    decltype(&::memcached_touch_by_key) touch_by_key;
-    decltype(&::memcached_exist_by_key) exist_by_key;
-    decltype(&::memcached_generate_hash) generate_hash;
-    // Configuration changes: passed through, after which cached routing of
-    // every handle is rebuilt.
-    decltype(&::memcached_server_add) server_add;
-    decltype(&::memcached_server_add_with_weight) server_add_with_weight;
-    decltype(&::memcached_server_add_udp) server_add_udp;
-    decltype(&::memcached_server_add_udp_with_weight) server_add_udp_with_weight;
-    decltype(&::memcached_server_add_unix_socket) server_add_unix_socket;
-    decltype(&::memcached_server_add_unix_socket_with_weight) server_add_unix_socket_with_weight;
-    decltype(&::memcached_server_push) server_push;
-    decltype(&::memcached_servers_reset) servers_reset;
-    decltype(&::memcached_behavior_set) behavior_set;
-    decltype(&::memcached_free) free;
-    // Read-only helpers the shim calls (not interposed).
-    decltype(&::memcached_server_count) server_count;
-    decltype(&::memcached_server_instance_by_position) instance_by_position;
-    decltype(&::memcached_server_name) server_name;
-    decltype(&::memcached_server_port) server_port;
-    decltype(&::memcached_server_type) server_type;
-    decltype(&::memcached_callback_get) callback_get;
-    decltype(&::memcached_result_key_value) result_key_value;
-    decltype(&::memcached_result_key_length) result_key_length;
-    decltype(&::memcached_result_value) result_value;
-    decltype(&::memcached_result_length) result_length;
-    decltype(&::memcached_result_flags) result_flags;
-    decltype(&::memcached_result_free) result_free;
-    decltype(&::memcached_last_error_errno) last_error_errno;
-    decltype(&::memcached_strerror) strerror;
-    decltype(&::memcached_server_response_count) server_response_count;
-    decltype(&::memcached_server_error_return) server_error_return;
-    // Optional (may be null): which libmemcached's private layouts to expect.
-    decltype(&::memcached_lib_version) lib_version;
+#define MCSHIM_REAL_POINTER(member, symbol, kind) decltype(&::symbol) member;
+    MCSHIM_REAL_FUNCTIONS(MCSHIM_REAL_POINTER)
+#undef MCSHIM_REAL_POINTER
 };
 
-// Every pointer non-null, or null if libmemcached cannot be found (then the
-// caller cannot have called us through it; wrappers fail with
-// MEMCACHED_FAILURE rather than crash).
+// Every pointer non-null (lib_version aside), or null if libmemcached cannot
+// be found (then the caller cannot have called us through it; wrappers fail
+// with MEMCACHED_FAILURE rather than crash).
 const Real* real() noexcept;
 
 }  // namespace mcwatch::shim

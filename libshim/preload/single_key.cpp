@@ -18,6 +18,7 @@
 #include "libshim/preload/to_server.hpp"
 #include "libshim/preload/real.hpp"
 #include "libshim/preload/writeback.hpp"
+#include "libshim/expiration.hpp"
 
 #define MCSHIM_EXPORT extern "C" __attribute__((visibility("default")))
 

@@ -9,6 +9,7 @@
 #include <set>
 
 #include "libshim/placement.hpp"
+#include "libshim/expiration.hpp"
 #include "libshim/routing_names.hpp"
 #include "test_router_support.hpp"
 
