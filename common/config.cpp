@@ -183,9 +183,8 @@ private:
     }
 
     int duration_key(const char* key, const char* value, Millis& out, Millis min, Millis max = Millis::max()) {
-        std::string why;
-        const auto parsed = parse_duration(value, why);
-        if (!parsed) return fail(fmt::format("{}: {}", key, why));
+        const auto parsed = parse_duration(value);
+        if (!parsed) return fail(fmt::format("{}: {}", key, parsed.error().message));
         if (*parsed < min)
             return fail(fmt::format("{} = {} is too short (minimum {})", key, value, format_duration(min)));
         if (*parsed > max)

@@ -143,10 +143,9 @@ int main(int argc, char** argv) {
         for (; i < argc; ++i) {
             const std::string arg = argv[i];
             if (arg == "-n" && i + 1 < argc) {
-                std::string why;
-                const auto parsed = parse_duration(argv[++i], why);
-                if (!parsed || parsed->count() == 0)
-                    return usage_error("watch -n: " + (why.empty() ? "must be > 0" : why));
+                const auto parsed = parse_duration(argv[++i]);
+                if (!parsed) return usage_error("watch -n: " + parsed.error().message);
+                if (parsed->count() == 0) return usage_error("watch -n: must be > 0");
                 interval = *parsed;
             } else if (arg == "--count" && i + 1 < argc) {
                 char* end = nullptr;
