@@ -6,8 +6,10 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "common/result.hpp"
 #include "libshim/state_format.hpp"
 
 namespace mcwatch {
@@ -66,8 +68,21 @@ ConfigResult load_config(const std::string& path);
 ConfigResult parse_config(const std::string& text, const std::string& name);
 
 // metrics_listen's value: numeric "host:port", "[v6]:port", or "localhost:port".
-// Returns an error message (without file:line) or "", setting host and port.
-std::string parse_listen_address(const std::string& text, std::string& host, uint16_t& port);
+struct ListenAddress {
+    std::string host;  // numeric, brackets stripped
+    uint16_t port = 0;
+};
+// The error names the problem, without file:line.
+Result<ListenAddress> parse_listen_address(const std::string& text);
+
+// One key of mcwatchd.conf(5), as the table in config.cpp holds it.
+struct ConfigKeyDoc {
+    std::string_view section;  // "mcwatchd", "routing", "servers"
+    std::string_view name;
+    std::string_view documentation;  // one line
+};
+// Every key the configuration accepts, in the table's order.
+std::vector<ConfigKeyDoc> config_keys();
 
 // "host:port", "[v6]:port", "unix:/path": the part of a server line before
 // its options. Returns an error message (without file:line) or "".

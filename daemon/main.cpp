@@ -1,4 +1,4 @@
-// mcwatchd [-c FILE] [-f] [-t] [--version]
+// mcwatchd [-c FILE] [-f] [-t] [--version] [--list-config-keys]
 #include <fcntl.h>
 #include <netdb.h>
 #include <sys/wait.h>
@@ -25,9 +25,11 @@ constexpr const char* kDefaultConfig = "/etc/mcwatchd.conf";
 constexpr const char* kUsage =
     "usage: mcwatchd [-c FILE] [-f] [-t]\n"
     "       mcwatchd --version\n"
+    "       mcwatchd --list-config-keys\n"
     "  -c FILE  configuration (INI), default /etc/mcwatchd.conf; see mcwatchd.conf(5)\n"
     "  -f       stay in the foreground (as under systemd)\n"
-    "  -t       check the configuration and exit: 0 if valid, 1 with file:line: message\n";
+    "  -t       check the configuration and exit: 0 if valid, 1 with file:line: message\n"
+    "  --list-config-keys  print every key mcwatchd.conf(5) may set, one a line, and exit\n";
 
 // `-t`: a server name that does not resolve now is worth a warning, not a
 // refusal (DNS may be down while the file is right; the daemon keeps
@@ -130,6 +132,11 @@ int main(int argc, char** argv) {
         const std::string arg = argv[i];
         if (arg == "--version") {
             fmt::print("mcwatchd {}\n", mcwatch::kVersion);
+            return 0;
+        }
+        if (arg == "--list-config-keys") {
+            for (const mcwatch::ConfigKeyDoc& key : mcwatch::config_keys())
+                fmt::print("{:<11}{:<21}{}\n", fmt::format("[{}]", key.section), key.name, key.documentation);
             return 0;
         }
         if (arg == "-h" || arg == "--help") {

@@ -1,5 +1,7 @@
 #include <doctest/doctest.h>
 
+#include <fmt/format.h>
+
 #include "common/config.hpp"
 
 using mcwatch::parse_config;
@@ -259,4 +261,18 @@ TEST_CASE("config: user and admin_group must exist") {
           "t.conf:2: user = 'no-such-user-here': no such user");
     CHECK(error_of(std::string("[mcwatchd]\nadmin_group = no-such-group-here\n") + kMinimal) ==
           "t.conf:2: admin_group = 'no-such-group-here': no such group");
+}
+
+TEST_CASE("config: every key config_keys() lists is one the parser takes") {
+    const auto keys = mcwatch::config_keys();
+    CHECK(keys.size() >= 17);
+    for (const mcwatch::ConfigKeyDoc& key : keys) {
+        CAPTURE(key.name);
+        CHECK_FALSE(key.documentation.empty());
+        // A value no key accepts, so that the error names the key's own parser.
+        const std::string line = fmt::format("[{}]\n{} = \x01\n", key.section, key.name);
+        const std::string error = error_of(line + kMinimal);
+        CHECK(error.rfind("t.conf:2: ", 0) == 0);
+        CHECK(error.find("unknown key") == std::string::npos);
+    }
 }
