@@ -15,6 +15,7 @@
 #include <fstream>
 #include <functional>
 #include <map>
+#include <optional>
 #include <set>
 #include <sstream>
 
@@ -533,7 +534,7 @@ std::string numeric_server_address(const ServerAddress& server) {
     return v6 ? fmt::format("[{}]:{}", text, server.port) : fmt::format("{}:{}", text, server.port);
 }
 
-ConfigResult parse_config(const std::string& text, const std::string& name) {
+Result<Config> parse_config(const std::string& text, const std::string& name) {
     Config config;
     config.path = name;
     Parser parser(config, name);
@@ -545,21 +546,21 @@ ConfigResult parse_config(const std::string& text, const std::string& name) {
     else if (result > 0)
         parser.fail_syntax(result);
     else if (result < 0)
-        return {std::nullopt, fmt::format("{}: cannot parse (out of memory)", name)};
+        return failure(fmt::format("{}: cannot parse (out of memory)", name));
     parser.finish();
-    if (!parser.error().empty()) return {std::nullopt, parser.error()};
-    return {std::move(config), ""};
+    if (!parser.error().empty()) return failure(parser.error());
+    return config;
 }
 
-ConfigResult load_config(const std::string& path) {
+Result<Config> load_config(const std::string& path) {
     struct stat info {};
     if (::stat(path.c_str(), &info) == 0 && S_ISDIR(info.st_mode))
-        return {std::nullopt, fmt::format("{}: is a directory, not a configuration file", path)};
+        return failure(fmt::format("{}: is a directory, not a configuration file", path));
     std::ifstream in(path, std::ios::binary);
-    if (!in) return {std::nullopt, fmt::format("{}: cannot open: {}", path, std::strerror(errno))};
+    if (!in) return failure(fmt::format("{}: cannot open: {}", path, std::strerror(errno)));
     std::ostringstream text;
     text << in.rdbuf();
-    if (in.bad()) return {std::nullopt, fmt::format("{}: read error: {}", path, std::strerror(errno))};
+    if (in.bad()) return failure(fmt::format("{}: read error: {}", path, std::strerror(errno)));
     return parse_config(text.str(), path);
 }
 

@@ -4,7 +4,6 @@
 
 #include <chrono>
 #include <cstdint>
-#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -58,14 +57,10 @@ struct Config {
     std::vector<ServerAddress> servers;
 };
 
-struct ConfigResult {
-    std::optional<Config> config;
-    std::string error;  // "file:line: message" when config is empty
-};
-
-ConfigResult load_config(const std::string& path);
+// The error is "file:line: message" (or "file: message").
+Result<Config> load_config(const std::string& path);
 // The same from text already in memory; `name` stands for the file in messages.
-ConfigResult parse_config(const std::string& text, const std::string& name);
+Result<Config> parse_config(const std::string& text, const std::string& name);
 
 // metrics_listen's value: numeric "host:port", "[v6]:port", or "localhost:port".
 struct ListenAddress {

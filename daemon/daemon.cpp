@@ -150,9 +150,9 @@ Daemon::ReloadOutcome Daemon::reload() {
         log_event("error", "reload", {{"status", "refused"}, {"error", why}});
         return ReloadOutcome{false, why};
     };
-    ConfigResult loaded = load_config(config_.path);
-    if (!loaded.config) return refuse(loaded.error);
-    Config next = std::move(*loaded.config);
+    auto loaded = load_config(config_.path);
+    if (!loaded) return refuse(loaded.error().message);
+    Config next = std::move(*loaded);
     // What was set up as root, or what readers and mcctl find by path,
     // stays as the daemon started with.
     const std::pair<const char*, std::pair<std::string, std::string>> fixed[] = {

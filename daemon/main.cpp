@@ -156,12 +156,12 @@ int main(int argc, char** argv) {
     }
     if (config_path.empty()) config_path = kDefaultConfig;
 
-    mcwatch::ConfigResult loaded = mcwatch::load_config(config_path);
-    if (!loaded.config) {
-        fmt::print(stderr, "mcwatchd: {}\n", loaded.error);
+    auto loaded = mcwatch::load_config(config_path);
+    if (!loaded) {
+        fmt::print(stderr, "mcwatchd: {}\n", loaded.error().message);
         return 1;
     }
-    const mcwatch::Config& config = *loaded.config;
+    const mcwatch::Config& config = *loaded;
     if (check_only) {
         warn_unresolved_names(config);
         fmt::print("{}: ok: {} servers, probe every {} (timeout {}), state file {}\n", config_path,
@@ -175,14 +175,14 @@ int main(int argc, char** argv) {
         return 1;
     }
     // Reloads read the file again, after detach() moved to "/".
-    if (loaded.config->path[0] != '/') {
+    if (loaded->path[0] != '/') {
         char cwd[4096];
         if (getcwd(cwd, sizeof cwd) == nullptr) {
             fmt::print(stderr, "mcwatchd: cannot tell the absolute path of {}: {}\n", config_path,
                        std::strerror(errno));
             return 1;
         }
-        loaded.config->path = fmt::format("{}/{}", cwd, loaded.config->path);
+        loaded->path = fmt::format("{}/{}", cwd, loaded->path);
     }
     const int ready = foreground ? -1 : detach();
     if (!foreground && ready < 0) {
@@ -190,7 +190,7 @@ int main(int argc, char** argv) {
         return 1;
     }
     install_signal_handlers();
-    mcwatch::Daemon daemon(std::move(*loaded.config));
+    mcwatch::Daemon daemon(std::move(*loaded));
     // A second daemon or a bad state directory is reported to the caller
     // with exit status 1, in the foreground or not.
     if (std::string why = daemon.start(); !why.empty()) {

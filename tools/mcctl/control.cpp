@@ -46,12 +46,12 @@ std::string control_socket_path(const char* explicit_socket, const char* config_
                                 std::string& error) {
     if (explicit_socket) return explicit_socket;
     if (config_path) {
-        const ConfigResult loaded = load_config(config_path);
-        if (!loaded.config) {
-            error = loaded.error;
+        const auto loaded = load_config(config_path);
+        if (!loaded) {
+            error = loaded.error().message;
             return "";
         }
-        return loaded.config->control_socket;
+        return loaded->control_socket;
     }
     const size_t slash = state_path.rfind('/');
     if (slash == std::string::npos) return "control";

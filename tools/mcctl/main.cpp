@@ -56,12 +56,12 @@ struct GlobalOptions {
 std::string state_file_path(const GlobalOptions& options, std::string& error) {
     if (options.state) return options.state;
     if (options.config) {
-        const mcwatch::ConfigResult loaded = mcwatch::load_config(options.config);
-        if (!loaded.config) {
-            error = loaded.error;
+        const auto loaded = mcwatch::load_config(options.config);
+        if (!loaded) {
+            error = loaded.error().message;
             return "";
         }
-        return loaded.config->state_file;
+        return loaded->state_file;
     }
     return mcwatch::state_path_from_environment();
 }
