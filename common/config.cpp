@@ -147,8 +147,7 @@ public:
         if (config_.control_socket.empty()) {
             // Beside the state file by default: a daemon with its own state
             // file never fights another one for the socket.
-            const size_t slash = config_.state_file.rfind('/');
-            config_.control_socket = config_.state_file.substr(0, slash) + "/control";
+            config_.control_socket = control_socket_beside(config_.state_file);
             if (config_.control_socket.size() >= 108) {
                 at_line(key_lines_["state_file"],
                         fmt::format("control_socket would be {}, longer than a unix socket path may be (107): "
@@ -437,6 +436,12 @@ int handler_with_line(void* user, const char* section, const char* key, const ch
 }
 
 }  // namespace
+
+std::string control_socket_beside(const std::string& state_file) {
+    const size_t slash = state_file.rfind('/');
+    if (slash == std::string::npos) return kControlSocketName;
+    return fmt::format("{}/{}", state_file.substr(0, slash), kControlSocketName);
+}
 
 std::vector<ConfigKeyDoc> config_keys() {
     std::vector<ConfigKeyDoc> keys;

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "common/result.hpp"
+#include "libshim/defaults.hpp"
 #include "libshim/state_format.hpp"
 
 namespace mcwatch {
@@ -28,7 +29,7 @@ struct ServerAddress {
 
 struct Config {
     std::string path;  // the file it was read from
-    std::string state_file = "/run/mcwatchd/state";
+    std::string state_file = kDefaultStatePath;
     // "" until the file is read: then `control` beside the state file.
     std::string control_socket;
     Millis probe_interval{500};
@@ -37,8 +38,8 @@ struct Config {
     uint32_t recover_after = 3;
     // mcctl drain/down refuse to leave fewer live servers than this (0 = no floor).
     uint32_t min_live_servers = 1;
-    Millis recently_down_window{std::chrono::hours(1)};
-    Millis writeback_ttl{std::chrono::minutes(10)};
+    Millis recently_down_window{std::chrono::seconds(kDefaultRecentlyDownWindowS)};
+    Millis writeback_ttl{std::chrono::seconds(kDefaultWritebackTtlS)};
     bool flush_on_rejoin = true;
     Millis stale_after{std::chrono::seconds(5)};
     // Who may use the control socket besides root and the daemon's user.
@@ -61,6 +62,10 @@ struct Config {
 Result<Config> load_config(const std::string& path);
 // The same from text already in memory; `name` stands for the file in messages.
 Result<Config> parse_config(const std::string& text, const std::string& name);
+
+// The control socket when the configuration sets none: kControlSocketName in
+// the state file's directory ("control" for a bare file name).
+std::string control_socket_beside(const std::string& state_file);
 
 // metrics_listen's value: numeric "host:port", "[v6]:port", or "localhost:port".
 struct ListenAddress {

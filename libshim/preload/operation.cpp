@@ -9,6 +9,7 @@
 #include <cstring>
 #include <ctime>
 
+#include "libshim/defaults.hpp"
 #include "libshim/preload/real.hpp"
 
 namespace mcwatch::shim {
@@ -89,8 +90,7 @@ const char* address(const Routed& routed, int32_t server) noexcept {
 bool debug_enabled() noexcept {
     int state = debug_state.load(std::memory_order_relaxed);
     if (state < 0) {
-        const char* value = secure_getenv("MCSHIM_DEBUG");
-        state = value && *value && std::strcmp(value, "0") != 0 ? 1 : 0;
+        state = debug_from_environment() ? 1 : 0;
         debug_state.store(state, std::memory_order_relaxed);
     }
     return state == 1;

@@ -53,9 +53,7 @@ std::string control_socket_path(const char* explicit_socket, const char* config_
         }
         return loaded->control_socket;
     }
-    const size_t slash = state_path.rfind('/');
-    if (slash == std::string::npos) return "control";
-    return state_path.substr(0, slash == 0 ? 1 : slash) + (slash == 0 ? "" : "/") + "control";
+    return control_socket_beside(state_path);
 }
 
 int mcctl_control(const std::string& socket_path, const std::string& request, std::chrono::milliseconds timeout,

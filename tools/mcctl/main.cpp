@@ -7,6 +7,8 @@
 #include <vector>
 
 #include "common/config.hpp"
+#include "common/control_commands.hpp"
+#include "libshim/defaults.hpp"
 #include "tools/mcctl/control.hpp"
 #include "common/duration.hpp"
 #include "tools/mcctl/route.hpp"
@@ -64,13 +66,6 @@ std::string state_file_path(const GlobalOptions& options, std::string& error) {
         return loaded->state_file;
     }
     return mcwatch::state_path_from_environment();
-}
-
-bool is_control_command(const std::string& command, bool& takes_server) {
-    for (const char* name : {"drain", "undrain", "down", "up", "flush"})
-        if (command == name) return takes_server = true;
-    takes_server = false;
-    return command == "reload" || command == "ping";
 }
 
 }  // namespace
@@ -168,10 +163,10 @@ int main(int argc, char** argv) {
     }
     if (command == "route") return mcctl_route(options.state, options.config, argc - i, argv + i);
 
-    bool takes_server = false;
-    if (is_control_command(command, takes_server)) {
+    if (const ControlCommandSpec* spec = find_control_command(command)) {
+        const bool takes_server = spec->takes_server;
         // drain and down: `--force` goes past min_live_servers.
-        const bool may_force = command == "drain" || command == "down";
+        const bool may_force = spec->takes_force;
         bool force = false;
         std::vector<const char*> words;
         for (; i < argc; ++i) {

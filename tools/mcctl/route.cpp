@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "common/config.hpp"
+#include "libshim/defaults.hpp"
 #include "tools/mcctl/json.hpp"
 #include "common/rfc3339.hpp"
 #include "libshim/router.hpp"

@@ -11,11 +11,6 @@
 
 namespace mcwatch {
 
-std::string state_path_from_environment() {
-    const char* from_env = secure_getenv("MCSHIM_STATE");
-    return from_env && *from_env ? from_env : "/run/mcwatchd/state";
-}
-
 bool load_snapshot(const std::string& path, Snapshot& out, std::string& error) {
     char why[256] = {};
     if (out.map.open(path.c_str(), why, sizeof why) != state::MapStatus::ok) {

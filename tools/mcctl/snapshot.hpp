@@ -23,10 +23,6 @@ struct Snapshot {
 inline constexpr int kExitUnusable = 2;
 inline constexpr int kExitUsage = 64;  // EX_USAGE
 
-// The state file when neither -s nor -c names one: $MCSHIM_STATE (ignored
-// when setuid, as the shim does), else the daemon's default.
-std::string state_path_from_environment();
-
 // Opens `path` and copies one consistent view. On failure `error` says why
 // (naming the file) and the caller exits with kExitUnusable.
 bool load_snapshot(const std::string& path, Snapshot& out, std::string& error);
