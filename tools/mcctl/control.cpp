@@ -42,15 +42,12 @@ std::string connect_advice(int err, const std::string& path) {
 
 }  // namespace
 
-std::string control_socket_path(const char* explicit_socket, const char* config_path, const std::string& state_path,
-                                std::string& error) {
+Result<std::string> control_socket_path(const char* explicit_socket, const char* config_path,
+                                        const std::string& state_path) {
     if (explicit_socket) return explicit_socket;
     if (config_path) {
         const auto loaded = load_config(config_path);
-        if (!loaded) {
-            error = loaded.error().message;
-            return "";
-        }
+        if (!loaded) return failure(loaded.error().message);
         return loaded->control_socket;
     }
     return control_socket_beside(state_path);

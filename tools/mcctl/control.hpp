@@ -7,12 +7,14 @@
 #include <cstdio>
 #include <string>
 
+#include "common/result.hpp"
+
 namespace mcwatch {
 
 // Where the control socket is: -S, else the config's control_socket (-c),
 // else `control` beside the state file (as the daemon's default).
-std::string control_socket_path(const char* explicit_socket, const char* config_path, const std::string& state_path,
-                                std::string& error);
+Result<std::string> control_socket_path(const char* explicit_socket, const char* config_path,
+                                        const std::string& state_path);
 
 // Sends `request` and prints the reply's message: on `out` for ok (exit 0),
 // on `err` for an error reply (exit 1). Exit 2 when the daemon cannot be

@@ -54,15 +54,12 @@ struct GlobalOptions {
 };
 
 // The state file every command reads: -s, else -c's state_file, else
-// $MCSHIM_STATE, else the default. "" with `error` set when -c is unusable.
-std::string state_file_path(const GlobalOptions& options, std::string& error) {
+// $MCSHIM_STATE, else the default. An error when -c is unusable.
+mcwatch::Result<std::string> state_file_path(const GlobalOptions& options) {
     if (options.state) return options.state;
     if (options.config) {
         const auto loaded = mcwatch::load_config(options.config);
-        if (!loaded) {
-            error = loaded.error().message;
-            return "";
-        }
+        if (!loaded) return mcwatch::failure(loaded.error().message);
         return loaded->state_file;
     }
     return mcwatch::state_path_from_environment();
@@ -114,9 +111,9 @@ int main(int argc, char** argv) {
     int i = 1;
     // Only the commands that read the state file need it now.
     const auto state_path = [&](std::string& path) {
-        std::string error;
-        path = state_file_path(options, error);
-        if (path.empty()) fmt::print(stderr, "mcctl: {}\n", error);
+        const auto found = state_file_path(options);
+        path = found ? *found : "";
+        if (path.empty()) fmt::print(stderr, "mcctl: {}\n", found ? "" : found.error().message);
         return !path.empty();
     };
 
@@ -179,13 +176,13 @@ int main(int argc, char** argv) {
             return usage_error(
                 fmt::format("{} needs one SERVER (host:port){}", command, may_force ? " and maybe --force" : ""));
         if (!takes_server && !words.empty()) return usage_error(fmt::format("{} takes no arguments", command));
-        std::string error;
         std::string path;
         // The socket beside the state file: -c names both, -S needs neither.
         if (!options.socket && !options.config && !state_path(path)) return kExitUnusable;
-        const std::string socket = control_socket_path(options.socket, options.config, path, error);
+        const auto found = control_socket_path(options.socket, options.config, path);
+        const std::string socket = found ? *found : "";
         if (socket.empty()) {
-            fmt::print(stderr, "mcctl: {}\n", error);
+            fmt::print(stderr, "mcctl: {}\n", found ? "" : found.error().message);
             return kExitUnusable;
         }
         const std::string request =
