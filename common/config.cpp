@@ -13,7 +13,9 @@
 #include <charconv>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <map>
+#include <optional>
 #include <set>
 #include <sstream>
 
@@ -99,18 +101,41 @@ std::string hash_names_list() {
 
 constexpr Millis kMaxStateFileMillis = std::chrono::hours(24 * 49);
 
+class Parser;
+
+// How one key's value is read into the Config: the key's name is passed for
+// messages, which the Parser prefixes with file:line.
+using ValueParser = std::function<Result<>(Parser&, std::string_view key, const char* value)>;
+
+// One key of mcwatchd.conf(5). This table is the list of keys: the INI
+// handler dispatches through it, and `mcwatchd --list-config-keys` prints it
+// for the documentation test and the fuzz dictionary.
+struct ConfigKey {
+    std::string_view section;
+    std::string_view name;
+    ValueParser parse;
+    std::string_view documentation;
+    bool repeatable = false;  // `server` lines; any other key may be set once
+};
+
+// What an unknown key in each section is told.
+struct ConfigSection {
+    std::string_view name;
+    std::string_view unknown_key_hint;  // appended to "unknown key 'x' in [section]"
+};
+constexpr ConfigSection kSections[] = {
+    {"mcwatchd", ""},
+    {"routing", ""},
+    {"servers", " (expected `server = host:port`)"},
+};
+
 class Parser {
 public:
     Parser(Config& config, std::string name) : config_(config), name_(std::move(name)) {}
 
-    int handle(const char* section, const char* key, const char* value) {
-        if (!error_.empty()) return 0;
-        const std::string_view s(section);
-        if (s == "mcwatchd") return daemon_key(key, value);
-        if (s == "routing") return routing_key(key, value);
-        if (s == "servers") return server_key(key, value);
-        return fail(fmt::format("unknown section [{}] (expected [mcwatchd], [routing], [servers])", s));
-    }
+    Config& config() { return config_; }
+
+    int handle(const char* section, const char* key, const char* value);
 
     // Checks that need the whole file.
     void finish() {
@@ -122,8 +147,7 @@ public:
         if (config_.control_socket.empty()) {
             // Beside the state file by default: a daemon with its own state
             // file never fights another one for the socket.
-            const size_t slash = config_.state_file.rfind('/');
-            config_.control_socket = config_.state_file.substr(0, slash) + "/control";
+            config_.control_socket = control_socket_beside(config_.state_file);
             if (config_.control_socket.size() >= 108) {
                 at_line(key_lines_["state_file"],
                         fmt::format("control_socket would be {}, longer than a unix socket path may be (107): "
@@ -163,131 +187,6 @@ public:
         if (error_.empty()) at_line(line, fmt::format("line longer than {} characters", max - 2));
     }
     const std::string& error() const { return error_; }
-
-private:
-    int fail(const std::string& message) {
-        at_line(line_, message);
-        return 0;
-    }
-    void at_line(int line, const std::string& message) {
-        // Keep the first error: later ones are often consequences of it.
-        if (!error_.empty()) return;
-        error_line_ = line;
-        error_ = line > 0 ? fmt::format("{}:{}: {}", name_, line, message) : fmt::format("{}: {}", name_, message);
-    }
-
-    bool first_time(const std::string& qualified) {
-        auto [it, inserted] = key_lines_.emplace(qualified, line_);
-        if (!inserted) fail(fmt::format("duplicate key '{}' (first set on line {})", qualified, it->second));
-        return inserted;
-    }
-
-    int duration_key(const char* key, const char* value, Millis& out, Millis min, Millis max = Millis::max()) {
-        std::string why;
-        const auto parsed = parse_duration(value, why);
-        if (!parsed) return fail(fmt::format("{}: {}", key, why));
-        if (*parsed < min)
-            return fail(fmt::format("{} = {} is too short (minimum {})", key, value, format_duration(min)));
-        if (*parsed > max)
-            return fail(fmt::format("{} = {} is too long (maximum {})", key, value, format_duration(max)));
-        out = *parsed;
-        return 1;
-    }
-
-    int count_key(const char* key, const char* value, uint32_t& out, uint32_t min, uint32_t max) {
-        const auto parsed = parse_count(value, min, max);
-        if (!parsed) return fail(fmt::format("{} = '{}': expected a whole number from {} to {}", key, value, min, max));
-        out = *parsed;
-        return 1;
-    }
-
-    int path_key(const char* key, const char* value, std::string& out) {
-        if (value[0] != '/') return fail(fmt::format("{} = '{}': expected an absolute path", key, value));
-        if (std::strlen(value) >= 108)  // sun_path, and plenty for the state file
-            return fail(fmt::format("{}: path longer than 107 characters", key));
-        out = value;
-        return 1;
-    }
-
-    int daemon_key(const std::string& key, const char* value) {
-        if (!first_time(key)) return 0;
-        const char* k = key.c_str();
-        if (key == "state_file") return path_key(k, value, config_.state_file);
-        if (key == "control_socket") return path_key(k, value, config_.control_socket);
-        // The state file keeps these two as uint32 milliseconds: 49 days at most.
-        if (key == "probe_interval")
-            return duration_key(k, value, config_.probe_interval, Millis(10), kMaxStateFileMillis);
-        if (key == "probe_timeout") return duration_key(k, value, config_.probe_timeout, Millis(1));
-        if (key == "stats_interval") return duration_key(k, value, config_.stats_interval, Millis(10));
-        if (key == "fail_after") return count_key(k, value, config_.fail_after, 1, 1000);
-        if (key == "recover_after") return count_key(k, value, config_.recover_after, 1, 1000);
-        if (key == "min_live_servers") return count_key(k, value, config_.min_live_servers, 0, state::kMaxServers);
-        if (key == "recently_down_window") return duration_key(k, value, config_.recently_down_window, Millis(0));
-        // Sent to memcached as a relative expiration, which it reads as an
-        // absolute unix time past 30 days.
-        if (key == "writeback_ttl")
-            return duration_key(k, value, config_.writeback_ttl, Millis(1000), std::chrono::hours(24 * 30));
-        if (key == "stale_after") return duration_key(k, value, config_.stale_after, Millis(100), kMaxStateFileMillis);
-        if (key == "metrics_listen") {
-            if (value[0] == '\0' || std::string_view(value) == "off") return 1;
-            const std::string why = parse_listen_address(value, config_.metrics_host, config_.metrics_port);
-            if (!why.empty()) return fail(fmt::format("metrics_listen = '{}': {}", value, why));
-            config_.metrics_listen = value;
-            return 1;
-        }
-        if (key == "user") {
-            // Looked up now so that `mcwatchd -t` catches a typo.
-            const passwd* entry = ::getpwnam(value);
-            if (!entry) return fail(fmt::format("user = '{}': no such user", value));
-            config_.user = value;
-            config_.user_uid = entry->pw_uid;
-            config_.user_gid = entry->pw_gid;
-            return 1;
-        }
-        if (key == "admin_group") {
-            const group* entry = ::getgrnam(value);
-            if (!entry) return fail(fmt::format("admin_group = '{}': no such group", value));
-            config_.admin_group = value;
-            config_.admin_gid = entry->gr_gid;
-            return 1;
-        }
-        if (key == "flush_on_rejoin") {
-            const auto parsed = parse_bool(value);
-            if (!parsed) return fail(fmt::format("flush_on_rejoin = '{}': expected yes or no", value));
-            config_.flush_on_rejoin = *parsed;
-            return 1;
-        }
-        if (key == "hint_socket") {
-            const auto parsed = parse_bool(value);
-            if (!parsed) return fail(fmt::format("hint_socket = '{}': expected on or off", value));
-            config_.hint_socket = *parsed;
-            return 1;
-        }
-        return fail(fmt::format("unknown key '{}' in [mcwatchd]", key));
-    }
-
-    int routing_key(const std::string& key, const char* value) {
-        if (!first_time("routing." + key)) return 0;
-        if (key == "distribution") {
-            // PHP's Memcached::DISTRIBUTION_CONSISTENT and pylibmc's word for ketama.
-            if (std::string_view(value) == "consistent") {
-                config_.distribution = state::Distribution::ketama;
-                return 1;
-            }
-            if (!distribution_from_name(value, config_.distribution))
-                return fail(fmt::format(
-                    "distribution = '{}': expected ketama (or consistent), ketama_weighted or modula", value));
-            return 1;
-        }
-        if (key == "hash") {
-            if (!hash_from_name(value, config_.hash))
-                return fail(fmt::format("hash = '{}': unknown hash (expected one of {})", value, hash_names_list()));
-            if (!route::hash_available(config_.hash))
-                return fail(fmt::format("hash = '{}': not built into this libhashkit, so no client can use it", value));
-            return 1;
-        }
-        return fail(fmt::format("unknown key '{}' in [routing]", key));
-    }
 
     int server_key(const std::string& key, const char* value) {
         if (key != "server")
@@ -332,6 +231,24 @@ private:
         return 1;
     }
 
+private:
+    int fail(const std::string& message) {
+        at_line(line_, message);
+        return 0;
+    }
+    void at_line(int line, const std::string& message) {
+        // Keep the first error: later ones are often consequences of it.
+        if (!error_.empty()) return;
+        error_line_ = line;
+        error_ = line > 0 ? fmt::format("{}:{}: {}", name_, line, message) : fmt::format("{}: {}", name_, message);
+    }
+
+    bool first_time(const std::string& qualified) {
+        auto [it, inserted] = key_lines_.emplace(qualified, line_);
+        if (!inserted) fail(fmt::format("duplicate key '{}' (first set on line {})", qualified, it->second));
+        return inserted;
+    }
+
     Config& config_;
     std::string name_;
     int line_ = 0;
@@ -341,6 +258,178 @@ private:
     std::map<std::string, int> lines_by_text_;          // server address as written -> its line
     std::map<std::string, size_t> entries_by_numeric_;  // numeric address -> index in servers
 };
+
+// The value parsers of the table, by kind.
+
+ValueParser duration_value(Millis Config::*field, Millis min, Millis max = Millis::max()) {
+    return [=](Parser& parser, std::string_view key, const char* value) -> Result<> {
+        const auto parsed = parse_duration(value);
+        if (!parsed) return failure(fmt::format("{}: {}", key, parsed.error().message));
+        if (*parsed < min)
+            return failure(fmt::format("{} = {} is too short (minimum {})", key, value, format_duration(min)));
+        if (*parsed > max)
+            return failure(fmt::format("{} = {} is too long (maximum {})", key, value, format_duration(max)));
+        parser.config().*field = *parsed;
+        return {};
+    };
+}
+
+ValueParser count_value(uint32_t Config::*field, uint32_t min, uint32_t max) {
+    return [=](Parser& parser, std::string_view key, const char* value) -> Result<> {
+        const auto parsed = parse_count(value, min, max);
+        if (!parsed)
+            return failure(fmt::format("{} = '{}': expected a whole number from {} to {}", key, value, min, max));
+        parser.config().*field = *parsed;
+        return {};
+    };
+}
+
+ValueParser path_value(std::string Config::*field) {
+    return [=](Parser& parser, std::string_view key, const char* value) -> Result<> {
+        if (value[0] != '/') return failure(fmt::format("{} = '{}': expected an absolute path", key, value));
+        if (std::strlen(value) >= 108)  // sun_path, and plenty for the state file
+            return failure(fmt::format("{}: path longer than 107 characters", key));
+        parser.config().*field = value;
+        return {};
+    };
+}
+
+Result<> metrics_listen_value(Parser& parser, std::string_view, const char* value) {
+    Config& config = parser.config();
+    if (value[0] == '\0' || std::string_view(value) == "off") return {};
+    auto listen = parse_listen_address(value);
+    if (!listen) return failure(fmt::format("metrics_listen = '{}': {}", value, listen.error().message));
+    config.metrics_host = std::move(listen->host);
+    config.metrics_port = listen->port;
+    config.metrics_listen = value;
+    return {};
+}
+
+Result<> user_value(Parser& parser, std::string_view, const char* value) {
+    // Looked up now so that `mcwatchd -t` catches a typo.
+    const passwd* entry = ::getpwnam(value);
+    if (!entry) return failure(fmt::format("user = '{}': no such user", value));
+    Config& config = parser.config();
+    config.user = value;
+    config.user_uid = entry->pw_uid;
+    config.user_gid = entry->pw_gid;
+    return {};
+}
+
+Result<> admin_group_value(Parser& parser, std::string_view, const char* value) {
+    const group* entry = ::getgrnam(value);
+    if (!entry) return failure(fmt::format("admin_group = '{}': no such group", value));
+    parser.config().admin_group = value;
+    parser.config().admin_gid = entry->gr_gid;
+    return {};
+}
+
+Result<> flush_on_rejoin_value(Parser& parser, std::string_view, const char* value) {
+    const auto parsed = parse_bool(value);
+    if (!parsed) return failure(fmt::format("flush_on_rejoin = '{}': expected yes or no", value));
+    parser.config().flush_on_rejoin = *parsed;
+    return {};
+}
+
+Result<> hint_socket_value(Parser& parser, std::string_view, const char* value) {
+    const auto parsed = parse_bool(value);
+    if (!parsed) return failure(fmt::format("hint_socket = '{}': expected on or off", value));
+    parser.config().hint_socket = *parsed;
+    return {};
+}
+
+Result<> distribution_value(Parser& parser, std::string_view, const char* value) {
+    Config& config = parser.config();
+    // PHP's Memcached::DISTRIBUTION_CONSISTENT and pylibmc's word for ketama.
+    if (std::string_view(value) == "consistent") {
+        config.distribution = state::Distribution::ketama;
+        return {};
+    }
+    if (!distribution_from_name(value, config.distribution))
+        return failure(
+            fmt::format("distribution = '{}': expected ketama (or consistent), ketama_weighted or modula", value));
+    return {};
+}
+
+Result<> hash_value(Parser& parser, std::string_view, const char* value) {
+    Config& config = parser.config();
+    if (!hash_from_name(value, config.hash))
+        return failure(fmt::format("hash = '{}': unknown hash (expected one of {})", value, hash_names_list()));
+    if (!route::hash_available(config.hash))
+        return failure(fmt::format("hash = '{}': not built into this libhashkit, so no client can use it", value));
+    return {};
+}
+
+// The `server` line's own parsing is Parser::server_key's, which sets the
+// error itself.
+Result<> server_value(Parser& parser, std::string_view, const char* value) {
+    parser.server_key("server", value);
+    return {};
+}
+
+const std::vector<ConfigKey>& config_key_table() {
+    // The state file keeps probe_interval and stale_after as uint32
+    // milliseconds: 49 days at most.
+    static const std::vector<ConfigKey> table = {
+        {"mcwatchd", "state_file", path_value(&Config::state_file), "absolute path of the state file"},
+        {"mcwatchd", "control_socket", path_value(&Config::control_socket),
+         "absolute path of mcctl's unix socket (default: control beside the state file)"},
+        {"mcwatchd", "probe_interval", duration_value(&Config::probe_interval, Millis(10), kMaxStateFileMillis),
+         "time from the start of one probe round to the start of the next"},
+        {"mcwatchd", "probe_timeout", duration_value(&Config::probe_timeout, Millis(1)),
+         "deadline of a probe, shorter than probe_interval"},
+        {"mcwatchd", "stats_interval", duration_value(&Config::stats_interval, Millis(10)),
+         "how often each server is asked for stats (version in the rounds between)"},
+        {"mcwatchd", "fail_after", count_value(&Config::fail_after, 1, 1000),
+         "consecutive failed probes that make a server dead"},
+        {"mcwatchd", "recover_after", count_value(&Config::recover_after, 1, 1000),
+         "consecutive good probes that make a dead server live"},
+        {"mcwatchd", "min_live_servers", count_value(&Config::min_live_servers, 0, state::kMaxServers),
+         "the fewest live servers mcctl drain and down may leave"},
+        {"mcwatchd", "recently_down_window", duration_value(&Config::recently_down_window, Millis(0)),
+         "how long a returned server stays recently down"},
+        // Sent to memcached as a relative expiration, which it reads as an
+        // absolute unix time past 30 days.
+        {"mcwatchd", "writeback_ttl", duration_value(&Config::writeback_ttl, Millis(1000), std::chrono::hours(24 * 30)),
+         "expiration of values copied back to a recently down server"},
+        {"mcwatchd", "stale_after", duration_value(&Config::stale_after, Millis(100), kMaxStateFileMillis),
+         "clients ignore a state file whose heartbeat is older than this"},
+        {"mcwatchd", "metrics_listen", metrics_listen_value, "address:port of the Prometheus endpoint, or off"},
+        {"mcwatchd", "user", user_value, "the user to run as when started as root"},
+        {"mcwatchd", "admin_group", admin_group_value, "a group whose members may use the control socket"},
+        {"mcwatchd", "flush_on_rejoin", flush_on_rejoin_value,
+         "flush_all a dead server before publishing it live again"},
+        {"mcwatchd", "hint_socket", hint_socket_value,
+         "on: clients' hints arrive on the socket hints beside the state file"},
+        {"routing", "distribution", distribution_value, "ketama (or consistent), ketama_weighted or modula"},
+        {"routing", "hash", hash_value, "the key hash the clients use"},
+        {"servers", "server", server_value, "host:port, [ipv6]:port or unix:/path, then weight=N", true},
+    };
+    return table;
+}
+
+int Parser::handle(const char* section_name, const char* key, const char* value) {
+    if (!error_.empty()) return 0;
+    const std::string_view s(section_name);
+    const ConfigSection* section = nullptr;
+    for (const ConfigSection& candidate : kSections)
+        if (candidate.name == s) section = &candidate;
+    if (!section) {
+        std::string expected;
+        for (const ConfigSection& known : kSections)
+            expected += fmt::format("{}[{}]", expected.empty() ? "" : ", ", known.name);
+        return fail(fmt::format("unknown section [{}] (expected {})", s, expected));
+    }
+    const ConfigKey* entry = nullptr;
+    for (const ConfigKey& candidate : config_key_table())
+        if (candidate.section == s && candidate.name == key) entry = &candidate;
+    if (!entry) return fail(fmt::format("unknown key '{}' in [{}]{}", key, s, section->unknown_key_hint));
+    // [mcwatchd]'s keys are known by their bare names (finish() looks them up).
+    const std::string qualified = s == "mcwatchd" ? std::string(key) : fmt::format("{}.{}", s, key);
+    if (!entry->repeatable && !first_time(qualified)) return 0;
+    if (const Result<> parsed = entry->parse(*this, entry->name, value); !parsed) return fail(parsed.error().message);
+    return error_.empty() ? 1 : 0;
+}
 
 int handler(void* user, const char* section, const char* key, const char* value) {
     return static_cast<Parser*>(user)->handle(section, key, value);
@@ -358,6 +447,18 @@ int handler_with_line(void* user, const char* section, const char* key, const ch
 }
 
 }  // namespace
+
+std::string control_socket_beside(const std::string& state_file) {
+    const size_t slash = state_file.rfind('/');
+    if (slash == std::string::npos) return kControlSocketName;
+    return fmt::format("{}/{}", state_file.substr(0, slash), kControlSocketName);
+}
+
+std::vector<ConfigKeyDoc> config_keys() {
+    std::vector<ConfigKeyDoc> keys;
+    for (const ConfigKey& key : config_key_table()) keys.push_back({key.section, key.name, key.documentation});
+    return keys;
+}
 
 std::string parse_server_address(const std::string& text, ServerAddress& out) {
     if (text.empty()) return "server: missing address";
@@ -408,31 +509,29 @@ std::string parse_server_address(const std::string& text, ServerAddress& out) {
     return "";
 }
 
-std::string parse_listen_address(const std::string& text, std::string& host, uint16_t& port) {
+Result<ListenAddress> parse_listen_address(const std::string& text) {
     std::string address, port_text;
     if (!text.empty() && text[0] == '[') {
         const size_t close = text.find(']');
         if (close == std::string::npos || close + 1 >= text.size() || text[close + 1] != ':')
-            return "expected host:port or [ipv6]:port";
+            return failure("expected host:port or [ipv6]:port");
         address = text.substr(1, close - 1);
         port_text = text.substr(close + 2);
         in6_addr ignored{};
-        if (inet_pton(AF_INET6, address.c_str(), &ignored) != 1) return "bad IPv6 address";
+        if (inet_pton(AF_INET6, address.c_str(), &ignored) != 1) return failure("bad IPv6 address");
     } else {
         const size_t colon = text.rfind(':');
-        if (colon == std::string::npos) return "expected host:port (for example 127.0.0.1:9150)";
+        if (colon == std::string::npos) return failure("expected host:port (for example 127.0.0.1:9150)");
         address = text.substr(0, colon);
         port_text = text.substr(colon + 1);
         if (address == "localhost") address = "127.0.0.1";
         in_addr ignored{};
         if (inet_pton(AF_INET, address.c_str(), &ignored) != 1)
-            return "expected a numeric address (no name lookups at start-up)";
+            return failure("expected a numeric address (no name lookups at start-up)");
     }
     const auto number = parse_count(port_text, 1, 65535);
-    if (!number) return fmt::format("port '{}' out of range (1-65535)", port_text);
-    host = address;
-    port = uint16_t(*number);
-    return "";
+    if (!number) return failure(fmt::format("port '{}' out of range (1-65535)", port_text));
+    return ListenAddress{address, uint16_t(*number)};
 }
 
 std::string numeric_server_address(const ServerAddress& server) {
@@ -451,7 +550,7 @@ std::string numeric_server_address(const ServerAddress& server) {
     return v6 ? fmt::format("[{}]:{}", text, server.port) : fmt::format("{}:{}", text, server.port);
 }
 
-ConfigResult parse_config(const std::string& text, const std::string& name) {
+Result<Config> parse_config(const std::string& text, const std::string& name) {
     Config config;
     config.path = name;
     Parser parser(config, name);
@@ -463,21 +562,21 @@ ConfigResult parse_config(const std::string& text, const std::string& name) {
     else if (result > 0)
         parser.fail_syntax(result);
     else if (result < 0)
-        return {std::nullopt, fmt::format("{}: cannot parse (out of memory)", name)};
+        return failure(fmt::format("{}: cannot parse (out of memory)", name));
     parser.finish();
-    if (!parser.error().empty()) return {std::nullopt, parser.error()};
-    return {std::move(config), ""};
+    if (!parser.error().empty()) return failure(parser.error());
+    return config;
 }
 
-ConfigResult load_config(const std::string& path) {
+Result<Config> load_config(const std::string& path) {
     struct stat info {};
     if (::stat(path.c_str(), &info) == 0 && S_ISDIR(info.st_mode))
-        return {std::nullopt, fmt::format("{}: is a directory, not a configuration file", path)};
+        return failure(fmt::format("{}: is a directory, not a configuration file", path));
     std::ifstream in(path, std::ios::binary);
-    if (!in) return {std::nullopt, fmt::format("{}: cannot open: {}", path, std::strerror(errno))};
+    if (!in) return failure(fmt::format("{}: cannot open: {}", path, std::strerror(errno)));
     std::ostringstream text;
     text << in.rdbuf();
-    if (in.bad()) return {std::nullopt, fmt::format("{}: read error: {}", path, std::strerror(errno))};
+    if (in.bad()) return failure(fmt::format("{}: read error: {}", path, std::strerror(errno)));
     return parse_config(text.str(), path);
 }
 

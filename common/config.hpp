@@ -4,10 +4,12 @@
 
 #include <chrono>
 #include <cstdint>
-#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "common/result.hpp"
+#include "libshim/defaults.hpp"
 #include "libshim/state_format.hpp"
 
 namespace mcwatch {
@@ -27,7 +29,7 @@ struct ServerAddress {
 
 struct Config {
     std::string path;  // the file it was read from
-    std::string state_file = "/run/mcwatchd/state";
+    std::string state_file = kDefaultStatePath;
     // "" until the file is read: then `control` beside the state file.
     std::string control_socket;
     Millis probe_interval{500};
@@ -41,8 +43,8 @@ struct Config {
     uint32_t recover_after = 3;
     // mcctl drain/down refuse to leave fewer live servers than this (0 = no floor).
     uint32_t min_live_servers = 1;
-    Millis recently_down_window{std::chrono::hours(1)};
-    Millis writeback_ttl{std::chrono::minutes(10)};
+    Millis recently_down_window{std::chrono::seconds(kDefaultRecentlyDownWindowS)};
+    Millis writeback_ttl{std::chrono::seconds(kDefaultWritebackTtlS)};
     bool flush_on_rejoin = true;
     Millis stale_after{std::chrono::seconds(5)};
     // Who may use the control socket besides root and the daemon's user.
@@ -61,18 +63,31 @@ struct Config {
     std::vector<ServerAddress> servers;
 };
 
-struct ConfigResult {
-    std::optional<Config> config;
-    std::string error;  // "file:line: message" when config is empty
-};
-
-ConfigResult load_config(const std::string& path);
+// The error is "file:line: message" (or "file: message").
+Result<Config> load_config(const std::string& path);
 // The same from text already in memory; `name` stands for the file in messages.
-ConfigResult parse_config(const std::string& text, const std::string& name);
+Result<Config> parse_config(const std::string& text, const std::string& name);
+
+// The control socket when the configuration sets none: kControlSocketName in
+// the state file's directory ("control" for a bare file name).
+std::string control_socket_beside(const std::string& state_file);
 
 // metrics_listen's value: numeric "host:port", "[v6]:port", or "localhost:port".
-// Returns an error message (without file:line) or "", setting host and port.
-std::string parse_listen_address(const std::string& text, std::string& host, uint16_t& port);
+struct ListenAddress {
+    std::string host;  // numeric, brackets stripped
+    uint16_t port = 0;
+};
+// The error names the problem, without file:line.
+Result<ListenAddress> parse_listen_address(const std::string& text);
+
+// One key of mcwatchd.conf(5), as the table in config.cpp holds it.
+struct ConfigKeyDoc {
+    std::string_view section;  // "mcwatchd", "routing", "servers"
+    std::string_view name;
+    std::string_view documentation;  // one line
+};
+// Every key the configuration accepts, in the table's order.
+std::vector<ConfigKeyDoc> config_keys();
 
 // "host:port", "[v6]:port", "unix:/path": the part of a server line before
 // its options. Returns an error message (without file:line) or "".

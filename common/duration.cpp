@@ -20,14 +20,13 @@ constexpr int64_t kMaxMillis = int64_t{366} * 86'400'000;
 
 }  // namespace
 
-std::optional<std::chrono::milliseconds> parse_duration(std::string_view text, std::string& error) {
+Result<std::chrono::milliseconds> parse_duration(std::string_view text) {
     int64_t number = 0;
     const char* begin = text.data();
     const char* end = text.data() + text.size();
     const auto [rest, ec] = std::from_chars(begin, end, number);
     if (ec != std::errc() || rest == begin || number < 0) {
-        error = fmt::format("bad duration '{}': expected a number and a unit (ms, s, m, h, d)", text);
-        return std::nullopt;
+        return failure(fmt::format("bad duration '{}': expected a number and a unit (ms, s, m, h, d)", text));
     }
     // A decimal fraction ("1.5s", "0.25"), as watch(1) and sleep(1) take.
     const char* cursor = rest;
@@ -41,8 +40,7 @@ std::optional<std::chrono::milliseconds> parse_duration(std::string_view text, s
             ++cursor;
         }
         if (cursor == digits || (cursor < end && *cursor >= '0' && *cursor <= '9')) {
-            error = fmt::format("bad duration '{}': expected digits after the point (at most 9)", text);
-            return std::nullopt;
+            return failure(fmt::format("bad duration '{}': expected digits after the point (at most 9)", text));
         }
     }
     const std::string_view suffix(cursor, end - cursor);
@@ -51,23 +49,19 @@ std::optional<std::chrono::milliseconds> parse_duration(std::string_view text, s
     for (const Unit& unit : kUnits)
         if (suffix == unit.suffix) scale = unit.millis;
     if (scale == 0) {
-        error = fmt::format("bad duration '{}': unknown unit '{}' (use ms, s, m, h or d)", text, suffix);
-        return std::nullopt;
+        return failure(fmt::format("bad duration '{}': unknown unit '{}' (use ms, s, m, h or d)", text, suffix));
     }
     if (number > kMaxMillis / scale) {
-        error = fmt::format("bad duration '{}': longer than a year", text);
-        return std::nullopt;
+        return failure(fmt::format("bad duration '{}': longer than a year", text));
     }
     // fraction < fraction_scale <= 1e9 and scale <= 86.4e6: no overflow.
     const __int128 fraction_ms = __int128(fraction) * scale;
     if (fraction_ms % fraction_scale != 0) {
-        error = fmt::format("bad duration '{}': finer than a millisecond", text);
-        return std::nullopt;
+        return failure(fmt::format("bad duration '{}': finer than a millisecond", text));
     }
     const int64_t millis = number * scale + int64_t(fraction_ms / fraction_scale);
     if (millis > kMaxMillis) {
-        error = fmt::format("bad duration '{}': longer than a year", text);
-        return std::nullopt;
+        return failure(fmt::format("bad duration '{}': longer than a year", text));
     }
     return std::chrono::milliseconds(millis);
 }

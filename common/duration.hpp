@@ -4,14 +4,15 @@
 #pragma once
 
 #include <chrono>
-#include <optional>
 #include <string>
 #include <string_view>
 
+#include "common/result.hpp"
+
 namespace mcwatch {
 
-// On failure returns nullopt and sets `error` to a sentence about `text`.
-std::optional<std::chrono::milliseconds> parse_duration(std::string_view text, std::string& error);
+// On failure the error is a sentence about `text` ("bad duration '3w': ...").
+Result<std::chrono::milliseconds> parse_duration(std::string_view text);
 
 // The shortest exact spelling: 1500ms -> "1500ms", 3600000ms -> "1h".
 std::string format_duration(std::chrono::milliseconds duration);

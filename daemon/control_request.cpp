@@ -12,30 +12,13 @@ namespace mcwatch {
 
 namespace {
 
-struct CommandSpec {
-    const char* name;
-    ControlCommand command;
-    bool takes_server;
-    bool takes_force;  // `force` after the server: past min_live_servers
-};
-
-constexpr std::array<CommandSpec, 7> kCommands = {{
-    {"ping", ControlCommand::ping, false, false},
-    {"reload", ControlCommand::reload, false, false},
-    {"drain", ControlCommand::drain, true, true},
-    {"undrain", ControlCommand::undrain, true, false},
-    {"down", ControlCommand::down, true, true},
-    {"up", ControlCommand::up, true, false},
-    {"flush", ControlCommand::flush, true, false},
-}};
-
 ControlParse refuse(std::string why) { return {std::nullopt, std::move(why)}; }
 
 }  // namespace
 
 const char* control_command_name(ControlCommand command) {
-    for (const CommandSpec& spec : kCommands)
-        if (spec.command == command) return spec.name;
+    for (const ControlCommandSpec& spec : kControlCommands)
+        if (spec.command == command) return spec.name.data();
     return "unknown";
 }
 
@@ -62,7 +45,7 @@ ControlParse parse_control_request(std::string_view line) {
     }
     if (words.empty()) return refuse("empty request: expected COMMAND [SERVER]");
 
-    for (const CommandSpec& spec : kCommands) {
+    for (const ControlCommandSpec& spec : kControlCommands) {
         if (words[0] != spec.name) continue;
         if (!spec.takes_server) {
             if (words.size() != 1) return refuse(fmt::format("{} takes no argument", spec.name));

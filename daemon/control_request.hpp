@@ -9,9 +9,9 @@
 #include <string>
 #include <string_view>
 
-namespace mcwatch {
+#include "common/control_commands.hpp"
 
-enum class ControlCommand { ping, reload, drain, undrain, down, up, flush };
+namespace mcwatch {
 
 struct ControlRequest {
     ControlCommand command = ControlCommand::ping;

@@ -160,9 +160,9 @@ Result<std::string> Daemon::reload() {
         log_event("error", "reload", {{"status", "refused"}, {"error", why}});
         return failure(why);
     };
-    ConfigResult loaded = load_config(config_.path);
-    if (!loaded.config) return refuse(loaded.error);
-    Config next = std::move(*loaded.config);
+    auto loaded = load_config(config_.path);
+    if (!loaded) return refuse(loaded.error().message);
+    Config next = std::move(*loaded);
     // What was set up as root, or what readers and mcctl find by path,
     // stays as the daemon started with.
     const std::pair<const char*, std::pair<std::string, std::string>> fixed[] = {
@@ -363,7 +363,7 @@ void Daemon::apply_hinted_probe(size_t index, const ProbeResult& result) {
         log_event("warning", "probe_failed",
                   {{"server", server.address.text}, {"reason", result.error}, {"after", "hint"}});
     log_health_events(server.address.text, change.events);
-    writer_.update(views(), change.routing_changed);
+    writer_.write_servers(views(), change.routing_changed);  // between rounds: no heartbeat
     if (metrics_) metrics_->content_changed();
     const state::ServerDynamic& view = server.health.view();
     if (!result.ok && !result.answered_error && view.state != uint32_t(state::ServerState::dead) &&

@@ -1,4 +1,4 @@
-// mcwatchd [-c FILE] [-f] [-t] [--version]
+// mcwatchd [-c FILE] [-f] [-t] [--version] [--list-config-keys]
 #include <fcntl.h>
 #include <netdb.h>
 #include <sys/wait.h>
@@ -26,9 +26,11 @@ constexpr const char* kDefaultConfig = "/etc/mcwatchd.conf";
 constexpr const char* kUsage =
     "usage: mcwatchd [-c FILE] [-f] [-t]\n"
     "       mcwatchd --version\n"
+    "       mcwatchd --list-config-keys\n"
     "  -c FILE  configuration (INI), default /etc/mcwatchd.conf; see mcwatchd.conf(5)\n"
     "  -f       stay in the foreground (as under systemd)\n"
-    "  -t       check the configuration and exit: 0 if valid, 1 with file:line: message\n";
+    "  -t       check the configuration and exit: 0 if valid, 1 with file:line: message\n"
+    "  --list-config-keys  print every key mcwatchd.conf(5) may set, one a line, and exit\n";
 
 // `-t`: a server name that does not resolve now is worth a warning, not a
 // refusal (DNS may be down while the file is right; the daemon keeps
@@ -134,6 +136,11 @@ int main(int argc, char** argv) {
             fmt::print("mcwatchd {}\n", mcwatch::kVersion);
             return 0;
         }
+        if (arg == "--list-config-keys") {
+            for (const mcwatch::ConfigKeyDoc& key : mcwatch::config_keys())
+                fmt::print("{:<11}{:<21}{}\n", fmt::format("[{}]", key.section), key.name, key.documentation);
+            return 0;
+        }
         if (arg == "-h" || arg == "--help") {
             fmt::print("{}", kUsage);
             return 0;
@@ -151,12 +158,12 @@ int main(int argc, char** argv) {
     }
     if (config_path.empty()) config_path = kDefaultConfig;
 
-    mcwatch::ConfigResult loaded = mcwatch::load_config(config_path);
-    if (!loaded.config) {
-        fmt::print(stderr, "mcwatchd: {}\n", loaded.error);
+    auto loaded = mcwatch::load_config(config_path);
+    if (!loaded) {
+        fmt::print(stderr, "mcwatchd: {}\n", loaded.error().message);
         return 1;
     }
-    const mcwatch::Config& config = *loaded.config;
+    const mcwatch::Config& config = *loaded;
     if (check_only) {
         warn_unresolved_names(config);
         fmt::print("{}: ok: {} servers, probe every {} (timeout {}), state file {}\n", config_path,
@@ -170,14 +177,14 @@ int main(int argc, char** argv) {
         return 1;
     }
     // Reloads read the file again, after detach() moved to "/".
-    if (loaded.config->path[0] != '/') {
+    if (loaded->path[0] != '/') {
         char cwd[4096];
         if (getcwd(cwd, sizeof cwd) == nullptr) {
             fmt::print(stderr, "mcwatchd: cannot tell the absolute path of {}: {}\n", config_path,
                        std::strerror(errno));
             return 1;
         }
-        loaded.config->path = fmt::format("{}/{}", cwd, loaded.config->path);
+        loaded->path = fmt::format("{}/{}", cwd, loaded->path);
     }
     // In the foreground nobody waits for the byte that says it started.
     const mcwatch::Result<int> ready = foreground ? mcwatch::Result<int>(-1) : detach();
@@ -186,7 +193,7 @@ int main(int argc, char** argv) {
         return 1;
     }
     install_signal_handlers();
-    mcwatch::Daemon daemon(std::move(*loaded.config));
+    mcwatch::Daemon daemon(std::move(*loaded));
     // A second daemon or a bad state directory is reported to the caller
     // with exit status 1, in the foreground or not.
     if (mcwatch::Result<> started = daemon.start(); !started) {

@@ -9,11 +9,12 @@
 #include <new>
 #include <string>
 
+#include "libshim/defaults.hpp"
 #include "libshim/router.hpp"
 #include "libshim/expiration.hpp"
 #include "libshim/routing_names.hpp"
 
-#define MCSHIM_EXPORT extern "C"
+#include "libshim/export.hpp"
 
 using namespace mcwatch;
 using namespace mcwatch::route;
@@ -37,15 +38,6 @@ static_assert(MCSHIM_HASH_MD5 == int(state::Hash::md5));
 static_assert(MCSHIM_HASH_MURMUR3 == int(state::Hash::murmur3));
 
 namespace {
-
-constexpr const char* kDefaultStatePath = "/run/mcwatchd/state";
-constexpr uint32_t kDefaultWindowS = 3600;       // mcwatchd.conf(5)'s recently_down_window default
-constexpr uint32_t kDefaultWritebackTtlS = 600;  // and writeback_ttl's
-
-bool debug_requested() {
-    const char* value = secure_getenv("MCSHIM_DEBUG");
-    return value && *value && std::strcmp(value, "0") != 0;
-}
 
 int install(mcshim_t* shim, std::vector<ServerSpec> servers, uint32_t distribution, uint32_t hash) {
     if (distribution > uint32_t(state::Distribution::ketama_weighted)) {
@@ -73,15 +65,9 @@ int install(mcshim_t* shim, std::vector<ServerSpec> servers, uint32_t distributi
 
 MCSHIM_EXPORT mcshim_t* mcshim_open(const char* state_path) noexcept {
     try {
-        std::string path;
-        if (state_path)
-            path = state_path;
-        else if (const char* from_env = secure_getenv("MCSHIM_STATE"); from_env && *from_env)
-            path = from_env;
-        else
-            path = kDefaultStatePath;
+        std::string path = state_path ? state_path : state_path_from_environment();
         auto shim = std::make_unique<mcshim>();
-        shim->source = std::make_shared<StateSource>(std::move(path), debug_requested());
+        shim->source = std::make_shared<StateSource>(std::move(path), debug_from_environment());
         return shim.release();
     } catch (...) {
         return nullptr;
@@ -157,19 +143,12 @@ MCSHIM_EXPORT int mcshim_route(mcshim_t* shim, const void* key, size_t key_lengt
 }
 
 MCSHIM_EXPORT int64_t mcshim_clamp_expiration(mcshim_t* shim, int64_t expiration) noexcept {
-    uint32_t window = kDefaultWindowS;
-    if (shim) {
-        if (const StateSource::Mapped* mapped = shim->source->current())
-            window = mapped->map.header().recently_down_window_s;
-    }
+    const uint32_t window = recently_down_window_s_or_default(shim ? shim->source.get() : nullptr);
     return clamp_expiration(expiration, window, int64_t(time(nullptr)));
 }
 
 MCSHIM_EXPORT uint32_t mcshim_writeback_ttl(mcshim_t* shim) noexcept {
-    if (shim) {
-        if (const StateSource::Mapped* mapped = shim->source->current()) return mapped->map.header().writeback_ttl_s;
-    }
-    return kDefaultWritebackTtlS;
+    return writeback_ttl_s_or_default(shim ? shim->source.get() : nullptr);
 }
 
 MCSHIM_EXPORT int mcshim_state_usable(mcshim_t* shim) noexcept {

@@ -195,7 +195,7 @@ Decision Router::route_without(const PlacementView& view, const char* key, size_
     if (d.flags & (kRouteStale | kRouteAllDead)) return d;
     for (unsigned attempt = 0; attempt < state::kReadTries; ++attempt) {
         const uint64_t before = latch_.load(std::memory_order_acquire);
-        const Snapshot& copy = copies_[before & 1];
+        const StatusCopy& copy = copies_[before & 1];
         if (!copy.usable.load(std::memory_order_relaxed)) return native_only(view, key, length);
         const uint32_t count = topology_.size();
         const uint8_t failed_status = failed < count ? copy.status[failed].load(std::memory_order_relaxed) : 0;

@@ -6,7 +6,7 @@
 #include "libshim/preload/handle_routing.hpp"
 #include "libshim/preload/real.hpp"
 
-#define MCSHIM_EXPORT extern "C" __attribute__((visibility("default")))
+#include "libshim/export.hpp"
 
 using namespace mcwatch::shim;
 

@@ -9,6 +9,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "libshim/defaults.hpp"
+
 namespace mcwatch::shim {
 
 namespace {
@@ -21,8 +23,7 @@ std::atomic<int> debug_state{-1};
 bool debug_enabled() noexcept {
     int state = debug_state.load(std::memory_order_relaxed);
     if (state < 0) {
-        const char* value = secure_getenv("MCSHIM_DEBUG");
-        state = value && *value && std::strcmp(value, "0") != 0 ? 1 : 0;
+        state = debug_from_environment() ? 1 : 0;
         debug_state.store(state, std::memory_order_relaxed);
     }
     return state == 1;

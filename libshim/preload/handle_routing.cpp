@@ -8,6 +8,7 @@
 #include <cstring>
 #include <map>
 
+#include "libshim/defaults.hpp"
 #include "libshim/preload/handle_debug.hpp"
 #include "libshim/preload/debug_log.hpp"
 #include "libshim/preload/real.hpp"
@@ -22,10 +23,6 @@ static_assert(sizeof(route::RingPoint) == 8, "RingPoint must mirror memcached_co
 
 namespace {
 
-constexpr const char* kDefaultStatePath = "/run/mcwatchd/state";
-constexpr uint32_t kDefaultWindowS = 3600;
-constexpr uint32_t kDefaultWritebackTtlS = 600;
-
 // Routers and the state source, shared by every handle and thread of the
 // process. Replaced (and the old one leaked on purpose) in a forked child:
 // a lock held by a thread that does not exist there would never be freed.
@@ -35,11 +32,6 @@ struct Registry {
 };
 std::atomic<Registry*> registry{new Registry};
 std::atomic_flag registry_lock = ATOMIC_FLAG_INIT;
-
-bool debug_requested() {
-    const char* value = secure_getenv("MCSHIM_DEBUG");
-    return value && *value && std::strcmp(value, "0") != 0;
-}
 
 // Bounded: building a router takes microseconds (it never resolves a name:
 // NameResolution::background). Past the bound the operation goes native.
@@ -73,8 +65,7 @@ std::shared_ptr<route::Router> router_for(std::vector<route::ServerSpec> servers
     if (!r) return nullptr;
     if (auto it = r->routers.find(key); it != r->routers.end()) return it->second;
     if (!r->source) {
-        const char* path = secure_getenv("MCSHIM_STATE");
-        r->source = std::make_shared<route::StateSource>(path && *path ? path : kDefaultStatePath, debug_requested());
+        r->source = std::make_shared<route::StateSource>(state_path_from_environment(), debug_from_environment());
     }
     // The router's own placement is never used (the handle's continuum is):
     // modula builds no ring.
@@ -229,24 +220,12 @@ uint32_t dispatch_hash(const memcached_st* memc, const HandleRouting& routing, u
 
 void invalidate_routing() noexcept { routing_epoch.fetch_add(1, std::memory_order_acq_rel); }
 
-namespace {
-
-const state::Header* header_of(const HandleRouting& routing) noexcept {
-    const route::StateSource* source = routing.router->source();
-    const route::StateSource::Mapped* mapped = source ? source->current() : nullptr;
-    return mapped ? &mapped->map.header() : nullptr;
-}
-
-}  // namespace
-
 uint32_t recently_down_window_s(const HandleRouting& routing) noexcept {
-    const state::Header* header = header_of(routing);
-    return header ? header->recently_down_window_s : kDefaultWindowS;
+    return recently_down_window_s_or_default(routing.router->source());
 }
 
 uint32_t writeback_ttl_s(const HandleRouting& routing) noexcept {
-    const state::Header* header = header_of(routing);
-    return header ? header->writeback_ttl_s : kDefaultWritebackTtlS;
+    return writeback_ttl_s_or_default(routing.router->source());
 }
 
 }  // namespace mcwatch::shim

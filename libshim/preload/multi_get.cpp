@@ -22,7 +22,7 @@
 #include "libshim/preload/real.hpp"
 #include "libshim/preload/writeback.hpp"
 
-#define MCSHIM_EXPORT extern "C" __attribute__((visibility("default")))
+#include "libshim/export.hpp"
 
 namespace mcwatch::shim {
 

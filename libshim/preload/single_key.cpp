@@ -20,7 +20,7 @@
 #include "libshim/preload/writeback.hpp"
 #include "libshim/expiration.hpp"
 
-#define MCSHIM_EXPORT extern "C" __attribute__((visibility("default")))
+#include "libshim/export.hpp"
 
 namespace mcwatch::shim {
 

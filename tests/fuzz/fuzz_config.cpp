@@ -56,13 +56,12 @@ void check_accepted(const Config& c) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const std::string text(reinterpret_cast<const char*>(data), size);
-    const ConfigResult result = parse_config(text, "fuzz.conf");
-    if (result.config) {
-        FUZZ_CHECK(result.error.empty());
-        check_accepted(*result.config);
+    const auto result = parse_config(text, "fuzz.conf");
+    if (result) {
+        check_accepted(*result);
     } else {
-        FUZZ_CHECK(result.error.rfind("fuzz.conf:", 0) == 0);
-        FUZZ_CHECK(result.error.find('\n') == std::string::npos);
+        FUZZ_CHECK(result.error().message.rfind("fuzz.conf:", 0) == 0);
+        FUZZ_CHECK(result.error().message.find('\n') == std::string::npos);
     }
     // The server-line parser alone, on the same bytes as one address.
     ServerAddress address;

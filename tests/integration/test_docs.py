@@ -100,10 +100,18 @@ def test_example_config_is_valid():
     assert result.returncode == 0, result.stderr
 
 
+def configuration_keys():
+    """{(section, name)} of every key mcwatchd accepts: the table in
+    common/config.cpp, as `mcwatchd --list-config-keys` prints it."""
+    result = run([MCWATCHD, "--list-config-keys"])
+    assert result.returncode == 0, result.stderr
+    keys = re.findall(r"^\[([a-z]+)\] +([a-z_]+) +\S", result.stdout, re.M)
+    assert len(keys) == len(result.stdout.splitlines()), result.stdout
+    return set(keys)
+
+
 def test_every_configuration_key_is_documented_and_in_the_example():
-    import re
-    with open(os.path.join(ROOT, "common", "config.cpp")) as f:
-        keys = set(re.findall(r'key == "([a-z_]+)"', f.read())) - {"server"}
+    keys = {name for section, name in configuration_keys()} - {"server"}
     assert {"state_file", "control_socket", "metrics_listen", "user", "admin_group"} <= keys
     with open(os.path.join(ROOT, "man", "mcwatchd.conf.5")) as f:
         page = f.read()
@@ -112,6 +120,15 @@ def test_every_configuration_key_is_documented_and_in_the_example():
     for key in sorted(keys):
         assert re.search(rf"^\.BR? {key}\b", page, re.M), f"{key} has no entry in mcwatchd.conf(5)"
         assert re.search(rf"^#?{key} = ", example, re.M), f"{key} is not in etc/mcwatchd.conf"
+
+
+def test_every_configuration_key_is_in_the_fuzz_dictionary():
+    # The config fuzzer reaches a key's parser only through its name.
+    with open(os.path.join(ROOT, "tests", "fuzz", "config.dict")) as f:
+        words = set(re.findall(r'^"(.*)"$', f.read(), re.M))
+    for section, name in sorted(configuration_keys()):
+        assert f"[{section}]" in words, f"[{section}] is not in tests/fuzz/config.dict"
+        assert f"{name} = " in words, f"{name} is not in tests/fuzz/config.dict"
 
 
 def test_every_mcctl_command_is_in_its_manual():

@@ -41,12 +41,12 @@ void on_signal(int) { stop = 1; }
 Config config_for(const std::string& path, uint32_t count) {
     std::string text = "[mcwatchd]\nstate_file = " + path + "\nstale_after = 1h\n[servers]\n";
     for (uint32_t i = 0; i < count; ++i) text += "server = 127.0.0.1:" + std::to_string(20000 + i) + "\n";
-    ConfigResult result = parse_config(text, "state_writer_drive");
-    if (!result.config) {
-        std::fprintf(stderr, "state_writer_drive: %s\n", result.error.c_str());
+    auto result = parse_config(text, "state_writer_drive");
+    if (!result) {
+        std::fprintf(stderr, "state_writer_drive: %s\n", result.error().message.c_str());
         std::exit(2);
     }
-    return *result.config;
+    return *result;
 }
 
 void fill(std::vector<state::ServerDynamic>& servers, uint64_t n) {

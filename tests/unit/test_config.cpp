@@ -1,5 +1,7 @@
 #include <doctest/doctest.h>
 
+#include <fmt/format.h>
+
 #include "common/config.hpp"
 
 using mcwatch::parse_config;
@@ -9,7 +11,7 @@ namespace {
 // The error for `text` read as "t.conf", or "" if it parsed.
 std::string error_of(const std::string& text) {
     const auto result = parse_config(text, "t.conf");
-    return result.config ? "" : result.error;
+    return result ? "" : result.error().message;
 }
 
 const char* kMinimal = "[servers]\nserver = 127.0.0.1:11211\n";
@@ -41,8 +43,8 @@ server = cache-1.example.com:11211
 server = [::1]:11213
 )";
     const auto result = parse_config(text, "t.conf");
-    REQUIRE_MESSAGE(result.config, result.error);
-    const mcwatch::Config& c = *result.config;
+    REQUIRE_MESSAGE(result.has_value(), (result ? "" : result.error().message));
+    const mcwatch::Config& c = *result;
     CHECK(c.probe_interval.count() == 500);
     CHECK(c.probe_timeout.count() == 250);
     CHECK(c.fail_after == 2);
@@ -68,11 +70,11 @@ server = [::1]:11213
 
 TEST_CASE("config: defaults when only servers are given") {
     const auto result = parse_config(kMinimal, "t.conf");
-    REQUIRE(result.config);
-    CHECK(result.config->state_file == "/run/mcwatchd/state");
-    CHECK(result.config->probe_interval.count() == 500);
-    CHECK(result.config->flush_on_rejoin);
-    CHECK(result.config->distribution == mcwatch::state::Distribution::ketama);
+    REQUIRE(result.has_value());
+    CHECK(result->state_file == "/run/mcwatchd/state");
+    CHECK(result->probe_interval.count() == 500);
+    CHECK(result->flush_on_rejoin);
+    CHECK(result->distribution == mcwatch::state::Distribution::ketama);
 }
 
 TEST_CASE("config: every error names file:line and the problem") {
@@ -140,15 +142,15 @@ TEST_CASE("config: cross-key checks point at the offending key") {
 
 TEST_CASE("config: `consistent` (PHP's and pylibmc's word) is ketama") {
     const auto result = parse_config(std::string("[routing]\ndistribution = consistent\n") + kMinimal, "t.conf");
-    REQUIRE_MESSAGE(result.config, result.error);
-    CHECK(result.config->distribution == mcwatch::state::Distribution::ketama);
+    REQUIRE_MESSAGE(result.has_value(), (result ? "" : result.error().message));
+    CHECK(result->distribution == mcwatch::state::Distribution::ketama);
 }
 
 TEST_CASE("config: min_live_servers defaults to 1 and cannot exceed the servers") {
-    CHECK(parse_config(kMinimal, "t.conf").config->min_live_servers == 1);
+    CHECK(parse_config(kMinimal, "t.conf")->min_live_servers == 1);
     const auto zero = parse_config(std::string("[mcwatchd]\nmin_live_servers = 0\n") + kMinimal, "t.conf");
-    REQUIRE(zero.config);
-    CHECK(zero.config->min_live_servers == 0);
+    REQUIRE(zero.has_value());
+    CHECK(zero->min_live_servers == 0);
     CHECK(error_of(std::string("[mcwatchd]\nmin_live_servers = 2\n") + kMinimal) ==
           "t.conf:2: min_live_servers = 2 is more than the 1 servers configured: no server could ever be drained");
     CHECK(error_of(std::string("[mcwatchd]\nmin_live_servers = -1\n") + kMinimal) ==
@@ -178,10 +180,10 @@ TEST_CASE("config: `#` after a value starts a comment, as `;` does") {
         "[mcwatchd]\nprobe_interval = 500ms # half a second\nfail_after = 3\t# x\n"
         "[servers] # the fleet\nserver = 127.0.0.1:11211 weight=2 # big one\n",
         "t.conf");
-    REQUIRE_MESSAGE(result.config, result.error);
-    CHECK(result.config->probe_interval.count() == 500);
-    CHECK(result.config->fail_after == 3);
-    CHECK(result.config->servers[0].weight == 2);
+    REQUIRE_MESSAGE(result.has_value(), (result ? "" : result.error().message));
+    CHECK(result->probe_interval.count() == 500);
+    CHECK(result->fail_after == 3);
+    CHECK(result->servers[0].weight == 2);
     // Only after a space or a tab: a value may hold one.
     CHECK(error_of("[mcwatchd]\nprobe_interval = 500ms#half\n") ==
           "t.conf:2: probe_interval: bad duration '500ms#half': unknown unit 'ms#half' (use ms, s, m, h or d)");
@@ -198,26 +200,26 @@ TEST_CASE("config: two entries for one server (localhost and 127.0.0.1) are refu
 
 TEST_CASE("config: a directory given as the file is called one") {
     const auto result = mcwatch::load_config("/tmp");
-    CHECK_FALSE(result.config);
-    CHECK(result.error == "/tmp: is a directory, not a configuration file");
+    CHECK_FALSE(result.has_value());
+    CHECK(result.error().message == "/tmp: is a directory, not a configuration file");
 }
 
 TEST_CASE("config: a missing file is reported with its path") {
     const auto result = mcwatch::load_config("/nonexistent/mcwatchd.conf");
-    CHECK_FALSE(result.config);
-    CHECK(result.error == "/nonexistent/mcwatchd.conf: cannot open: No such file or directory");
+    CHECK_FALSE(result.has_value());
+    CHECK(result.error().message == "/nonexistent/mcwatchd.conf: cannot open: No such file or directory");
 }
 
 TEST_CASE("config: the control socket sits beside the state file unless set") {
     auto result = parse_config(kMinimal, "t.conf");
-    REQUIRE(result.config);
-    CHECK(result.config->control_socket == "/run/mcwatchd/control");
+    REQUIRE(result.has_value());
+    CHECK(result->control_socket == "/run/mcwatchd/control");
     result = parse_config(std::string("[mcwatchd]\nstate_file = /tmp/x/state\n") + kMinimal, "t.conf");
-    REQUIRE(result.config);
-    CHECK(result.config->control_socket == "/tmp/x/control");
+    REQUIRE(result.has_value());
+    CHECK(result->control_socket == "/tmp/x/control");
     result = parse_config(std::string("[mcwatchd]\ncontrol_socket = /run/ctl/sock\n") + kMinimal, "t.conf");
-    REQUIRE(result.config);
-    CHECK(result.config->control_socket == "/run/ctl/sock");
+    REQUIRE(result.has_value());
+    CHECK(result->control_socket == "/run/ctl/sock");
     CHECK(error_of(std::string("[mcwatchd]\ncontrol_socket = ctl\n") + kMinimal) ==
           "t.conf:2: control_socket = 'ctl': expected an absolute path");
     CHECK(error_of(std::string("[mcwatchd]\nstate_file = /a/b\ncontrol_socket = /a/b\n") + kMinimal) ==
@@ -228,18 +230,18 @@ TEST_CASE("config: the control socket sits beside the state file unless set") {
 
 TEST_CASE("config: metrics_listen is off by default and takes a numeric address") {
     auto result = parse_config(kMinimal, "t.conf");
-    REQUIRE(result.config);
-    CHECK(result.config->metrics_listen.empty());
+    REQUIRE(result.has_value());
+    CHECK(result->metrics_listen.empty());
     result = parse_config(std::string("[mcwatchd]\nmetrics_listen = 127.0.0.1:9150\n") + kMinimal, "t.conf");
-    REQUIRE(result.config);
-    CHECK(result.config->metrics_host == "127.0.0.1");
-    CHECK(result.config->metrics_port == 9150);
+    REQUIRE(result.has_value());
+    CHECK(result->metrics_host == "127.0.0.1");
+    CHECK(result->metrics_port == 9150);
     result = parse_config(std::string("[mcwatchd]\nmetrics_listen = [::1]:9150\n") + kMinimal, "t.conf");
-    REQUIRE(result.config);
-    CHECK(result.config->metrics_host == "::1");
+    REQUIRE(result.has_value());
+    CHECK(result->metrics_host == "::1");
     result = parse_config(std::string("[mcwatchd]\nmetrics_listen = off\n") + kMinimal, "t.conf");
-    REQUIRE(result.config);
-    CHECK(result.config->metrics_listen.empty());
+    REQUIRE(result.has_value());
+    CHECK(result->metrics_listen.empty());
     CHECK(error_of(std::string("[mcwatchd]\nmetrics_listen = 9150\n") + kMinimal) ==
           "t.conf:2: metrics_listen = '9150': expected host:port (for example 127.0.0.1:9150)");
     CHECK(error_of(std::string("[mcwatchd]\nmetrics_listen = metrics.example.com:9150\n") + kMinimal) ==
@@ -251,12 +253,26 @@ TEST_CASE("config: metrics_listen is off by default and takes a numeric address"
 
 TEST_CASE("config: user and admin_group must exist") {
     auto result = parse_config(std::string("[mcwatchd]\nuser = nobody\nadmin_group = root\n") + kMinimal, "t.conf");
-    REQUIRE_MESSAGE(result.config, result.error);
-    CHECK(result.config->user == "nobody");
-    CHECK(result.config->user_uid != 0);
-    CHECK(result.config->admin_gid == 0);
+    REQUIRE_MESSAGE(result.has_value(), (result ? "" : result.error().message));
+    CHECK(result->user == "nobody");
+    CHECK(result->user_uid != 0);
+    CHECK(result->admin_gid == 0);
     CHECK(error_of(std::string("[mcwatchd]\nuser = no-such-user-here\n") + kMinimal) ==
           "t.conf:2: user = 'no-such-user-here': no such user");
     CHECK(error_of(std::string("[mcwatchd]\nadmin_group = no-such-group-here\n") + kMinimal) ==
           "t.conf:2: admin_group = 'no-such-group-here': no such group");
+}
+
+TEST_CASE("config: every key config_keys() lists is one the parser takes") {
+    const auto keys = mcwatch::config_keys();
+    CHECK(keys.size() >= 17);
+    for (const mcwatch::ConfigKeyDoc& key : keys) {
+        CAPTURE(key.name);
+        CHECK_FALSE(key.documentation.empty());
+        // A value no key accepts, so that the error names the key's own parser.
+        const std::string line = fmt::format("[{}]\n{} = \x01\n", key.section, key.name);
+        const std::string error = error_of(line + kMinimal);
+        CHECK(error.rfind("t.conf:2: ", 0) == 0);
+        CHECK(error.find("unknown key") == std::string::npos);
+    }
 }

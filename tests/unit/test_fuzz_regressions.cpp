@@ -44,7 +44,7 @@ std::string stdout_of(Fn fn, int& status) {
 std::string config_error(const std::string& mcwatchd_section) {
     const auto result =
         parse_config("[mcwatchd]\n" + mcwatchd_section + "\n[servers]\nserver = 127.0.0.1:11211\n", "t.conf");
-    return result.config ? "" : result.error;
+    return result ? "" : result.error().message;
 }
 
 }  // namespace

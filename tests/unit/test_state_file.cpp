@@ -25,8 +25,8 @@ Config config_with(int servers, const std::string& state_file) {
     std::string text = "[mcwatchd]\nstate_file = " + state_file + "\n[servers]\n";
     for (int i = 0; i < servers; ++i) text += "server = 127.0.0.1:" + std::to_string(20000 + i) + "\n";
     auto result = parse_config(text, "t.conf");
-    REQUIRE_MESSAGE(result.config, result.error);
-    return *result.config;
+    REQUIRE_MESSAGE(result.has_value(), (result ? "" : result.error().message));
+    return *result;
 }
 
 std::vector<ServerDynamic> servers_in(ServerState s, size_t count) {

@@ -15,8 +15,8 @@ namespace {
 std::vector<std::string> look(const std::string& path, std::vector<std::pair<std::string, WatchedServer>>& seen,
                               bool first = false) {
     Snapshot snapshot;
-    std::string error;
-    REQUIRE_MESSAGE(load_snapshot(path, snapshot, error), error);
+    const auto loaded = load_snapshot(path, snapshot);
+    REQUIRE_MESSAGE(loaded.has_value(), (loaded ? "" : loaded.error().message));
     return watch_changes(snapshot, seen, first);
 }
 

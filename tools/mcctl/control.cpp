@@ -42,13 +42,11 @@ Result<std::string> control_socket_path(const char* explicit_socket, const char*
                                         const std::string& state_path) {
     if (explicit_socket) return explicit_socket;
     if (config_path) {
-        const ConfigResult loaded = load_config(config_path);
-        if (!loaded.config) return failure(loaded.error);
-        return loaded.config->control_socket;
+        const auto loaded = load_config(config_path);
+        if (!loaded) return failure(loaded.error().message);
+        return loaded->control_socket;
     }
-    const size_t slash = state_path.rfind('/');
-    if (slash == std::string::npos) return "control";
-    return state_path.substr(0, slash == 0 ? 1 : slash) + (slash == 0 ? "" : "/") + "control";
+    return control_socket_beside(state_path);
 }
 
 int mcctl_control(const std::string& socket_path, const std::string& request, std::chrono::milliseconds timeout,

@@ -7,6 +7,8 @@
 #include <vector>
 
 #include "common/config.hpp"
+#include "common/control_commands.hpp"
+#include "libshim/defaults.hpp"
 #include "tools/mcctl/control.hpp"
 #include "common/duration.hpp"
 #include "tools/mcctl/route.hpp"
@@ -52,25 +54,15 @@ struct GlobalOptions {
 };
 
 // The state file every command reads: -s, else -c's state_file, else
-// $MCSHIM_STATE, else the default. "" with `error` set when -c is unusable.
-std::string state_file_path(const GlobalOptions& options, std::string& error) {
+// $MCSHIM_STATE, else the default. An error when -c is unusable.
+mcwatch::Result<std::string> state_file_path(const GlobalOptions& options) {
     if (options.state) return options.state;
     if (options.config) {
-        const mcwatch::ConfigResult loaded = mcwatch::load_config(options.config);
-        if (!loaded.config) {
-            error = loaded.error;
-            return "";
-        }
-        return loaded.config->state_file;
+        const auto loaded = mcwatch::load_config(options.config);
+        if (!loaded) return mcwatch::failure(loaded.error().message);
+        return loaded->state_file;
     }
     return mcwatch::state_path_from_environment();
-}
-
-bool is_control_command(const std::string& command, bool& takes_server) {
-    for (const char* name : {"drain", "undrain", "down", "up", "flush"})
-        if (command == name) return takes_server = true;
-    takes_server = false;
-    return command == "reload" || command == "ping";
 }
 
 }  // namespace
@@ -119,9 +111,9 @@ int main(int argc, char** argv) {
     int i = 1;
     // Only the commands that read the state file need it now.
     const auto state_path = [&](std::string& path) {
-        std::string error;
-        path = state_file_path(options, error);
-        if (path.empty()) fmt::print(stderr, "mcctl: {}\n", error);
+        const auto found = state_file_path(options);
+        path = found ? *found : "";
+        if (path.empty()) fmt::print(stderr, "mcctl: {}\n", found ? "" : found.error().message);
         return !path.empty();
     };
 
@@ -143,10 +135,9 @@ int main(int argc, char** argv) {
         for (; i < argc; ++i) {
             const std::string arg = argv[i];
             if (arg == "-n" && i + 1 < argc) {
-                std::string why;
-                const auto parsed = parse_duration(argv[++i], why);
-                if (!parsed || parsed->count() == 0)
-                    return usage_error("watch -n: " + (why.empty() ? "must be > 0" : why));
+                const auto parsed = parse_duration(argv[++i]);
+                if (!parsed) return usage_error("watch -n: " + parsed.error().message);
+                if (parsed->count() == 0) return usage_error("watch -n: must be > 0");
                 interval = *parsed;
             } else if (arg == "--count" && i + 1 < argc) {
                 char* end = nullptr;
@@ -169,10 +160,10 @@ int main(int argc, char** argv) {
     }
     if (command == "route") return mcctl_route(options.state, options.config, argc - i, argv + i);
 
-    bool takes_server = false;
-    if (is_control_command(command, takes_server)) {
+    if (const ControlCommandSpec* spec = find_control_command(command)) {
+        const bool takes_server = spec->takes_server;
         // drain and down: `--force` goes past min_live_servers.
-        const bool may_force = command == "drain" || command == "down";
+        const bool may_force = spec->takes_force;
         bool force = false;
         std::vector<const char*> words;
         for (; i < argc; ++i) {

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "common/config.hpp"
+#include "libshim/defaults.hpp"
 #include "tools/mcctl/json.hpp"
 #include "common/rfc3339.hpp"
 #include "libshim/router.hpp"
@@ -67,12 +68,12 @@ bool build_router(const char* state_path, const char* config_path, RouteSetup& s
     state::Distribution distribution;
     state::Hash hash;
     if (config_path) {
-        const ConfigResult loaded = load_config(config_path);
-        if (!loaded.config) {
-            error = loaded.error;
+        const auto loaded = load_config(config_path);
+        if (!loaded) {
+            error = loaded.error().message;
             return false;
         }
-        const Config& config = *loaded.config;
+        const Config& config = *loaded;
         setup.state_path = state_path ? state_path : config.state_file;
         for (const ServerAddress& address : config.servers) {
             route::ServerSpec spec;

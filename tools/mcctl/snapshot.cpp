@@ -11,17 +11,9 @@
 
 namespace mcwatch {
 
-std::string state_path_from_environment() {
-    const char* from_env = secure_getenv("MCSHIM_STATE");
-    return from_env && *from_env ? from_env : "/run/mcwatchd/state";
-}
-
-bool load_snapshot(const std::string& path, Snapshot& out, std::string& error) {
+Result<> load_snapshot(const std::string& path, Snapshot& out) {
     char why[256] = {};
-    if (out.map.open(path.c_str(), why, sizeof why) != state::MapStatus::ok) {
-        error = why;
-        return false;
-    }
+    if (out.map.open(path.c_str(), why, sizeof why) != state::MapStatus::ok) return failure(why);
     const state::Header& header = out.map.header();
     out.servers.assign(header.slot_count, state::ServerDynamic{});
     // Bounded: the daemon's write section lasts microseconds; a sequence
@@ -37,16 +29,13 @@ bool load_snapshot(const std::string& path, Snapshot& out, std::string& error) {
             nanosleep(&pause, nullptr);
         }
     }
-    if (!copied) {
-        error = "state file " + path + ": stays mid-update (the daemon died while writing?)";
-        return false;
-    }
+    if (!copied) return failure("state file " + path + ": stays mid-update (the daemon died while writing?)");
     // One look: the wall clock, which every process of the host shares.
     const int64_t now = unix_ms();
     out.heartbeat_age_ms = state::heartbeat_age_ms(header, now);
     out.stale = !state::heartbeat_fresh(header, now);
     out.daemon_running = header.daemon_pid != 0 && (kill(pid_t(header.daemon_pid), 0) == 0 || errno == EPERM);
-    return true;
+    return {};
 }
 
 std::string slot_address(const Snapshot& snapshot, uint32_t i) {

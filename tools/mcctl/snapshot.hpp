@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "common/result.hpp"
 #include "libshim/state_reader.hpp"
 
 namespace mcwatch {
@@ -23,13 +24,10 @@ struct Snapshot {
 inline constexpr int kExitUnusable = 2;
 inline constexpr int kExitUsage = 64;  // EX_USAGE
 
-// The state file when neither -s nor -c names one: $MCSHIM_STATE (ignored
-// when setuid, as the shim does), else the daemon's default.
-std::string state_path_from_environment();
-
-// Opens `path` and copies one consistent view. On failure `error` says why
-// (naming the file) and the caller exits with kExitUnusable.
-bool load_snapshot(const std::string& path, Snapshot& out, std::string& error);
+// Opens `path` and copies one consistent view into `out` (filled in place:
+// it holds the mapping). The error says why, naming the file, and the
+// caller exits with kExitUnusable.
+Result<> load_snapshot(const std::string& path, Snapshot& out);
 
 // The address of slot i, as configured.
 std::string slot_address(const Snapshot& snapshot, uint32_t i);

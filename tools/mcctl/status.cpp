@@ -212,9 +212,8 @@ std::string status_json(const Snapshot& snapshot) {
 
 int mcctl_status(const std::string& path, bool as_json) {
     Snapshot snapshot;
-    std::string error;
-    if (!load_snapshot(path, snapshot, error)) {
-        fmt::print(stderr, "mcctl: {}\n", error);
+    if (const Result<> loaded = load_snapshot(path, snapshot); !loaded) {
+        fmt::print(stderr, "mcctl: {}\n", loaded.error().message);
         return kExitUnusable;
     }
     fmt::print("{}", as_json ? status_json(snapshot) : status_table(snapshot, path, use_colour()));
@@ -223,9 +222,8 @@ int mcctl_status(const std::string& path, bool as_json) {
 
 int mcctl_dump(const std::string& path) {
     Snapshot snapshot;
-    std::string error;
-    if (!load_snapshot(path, snapshot, error)) {
-        fmt::print(stderr, "mcctl: {}\n", error);
+    if (const Result<> loaded = load_snapshot(path, snapshot); !loaded) {
+        fmt::print(stderr, "mcctl: {}\n", loaded.error().message);
         return kExitUnusable;
     }
     const state::Header& h = snapshot.map.header();

@@ -235,8 +235,7 @@ int mcctl_watch(const std::string& path, std::chrono::milliseconds interval, lon
             if (interrupted) break;
         }
         Snapshot snapshot;
-        std::string error;
-        if (load_snapshot(path, snapshot, error)) {
+        if (const Result<> loaded = load_snapshot(path, snapshot)) {
             if (!last_problem.empty()) note("state file usable again");
             last_problem.clear();
             const uint32_t pid = snapshot.map.header().daemon_pid;
@@ -250,6 +249,7 @@ int mcctl_watch(const std::string& path, std::chrono::milliseconds interval, lon
             screen = status_table(snapshot, path, terminal && use_colour());
             status = exit_status(snapshot);
         } else {
+            const std::string& error = loaded.error().message;
             if (error != last_problem) note(error);
             last_problem = error;
             screen = fmt::format("mcctl: {}\n", error);

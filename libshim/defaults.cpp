@@ -1,0 +1,39 @@
+#include "libshim/defaults.hpp"
+
+#include <cstdlib>
+#include <cstring>
+
+#include "libshim/live_view.hpp"
+
+namespace mcwatch {
+
+const char* state_path_from_environment() noexcept {
+    const char* from_env = secure_getenv("MCSHIM_STATE");
+    return from_env && *from_env ? from_env : kDefaultStatePath;
+}
+
+bool debug_from_environment() noexcept {
+    const char* value = secure_getenv("MCSHIM_DEBUG");
+    return value && *value && std::strcmp(value, "0") != 0;
+}
+
+namespace {
+
+const state::Header* current_header(const route::StateSource* source) noexcept {
+    const route::StateSource::Mapped* mapped = source ? source->current() : nullptr;
+    return mapped ? &mapped->map.header() : nullptr;
+}
+
+}  // namespace
+
+uint32_t recently_down_window_s_or_default(const route::StateSource* source) noexcept {
+    const state::Header* header = current_header(source);
+    return header ? header->recently_down_window_s : kDefaultRecentlyDownWindowS;
+}
+
+uint32_t writeback_ttl_s_or_default(const route::StateSource* source) noexcept {
+    const state::Header* header = current_header(source);
+    return header ? header->writeback_ttl_s : kDefaultWritebackTtlS;
+}
+
+}  // namespace mcwatch
