@@ -39,7 +39,7 @@ bool same_file_settings(const Config& a, const Config& b) {
 
 std::vector<std::string> numeric_addresses(const Config& config) {
     std::vector<std::string> resolved;
-    for (const ServerAddress& server : config.servers) resolved.push_back(numeric_server_address(server));
+    for (const ServerAddress& server : config.servers) resolved.push_back(server.numeric());
     return resolved;
 }
 

@@ -19,8 +19,8 @@ std::optional<size_t> Daemon::find_server(const std::string& text) const {
         if (config_.servers[i].text == text) return i;
     // "localhost:11211" for a configured "127.0.0.1:11211", and the reverse.
     ServerAddress parsed;
-    if (!parse_server_address(text, parsed).empty()) return std::nullopt;
-    const std::string numeric = numeric_server_address(parsed);
+    if (std::string why; !ServerAddress::parse_strict(text, parsed, why)) return std::nullopt;
+    const std::string numeric = parsed.numeric();
     if (numeric.empty()) return std::nullopt;
     for (size_t i = 0; i < resolved_.size(); ++i)
         if (resolved_[i] == numeric) return i;

@@ -104,10 +104,11 @@ void StateSource::adopt(std::unique_ptr<Mapped> fresh, uint64_t now) noexcept {
 std::vector<std::vector<std::string>> server_names(const Topology& topology, bool resolve) {
     std::vector<std::vector<std::string>> names;
     names.reserve(topology.size());
-    for (const ServerSpec& server : topology.servers()) {
-        std::vector<std::string> forms{canonical_address(server)};
-        for (std::string& numeric : numeric_addresses(server, resolve))
-            if (numeric != forms.front()) forms.push_back(std::move(numeric));
+    for (const ServerAddress& server : topology.servers()) {
+        std::vector<std::string> forms{server.canonical()};
+        if (resolve)
+            for (std::string& numeric : server.resolve())
+                if (numeric != forms.front()) forms.push_back(std::move(numeric));
         names.push_back(std::move(forms));
     }
     return names;
@@ -118,10 +119,10 @@ std::vector<int32_t> match_slots(const std::vector<std::vector<std::string>>& na
     const uint32_t slot_count = header.slot_count;
     std::vector<std::string> configured(slot_count), resolved(slot_count);
     for (uint32_t s = 0; s < slot_count; ++s) {
-        configured[s] =
-            canonical_address(std::string_view(slots[s].address, strnlen(slots[s].address, state::kAddressSize)));
-        resolved[s] =
-            canonical_address(std::string_view(slots[s].resolved, strnlen(slots[s].resolved, state::kResolvedSize)));
+        configured[s] = ServerAddress::canonical(
+            std::string_view(slots[s].address, strnlen(slots[s].address, state::kAddressSize)));
+        resolved[s] = ServerAddress::canonical(
+            std::string_view(slots[s].resolved, strnlen(slots[s].resolved, state::kResolvedSize)));
     }
     std::vector<int32_t> slot_of(names.size(), -1);
     for (size_t i = 0; i < names.size(); ++i) {

@@ -16,8 +16,6 @@ constexpr uint64_t kTornRetryNs = 10'000'000;
 // often (from whichever client call comes first).
 constexpr uint64_t kLookupPollNs = 100'000'000;
 
-bool is_name(const ServerSpec& server) { return !server.is_unix && numeric_addresses(server, false).empty(); }
-
 }  // namespace
 
 Router::Router(Topology topology, std::shared_ptr<StateSource> source, NameResolution resolution)
@@ -90,7 +88,7 @@ void Router::start_lookup() noexcept {
     try {
         auto lookup = std::make_shared<Lookup>();
         for (uint32_t i = 0; i < topology_.size(); ++i)
-            if (slot_of_[i] < 0 && is_name(topology_.server(i))) {
+            if (slot_of_[i] < 0 && topology_.server(i).is_name()) {
                 lookup->servers.push_back(i);
                 lookup->specs.push_back(topology_.server(i));
             }
@@ -104,7 +102,7 @@ void Router::start_lookup() noexcept {
             std::unique_ptr<std::shared_ptr<Lookup>> held(static_cast<std::shared_ptr<Lookup>*>(argument));
             Lookup& work = **held;
             try {
-                for (const ServerSpec& spec : work.specs) work.numeric.push_back(numeric_addresses(spec, true));
+                for (const ServerAddress& spec : work.specs) work.numeric.push_back(spec.resolve());
             } catch (...) {
                 work.numeric.clear();  // out of memory: no forms, the servers stay unpublished
             }

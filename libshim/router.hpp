@@ -79,7 +79,7 @@ private:
     // A background resolution: filled by its thread, read once `done`.
     struct Lookup {
         std::vector<uint32_t> servers;                  // indexes into the topology
-        std::vector<ServerSpec> specs;                  // their specs
+        std::vector<ServerAddress> specs;               // their specs
         std::vector<std::vector<std::string>> numeric;  // their numeric forms
         std::atomic<bool> done{false};
     };
