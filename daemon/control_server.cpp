@@ -14,6 +14,7 @@
 #include <cstring>
 
 #include "daemon/log.hpp"
+#include "libshim/server_address.hpp"
 
 namespace mcwatch {
 
@@ -42,14 +43,6 @@ PeerCredentials credentials_of(int fd) {
     return peer;
 }
 
-bool make_address(const std::string& path, sockaddr_un& address) {
-    if (path.size() >= sizeof address.sun_path) return false;
-    address = sockaddr_un{};
-    address.sun_family = AF_UNIX;
-    std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
-    return true;
-}
-
 // Another process accepting on `path` (a running mcwatchd) must keep it; a
 // socket nobody listens on is what a crashed daemon leaves behind.
 std::string remove_stale_socket(const std::string& path) {
@@ -57,11 +50,11 @@ std::string remove_stale_socket(const std::string& path) {
     if (::lstat(path.c_str(), &st) != 0)
         return errno == ENOENT ? "" : fmt::format("cannot stat {}: {}", path, errno_text(errno));
     if (!S_ISSOCK(st.st_mode)) return fmt::format("control_socket {} exists and is not a socket", path);
-    sockaddr_un address;
-    make_address(path, address);
+    SocketAddress address;
+    ServerAddress::unix_socket_address(path, address);  // open() checked its length
     const int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (probe < 0) return fmt::format("socket: {}", errno_text(errno));
-    const bool in_use = connect(probe, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0;
+    const bool in_use = connect(probe, address.get(), address.length) == 0;
     const int err = errno;
     ::close(probe);
     if (in_use) return fmt::format("control_socket {} is in use by another process (another mcwatchd?)", path);
@@ -98,15 +91,16 @@ ControlServer::~ControlServer() {
 
 std::string ControlServer::open(const std::string& path, const RunAs& owner, uint32_t group, ControlAccess access) {
     access_ = std::move(access);
-    sockaddr_un address;
-    if (!make_address(path, address)) return fmt::format("control_socket {}: path too long", path);
+    SocketAddress address;
+    if (!ServerAddress::unix_socket_address(path, address))
+        return fmt::format("control_socket {}: path too long (over {} bytes)", path, kMaxUnixPathLength);
     if (std::string why = remove_stale_socket(path); !why.empty()) return why;
     const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) return fmt::format("socket: {}", errno_text(errno));
     // Created 0600 and only then opened to the group: nobody else can slip
     // in between bind and chmod.
     const mode_t old_mask = ::umask(0177);
-    const int bound = ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address);
+    const int bound = ::bind(fd, address.get(), address.length);
     const int bind_errno = errno;
     ::umask(old_mask);
     std::string why;

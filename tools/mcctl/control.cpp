@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "common/config.hpp"
+#include "libshim/server_address.hpp"
 #include "tools/mcctl/snapshot.hpp"
 
 namespace mcwatch {
@@ -60,15 +61,13 @@ std::string control_socket_path(const char* explicit_socket, const char* config_
 
 int mcctl_control(const std::string& socket_path, const std::string& request, std::chrono::milliseconds timeout,
                   std::FILE* out, std::FILE* err) {
-    sockaddr_un address{};
-    address.sun_family = AF_UNIX;
-    if (socket_path.size() >= sizeof address.sun_path) {
-        fmt::print(err, "mcctl: control socket path too long: {}\n", socket_path);
+    SocketAddress address;
+    if (!ServerAddress::unix_socket_address(socket_path, address)) {
+        fmt::print(err, "mcctl: control socket path too long (over {} bytes): {}\n", kMaxUnixPathLength, socket_path);
         return kExitUnusable;
     }
-    std::memcpy(address.sun_path, socket_path.c_str(), socket_path.size() + 1);
     Fd sock{::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)};
-    if (sock.fd < 0 || ::connect(sock.fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
+    if (sock.fd < 0 || ::connect(sock.fd, address.get(), address.length) != 0) {
         fmt::print(err, "mcctl: {}\n", connect_advice(errno, socket_path));
         return kExitUnusable;
     }
