@@ -9,6 +9,7 @@
 #include <new>
 #include <string>
 
+#include "libshim/clock.hpp"
 #include "libshim/router.hpp"
 #include "libshim/routing_names.hpp"
 

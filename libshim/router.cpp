@@ -3,7 +3,10 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include "libshim/clock.hpp"
 #include "libshim/seqlock.hpp"
+#include "libshim/slot_matching.hpp"
+#include "libshim/slot_status.hpp"
 
 namespace mcwatch::route {
 

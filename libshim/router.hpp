@@ -23,8 +23,8 @@
 #include <string>
 #include <vector>
 
-#include "libshim/live_view.hpp"
 #include "libshim/placement.hpp"
+#include "libshim/state_source.hpp"
 
 namespace mcwatch::route {
 

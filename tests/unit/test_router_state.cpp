@@ -9,6 +9,7 @@
 
 #include "libshim/clock.hpp"
 #include "libshim/router.hpp"
+#include "libshim/slot_status.hpp"
 #include "scratch_dir.hpp"
 #include "state_fixture.hpp"
 #include "test_router_support.hpp"

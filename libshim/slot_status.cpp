@@ -1,0 +1,40 @@
+#include "libshim/slot_status.hpp"
+
+#include "libshim/seqlock.hpp"
+
+namespace mcwatch::route {
+
+uint8_t status_bits(uint32_t state_value, uint32_t flags) noexcept {
+    switch (static_cast<state::ServerState>(state_value)) {
+    case state::ServerState::dead: return kStatusAvoid;
+    case state::ServerState::draining: return kStatusAvoid | kStatusDraining;
+    case state::ServerState::unknown:
+    case state::ServerState::live: break;
+    }
+    return (flags & state::kFlagRecentlyDown) ? kStatusRecent : 0;
+}
+
+bool read_status(const state::Header& header, const state::Slot* slots, const int32_t* slot_of, uint32_t count,
+                 uint8_t* out) noexcept {
+    for (unsigned attempt = 0; attempt < state::kReadTries; ++attempt) {
+        const uint64_t before = header.seq.load(std::memory_order_acquire);
+        if (before & 1) {
+            state::cpu_relax();
+            continue;
+        }
+        for (uint32_t i = 0; i < count; ++i) {
+            if (slot_of[i] < 0) {
+                out[i] = kStatusUnpublished;
+                continue;
+            }
+            const state::Slot& slot = slots[slot_of[i]];
+            out[i] =
+                status_bits(slot.state.load(std::memory_order_relaxed), slot.flags.load(std::memory_order_relaxed));
+        }
+        std::atomic_thread_fence(std::memory_order_acquire);
+        if (header.seq.load(std::memory_order_relaxed) == before) return true;
+    }
+    return false;
+}
+
+}  // namespace mcwatch::route
