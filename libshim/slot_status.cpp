@@ -16,12 +16,7 @@ uint8_t status_bits(uint32_t state_value, uint32_t flags) noexcept {
 
 bool read_status(const state::Header& header, const state::Slot* slots, const int32_t* slot_of, uint32_t count,
                  uint8_t* out) noexcept {
-    for (unsigned attempt = 0; attempt < state::kReadTries; ++attempt) {
-        const uint64_t before = header.seq.load(std::memory_order_acquire);
-        if (before & 1) {
-            state::cpu_relax();
-            continue;
-        }
+    return state::seqlock_read(header, [&]() noexcept {
         for (uint32_t i = 0; i < count; ++i) {
             if (slot_of[i] < 0) {
                 out[i] = kStatusUnpublished;
@@ -31,10 +26,7 @@ bool read_status(const state::Header& header, const state::Slot* slots, const in
             out[i] =
                 status_bits(slot.state.load(std::memory_order_relaxed), slot.flags.load(std::memory_order_relaxed));
         }
-        std::atomic_thread_fence(std::memory_order_acquire);
-        if (header.seq.load(std::memory_order_relaxed) == before) return true;
-    }
-    return false;
+    });
 }
 
 }  // namespace mcwatch::route
