@@ -2,7 +2,6 @@
 
 #include <arpa/inet.h>
 #include <grp.h>
-#include <netdb.h>
 #include <pwd.h>
 #include <sys/stat.h>
 
@@ -81,14 +80,6 @@ std::optional<bool> parse_bool(std::string_view text) {
     if (yes.count(text)) return true;
     if (no.count(text)) return false;
     return std::nullopt;
-}
-
-bool valid_hostname(std::string_view host) {
-    if (host.empty() || host.size() > 253) return false;
-    return std::all_of(host.begin(), host.end(), [](char c) {
-        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ||
-               c == '_';
-    });
 }
 
 std::string hash_names_list() {
@@ -197,9 +188,8 @@ public:
         std::string address, option;
         words >> address;
         ServerAddress server;
+        if (std::string why; !ServerAddress::parse_strict(address, server, why)) return fail(why);
         server.line = line_;
-        const std::string why = parse_server_address(address, server);
-        if (!why.empty()) return fail(why);
         while (words >> option) {
             if (option.find('=') == std::string::npos)
                 return fail(
@@ -218,7 +208,7 @@ public:
             return fail(fmt::format("duplicate server {} (first on line {})", server.text, it->second));
         // Two entries, one memcached: probed twice, and its keys counted on
         // two points of the ring. Names are not looked up here.
-        const std::string numeric = numeric_server_address(server);
+        const std::string numeric = server.numeric();
         if (!numeric.empty()) {
             const auto [it, inserted] = entries_by_numeric_.emplace(numeric, config_.servers.size());
             if (!inserted) {
@@ -460,55 +450,6 @@ std::vector<ConfigKeyDoc> config_keys() {
     return keys;
 }
 
-std::string parse_server_address(const std::string& text, ServerAddress& out) {
-    if (text.empty()) return "server: missing address";
-    if (text.size() >= state::kAddressSize)
-        return fmt::format("server address longer than {} characters", state::kAddressSize - 1);
-    out.text = text;
-    if (text.rfind("unix:", 0) == 0) {
-        out.is_unix = true;
-        out.path = text.substr(5);
-        if (out.path.empty() || out.path[0] != '/')
-            return fmt::format("server {}: unix socket path must be absolute", text);
-        if (out.path.size() >= 108) return fmt::format("server {}: unix socket path too long", text);
-        return "";
-    }
-    if (text.find(',') != std::string::npos)
-        return fmt::format("server {}: write one server per `server =` line, not a comma-separated list", text);
-    std::string host, port;
-    if (text[0] == '[') {
-        const size_t close = text.find(']');
-        if (close == std::string::npos || close + 1 >= text.size() || text[close + 1] != ':')
-            return fmt::format("server {}: expected [ipv6]:port", text);
-        host = text.substr(1, close - 1);
-        port = text.substr(close + 2);
-        if (host.empty() || host.find_first_not_of("0123456789abcdefABCDEF:.") != std::string::npos)
-            return fmt::format("server {}: bad IPv6 address", text);
-    } else {
-        const size_t colon = text.rfind(':');
-        if (colon == std::string::npos) return fmt::format("server {}: missing port (expected host:port)", text);
-        host = text.substr(0, colon);
-        port = text.substr(colon + 1);
-        if (host.find(':') != std::string::npos) {
-            // twemproxy's and libmemcached's --servers "host:port:weight".
-            const size_t first = host.find(':');
-            const std::string name = host.substr(0, first), middle = host.substr(first + 1);
-            if (valid_hostname(name) && parse_count(middle, 1, 65535) && parse_count(port, 0, UINT32_MAX))
-                return fmt::format(
-                    "server {}: the weight is written `weight={}` after the address: "
-                    "server = {}:{} weight={}",
-                    text, port, name, middle, port);
-            return fmt::format("server {}: write IPv6 addresses as [addr]:port", text);
-        }
-        if (!valid_hostname(host)) return fmt::format("server {}: bad host name '{}'", text, host);
-    }
-    const auto number = parse_count(port, 1, 65535);
-    if (!number) return fmt::format("server {}: port '{}' out of range (1-65535)", text, port);
-    out.host = host;
-    out.port = uint16_t(*number);
-    return "";
-}
-
 Result<ListenAddress> parse_listen_address(const std::string& text) {
     std::string address, port_text;
     if (!text.empty() && text[0] == '[') {
@@ -532,22 +473,6 @@ Result<ListenAddress> parse_listen_address(const std::string& text) {
     const auto number = parse_count(port_text, 1, 65535);
     if (!number) return failure(fmt::format("port '{}' out of range (1-65535)", port_text));
     return ListenAddress{address, uint16_t(*number)};
-}
-
-std::string numeric_server_address(const ServerAddress& server) {
-    if (server.is_unix) return server.text;
-    const std::string host = server.host == "localhost" ? "127.0.0.1" : server.host;
-    addrinfo hints{};
-    hints.ai_flags = AI_NUMERICHOST;
-    addrinfo* found = nullptr;
-    if (getaddrinfo(host.c_str(), nullptr, &hints, &found) != 0) return "";
-    char text[INET6_ADDRSTRLEN] = {};
-    const bool v6 = found->ai_family == AF_INET6;
-    const void* raw = v6 ? static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(found->ai_addr)->sin6_addr)
-                         : static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(found->ai_addr)->sin_addr);
-    inet_ntop(found->ai_family, raw, text, sizeof text);
-    freeaddrinfo(found);
-    return v6 ? fmt::format("[{}]:{}", text, server.port) : fmt::format("{}:{}", text, server.port);
 }
 
 Result<Config> parse_config(const std::string& text, const std::string& name) {

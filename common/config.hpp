@@ -10,22 +10,12 @@
 
 #include "common/result.hpp"
 #include "libshim/defaults.hpp"
+#include "libshim/server_address.hpp"
 #include "libshim/state_format.hpp"
 
 namespace mcwatch {
 
 using Millis = std::chrono::milliseconds;
-
-// One `server =` line.
-struct ServerAddress {
-    std::string text;  // as configured, without the weight: "host:port" or "unix:/path"
-    bool is_unix = false;
-    std::string host;  // hostname or numeric address (brackets stripped for IPv6)
-    uint16_t port = 0;
-    std::string path;  // unix socket path
-    uint32_t weight = 1;
-    int line = 0;  // in the config file, for messages
-};
 
 struct Config {
     std::string path;  // the file it was read from
@@ -60,7 +50,7 @@ struct Config {
     uint16_t metrics_port = 0;
     state::Distribution distribution = state::Distribution::ketama;
     state::Hash hash = state::Hash::md5;
-    std::vector<ServerAddress> servers;
+    std::vector<ServerAddress> servers;  // `server =` lines, each with its line
 };
 
 // The error is "file:line: message" (or "file: message").
@@ -88,15 +78,5 @@ struct ConfigKeyDoc {
 };
 // Every key the configuration accepts, in the table's order.
 std::vector<ConfigKeyDoc> config_keys();
-
-// "host:port", "[v6]:port", "unix:/path": the part of a server line before
-// its options. Returns an error message (without file:line) or "".
-std::string parse_server_address(const std::string& text, ServerAddress& out);
-
-// The numeric form of a server's address ("1.2.3.4:11211", "[::1]:11211",
-// "unix:/path"), so that "localhost:11211" and "127.0.0.1:11211" are known to
-// be one server. Only numeric addresses and localhost: no DNS query. "" if
-// the host is a name.
-std::string numeric_server_address(const ServerAddress& server);
 
 }  // namespace mcwatch

@@ -13,6 +13,7 @@
 
 #include "common/errno_text.hpp"
 #include "daemon/log.hpp"
+#include "libshim/server_address.hpp"
 
 namespace mcwatch {
 
@@ -39,14 +40,6 @@ PeerCredentials credentials_of(int fd) {
     return peer;
 }
 
-bool make_address(const std::string& path, sockaddr_un& address) {
-    if (path.size() >= sizeof address.sun_path) return false;
-    address = sockaddr_un{};
-    address.sun_family = AF_UNIX;
-    std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
-    return true;
-}
-
 // Another process accepting on `path` (a running mcwatchd) must keep it; a
 // socket nobody listens on is what a crashed daemon leaves behind.
 Result<> remove_stale_socket(const std::string& path) {
@@ -56,11 +49,11 @@ Result<> remove_stale_socket(const std::string& path) {
         return failure(fmt::format("cannot stat {}: {}", path, errno_text()));
     }
     if (!S_ISSOCK(st.st_mode)) return failure(fmt::format("control_socket {} exists and is not a socket", path));
-    sockaddr_un address;
-    make_address(path, address);
+    SocketAddress address;
+    ServerAddress::unix_socket_address(path, address);  // open() checked its length
     const UniqueFd probe(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
     if (!probe) return failure(fmt::format("socket: {}", errno_text()));
-    const bool in_use = connect(probe.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) == 0;
+    const bool in_use = connect(probe.get(), address.get(), address.length) == 0;
     const int err = errno;
     if (in_use) return failure(fmt::format("control_socket {} is in use by another process (another mcwatchd?)", path));
     if (err != ECONNREFUSED) return failure(fmt::format("control_socket {}: {}", path, errno_text(err)));
@@ -76,15 +69,16 @@ struct BoundSocket {
 
 // A listening socket at `path`, owner:group, mode 0660.
 Result<BoundSocket> bind_control_socket(const std::string& path, const RunAs& owner, uint32_t group) {
-    sockaddr_un address;
-    if (!make_address(path, address)) return failure(fmt::format("control_socket {}: path too long", path));
+    SocketAddress address;
+    if (!ServerAddress::unix_socket_address(path, address))
+        return failure(fmt::format("control_socket {}: path too long (over {} bytes)", path, kMaxUnixPathLength));
     if (Result<> removed = remove_stale_socket(path); !removed) return tl::unexpected(removed.error());
     BoundSocket bound{UniqueFd(socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)), {}};
     if (!bound.fd) return failure(fmt::format("socket: {}", errno_text()));
     // Created 0600 and only then opened to the group: nobody else can slip
     // in between bind and chmod.
     const mode_t old_mask = ::umask(0177);
-    const int bind_result = ::bind(bound.fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof address);
+    const int bind_result = ::bind(bound.fd.get(), address.get(), address.length);
     const int bind_errno = errno;
     ::umask(old_mask);
     if (bind_result != 0)

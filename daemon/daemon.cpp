@@ -40,7 +40,7 @@ bool same_file_settings(const Config& a, const Config& b) {
 }  // namespace
 
 ServerRecord::ServerRecord(ServerAddress address, ServerHealth health)
-    : address(std::move(address)), resolved(numeric_server_address(this->address)), health(std::move(health)) {}
+    : address(std::move(address)), resolved(this->address.numeric()), health(std::move(health)) {}
 
 Daemon::Daemon(Config config)
     : config_(std::move(config)), start_unix_ms_(unix_ms()), start_monotonic_ns_(monotonic_ns()) {}

@@ -19,8 +19,8 @@ ServerRecord* Daemon::find_server(const std::string& text) {
         if (server.address.text == text) return &server;
     // "localhost:11211" for a configured "127.0.0.1:11211", and the reverse.
     ServerAddress parsed;
-    if (!parse_server_address(text, parsed).empty()) return nullptr;
-    const std::string numeric = numeric_server_address(parsed);
+    if (std::string why; !ServerAddress::parse_strict(text, parsed, why)) return nullptr;
+    const std::string numeric = parsed.numeric();
     if (numeric.empty()) return nullptr;
     for (ServerRecord& server : servers_)
         if (server.resolved == numeric) return &server;

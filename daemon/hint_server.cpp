@@ -12,7 +12,9 @@
 #include <cerrno>
 #include <cstring>
 
+#include "common/errno_text.hpp"
 #include "daemon/log.hpp"
+#include "libshim/server_address.hpp"
 
 namespace mcwatch {
 
@@ -39,33 +41,32 @@ std::string_view hint_address(std::string_view datagram) {
 
 Result<std::unique_ptr<HintServer>> HintServer::open(EventLoop& loop, const std::string& path, OnHint on_hint) {
     std::unique_ptr<HintServer> server(new HintServer(loop, std::move(on_hint)));
-    sockaddr_un address{};
-    address.sun_family = AF_UNIX;
-    if (path.size() >= sizeof address.sun_path) return failure(fmt::format("hint socket {}: path too long", path));
-    std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
+    SocketAddress address;
+    if (!ServerAddress::unix_socket_address(path, address))
+        return failure(fmt::format("hint socket {}: path too long (over {} bytes)", path, kMaxUnixPathLength));
     struct stat st {};
     if (::lstat(path.c_str(), &st) == 0) {
         // The lock file makes this daemon the only one for this directory:
         // a socket left here is a predecessor's.
         if (!S_ISSOCK(st.st_mode)) return failure(fmt::format("hint socket {}: exists and is not a socket", path));
         if (::unlink(path.c_str()) != 0)
-            return failure(fmt::format("cannot remove the stale hint socket {}: {}", path, std::strerror(errno)));
+            return failure(fmt::format("cannot remove the stale hint socket {}: {}", path, errno_text()));
     }
     const int fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) return failure(fmt::format("socket: {}", std::strerror(errno)));
+    if (fd < 0) return failure(fmt::format("socket: {}", errno_text()));
     server->fd_ = fd;
     const int on = 1;
     // The sender's uid comes with each datagram, for the log.
     ::setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &on, sizeof on);
-    if (::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0)
-        return failure(fmt::format("cannot bind hint socket {}: {}", path, std::strerror(errno)));
+    if (::bind(fd, address.get(), address.length) != 0)
+        return failure(fmt::format("cannot bind hint socket {}: {}", path, errno_text()));
     server->path_ = path;
     // Any local user may send: a hint can do nothing but trigger a probe.
     if (::chmod(path.c_str(), 0666) != 0)
-        return failure(fmt::format("cannot chmod hint socket {}: {}", path, std::strerror(errno)));
+        return failure(fmt::format("cannot chmod hint socket {}: {}", path, errno_text()));
     HintServer* self = server.get();
     if (!loop.add(fd, EPOLLIN, [self](uint32_t) { self->receive_all(); }))
-        return failure(fmt::format("epoll_ctl: {}", std::strerror(errno)));
+        return failure(fmt::format("epoll_ctl: {}", errno_text()));
     return server;
 }
 

@@ -39,7 +39,7 @@ constexpr const char* kUsage =
 void warn_unresolved_names(const mcwatch::Config& config) {
     std::vector<const mcwatch::ServerAddress*> named;
     for (const mcwatch::ServerAddress& server : config.servers)
-        if (!server.is_unix && mcwatch::numeric_server_address(server).empty()) named.push_back(&server);
+        if (server.numeric().empty()) named.push_back(&server);
     if (named.empty()) return;
     addrinfo hints{};
     hints.ai_socktype = SOCK_STREAM;

@@ -50,21 +50,6 @@ struct Endpoint {
     std::string text;  // "1.2.3.4:11211", "[::1]:11211"; "" for unix sockets
 };
 
-std::string numeric_text(const sockaddr* address) {
-    char host[INET6_ADDRSTRLEN] = "";
-    if (address->sa_family == AF_INET) {
-        const auto* in4 = reinterpret_cast<const sockaddr_in*>(address);
-        inet_ntop(AF_INET, &in4->sin_addr, host, sizeof host);
-        return fmt::format("{}:{}", host, ntohs(in4->sin_port));
-    }
-    if (address->sa_family == AF_INET6) {
-        const auto* in6 = reinterpret_cast<const sockaddr_in6*>(address);
-        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
-        return fmt::format("[{}]:{}", host, ntohs(in6->sin6_port));
-    }
-    return "";
-}
-
 std::vector<Endpoint> endpoints_from(const addrinfo* list) {
     std::vector<Endpoint> endpoints;
     for (const addrinfo* info = list; info != nullptr; info = info->ai_next) {
@@ -73,7 +58,7 @@ std::vector<Endpoint> endpoints_from(const addrinfo* list) {
         Endpoint endpoint;
         std::memcpy(&endpoint.address, info->ai_addr, info->ai_addrlen);
         endpoint.length = info->ai_addrlen;
-        endpoint.text = numeric_text(info->ai_addr);
+        endpoint.text = ServerAddress::numeric_text(info->ai_addr);
         endpoints.push_back(std::move(endpoint));
     }
     return endpoints;
@@ -217,16 +202,14 @@ void Prober::add_servers(std::vector<ServerAddress> servers) {
         server.index = uint32_t(i);
         const ServerAddress& address = server.address;
         if (address.is_unix) {
-            Endpoint endpoint;
-            auto* un = reinterpret_cast<sockaddr_un*>(&endpoint.address);
-            if (address.path.size() >= sizeof un->sun_path) {
-                server.address_error =
-                    fmt::format("unix socket path too long (over {} bytes)", sizeof un->sun_path - 1);
+            SocketAddress socket;
+            if (!ServerAddress::unix_socket_address(address.host, socket)) {
+                server.address_error = fmt::format("unix socket path too long (over {} bytes)", kMaxUnixPathLength);
                 continue;
             }
-            un->sun_family = AF_UNIX;
-            std::memcpy(un->sun_path, address.path.c_str(), address.path.size() + 1);
-            endpoint.length = socklen_t(offsetof(sockaddr_un, sun_path) + address.path.size() + 1);
+            Endpoint endpoint;
+            endpoint.address = socket.storage;
+            endpoint.length = socket.length;
             server.endpoints.push_back(std::move(endpoint));
             continue;
         }

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "libshim/defaults.hpp"
+#include "libshim/clock.hpp"
 #include "libshim/router.hpp"
 #include "libshim/expiration.hpp"
 #include "libshim/routing_names.hpp"
@@ -39,7 +40,7 @@ static_assert(MCSHIM_HASH_MURMUR3 == int(state::Hash::murmur3));
 
 namespace {
 
-int install(mcshim_t* shim, std::vector<ServerSpec> servers, uint32_t distribution, uint32_t hash) {
+int install(mcshim_t* shim, std::vector<ServerAddress> servers, uint32_t distribution, uint32_t hash) {
     if (distribution > uint32_t(state::Distribution::ketama_weighted)) {
         shim->error = "unknown distribution " + std::to_string(distribution);
         return MCSHIM_E_INVALID;
@@ -78,13 +79,13 @@ MCSHIM_EXPORT int mcshim_set_servers(mcshim_t* shim, const char* const* addresse
                                      size_t count, int distribution, int hash) noexcept {
     if (!shim || (!addresses && count)) return MCSHIM_E_INVALID;
     try {
-        std::vector<ServerSpec> servers(count);
+        std::vector<ServerAddress> servers(count);
         for (size_t i = 0; i < count; ++i) {
             if (!addresses[i]) {
                 shim->error = "server " + std::to_string(i + 1) + ": NULL address";
                 return MCSHIM_E_INVALID;
             }
-            if (!parse_server_spec(addresses[i], weights ? weights[i] : 1, servers[i], shim->error))
+            if (!ServerAddress::parse(addresses[i], weights ? weights[i] : 1, servers[i], shim->error))
                 return MCSHIM_E_INVALID;
         }
         return install(shim, std::move(servers), uint32_t(distribution), uint32_t(hash));
@@ -105,11 +106,11 @@ MCSHIM_EXPORT int mcshim_use_state_servers(mcshim_t* shim) noexcept {
             return MCSHIM_E_NO_STATE;
         }
         const state::Header& header = mapped->map.header();
-        std::vector<ServerSpec> servers(header.slot_count);
+        std::vector<ServerAddress> servers(header.slot_count);
         for (uint32_t i = 0; i < header.slot_count; ++i) {
             const state::Slot& slot = mapped->map.slots()[i];
             const std::string address(slot.address, strnlen(slot.address, state::kAddressSize));
-            if (!parse_server_spec(address, slot.weight, servers[i], shim->error)) {
+            if (!ServerAddress::parse(address, slot.weight, servers[i], shim->error)) {
                 shim->error = shim->source->path() + ": server " + std::to_string(i + 1) + ": " + shim->error;
                 return MCSHIM_E_NO_STATE;
             }
@@ -128,7 +129,7 @@ MCSHIM_EXPORT size_t mcshim_server_count(const mcshim_t* shim) noexcept {
 
 MCSHIM_EXPORT const char* mcshim_server_address(const mcshim_t* shim, size_t index) noexcept {
     if (!shim || !shim->router || index >= shim->router->topology().size()) return nullptr;
-    return shim->router->topology().server(uint32_t(index)).address.c_str();
+    return shim->router->topology().server(uint32_t(index)).text.c_str();
 }
 
 MCSHIM_EXPORT int mcshim_route(mcshim_t* shim, const void* key, size_t key_length, mcshim_route_t* out) noexcept {

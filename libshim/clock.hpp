@@ -1,5 +1,6 @@
-// The two clocks of the state file: CLOCK_MONOTONIC for the heartbeat (shared
-// by every process of one boot, immune to wall-clock steps) and unix time in
+// The clocks: CLOCK_MONOTONIC for the state file's heartbeat (shared by every
+// process of one boot, immune to wall-clock steps), its coarse variant for
+// the shim's periodic checks on a client's call, and unix time in
 // milliseconds for what humans read.
 #pragma once
 
@@ -11,6 +12,14 @@ namespace mcwatch {
 inline uint64_t monotonic_ns() noexcept {
     timespec ts{};
     clock_gettime(CLOCK_MONOTONIC, &ts);
+    return uint64_t(ts.tv_sec) * 1000000000u + uint64_t(ts.tv_nsec);
+}
+
+// CLOCK_MONOTONIC_COARSE: a vDSO read of a few ns, precise to a tick (a
+// few ms), which is all the shim's periodic checks need.
+inline uint64_t coarse_monotonic_ns() noexcept {
+    timespec ts{};
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
     return uint64_t(ts.tv_sec) * 1000000000u + uint64_t(ts.tv_nsec);
 }
 

@@ -3,7 +3,7 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "libshim/live_view.hpp"
+#include "libshim/state_source.hpp"
 
 namespace mcwatch {
 

@@ -13,7 +13,7 @@ constexpr uint32_t kPointsPerServerWeighted = 160;  // MEMCACHED_POINTS_PER_SERV
 
 // libmemcached's point name. The buffer is larger than any host libmemcached
 // accepts (NI_MAXHOST); a longer name is cut, as it could never be added there.
-int point_name(const ServerSpec& server, uint32_t n, char* out, size_t size) {
+int point_name(const ServerAddress& server, uint32_t n, char* out, size_t size) {
     const int length = server.port == kDefaultPort
                            ? std::snprintf(out, size, "%s-%u", server.host.c_str(), n)
                            : std::snprintf(out, size, "%s:%u-%u", server.host.c_str(), unsigned(server.port), n);
@@ -32,15 +32,16 @@ uint32_t weighted_points(uint32_t weight, uint64_t total_weight, uint32_t server
 
 }  // namespace
 
-std::vector<RingPoint> build_ketama_ring(std::span<const ServerSpec> servers, bool weighted, const KeyHasher& hasher) {
+std::vector<RingPoint> build_ketama_ring(std::span<const ServerAddress> servers, bool weighted,
+                                         const KeyHasher& hasher) {
     std::vector<RingPoint> ring;
     const auto count = static_cast<uint32_t>(servers.size());
     uint64_t total_weight = 0;
-    for (const ServerSpec& server : servers) total_weight += server.weight ? server.weight : 1;
+    for (const ServerAddress& server : servers) total_weight += server.weight ? server.weight : 1;
     ring.reserve(size_t(count) * (weighted ? kPointsPerServerWeighted : kPointsPerServer) + 16);
     char name[1100];
     for (uint32_t index = 0; index < count; ++index) {
-        const ServerSpec& server = servers[index];
+        const ServerAddress& server = servers[index];
         if (weighted) {
             const uint32_t points = weighted_points(server.weight ? server.weight : 1, total_weight, count);
             for (uint32_t n = 0; n < points / 4; ++n) {

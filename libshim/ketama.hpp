@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "libshim/hashes.hpp"
-#include "libshim/server_spec.hpp"
+#include "libshim/server_address.hpp"
 
 namespace mcwatch::route {
 
@@ -26,7 +26,8 @@ struct RingPoint {
 //   points per server, four per md5 digest of the same names (each
 //   digest's little-endian 32-bit words 0..3), whatever the key hash is;
 // - sorted by value, then by server index.
-std::vector<RingPoint> build_ketama_ring(std::span<const ServerSpec> servers, bool weighted, const KeyHasher& hasher);
+std::vector<RingPoint> build_ketama_ring(std::span<const ServerAddress> servers, bool weighted,
+                                         const KeyHasher& hasher);
 
 // libmemcached's dispatch_host: the first point whose value is >= hash,
 // wrapping to the first point past the end. `size` must be > 0.

@@ -4,8 +4,8 @@
 
 namespace mcwatch::route {
 
-bool Topology::build(std::vector<ServerSpec> servers, state::Distribution distribution, state::Hash hash, Topology& out,
-                     std::string& error) {
+bool Topology::build(std::vector<ServerAddress> servers, state::Distribution distribution, state::Hash hash,
+                     Topology& out, std::string& error) {
     if (servers.empty()) {
         error = "no servers";
         return false;
@@ -27,7 +27,7 @@ bool Topology::build(std::vector<ServerSpec> servers, state::Distribution distri
         return false;
     }
     Topology topology;
-    for (ServerSpec& server : servers)
+    for (ServerAddress& server : servers)
         if (server.weight == 0) server.weight = 1;
     topology.servers_ = std::move(servers);
     topology.distribution_ = distribution;

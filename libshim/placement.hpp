@@ -14,7 +14,7 @@
 
 #include "libshim/hashes.hpp"
 #include "libshim/ketama.hpp"
-#include "libshim/server_spec.hpp"
+#include "libshim/server_address.hpp"
 #include "libshim/state_format.hpp"
 
 namespace mcwatch::route {
@@ -179,12 +179,12 @@ class Topology {
 public:
     // False (and `error`, a sentence) for an empty list, more than
     // kMaxServers, or a hash this libhashkit lacks.
-    static bool build(std::vector<ServerSpec> servers, state::Distribution distribution, state::Hash hash,
+    static bool build(std::vector<ServerAddress> servers, state::Distribution distribution, state::Hash hash,
                       Topology& out, std::string& error);
 
     uint32_t size() const noexcept { return uint32_t(servers_.size()); }
-    const ServerSpec& server(uint32_t index) const noexcept { return servers_[index]; }
-    std::span<const ServerSpec> servers() const noexcept { return servers_; }
+    const ServerAddress& server(uint32_t index) const noexcept { return servers_[index]; }
+    std::span<const ServerAddress> servers() const noexcept { return servers_; }
     state::Distribution distribution() const noexcept { return distribution_; }
     state::Hash hash() const noexcept { return hash_; }
     std::span<const RingPoint> ring() const noexcept { return ring_; }
@@ -195,7 +195,7 @@ public:
     uint32_t native(const char* key, size_t length) const noexcept { return place_key(view(), key, length).server; }
 
 private:
-    std::vector<ServerSpec> servers_;
+    std::vector<ServerAddress> servers_;
     state::Distribution distribution_ = state::Distribution::ketama;
     state::Hash hash_ = state::Hash::md5;
     KeyHasher hasher_;

@@ -3,7 +3,10 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include "libshim/clock.hpp"
 #include "libshim/seqlock.hpp"
+#include "libshim/slot_matching.hpp"
+#include "libshim/slot_status.hpp"
 
 namespace mcwatch::route {
 
@@ -15,8 +18,6 @@ constexpr uint64_t kTornRetryNs = 10'000'000;
 // While a background resolution runs, the router looks for its answer this
 // often (from whichever client call comes first).
 constexpr uint64_t kLookupPollNs = 100'000'000;
-
-bool is_name(const ServerSpec& server) { return !server.is_unix && numeric_addresses(server, false).empty(); }
 
 }  // namespace
 
@@ -90,7 +91,7 @@ void Router::start_lookup() noexcept {
     try {
         auto lookup = std::make_shared<Lookup>();
         for (uint32_t i = 0; i < topology_.size(); ++i)
-            if (slot_of_[i] < 0 && is_name(topology_.server(i))) {
+            if (slot_of_[i] < 0 && topology_.server(i).is_name()) {
                 lookup->servers.push_back(i);
                 lookup->specs.push_back(topology_.server(i));
             }
@@ -104,7 +105,7 @@ void Router::start_lookup() noexcept {
             std::unique_ptr<std::shared_ptr<Lookup>> held(static_cast<std::shared_ptr<Lookup>*>(argument));
             Lookup& work = **held;
             try {
-                for (const ServerSpec& spec : work.specs) work.numeric.push_back(numeric_addresses(spec, true));
+                for (const ServerAddress& spec : work.specs) work.numeric.push_back(spec.resolve());
             } catch (...) {
                 work.numeric.clear();  // out of memory: no forms, the servers stay unpublished
             }

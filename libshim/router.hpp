@@ -23,8 +23,8 @@
 #include <string>
 #include <vector>
 
-#include "libshim/live_view.hpp"
 #include "libshim/placement.hpp"
+#include "libshim/state_source.hpp"
 
 namespace mcwatch::route {
 
@@ -86,7 +86,7 @@ private:
     // A background resolution: filled by its thread, read once `done`.
     struct Lookup {
         std::vector<uint32_t> servers;                  // indexes into the topology
-        std::vector<ServerSpec> specs;                  // their specs
+        std::vector<ServerAddress> specs;               // their specs
         std::vector<std::vector<std::string>> numeric;  // their numeric forms
         std::atomic<bool> done{false};
     };

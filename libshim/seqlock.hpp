@@ -78,25 +78,39 @@ private:
 // treat `false` as "no fresh view now" and keep their previous one.
 inline constexpr unsigned kReadTries = 64;
 
-// Copies the dynamic part of `count` slots into `out` as of one instant.
-// `generation_out` gets the generation of that instant.
-inline bool read_consistent(const Header& header, const Slot* slots, uint32_t count, ServerDynamic* out,
-                            uint64_t* generation_out, unsigned tries = kReadTries) noexcept {
+// The reader's side of the protocol, written once: `copy()` loads what the
+// caller needs (relaxed atomic loads only, nothing acted on before this
+// returns true) and runs again when a concurrent write tore it. False after
+// `tries` torn or in-progress attempts.
+template <class Copy>
+inline bool seqlock_read(const Header& header, Copy&& copy, unsigned tries = kReadTries) noexcept {
     for (unsigned attempt = 0; attempt < tries; ++attempt) {
         const uint64_t before = header.seq.load(std::memory_order_acquire);
         if (before & 1) {
             cpu_relax();
             continue;
         }
-        for (uint32_t i = 0; i < count; ++i) load_dynamic(slots[i], out[i]);
-        const uint64_t generation = header.generation.load(std::memory_order_relaxed);
+        copy();
         std::atomic_thread_fence(std::memory_order_acquire);
-        if (header.seq.load(std::memory_order_relaxed) == before) {
-            if (generation_out) *generation_out = generation;
-            return true;
-        }
+        if (header.seq.load(std::memory_order_relaxed) == before) return true;
     }
     return false;
+}
+
+// Copies the dynamic part of `count` slots into `out` as of one instant.
+// `generation_out` gets the generation of that instant.
+inline bool read_consistent(const Header& header, const Slot* slots, uint32_t count, ServerDynamic* out,
+                            uint64_t* generation_out, unsigned tries = kReadTries) noexcept {
+    uint64_t generation = 0;
+    const bool consistent = seqlock_read(
+        header,
+        [&]() noexcept {
+            for (uint32_t i = 0; i < count; ++i) load_dynamic(slots[i], out[i]);
+            generation = header.generation.load(std::memory_order_relaxed);
+        },
+        tries);
+    if (consistent && generation_out) *generation_out = generation;
+    return consistent;
 }
 
 }  // namespace mcwatch::state

@@ -56,7 +56,7 @@ void after_fork_in_child() noexcept {
 
 __attribute__((constructor)) void register_fork_handler() { pthread_atfork(nullptr, nullptr, after_fork_in_child); }
 
-std::shared_ptr<route::Router> router_for(std::vector<route::ServerSpec> servers, const std::string& key) {
+std::shared_ptr<route::Router> router_for(std::vector<ServerAddress> servers, const std::string& key) {
     if (!lock_registry()) return nullptr;
     struct Unlock {
         ~Unlock() { unlock_registry(); }
@@ -103,7 +103,7 @@ std::shared_ptr<HandleRouting> build(const memcached_st* memc, const Real& real)
 
     auto routing = std::make_shared<HandleRouting>();
     routing->consistent = consistent;
-    std::vector<route::ServerSpec> specs;
+    std::vector<ServerAddress> specs;
     std::string key;
     for (uint32_t i = 0; i < count; ++i) {
         const memcached_instance_st* instance = real.instance_by_position(memc, i);
@@ -114,9 +114,9 @@ std::shared_ptr<HandleRouting> build(const memcached_st* memc, const Real& real)
         std::string text = is_unix                             ? std::string(name)
                            : std::strchr(name, ':') != nullptr ? "[" + std::string(name) + "]:" + port
                                                                : std::string(name) + ":" + port;
-        route::ServerSpec spec;
+        ServerAddress spec;
         std::string error;
-        if (!route::parse_server_spec(text, 1, spec, error)) return nullptr;
+        if (!ServerAddress::parse(text, 1, spec, error)) return nullptr;
         key += text + '\n';
         routing->addresses.push_back(std::move(text));
         specs.push_back(std::move(spec));

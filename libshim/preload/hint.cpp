@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "libshim/clock.hpp"
+#include "libshim/server_address.hpp"
 #include "libshim/state_format.hpp"
 
 namespace mcwatch::shim {
@@ -60,16 +61,15 @@ int hint_socket() noexcept {
 }
 
 // `dirname(state path) + "/hints"`.
-bool hint_address(const std::string& state_path, sockaddr_un& out) noexcept {
-    out = sockaddr_un{};
-    out.sun_family = AF_UNIX;
+bool hint_address(const std::string& state_path, SocketAddress& out) noexcept {
     const size_t slash = state_path.rfind('/');
     const size_t dir_length = slash == std::string::npos ? 0 : slash + 1;
     static constexpr char kName[] = "hints";
-    if (dir_length + sizeof kName > sizeof out.sun_path) return false;
-    std::memcpy(out.sun_path, state_path.data(), dir_length);
-    std::memcpy(out.sun_path + dir_length, kName, sizeof kName);
-    return true;
+    char path[kMaxUnixPathLength + 1];
+    if (dir_length + sizeof kName > sizeof path) return false;
+    std::memcpy(path, state_path.data(), dir_length);
+    std::memcpy(path + dir_length, kName, sizeof kName);
+    return ServerAddress::unix_socket_address(std::string_view(path, dir_length + sizeof kName - 1), out);
 }
 
 }  // namespace
@@ -84,7 +84,7 @@ void send_hint(const HandleRouting& routing, int32_t server) noexcept {
     if (claim(last_by_gate[gate], now)) {
         const int32_t slot = routing.router->slot_of(uint32_t(server));
         const route::StateSource::Mapped* mapped = source->current();
-        sockaddr_un to;
+        SocketAddress to;
         int fd;
         if (slot >= 0 && mapped && uint32_t(slot) < mapped->map.header().slot_count &&
             uint32_t(slot) < state::kMaxServers && claim(last_by_slot[slot], now) && hint_address(source->path(), to) &&
@@ -94,8 +94,7 @@ void send_hint(const HandleRouting& routing, int32_t server) noexcept {
             const int n =
                 snprintf(payload, sizeof payload, "hint %.*s\n", int(strnlen(address, state::kAddressSize)), address);
             if (n > 0 && size_t(n) < sizeof payload)
-                (void)sendto(fd, payload, size_t(n), MSG_DONTWAIT | MSG_NOSIGNAL, reinterpret_cast<sockaddr*>(&to),
-                             socklen_t(sizeof to));
+                (void)sendto(fd, payload, size_t(n), MSG_DONTWAIT | MSG_NOSIGNAL, to.get(), to.length);
         }
     }
     errno = saved_errno;

@@ -16,6 +16,7 @@
 
 #include "libshim/clock.hpp"
 #include "libshim/preload/real.hpp"
+#include "libshim/server_address.hpp"
 
 namespace mcwatch::shim::meta {
 
@@ -55,12 +56,9 @@ public:
         close();
         pid_ = getpid();
         if (is_unix) {
-            sockaddr_un address{};
-            address.sun_family = AF_UNIX;
-            if (std::strlen(name) >= sizeof address.sun_path) return false;
-            std::strcpy(address.sun_path, name);
-            return connect_to(AF_UNIX, reinterpret_cast<const sockaddr*>(&address), sizeof address,
-                              connect_deadline_ms);
+            SocketAddress address;
+            if (!ServerAddress::unix_socket_address(name, address)) return false;
+            return connect_to(AF_UNIX, address.get(), address.length, connect_deadline_ms);
         }
         addrinfo hints{};
         hints.ai_family = AF_UNSPEC;

@@ -39,16 +39,16 @@ void check_accepted(const Config& c) {
         FUZZ_CHECK(s.weight >= 1);
         FUZZ_CHECK(s.line >= 1);
         if (s.is_unix) {
-            FUZZ_CHECK(!s.path.empty() && s.path[0] == '/');
+            FUZZ_CHECK(!s.host.empty() && s.host[0] == '/');
         } else {
             FUZZ_CHECK(s.port > 0);
             FUZZ_CHECK(!s.host.empty());
         }
         // What the state file records is parsed again by readers.
         ServerAddress again;
-        FUZZ_CHECK(parse_server_address(s.text, again).empty());
-        FUZZ_CHECK(again.text == s.text && again.host == s.host && again.port == s.port && again.path == s.path &&
-                   again.is_unix == s.is_unix);
+        std::string why;
+        FUZZ_CHECK(ServerAddress::parse_strict(s.text, again, why));
+        FUZZ_CHECK(again.text == s.text && again.host == s.host && again.port == s.port && again.is_unix == s.is_unix);
     }
 }
 
@@ -65,7 +65,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
     // The server-line parser alone, on the same bytes as one address.
     ServerAddress address;
-    const std::string why = parse_server_address(text, address);
-    if (why.empty()) FUZZ_CHECK(address.text == text && text.size() < state::kAddressSize);
+    std::string why;
+    if (ServerAddress::parse_strict(text, address, why))
+        FUZZ_CHECK(address.text == text && text.size() < state::kAddressSize);
     return 0;
 }

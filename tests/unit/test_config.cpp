@@ -62,7 +62,7 @@ server = [::1]:11213
     CHECK(c.servers[1].weight == 2);
     CHECK(c.servers[1].text == "127.0.0.1:11212");
     CHECK(c.servers[2].is_unix);
-    CHECK(c.servers[2].path == "/run/memcached/mc.sock");
+    CHECK(c.servers[2].host == "/run/memcached/mc.sock");
     CHECK(c.servers[3].host == "cache-1.example.com");
     CHECK(c.servers[4].host == "::1");
     CHECK(c.servers[4].port == 11213);

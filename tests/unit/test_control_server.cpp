@@ -13,6 +13,8 @@
 #include <string>
 
 #include "daemon/control_server.hpp"
+#include "tools/mcctl/control.hpp"
+#include "libshim/server_address.hpp"
 #include "scratch_dir.hpp"
 
 using namespace mcwatch;
@@ -21,10 +23,9 @@ namespace {
 
 int connect_to(const std::string& path) {
     const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_un address{};
-    address.sun_family = AF_UNIX;
-    std::strncpy(address.sun_path, path.c_str(), sizeof address.sun_path - 1);
-    REQUIRE(connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);
+    SocketAddress address;
+    REQUIRE(ServerAddress::unix_socket_address(path, address));
+    REQUIRE(connect(fd, address.get(), address.length) == 0);
     return fd;
 }
 
@@ -107,10 +108,9 @@ TEST_CASE("control server: a second server on a socket in use is refused, a stal
     // A socket nobody listens on, as a killed daemon leaves it.
     const std::string stale = f.dir.file("stale");
     const int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-    sockaddr_un address{};
-    address.sun_family = AF_UNIX;
-    std::strncpy(address.sun_path, stale.c_str(), sizeof address.sun_path - 1);
-    REQUIRE(bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);
+    SocketAddress address;
+    REQUIRE(ServerAddress::unix_socket_address(stale, address));
+    REQUIRE(bind(fd, address.get(), address.length) == 0);
     close(fd);
     CHECK(ControlServer::open(loop, no_reply, stale, current_user(), getegid(), {}).has_value());
 }
@@ -130,4 +130,22 @@ TEST_CASE("control reply: one line on the wire, its status read back without loo
     CHECK(parse_control_reply("ok").value().text.empty());
     CHECK(parse_control_reply("okay").error().message == "unexpected answer 'okay'");
     CHECK_FALSE(parse_control_reply("").has_value());
+}
+
+TEST_CASE("control socket path longer than a sockaddr_un holds: the daemon and mcctl say so, with the limit") {
+    const std::string too_long = "/tmp/" + std::string(kMaxUnixPathLength, 'c');
+    EventLoop loop;
+    const auto opened = ControlServer::open(
+        loop, [](const ControlRequest&, ControlServer::Ticket) { return std::optional<ControlReply>(); }, too_long,
+        current_user(), getegid(), {});
+    REQUIRE_FALSE(opened);
+    CHECK(opened.error().message == fmt::format("control_socket {}: path too long (over 107 bytes)", too_long));
+    char* printed = nullptr;
+    size_t printed_size = 0;
+    std::FILE* err = open_memstream(&printed, &printed_size);
+    REQUIRE(err);
+    CHECK(mcctl_control(too_long, "ping", std::chrono::milliseconds(100), stdout, err) == 2);
+    std::fclose(err);
+    CHECK(std::string(printed) == fmt::format("mcctl: control socket path too long (over 107 bytes): {}\n", too_long));
+    std::free(printed);
 }

@@ -43,7 +43,7 @@ ServerAddress tcp_server(const std::string& host, uint16_t port) {
 ServerAddress unix_server(const std::string& path) {
     ServerAddress address;
     address.is_unix = true;
-    address.path = path;
+    address.host = path;
     address.text = "unix:" + path;
     return address;
 }

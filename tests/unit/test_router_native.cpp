@@ -94,7 +94,7 @@ TEST_CASE("router: golden vectors (libmemcached 1.1.4 results, pinned)") {
         for (const Golden& g : cases) {
             CAPTURE(distribution_name(g.distribution));
             CAPTURE(hash_name(g.hash));
-            std::vector<ServerSpec> specs = test::numbered_servers(3);
+            std::vector<ServerAddress> specs = test::numbered_servers(3);
             for (uint32_t i = 0; i < 3; ++i) {
                 specs[i].host = "10.0.0." + std::to_string(i + 1);
                 specs[i].port = 11211;
@@ -139,7 +139,7 @@ TEST_CASE("router: ketama facts of libmemcached 1.1.4") {
         // hashed with the previous hash; mcwatch assumes the settled ring.
         const auto specs = test::specs_of(test::kMixedList, false);
         memcached_st* memc = memcached_create(nullptr);
-        for (const ServerSpec& spec : specs)
+        for (const ServerAddress& spec : specs)
             spec.is_unix ? memcached_server_add_unix_socket(memc, spec.host.c_str())
                          : memcached_server_add(memc, spec.host.c_str(), spec.port);
         memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_DISTRIBUTION, MEMCACHED_DISTRIBUTION_CONSISTENT_KETAMA);
@@ -155,7 +155,7 @@ TEST_CASE("router: ketama facts of libmemcached 1.1.4") {
         memcached_st* memc = memcached_create(nullptr);
         memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_HASH, MEMCACHED_HASH_MD5);
         memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_DISTRIBUTION, MEMCACHED_DISTRIBUTION_CONSISTENT_KETAMA);
-        for (const ServerSpec& spec : specs)
+        for (const ServerAddress& spec : specs)
             spec.is_unix ? memcached_server_add_unix_socket_with_weight(memc, spec.host.c_str(), spec.weight)
                          : memcached_server_add_with_weight(memc, spec.host.c_str(), spec.port, spec.weight);
         CHECK(memcached_behavior_get(memc, MEMCACHED_BEHAVIOR_KETAMA_WEIGHTED) == 1);
@@ -167,7 +167,7 @@ TEST_CASE("router: ketama facts of libmemcached 1.1.4") {
     SUBCASE("weighted point counts use single-precision floats") {
         // Exact arithmetic gives 64 points to the weight-228 server of this
         // list (total 6270, 11 servers); libmemcached gives it 60.
-        std::vector<ServerSpec> specs = test::numbered_servers(11);
+        std::vector<ServerAddress> specs = test::numbered_servers(11);
         const uint32_t weights[11] = {228, 600, 600, 600, 600, 600, 600, 600, 600, 600, 642};
         for (uint32_t i = 0; i < 11; ++i) specs[i].weight = weights[i];
         memcached_st* memc = native_handle(specs, state::Distribution::ketama_weighted, state::Hash::md5);
@@ -182,9 +182,9 @@ TEST_CASE("router: ketama facts of libmemcached 1.1.4") {
     SUBCASE("random weights: rings equal, point for point") {
         std::mt19937 rng(7);
         for (int round = 0; round < 300; ++round) {
-            std::vector<ServerSpec> specs = test::numbered_servers(2 + rng() % 15);
+            std::vector<ServerAddress> specs = test::numbered_servers(2 + rng() % 15);
             const uint32_t spread = round % 3 == 0 ? 3 : round % 3 == 1 ? 100 : 100000;
-            for (ServerSpec& spec : specs) spec.weight = 1 + rng() % spread;
+            for (ServerAddress& spec : specs) spec.weight = 1 + rng() % spread;
             memcached_st* memc = native_handle(specs, state::Distribution::ketama_weighted, state::Hash::md5);
             const Topology topology = test::topology_of(specs, state::Distribution::ketama_weighted, state::Hash::md5);
             REQUIRE(same_ring(ring_of(topology), test::continuum_of(memc)));
@@ -194,29 +194,29 @@ TEST_CASE("router: ketama facts of libmemcached 1.1.4") {
 }
 
 TEST_CASE("router: server addresses") {
-    ServerSpec spec;
+    ServerAddress spec;
     std::string error;
-    REQUIRE(parse_server_spec("localhost", 0, spec, error));
+    REQUIRE(ServerAddress::parse("localhost", 0, spec, error));
     CHECK(spec.host == "localhost");
     CHECK(spec.port == 11211);
     CHECK(spec.weight == 1);
-    REQUIRE(parse_server_spec("[::1]:11300", 2, spec, error));
+    REQUIRE(ServerAddress::parse("[::1]:11300", 2, spec, error));
     CHECK(spec.host == "::1");
     CHECK(spec.port == 11300);
-    CHECK(canonical_address(spec) == "[::1]:11300");
-    REQUIRE(parse_server_spec("::1", 1, spec, error));
-    CHECK(canonical_address(spec) == "[::1]:11211");
-    REQUIRE(parse_server_spec("unix:/run/mc.sock", 1, spec, error));
+    CHECK(spec.canonical() == "[::1]:11300");
+    REQUIRE(ServerAddress::parse("::1", 1, spec, error));
+    CHECK(spec.canonical() == "[::1]:11211");
+    REQUIRE(ServerAddress::parse("unix:/run/mc.sock", 1, spec, error));
     CHECK(spec.is_unix);
     CHECK(spec.host == "/run/mc.sock");
     CHECK(spec.port == 0);
-    CHECK(canonical_address("/run/mc.sock") == "unix:/run/mc.sock");
-    CHECK(canonical_address("Cache-A.example:11211") == "cache-a.example:11211");
-    CHECK_FALSE(parse_server_spec("host:0", 1, spec, error));
-    CHECK_FALSE(parse_server_spec("host:99999", 1, spec, error));
-    CHECK_FALSE(parse_server_spec("[::1", 1, spec, error));
-    CHECK_FALSE(parse_server_spec("unix:relative", 1, spec, error));
-    CHECK_FALSE(parse_server_spec("", 1, spec, error));
+    CHECK(ServerAddress::canonical("/run/mc.sock") == "unix:/run/mc.sock");
+    CHECK(ServerAddress::canonical("Cache-A.example:11211") == "cache-a.example:11211");
+    CHECK_FALSE(ServerAddress::parse("host:0", 1, spec, error));
+    CHECK_FALSE(ServerAddress::parse("host:99999", 1, spec, error));
+    CHECK_FALSE(ServerAddress::parse("[::1", 1, spec, error));
+    CHECK_FALSE(ServerAddress::parse("unix:relative", 1, spec, error));
+    CHECK_FALSE(ServerAddress::parse("", 1, spec, error));
 }
 
 TEST_CASE("router: hash and distribution names") {

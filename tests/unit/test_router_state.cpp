@@ -9,6 +9,7 @@
 
 #include "libshim/clock.hpp"
 #include "libshim/router.hpp"
+#include "libshim/slot_status.hpp"
 #include "scratch_dir.hpp"
 #include "state_fixture.hpp"
 #include "test_router_support.hpp"
@@ -29,7 +30,7 @@ std::vector<FixtureServer> fixture_servers(uint32_t count) {
     return out;
 }
 
-std::unique_ptr<Router> router_for(const std::string& path, std::vector<ServerSpec> specs,
+std::unique_ptr<Router> router_for(const std::string& path, std::vector<ServerAddress> specs,
                                    state::Distribution distribution = state::Distribution::ketama) {
     return std::make_unique<Router>(test::topology_of(std::move(specs), distribution, state::Hash::md5),
                                     std::make_shared<StateSource>(path));
@@ -149,11 +150,11 @@ TEST_CASE("router: servers are matched to slots by address") {
                      {state::ServerState::dead, 0},
                      {state::ServerState::dead, 0},
                      {state::ServerState::dead, 0}});
-    std::vector<ServerSpec> specs;
+    std::vector<ServerAddress> specs;
     for (const char* address : {"127.0.0.1:11211", "localhost:11212", "/run/mc.sock", "10.0.0.10:11211"}) {
-        ServerSpec spec;
+        ServerAddress spec;
         std::string error;
-        REQUIRE(parse_server_spec(address, 1, spec, error));
+        REQUIRE(ServerAddress::parse(address, 1, spec, error));
         specs.push_back(spec);
     }
     auto router = router_for(path, specs);
@@ -177,11 +178,11 @@ TEST_CASE("router: a background resolution matches a name to a slot configured b
     const std::string path = dir.file("state");
     StateFixture file(path, {{"127.0.0.1:11212", "127.0.0.1:11212", 1}, {"10.0.0.9:11211", "10.0.0.9:11211", 1}});
     file.set_states({{state::ServerState::dead, 0}, {state::ServerState::live, 0}});
-    std::vector<ServerSpec> specs;
+    std::vector<ServerAddress> specs;
     for (const char* address : {"localhost:11212", "10.0.0.9:11211"}) {
-        ServerSpec spec;
+        ServerAddress spec;
         std::string error;
-        REQUIRE(parse_server_spec(address, 1, spec, error));
+        REQUIRE(ServerAddress::parse(address, 1, spec, error));
         specs.push_back(spec);
     }
     Router router(test::topology_of(std::move(specs), state::Distribution::ketama, state::Hash::md5),
@@ -284,7 +285,7 @@ TEST_CASE("router: a libmemcached handle's own continuum and hash route alike") 
     // A client that set the hash after the distribution: its ring differs
     // from ours, but its own continuum still gives its own placement.
     memc = memcached_create(nullptr);
-    for (const ServerSpec& spec : specs) memcached_server_add(memc, spec.host.c_str(), spec.port);
+    for (const ServerAddress& spec : specs) memcached_server_add(memc, spec.host.c_str(), spec.port);
     memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_DISTRIBUTION, MEMCACHED_DISTRIBUTION_CONSISTENT_KETAMA);
     memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_HASH, MEMCACHED_HASH_MD5);
     size_t moved = 0;

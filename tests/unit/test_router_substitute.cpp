@@ -47,7 +47,7 @@ TEST_CASE("router: only a dead server's keys move, spread over the live ones") {
     constexpr uint32_t kServers = 8;
     const std::vector<std::vector<uint32_t>> dead_sets = {{3}, {0, 5}, {0, 1, 2, 3, 4, 5, 7}};
     for (const state::Distribution distribution : kDistributions) {
-        std::vector<ServerSpec> specs = test::numbered_servers(kServers);
+        std::vector<ServerAddress> specs = test::numbered_servers(kServers);
         if (distribution == state::Distribution::ketama_weighted)
             for (uint32_t i = 0; i < kServers; ++i) specs[i].weight = 1 + i % 3;
         const Topology topology = test::topology_of(specs, distribution, state::Hash::md5);

@@ -53,24 +53,24 @@ inline const std::vector<ListEntry> kMixedList = {
     {"cache-b.example:11400", 4},
 };
 
-inline std::vector<route::ServerSpec> specs_of(const std::vector<ListEntry>& list, bool use_weights) {
-    std::vector<route::ServerSpec> specs;
+inline std::vector<ServerAddress> specs_of(const std::vector<ListEntry>& list, bool use_weights) {
+    std::vector<ServerAddress> specs;
     for (const ListEntry& entry : list) {
-        route::ServerSpec spec;
+        ServerAddress spec;
         std::string error;
-        REQUIRE_MESSAGE(route::parse_server_spec(entry.address, use_weights ? entry.weight : 1, spec, error), error);
+        REQUIRE_MESSAGE(ServerAddress::parse(entry.address, use_weights ? entry.weight : 1, spec, error), error);
         specs.push_back(spec);
     }
     return specs;
 }
 
-inline std::vector<route::ServerSpec> numbered_servers(uint32_t count, uint16_t first_port = 11211) {
-    std::vector<route::ServerSpec> specs;
+inline std::vector<ServerAddress> numbered_servers(uint32_t count, uint16_t first_port = 11211) {
+    std::vector<ServerAddress> specs;
     for (uint32_t i = 0; i < count; ++i) {
-        route::ServerSpec spec;
+        ServerAddress spec;
         std::string error;
-        REQUIRE(route::parse_server_spec("10.1.0." + std::to_string(i + 1) + ":" + std::to_string(first_port + i), 1,
-                                         spec, error));
+        REQUIRE(ServerAddress::parse("10.1.0." + std::to_string(i + 1) + ":" + std::to_string(first_port + i), 1, spec,
+                                     error));
         specs.push_back(spec);
     }
     return specs;
@@ -87,11 +87,11 @@ inline memcached_server_distribution_t native_distribution(state::Distribution d
 
 // A client handle: servers added, then the hash, then the distribution (the
 // continuum is built with the hash in effect when the distribution is set).
-inline memcached_st* native_handle(const std::vector<route::ServerSpec>& specs, state::Distribution distribution,
+inline memcached_st* native_handle(const std::vector<ServerAddress>& specs, state::Distribution distribution,
                                    state::Hash hash) {
     memcached_st* memc = memcached_create(nullptr);
     REQUIRE(memc);
-    for (const route::ServerSpec& spec : specs) {
+    for (const ServerAddress& spec : specs) {
         const memcached_return_t rc =
             spec.is_unix ? memcached_server_add_unix_socket_with_weight(memc, spec.host.c_str(), spec.weight)
                          : memcached_server_add_with_weight(memc, spec.host.c_str(), spec.port, spec.weight);
@@ -109,7 +109,7 @@ inline std::vector<route::RingPoint> continuum_of(const memcached_st* memc) {
     return {points, points + memc->ketama.continuum_points_counter};
 }
 
-inline route::Topology topology_of(std::vector<route::ServerSpec> specs, state::Distribution distribution,
+inline route::Topology topology_of(std::vector<ServerAddress> specs, state::Distribution distribution,
                                    state::Hash hash) {
     route::Topology topology;
     std::string error;

@@ -1,5 +1,7 @@
 #include "test_support.hpp"
 
+#include "libshim/server_address.hpp"
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -32,13 +34,11 @@ constexpr int kPollStepMs = 20;
 // A connected socket to host:port or to a unix socket, or -1.
 int connect_to(const std::string& host, uint16_t port, const std::string& unix_path) {
     if (!unix_path.empty()) {
-        sockaddr_un address{};
-        address.sun_family = AF_UNIX;
-        if (unix_path.size() >= sizeof address.sun_path) return -1;
-        std::memcpy(address.sun_path, unix_path.c_str(), unix_path.size() + 1);
+        SocketAddress address;
+        if (!ServerAddress::unix_socket_address(unix_path, address)) return -1;
         const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd < 0) return -1;
-        if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0) return fd;
+        if (connect(fd, address.get(), address.length) == 0) return fd;
         close(fd);
         return -1;
     }

@@ -14,6 +14,7 @@
 #include "common/control_reply.hpp"
 #include "common/errno_text.hpp"
 #include "libshim/unique_fd.hpp"
+#include "libshim/server_address.hpp"
 #include "tools/mcctl/snapshot.hpp"
 
 namespace mcwatch {
@@ -51,15 +52,13 @@ Result<std::string> control_socket_path(const char* explicit_socket, const char*
 
 int mcctl_control(const std::string& socket_path, const std::string& request, std::chrono::milliseconds timeout,
                   std::FILE* out, std::FILE* err) {
-    sockaddr_un address{};
-    address.sun_family = AF_UNIX;
-    if (socket_path.size() >= sizeof address.sun_path) {
-        fmt::print(err, "mcctl: control socket path too long: {}\n", socket_path);
+    SocketAddress address;
+    if (!ServerAddress::unix_socket_address(socket_path, address)) {
+        fmt::print(err, "mcctl: control socket path too long (over {} bytes): {}\n", kMaxUnixPathLength, socket_path);
         return kExitUnusable;
     }
-    std::memcpy(address.sun_path, socket_path.c_str(), socket_path.size() + 1);
     const UniqueFd sock(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    if (!sock || ::connect(sock.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
+    if (!sock || ::connect(sock.get(), address.get(), address.length) != 0) {
         fmt::print(err, "mcctl: {}\n", connect_advice(errno, socket_path));
         return kExitUnusable;
     }

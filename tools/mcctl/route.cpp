@@ -64,7 +64,7 @@ std::string printable_key(const std::string& key) {
 
 // The server list: from -c, else from the state file's static part.
 bool build_router(const char* state_path, const char* config_path, RouteSetup& setup, std::string& error) {
-    std::vector<route::ServerSpec> servers;
+    std::vector<ServerAddress> servers;
     state::Distribution distribution;
     state::Hash hash;
     if (config_path) {
@@ -75,14 +75,7 @@ bool build_router(const char* state_path, const char* config_path, RouteSetup& s
         }
         const Config& config = *loaded;
         setup.state_path = state_path ? state_path : config.state_file;
-        for (const ServerAddress& address : config.servers) {
-            route::ServerSpec spec;
-            if (!route::parse_server_spec(address.text, address.weight, spec, error)) {
-                error = fmt::format("{}:{}: {}", config.path, address.line, error);
-                return false;
-            }
-            servers.push_back(std::move(spec));
-        }
+        servers = config.servers;
         distribution = config.distribution;
         hash = config.hash;
         setup.from_config = true;
@@ -98,13 +91,13 @@ bool build_router(const char* state_path, const char* config_path, RouteSetup& s
         const state::Header& header = map.header();
         for (uint32_t i = 0; i < header.slot_count; ++i) {
             const state::Slot& slot = map.slots()[i];
-            route::ServerSpec spec;
-            if (!route::parse_server_spec(std::string(slot.address, strnlen(slot.address, state::kAddressSize)),
-                                          slot.weight, spec, error)) {
+            ServerAddress server;
+            if (!ServerAddress::parse(std::string_view(slot.address, strnlen(slot.address, state::kAddressSize)),
+                                      slot.weight, server, error)) {
                 error = fmt::format("state file {}: server {}: {}", setup.state_path, i + 1, error);
                 return false;
             }
-            servers.push_back(std::move(spec));
+            servers.push_back(std::move(server));
         }
         distribution = state::Distribution(header.distribution);
         hash = state::Hash(header.hash);
@@ -185,7 +178,7 @@ public:
     }
 
 private:
-    std::string address(int32_t i) const { return i < 0 ? "-" : router_.topology().server(uint32_t(i)).address; }
+    std::string address(int32_t i) const { return i < 0 ? "-" : router_.topology().server(uint32_t(i)).text; }
     std::string json_address(int32_t i) const { return i < 0 ? "null" : json::quote(address(i)); }
     std::string until(const route::Decision& d) const {
         const int64_t ms = d.native >= 0 ? facts_[uint32_t(d.native)].recently_down_until_unix_ms : 0;

@@ -7,24 +7,13 @@
 
 #include <atomic>
 #include <cstdint>
-#include <ctime>
 #include <memory>
 #include <mutex>
 #include <string>
-#include <vector>
 
-#include "libshim/placement.hpp"
 #include "libshim/state_reader.hpp"
 
 namespace mcwatch::route {
-
-// CLOCK_MONOTONIC_COARSE: a vDSO read of a few ns, precise to a tick (a
-// few ms), which is all the periodic checks need.
-inline uint64_t coarse_monotonic_ns() noexcept {
-    timespec ts{};
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return uint64_t(ts.tv_sec) * 1000000000u + uint64_t(ts.tv_nsec);
-}
 
 // How often the file is looked at again (stat for replacement, heartbeat
 // age, a missing or invalid file retried) without a generation change.
@@ -99,25 +88,5 @@ private:
     std::atomic<uint64_t> epoch_{1};
     std::atomic<bool> usable_{false};
 };
-
-// Which slot of the state file each server of a list is: matched by the
-// canonical address as configured first, then by numeric address (the
-// slot's resolved address, or its configured one if numeric, against the
-// server's numeric forms). -1 for a server the file does not list.
-// `names[i]` are server i's canonical address then its numeric forms.
-std::vector<int32_t> match_slots(const std::vector<std::vector<std::string>>& names, const state::Header& header,
-                                 const state::Slot* slots);
-
-// server i's names for match_slots; `resolve` allows getaddrinfo.
-std::vector<std::vector<std::string>> server_names(const Topology& topology, bool resolve);
-
-// kStatus* bits of one slot's state and flags.
-uint8_t status_bits(uint32_t state, uint32_t flags) noexcept;
-
-// The kStatus* bits of the slots in `slot_of` (kStatusUnpublished for -1) into `out`, as
-// of one instant, by the seqlock protocol of seqlock.hpp but reading only
-// state and flags. False if no consistent copy could be made now.
-bool read_status(const state::Header& header, const state::Slot* slots, const int32_t* slot_of, uint32_t count,
-                 uint8_t* out) noexcept;
 
 }  // namespace mcwatch::route

@@ -1,9 +1,8 @@
-#include "libshim/live_view.hpp"
+#include "libshim/state_source.hpp"
 
 #include <cstdio>
 
 #include "libshim/clock.hpp"
-#include "libshim/seqlock.hpp"
 
 namespace mcwatch::route {
 
@@ -99,73 +98,6 @@ void StateSource::adopt(std::unique_ptr<Mapped> fresh, uint64_t now) noexcept {
     leaving_map_ = std::move(current_map_);
     leaving_since_ns_ = now;
     current_map_ = std::move(fresh);
-}
-
-std::vector<std::vector<std::string>> server_names(const Topology& topology, bool resolve) {
-    std::vector<std::vector<std::string>> names;
-    names.reserve(topology.size());
-    for (const ServerSpec& server : topology.servers()) {
-        std::vector<std::string> forms{canonical_address(server)};
-        for (std::string& numeric : numeric_addresses(server, resolve))
-            if (numeric != forms.front()) forms.push_back(std::move(numeric));
-        names.push_back(std::move(forms));
-    }
-    return names;
-}
-
-std::vector<int32_t> match_slots(const std::vector<std::vector<std::string>>& names, const state::Header& header,
-                                 const state::Slot* slots) {
-    const uint32_t slot_count = header.slot_count;
-    std::vector<std::string> configured(slot_count), resolved(slot_count);
-    for (uint32_t s = 0; s < slot_count; ++s) {
-        configured[s] =
-            canonical_address(std::string_view(slots[s].address, strnlen(slots[s].address, state::kAddressSize)));
-        resolved[s] =
-            canonical_address(std::string_view(slots[s].resolved, strnlen(slots[s].resolved, state::kResolvedSize)));
-    }
-    std::vector<int32_t> slot_of(names.size(), -1);
-    for (size_t i = 0; i < names.size(); ++i) {
-        for (uint32_t s = 0; s < slot_count && slot_of[i] < 0; ++s)
-            if (!configured[s].empty() && configured[s] == names[i].front()) slot_of[i] = int32_t(s);
-        for (uint32_t s = 0; s < slot_count && slot_of[i] < 0; ++s) {
-            for (const std::string& name : names[i])
-                if (name == resolved[s] || name == configured[s]) slot_of[i] = int32_t(s);
-        }
-    }
-    return slot_of;
-}
-
-uint8_t status_bits(uint32_t state_value, uint32_t flags) noexcept {
-    switch (static_cast<state::ServerState>(state_value)) {
-    case state::ServerState::dead: return kStatusAvoid;
-    case state::ServerState::draining: return kStatusAvoid | kStatusDraining;
-    case state::ServerState::unknown:
-    case state::ServerState::live: break;
-    }
-    return (flags & state::kFlagRecentlyDown) ? kStatusRecent : 0;
-}
-
-bool read_status(const state::Header& header, const state::Slot* slots, const int32_t* slot_of, uint32_t count,
-                 uint8_t* out) noexcept {
-    for (unsigned attempt = 0; attempt < state::kReadTries; ++attempt) {
-        const uint64_t before = header.seq.load(std::memory_order_acquire);
-        if (before & 1) {
-            state::cpu_relax();
-            continue;
-        }
-        for (uint32_t i = 0; i < count; ++i) {
-            if (slot_of[i] < 0) {
-                out[i] = kStatusUnpublished;
-                continue;
-            }
-            const state::Slot& slot = slots[slot_of[i]];
-            out[i] =
-                status_bits(slot.state.load(std::memory_order_relaxed), slot.flags.load(std::memory_order_relaxed));
-        }
-        std::atomic_thread_fence(std::memory_order_acquire);
-        if (header.seq.load(std::memory_order_relaxed) == before) return true;
-    }
-    return false;
 }
 
 }  // namespace mcwatch::route
