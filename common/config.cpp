@@ -256,6 +256,13 @@ private:
             config_.flush_on_rejoin = *parsed;
             return 1;
         }
+        if (key == "drain_move") {
+            const auto parsed = parse_bool(value);
+            if (!parsed) return fail(fmt::format("drain_move = '{}': expected on or off", value));
+            config_.drain_move = *parsed;
+            return 1;
+        }
+        if (key == "drain_rate") return count_key(k, value, config_.drain_rate, 1, 1000000);
         return fail(fmt::format("unknown key '{}' in [mcwatchd]", key));
     }
 
