@@ -328,6 +328,13 @@ Result<> hint_socket_value(Parser& parser, std::string_view, const char* value) 
     return {};
 }
 
+Result<> drain_move_value(Parser& parser, std::string_view, const char* value) {
+    const auto parsed = parse_bool(value);
+    if (!parsed) return failure(fmt::format("drain_move = '{}': expected on or off", value));
+    parser.config().drain_move = *parsed;
+    return {};
+}
+
 Result<> distribution_value(Parser& parser, std::string_view, const char* value) {
     Config& config = parser.config();
     // PHP's Memcached::DISTRIBUTION_CONSISTENT and pylibmc's word for ketama.
@@ -389,6 +396,9 @@ const std::vector<ConfigKey>& config_key_table() {
         {"mcwatchd", "admin_group", admin_group_value, "a group whose members may use the control socket"},
         {"mcwatchd", "flush_on_rejoin", flush_on_rejoin_value,
          "flush_all a dead server before publishing it live again"},
+        {"mcwatchd", "drain_move", drain_move_value, "on: mcctl drain moves every key, as drain --move does"},
+        {"mcwatchd", "drain_rate", count_value(&Config::drain_rate, 1, 1000000),
+         "keys per second a drain --move moves at most"},
         {"mcwatchd", "hint_socket", hint_socket_value,
          "on: clients' hints arrive on the socket hints beside the state file"},
         {"routing", "distribution", distribution_value, "ketama (or consistent), ketama_weighted or modula"},

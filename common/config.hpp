@@ -36,6 +36,10 @@ struct Config {
     Millis recently_down_window{std::chrono::seconds(kDefaultRecentlyDownWindowS)};
     Millis writeback_ttl{std::chrono::seconds(kDefaultWritebackTtlS)};
     bool flush_on_rejoin = true;
+    // mcctl drain moves every key of the server (as `drain --move`), not only those read.
+    bool drain_move = false;
+    // Keys per second a drain's move copies at most.
+    uint32_t drain_rate = 1000;
     Millis stale_after{std::chrono::seconds(5)};
     // Who may use the control socket besides root and the daemon's user.
     std::string admin_group;  // "" = nobody else

@@ -39,7 +39,7 @@ ControlParse parse_control_request(std::string_view line) {
         }
         size_t end = i;
         while (end < line.size() && line[end] != ' ' && line[end] != '\t') ++end;
-        if (words.size() == 3) return refuse("too many words: expected COMMAND [SERVER [force]]");
+        if (words.size() == 4) return refuse("too many words: expected COMMAND [SERVER [force] [move]]");
         words.push_back(line.substr(i, end - i));
         i = end;
     }
@@ -54,10 +54,20 @@ ControlParse parse_control_request(std::string_view line) {
         if (words.size() < 2) return refuse(fmt::format("{} needs a server: {} HOST:PORT", spec.name, spec.name));
         if (words[1].size() >= state::kAddressSize)
             return refuse(fmt::format("server address longer than {} bytes", state::kAddressSize - 1));
-        if (words.size() == 3 && (!spec.takes_force || words[2] != "force"))
-            return refuse(spec.takes_force ? fmt::format("{} HOST:PORT takes only `force` after the server", spec.name)
-                                           : fmt::format("{} takes one server and nothing after it", spec.name));
-        return {ControlRequest{spec.command, std::string(words[1]), words.size() == 3}, ""};
+        ControlRequest request{spec.command, std::string(words[1])};
+        for (size_t i = 2; i < words.size(); ++i) {
+            if (spec.takes_force && words[i] == "force" && !request.force)
+                request.force = true;
+            else if (spec.command == ControlCommand::drain && words[i] == "move" && !request.move)
+                request.move = true;
+            else
+                return refuse(
+                    spec.command == ControlCommand::drain
+                        ? fmt::format("{} HOST:PORT takes only `force` and `move` after the server", spec.name)
+                    : spec.takes_force ? fmt::format("{} HOST:PORT takes only `force` after the server", spec.name)
+                                       : fmt::format("{} takes one server and nothing after it", spec.name));
+        }
+        return {request, ""};
     }
     // Echo a bounded, already printable prefix of what was sent.
     return refuse(fmt::format("unknown command '{}' (expected ping, reload, drain, undrain, down, up or flush)",

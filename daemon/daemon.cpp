@@ -232,6 +232,15 @@ Result<std::string> Daemon::reload() {
                          [&](const ServerAddress& a) { return a.text == server.address.text; }))
             departed_.insert_or_assign(server.address.text, server.health);
     while (departed_.size() > state::kMaxServers) departed_.erase(departed_.begin());
+    // A move places keys as the old list did: it ends with a changed list.
+    const bool placement_changed =
+        !same_servers(config_, next) || next.distribution != config_.distribution || next.hash != config_.hash;
+    std::erase_if(movers_, [&](const auto& entry) {
+        const bool kept_server = std::any_of(next.servers.begin(), next.servers.end(),
+                                             [&](const ServerAddress& a) { return a.text == entry.first; });
+        if (placement_changed) entry.second->stop("a reload changed the server list or routing: drain --move again");
+        return !kept_server;
+    });
     config_ = std::move(next);
     servers_ = std::move(kept);
     if (prober) prober_ = std::move(prober);
@@ -309,6 +318,10 @@ void Daemon::round() {
         if (!result.ok && !result.answered_error && failures_before == 0)
             log_event("warning", "probe_failed", {{"server", server.address.text}, {"reason", result.error}});
         log_health_events(server.address.text, change.events);
+        if (server.health.view().state == uint32_t(state::ServerState::dead))
+            stop_mover(server.address.text, "the server is dead");
+        else if (server.health.override_kind() != Override::drain)
+            stop_mover(server.address.text, "the server is no longer draining");
     }
     writer_.update(views(), routing_changed);
     if (metrics_) {

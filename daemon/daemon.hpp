@@ -14,6 +14,7 @@
 #include "common/config.hpp"
 #include "common/result.hpp"
 #include "daemon/control_server.hpp"
+#include "daemon/drain_mover.hpp"
 #include "daemon/event_loop.hpp"
 #include "daemon/health.hpp"
 #include "daemon/hint_server.hpp"
@@ -107,6 +108,11 @@ private:
     uint64_t reloads_refused_ = 0;
     int64_t start_unix_ms_ = 0;
     uint64_t start_monotonic_ns_ = 0;
+    // drain --move, by server address: running, or ended and kept for its
+    // progress until the next drain of that server or a reload removing it.
+    std::map<std::string, std::unique_ptr<DrainMover>> movers_;
+    // Ends the move of `address`, if one runs, saying why.
+    void stop_mover(const std::string& address, const std::string& why);
 };
 
 }  // namespace mcwatch

@@ -77,6 +77,8 @@ std::optional<ControlReply> Daemon::on_control(const ControlRequest& request, Co
         if (std::string why = below_min_live(config_, servers_, *server, request.command); !why.empty())
             return ControlReply::error(why);
     OperatorOutcome outcome;
+    if (request.command != ControlCommand::drain && request.command != ControlCommand::flush)
+        stop_mover(address, fmt::format("the operator's `{}`", control_command_name(request.command)));
     switch (request.command) {
     case ControlCommand::drain: outcome = health.drain(now); break;
     case ControlCommand::undrain:
@@ -100,7 +102,20 @@ std::optional<ControlReply> Daemon::on_control(const ControlRequest& request, Co
     if (metrics_) metrics_->content_changed();
     // Clients see it now, not at the end of the next round.
     if (outcome.change.routing_changed) writer_.write_servers(views(), true);
+    if (request.command == ControlCommand::drain && (request.move || config_.drain_move) &&
+        health.override_kind() == Override::drain) {
+        const auto running = movers_.find(address);
+        if (running != movers_.end() && running->second->progress().running())
+            return ControlReply::ok(fmt::format("{} {}; its keys are being moved already", address, outcome.said));
+        movers_.insert_or_assign(address, DrainMover::start(config_, size_t(server - servers_.data())));
+        return ControlReply::ok(
+            fmt::format("{} {}; moving every key at most {} per second", address, outcome.said, config_.drain_rate));
+    }
     return ControlReply::ok(fmt::format("{} {}", address, outcome.said));
+}
+
+void Daemon::stop_mover(const std::string& address, const std::string& why) {
+    if (const auto it = movers_.find(address); it != movers_.end()) it->second->stop(why);
 }
 
 std::string Daemon::render_metrics_now() const {
@@ -114,6 +129,7 @@ std::string Daemon::render_metrics_now() const {
     input.reloads_ok = reloads_ok_;
     input.reloads_refused = reloads_refused_;
     input.start_unix_ms = start_unix_ms_;
+    for (const auto& [address, mover] : movers_) input.drain_moves.emplace_back(address, mover->progress());
     return render_metrics(input);
 }
 

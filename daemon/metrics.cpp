@@ -169,6 +169,23 @@ std::string render_metrics(const MetricsInput& input) {
                  [](const state::ServerDynamic& s) {
                      return s.state == uint32_t(ServerState::dead) ? std::string() : fact(s.uptime_s);
                  });
+
+    w.family("mcwatch_drain_move_keys_total", "counter",
+             "Keys of a draining server handled by `mcctl drain --move`, by result (moved, or skipped: vanished, "
+             "changed, or written by a client meanwhile).");
+    for (const auto& [address, move] : input.drain_moves) {
+        const std::string label = fmt::format("server=\"{}\"", escape_label_value(address));
+        w.sample("mcwatch_drain_move_keys_total", label + ",result=\"moved\"", number(move.moved));
+        w.sample("mcwatch_drain_move_keys_total", label + ",result=\"skipped\"", number(move.skipped));
+    }
+    w.family("mcwatch_drain_move_remaining", "gauge", "Keys listed by a drain --move and not handled yet.");
+    for (const auto& [address, move] : input.drain_moves)
+        w.sample("mcwatch_drain_move_remaining", fmt::format("server=\"{}\"", escape_label_value(address)),
+                 number(move.remaining()));
+    w.family("mcwatch_drain_move_running", "gauge", "1 while a drain --move lists or moves the server's keys.");
+    for (const auto& [address, move] : input.drain_moves)
+        w.sample("mcwatch_drain_move_running", fmt::format("server=\"{}\"", escape_label_value(address)),
+                 move.running() ? "1" : "0");
     return w.take();
 }
 

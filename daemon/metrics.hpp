@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "daemon/drain_mover.hpp"
 #include "daemon/health.hpp"
 
 namespace mcwatch {
@@ -25,6 +26,8 @@ struct MetricsInput {
     uint64_t reloads_refused = 0;
     int64_t start_unix_ms = 0;
     uint64_t invalid_hints = 0;  // datagrams on the hint socket that were no hint for a known server
+    // drain --move, running or ended, by server address.
+    std::vector<std::pair<std::string, DrainMoveProgress>> drain_moves;
 };
 
 inline constexpr const char* kMetricsContentType = "text/plain; version=0.0.4; charset=utf-8";

@@ -75,6 +75,17 @@ TEST_CASE("config: defaults when only servers are given") {
     CHECK(result->probe_interval.count() == 500);
     CHECK(result->flush_on_rejoin);
     CHECK(result->distribution == mcwatch::state::Distribution::ketama);
+    CHECK(!result->drain_move);
+    CHECK(result->drain_rate == 1000);
+}
+
+TEST_CASE("config: drain_move and drain_rate") {
+    const auto result =
+        parse_config(std::string("[mcwatchd]\ndrain_move = on\ndrain_rate = 250\n") + kMinimal, "t.conf");
+    REQUIRE_MESSAGE(result.has_value(), (result ? "" : result.error().message));
+    CHECK(result->drain_move);
+    CHECK(result->drain_rate == 250);
+    CHECK(error_of("[mcwatchd]\ndrain_move = maybe\n") == "t.conf:2: drain_move = 'maybe': expected on or off");
 }
 
 TEST_CASE("config: every error names file:line and the problem") {

@@ -53,6 +53,17 @@ TEST_CASE("control request: drain and down take `force` after the server") {
     const ControlParse plain = parse_control_request("drain 127.0.0.1:11211");
     REQUIRE(plain.request);
     CHECK_FALSE(plain.request->force);
+    CHECK_FALSE(plain.request->move);
+}
+
+TEST_CASE("control request: drain takes `move`, with or without `force`") {
+    for (const char* line : {"drain a:1 move", "drain a:1 move force", "drain a:1 force move"}) {
+        CAPTURE(line);
+        const ControlParse parsed = parse_control_request(line);
+        REQUIRE(parsed.request);
+        CHECK(parsed.request->move);
+        CHECK(parsed.request->force == (std::string_view(line).find("force") != std::string_view::npos));
+    }
 }
 
 TEST_CASE("control request: spacing and a trailing carriage return are tolerated") {
@@ -66,9 +77,12 @@ TEST_CASE("control request: bad requests get a sentence, never a crash") {
     CHECK(error_of("   ") == "empty request: expected COMMAND [SERVER]");
     CHECK(error_of("drain") == "drain needs a server: drain HOST:PORT");
     CHECK(error_of("ping now") == "ping takes no argument");
-    CHECK(error_of("drain a:1 b:2") == "drain HOST:PORT takes only `force` after the server");
+    CHECK(error_of("drain a:1 b:2") == "drain HOST:PORT takes only `force` and `move` after the server");
+    CHECK(error_of("down a:1 move") == "down HOST:PORT takes only `force` after the server");
+    CHECK(error_of("drain a:1 move move") == "drain HOST:PORT takes only `force` and `move` after the server");
     CHECK(error_of("flush a:1 force") == "flush takes one server and nothing after it");
-    CHECK(error_of("drain a:1 force now") == "too many words: expected COMMAND [SERVER [force]]");
+    CHECK(error_of("drain a:1 force now") == "drain HOST:PORT takes only `force` and `move` after the server");
+    CHECK(error_of("drain a:1 force move now") == "too many words: expected COMMAND [SERVER [force] [move]]");
     CHECK(error_of("DRAIN a:1").rfind("unknown command 'DRAIN'", 0) == 0);
     CHECK(error_of("rm /").rfind("unknown command 'rm'", 0) == 0);
     CHECK(error_of("drain a:1\x01") == "request holds byte 0x01: printable ASCII only");

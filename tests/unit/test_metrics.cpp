@@ -146,6 +146,25 @@ TEST_CASE("metrics: error replies and a blocked rejoin are shown per server") {
     CHECK(text.find("mcwatch_server_up{server=\"127.0.0.1:11211\"} 1\n") != std::string::npos);
 }
 
+TEST_CASE("metrics: a drain's move shows moved, skipped, remaining and whether it runs") {
+    ServerHealth health({2, 3, 60'000, true});
+    MetricsInput input;
+    input.servers = {{"127.0.0.1:11211", &health}};
+    DrainMoveProgress move;
+    move.phase = DrainMovePhase::moving;
+    move.listed = 100;
+    move.moved = 60;
+    move.skipped = 5;
+    input.drain_moves = {{"127.0.0.1:11211", move}};
+    const std::string text = render_metrics(input);
+    CHECK(text.find("mcwatch_drain_move_keys_total{server=\"127.0.0.1:11211\",result=\"moved\"} 60\n") !=
+          std::string::npos);
+    CHECK(text.find("mcwatch_drain_move_keys_total{server=\"127.0.0.1:11211\",result=\"skipped\"} 5\n") !=
+          std::string::npos);
+    CHECK(text.find("mcwatch_drain_move_remaining{server=\"127.0.0.1:11211\"} 35\n") != std::string::npos);
+    CHECK(text.find("mcwatch_drain_move_running{server=\"127.0.0.1:11211\"} 1\n") != std::string::npos);
+}
+
 TEST_CASE("metrics: label values escaped as the format says") {
     CHECK(escape_label_value("a\"b\\c\nd") == "a\\\"b\\\\c\\nd");
     CHECK(escape_label_value("127.0.0.1:11211") == "127.0.0.1:11211");

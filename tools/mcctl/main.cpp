@@ -26,7 +26,9 @@ constexpr const char* kUsage =
     "  dump                   every raw header and slot field\n"
     "  route [--json] KEY...  where each key goes now and why (- reads keys from stdin);\n"
     "                         servers and routing from the state file, or from -c CONFIG\n"
-    "  drain [--force] SERVER route its keys elsewhere; clients move its values on a miss;\n"
+    "  drain [--force] [--move] SERVER\n"
+    "                         route its keys elsewhere; clients move its values on a miss;\n"
+    "                         --move: mcwatchd moves every key too (drain_rate per second);\n"
     "                         refused if fewer than min_live_servers would stay live\n"
     "  undrain SERVER         end a drain: flush_all, then live and recently down\n"
     "  down [--force] SERVER  mark it dead whatever probes say (min_live_servers as drain)\n"
@@ -165,10 +167,13 @@ int main(int argc, char** argv) {
         // drain and down: `--force` goes past min_live_servers.
         const bool may_force = spec->takes_force;
         bool force = false;
+        bool move = false;  // drain: mcwatchd moves every key
         std::vector<const char*> words;
         for (; i < argc; ++i) {
             if (may_force && std::strcmp(argv[i], "--force") == 0)
                 force = true;
+            else if (command == "drain" && std::strcmp(argv[i], "--move") == 0)
+                move = true;
             else
                 words.push_back(argv[i]);
         }
@@ -185,7 +190,8 @@ int main(int argc, char** argv) {
             return kExitUnusable;
         }
         const std::string request =
-            takes_server ? fmt::format("{} {}{}", command, words[0], force ? " force" : "") : command;
+            takes_server ? fmt::format("{} {}{}{}", command, words[0], force ? " force" : "", move ? " move" : "")
+                         : command;
         // A flush is answered after the daemon's next probe round: allow for
         // a long probe_interval (the daemon keeps such a request 120s).
         const auto timeout = command == "flush" ? std::chrono::seconds(120) : std::chrono::seconds(30);

@@ -1,0 +1,496 @@
+#include "daemon/drain_mover.hpp"
+
+#include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <optional>
+#include <string_view>
+#include <vector>
+
+#include "common/errno_text.hpp"
+#include "daemon/log.hpp"
+#include "libshim/router.hpp"
+#include "libshim/server_address.hpp"
+
+namespace mcwatch {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// The lease of the shim's write-backs (libshim/preload/writeback.hpp): the
+// same item, so that shim readers take it for a miss and either side's
+// write-back gives way to the other's.
+constexpr uint32_t kLeaseFlags = 0x6d634c53;  // "mcLS"
+constexpr int64_t kLeaseTtlS = 2;
+// One exchange with a server (a connect, a command and its reply).
+constexpr auto kExchangeTimeout = std::chrono::seconds(5);
+// Polls wait at most this long before looking at the stop flag.
+constexpr int kPollSliceMs = 50;
+// memcached reads a relative expiration beyond 30 days as a unix time.
+constexpr int64_t kMaxRelativeTtlS = 30 * 24 * 3600 - 1;
+
+int64_t unix_ms() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+
+// One text-protocol connection with a deadline per exchange, abandoned at
+// once when the move is stopped.
+class Connection {
+public:
+    Connection(const ServerAddress& address, const std::atomic<bool>& stop) : address_(address), stop_(stop) {}
+    Connection(const Connection&) = delete;
+    Connection& operator=(const Connection&) = delete;
+    ~Connection() { close(); }
+
+    void close() {
+        if (fd_ >= 0) ::close(fd_);
+        fd_ = -1;
+        buffer_.clear();
+    }
+
+    // Sends `request` and reads the first reply line (without \r\n).
+    Result<std::string> ask(std::string_view request) {
+        deadline_ = Clock::now() + kExchangeTimeout;
+        if (fd_ < 0)
+            if (Result<> opened = open(); !opened) return failure(opened.error().message);
+        if (Result<> sent = send(request); !sent) return fail(sent.error().message);
+        return line();
+    }
+    // The first reply line of an exchange already under way, or the next one.
+    Result<std::string> line() {
+        for (;;) {
+            if (const size_t end = buffer_.find('\n'); end != std::string::npos) {
+                std::string out = buffer_.substr(0, end);
+                buffer_.erase(0, end + 1);
+                if (!out.empty() && out.back() == '\r') out.pop_back();
+                return out;
+            }
+            if (Result<> more = receive(); !more) return fail(more.error().message);
+        }
+    }
+    // `length` bytes of data followed by \r\n.
+    Result<std::string> data(size_t length) {
+        while (buffer_.size() < length + 2)
+            if (Result<> more = receive(); !more) return fail(more.error().message);
+        if (buffer_.compare(length, 2, "\r\n") != 0) return fail("data block not followed by \\r\\n");
+        std::string out = buffer_.substr(0, length);
+        buffer_.erase(0, length + 2);
+        return out;
+    }
+    // A fresh deadline for a long reply (a metadump).
+    void extend() { deadline_ = Clock::now() + kExchangeTimeout; }
+
+private:
+    Result<std::string> fail(const std::string& why) {
+        close();
+        return failure(why);
+    }
+
+    Result<> open() {
+        int fd = -1;
+        if (address_.is_unix) {
+            SocketAddress sun;
+            if (!ServerAddress::unix_socket_address(address_.host, sun))
+                return failure(fmt::format("{}: path too long (over {} bytes)", address_.text, kMaxUnixPathLength));
+            fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+            if (fd < 0) return failure(fmt::format("socket: {}", errno_text(errno)));
+            fd_ = fd;
+            if (::connect(fd, sun.get(), sun.length) != 0 && errno != EINPROGRESS) return connect_failed(errno);
+        } else {
+            addrinfo hints{};
+            hints.ai_socktype = SOCK_STREAM;
+            addrinfo* found = nullptr;
+            const std::string port = fmt::format("{}", address_.port);
+            if (const int rc = ::getaddrinfo(address_.host.c_str(), port.c_str(), &hints, &found); rc != 0)
+                return failure(fmt::format("cannot resolve {}: {}", address_.host, ::gai_strerror(rc)));
+            fd = ::socket(found->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+            if (fd < 0) {
+                ::freeaddrinfo(found);
+                return failure(fmt::format("socket: {}", errno_text(errno)));
+            }
+            fd_ = fd;
+            const int rc = ::connect(fd, found->ai_addr, found->ai_addrlen);
+            const int error = errno;
+            ::freeaddrinfo(found);
+            if (rc != 0 && error != EINPROGRESS) return connect_failed(error);
+        }
+        if (Result<> ready = wait(POLLOUT); !ready) return connect_failed(0, ready.error().message);
+        int error = 0;
+        socklen_t size = sizeof error;
+        ::getsockopt(fd_, SOL_SOCKET, SO_ERROR, &error, &size);
+        if (error != 0) return connect_failed(error);
+        return {};
+    }
+
+    Result<> connect_failed(int error, const std::string& why = "") {
+        close();
+        return failure(fmt::format("cannot connect: {}", why.empty() ? errno_text(error) : why));
+    }
+
+    Result<> wait(short events) {
+        for (;;) {
+            if (stop_.load(std::memory_order_relaxed)) return failure("stopped");
+            const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline_ - Clock::now()).count();
+            if (left <= 0) return failure(fmt::format("no answer within {}s", kExchangeTimeout.count()));
+            pollfd p{fd_, events, 0};
+            const int n = ::poll(&p, 1, int(std::min<int64_t>(left, kPollSliceMs)));
+            if (n < 0 && errno != EINTR) return failure(fmt::format("poll: {}", errno_text(errno)));
+            if (n > 0) return {};
+        }
+    }
+
+    Result<> send(std::string_view bytes) {
+        while (!bytes.empty()) {
+            const ssize_t n = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+            if (n > 0) {
+                bytes.remove_prefix(size_t(n));
+                continue;
+            }
+            if (n < 0 && errno != EAGAIN && errno != EINTR) return failure(fmt::format("send: {}", errno_text(errno)));
+            if (Result<> ready = wait(POLLOUT); !ready) return ready;
+        }
+        return {};
+    }
+
+    Result<> receive() {
+        char chunk[65536];
+        for (;;) {
+            const ssize_t n = ::recv(fd_, chunk, sizeof chunk, 0);
+            if (n > 0) {
+                buffer_.append(chunk, size_t(n));
+                return {};
+            }
+            if (n == 0) return failure("connection closed by the server");
+            if (errno != EAGAIN && errno != EINTR) return failure(fmt::format("recv: {}", errno_text(errno)));
+            if (Result<> ready = wait(POLLIN); !ready) return ready;
+        }
+    }
+
+    const ServerAddress& address_;
+    const std::atomic<bool>& stop_;
+    int fd_ = -1;
+    std::string buffer_;
+    Clock::time_point deadline_;
+};
+
+// metadump's keys are URI-encoded (%XX).
+std::optional<std::string> uri_decode(std::string_view text) {
+    std::string out;
+    out.reserve(text.size());
+    for (size_t i = 0; i < text.size(); ++i) {
+        if (text[i] != '%') {
+            out += text[i];
+            continue;
+        }
+        if (i + 2 >= text.size()) return std::nullopt;
+        unsigned value = 0;
+        for (size_t j = 1; j <= 2; ++j) {
+            const char c = text[i + j];
+            value <<= 4;
+            if (c >= '0' && c <= '9')
+                value |= unsigned(c - '0');
+            else if (c >= 'a' && c <= 'f')
+                value |= unsigned(c - 'a' + 10);
+            else if (c >= 'A' && c <= 'F')
+                value |= unsigned(c - 'A' + 10);
+            else
+                return std::nullopt;
+        }
+        out += char(value);
+        i += 2;
+    }
+    return out;
+}
+
+std::string base64(std::string_view bytes) {
+    static constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    std::string out;
+    for (size_t i = 0; i < bytes.size(); i += 3) {
+        const size_t n = std::min<size_t>(3, bytes.size() - i);
+        uint32_t v = 0;
+        for (size_t j = 0; j < 3; ++j) v = (v << 8) | (j < n ? uint8_t(bytes[i + j]) : 0);
+        for (size_t j = 0; j < 4; ++j) out += j <= n ? kAlphabet[(v >> (18 - 6 * j)) & 63] : '=';
+    }
+    return out;
+}
+
+// A key as meta commands carry it: as is when the text protocol can, else
+// base64 with the `b` flag.
+struct WireKey {
+    std::string text;
+    const char* flag;  // " b" or ""
+};
+WireKey wire_key(const std::string& key) {
+    const bool plain = key.size() <= 250 && std::all_of(key.begin(), key.end(),
+                                                        [](char c) { return uint8_t(c) > 0x20 && uint8_t(c) < 0x7f; });
+    return plain ? WireKey{key, ""} : WireKey{base64(key), " b"};
+}
+
+// The value of flag `name` in a meta reply's tokens ("c123" -> "123").
+std::optional<std::string_view> meta_flag(std::string_view reply, char name) {
+    size_t i = 0;
+    while (i < reply.size()) {
+        const size_t end = std::min(reply.find(' ', i), reply.size());
+        if (end > i && reply[i] == name) return reply.substr(i + 1, end - i - 1);
+        i = end + 1;
+    }
+    return std::nullopt;
+}
+
+std::optional<int64_t> to_int(std::optional<std::string_view> text) {
+    if (!text || text->empty()) return std::nullopt;
+    try {
+        size_t used = 0;
+        const int64_t value = std::stoll(std::string(*text), &used);
+        if (used != text->size()) return std::nullopt;
+        return value;
+    } catch (const std::exception&) {
+        return std::nullopt;
+    }
+}
+
+}  // namespace
+
+const char* drain_move_phase_name(DrainMovePhase phase) {
+    switch (phase) {
+    case DrainMovePhase::listing: return "listing";
+    case DrainMovePhase::moving: return "moving";
+    case DrainMovePhase::done: return "done";
+    case DrainMovePhase::stopped: return "stopped";
+    case DrainMovePhase::failed: return "failed";
+    }
+    return "unknown";
+}
+
+DrainMover::DrainMover(const Config& config, size_t source)
+    : config_(config), source_(source), server_(config.servers[source].text) {}
+
+std::unique_ptr<DrainMover> DrainMover::start(const Config& config, size_t source) {
+    std::unique_ptr<DrainMover> mover(new DrainMover(config, source));
+    mover->started_unix_ms_ = unix_ms();
+    mover->thread_ = std::thread([m = mover.get()] { m->run(); });
+    return mover;
+}
+
+DrainMover::~DrainMover() {
+    stop("mcwatchd stopped the move");
+    if (thread_.joinable()) thread_.join();
+}
+
+void DrainMover::stop(const std::string& why) {
+    {
+        std::lock_guard lock(why_mutex_);
+        if (why_.empty() && progress().running()) why_ = why;
+    }
+    stop_requested_ = true;
+    std::lock_guard lock(pace_mutex_);
+    pace_.notify_all();
+}
+
+DrainMoveProgress DrainMover::progress() const {
+    DrainMoveProgress p;
+    p.phase = DrainMovePhase(phase_.load(std::memory_order_acquire));
+    p.listed = listed_.load();
+    p.moved = moved_.load();
+    p.skipped = skipped_.load();
+    p.rate = config_.drain_rate;
+    p.started_unix_ms = started_unix_ms_.load();
+    p.ended_unix_ms = ended_unix_ms_.load();
+    if (!p.running()) {
+        std::lock_guard lock(why_mutex_);
+        p.why = why_;
+    }
+    return p;
+}
+
+void DrainMover::finish(DrainMovePhase phase, std::string why) {
+    {
+        std::lock_guard lock(why_mutex_);
+        if (phase == DrainMovePhase::failed && stop_requested_) phase = DrainMovePhase::stopped;
+        if (phase != DrainMovePhase::stopped || why_.empty()) why_ = std::move(why);
+    }
+    ended_unix_ms_ = unix_ms();
+    phase_.store(uint8_t(phase), std::memory_order_release);
+    const DrainMoveProgress p = progress();
+    log_event(phase == DrainMovePhase::failed ? "error" : "info", "drain_move_end",
+              {{"server", server_},
+               {"outcome", drain_move_phase_name(phase)},
+               {"moved", fmt::format("{}", p.moved)},
+               {"skipped", fmt::format("{}", p.skipped)},
+               {"remaining", fmt::format("{}", p.remaining())},
+               {"reason", p.why}});
+}
+
+void DrainMover::run() {
+    log_event("info", "drain_move_start", {{"server", server_}, {"rate", fmt::format("{}", config_.drain_rate)}});
+    Result<> moved = move_all();
+    if (!moved)
+        finish(DrainMovePhase::failed, moved.error().message);
+    else if (stop_requested_)
+        finish(DrainMovePhase::stopped, "");
+    else
+        finish(DrainMovePhase::done, "every key listed was moved or skipped");
+}
+
+Result<> DrainMover::move_all() {
+    // Clients' placement: the daemon's server list and routing, and the
+    // states it publishes (this server draining) from its state file.
+    route::Topology topology;
+    std::string error;
+    if (!route::Topology::build(config_.servers, config_.distribution, config_.hash, topology, error))
+        return failure(error);
+    route::Router router(std::move(topology), std::make_shared<route::StateSource>(config_.state_file));
+
+    const ServerAddress& source_address = config_.servers[source_];
+    Connection source(source_address, stop_requested_);
+    std::vector<std::unique_ptr<Connection>> destinations;
+    for (const ServerAddress& address : config_.servers)
+        destinations.push_back(std::make_unique<Connection>(address, stop_requested_));
+
+    // 1. The keys: metadump lists what the server holds as it walks its LRUs.
+    std::vector<std::string> keys;
+    for (int attempt = 0;; ++attempt) {
+        Result<std::string> first = source.ask("lru_crawler metadump all\r\n");
+        if (!first) return failure(fmt::format("{}: lru_crawler metadump: {}", server_, first.error().message));
+        // Another crawl under way: memcached answers BUSY; try again shortly.
+        if (first->starts_with("BUSY") && attempt < 50) {
+            std::unique_lock lock(pace_mutex_);
+            pace_.wait_for(lock, std::chrono::milliseconds(100), [this] { return stop_requested_.load(); });
+            if (stop_requested_) return {};
+            continue;
+        }
+        if (first->starts_with("ERROR") || first->starts_with("CLIENT_ERROR") || first->starts_with("SERVER_ERROR") ||
+            first->starts_with("BUSY"))
+            return failure(
+                fmt::format("{} answered `lru_crawler metadump all` with '{}' (memcached 1.4.31 or later, "
+                            "with its LRU crawler enabled, is needed)",
+                            server_, *first));
+        std::string text = std::move(*first);
+        for (;;) {
+            if (text == "END") break;
+            if (text.starts_with("key=")) {
+                const std::string_view encoded = std::string_view(text).substr(4, text.find(' ') - 4);
+                if (std::optional<std::string> key = uri_decode(encoded)) keys.push_back(std::move(*key));
+                listed_.store(keys.size());
+            }
+            source.extend();
+            Result<std::string> next = source.line();
+            if (!next) return failure(fmt::format("{}: lru_crawler metadump: {}", server_, next.error().message));
+            text = std::move(*next);
+        }
+        break;
+    }
+    phase_.store(uint8_t(DrainMovePhase::moving), std::memory_order_release);
+    log_event("info", "drain_move_listed", {{"server", server_}, {"keys", fmt::format("{}", keys.size())}});
+
+    // 2. Each key, paced: at most drain_rate keys per second from the start.
+    const int64_t cap_s = std::min<int64_t>(
+        std::max<int64_t>(std::chrono::duration_cast<std::chrono::seconds>(config_.recently_down_window).count(), 1),
+        kMaxRelativeTtlS);
+    const auto began = Clock::now();
+    const auto skip = [this] { skipped_.fetch_add(1); };
+    for (size_t i = 0; i < keys.size(); ++i) {
+        if (stop_requested_) return {};
+        {
+            const auto due = began + std::chrono::microseconds(int64_t(i) * 1'000'000 / config_.drain_rate);
+            std::unique_lock lock(pace_mutex_);
+            pace_.wait_until(lock, due, [this] { return stop_requested_.load(); });
+        }
+        if (stop_requested_) return {};
+        const std::string& key = keys[i];
+        const route::Decision d = router.route(key.data(), key.size());
+        if (d.flags & (route::kRouteAllDead | route::kRouteStale) || d.target < 0 || size_t(d.target) == source_) {
+            skip();  // no server clients would send it to but this one
+            continue;
+        }
+        Connection& to = *destinations[size_t(d.target)];
+        const WireKey wire = wire_key(key);
+
+        // Lease: only where the key is absent (a client's value wins).
+        Result<std::string> leased =
+            to.ask(fmt::format("ms {} 0 T{} F{} ME c{}\r\n\r\n", wire.text, kLeaseTtlS, kLeaseFlags, wire.flag));
+        if (!leased || !leased->starts_with("HD")) {
+            skip();
+            continue;
+        }
+        const std::optional<int64_t> lease_cas = to_int(meta_flag(*leased, 'c'));
+        const auto drop_lease = [&] {
+            if (lease_cas) (void)to.ask(fmt::format("md {} C{}{}\r\n", wire.text, *lease_cas, wire.flag));
+        };
+
+        // Read the original afresh: value, flags, time left, cas.
+        Result<std::string> header = source.ask(fmt::format("mg {} v f t c{}\r\n", wire.text, wire.flag));
+        if (!header) {
+            drop_lease();
+            return failure(fmt::format("{}: mg: {}", server_, header.error().message));
+        }
+        if (header->starts_with("EN")) {
+            drop_lease();
+            skip();  // vanished meanwhile
+            continue;
+        }
+        if (!header->starts_with("VA ")) {
+            drop_lease();
+            return failure(fmt::format("{} answered mg with '{}'", server_, *header));
+        }
+        const std::string_view tokens = std::string_view(*header).substr(3);
+        const std::optional<int64_t> size = to_int(tokens.substr(0, tokens.find(' ')));
+        const std::optional<int64_t> flags = to_int(meta_flag(tokens, 'f'));
+        const std::optional<int64_t> left = to_int(meta_flag(tokens, 't'));
+        const std::optional<int64_t> cas = to_int(meta_flag(tokens, 'c'));
+        if (!size || *size < 0 || !flags || !left || !cas) {
+            drop_lease();
+            return failure(fmt::format("{} answered mg with '{}'", server_, *header));
+        }
+        Result<std::string> value = source.data(size_t(*size));
+        if (!value) {
+            drop_lease();
+            return failure(fmt::format("{}: mg: {}", server_, value.error().message));
+        }
+        const int64_t ttl = *left < 0 ? cap_s : std::min(*left, cap_s);
+        if (ttl <= 0 || (value->empty() && uint32_t(*flags) == kLeaseFlags) || !lease_cas) {
+            drop_lease();
+            skip();  // about to expire, or another reader's lease
+            continue;
+        }
+
+        // Store under the lease: fails if a client wrote or deleted the key there since.
+        Result<std::string> stored = to.ask(fmt::format("ms {} {} T{} F{} C{} c{}\r\n{}\r\n", wire.text, value->size(),
+                                                        ttl, uint32_t(*flags), *lease_cas, wire.flag, *value));
+        if (!stored || !stored->starts_with("HD")) {
+            skip();  // a client's write won
+            continue;
+        }
+        // Off the draining server, only if unchanged since it was read.
+        Result<std::string> removed = source.ask(fmt::format("md {} C{}{}\r\n", wire.text, *cas, wire.flag));
+        if (!removed) return failure(fmt::format("{}: md: {}", server_, removed.error().message));
+        if (removed->starts_with("HD")) {
+            moved_.fetch_add(1);
+            continue;
+        }
+        skip();
+        // Changed there by a writer that bypasses the shim (one through the
+        // shim deletes it there before writing where the key goes, which
+        // breaks the lease): the copy made is older, so it goes too, unless
+        // replaced since.
+        if (removed->starts_with("EX"))
+            if (const std::optional<int64_t> copy_cas = to_int(meta_flag(*stored, 'c')))
+                (void)to.ask(fmt::format("md {} C{}{}\r\n", wire.text, *copy_cas, wire.flag));
+    }
+    return {};
+}
+
+}  // namespace mcwatch

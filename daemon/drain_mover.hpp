@@ -1,0 +1,78 @@
+// `mcctl drain --move`: a thread of its own that moves every key of a
+// draining server D to where clients now send it (docs/DESIGN.md, "Drain
+// that moves every key"). It lists D's keys with `lru_crawler metadump all`,
+// then moves each under the write-back protocol (lease on the destination,
+// read D, store under the lease, delete D's copy if unchanged), paced at
+// drain_rate keys per second, over its own connections and timeouts, so that
+// probes and the control socket never wait for it. The daemon reads its
+// progress through atomics and stops it by a flag; nothing is shared
+// across I/O.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "common/config.hpp"
+#include "common/result.hpp"
+
+namespace mcwatch {
+
+enum class DrainMovePhase : uint8_t { listing, moving, done, stopped, failed };
+const char* drain_move_phase_name(DrainMovePhase phase);
+
+struct DrainMoveProgress {
+    DrainMovePhase phase = DrainMovePhase::listing;
+    uint64_t listed = 0;   // keys metadump listed
+    uint64_t moved = 0;    // stored at their destination and deleted from the draining server
+    uint64_t skipped = 0;  // vanished, changed, already at the destination, or no destination
+    uint32_t rate = 0;     // drain_rate, keys per second
+    int64_t started_unix_ms = 0;
+    int64_t ended_unix_ms = 0;  // 0 while listing or moving
+    std::string why;            // stopped or failed: the reason
+
+    bool running() const { return phase == DrainMovePhase::listing || phase == DrainMovePhase::moving; }
+    uint64_t remaining() const { return phase == DrainMovePhase::done ? 0 : listed - moved - skipped; }
+};
+
+class DrainMover {
+public:
+    // Starts moving the keys of `config.servers[source]`. `config` is the
+    // daemon's: its server list and routing place keys as clients do, its
+    // state file says where they send them now.
+    static std::unique_ptr<DrainMover> start(const Config& config, size_t source);
+    ~DrainMover();  // stops the move and waits for its thread (a poll slice at most)
+    DrainMover(const DrainMover&) = delete;
+    DrainMover& operator=(const DrainMover&) = delete;
+
+    // Ends the move soon (within a poll slice) and says why; a move already
+    // ended keeps its outcome.
+    void stop(const std::string& why);
+    DrainMoveProgress progress() const;
+    const std::string& server() const { return server_; }
+
+private:
+    DrainMover(const Config& config, size_t source);
+    void run();
+    void finish(DrainMovePhase phase, std::string why);
+    Result<> move_all();
+
+    const Config config_;
+    const size_t source_;
+    const std::string server_;
+    std::atomic<bool> stop_requested_{false};
+    std::atomic<uint8_t> phase_{uint8_t(DrainMovePhase::listing)};
+    std::atomic<uint64_t> listed_{0}, moved_{0}, skipped_{0};
+    std::atomic<int64_t> started_unix_ms_{0}, ended_unix_ms_{0};
+    mutable std::mutex why_mutex_;  // never held across I/O
+    std::string why_;
+    std::mutex pace_mutex_;  // the pacing sleep, woken by stop()
+    std::condition_variable pace_;
+    std::thread thread_;
+};
+
+}  // namespace mcwatch

@@ -1,0 +1,131 @@
+"""`mcctl drain --move`: mcwatchd moves every key of a draining server to
+where clients now send it, paced, stoppable, and never over a client's write."""
+
+import re
+
+from conftest import wait_until
+from test_preload import client_says, holders, ttl_on  # noqa: F401
+
+# Near memcached's default 1 MB item size limit (the item's header and key
+# take the rest).
+BIG = 1024 * 1024 - 4096
+
+WRITE = (
+    "import pylibmc, sys, os, random\n"
+    "mc = pylibmc.Client(sys.argv[1].split(','), behaviors={'ketama': True})\n"
+    "random.seed(7)\n"
+    "for i in range(int(sys.argv[2])):\n"
+    "    value = random.randbytes(BIG if i % 40 == 0 else 1 + i % 3000)\n"
+    "    assert mc.set(f'{sys.argv[3]}{i}', value, time=(600 if i % 2 else 0))\n"
+    "print('ok')\n").replace("BIG", str(BIG))
+
+READ = (
+    "import pylibmc, sys, random\n"
+    "mc = pylibmc.Client(sys.argv[1].split(','), behaviors={'ketama': True})\n"
+    "random.seed(7)\n"
+    "same = 0\n"
+    "for i in range(int(sys.argv[2])):\n"
+    "    value = random.randbytes(BIG if i % 40 == 0 else 1 + i % 3000)\n"
+    "    same += mc.get(f'{sys.argv[3]}{i}') == value\n"
+    "print('same', same)\n").replace("BIG", str(BIG))
+
+
+def python(script):
+    return ["/usr/bin/python3", "-c", script]
+
+
+def start(fleet, rate):
+    fleet.add_servers(3)
+    # [routing] as pylibmc's {"ketama": True} places keys (mcwatchd.conf(5)).
+    fleet.write_config({"recently_down_window": "1h", "drain_rate": str(rate)},
+                       routing={"distribution": "ketama", "hash": "one_at_a_time"})
+    fleet.start_daemon()
+
+
+def items(server):
+    reply = server.command(b"stats\r\n", expect_end=b"END\r\n").decode()
+    return int(re.search(r"STAT curr_items (\d+)", reply).group(1))
+
+
+def move_end(fleet, server, timeout=60):
+    """The daemon's drain_move_end line for `server`, once logged."""
+    def ended():
+        return next((line for line in fleet.log_text().splitlines()
+                     if "event=drain_move_end" in line and f"server={server.address}" in line), None)
+    return wait_until(ended, timeout, "the end of the drain's move")[0]
+
+
+def field(line, name):
+    return re.search(rf"\b{name}=(\S+)", line).group(1)
+
+
+def test_drain_move_moves_every_key_byte_for_byte_with_its_ttl(fleet):
+    start(fleet, 5000)
+    n = 200
+    # Written natively (no shim), with and without expiration, binary, some
+    # near the item size limit.
+    assert client_says(fleet, python(WRITE), n, "k", shim=False) == "ok"
+    draining = fleet.servers[1]
+    keys = [f"k{i}" for i in range(n)]
+    moved = [k for k, v in holders(fleet, keys).items() if v == [draining.address]]
+    held = items(draining)
+    assert held == len(moved) > 0
+    result = fleet.ctl("drain", "--move", draining.address)
+    assert result.returncode == 0, result.stderr
+    assert "moving every key" in result.stdout
+    end = move_end(fleet, draining)
+    assert field(end, "outcome") == "done", end
+    assert int(field(end, "moved")) == held, end
+    # Every key left the draining server by the move, before any client read.
+    assert items(draining) == 0
+    placed = holders(fleet, keys)
+    assert all(len(v) == 1 and v != [draining.address] for v in placed.values())
+    # Each key's remaining time kept (never longer than it had), no
+    # expiration capped at recently_down_window.
+    by_address = {m.address: m for m in fleet.servers}
+    for key in moved:
+        ttl = ttl_on(by_address[placed[key][0]], key)
+        assert (500 < ttl <= 600) if int(key[1:]) % 2 else (3500 < ttl <= 3600), (key, ttl)
+    # A preloaded client finds every key where it sends it, byte for byte
+    # (nothing is left on the draining server to fall back to).
+    assert client_says(fleet, python(READ), n, "k") == f"same {n}"
+
+
+def test_a_client_write_during_the_drain_move_wins(fleet):
+    start(fleet, 10)
+    n = 150
+    assert client_says(fleet, python(WRITE), n, "w", shim=False) == "ok"
+    draining = fleet.servers[0]
+    keys = [f"w{i}" for i in range(n)]
+    on_draining = [k for k, v in holders(fleet, keys).items() if v == [draining.address]]
+    assert len(on_draining) > 10
+    assert fleet.ctl("drain", "--move", draining.address).returncode == 0
+    fleet.wait_states({draining.address: "draining"})
+    # Through the shim, while the move runs (10 keys a second).
+    script = ("import pylibmc, sys\n"
+              "mc = pylibmc.Client(sys.argv[1].split(','), behaviors={'ketama': True})\n"
+              "print(sum(bool(mc.set(k, b'newer')) for k in sys.argv[2:]))\n")
+    assert client_says(fleet, python(script), *on_draining) == str(len(on_draining))
+    end = move_end(fleet, draining)
+    assert field(end, "outcome") == "done", end
+    assert int(field(end, "skipped")) > 0, end
+    script = ("import pylibmc, sys\n"
+              "mc = pylibmc.Client(sys.argv[1].split(','), behaviors={'ketama': True})\n"
+              "print(sum(mc.get(k) == b'newer' for k in sys.argv[2:]))\n")
+    assert client_says(fleet, python(script), *on_draining) == str(len(on_draining))
+
+
+def test_undrain_stops_the_drain_move(fleet):
+    start(fleet, 5)
+    n = 150
+    assert client_says(fleet, python(WRITE), n, "u", shim=False) == "ok"
+    draining = fleet.servers[2]
+    held = items(draining)
+    assert fleet.ctl("drain", "--move", draining.address).returncode == 0
+    wait_until(lambda: "event=drain_move_listed" in fleet.log_text(), 10, "the key listing")
+    result = fleet.ctl("undrain", draining.address)
+    assert result.returncode == 0, result.stderr
+    end = move_end(fleet, draining)
+    assert field(end, "outcome") == "stopped", end
+    assert "undrain" in end
+    assert int(field(end, "moved")) < held, end
