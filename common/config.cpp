@@ -274,6 +274,17 @@ ValueParser count_value(uint32_t Config::*field, uint32_t min, uint32_t max) {
     };
 }
 
+// `expected` names the spelling the documentation uses ("yes or no", "on or off");
+// parse_bool takes either.
+ValueParser bool_value(bool Config::*field, const char* expected) {
+    return [=](Parser& parser, std::string_view key, const char* value) -> Result<> {
+        const auto parsed = parse_bool(value);
+        if (!parsed) return failure(fmt::format("{} = '{}': expected {}", key, value, expected));
+        parser.config().*field = *parsed;
+        return {};
+    };
+}
+
 ValueParser path_value(std::string Config::*field) {
     return [=](Parser& parser, std::string_view key, const char* value) -> Result<> {
         if (value[0] != '/') return failure(fmt::format("{} = '{}': expected an absolute path", key, value));
@@ -311,27 +322,6 @@ Result<> admin_group_value(Parser& parser, std::string_view, const char* value) 
     if (!entry) return failure(fmt::format("admin_group = '{}': no such group", value));
     parser.config().admin_group = value;
     parser.config().admin_gid = entry->gr_gid;
-    return {};
-}
-
-Result<> flush_on_rejoin_value(Parser& parser, std::string_view, const char* value) {
-    const auto parsed = parse_bool(value);
-    if (!parsed) return failure(fmt::format("flush_on_rejoin = '{}': expected yes or no", value));
-    parser.config().flush_on_rejoin = *parsed;
-    return {};
-}
-
-Result<> hint_socket_value(Parser& parser, std::string_view, const char* value) {
-    const auto parsed = parse_bool(value);
-    if (!parsed) return failure(fmt::format("hint_socket = '{}': expected on or off", value));
-    parser.config().hint_socket = *parsed;
-    return {};
-}
-
-Result<> drain_move_value(Parser& parser, std::string_view, const char* value) {
-    const auto parsed = parse_bool(value);
-    if (!parsed) return failure(fmt::format("drain_move = '{}': expected on or off", value));
-    parser.config().drain_move = *parsed;
     return {};
 }
 
@@ -394,12 +384,13 @@ const std::vector<ConfigKey>& config_key_table() {
         {"mcwatchd", "metrics_listen", metrics_listen_value, "address:port of the Prometheus endpoint, or off"},
         {"mcwatchd", "user", user_value, "the user to run as when started as root"},
         {"mcwatchd", "admin_group", admin_group_value, "a group whose members may use the control socket"},
-        {"mcwatchd", "flush_on_rejoin", flush_on_rejoin_value,
+        {"mcwatchd", "flush_on_rejoin", bool_value(&Config::flush_on_rejoin, "yes or no"),
          "flush_all a dead server before publishing it live again"},
-        {"mcwatchd", "drain_move", drain_move_value, "on: mcctl drain moves every key, as drain --move does"},
+        {"mcwatchd", "drain_move", bool_value(&Config::drain_move, "on or off"),
+         "on: mcctl drain moves every key, as drain --move does"},
         {"mcwatchd", "drain_rate", count_value(&Config::drain_rate, 1, 1000000),
          "keys per second a drain --move moves at most"},
-        {"mcwatchd", "hint_socket", hint_socket_value,
+        {"mcwatchd", "hint_socket", bool_value(&Config::hint_socket, "on or off"),
          "on: clients' hints arrive on the socket hints beside the state file"},
         {"routing", "distribution", distribution_value, "ketama (or consistent), ketama_weighted or modula"},
         {"routing", "hash", hash_value, "the key hash the clients use"},

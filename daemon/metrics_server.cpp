@@ -14,6 +14,7 @@
 #include "daemon/http_request.hpp"
 #include "daemon/metrics.hpp"
 #include "daemon/metrics_peer.hpp"
+#include "libshim/server_address.hpp"
 
 namespace mcwatch {
 
@@ -21,30 +22,16 @@ namespace {
 
 // A listening socket on host:port (numeric).
 Result<UniqueFd> listen_on(const std::string& host, uint16_t port) {
-    sockaddr_storage address{};
-    socklen_t length = 0;
-    if (host.find(':') != std::string::npos) {
-        auto* in6 = reinterpret_cast<sockaddr_in6*>(&address);
-        in6->sin6_family = AF_INET6;
-        in6->sin6_port = htons(port);
-        if (inet_pton(AF_INET6, host.c_str(), &in6->sin6_addr) != 1)
-            return failure(fmt::format("metrics_listen: bad address {}", host));
-        length = sizeof *in6;
-    } else {
-        auto* in4 = reinterpret_cast<sockaddr_in*>(&address);
-        in4->sin_family = AF_INET;
-        in4->sin_port = htons(port);
-        if (inet_pton(AF_INET, host.c_str(), &in4->sin_addr) != 1)
-            return failure(fmt::format("metrics_listen: bad address {}", host));
-        length = sizeof *in4;
-    }
-    UniqueFd fd(socket(address.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    SocketAddress address;
+    if (!ServerAddress::numeric_socket_address(host, port, address))
+        return failure(fmt::format("metrics_listen: bad address {}", host));
+    UniqueFd fd(socket(address.storage.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
     if (!fd) return failure(fmt::format("metrics_listen: socket: {}", errno_text()));
     const int one = 1;
     setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);  // restart while old connections linger
     const std::string where =
-        address.ss_family == AF_INET6 ? fmt::format("[{}]:{}", host, port) : fmt::format("{}:{}", host, port);
-    if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&address), length) != 0 || ::listen(fd.get(), 16) != 0)
+        address.storage.ss_family == AF_INET6 ? fmt::format("[{}]:{}", host, port) : fmt::format("{}:{}", host, port);
+    if (::bind(fd.get(), address.get(), address.length) != 0 || ::listen(fd.get(), 16) != 0)
         return failure(fmt::format("metrics_listen: cannot listen on {}: {}", where, errno_text()));
     return fd;
 }

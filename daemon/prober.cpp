@@ -1,3 +1,4 @@
+#include "common/errno_text.hpp"
 #include "daemon/prober.hpp"
 
 #include <arpa/inet.h>
@@ -42,7 +43,6 @@ int64_t realtime_ns() {
     return int64_t(now.tv_sec) * 1'000'000'000 + now.tv_nsec;
 }
 
-std::string errno_text(int err) { return std::strerror(err); }
 
 struct Endpoint {
     sockaddr_storage address{};

@@ -194,24 +194,27 @@ ParseStatus parse_stats(std::string_view buf, StatsReply& out, size_t& consumed,
     }
 }
 
-ParseStatus parse_flush_reply(std::string_view buf, size_t& consumed, std::string& error) {
+namespace {
+
+// A reply of one line (flush_all's OK, version's VERSION x): `accept` says
+// whether the line is the expected answer; an error line is
+// answered_error; anything else, or a line that cannot become one of
+// `starts` within `max_bytes`, is garbage.
+template <class Accept>
+ParseStatus parse_one_line_reply(std::string_view buf, std::span<const LineStart> starts, size_t max_bytes,
+                                 size_t& consumed, std::string& error, Accept accept) {
     std::string_view line;
     size_t next = 0;
     const ParseStatus status = next_line(buf, 0, line, next, error);
     if (status == ParseStatus::error) return status;
     if (status == ParseStatus::need_more) {
-        if (!may_become(buf, kFlushLines)) {
-            return fail(error, fmt::format("garbage reply: {}", quote_bytes(buf)));
-        }
-        if (buf.size() >= kMaxFlushReplyBytes) {
-            return fail(error, fmt::format("oversized reply: no end of line in {} bytes", kMaxFlushReplyBytes));
-        }
+        if (!may_become(buf, starts)) return fail(error, fmt::format("garbage reply: {}", quote_bytes(buf)));
+        if (buf.size() >= max_bytes)
+            return fail(error, fmt::format("oversized reply: no end of line in {} bytes", max_bytes));
         return ParseStatus::need_more;
     }
-    if (next > kMaxFlushReplyBytes) {
-        return fail(error, fmt::format("oversized reply: no end of line in {} bytes", kMaxFlushReplyBytes));
-    }
-    if (line == "OK") {
+    if (next > max_bytes) return fail(error, fmt::format("oversized reply: no end of line in {} bytes", max_bytes));
+    if (accept(line)) {
         consumed = next;
         return ParseStatus::complete;
     }
@@ -222,31 +225,19 @@ ParseStatus parse_flush_reply(std::string_view buf, size_t& consumed, std::strin
     return fail(error, fmt::format("garbage reply: {}", quote_bytes(line)));
 }
 
+}  // namespace
+
+ParseStatus parse_flush_reply(std::string_view buf, size_t& consumed, std::string& error) {
+    return parse_one_line_reply(buf, kFlushLines, kMaxFlushReplyBytes, consumed, error,
+                                [](std::string_view line) { return line == "OK"; });
+}
+
 ParseStatus parse_version_reply(std::string_view buf, std::string& version, size_t& consumed, std::string& error) {
-    std::string_view line;
-    size_t next = 0;
-    const ParseStatus status = next_line(buf, 0, line, next, error);
-    if (status == ParseStatus::error) return status;
-    if (status == ParseStatus::need_more) {
-        if (!may_become(buf, kVersionLines)) return fail(error, fmt::format("garbage reply: {}", quote_bytes(buf)));
-        if (buf.size() >= kMaxVersionReplyBytes) {
-            return fail(error, fmt::format("oversized reply: no end of line in {} bytes", kMaxVersionReplyBytes));
-        }
-        return ParseStatus::need_more;
-    }
-    if (next > kMaxVersionReplyBytes) {
-        return fail(error, fmt::format("oversized reply: no end of line in {} bytes", kMaxVersionReplyBytes));
-    }
-    if (line.starts_with("VERSION ") && line.size() > 8) {
+    return parse_one_line_reply(buf, kVersionLines, kMaxVersionReplyBytes, consumed, error, [&](std::string_view line) {
+        if (!line.starts_with("VERSION ") || line.size() <= 8) return false;
         version.assign(line.substr(8));
-        consumed = next;
-        return ParseStatus::complete;
-    }
-    if (is_error_line(line, error)) {
-        consumed = next;
-        return ParseStatus::answered_error;
-    }
-    return fail(error, fmt::format("garbage reply: {}", quote_bytes(line)));
+        return true;
+    });
 }
 
 }  // namespace mcwatch

@@ -254,4 +254,25 @@ bool ServerAddress::unix_socket_address(std::string_view path, SocketAddress& ou
     return true;
 }
 
+namespace {
+
+template <class Inet, class InAddr>
+bool fill_inet(SocketAddress& out, int family, const char* host, uint16_t port, InAddr Inet::*addr,
+               uint16_t Inet::*port_field) noexcept {
+    auto* in = reinterpret_cast<Inet*>(&out.storage);
+    reinterpret_cast<sockaddr*>(in)->sa_family = sa_family_t(family);
+    in->*port_field = htons(port);
+    out.length = sizeof(Inet);
+    return inet_pton(family, host, &(in->*addr)) == 1;
+}
+
+}  // namespace
+
+bool ServerAddress::numeric_socket_address(const std::string& host, uint16_t port, SocketAddress& out) noexcept {
+    out = SocketAddress{};
+    return host.find(':') != std::string::npos
+               ? fill_inet(out, AF_INET6, host.c_str(), port, &sockaddr_in6::sin6_addr, &sockaddr_in6::sin6_port)
+               : fill_inet(out, AF_INET, host.c_str(), port, &sockaddr_in::sin_addr, &sockaddr_in::sin_port);
+}
+
 }  // namespace mcwatch

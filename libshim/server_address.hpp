@@ -83,6 +83,9 @@ struct ServerAddress {
     // The address of the unix socket at `path`. False when the path is
     // longer than kMaxUnixPathLength: the caller says so.
     static bool unix_socket_address(std::string_view path, SocketAddress& out) noexcept;
+    // The address of numeric `host` ("1.2.3.4", "::1": no lookup) at
+    // `port`. False when host is not a numeric address.
+    static bool numeric_socket_address(const std::string& host, uint16_t port, SocketAddress& out) noexcept;
 };
 
 }  // namespace mcwatch
