@@ -1,4 +1,3 @@
-#include "common/errno_text.hpp"
 #include "daemon/prober.hpp"
 
 #include <arpa/inet.h>
@@ -22,6 +21,8 @@
 #include <system_error>
 #include <thread>
 
+#include "common/errno_text.hpp"
+
 namespace mcwatch {
 
 namespace {
@@ -42,7 +43,6 @@ int64_t realtime_ns() {
     clock_gettime(CLOCK_REALTIME, &now);
     return int64_t(now.tv_sec) * 1'000'000'000 + now.tv_nsec;
 }
-
 
 struct Endpoint {
     sockaddr_storage address{};
