@@ -102,6 +102,7 @@ Result<std::unique_ptr<MetricsServer>> Daemon::open_metrics(const Config& config
 }
 
 Result<> Daemon::start() {
+    if (Result<> ready = loop_.ready(); !ready) return ready;
     if (Result<> can = check_can_switch(config_); !can) return can;
     // As root (when started so): the directory, lock, socket and port are
     // prepared for the user the daemon becomes below.

@@ -2,14 +2,22 @@
 
 #include <sys/epoll.h>
 
+#include <fmt/format.h>
+
 #include <array>
 #include <cerrno>
-#include <system_error>
+
+#include "common/errno_text.hpp"
 
 namespace mcwatch {
 
 EventLoop::EventLoop() : epoll_fd_(epoll_create1(EPOLL_CLOEXEC)) {
-    if (!epoll_fd_) throw std::system_error(errno, std::generic_category(), "epoll_create1");
+    if (!epoll_fd_) create_errno_ = errno;
+}
+
+Result<> EventLoop::ready() const {
+    if (!epoll_fd_) return failure(fmt::format("epoll_create1: {}", errno_text(create_errno_)));
+    return {};
 }
 
 bool EventLoop::add(int fd, uint32_t events, Handler handler) {

@@ -10,6 +10,7 @@
 #include <map>
 #include <string>
 
+#include "common/result.hpp"
 #include "libshim/unique_fd.hpp"
 
 namespace mcwatch {
@@ -18,9 +19,14 @@ class EventLoop {
 public:
     using Handler = std::function<void(uint32_t events)>;
 
-    EventLoop();  // throws std::system_error without an epoll descriptor
+    // Never throws: without an epoll descriptor the loop is not ready(), and
+    // every add() fails.
+    EventLoop();
     EventLoop(const EventLoop&) = delete;
     EventLoop& operator=(const EventLoop&) = delete;
+
+    // Why the loop cannot run (the kernel refused the epoll descriptor), if so.
+    Result<> ready() const;
 
     // Readable whenever some registered descriptor is ready.
     int fd() const { return epoll_fd_.get(); }
@@ -42,6 +48,7 @@ private:
         Handler handler;
     };
     UniqueFd epoll_fd_;
+    int create_errno_ = 0;  // epoll_create1's, when it failed
     uint32_t next_serial_ = 0;
     // Serial in the event, so that an event for a descriptor closed and
     // reused (accept returns the lowest free number) is never misapplied.
