@@ -33,7 +33,7 @@ struct Pending {
     std::string key;           // as the program gave it (results carry it so)
     std::string hashed;        // as libmemcached hashes it
     route::Decision decision;  // as routed in the first round
-    int32_t source = -1;       // where the second look goes
+    int32_t source = -1;       // where the second look goes; -1: none (yet)
     bool failover = false;     // its target failed: a hit there is served, not written back
     bool seen = false;
 };
@@ -77,11 +77,12 @@ thread_local std::vector<ExpectedKey> expected_keys;
 // second look asks for it once, so it hands back at most one result for it
 // (a program sizes its results by the keys it asked for: pylibmc overran its
 // array and aborted), and a key seen once in the first round is settled.
+// Every key is kept, even one without a second look yet: its server's
+// connection may still be lost while the replies are read (lost_in_stream).
 void remember(const char* key, size_t key_length, const char* hashed, size_t hashed_length,
               const route::Decision& decision, int32_t source = -1) {
     const bool failover = source >= 0;
     if (!failover) source = other_copy_server(decision);
-    if (source < 0) return;
     if (!session.index.emplace(std::string(key, key_length), session.pending.size()).second) return;
     session.pending.push_back(
         Pending{std::string(key, key_length), std::string(hashed, hashed_length), decision, source, failover, false});
@@ -119,8 +120,7 @@ memcached_return_t grouped_mget(memcached_st* memc, const Real& r, const char* g
         const route::Decision d = decision_without(routed, routed.decision.target);
         if (d.target >= 0 && d.target != routed.decision.target) instead = d.target;
     }
-    if ((memcached_success(rc) && other_copy_server(routed.decision) >= 0) || instead >= 0)
-        session.routing = keep_routing(routed.routing);
+    if (memcached_success(rc) || instead >= 0) session.routing = keep_routing(routed.routing);
     if (session.routing) {
         session.grouped = true;
         session.group.assign(group_key, group_key_length);
@@ -201,13 +201,45 @@ memcached_return_t keyed_mget(memcached_st* memc, const Real& r, const char* con
     return rc;
 }
 
+// In-band failover (failover.hpp): the first round ended on a connection
+// failure, a server's connection lost after it was sent its keys. Each key of
+// such a server not answered yet is read, in the second round, where it goes
+// once the daemon publishes that server dead. True: some key fails over.
+bool lost_in_stream(memcached_st* memc, const Real& r) {
+    std::vector<int8_t> failed(r.server_count(memc), -1);  // -1 unknown, 0 no, 1 yes
+    bool any = false;
+    Routed key_routing;
+    key_routing.routing = session.routing.get();
+    key_routing.view = handle_view(memc, *session.routing);
+    for (Pending& p : session.pending) {
+        const int32_t target = p.decision.target;
+        if (p.seen || target < 0 || size_t(target) >= failed.size()) continue;
+        if (failed[size_t(target)] < 0) {
+            const memcached_instance_st* instance = r.instance_by_position(memc, uint32_t(target));
+            failed[size_t(target)] =
+                instance && connection_failure(memc, r.server_error_return(instance)) != ConnectionFailure::none;
+            if (failed[size_t(target)]) send_hint(*session.routing, target);
+        }
+        if (!failed[size_t(target)]) continue;
+        key_routing.key.bytes = p.hashed.data();
+        key_routing.key.length = p.hashed.size();
+        key_routing.decision = p.decision;
+        const route::Decision d = decision_without(key_routing, target);
+        if (d.target < 0 || d.target == target) continue;
+        p.source = d.target;
+        p.failover = true;
+        any = true;
+    }
+    return any;
+}
+
 // Asks the sources of every pending key not seen yet. False: nothing to ask.
 bool start_second_round(memcached_st* memc, const Real& r) {
     std::vector<const char*> keys;
     std::vector<size_t> lengths;
     expected_keys.clear();
     for (const Pending& p : session.pending) {
-        if (p.seen) continue;
+        if (p.seen || p.source < 0) continue;
         keys.push_back(p.key.data());
         lengths.push_back(p.key.size());
         expected_keys.push_back(
@@ -247,7 +279,8 @@ bool note_result(const memcached_result_st* result, const Real& r) {
 bool hides_lease(const memcached_result_st* result, const Real& r) {
     if (session.second_round || !is_lease(r.result_length(result), r.result_flags(result))) return false;
     const std::string key(r.result_key_value(result), r.result_key_length(result));
-    return session.index.count(key) > 0;
+    const auto it = session.index.find(key);
+    return it != session.index.end() && session.pending[it->second].source >= 0;
 }
 
 // The stream has ended: each second-look hit goes where it belongs.
@@ -289,7 +322,9 @@ memcached_result_st* fetch_in_session(memcached_st* memc, const Real& r, memcach
         const bool ended_normally = error == MEMCACHED_END || error == MEMCACHED_NOTFOUND;
         if (!session.second_round) {
             session.first_ending = error;
-            if (ended_normally && start_second_round(memc, r)) {
+            const bool lost = !ended_normally && connection_failure(memc, error) != ConnectionFailure::none &&
+                              lost_in_stream(memc, r);
+            if ((ended_normally || lost) && start_second_round(memc, r)) {
                 if (result) result->count = count;
                 continue;
             }

@@ -136,6 +136,34 @@ def test_a_multi_get_asks_a_refused_servers_keys_of_their_substitutes(fleet, cli
     assert fleet.states()[p.address] == "live"
 
 
+@pytest.mark.parametrize("client", ["c", "pylibmc", PHP])
+def test_a_multi_get_whose_connection_is_lost_before_the_replies_is_served_by_the_substitutes(fleet, client):
+    slow_verdict_fleet(fleet, "30s", hints=False)  # no verdict during the test
+    p = fleet.servers[1]
+    placed = keys_on(fleet, p, "lost", client=client)
+    on_p = placed[:2]
+    for key in on_p:
+        plant_elsewhere(fleet, p, key, "sub")
+    others = [f"lost{i}" for i in range(40) if f"lost{i}" not in placed][:2]
+    # P, stopped, takes the request in its socket but never answers; killed
+    # while the program waits for the replies, it resets the connection.
+    p.signal(signal.SIGSTOP)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MCSHIM_") and k != "LD_PRELOAD"}
+    env.update(PRELOAD)
+    env["MCSHIM_STATE"] = fleet.state
+    servers = ",".join(m.address for m in fleet.servers)
+    program = subprocess.Popen(CLIENTS[client] + [servers, "mget", *on_p, *others], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=env)
+    time.sleep(0.5)  # the request sent (sent later, it is refused: the same answer)
+    p.kill()
+    said, err = program.communicate(timeout=60)
+    assert program.returncode == 0, err
+    lines = sorted(line for line in said.splitlines() if line.startswith("VALUE "))
+    expected = sorted([f"VALUE {k} sub" for k in on_p] + [f"VALUE {k} v{k[len('lost'):]}" for k in others])
+    assert lines == expected, said
+    assert fleet.states()[p.address] == "live"
+
+
 def test_not_stored_and_a_miss_are_answers_never_retried(fleet):
     slow_verdict_fleet(fleet, "300ms")
     p = fleet.servers[1]
