@@ -62,6 +62,17 @@ def send_as_nobody(path, *hints, flood=None):
     return int(result.stdout)
 
 
+def one_server_with_metrics(fleet, open_dir):
+    """One memcached, a daemon whose rounds are far apart (a probe between two
+    can only be a hint's) with its metrics endpoint: (server, port, hint socket)."""
+    (server,) = fleet.add_servers(1)
+    port = free_port()
+    fleet.write_config({"probe_interval": "3s", "probe_timeout": "1s", "stale_after": "10s",
+                        "metrics_listen": f"127.0.0.1:{port}"})
+    fleet.start_daemon()
+    return server, port, os.path.join(open_dir, "hints")
+
+
 def scrape(port):
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
         return response.read().decode()
@@ -101,12 +112,7 @@ def test_a_hint_from_another_user_triggers_a_probe_of_that_server_and_nothing_el
 
 
 def test_a_flood_of_hints_for_a_live_server_leaves_it_live_and_probed_at_most_at_the_rate_limit(fleet, open_dir):
-    (server,) = fleet.add_servers(1)
-    port = free_port()
-    fleet.write_config({"probe_interval": "3s", "probe_timeout": "1s", "stale_after": "10s",
-                        "metrics_listen": f"127.0.0.1:{port}"})
-    fleet.start_daemon()
-    hints = os.path.join(open_dir, "hints")
+    server, port, hints = one_server_with_metrics(fleet, open_dir)
     rounds = fleet.status()["daemon"]["rounds"]
     before = probes(fleet, server.address)
     started = time.monotonic()
@@ -148,12 +154,7 @@ def test_a_hint_for_a_killed_server_makes_it_dead_before_the_rounds_would(fleet,
 
 
 def test_garbage_datagrams_on_the_hint_socket_are_counted_and_ignored(fleet, open_dir):
-    (server,) = fleet.add_servers(1)
-    port = free_port()
-    fleet.write_config({"probe_interval": "3s", "probe_timeout": "1s", "stale_after": "10s",
-                        "metrics_listen": f"127.0.0.1:{port}"})
-    fleet.start_daemon()
-    hints = os.path.join(open_dir, "hints")
+    server, port, hints = one_server_with_metrics(fleet, open_dir)
     before = probes(fleet, server.address)
     rounds = fleet.status()["daemon"]["rounds"]
     garbage = ["hello", "hint\\n", "hint 127.0.0.1:1\\n", f"hint {server.address}", f"hint {server.address}\\n\\n",
