@@ -48,6 +48,13 @@ ServerAddress unix_server(const std::string& path) {
     return address;
 }
 
+// A prober of the one memcached at 127.0.0.1:port, with a generous timeout.
+std::unique_ptr<Prober> prober_on(uint16_t port) {
+    auto made = Prober::create({tcp_server("127.0.0.1", port)}, kGenerous);
+    REQUIRE(made);
+    return std::move(*made);
+}
+
 ProbeResult probe_once(Prober& prober, bool flush = false) {
     std::vector<ProbeResult> results = prober.run_round({flush});
     REQUIRE(results.size() == 1);
@@ -89,9 +96,8 @@ TEST_CASE("prober: a live memcached answers with its facts, on a kept connection
     const uint16_t port = test::free_loopback_port();
     MemcachedProcess memcached = MemcachedProcess::on_port(port);
     REQUIRE(memcached.ready());
-    auto made = Prober::create({tcp_server("127.0.0.1", port)}, kGenerous);
-    REQUIRE(made);
-    Prober& prober = **made;
+    const std::unique_ptr<Prober> owned = prober_on(port);
+    Prober& prober = *owned;
 
     const ProbeResult result = probe_once(prober);
     CHECK(result.ok);
@@ -122,9 +128,8 @@ TEST_CASE("prober: a live memcached answers with its facts, on a kept connection
 
 TEST_CASE("prober: a port nobody listens on is refused") {
     const uint16_t port = test::free_loopback_port();
-    auto made = Prober::create({tcp_server("127.0.0.1", port)}, kGenerous);
-    REQUIRE(made);
-    Prober& prober = **made;
+    const std::unique_ptr<Prober> owned = prober_on(port);
+    Prober& prober = *owned;
     for (int round = 0; round < 3; ++round) {
         const ProbeResult result = probe_once(prober);
         CHECK(!result.ok);
@@ -163,9 +168,8 @@ TEST_CASE("prober: a memcached killed between rounds fails, and is found again o
     const uint16_t port = test::free_loopback_port();
     MemcachedProcess first = MemcachedProcess::on_port(port);
     REQUIRE(first.ready());
-    auto made = Prober::create({tcp_server("127.0.0.1", port)}, kGenerous);
-    REQUIRE(made);
-    Prober& prober = **made;
+    const std::unique_ptr<Prober> owned = prober_on(port);
+    Prober& prober = *owned;
     const ProbeResult before = probe_once(prober);
     REQUIRE(before.ok);
 
@@ -223,9 +227,8 @@ TEST_CASE("prober: a memcached that refuses flush_all (-F) still answers the sta
     const uint16_t port = test::free_loopback_port();
     MemcachedProcess memcached = MemcachedProcess::on_port(port, {"-F"});  // --disable-flush-all
     REQUIRE(memcached.ready());
-    auto made = Prober::create({tcp_server("127.0.0.1", port)}, kGenerous);
-    REQUIRE(made);
-    Prober& prober = **made;
+    const std::unique_ptr<Prober> owned = prober_on(port);
+    Prober& prober = *owned;
     const ProbeResult result = probe_once(prober, true);
     CHECK(result.ok);
     CHECK(!result.flushed);
@@ -630,9 +633,8 @@ TEST_CASE("prober: rtt is the server's own, not the time the daemon spent elsewh
     const uint16_t port = test::free_loopback_port();
     MemcachedProcess memcached = MemcachedProcess::on_port(port);
     REQUIRE(memcached.ready());
-    auto made = Prober::create({tcp_server("127.0.0.1", port)}, kGenerous);
-    REQUIRE(made);
-    Prober& prober = **made;
+    const std::unique_ptr<Prober> owned = prober_on(port);
+    Prober& prober = *owned;
     REQUIRE(probe_until_ok(prober).ok);
     // The kernel turns receive timestamps on in deferred work after the
     // first socket asks (net_enable_timestamp): a reply in between carries
