@@ -113,16 +113,24 @@ def test_a_write_that_timed_out_on_a_blackholed_server_keeps_its_error_and_a_rea
         p.process.send_signal(signal.SIGCONT)
 
 
-@pytest.mark.parametrize("client,verb", [("c", "mget"), ("c", "mget-by-key"), ("pylibmc", "mget"), 
-                                         pytest.param("php", "mget", marks=PHP.marks)])
-def test_a_multi_get_asks_a_refused_servers_keys_of_their_substitutes(fleet, client, verb):
-    slow_verdict_fleet(fleet, "30s", hints=False)  # no verdict during the test
+def multi_get_keys(fleet, client, prefix):
+    """A fleet without verdicts during the test, its server P, two keys the
+    client places on P (each also planted, as "sub", where it goes without
+    P) and two keys placed elsewhere (holding v<i>)."""
+    slow_verdict_fleet(fleet, "30s", hints=False)
     p = fleet.servers[1]
-    placed = keys_on(fleet, p, "multi", client=client)
+    placed = keys_on(fleet, p, prefix, client=client)
     on_p = placed[:2]
     for key in on_p:
         plant_elsewhere(fleet, p, key, "sub")
-    others = [f"multi{i}" for i in range(40) if f"multi{i}" not in placed][:2]
+    others = [f"{prefix}{i}" for i in range(40) if f"{prefix}{i}" not in placed][:2]
+    return p, on_p, others
+
+
+@pytest.mark.parametrize("client,verb", [("c", "mget"), ("c", "mget-by-key"), ("pylibmc", "mget"), 
+                                         pytest.param("php", "mget", marks=PHP.marks)])
+def test_a_multi_get_asks_a_refused_servers_keys_of_their_substitutes(fleet, client, verb):
+    p, on_p, others = multi_get_keys(fleet, client, "multi")
     p.kill()
     if verb == "mget-by-key":  # one group key: every key goes where the group does
         said = client_says(fleet, client, verb, on_p[0], *on_p)
@@ -138,13 +146,7 @@ def test_a_multi_get_asks_a_refused_servers_keys_of_their_substitutes(fleet, cli
 
 @pytest.mark.parametrize("client", ["c", "pylibmc", PHP])
 def test_a_multi_get_whose_connection_is_lost_before_the_replies_is_served_by_the_substitutes(fleet, client):
-    slow_verdict_fleet(fleet, "30s", hints=False)  # no verdict during the test
-    p = fleet.servers[1]
-    placed = keys_on(fleet, p, "lost", client=client)
-    on_p = placed[:2]
-    for key in on_p:
-        plant_elsewhere(fleet, p, key, "sub")
-    others = [f"lost{i}" for i in range(40) if f"lost{i}" not in placed][:2]
+    p, on_p, others = multi_get_keys(fleet, client, "lost")
     # P, stopped, takes the request in its socket but never answers; killed
     # while the program waits for the replies, it resets the connection.
     p.signal(signal.SIGSTOP)
