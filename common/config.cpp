@@ -394,6 +394,11 @@ const std::vector<ConfigKey>& config_key_table() {
          "on: clients' hints arrive on the socket hints beside the state file"},
         {"routing", "distribution", distribution_value, "ketama (or consistent), ketama_weighted or modula"},
         {"routing", "hash", hash_value, "the key hash the clients use"},
+        {"routing", "replicas", count_value(&Config::replicas, 1, 8),
+         "copies of each key, on the first live servers of its order (1: no copies)"},
+        // Sent to memcached as a relative expiration, as writeback_ttl.
+        {"routing", "replica_max_ttl", duration_value(&Config::replica_max_ttl, Millis(0), std::chrono::hours(24 * 30)),
+         "upper bound on every copy's expiration, 0 for none"},
         {"servers", "server", server_value, "host:port, [ipv6]:port or unix:/path, then weight=N", true},
     };
     return table;

@@ -12,7 +12,7 @@
 namespace mcwatch::state {
 
 inline constexpr char kMagic[8] = {'M', 'C', 'W', 'A', 'T', 'C', 'H', '\0'};
-inline constexpr uint32_t kFormatVersion = 1;
+inline constexpr uint32_t kFormatVersion = 2;
 
 // Bounds that keep a lying header from making a reader allocate or walk far.
 inline constexpr uint32_t kMaxServers = 4096;
@@ -62,6 +62,19 @@ inline constexpr uint32_t kFlagRejoinPending = 1u << 3;
 // probe the shim asked for). For people (mcctl); routing ignores it.
 inline constexpr uint32_t kFlagHintTriggered = 1u << 4;
 
+// Slot::drain_move: where `mcctl drain --move` of this server stands. The
+// drain_* counters beside it belong to the latest move (kept after it ends,
+// until the next one starts); for people and `mcctl drain --wait`, never
+// for routing.
+enum class DrainMove : uint32_t {
+    none = 0,     // never moved since this daemon took the file over
+    listing = 1,  // enumerating the server's keys
+    moving = 2,   // moving them (drain_remaining counts down)
+    done = 3,     // every listed key moved or skipped
+    failed = 4,   // stopped by an error (the slot's last_error says which)
+    stopped = 5,  // stopped by undrain, up, down, a reload or the daemon's stop
+};
+
 // Header::flags bits (static).
 inline constexpr uint32_t kHeaderFlushOnRejoin = 1u << 0;
 
@@ -87,7 +100,12 @@ struct Header {
     uint32_t writeback_ttl_s;
     uint32_t flags;  // kHeader* bits
     int64_t created_unix_ms;
-    uint8_t reserved_static[40];
+    // Copies of each key ([routing] replicas): 1 = only the key's own server.
+    uint32_t replicas;
+    // Upper bound on every copy's expiration, seconds ([routing]
+    // replica_max_ttl); 0 = no bound.
+    uint32_t replica_max_ttl_s;
+    uint8_t reserved_static[32];
 
     // --- dynamic
     // Seqlock sequence over every slot's dynamic part: odd while the daemon
@@ -134,7 +152,13 @@ struct Header {
     X(uint64_t, transitions)                \
     X(uint64_t, flushes)                    \
     X(uint32_t, consecutive_failures)       \
-    X(uint32_t, consecutive_successes)
+    X(uint32_t, consecutive_successes)      \
+    X(uint32_t, drain_move)                 \
+    X(uint32_t, drain_move_reserved)        \
+    X(uint64_t, drain_moved)                \
+    X(uint64_t, drain_skipped)              \
+    X(uint64_t, drain_remaining)            \
+    X(int64_t, drain_move_started_unix_ms)
 
 // Plain values, as a reader sees them after a consistent copy. Times are unix
 // milliseconds, 0 where never; 64-bit facts are kUnknown where never seen.
@@ -161,7 +185,7 @@ struct Slot {
     // Strings as words so that every byte a reader touches is an atomic.
     std::atomic<uint64_t> version_words[kVersionWords];
     std::atomic<uint64_t> error_words[kErrorWords];
-    uint8_t reserved_dynamic[72];
+    uint8_t reserved_dynamic[32];
 };
 
 // --- pinned layout: a failing assert means kFormatVersion must be bumped.
@@ -178,6 +202,8 @@ static_assert(offsetof(Header, servers_digest) == 32, "bump kFormatVersion");
 static_assert(offsetof(Header, static_digest) == 40, "bump kFormatVersion");
 static_assert(offsetof(Header, distribution) == 48, "bump kFormatVersion");
 static_assert(offsetof(Header, created_unix_ms) == 80, "bump kFormatVersion");
+static_assert(offsetof(Header, replicas) == 88, "bump kFormatVersion");
+static_assert(offsetof(Header, replica_max_ttl_s) == 92, "bump kFormatVersion");
 static_assert(offsetof(Header, seq) == 128, "static part must end at 128: bump kFormatVersion");
 static_assert(offsetof(Header, generation) == 136, "bump kFormatVersion");
 static_assert(offsetof(Header, heartbeat_mono_ns) == 144, "bump kFormatVersion");
@@ -191,8 +217,11 @@ static_assert(offsetof(Slot, weight) == 192, "bump kFormatVersion");
 static_assert(offsetof(Slot, state) == 256, "static part must end at 256: bump kFormatVersion");
 static_assert(offsetof(Slot, since_unix_ms) == 264, "bump kFormatVersion");
 static_assert(offsetof(Slot, consecutive_failures) == 400, "bump kFormatVersion");
-static_assert(offsetof(Slot, version_words) == 408, "bump kFormatVersion");
-static_assert(offsetof(Slot, error_words) == 440, "bump kFormatVersion");
+static_assert(offsetof(Slot, drain_move) == 408, "bump kFormatVersion");
+static_assert(offsetof(Slot, drain_moved) == 416, "bump kFormatVersion");
+static_assert(offsetof(Slot, drain_move_started_unix_ms) == 440, "bump kFormatVersion");
+static_assert(offsetof(Slot, version_words) == 448, "bump kFormatVersion");
+static_assert(offsetof(Slot, error_words) == 480, "bump kFormatVersion");
 
 inline constexpr size_t kHeaderStaticSize = offsetof(Header, seq);
 inline constexpr size_t kSlotStaticSize = offsetof(Slot, state);
