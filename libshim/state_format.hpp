@@ -77,6 +77,9 @@ enum class DrainMove : uint32_t {
 
 // Header::flags bits (static).
 inline constexpr uint32_t kHeaderFlushOnRejoin = 1u << 0;
+// [routing] managed_list = on: preloaded clients use this file's server list
+// instead of the one each handle was given (docs/DESIGN.md, "Managed list").
+inline constexpr uint32_t kHeaderManagedList = 1u << 1;
 
 // The header. The static part is written before the file is renamed into
 // place and never changes afterwards, so readers may read it without the
@@ -105,7 +108,17 @@ struct Header {
     // Upper bound on every copy's expiration, seconds ([routing]
     // replica_max_ttl); 0 = no bound.
     uint32_t replica_max_ttl_s;
-    uint8_t reserved_static[32];
+    // The server list before the latest membership change (a reload that
+    // added or removed servers): previous_count PreviousServer entries after
+    // the slots, placed with previous_distribution and previous_hash. 0 when
+    // the list never changed under this daemon or the change is older than
+    // recently_down_window (docs/DESIGN.md, "Membership changes").
+    uint32_t previous_count;
+    uint32_t previous_distribution;
+    uint32_t previous_hash;
+    uint32_t reserved_static32;
+    int64_t membership_changed_unix_ms;  // when that change was published; 0 = never
+    uint8_t reserved_static[8];
 
     // --- dynamic
     // Seqlock sequence over every slot's dynamic part: odd while the daemon
@@ -188,6 +201,15 @@ struct Slot {
     uint8_t reserved_dynamic[32];
 };
 
+// One server of the list before the latest membership change: static, after
+// the slots, covered by the static digest.
+struct PreviousServer {
+    char address[kAddressSize];    // as configured then
+    char resolved[kResolvedSize];  // numeric form then, "" if unresolved
+    uint32_t weight;
+    uint8_t reserved[60];
+};
+
 // --- pinned layout: a failing assert means kFormatVersion must be bumped.
 static_assert(std::atomic<uint64_t>::is_always_lock_free, "seqlock needs lock-free 64-bit atomics");
 static_assert(std::atomic<uint32_t>::is_always_lock_free, "seqlock needs lock-free 32-bit atomics");
@@ -204,6 +226,9 @@ static_assert(offsetof(Header, distribution) == 48, "bump kFormatVersion");
 static_assert(offsetof(Header, created_unix_ms) == 80, "bump kFormatVersion");
 static_assert(offsetof(Header, replicas) == 88, "bump kFormatVersion");
 static_assert(offsetof(Header, replica_max_ttl_s) == 92, "bump kFormatVersion");
+static_assert(offsetof(Header, previous_count) == 96, "bump kFormatVersion");
+static_assert(offsetof(Header, membership_changed_unix_ms) == 112, "bump kFormatVersion");
+static_assert(sizeof(PreviousServer) == 256, "PreviousServer size changed: bump kFormatVersion");
 static_assert(offsetof(Header, seq) == 128, "static part must end at 128: bump kFormatVersion");
 static_assert(offsetof(Header, generation) == 136, "bump kFormatVersion");
 static_assert(offsetof(Header, heartbeat_mono_ns) == 144, "bump kFormatVersion");
@@ -226,7 +251,14 @@ static_assert(offsetof(Slot, error_words) == 480, "bump kFormatVersion");
 inline constexpr size_t kHeaderStaticSize = offsetof(Header, seq);
 inline constexpr size_t kSlotStaticSize = offsetof(Slot, state);
 
-constexpr uint64_t file_size_for(uint32_t slot_count) { return sizeof(Header) + uint64_t{slot_count} * sizeof(Slot); }
+constexpr uint64_t file_size_for(uint32_t slot_count, uint32_t previous_count = 0) {
+    return sizeof(Header) + uint64_t{slot_count} * sizeof(Slot) + uint64_t{previous_count} * sizeof(PreviousServer);
+}
+
+// The previous list, right after the slots (header.previous_count entries).
+inline const PreviousServer* previous_servers(const Slot* slots, uint32_t slot_count) noexcept {
+    return reinterpret_cast<const PreviousServer*>(slots + slot_count);
+}
 
 // FNV-1a 64: the digests above. Not a security measure, a garbage detector.
 inline constexpr uint64_t kFnvOffset = 14695981039346656037ull;
@@ -239,15 +271,19 @@ constexpr uint64_t fnv1a64(const void* data, size_t size, uint64_t h = kFnvOffse
     return h;
 }
 
-// Over every static byte: header up to `seq` (static_digest counted as 0) and
-// each slot up to `state`. Computed by the writer last, checked by readers once
-// per mapping, so random bytes with the right magic are still refused.
+// Over every static byte: header up to `seq` (static_digest counted as 0),
+// each slot up to `state`, and the previous list (header.previous_count
+// entries after the slots: the caller has checked the file holds them).
+// Computed by the writer last, checked by readers once per mapping, so random
+// bytes with the right magic are still refused.
 inline uint64_t compute_static_digest(const Header& header, const Slot* slots, uint32_t count) {
     unsigned char head[kHeaderStaticSize];
     std::memcpy(head, &header, kHeaderStaticSize);
     std::memset(head + offsetof(Header, static_digest), 0, sizeof(uint64_t));
     uint64_t h = fnv1a64(head, kHeaderStaticSize);
     for (uint32_t i = 0; i < count; ++i) h = fnv1a64(&slots[i], kSlotStaticSize, h);
+    const PreviousServer* previous = previous_servers(slots, count);
+    for (uint32_t i = 0; i < header.previous_count; ++i) h = fnv1a64(&previous[i], sizeof(PreviousServer), h);
     return h;
 }
 
@@ -265,13 +301,14 @@ inline uint64_t compute_servers_digest(const Header& header, const Slot* slots, 
 
 // What makes a header one of this format for `slot_count` slots (the
 // fields a reader checks first): every writer of a state file starts with it.
-inline void write_layout(Header& header, uint32_t slot_count) {
+inline void write_layout(Header& header, uint32_t slot_count, uint32_t previous_count = 0) {
     std::memcpy(header.magic, kMagic, sizeof kMagic);
     header.format_version = kFormatVersion;
     header.header_size = sizeof(Header);
     header.slot_size = sizeof(Slot);
     header.slot_count = slot_count;
-    header.file_size = file_size_for(slot_count);
+    header.previous_count = previous_count;
+    header.file_size = file_size_for(slot_count, previous_count);
 }
 
 // The two digests, once every static byte is written: the servers digest

@@ -152,9 +152,13 @@ MapStatus StateMap::open(const char* path, char* why, size_t why_size) noexcept 
     if (header->slot_count > kMaxServers)
         return fail(MapStatus::bad_layout, why, why_size, path, "%llu servers, more than %llu", header->slot_count,
                     kMaxServers);
-    if (header->file_size != file_size_for(header->slot_count))
-        return fail(MapStatus::bad_layout, why, why_size, path, "header says %llu bytes for %llu servers",
-                    header->file_size, header->slot_count);
+    if (header->previous_count > kMaxServers)
+        return fail(MapStatus::bad_layout, why, why_size, path, "%llu previous servers, more than %llu",
+                    header->previous_count, kMaxServers);
+    if (header->file_size != file_size_for(header->slot_count, header->previous_count))
+        return fail(MapStatus::bad_layout, why, why_size, path,
+                    "header says %llu bytes where its server counts make %llu", header->file_size,
+                    file_size_for(header->slot_count, header->previous_count));
     if (size < header->file_size)
         return fail(MapStatus::too_small, why, why_size, path, "%llu bytes, header says %llu", size, header->file_size);
     const auto* slots = reinterpret_cast<const Slot*>(header + 1);

@@ -56,10 +56,10 @@ CASES = {
     "random 300 bytes": (lambda p, img: write(p, random_bytes(300)), "bad magic: not an mcwatch state file"),
     "random 4 KiB": (lambda p, img: write(p, random_bytes(4096)), "bad magic: not an mcwatch state file"),
     "random 1 MiB": (lambda p, img: write(p, random_bytes(1 << 20)), "bad magic: not an mcwatch state file"),
-    "right magic, wrong version": (lambda p, img: write(p, patched(img, 8, "<I", 2)),
-                                   "format version 2, this reader knows version 1"),
+    "right magic, wrong version": (lambda p, img: write(p, patched(img, 8, "<I", 3)),
+                                   "format version 3, this reader knows version 2"),
     "a file size that lies": (lambda p, img: write(p, patched(img, 24, "<Q", len(img) + SLOT)),
-                              f"header says {HEADER + 4 * SLOT} bytes for 3 servers"),
+                              f"header says {HEADER + 4 * SLOT} bytes where its server counts make {HEADER + 3 * SLOT}"),
     "cut short": (lambda p, img: write(p, img[:1000]), f"1000 bytes, header says {HEADER + 3 * SLOT}"),
     "a server count beyond the file": (
         lambda p, img: write(p, patched(patched(img, 20, "<I", 100), 24, "<Q", HEADER + 100 * SLOT)),
