@@ -1,6 +1,8 @@
 """Fixtures for integration tests: real memcached servers on free loopback
-ports, a real mcwatchd, and mcctl, all stopped by pid when the test ends.
-The processes themselves are tests/lib/'s, shared with the benchmarks."""
+ports, a real mcwatchd, and mcctl, all stopped by pid when the test ends;
+or client hosts as network namespaces, each with its own mcwatchd, reaching
+memcached servers over their own links (`hosts`). The processes themselves
+are tests/lib/'s, shared with the benchmarks."""
 
 import os
 import signal
@@ -13,12 +15,21 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 import measurements  # noqa: E402
 from mcwatchd import Mcwatchd, write_config  # noqa: E402
 from memcached_server import Memcached, free_port, raw_command  # noqa: E402,F401 (re-exported)
+from netns import Network  # noqa: E402
 from processes import wait_until  # noqa: E402,F401 (re-exported)
 
 BUILD = os.environ.get("MCWATCH_BUILD") or os.path.join(
     os.path.dirname(__file__), "..", "..", "build")
 MCWATCHD = os.path.join(BUILD, "mcwatchd")
 MCCTL = os.path.join(BUILD, "mcctl")
+# The daemon settings of the tests: a verdict within a second.
+TEST_SETTINGS = {
+    "probe_interval": "200ms",
+    "probe_timeout": "150ms",
+    "fail_after": "2",
+    "recover_after": "3",
+    "stale_after": "2s",
+}
 
 
 def record(name, value):
@@ -55,14 +66,7 @@ class Fleet:
         return self.servers
 
     def write_config(self, settings=None, servers=None, routing=None):
-        values = {
-            "probe_interval": "200ms",
-            "probe_timeout": "150ms",
-            "fail_after": "2",
-            "recover_after": "3",
-            "stale_after": "2s",
-        }
-        values.update(settings or {})
+        values = dict(TEST_SETTINGS, **(settings or {}))
         return write_config(self.config, self.state, servers or [m.address for m in self.servers], values,
                             routing)
 
@@ -111,6 +115,35 @@ def fleet(tmp_path):
     f = Fleet(tmp_path)
     yield f
     f.cleanup()
+
+
+class Hosts(Network):
+    """A Network (tests/lib/netns.py) of one test: client hosts as network
+    namespaces and memcached servers on the servers' bridge, each host's
+    mcwatchd in its own directory of the test's."""
+
+    def __init__(self, tmp_path, hosts):
+        super().__init__(hosts)
+        self.dir = tmp_path
+
+    def start_daemons(self, settings=None, routing=None, extra_config=""):
+        """One mcwatchd per host (TEST_SETTINGS and `settings`), each
+        waited for until it sees every server live."""
+        for host in self.hosts:
+            host.start_mcwatchd(BUILD, str(self.dir / host.label), dict(TEST_SETTINGS, **(settings or {})),
+                                routing, extra_config)
+        for host in self.hosts:
+            host.mcwatchd.wait_states({m.address: "live" for m in self.servers})
+
+
+@pytest.fixture
+def hosts(tmp_path):
+    """Three client hosts and two memcached servers (no daemon yet: call
+    start_daemons); everything deleted when the test ends."""
+    with Hosts(tmp_path, 3) as network:
+        network.add_servers(2)
+        network.wait_reachable()
+        yield network
 
 
 def run(args, **kwargs):

@@ -1,0 +1,265 @@
+"""Client hosts as network namespaces: several hosts, each with its own
+mcwatchd, state file and clients, reaching the same memcached servers over
+their own links, so that one server can be cut from one host only.
+
+    servers namespace                      host namespaces
+    +--------------------------+           +-------------------+
+    | br0  10.250.0.11, .12... |--host0 ---| veth0 10.250.0.101|
+    |      memcached on each   |--host1 ---| veth0 10.250.0.102|
+    +--------------------------+   ...     +-------------------+
+
+Every link is made inside the namespaces (`ip link add ... netns`), never in
+this process's: deleting the namespaces deletes the links, and a crash in
+the middle leaves nothing behind here. Traffic stays inside the namespaces
+(and loopback). Names are `mcwnet-<pid>-<run>-...`: unique per test run, and
+a dead pid's leftovers (after a crash) are removed by the next Network."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from itertools import count
+
+from mcwatchd import Mcwatchd, write_config
+from memcached_server import Memcached, in_netns
+from processes import stop_process, wait_until
+
+PREFIX = "mcwnet"
+SUBNET = "10.250.0"  # a fixed private /24: it exists only inside the namespaces
+SERVER_BASE = 11  # servers are .11, .12, ...
+HOST_BASE = 101  # hosts are .101, .102, ...
+MEMCACHED_PORT = 11211  # every server has its own address, so all share the port
+IP_TIMEOUT = 10  # seconds for one `ip` command
+
+_runs = count()
+
+
+def ip(*args, check=True):
+    """One `ip` command; raises with its stderr if it fails (check)."""
+    result = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=IP_TIMEOUT)
+    if check and result.returncode != 0:
+        raise RuntimeError(f"ip {' '.join(args)}: {result.stderr.strip()}")
+    return result
+
+
+def namespaces(prefix=PREFIX):
+    """The names of `ip netns list` that start with `prefix`."""
+    names = [line.split()[0] for line in ip("netns", "list").stdout.splitlines() if line.strip()]
+    return [n for n in names if n.startswith(prefix)]
+
+
+def links(prefix=PREFIX):
+    """The links of this process's namespace whose names start with `prefix`."""
+    names = [line.split(":")[1].strip().split("@")[0] for line in ip("-o", "link", "show").stdout.splitlines()]
+    return [n for n in names if n.startswith(prefix)]
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def delete_namespace(name):
+    """Kills what still runs inside namespace `name` (by pid: `ip netns
+    pids`), then deletes it and, with it, its links."""
+    for pid in ip("netns", "pids", name, check=False).stdout.split():
+        try:
+            os.kill(int(pid), signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    ip("netns", "delete", name, check=False)
+
+
+def remove_leftovers(prefix=PREFIX):
+    """Deletes the namespaces and links of runs whose process is dead (a
+    test run killed before its teardown)."""
+    owner = re.compile(re.escape(prefix) + r"-(\d+)-")
+
+    def dead(name):
+        match = owner.match(name)
+        return match and not _pid_alive(int(match.group(1)))
+
+    for name in filter(dead, namespaces(prefix)):
+        delete_namespace(name)
+    for name in filter(dead, links(prefix)):
+        ip("link", "delete", name, check=False)
+
+
+def _server_ip(server):
+    """The IP address of a server: a Memcached, or "ip:port", or "ip"."""
+    address = server.address if isinstance(server, Memcached) else server
+    return address.rsplit(":", 1)[0] if ":" in address else address
+
+
+class Host:
+    """One client host: a network namespace joined to the servers' bridge by
+    a veth pair, with its own address. What runs in it (host.run,
+    host.popen) sees the servers only through that link."""
+
+    def __init__(self, network, index):
+        self.network = network
+        self.index = index
+        self.label = f"host{index}"
+        self.name = f"{network.prefix}-{self.label}"
+        self.address = f"{SUBNET}.{HOST_BASE + index}"
+        self.mcwatchd = None
+        self._cuts = {}  # server ip -> how
+
+    def create(self):
+        servers = self.network.servers_ns
+        ip("netns", "add", self.name)
+        ip("-n", self.name, "link", "add", "veth0", "type", "veth", "peer", "name", self.label, "netns",
+           servers)
+        ip("-n", servers, "link", "set", self.label, "master", "br0", "up")
+        ip("-n", self.name, "addr", "add", f"{self.address}/24", "dev", "veth0")
+        ip("-n", self.name, "link", "set", "veth0", "up")
+        ip("-n", self.name, "link", "set", "lo", "up")
+
+    def argv(self, argv):
+        return in_netns(self.name, argv)
+
+    def run(self, argv, timeout=60, **kwargs):
+        """subprocess.run of argv inside this host (text output captured
+        unless the caller says otherwise)."""
+        kwargs.setdefault("capture_output", True)
+        kwargs.setdefault("text", True)
+        return subprocess.run(self.argv(argv), timeout=timeout, **kwargs)
+
+    def popen(self, argv, **kwargs):
+        """subprocess.Popen of argv inside this host; its pid is the
+        program's (stop it by that pid)."""
+        return subprocess.Popen(self.argv(argv), **kwargs)
+
+    def cut(self, server, how="drop"):
+        """Makes `server` unreachable from this host only.
+        how="drop": a silent partition. The servers' namespace drops every
+        packet from the server to this host (an `ip rule ... blackhole`):
+        this host's connects and requests time out, as across a broken
+        switch; other hosts are untouched.
+        how="unreachable": this host has no route to the server (`ip route
+        add unreachable`): its connects fail at once (EHOSTUNREACH), and its
+        open connections' packets are not sent.
+        A refused connection (a RST) needs a firewall, and is what a
+        stopped memcached gives anyway (Memcached.kill)."""
+        address = _server_ip(server)
+        if address in self._cuts:
+            raise RuntimeError(f"{address} is already cut from {self.name}")
+        ip(*self._cut_command("add", address, how))
+        self._cuts[address] = how
+
+    def heal(self, server):
+        """Undoes cut(server)."""
+        address = _server_ip(server)
+        ip(*self._cut_command("delete", address, self._cuts.pop(address)))
+
+    def _cut_command(self, verb, address, how):
+        if how == "drop":
+            return ("-n", self.network.servers_ns, "rule", verb, "from", address, "to", self.address, "blackhole")
+        if how == "unreachable":
+            return ("-n", self.name, "route", verb, "unreachable", f"{address}/32")
+        raise ValueError(f"cut how={how!r}: drop or unreachable")
+
+    def cut_all(self):
+        """Downs this host's veth: every server unreachable from it at once
+        (ENETUNREACH), as with its cable pulled."""
+        ip("-n", self.name, "link", "set", "veth0", "down")
+
+    def heal_all(self):
+        ip("-n", self.name, "link", "set", "veth0", "up")
+
+    def start_mcwatchd(self, build, directory, settings=None, routing=None, extra_config=""):
+        """This host's mcwatchd, watching every server of the network, with
+        its config, state file and log in `directory` (made if missing);
+        `extra_config` is appended to the config (e.g. a section). Returns
+        the Mcwatchd, also kept as host.mcwatchd, stopped by teardown."""
+        os.makedirs(directory, exist_ok=True)
+        config = os.path.join(directory, "mcwatchd.conf")
+        state = os.path.join(directory, "run", "state")
+        write_config(config, state, [m.address for m in self.network.servers], settings, routing)
+        if extra_config:
+            with open(config, "a") as out:
+                out.write(extra_config)
+        self.mcwatchd = Mcwatchd(build, config, state, os.path.join(directory, "mcwatchd.log"), netns=self.name)
+        self.mcwatchd.start()
+        return self.mcwatchd
+
+
+class Network:
+    """A servers namespace with a bridge, memcached servers on their own
+    addresses in it, and `hosts` client-host namespaces joined to it. A
+    context manager: everything it made is deleted when the block ends,
+    however it ends."""
+
+    def __init__(self, hosts=3, prefix=PREFIX):
+        self.base = prefix
+        self.prefix = f"{prefix}-{os.getpid()}-{next(_runs)}"
+        self.servers_ns = f"{self.prefix}-servers"
+        self.host_count = hosts
+        self.hosts = []
+        self.servers = []
+
+    def __enter__(self):
+        remove_leftovers(self.base)
+        try:
+            ip("netns", "add", self.servers_ns)
+            ip("-n", self.servers_ns, "link", "set", "lo", "up")
+            ip("-n", self.servers_ns, "link", "add", "br0", "type", "bridge")
+            ip("-n", self.servers_ns, "link", "set", "br0", "up")
+            for index in range(self.host_count):
+                host = Host(self, index)
+                self.hosts.append(host)
+                host.create()
+        except BaseException:
+            self.teardown()
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        self.teardown()
+
+    def add_servers(self, count):
+        """Starts `count` more memcached servers in the servers namespace,
+        each on its own address of the bridge (port 11211); returns them all."""
+        for _ in range(count):
+            address = f"{SUBNET}.{SERVER_BASE + len(self.servers)}"
+            ip("-n", self.servers_ns, "addr", "add", f"{address}/24", "dev", "br0")
+            self.servers.append(Memcached(port=MEMCACHED_PORT, hosts=[address], netns=self.servers_ns).start())
+        return self.servers
+
+    def wait_reachable(self, timeout=5.0):
+        """Waits until every host reaches every server (a bridge port takes
+        a moment to forward)."""
+        def all_reach():
+            script = ("import socket, sys\n"
+                      "for a in sys.argv[1:]:\n"
+                      "    h, p = a.rsplit(':', 1)\n"
+                      "    socket.create_connection((h, int(p)), timeout=0.5).close()\n")
+            return all(host.run([sys.executable, "-c", script] + [m.address for m in self.servers]).returncode == 0
+                       for host in self.hosts)
+        wait_until(all_reach, timeout, "every host reaching every server", interval=0.1)
+
+    def names(self):
+        """The namespaces and links of this process's namespace that this
+        run's prefix names (after teardown: none)."""
+        return namespaces(self.prefix + "-") + links(self.prefix + "-")
+
+    def teardown(self):
+        """Stops the daemons and servers by pid, then deletes every
+        namespace (with its links and whatever still runs in it)."""
+        for host in self.hosts:
+            if host.mcwatchd and host.mcwatchd.process:
+                stop_process(host.mcwatchd.process, signal.SIGKILL)
+        for server in self.servers:
+            server.stop()
+        for name in [h.name for h in self.hosts] + [self.servers_ns]:
+            delete_namespace(name)
+        deadline = time.monotonic() + 5
+        while self.names() and time.monotonic() < deadline:
+            time.sleep(0.05)  # a namespace's links go with its last reference
