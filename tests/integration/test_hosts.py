@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from conftest import BUILD
+from conftest import BUILD, Memcached
 
 import netns  # noqa: E402 (tests/lib, on the path by conftest)
 from sanitizers import shim_env  # noqa: E402
@@ -18,6 +18,8 @@ from sanitizers import shim_env  # noqa: E402
 SHIM = os.path.join(BUILD, "libmcshim.so")
 PYLIBMC_CLIENT = os.path.join(os.path.dirname(__file__), "..", "clients", "pylibmc_client.py")
 KEYS = 40
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root (ip netns add)")
 
 
 def client(host, network, *args):
@@ -122,16 +124,16 @@ def test_server_cut_from_one_host_is_flushed_for_every_host_when_it_heals(hosts)
 
 CONNECT_SCRIPT = ("import socket, sys\n"
                   "try:\n"
-                  "    socket.create_connection((sys.argv[1], 11211), timeout=0.5).close()\n"
+                  "    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=0.5).close()\n"
                   "    print('connected')\n"
                   "except OSError as error:\n"
                   "    print(type(error).__name__, error.errno)\n")
 
 
 def connects(host, server):
-    """What a connect from `host` to `server` gives: 'connected', or the
-    error's type and errno."""
-    return host.run(["/usr/bin/python3", "-c", CONNECT_SCRIPT, server.hosts[0]]).stdout.strip()
+    """What a connect from `host` to `server` (a Memcached) gives:
+    'connected', or the error's type and errno."""
+    return host.run(["/usr/bin/python3", "-c", CONNECT_SCRIPT, server.hosts[0], str(server.port)]).stdout.strip()
 
 
 def test_cut_drops_silently_or_fails_at_once_for_one_host_only(hosts):
@@ -157,6 +159,23 @@ def test_cut_drops_silently_or_fails_at_once_for_one_host_only(hosts):
     assert connects(other, substitute) == "connected"
     cut_host.heal_all()
     assert connects(cut_host, substitute) == "connected"
+
+
+def test_a_service_beside_the_servers_is_reached_and_cut_like_one(hosts):
+    """add_address: another service in the servers' namespace (an etcd
+    member in the fleet tests; a memcached stands for it here) on its own
+    address, reached by every host, cut from one host by its address."""
+    service = Memcached(port=2379, hosts=[hosts.add_address()], netns=hosts.services.name).start()
+    try:
+        cut_host, other = hosts.hosts[:2]
+        assert connects(cut_host, service) == connects(other, service) == "connected"
+        cut_host.cut(service.hosts[0])
+        assert connects(cut_host, service) == "TimeoutError None"
+        assert connects(other, service) == connects(cut_host, hosts.servers[0]) == "connected"
+        cut_host.heal(service.address)
+        assert connects(cut_host, service) == "connected"
+    finally:
+        service.stop()
 
 
 def test_teardown_leaves_no_namespace_link_or_process_of_the_run(tmp_path):
@@ -193,3 +212,20 @@ def test_a_host_without_its_link_still_has_its_own_loopback(hosts):
               "s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen()\n"
               "socket.create_connection(s.getsockname(), timeout=1).close(); print('loopback up')\n")
     assert host.run(["/usr/bin/python3", "-c", script]).stdout.strip() == "loopback up"
+
+
+def test_server_killed_and_restarted_is_flushed_once_by_every_host(hosts):
+    """Today's per-host behaviour, the gap issue 16 closes: every host saw
+    the outage, so every host's daemon sends its own flush_all before
+    publishing the server live again: one flush per host (3), the later ones
+    emptying what clients wrote after the first host's rejoin. With the
+    fleet view, a rejoin is flushed exactly once."""
+    hosts.start_daemons()
+    server = hosts.servers[0]
+    server.kill()
+    for host in hosts.hosts:
+        host.mcwatchd.wait_states({server.address: "dead"})
+    server.start()
+    for host in hosts.hosts:
+        host.mcwatchd.wait_states({server.address: "live"})
+    assert server.stats()["cmd_flush"] == str(len(hosts.hosts))

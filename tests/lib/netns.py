@@ -29,6 +29,7 @@ from processes import stop_process, wait_until
 PREFIX = "mcwnet"
 SUBNET = "10.250.0"  # a fixed private /24: it exists only inside the namespaces
 SERVER_BASE = 11  # servers are .11, .12, ...
+SERVICE_BASE = 51  # other services of the servers' namespace (etcd...): .51, .52, ...
 HOST_BASE = 101  # hosts are .101, .102, ...
 MEMCACHED_PORT = 11211  # every server has its own address, so all share the port
 IP_TIMEOUT = 10  # seconds for one `ip` command
@@ -98,7 +99,29 @@ def _server_ip(server):
     return address.rsplit(":", 1)[0] if ":" in address else address
 
 
-class Host:
+class Namespace:
+    """A network namespace by its name, and programs run inside it."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def argv(self, argv):
+        return in_netns(self.name, argv)
+
+    def run(self, argv, timeout=60, **kwargs):
+        """subprocess.run of argv inside this namespace (text output
+        captured unless the caller says otherwise)."""
+        kwargs.setdefault("capture_output", True)
+        kwargs.setdefault("text", True)
+        return subprocess.run(self.argv(argv), timeout=timeout, **kwargs)
+
+    def popen(self, argv, **kwargs):
+        """subprocess.Popen of argv inside this namespace; its pid is the
+        program's (stop it by that pid)."""
+        return subprocess.Popen(self.argv(argv), **kwargs)
+
+
+class Host(Namespace):
     """One client host: a network namespace joined to the servers' bridge by
     a veth pair, with its own address. What runs in it (host.run,
     host.popen) sees the servers only through that link."""
@@ -107,7 +130,7 @@ class Host:
         self.network = network
         self.index = index
         self.label = f"host{index}"
-        self.name = f"{network.prefix}-{self.label}"
+        super().__init__(f"{network.prefix}-{self.label}")
         self.address = f"{SUBNET}.{HOST_BASE + index}"
         self.mcwatchd = None
         self._cuts = {}  # server ip -> how
@@ -121,21 +144,6 @@ class Host:
         ip("-n", self.name, "addr", "add", f"{self.address}/24", "dev", "veth0")
         ip("-n", self.name, "link", "set", "veth0", "up")
         ip("-n", self.name, "link", "set", "lo", "up")
-
-    def argv(self, argv):
-        return in_netns(self.name, argv)
-
-    def run(self, argv, timeout=60, **kwargs):
-        """subprocess.run of argv inside this host (text output captured
-        unless the caller says otherwise)."""
-        kwargs.setdefault("capture_output", True)
-        kwargs.setdefault("text", True)
-        return subprocess.run(self.argv(argv), timeout=timeout, **kwargs)
-
-    def popen(self, argv, **kwargs):
-        """subprocess.Popen of argv inside this host; its pid is the
-        program's (stop it by that pid)."""
-        return subprocess.Popen(self.argv(argv), **kwargs)
 
     def cut(self, server, how="drop"):
         """Makes `server` unreachable from this host only.
@@ -201,9 +209,13 @@ class Network:
         self.base = prefix
         self.prefix = f"{prefix}-{os.getpid()}-{next(_runs)}"
         self.servers_ns = f"{self.prefix}-servers"
+        # What runs beside the memcached servers (etcd...), reached by every
+        # host over its link, on addresses of add_address().
+        self.services = Namespace(self.servers_ns)
         self.host_count = hosts
         self.hosts = []
         self.servers = []
+        self.service_addresses = []
 
     def __enter__(self):
         remove_leftovers(self.base)
@@ -232,6 +244,15 @@ class Network:
             ip("-n", self.servers_ns, "addr", "add", f"{address}/24", "dev", "br0")
             self.servers.append(Memcached(port=MEMCACHED_PORT, hosts=[address], netns=self.servers_ns).start())
         return self.servers
+
+    def add_address(self):
+        """One more address on the servers' bridge, for a service other
+        than memcached (an etcd member...) started in `services` on it; a
+        host can cut it like a server."""
+        address = f"{SUBNET}.{SERVICE_BASE + len(self.service_addresses)}"
+        ip("-n", self.servers_ns, "addr", "add", f"{address}/24", "dev", "br0")
+        self.service_addresses.append(address)
+        return address
 
     def wait_reachable(self, timeout=5.0):
         """Waits until every host reaches every server (a bridge port takes
