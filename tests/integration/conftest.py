@@ -17,11 +17,14 @@ from mcwatchd import Mcwatchd, write_config  # noqa: E402
 from memcached_server import Memcached, free_port, raw_command  # noqa: E402,F401 (re-exported)
 from netns import Network  # noqa: E402
 from processes import wait_until  # noqa: E402,F401 (re-exported)
+from sanitizers import shim_env  # noqa: E402
 
 BUILD = os.environ.get("MCWATCH_BUILD") or os.path.join(
     os.path.dirname(__file__), "..", "..", "build")
 MCWATCHD = os.path.join(BUILD, "mcwatchd")
 MCCTL = os.path.join(BUILD, "mcctl")
+SHIM = os.path.join(BUILD, "libmcshim.so")
+PYLIBMC_SESSION = os.path.join(os.path.dirname(__file__), "..", "clients", "pylibmc_session.py")
 # The daemon settings of the tests: a verdict within a second.
 TEST_SETTINGS = {
     "probe_interval": "200ms",
@@ -134,6 +137,14 @@ class Hosts(Network):
                                 routing, extra_config)
         for host in self.hosts:
             host.mcwatchd.wait_states({m.address: "live" for m in self.servers})
+
+
+    def session(self, host):
+        """A preloaded pylibmc client on `host`, reading its state file,
+        driven line by line (netns.Session)."""
+        servers = ",".join(m.address for m in self.servers)
+        return host.start_session(["/usr/bin/python3", PYLIBMC_SESSION, servers],
+                                  env=shim_env(SHIM, host.mcwatchd.state))
 
 
 @pytest.fixture

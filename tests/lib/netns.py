@@ -16,6 +16,7 @@ a dead pid's leftovers (after a crash) are removed by the next Network."""
 
 import os
 import re
+import select
 import signal
 import subprocess
 import sys
@@ -121,6 +122,38 @@ class Namespace:
         return subprocess.Popen(self.argv(argv), **kwargs)
 
 
+class Session:
+    """A client process that answers each line written to its stdin with
+    one line (tests/clients/pylibmc_session.py), so a test interleaves the
+    operations of clients on several hosts; stopped by its pid."""
+
+    def __init__(self, process):
+        self.process = process
+        self._pending = b""
+
+    def ask(self, line, timeout=30.0):
+        """Sends one request line and returns the reply line; fails if none
+        comes within timeout seconds, or the process exits."""
+        self.process.stdin.write(line.encode() + b"\n")
+        self.process.stdin.flush()
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self._pending:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self.process.stdout], [], [], left)[0]:
+                raise TimeoutError(f"no reply to {line!r} within {timeout}s")
+            chunk = os.read(self.process.stdout.fileno(), 65536)
+            if not chunk:
+                raise RuntimeError(f"the client exited ({self.process.wait()}) on {line!r}")
+            self._pending += chunk
+        reply, self._pending = self._pending.split(b"\n", 1)
+        return reply.decode()
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.stdin.close()
+        return stop_process(self.process, signal.SIGTERM, timeout=5)
+
+
 class Host(Namespace):
     """One client host: a network namespace joined to the servers' bridge by
     a veth pair, with its own address. What runs in it (host.run,
@@ -133,6 +166,7 @@ class Host(Namespace):
         super().__init__(f"{network.prefix}-{self.label}")
         self.address = f"{SUBNET}.{HOST_BASE + index}"
         self.mcwatchd = None
+        self.sessions = []
         self._cuts = {}  # server ip -> how
 
     def create(self):
@@ -144,6 +178,13 @@ class Host(Namespace):
         ip("-n", self.name, "addr", "add", f"{self.address}/24", "dev", "veth0")
         ip("-n", self.name, "link", "set", "veth0", "up")
         ip("-n", self.name, "link", "set", "lo", "up")
+
+    def start_session(self, argv, env=None):
+        """A Session of argv in this host (stderr goes to the test's), stopped
+        by teardown."""
+        process = self.popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+        self.sessions.append(Session(process))
+        return self.sessions[-1]
 
     def cut(self, server, how="drop"):
         """Makes `server` unreachable from this host only.
@@ -275,6 +316,8 @@ class Network:
         """Stops the daemons and servers by pid, then deletes every
         namespace (with its links and whatever still runs in it)."""
         for host in self.hosts:
+            for session in host.sessions:
+                session.stop()
             if host.mcwatchd and host.mcwatchd.process:
                 stop_process(host.mcwatchd.process, signal.SIGKILL)
         for server in self.servers:
