@@ -228,6 +228,20 @@ def test_teardown_leaves_no_namespace_link_or_process_of_the_run(tmp_path):
         os.kill(server_pid, 0)
 
 
+def test_teardown_after_a_failure_in_the_block_or_in_the_setup_leaves_nothing(tmp_path):
+    with pytest.raises(ZeroDivisionError):
+        with netns.Network(hosts=2) as network:
+            network.add_servers(1)
+            1 / 0
+    assert network.names() == []
+    broken = netns.Network(hosts=3)
+    netns.ip("netns", "add", f"{broken.prefix}-host1")  # the second host cannot be made
+    with pytest.raises(RuntimeError, match="host1"):
+        with broken:
+            pass
+    assert broken.names() == []
+
+
 def test_leftovers_of_a_dead_run_are_removed_by_the_next(tmp_path):
     dead = subprocess.Popen(["true"])
     dead.wait()
