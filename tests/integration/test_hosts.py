@@ -198,6 +198,36 @@ def test_cut_drops_silently_or_fails_at_once_for_one_host_only(hosts):
     assert connects(cut_host, substitute) == "connected"
 
 
+def test_a_silent_cut_drops_what_an_open_connection_sends_too(hosts):
+    """The write a host sends on a connection opened before the cut never
+    reaches the server: a partition, not a one-way loss."""
+    cut_host = hosts.hosts[0]
+    server = hosts.servers[0]
+    script = ("import socket, sys\n"
+              "s = socket.create_connection((sys.argv[1], 11211), timeout=1)\n"
+              "print('connected', flush=True)\n"
+              "sys.stdin.readline()\n"
+              "s.sendall(b'set written-during-the-cut 0 0 1\\r\\nx\\r\\n')\n"
+              "try:\n"
+              "    print(s.recv(100))\n"
+              "except OSError as error:\n"
+              "    print(type(error).__name__)\n")
+    writer = cut_host.popen(["/usr/bin/python3", "-c", script, server.hosts[0]], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline() == "connected\n"
+        cut_host.cut(server)
+        writer.stdin.write("write\n")
+        writer.stdin.flush()
+        assert writer.stdout.readline() == "TimeoutError\n"
+    finally:
+        writer.kill()
+        writer.communicate(timeout=10)
+    assert holder(hosts, "written-during-the-cut") == {}
+    cut_host.heal(server)
+    assert connects(cut_host, server) == "connected"
+
+
 def test_a_service_beside_the_servers_is_reached_and_cut_like_one(hosts):
     """add_address: another service in the servers' namespace (an etcd
     member in the fleet tests; a memcached stands for it here) on its own

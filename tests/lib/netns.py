@@ -34,6 +34,8 @@ SERVICE_BASE = 51  # other services of the servers' namespace (etcd...): .51, .5
 HOST_BASE = 101  # hosts are .101, .102, ...
 MEMCACHED_PORT = 11211  # every server has its own address, so all share the port
 IP_TIMEOUT = 10  # seconds for one `ip` command
+CUT_PREF = "10"  # the servers' namespace's routing rules: the cuts first,
+LOCAL_PREF = "100"  # then the local table
 
 _runs = count()
 
@@ -151,7 +153,9 @@ class Session:
     def stop(self):
         if self.process.poll() is None:
             self.process.stdin.close()
-        return stop_process(self.process, signal.SIGTERM, timeout=5)
+        status = stop_process(self.process, signal.SIGTERM, timeout=5)
+        self.process.stdout.close()
+        return status
 
 
 class Host(Namespace):
@@ -187,11 +191,13 @@ class Host(Namespace):
         return self.sessions[-1]
 
     def cut(self, server, how="drop"):
-        """Makes `server` unreachable from this host only.
+        """Makes `server` (a Memcached, "ip:port" or an address) unreachable
+        from this host only.
         how="drop": a silent partition. The servers' namespace drops every
-        packet from the server to this host (an `ip rule ... blackhole`):
-        this host's connects and requests time out, as across a broken
-        switch; other hosts are untouched.
+        packet between the server and this host, both ways (two `ip rule
+        ... blackhole`): this host's connects and requests time out, and
+        what it sends on a connection already open never reaches the
+        server, as across a broken switch; other hosts are untouched.
         how="unreachable": this host has no route to the server (`ip route
         add unreachable`): its connects fail at once (EHOSTUNREACH), and its
         open connections' packets are not sent.
@@ -200,19 +206,23 @@ class Host(Namespace):
         address = _server_ip(server)
         if address in self._cuts:
             raise RuntimeError(f"{address} is already cut from {self.name}")
-        ip(*self._cut_command("add", address, how))
+        for command in self._cut_commands("add", address, how):
+            ip(*command)
         self._cuts[address] = how
 
     def heal(self, server):
         """Undoes cut(server)."""
         address = _server_ip(server)
-        ip(*self._cut_command("delete", address, self._cuts.pop(address)))
+        for command in self._cut_commands("delete", address, self._cuts.pop(address)):
+            ip(*command)
 
-    def _cut_command(self, verb, address, how):
+    def _cut_commands(self, verb, address, how):
         if how == "drop":
-            return ("-n", self.network.servers_ns, "rule", verb, "from", address, "to", self.address, "blackhole")
+            rule = ("-n", self.network.servers_ns, "rule", verb, "pref", CUT_PREF)
+            return [rule + ("from", address, "to", self.address, "blackhole"),
+                    rule + ("from", self.address, "to", address, "blackhole")]
         if how == "unreachable":
-            return ("-n", self.name, "route", verb, "unreachable", f"{address}/32")
+            return [("-n", self.name, "route", verb, "unreachable", f"{address}/32")]
         raise ValueError(f"cut how={how!r}: drop or unreachable")
 
     def cut_all(self):
@@ -263,6 +273,10 @@ class Network:
         try:
             ip("netns", "add", self.servers_ns)
             ip("-n", self.servers_ns, "link", "set", "lo", "up")
+            # The local table's rule goes after the cuts' (CUT_PREF), so that
+            # a cut also drops what arrives for the servers' own addresses.
+            ip("-n", self.servers_ns, "rule", "add", "pref", LOCAL_PREF, "lookup", "local")
+            ip("-n", self.servers_ns, "rule", "delete", "pref", "0")
             ip("-n", self.servers_ns, "link", "add", "br0", "type", "bridge")
             ip("-n", self.servers_ns, "link", "set", "br0", "up")
             for index in range(self.host_count):
