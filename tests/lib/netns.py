@@ -29,9 +29,9 @@ from processes import stop_process, wait_until
 
 PREFIX = "mcwnet"
 SUBNET = "10.250.0"  # a fixed private /24: it exists only inside the namespaces
-SERVER_BASE = 11  # servers are .11, .12, ...
-SERVICE_BASE = 51  # other services of the servers' namespace (etcd...): .51, .52, ...
-HOST_BASE = 101  # hosts are .101, .102, ...
+SERVER_BASE = 11  # servers are .11 to .50,
+SERVICE_BASE = 51  # other services of the servers' namespace (etcd...) .51 to .100,
+HOST_BASE = 101  # hosts .101 to .254
 MEMCACHED_PORT = 11211  # every server has its own address, so all share the port
 IP_TIMEOUT = 10  # seconds for one `ip` command
 CUT_PREF = "10"  # the servers' namespace's routing rules: the cuts first,
@@ -94,6 +94,12 @@ def remove_leftovers(prefix=PREFIX):
         delete_namespace(name)
     for name in filter(dead, links(prefix)):
         ip("link", "delete", name, check=False)
+
+
+def _address(base, index, limit):
+    if base + index >= limit:
+        raise ValueError(f"{SUBNET}.{base}: at most {limit - base} addresses")
+    return f"{SUBNET}.{base + index}"
 
 
 def _server_ip(server):
@@ -168,7 +174,7 @@ class Host(Namespace):
         self.index = index
         self.label = f"host{index}"
         super().__init__(f"{network.prefix}-{self.label}")
-        self.address = f"{SUBNET}.{HOST_BASE + index}"
+        self.address = _address(HOST_BASE, index, 255)
         self.mcwatchd = None
         self.sessions = []
         self._cuts = {}  # server ip -> how
@@ -263,6 +269,7 @@ class Network:
         # What runs beside the memcached servers (etcd...), reached by every
         # host over its link, on addresses of add_address().
         self.services = Namespace(self.servers_ns)
+        _address(HOST_BASE, hosts - 1, 255)  # too many hosts: say so before making any
         self.host_count = hosts
         self.hosts = []
         self.servers = []
@@ -295,7 +302,7 @@ class Network:
         """Starts `count` more memcached servers in the servers namespace,
         each on its own address of the bridge (port 11211); returns them all."""
         for _ in range(count):
-            address = f"{SUBNET}.{SERVER_BASE + len(self.servers)}"
+            address = _address(SERVER_BASE, len(self.servers), SERVICE_BASE)
             ip("-n", self.servers_ns, "addr", "add", f"{address}/24", "dev", "br0")
             self.servers.append(Memcached(port=MEMCACHED_PORT, hosts=[address], netns=self.servers_ns).start())
         return self.servers
@@ -304,7 +311,7 @@ class Network:
         """One more address on the servers' bridge, for a service other
         than memcached (an etcd member...) started in `services` on it; a
         host can cut it like a server."""
-        address = f"{SUBNET}.{SERVICE_BASE + len(self.service_addresses)}"
+        address = _address(SERVICE_BASE, len(self.service_addresses), HOST_BASE)
         ip("-n", self.servers_ns, "addr", "add", f"{address}/24", "dev", "br0")
         self.service_addresses.append(address)
         return address
