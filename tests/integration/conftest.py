@@ -131,13 +131,15 @@ class Hosts(Network):
 
     def start_daemons(self, settings=None, routing=None, extra_config=""):
         """One mcwatchd per host (TEST_SETTINGS and `settings`), each
-        waited for until it sees every server live."""
+        waited for until it sees every server live. `extra_config`: text
+        added to each config, or a function of the host that returns it
+        (a [fleet] section names its host)."""
         for host in self.hosts:
+            extra = extra_config(host) if callable(extra_config) else extra_config
             host.start_mcwatchd(BUILD, str(self.dir / host.label), dict(TEST_SETTINGS, **(settings or {})),
-                                routing, extra_config)
+                                routing, extra)
         for host in self.hosts:
             host.mcwatchd.wait_states({m.address: "live" for m in self.servers})
-
 
     def session(self, host):
         """A preloaded pylibmc client on `host`, reading its state file,
