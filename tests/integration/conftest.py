@@ -1,6 +1,8 @@
 """Fixtures for integration tests: real memcached servers on free loopback
-ports, a real mcwatchd, and mcctl, all stopped by pid when the test ends.
-The processes themselves are tests/lib/'s, shared with the benchmarks."""
+ports, a real mcwatchd, and mcctl, all stopped by pid when the test ends;
+or client hosts as network namespaces, each with its own mcwatchd, reaching
+memcached servers over their own links (`hosts`). The processes themselves
+are tests/lib/'s, shared with the benchmarks."""
 
 import os
 import signal
@@ -13,12 +15,24 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 import measurements  # noqa: E402
 from mcwatchd import Mcwatchd, write_config  # noqa: E402
 from memcached_server import Memcached, free_port, raw_command  # noqa: E402,F401 (re-exported)
+from netns import Network  # noqa: E402
 from processes import wait_until  # noqa: E402,F401 (re-exported)
+from sanitizers import shim_env  # noqa: E402
 
 BUILD = os.environ.get("MCWATCH_BUILD") or os.path.join(
     os.path.dirname(__file__), "..", "..", "build")
 MCWATCHD = os.path.join(BUILD, "mcwatchd")
 MCCTL = os.path.join(BUILD, "mcctl")
+SHIM = os.path.join(BUILD, "libmcshim.so")
+PYLIBMC_SESSION = os.path.join(os.path.dirname(__file__), "..", "clients", "pylibmc_session.py")
+# The daemon settings of the tests: a verdict within a second.
+TEST_SETTINGS = {
+    "probe_interval": "200ms",
+    "probe_timeout": "150ms",
+    "fail_after": "2",
+    "recover_after": "3",
+    "stale_after": "2s",
+}
 
 
 def record(name, value):
@@ -55,14 +69,7 @@ class Fleet:
         return self.servers
 
     def write_config(self, settings=None, servers=None, routing=None):
-        values = {
-            "probe_interval": "200ms",
-            "probe_timeout": "150ms",
-            "fail_after": "2",
-            "recover_after": "3",
-            "stale_after": "2s",
-        }
-        values.update(settings or {})
+        values = dict(TEST_SETTINGS, **(settings or {}))
         return write_config(self.config, self.state, servers or [m.address for m in self.servers], values,
                             routing)
 
@@ -111,6 +118,45 @@ def fleet(tmp_path):
     f = Fleet(tmp_path)
     yield f
     f.cleanup()
+
+
+class Hosts(Network):
+    """A Network (tests/lib/netns.py) of one test: client hosts as network
+    namespaces and memcached servers on the servers' bridge, each host's
+    mcwatchd in its own directory of the test's."""
+
+    def __init__(self, tmp_path, hosts):
+        super().__init__(hosts)
+        self.dir = tmp_path
+
+    def start_daemons(self, settings=None, routing=None, extra_config=""):
+        """One mcwatchd per host (TEST_SETTINGS and `settings`), each
+        waited for until it sees every server live. `extra_config`: text
+        added to each config, or a function of the host that returns it
+        (a [fleet] section names its host)."""
+        for host in self.hosts:
+            extra = extra_config(host) if callable(extra_config) else extra_config
+            host.start_mcwatchd(BUILD, str(self.dir / host.label), dict(TEST_SETTINGS, **(settings or {})),
+                                routing, extra)
+        for host in self.hosts:
+            host.mcwatchd.wait_states({m.address: "live" for m in self.servers})
+
+    def session(self, host):
+        """A preloaded pylibmc client on `host`, reading its state file,
+        driven line by line (netns.Session)."""
+        servers = ",".join(m.address for m in self.servers)
+        return host.start_session(["/usr/bin/python3", PYLIBMC_SESSION, servers],
+                                  env=shim_env(SHIM, host.mcwatchd.state))
+
+
+@pytest.fixture
+def hosts(tmp_path):
+    """Three client hosts and two memcached servers (no daemon yet: call
+    start_daemons); everything deleted when the test ends."""
+    with Hosts(tmp_path, 3) as network:
+        network.add_servers(2)
+        network.wait_reachable()
+        yield network
 
 
 def run(args, **kwargs):

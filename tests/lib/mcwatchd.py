@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 
+from memcached_server import in_netns
 from processes import WaitTimeout, stop_process, wait_until
 
 
@@ -46,14 +47,18 @@ def server_states(report):
 
 
 class Mcwatchd:
-    """mcwatchd -f on a config file, its output appended to a log file."""
+    """mcwatchd -f on a config file, its output appended to a log file; with
+    `netns` (a name of `ip netns`), inside that network namespace (mcctl
+    still runs here: it reads the state file and the control socket, which
+    are files)."""
 
-    def __init__(self, build, config, state, log):
+    def __init__(self, build, config, state, log, netns=None):
         self.mcwatchd = os.path.join(build, "mcwatchd")
         self.mcctl = os.path.join(build, "mcctl")
         self.config = config
         self.state = state
         self.log = log
+        self.netns = netns
         self.process = None
 
     @property
@@ -69,7 +74,8 @@ class Mcwatchd:
         predecessor's may still be there). Fails at once, with the end of
         its log, if it exits."""
         with open(self.log, "a") as log:
-            self.process = subprocess.Popen([self.mcwatchd, "-c", self.config, "-f"], stdout=log, stderr=log)
+            self.process = subprocess.Popen(in_netns(self.netns, [self.mcwatchd, "-c", self.config, "-f"]), stdout=log,
+                                            stderr=log)
         wait_until(lambda: self.running() and (self.status() or {}).get("daemon", {}).get("pid") == self.pid,
                    timeout, "the daemon's state file")
         return self.process

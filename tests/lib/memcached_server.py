@@ -1,7 +1,9 @@
 """A real memcached on a free loopback port, started and stopped by pid: the
 one definition the integration tests (tests/integration/conftest.py) and the
-benchmarks (tests/bench/) share."""
+benchmarks (tests/bench/) share. It may also run inside a network namespace
+(tests/lib/netns.py), on that namespace's address."""
 
+import ctypes
 import os
 import signal
 import socket
@@ -9,6 +11,49 @@ import subprocess
 import time
 
 MEMCACHED = "/usr/bin/memcached"
+CLONE_NEWNET = 0x40000000
+
+
+def in_netns(netns, argv):
+    """argv run inside network namespace `netns` (a name of `ip netns`), or
+    as it is for None. `ip netns exec` execs in place: the pid of the process
+    started is the program's."""
+    return ["ip", "netns", "exec", netns, *argv] if netns else list(argv)
+
+
+def _socket_in(netns, family):
+    """A TCP socket made inside network namespace `netns`. setns moves only
+    the calling thread, and back at once; a socket stays in the namespace
+    it was made in."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    target = os.open(f"/run/netns/{netns}", os.O_RDONLY)
+    try:
+        if libc.setns(target, CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), f"setns into {netns}")
+        try:
+            return socket.socket(family, socket.SOCK_STREAM)
+        finally:
+            if libc.setns(own, CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), "setns back")
+    finally:
+        os.close(own)
+        os.close(target)
+
+
+def connect(host, port, timeout, netns=None):
+    """A TCP connection to host:port (a numeric address in a namespace),
+    from inside `netns` if given."""
+    if not netns:
+        return socket.create_connection((host, port), timeout=timeout)
+    s = _socket_in(netns, socket.AF_INET6 if ":" in host else socket.AF_INET)
+    try:
+        s.settimeout(timeout)
+        s.connect((host, port))
+        return s
+    except BaseException:
+        s.close()
+        raise
 
 
 def free_port():
@@ -17,9 +62,9 @@ def free_port():
         return s.getsockname()[1]
 
 
-def raw_command(port, command, expect_end=b"\r\n", timeout=2.0, host="127.0.0.1"):
+def raw_command(port, command, expect_end=b"\r\n", timeout=2.0, host="127.0.0.1", netns=None):
     """Sends one text command to a memcached and returns its reply."""
-    with socket.create_connection((host, port), timeout=timeout) as s:
+    with connect(host, port, timeout, netns) as s:
         s.sendall(command)
         reply = b""
         while not reply.endswith(expect_end):
@@ -30,15 +75,15 @@ def raw_command(port, command, expect_end=b"\r\n", timeout=2.0, host="127.0.0.1"
         return reply
 
 
-def wait_accepting(process, host, port, timeout=5.0):
-    """Waits until `process` accepts connections on host:port: True, or
-    False once it exited or the timeout passed."""
+def wait_accepting(process, host, port, timeout=5.0, netns=None):
+    """Waits until `process` accepts connections on host:port (in `netns` if
+    given): True, or False once it exited or the timeout passed."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             return False
         try:
-            socket.create_connection((host, port), timeout=0.2).close()
+            connect(host, port, 0.2, netns).close()
             return True
         except OSError:
             time.sleep(0.01)
@@ -48,12 +93,15 @@ def wait_accepting(process, host, port, timeout=5.0):
 class Memcached:
     """One memcached process on a loopback port (a fixed one if given, else a
     free one). `hosts` lists the loopback addresses it listens on, all on the
-    same port: one process can stand for many servers."""
+    same port: one process can stand for many servers. With `netns` (a name
+    of `ip netns`), it runs inside that network namespace, on `hosts`
+    addresses there, and commands reach it there."""
 
-    def __init__(self, port=None, memory_mb=16, hosts=("127.0.0.1",)):
+    def __init__(self, port=None, memory_mb=16, hosts=("127.0.0.1",), netns=None):
         self.port = port
         self.memory_mb = memory_mb
         self.hosts = list(hosts)
+        self.netns = netns
         self.process = None
 
     @property
@@ -71,8 +119,9 @@ class Memcached:
                     "-m", str(self.memory_mb), "-t", "1", "-c", "4096"]
             if os.geteuid() == 0:
                 args += ["-u", "root"]
-            self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            if wait_accepting(self.process, self.hosts[-1], port):
+            self.process = subprocess.Popen(in_netns(self.netns, args), stdout=subprocess.DEVNULL,
+                                            stderr=subprocess.DEVNULL)
+            if wait_accepting(self.process, self.hosts[-1], port, netns=self.netns):
                 self.port = port
                 return self
             self.process.kill()
@@ -98,7 +147,7 @@ class Memcached:
             self.process.wait()
 
     def command(self, text, expect_end=b"\r\n"):
-        return raw_command(self.port, text, expect_end, host=self.hosts[0])
+        return raw_command(self.port, text, expect_end, host=self.hosts[0], netns=self.netns)
 
     def stats(self):
         """The server's `stats`, as a dict of strings."""
