@@ -193,7 +193,8 @@ Result<> StateWriter::publish(const Config& config, const std::vector<std::strin
     header->stale_after_ms = uint32_t(config.stale_after.count());
     header->recently_down_window_s = uint32_t(config.recently_down_window.count() / 1000);
     header->writeback_ttl_s = uint32_t(config.writeback_ttl.count() / 1000);
-    header->flags = config.flush_on_rejoin ? kHeaderFlushOnRejoin : 0;
+    header->flags =
+        (config.flush_on_rejoin ? kHeaderFlushOnRejoin : 0) | (config.managed_list ? kHeaderManagedList : 0);
     header->replicas = config.replicas;
     header->replica_max_ttl_s = uint32_t(config.replica_max_ttl.count() / 1000);
     header->created_unix_ms = unix_ms();

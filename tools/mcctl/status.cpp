@@ -178,11 +178,11 @@ std::string status_json(const Snapshot& snapshot) {
     out += fmt::format(
         "\"daemon\": {{\"pid\": {}, \"running\": {}, \"generation\": {}, \"heartbeat_age_ms\": {}, "
         "\"heartbeat\": {}, \"stale\": {}, \"rounds\": {}, \"distribution\": {}, \"hash\": {}, "
-        "\"format_version\": {}}}, \"servers\": [",
+        "\"format_version\": {}, \"managed_list\": {}}}, \"servers\": [",
         header.daemon_pid, snapshot.daemon_running, snapshot.generation, snapshot.heartbeat_age_ms,
         time_or_null(header.heartbeat_unix_ms.load()), snapshot.stale, header.rounds.load(),
         quote(distribution_name(state::Distribution(header.distribution))), quote(hash_name(state::Hash(header.hash))),
-        header.format_version);
+        header.format_version, (header.flags & state::kHeaderManagedList) != 0);
     for (uint32_t i = 0; i < header.slot_count; ++i) {
         const ServerDynamic& s = snapshot.servers[i];
         const state::Slot& slot = snapshot.map.slots()[i];
