@@ -205,12 +205,10 @@ Result<std::string> Daemon::reload(bool force) {
             return refuse(fmt::format("{}: {} cannot change on reload ('{}' -> '{}'); restart mcwatchd", config_.path,
                                       key, values.first, values.second));
 
-    if (const std::string undrained = undrained_removal(removed_servers(next)); !undrained.empty()) {
-        if (!force)
-            return refuse(fmt::format("refused: {}; `mcctl reload --force` removes it anyway (its keys become misses)",
-                                      undrained));
-        log_event("warning", "reload", {{"status", "forced"}, {"reason", undrained}});
-    }
+    const std::string undrained = undrained_removal(removed_servers(next));
+    if (!undrained.empty() && !force)
+        return refuse(
+            fmt::format("refused: {}; `mcctl reload --force` removes it anyway (its keys become misses)", undrained));
 
     if (Result<> enough = ensure_descriptor_limit(next.servers.size()); !enough)
         return refuse(fmt::format("{}: {}", config_.path, enough.error().message));
@@ -252,11 +250,12 @@ Result<std::string> Daemon::reload(bool force) {
     const bool republish = !same_file_settings(config_, next);
     std::vector<std::string> resolved;
     for (const ServerRecord& server : kept) resolved.push_back(server.resolved);
+    const ServerList current_list = server_list(config_);
     const ServerList next_list = server_list(next);
-    const bool membership_changed = placement_changes(server_list(config_), next_list);
+    const bool membership_changed = placement_changes(current_list, next_list);
     MembershipChange membership =
         membership_counts(membership_, next.recently_down_window, now_ms()) ? membership_ : MembershipChange{};
-    if (membership_changed) membership = {server_list(config_), now_ms()};
+    if (membership_changed) membership = {current_list, now_ms()};
     if (republish) {
         std::vector<state::ServerDynamic> kept_views;
         for (const ServerRecord& server : kept) kept_views.push_back(server.health.view());
@@ -283,6 +282,7 @@ Result<std::string> Daemon::reload(bool force) {
     });
     config_ = std::move(next);
     servers_ = std::move(kept);
+    if (!undrained.empty()) log_event("warning", "reload", {{"status", "forced"}, {"reason", undrained}});
     if (membership_changed) log_membership_change(next_list, "reload");
     if (prober) prober_ = std::move(prober);
     if (hints_) hints_->set_servers(server_addresses());

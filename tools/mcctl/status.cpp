@@ -107,8 +107,8 @@ std::string membership_lines(const Snapshot& snapshot, int64_t now) {
                                          distribution_name(state::Distribution(header.previous_distribution)),
                                          hash_name(state::Hash(header.previous_hash)));
     if (now < view->until_unix_ms)
-        out += fmt::format("  previous list ({}) counts until {} ({} more): a moved key missed is read there\n", list,
-                           rfc3339_utc(view->until_unix_ms), human_duration(view->until_unix_ms - now));
+        out += fmt::format("  previous list ({}) counts until {} ({} more): a key it moved is read there on a miss\n",
+                           list, rfc3339_utc(view->until_unix_ms), human_duration(view->until_unix_ms - now));
     else
         out += fmt::format("  previous list ({}) counted until {} (over)\n", list, rfc3339_utc(view->until_unix_ms));
     return out;
