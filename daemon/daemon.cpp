@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <chrono>
@@ -34,7 +35,7 @@ bool same_file_settings(const Config& a, const Config& b) {
     return same_servers(a, b) && a.distribution == b.distribution && a.hash == b.hash &&
            a.probe_interval == b.probe_interval && a.stale_after == b.stale_after &&
            a.recently_down_window == b.recently_down_window && a.writeback_ttl == b.writeback_ttl &&
-           a.flush_on_rejoin == b.flush_on_rejoin;
+           a.flush_on_rejoin == b.flush_on_rejoin && a.managed_list == b.managed_list;
 }
 
 }  // namespace
@@ -139,11 +140,38 @@ Result<> Daemon::start() {
     if (hints_) hints_->set_servers(server_addresses());
     // A restart (an upgrade, a crash) must change nothing for clients: what
     // the file being replaced says about each server carries over.
-    if (const Result<std::optional<PublishedFile>> previous = writer_.read_predecessor(); !previous)
+    const Result<std::optional<PublishedFile>> previous = writer_.read_predecessor();
+    if (!previous)
         log_event("warning", "carry_over", {{"status", "skipped"}, {"reason", previous.error().message}});
     else if (*previous)
         carry_over(**previous);
-    if (Result<> published = writer_.publish(config_, resolved_addresses(), views()); !published) return published;
+    // The file is the daemon's memory: a list edited while it was stopped is
+    // a membership change like a reload's; else a change within its window
+    // goes on counting.
+    if (previous && *previous) {
+        const PublishedFile& before = **previous;
+        const ServerList mine = server_list(config_);
+        if (placement_changes(before.server_list(), mine)) {
+            membership_ = {before.server_list(), now_ms()};
+            log_membership_change(mine, "start");
+            // Too late to refuse: the daemon must publish. Say what is lost.
+            std::vector<RemovedServer> removed;
+            for (const std::string& address : servers_missing_from(before.server_list(), mine)) {
+                const size_t slot = size_t(std::find(before.addresses.begin(), before.addresses.end(), address) -
+                                           before.addresses.begin());
+                const state::ServerDynamic& last = before.servers[slot];
+                removed.push_back(
+                    {address, last.state, last.curr_items,
+                     (last.flags & state::kFlagOperatorDrain) && last.drain_move == uint32_t(state::DrainMove::done)});
+            }
+            if (const std::string undrained = undrained_removal(removed); !undrained.empty())
+                log_event("warning", "start", {{"status", "removed_undrained"}, {"reason", undrained}});
+        } else if (membership_counts(before.membership, config_.recently_down_window, now_ms())) {
+            membership_ = before.membership;
+        }
+    }
+    if (Result<> published = writer_.publish(config_, resolved_addresses(), views(), membership_); !published)
+        return published;
     log_event("info", "start",
               {{"pid", fmt::format("{}", getpid())},
                {"uid", fmt::format("{}", geteuid())},
@@ -155,7 +183,7 @@ Result<> Daemon::start() {
     return {};
 }
 
-Result<std::string> Daemon::reload() {
+Result<std::string> Daemon::reload(bool force) {
     const auto refuse = [this](const std::string& why) {
         ++reloads_refused_;
         log_event("error", "reload", {{"status", "refused"}, {"error", why}});
@@ -176,6 +204,11 @@ Result<std::string> Daemon::reload() {
         if (values.first != values.second)
             return refuse(fmt::format("{}: {} cannot change on reload ('{}' -> '{}'); restart mcwatchd", config_.path,
                                       key, values.first, values.second));
+
+    const std::string undrained = undrained_removal(removed_servers(next));
+    if (!undrained.empty() && !force)
+        return refuse(
+            fmt::format("refused: {}; `mcctl reload --force` removes it anyway (its keys become misses)", undrained));
 
     if (Result<> enough = ensure_descriptor_limit(next.servers.size()); !enough)
         return refuse(fmt::format("{}: {}", config_.path, enough.error().message));
@@ -215,16 +248,21 @@ Result<std::string> Daemon::reload() {
         prober = std::move(*made);
     }
     const bool republish = !same_file_settings(config_, next);
+    std::vector<std::string> resolved;
+    for (const ServerRecord& server : kept) resolved.push_back(server.resolved);
+    const ServerList current_list = server_list(config_);
+    const ServerList next_list = server_list(next);
+    const bool membership_changed = placement_changes(current_list, next_list);
+    MembershipChange membership =
+        membership_counts(membership_, next.recently_down_window, now_ms()) ? membership_ : MembershipChange{};
+    if (membership_changed) membership = {current_list, now_ms()};
     if (republish) {
-        std::vector<std::string> resolved;
         std::vector<state::ServerDynamic> kept_views;
-        for (const ServerRecord& server : kept) {
-            resolved.push_back(server.resolved);
-            kept_views.push_back(server.health.view());
-        }
+        for (const ServerRecord& server : kept) kept_views.push_back(server.health.view());
         // On failure the writer keeps publishing the old file, for the old config.
-        if (Result<> published = writer_.publish(next, resolved, kept_views); !published)
+        if (Result<> published = writer_.publish(next, resolved, kept_views, membership); !published)
             return refuse(fmt::format("cannot publish a new state file: {}", published.error().message));
+        membership_ = std::move(membership);
     }
 
     for (const ServerAddress& address : next.servers) departed_.erase(address.text);
@@ -244,6 +282,8 @@ Result<std::string> Daemon::reload() {
     });
     config_ = std::move(next);
     servers_ = std::move(kept);
+    if (!undrained.empty()) log_event("warning", "reload", {{"status", "forced"}, {"reason", undrained}});
+    if (membership_changed) log_membership_change(next_list, "reload");
     if (prober) prober_ = std::move(prober);
     if (hints_) hints_->set_servers(server_addresses());
     if (metrics_changed) metrics_ = std::move(metrics);
@@ -264,6 +304,33 @@ Result<std::string> Daemon::reload() {
                {"republished", republish ? "yes" : "no"}});
     return fmt::format("reloaded {}: {} servers ({} added, {} removed){}", config_.path, servers_.size(), added,
                        removed, republish ? ", new state file published" : "");
+}
+
+std::vector<RemovedServer> Daemon::removed_servers(const Config& next) const {
+    const std::vector<std::string> gone = servers_missing_from(server_list(config_), server_list(next));
+    std::vector<RemovedServer> out;
+    for (const ServerRecord& server : servers_) {
+        if (std::find(gone.begin(), gone.end(), server.address.text) == gone.end()) continue;
+        const state::ServerDynamic& view = server.health.view();
+        const auto mover = movers_.find(server.address.text);
+        const bool moved_all = server.health.override_kind() == Override::drain && mover != movers_.end() &&
+                               mover->second->progress().phase == DrainMovePhase::done;
+        out.push_back({server.address.text, view.state, view.curr_items, moved_all});
+    }
+    return out;
+}
+
+void Daemon::log_membership_change(const ServerList& after, const char* by) const {
+    const auto joined = [](const std::vector<std::string>& addresses) {
+        return addresses.empty() ? std::string("-") : fmt::format("{}", fmt::join(addresses, ","));
+    };
+    log_event("info", "membership_change",
+              {{"by", by},
+               {"added", joined(servers_missing_from(after, membership_.previous))},
+               {"removed", joined(servers_missing_from(membership_.previous, after))},
+               {"previous_servers", fmt::format("{}", membership_.previous.servers.size())},
+               {"previous_until_unix_ms",
+                fmt::format("{}", membership_.changed_unix_ms + config_.recently_down_window.count())}});
 }
 
 void Daemon::log_health_events(const std::string& server, const std::vector<HealthEvent>& events) const {
@@ -390,7 +457,9 @@ int Daemon::run() {
         const auto started = Clock::now();
         if (reload_requested) {
             reload_requested = 0;
-            const Result<std::string> reloaded = reload();
+            const bool force = std::any_of(pending_reloads_.begin(), pending_reloads_.end(),
+                                           [](const Deferred& d) { return d.force; });
+            const Result<std::string> reloaded = reload(force);
             for (const Deferred& d : pending_reloads_)
                 control_->reply(d.ticket,
                                 reloaded ? ControlReply::ok(*reloaded) : ControlReply::error(reloaded.error().message));

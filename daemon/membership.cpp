@@ -1,0 +1,60 @@
+#include "daemon/membership.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+namespace mcwatch {
+
+ServerList server_list(const Config& config) {
+    ServerList list{{}, config.distribution, config.hash};
+    for (const ServerAddress& server : config.servers)
+        list.servers.push_back({server.text, server.numeric(), server.weight});
+    return list;
+}
+
+bool placement_changes(const ServerList& before, const ServerList& after) {
+    if (before.distribution != after.distribution || before.hash != after.hash) return true;
+    if (before.servers.size() != after.servers.size()) return true;
+    for (size_t i = 0; i < before.servers.size(); ++i)
+        if (before.servers[i].address != after.servers[i].address ||
+            before.servers[i].weight != after.servers[i].weight)
+            return true;
+    return false;
+}
+
+bool membership_counts(const MembershipChange& change, Millis window, int64_t now_unix_ms) {
+    return !change.empty() && now_unix_ms < change.changed_unix_ms + window.count();
+}
+
+std::vector<std::string> servers_missing_from(const ServerList& a, const ServerList& b) {
+    std::vector<std::string> missing;
+    for (const ListedServer& server : a.servers) {
+        const bool found = std::any_of(b.servers.begin(), b.servers.end(), [&](const ListedServer& other) {
+            return other.address == server.address || (!server.resolved.empty() && (other.resolved == server.resolved ||
+                                                                                    other.address == server.resolved));
+        });
+        if (!found) missing.push_back(server.address);
+    }
+    return missing;
+}
+
+std::string undrained_removal(const std::vector<RemovedServer>& servers) {
+    std::string holding;
+    std::string first;
+    for (const RemovedServer& server : servers) {
+        const auto state = state::ServerState(server.state);
+        if (state != state::ServerState::live && state != state::ServerState::draining) continue;
+        if (server.curr_items == state::kUnknown || server.curr_items == 0 || server.drained_by_move) continue;
+        holding += fmt::format("{}{} ({}, {} items)", holding.empty() ? "" : ", ", server.address,
+                               state::state_name(server.state), server.curr_items);
+        if (first.empty()) first = server.address;
+    }
+    if (holding.empty()) return "";
+    return fmt::format(
+        "the configuration removes {}, whose keys clients still read: move them first with "
+        "`mcctl drain --move --wait {}`, then remove the server and reload",
+        holding, first);
+}
+
+}  // namespace mcwatch
