@@ -77,7 +77,11 @@ Daemon::~Daemon() = default;
 std::vector<state::ServerDynamic> Daemon::views() const {
     std::vector<state::ServerDynamic> out;
     out.reserve(servers_.size());
-    for (const ServerRecord& server : servers_) out.push_back(server.health.view());
+    for (const ServerRecord& server : servers_) {
+        out.push_back(server.health.view());
+        const auto mover = movers_.find(server.address.text);
+        publish_drain_move(mover != movers_.end() ? mover->second.get() : nullptr, out.back());
+    }
     return out;
 }
 
@@ -425,6 +429,13 @@ void Daemon::wait_between_rounds(int timeout_ms) {
     // The prober waits on its own descriptors and on the loop's (the side
     // channel), so that a hint's probe is read as soon as it is answered.
     for (const auto& [index, result] : prober_->wait(Millis(timeout_ms))) apply_hinted_probe(index, result);
+    // A move's end is published at once (not routing: no generation bump).
+    bool move_ended = false;
+    for (const auto& [address, mover] : movers_) move_ended |= mover->take_end();
+    if (move_ended) {
+        writer_.write_servers(views(), false);
+        if (metrics_) metrics_->content_changed();
+    }
     const auto now = Clock::now();
     if (control_) control_->expire(now);
     if (metrics_) metrics_->expire(now);

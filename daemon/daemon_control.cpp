@@ -108,6 +108,8 @@ std::optional<ControlReply> Daemon::on_control(const ControlRequest& request, Co
         if (running != movers_.end() && running->second->progress().running())
             return ControlReply::ok(fmt::format("{} {}; its keys are being moved already", address, outcome.said));
         movers_.insert_or_assign(address, DrainMover::start(config_, size_t(server - servers_.data())));
+        // Published before the reply: `drain --move --wait` must not read the previous move's outcome.
+        writer_.write_servers(views(), false);
         return ControlReply::ok(
             fmt::format("{} {}; moving every key at most {} per second", address, outcome.said, config_.drain_rate));
     }
@@ -129,7 +131,9 @@ std::string Daemon::render_metrics_now() const {
     input.reloads_ok = reloads_ok_;
     input.reloads_refused = reloads_refused_;
     input.start_unix_ms = start_unix_ms_;
-    for (const auto& [address, mover] : movers_) input.drain_moves.emplace_back(address, mover->progress());
+    // The drain --move figures as the state file has them.
+    const std::vector<state::ServerDynamic> published = views();
+    for (size_t i = 0; i < servers_.size(); ++i) input.servers[i].published = &published[i];
     return render_metrics(input);
 }
 

@@ -264,15 +264,21 @@ std::optional<int64_t> to_int(std::optional<std::string_view> text) {
 
 }  // namespace
 
-const char* drain_move_phase_name(DrainMovePhase phase) {
-    switch (phase) {
-    case DrainMovePhase::listing: return "listing";
-    case DrainMovePhase::moving: return "moving";
-    case DrainMovePhase::done: return "done";
-    case DrainMovePhase::stopped: return "stopped";
-    case DrainMovePhase::failed: return "failed";
+void publish_drain_move(const DrainMover* mover, state::ServerDynamic& view) {
+    if (!mover) {
+        const auto published = state::DrainMove(view.drain_move);
+        if (published == state::DrainMove::listing || published == state::DrainMove::moving)
+            view.drain_move = uint32_t(state::DrainMove::stopped);
+        return;
     }
-    return "unknown";
+    const DrainMoveProgress p = mover->progress();
+    view.drain_move = uint32_t(p.phase);
+    view.drain_moved = p.moved;
+    view.drain_skipped = p.skipped;
+    view.drain_remaining = p.remaining();
+    view.drain_move_started_unix_ms = p.started_unix_ms;
+    if (p.phase == state::DrainMove::failed && !view.last_error[0])
+        *fmt::format_to_n(view.last_error, sizeof view.last_error - 1, "drain --move: {}", p.why).out = '\0';
 }
 
 DrainMover::DrainMover(const Config& config, size_t source)
@@ -302,7 +308,7 @@ void DrainMover::stop(const std::string& why) {
 
 DrainMoveProgress DrainMover::progress() const {
     DrainMoveProgress p;
-    p.phase = DrainMovePhase(phase_.load(std::memory_order_acquire));
+    p.phase = state::DrainMove(phase_.load(std::memory_order_acquire));
     p.listed = listed_.load();
     p.moved = moved_.load();
     p.skipped = skipped_.load();
@@ -316,18 +322,20 @@ DrainMoveProgress DrainMover::progress() const {
     return p;
 }
 
-void DrainMover::finish(DrainMovePhase phase, std::string why) {
+bool DrainMover::take_end() { return !progress().running() && !end_taken_.exchange(true); }
+
+void DrainMover::finish(state::DrainMove phase, std::string why) {
     {
         std::lock_guard lock(why_mutex_);
-        if (phase == DrainMovePhase::failed && stop_requested_) phase = DrainMovePhase::stopped;
-        if (phase != DrainMovePhase::stopped || why_.empty()) why_ = std::move(why);
+        if (phase == state::DrainMove::failed && stop_requested_) phase = state::DrainMove::stopped;
+        if (phase != state::DrainMove::stopped || why_.empty()) why_ = std::move(why);
     }
     ended_unix_ms_ = unix_ms();
-    phase_.store(uint8_t(phase), std::memory_order_release);
+    phase_.store(uint32_t(phase), std::memory_order_release);
     const DrainMoveProgress p = progress();
-    log_event(phase == DrainMovePhase::failed ? "error" : "info", "drain_move_end",
+    log_event(phase == state::DrainMove::failed ? "error" : "info", "drain_move_end",
               {{"server", server_},
-               {"outcome", drain_move_phase_name(phase)},
+               {"outcome", state::drain_move_name(uint32_t(phase))},
                {"moved", fmt::format("{}", p.moved)},
                {"skipped", fmt::format("{}", p.skipped)},
                {"remaining", fmt::format("{}", p.remaining())},
@@ -338,11 +346,11 @@ void DrainMover::run() {
     log_event("info", "drain_move_start", {{"server", server_}, {"rate", fmt::format("{}", config_.drain_rate)}});
     Result<> moved = move_all();
     if (!moved)
-        finish(DrainMovePhase::failed, moved.error().message);
+        finish(state::DrainMove::failed, moved.error().message);
     else if (stop_requested_)
-        finish(DrainMovePhase::stopped, "");
+        finish(state::DrainMove::stopped, "");
     else
-        finish(DrainMovePhase::done, "every key listed was moved or skipped");
+        finish(state::DrainMove::done, "every key listed was moved or skipped");
 }
 
 Result<> DrainMover::move_all() {
@@ -393,7 +401,7 @@ Result<> DrainMover::move_all() {
         }
         break;
     }
-    phase_.store(uint8_t(DrainMovePhase::moving), std::memory_order_release);
+    phase_.store(uint32_t(state::DrainMove::moving), std::memory_order_release);
     log_event("info", "drain_move_listed", {{"server", server_}, {"keys", fmt::format("{}", keys.size())}});
 
     // 2. Each key, paced: at most drain_rate keys per second from the start.

@@ -19,14 +19,14 @@
 
 #include "common/config.hpp"
 #include "common/result.hpp"
+#include "libshim/state_format.hpp"
 
 namespace mcwatch {
 
-enum class DrainMovePhase : uint8_t { listing, moving, done, stopped, failed };
-const char* drain_move_phase_name(DrainMovePhase phase);
+class DrainMover;
 
 struct DrainMoveProgress {
-    DrainMovePhase phase = DrainMovePhase::listing;
+    state::DrainMove phase = state::DrainMove::listing;
     uint64_t listed = 0;   // keys metadump listed
     uint64_t moved = 0;    // stored at their destination and deleted from the draining server
     uint64_t skipped = 0;  // vanished, changed, already at the destination, or no destination
@@ -35,9 +35,16 @@ struct DrainMoveProgress {
     int64_t ended_unix_ms = 0;  // 0 while listing or moving
     std::string why;            // stopped or failed: the reason
 
-    bool running() const { return phase == DrainMovePhase::listing || phase == DrainMovePhase::moving; }
-    uint64_t remaining() const { return phase == DrainMovePhase::done ? 0 : listed - moved - skipped; }
+    bool running() const { return phase == state::DrainMove::listing || phase == state::DrainMove::moving; }
+    uint64_t remaining() const { return phase == state::DrainMove::done ? 0 : listed - moved - skipped; }
 };
+
+// What the state file says of the move of a server (`mover` null when this
+// daemon ran none since it started): the mover's progress; without one, what
+// a predecessor published, a move it was running taken as stopped (no
+// daemon resumes a move). A failed move's reason goes in `last_error` when
+// the probes left none there.
+void publish_drain_move(const DrainMover* mover, state::ServerDynamic& view);
 
 class DrainMover {
 public:
@@ -54,18 +61,22 @@ public:
     void stop(const std::string& why);
     DrainMoveProgress progress() const;
     const std::string& server() const { return server_; }
+    // True once, the first time it is asked after the move ended: the daemon
+    // then publishes the outcome without waiting for its next round.
+    bool take_end();
 
 private:
     DrainMover(const Config& config, size_t source);
     void run();
-    void finish(DrainMovePhase phase, std::string why);
+    void finish(state::DrainMove phase, std::string why);
     Result<> move_all();
 
     const Config config_;
     const size_t source_;
     const std::string server_;
     std::atomic<bool> stop_requested_{false};
-    std::atomic<uint8_t> phase_{uint8_t(DrainMovePhase::listing)};
+    std::atomic<uint32_t> phase_{uint32_t(state::DrainMove::listing)};
+    std::atomic<bool> end_taken_{false};
     std::atomic<uint64_t> listed_{0}, moved_{0}, skipped_{0};
     std::atomic<int64_t> started_unix_ms_{0}, ended_unix_ms_{0};
     mutable std::mutex why_mutex_;  // never held across I/O

@@ -49,6 +49,8 @@ std::string fact(uint64_t value) { return value == kUnknown ? "" : number(value)
 std::string seconds(int64_t unix_ms) { return fmt::format("{:.3f}", double(unix_ms) / 1000.0); }
 
 constexpr ServerState kStates[] = {ServerState::unknown, ServerState::live, ServerState::dead, ServerState::draining};
+constexpr state::DrainMove kMoveStates[] = {state::DrainMove::listing, state::DrainMove::moving, state::DrainMove::done,
+                                            state::DrainMove::failed, state::DrainMove::stopped};
 
 }  // namespace
 
@@ -170,22 +172,43 @@ std::string render_metrics(const MetricsInput& input) {
                      return s.state == uint32_t(ServerState::dead) ? std::string() : fact(s.uptime_s);
                  });
 
+    // drain --move, for each server with one (running, or the latest ended):
+    // the state file's figures, so that they survive a restart alike.
+    const auto moves = [&](const std::function<void(const std::string&, const state::ServerDynamic&)>& sample) {
+        for (const MetricsInput::Server& server : input.servers)
+            if (server.published && server.published->drain_move != uint32_t(state::DrainMove::none))
+                sample(Writer::server_label(server), *server.published);
+    };
     w.family("mcwatch_drain_move_keys_total", "counter",
              "Keys of a draining server handled by `mcctl drain --move`, by result (moved, or skipped: vanished, "
              "changed, or written by a client meanwhile).");
-    for (const auto& [address, move] : input.drain_moves) {
-        const std::string label = fmt::format("server=\"{}\"", escape_label_value(address));
-        w.sample("mcwatch_drain_move_keys_total", label + ",result=\"moved\"", number(move.moved));
-        w.sample("mcwatch_drain_move_keys_total", label + ",result=\"skipped\"", number(move.skipped));
-    }
+    moves([&](const std::string& label, const state::ServerDynamic& s) {
+        w.sample("mcwatch_drain_move_keys_total", label + ",result=\"moved\"", number(s.drain_moved));
+        w.sample("mcwatch_drain_move_keys_total", label + ",result=\"skipped\"", number(s.drain_skipped));
+    });
     w.family("mcwatch_drain_move_remaining", "gauge", "Keys listed by a drain --move and not handled yet.");
-    for (const auto& [address, move] : input.drain_moves)
-        w.sample("mcwatch_drain_move_remaining", fmt::format("server=\"{}\"", escape_label_value(address)),
-                 number(move.remaining()));
+    moves([&](const std::string& label, const state::ServerDynamic& s) {
+        w.sample("mcwatch_drain_move_remaining", label, number(s.drain_remaining));
+    });
     w.family("mcwatch_drain_move_running", "gauge", "1 while a drain --move lists or moves the server's keys.");
-    for (const auto& [address, move] : input.drain_moves)
-        w.sample("mcwatch_drain_move_running", fmt::format("server=\"{}\"", escape_label_value(address)),
-                 move.running() ? "1" : "0");
+    moves([&](const std::string& label, const state::ServerDynamic& s) {
+        const auto move = state::DrainMove(s.drain_move);
+        w.sample("mcwatch_drain_move_running", label,
+                 move == state::DrainMove::listing || move == state::DrainMove::moving ? "1" : "0");
+    });
+    w.family("mcwatch_drain_move_state", "gauge",
+             "1 for where the server's latest drain --move stands (listing, moving, done, failed, stopped).");
+    moves([&](const std::string& label, const state::ServerDynamic& s) {
+        for (const state::DrainMove move : kMoveStates)
+            w.sample("mcwatch_drain_move_state",
+                     fmt::format("{},state=\"{}\"", label, state::drain_move_name(uint32_t(move))),
+                     s.drain_move == uint32_t(move) ? "1" : "0");
+    });
+    w.family("mcwatch_drain_move_start_timestamp_seconds", "gauge",
+             "When the server's latest drain --move started, unix time.");
+    moves([&](const std::string& label, const state::ServerDynamic& s) {
+        w.sample("mcwatch_drain_move_start_timestamp_seconds", label, seconds(s.drain_move_started_unix_ms));
+    });
     return w.take();
 }
 

@@ -7,7 +7,6 @@
 #include <string>
 #include <vector>
 
-#include "daemon/drain_mover.hpp"
 #include "daemon/health.hpp"
 
 namespace mcwatch {
@@ -17,6 +16,9 @@ struct MetricsInput {
         std::string address;
         const ServerHealth* health = nullptr;
         uint64_t hints = 0;  // well-formed hints received for it
+        // What the state file publishes for it, for the drain --move figures
+        // (null: none shown).
+        const state::ServerDynamic* published = nullptr;
     };
     std::vector<Server> servers;
     int64_t heartbeat_unix_ms = 0;
@@ -26,8 +28,6 @@ struct MetricsInput {
     uint64_t reloads_refused = 0;
     int64_t start_unix_ms = 0;
     uint64_t invalid_hints = 0;  // datagrams on the hint socket that were no hint for a known server
-    // drain --move, running or ended, by server address.
-    std::vector<std::pair<std::string, DrainMoveProgress>> drain_moves;
 };
 
 inline constexpr const char* kMetricsContentType = "text/plain; version=0.0.4; charset=utf-8";

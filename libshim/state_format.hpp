@@ -75,6 +75,20 @@ enum class DrainMove : uint32_t {
     stopped = 5,  // stopped by undrain, up, down, a reload or the daemon's stop
 };
 
+// "none", "listing", "moving", "done", "failed", "stopped": mcctl's JSON,
+// the metrics and the log say these.
+inline const char* drain_move_name(uint32_t move) {
+    switch (static_cast<DrainMove>(move)) {
+    case DrainMove::none: return "none";
+    case DrainMove::listing: return "listing";
+    case DrainMove::moving: return "moving";
+    case DrainMove::done: return "done";
+    case DrainMove::failed: return "failed";
+    case DrainMove::stopped: return "stopped";
+    }
+    return "invalid";
+}
+
 // Header::flags bits (static).
 inline constexpr uint32_t kHeaderFlushOnRejoin = 1u << 0;
 // [routing] managed_list = on: preloaded clients use this file's server list

@@ -2,8 +2,9 @@
 where clients now send it, paced, stoppable, and never over a client's write."""
 
 import re
+import urllib.request
 
-from conftest import wait_until
+from conftest import free_port, wait_until
 from test_preload import client_says, holders, ttl_on  # noqa: F401
 
 # Near memcached's default 1 MB item size limit (the item's header and key
@@ -34,12 +35,24 @@ def python(script):
     return ["/usr/bin/python3", "-c", script]
 
 
-def start(fleet, rate):
+def start(fleet, rate, **settings):
     fleet.add_servers(3)
     # [routing] as pylibmc's {"ketama": True} places keys (mcwatchd.conf(5)).
-    fleet.write_config({"recently_down_window": "1h", "drain_rate": str(rate)},
+    fleet.write_config({"recently_down_window": "1h", "drain_rate": str(rate), **settings},
                        routing={"distribution": "ketama", "hash": "one_at_a_time"})
     fleet.start_daemon()
+
+
+def drain_move(fleet, server):
+    """The server's "drain_move" object in `mcctl status --json`."""
+    return fleet.server(server.address)["drain_move"]
+
+
+def status_lines(fleet, server):
+    """The lines of `mcctl status` under the server's row."""
+    lines = fleet.ctl("status").stdout.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith(server.address + " "))
+    return [line.strip() for line in lines[at + 1:] if line.startswith(" ")]
 
 
 def items(server):
@@ -129,3 +142,73 @@ def test_undrain_stops_the_drain_move(fleet):
     assert field(end, "outcome") == "stopped", end
     assert "undrain" in end
     assert int(field(end, "moved")) < held, end
+
+
+def test_status_text_and_json_show_the_moves_progress_while_it_runs_and_after_it_ends(fleet):
+    start(fleet, 20)
+    n = 150
+    assert client_says(fleet, python(WRITE), n, "p", shim=False) == "ok"
+    draining = fleet.servers[1]
+    held = items(draining)
+    assert held > 10
+    never_moved = fleet.server(fleet.servers[0].address)["drain_move"]
+    assert never_moved == {"state": "none", "moved": 0, "skipped": 0, "remaining": 0, "rate_per_s": None,
+                           "eta_s": None, "started": None}
+    assert fleet.ctl("drain", "--move", draining.address).returncode == 0
+    # 20 keys a second: seen half-way.
+    move = wait_until(lambda: (lambda m: m if m["state"] == "moving" and m["moved"] >= 5 else None)(
+        drain_move(fleet, draining)), 30, "the move under way")[0]
+    assert move["moved"] + move["skipped"] + move["remaining"] == held, move
+    assert move["remaining"] > 0 and move["rate_per_s"] > 0 and move["eta_s"] > 0, move
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", move["started"]), move
+    line = next(line for line in status_lines(fleet, draining) if line.startswith("moving keys:"))
+    assert re.fullmatch(r"moving keys: \d+ moved, \d+ skipped, \d+ left, [\d.]+/s, about \d+s left", line), line
+    # Ended: the figures stay, nothing left, the time left 0.
+    move_end(fleet, draining)
+    move = wait_until(lambda: (lambda m: m if m["state"] == "done" else None)(drain_move(fleet, draining)), 10,
+                      "the move done in the state file")[0]
+    assert move["moved"] == held and move["skipped"] == 0 and move["remaining"] == 0, move
+    assert move["eta_s"] == 0 and move["rate_per_s"] is None, move
+    assert f"keys moved: done, {held} moved, 0 skipped" in status_lines(fleet, draining)
+
+
+def test_metrics_show_the_moves_progress_and_where_it_stands(fleet):
+    port = free_port()
+    start(fleet, 5000, metrics_listen=f"127.0.0.1:{port}")
+    assert client_says(fleet, python(WRITE), 100, "m", shim=False) == "ok"
+    draining = fleet.servers[2]
+    held = items(draining)
+    assert fleet.ctl("drain", "--move", draining.address).returncode == 0
+    move_end(fleet, draining)
+    label = f'server="{draining.address}"'
+
+    def scraped():
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+            text = response.read().decode()
+        return text if f'mcwatch_drain_move_state{{{label},state="done"}} 1' in text else None
+    text = wait_until(scraped, 10, "the move done in the metrics")[0]
+    assert f'mcwatch_drain_move_keys_total{{{label},result="moved"}} {held}\n' in text
+    assert f"mcwatch_drain_move_remaining{{{label}}} 0\n" in text
+    assert f"mcwatch_drain_move_running{{{label}}} 0\n" in text
+    assert re.search(rf"mcwatch_drain_move_start_timestamp_seconds\{{{label}\}} 1\d{{9}}\.\d{{3}}\n", text)
+    # Servers never moved have no samples.
+    assert f'mcwatch_drain_move_remaining{{server="{fleet.servers[0].address}"}}' not in text
+
+
+def test_a_daemon_restart_keeps_the_moves_figures_and_shows_a_move_it_cut_short_stopped(fleet):
+    start(fleet, 10)
+    assert client_says(fleet, python(WRITE), 150, "r", shim=False) == "ok"
+    draining = fleet.servers[0]
+    assert fleet.ctl("drain", "--move", draining.address).returncode == 0
+    before = wait_until(lambda: (lambda m: m if m["moved"] >= 3 else None)(drain_move(fleet, draining)), 30,
+                        "a few keys moved")[0]
+    fleet.stop_daemon()
+    fleet.start_daemon(wait_live=False)
+    fleet.wait_states({draining.address: "draining"})
+    after = drain_move(fleet, draining)
+    # No daemon resumes a move: the one cut short is stopped, its figures and start kept.
+    assert after["state"] == "stopped", after
+    assert after["moved"] >= before["moved"] and after["started"] == before["started"], (before, after)
+    assert after["moved"] + after["skipped"] + after["remaining"] == \
+        before["moved"] + before["skipped"] + before["remaining"], (before, after)
+    assert any(line.startswith("keys moved: stopped, ") for line in status_lines(fleet, draining))

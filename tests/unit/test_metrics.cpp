@@ -146,16 +146,16 @@ TEST_CASE("metrics: error replies and a blocked rejoin are shown per server") {
     CHECK(text.find("mcwatch_server_up{server=\"127.0.0.1:11211\"} 1\n") != std::string::npos);
 }
 
-TEST_CASE("metrics: a drain's move shows moved, skipped, remaining and whether it runs") {
+TEST_CASE("metrics: a drain's move shows moved, skipped, remaining and whether it runs, as the state file has them") {
     ServerHealth health({2, 3, 60'000, true});
+    state::ServerDynamic published = health.view();
+    published.drain_move = uint32_t(state::DrainMove::moving);
+    published.drain_moved = 60;
+    published.drain_skipped = 5;
+    published.drain_remaining = 35;
+    published.drain_move_started_unix_ms = 1'700'000'000'500;
     MetricsInput input;
-    input.servers = {{"127.0.0.1:11211", &health}};
-    DrainMoveProgress move;
-    move.phase = DrainMovePhase::moving;
-    move.listed = 100;
-    move.moved = 60;
-    move.skipped = 5;
-    input.drain_moves = {{"127.0.0.1:11211", move}};
+    input.servers = {{"127.0.0.1:11211", &health, 0, &published}};
     const std::string text = render_metrics(input);
     CHECK(text.find("mcwatch_drain_move_keys_total{server=\"127.0.0.1:11211\",result=\"moved\"} 60\n") !=
           std::string::npos);
@@ -163,6 +163,13 @@ TEST_CASE("metrics: a drain's move shows moved, skipped, remaining and whether i
           std::string::npos);
     CHECK(text.find("mcwatch_drain_move_remaining{server=\"127.0.0.1:11211\"} 35\n") != std::string::npos);
     CHECK(text.find("mcwatch_drain_move_running{server=\"127.0.0.1:11211\"} 1\n") != std::string::npos);
+    CHECK(text.find("mcwatch_drain_move_state{server=\"127.0.0.1:11211\",state=\"moving\"} 1\n") != std::string::npos);
+    CHECK(text.find("mcwatch_drain_move_state{server=\"127.0.0.1:11211\",state=\"done\"} 0\n") != std::string::npos);
+    CHECK(text.find("mcwatch_drain_move_start_timestamp_seconds{server=\"127.0.0.1:11211\"} 1700000000.500\n") !=
+          std::string::npos);
+    // A server never moved has no drain --move samples.
+    published.drain_move = uint32_t(state::DrainMove::none);
+    CHECK(render_metrics(input).find("mcwatch_drain_move_remaining{") == std::string::npos);
 }
 
 TEST_CASE("metrics: label values escaped as the format says") {

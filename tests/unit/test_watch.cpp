@@ -50,6 +50,35 @@ TEST_CASE("watch: state changes, overrides and restarts become one line each") {
     CHECK(look(path, seen) == std::vector<std::string>{"10.0.0.2:11211 recently-down window over"});
 }
 
+TEST_CASE("watch: a drain's move starting and ending become one line each") {
+    test::ScratchDir dir;
+    const std::string path = dir.file("state");
+    test::StateFixture file(path, {{"10.0.0.1:11211", "", 1}, {"10.0.0.2:11211", "", 1}});
+    std::vector<std::pair<std::string, WatchedServer>> seen;
+    CHECK(look(path, seen, true).empty());
+    state::Slot& slot = file.slots()[0];
+    const auto publish = [&](state::DrainMove move, uint64_t moved, uint64_t remaining) {
+        slot.drain_move.store(uint32_t(move));
+        slot.drain_moved.store(moved);
+        slot.drain_skipped.store(move == state::DrainMove::listing ? 0 : 2);
+        slot.drain_remaining.store(remaining);
+        file.beat();
+    };
+    slot.drain_move_started_unix_ms.store(1'700'000'000'000);
+    publish(state::DrainMove::listing, 0, 500);
+    CHECK(look(path, seen) == std::vector<std::string>{"10.0.0.1:11211 drain --move started: moving every key"});
+    publish(state::DrainMove::moving, 100, 398);
+    CHECK(look(path, seen).empty());
+    publish(state::DrainMove::done, 1498, 0);
+    CHECK(look(path, seen) == std::vector<std::string>{"10.0.0.1:11211 keys moved: done, 1,498 moved, 2 skipped"});
+    CHECK(look(path, seen).empty());
+    // The next move, stopped before the refresh saw it run.
+    slot.drain_move_started_unix_ms.store(1'700'000'100'000);
+    publish(state::DrainMove::stopped, 3, 7);
+    CHECK(look(path, seen) ==
+          std::vector<std::string>{"10.0.0.1:11211 keys moved: stopped, 3 moved, 2 skipped, 7 left"});
+}
+
 TEST_CASE("watch: lines fit the terminal, colour escapes kept whole and closed") {
     CHECK(fit_to_width("abcdef", 4) == "abcd");
     CHECK(fit_to_width("abc", 10) == "abc");

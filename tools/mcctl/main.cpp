@@ -11,6 +11,7 @@
 #include "libshim/defaults.hpp"
 #include "tools/mcctl/control.hpp"
 #include "common/duration.hpp"
+#include "tools/mcctl/drain_wait.hpp"
 #include "tools/mcctl/route.hpp"
 #include "tools/mcctl/snapshot.hpp"
 #include "tools/mcctl/status.hpp"
@@ -26,9 +27,12 @@ constexpr const char* kUsage =
     "  dump                   every raw header and slot field\n"
     "  route [--json] KEY...  where each key goes now and why (- reads keys from stdin);\n"
     "                         servers and routing from the state file, or from -c CONFIG\n"
-    "  drain [--force] [--move] SERVER\n"
+    "  drain [--force] [--move] [--wait [--threshold N] [--timeout D]] SERVER\n"
     "                         route its keys elsewhere; clients move its values on a miss;\n"
     "                         --move: mcwatchd moves every key too (drain_rate per second);\n"
+    "                         --wait: then return once it holds at most N items (default 0),\n"
+    "                         with --move once the move is done; exit 1 if the drain or the\n"
+    "                         move ends otherwise, 3 after D (default: no limit);\n"
     "                         refused if fewer than min_live_servers would stay live\n"
     "  undrain SERVER         end a drain: flush_all, then live and recently down\n"
     "  down [--force] SERVER  mark it dead whatever probes say (min_live_servers as drain)\n"
@@ -170,15 +174,38 @@ int main(int argc, char** argv) {
         const bool may_force = spec->takes_force;
         bool force = false;
         bool move = false;  // drain: mcwatchd moves every key
+        bool wait = false;  // drain: then wait for it to be empty enough
+        DrainWait waiting;
+        bool wait_options = false;  // --threshold or --timeout given
         std::vector<const char*> words;
         for (; i < argc; ++i) {
-            if (may_force && std::strcmp(argv[i], "--force") == 0)
+            const std::string arg = argv[i];
+            const bool drain = command == "drain";
+            if (may_force && arg == "--force") {
                 force = true;
-            else if (command == "drain" && std::strcmp(argv[i], "--move") == 0)
+            } else if (drain && arg == "--move") {
                 move = true;
-            else
+            } else if (drain && arg == "--wait") {
+                wait = true;
+            } else if (drain && arg == "--threshold") {
+                if (i + 1 >= argc) return usage_error("drain --threshold needs a number of items");
+                char* end = nullptr;
+                const char* text = argv[++i];
+                waiting.threshold = std::strtoull(text, &end, 10);
+                if (*text < '0' || *text > '9' || *end != '\0')
+                    return usage_error(fmt::format("drain --threshold '{}': expected a whole number of items", text));
+                wait_options = true;
+            } else if (drain && arg == "--timeout") {
+                if (i + 1 >= argc) return usage_error("drain --timeout needs a duration");
+                const auto parsed = parse_duration(argv[++i]);
+                if (!parsed) return usage_error("drain --timeout: " + parsed.error().message);
+                waiting.timeout = *parsed;
+                wait_options = true;
+            } else {
                 words.push_back(argv[i]);
+            }
         }
+        if (wait_options && !wait) return usage_error("drain: --threshold and --timeout go with --wait");
         if (takes_server && words.size() != 1)
             return usage_error(
                 fmt::format("{} needs one SERVER (host:port){}", command, may_force ? " and maybe --force" : ""));
@@ -197,7 +224,13 @@ int main(int argc, char** argv) {
         // A flush is answered after the daemon's next probe round: allow for
         // a long probe_interval (the daemon keeps such a request 120s).
         const auto timeout = command == "flush" ? std::chrono::seconds(120) : std::chrono::seconds(30);
-        return mcctl_control(*socket, request, timeout, stdout, stderr);
+        const int done = mcctl_control(*socket, request, timeout, stdout, stderr);
+        if (!wait || done != 0) return done;
+        // The wait reads the state file, even when -S named the socket.
+        if (path.empty() && !state_path(path)) return kExitUnusable;
+        waiting.server = words[0];
+        waiting.move = move;
+        return mcctl_drain_wait(path, waiting, stdout, stderr);
     }
     return usage_error(fmt::format("unknown command '{}'", command));
 }

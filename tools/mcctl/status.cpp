@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "libshim/clock.hpp"
+#include "tools/mcctl/drain_move.hpp"
 #include "tools/mcctl/json.hpp"
 #include "common/rfc3339.hpp"
 #include "libshim/routing_names.hpp"
@@ -242,6 +243,10 @@ std::string status_table(const Snapshot& snapshot, const std::string& path, bool
                            s.restarts, until);
         if (const std::string note = override_note(s); !note.empty())
             out += fmt::format("{:<{}}  {}\n", "", width, note);
+        // The latest move, while the operator's drain lasts (kept after it ends).
+        if (const char* kind = override_name(s); kind && std::string_view(kind) == "drain")
+            if (const std::string move = drain_move_line(drain_move_figures(s, now)); !move.empty())
+                out += fmt::format("{:<{}}  {}\n", "", width, move);
         if (s.flags & state::kFlagHintTriggered)
             out += fmt::format("{:<{}}  {} (hint): after a client's hint\n", "", width, state);
         if (s.state == uint32_t(ServerState::dead) && s.last_error[0])
@@ -258,6 +263,7 @@ std::string status_json(const Snapshot& snapshot) {
     using namespace json;
     const state::Header& header = snapshot.map.header();
     const ServerCounts counts = count_servers(snapshot);
+    const int64_t now = unix_ms();
     std::string out = fmt::format(
         "{{\"summary\": {{\"servers\": {}, \"live\": {}, \"dead\": {}, \"draining\": {}, \"unknown\": {}, "
         "\"text\": {}}}, ",
@@ -280,7 +286,7 @@ std::string status_json(const Snapshot& snapshot) {
             "\"restarts\": {}, \"last_restart\": {}, \"curr_items\": {}, \"curr_connections\": {}, "
             "\"get_hits\": {}, \"get_misses\": {}, \"evictions\": {}, \"probes_ok\": {}, \"probes_failed\": {}, "
             "\"transitions\": {}, \"flushes\": {}, \"last_probe\": {}, \"last_error\": {}, \"override\": {}, "
-            "\"hint_triggered\": {}}}",
+            "\"hint_triggered\": {}, \"drain_move\": {}}}",
             i ? ", " : "", quote(slot_address(snapshot, i)),
             slot.resolved[0] ? quote(std::string(slot.resolved, strnlen(slot.resolved, state::kResolvedSize))) : "null",
             slot.weight, quote(state::state_name(s.state)), time_or_null(s.since_unix_ms),
@@ -291,7 +297,7 @@ std::string status_json(const Snapshot& snapshot) {
             number_or_null(current(s, s.get_misses)), number_or_null(current(s, s.evictions)), s.probes_ok,
             s.probes_failed, s.transitions, s.flushes, time_or_null(s.last_probe_unix_ms),
             s.last_error[0] ? quote(s.last_error) : "null", override_name(s) ? quote(override_name(s)) : "null",
-            (s.flags & state::kFlagHintTriggered) ? "true" : "false");
+            (s.flags & state::kFlagHintTriggered) ? "true" : "false", drain_move_json(drain_move_figures(s, now)));
     }
     return out + "]}\n";
 }

@@ -14,6 +14,8 @@
 #include <thread>
 
 #include "common/duration.hpp"
+#include "libshim/clock.hpp"
+#include "tools/mcctl/drain_move.hpp"
 #include "tools/mcctl/status.hpp"
 
 namespace mcwatch {
@@ -113,7 +115,8 @@ std::vector<std::string> watch_changes(const Snapshot& snapshot,
     for (uint32_t i = 0; i < snapshot.servers.size(); ++i) {
         const ServerDynamic& s = snapshot.servers[i];
         const std::string address = slot_address(snapshot, i);
-        const WatchedServer current{s.state, s.flags, s.pid, s.restarts, s.transitions, s.flushes};
+        const WatchedServer current{s.state,       s.flags,   s.pid,        s.restarts,
+                                    s.transitions, s.flushes, s.drain_move, s.drain_move_started_unix_ms};
         now.emplace_back(address, current);
         if (first) continue;
         const auto it = std::find_if(seen.begin(), seen.end(), [&](const auto& e) { return e.first == address; });
@@ -148,6 +151,15 @@ std::vector<std::string> watch_changes(const Snapshot& snapshot,
             changes.push_back(fmt::format("{} memcached restarted (pid {} -> {})", address, before.pid, current.pid));
         if (current.flushes > before.flushes && same_daemon)
             changes.push_back(fmt::format("{} flushed (flush_all)", address));
+        // A move starting (a new start time) and a move ending; listing -> moving is no news.
+        const auto move = state::DrainMove(current.drain_move);
+        const bool move_running = move == state::DrainMove::listing || move == state::DrainMove::moving;
+        if (move_running && current.drain_move_started_unix_ms != before.drain_move_started_unix_ms)
+            changes.push_back(fmt::format("{} drain --move started: moving every key", address));
+        else if (!move_running && move != state::DrainMove::none &&
+                 (current.drain_move != before.drain_move ||
+                  current.drain_move_started_unix_ms != before.drain_move_started_unix_ms))
+            changes.push_back(fmt::format("{} {}", address, drain_move_line(drain_move_figures(s, unix_ms()))));
         if ((before.flags & state::kFlagRecentlyDown) && !(current.flags & state::kFlagRecentlyDown) &&
             current.state == before.state)
             changes.push_back(fmt::format("{} recently-down window over", address));

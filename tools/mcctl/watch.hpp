@@ -25,6 +25,8 @@ struct WatchedServer {
     uint64_t restarts = 0;
     uint64_t transitions = 0;
     uint64_t flushes = 0;
+    uint32_t drain_move = 0;  // state::DrainMove
+    int64_t drain_move_started_unix_ms = 0;
 };
 
 // The changes between two looks at the file, one sentence each, oldest

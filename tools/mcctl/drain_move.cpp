@@ -1,0 +1,84 @@
+#include "tools/mcctl/drain_move.hpp"
+
+#include <fmt/format.h>
+
+#include <cmath>
+
+#include "tools/mcctl/json.hpp"
+#include "tools/mcctl/status.hpp"
+
+namespace mcwatch {
+
+using state::DrainMove;
+
+std::string with_thousands(uint64_t value) {
+    const std::string digits = fmt::format("{}", value);
+    std::string out;
+    for (size_t i = 0; i < digits.size(); ++i) {
+        if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
+        out += digits[i];
+    }
+    return out;
+}
+
+DrainMoveFigures drain_move_figures(const state::ServerDynamic& s, int64_t now_unix_ms) {
+    DrainMoveFigures move;
+    move.state = DrainMove(s.drain_move);
+    if (move.state == DrainMove::none) return move;
+    move.moved = s.drain_moved;
+    move.skipped = s.drain_skipped;
+    move.remaining = s.drain_remaining;
+    move.started_unix_ms = s.drain_move_started_unix_ms;
+    const bool running = move.state == DrainMove::listing || move.state == DrainMove::moving;
+    const int64_t elapsed_ms = now_unix_ms - move.started_unix_ms;
+    const uint64_t handled = move.moved + move.skipped;
+    if (running && move.started_unix_ms > 0 && elapsed_ms > 0 && handled > 0) {
+        move.rate_per_s = double(handled) * 1000.0 / double(elapsed_ms);
+        // While listing, nobody knows how many keys are still to be listed.
+        if (move.state == DrainMove::moving) move.eta_s = double(move.remaining) / *move.rate_per_s;
+    }
+    if (move.state == DrainMove::done) move.eta_s = 0;
+    return move;
+}
+
+namespace {
+
+std::string rate_text(double rate) {
+    return rate < 10 ? fmt::format("{:.1f}/s", rate) : fmt::format("{}/s", with_thousands(uint64_t(std::lround(rate))));
+}
+
+std::string json_number(const std::optional<double>& value) { return value ? fmt::format("{:.1f}", *value) : "null"; }
+
+}  // namespace
+
+std::string drain_move_line(const DrainMoveFigures& move) {
+    const std::string counts =
+        fmt::format("{} moved, {} skipped", with_thousands(move.moved), with_thousands(move.skipped));
+    switch (move.state) {
+    case DrainMove::none: return "";
+    case DrainMove::listing:
+        return fmt::format("moving keys: listing them ({} so far)", with_thousands(move.remaining));
+    case DrainMove::moving: {
+        std::string line = fmt::format("moving keys: {}, {} left", counts, with_thousands(move.remaining));
+        if (move.rate_per_s) line += ", " + rate_text(*move.rate_per_s);
+        if (move.eta_s) line += fmt::format(", about {} left", human_duration(std::llround(*move.eta_s * 1000)));
+        return line;
+    }
+    case DrainMove::done: return fmt::format("keys moved: done, {}", counts);
+    case DrainMove::failed:
+        return fmt::format("keys moved: failed, {}, {} left", counts, with_thousands(move.remaining));
+    case DrainMove::stopped:
+        return fmt::format("keys moved: stopped, {}, {} left", counts, with_thousands(move.remaining));
+    }
+    return "";
+}
+
+std::string drain_move_json(const DrainMoveFigures& move) {
+    return fmt::format(
+        "{{\"state\": {}, \"moved\": {}, \"skipped\": {}, \"remaining\": {}, \"rate_per_s\": {}, \"eta_s\": {}, "
+        "\"started\": {}}}",
+        json::quote(state::drain_move_name(uint32_t(move.state))), move.moved, move.skipped, move.remaining,
+        json_number(move.rate_per_s), json_number(move.eta_s), json::time_or_null(move.started_unix_ms));
+}
+
+}  // namespace mcwatch
