@@ -318,7 +318,7 @@ std::vector<RemovedServer> Daemon::removed_servers(const Config& next) const {
         const state::ServerDynamic& view = server.health.view();
         const auto mover = movers_.find(server.address.text);
         const bool moved_all = server.health.override_kind() == Override::drain && mover != movers_.end() &&
-                               mover->second->progress().phase == DrainMovePhase::done;
+                               mover->second->progress().phase == state::DrainMove::done;
         out.push_back({server.address.text, view.state, view.curr_items, moved_all});
     }
     return out;
