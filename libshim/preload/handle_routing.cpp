@@ -11,6 +11,7 @@
 #include "libshim/defaults.hpp"
 #include "libshim/preload/handle_debug.hpp"
 #include "libshim/preload/debug_log.hpp"
+#include "libshim/preload/managed_list.hpp"
 #include "libshim/preload/real.hpp"
 #include "libshim/seqlock.hpp"
 
@@ -29,6 +30,7 @@ namespace {
 struct Registry {
     std::shared_ptr<route::StateSource> source;
     std::map<std::string, std::shared_ptr<route::Router>> routers;  // by server list
+    std::atomic<route::StateSource*> made_source{nullptr};          // source, once made (lock-free read)
 };
 std::atomic<Registry*> registry{new Registry};
 std::atomic_flag registry_lock = ATOMIC_FLAG_INIT;
@@ -56,6 +58,13 @@ void after_fork_in_child() noexcept {
 
 __attribute__((constructor)) void register_fork_handler() { pthread_atfork(nullptr, nullptr, after_fork_in_child); }
 
+// Under the registry lock. Each new mapping invalidates the handles'
+// routings, so that a managed list is adopted at the next operation.
+void make_source(Registry& r) {
+    r.source = std::make_shared<route::StateSource>(state_path_from_environment(), debug_from_environment());
+    r.source->on_new_mapping(invalidate_routing);
+}
+
 std::shared_ptr<route::Router> router_for(std::vector<ServerAddress> servers, const std::string& key) {
     if (!lock_registry()) return nullptr;
     struct Unlock {
@@ -64,9 +73,7 @@ std::shared_ptr<route::Router> router_for(std::vector<ServerAddress> servers, co
     Registry* r = registry.load(std::memory_order_acquire);
     if (!r) return nullptr;
     if (auto it = r->routers.find(key); it != r->routers.end()) return it->second;
-    if (!r->source) {
-        r->source = std::make_shared<route::StateSource>(state_path_from_environment(), debug_from_environment());
-    }
+    if (!r->source) make_source(*r);
     // The router's own placement is never used (the handle's continuum is):
     // modula builds no ring.
     route::Topology topology;
@@ -171,6 +178,9 @@ const HandleRouting* lookup_routing(const memcached_st* memc) noexcept {
         }
     const Real* r = real();
     if (!r) return nullptr;
+    // The handle's first operation, or its first since its list, a
+    // behaviour or the state file changed: the moment to adopt a managed list.
+    if (adopt_managed_list(const_cast<memcached_st*>(memc), *r)) return lookup_routing(memc);
     std::shared_ptr<HandleRouting> routing;
     try {
         routing = build(memc, *r);
@@ -219,6 +229,24 @@ uint32_t dispatch_hash(const memcached_st* memc, const HandleRouting& routing, u
 }
 
 void invalidate_routing() noexcept { routing_epoch.fetch_add(1, std::memory_order_acq_rel); }
+
+route::StateSource* process_state_source() noexcept {
+    Registry* r = registry.load(std::memory_order_acquire);
+    if (!r) return nullptr;
+    // Set once under the lock, never reset while the registry lives.
+    if (route::StateSource* made = r->made_source.load(std::memory_order_acquire)) return made;
+    if (!lock_registry()) return nullptr;
+    struct Unlock {
+        ~Unlock() { unlock_registry(); }
+    } unlock;
+    try {
+        if (!r->source) make_source(*r);
+    } catch (...) {
+        return nullptr;
+    }
+    r->made_source.store(r->source.get(), std::memory_order_release);
+    return r->source.get();
+}
 
 uint32_t recently_down_window_s(const HandleRouting& routing) noexcept {
     return recently_down_window_s_or_default(routing.router->source());

@@ -105,8 +105,13 @@ extern __thread LastHash last_hashed;
 inline const LastHash& last_hash() noexcept { return last_hashed; }
 inline void forget_last_hash() noexcept { last_hashed = LastHash{}; }
 
-// Forgets every cached routing (server list or behaviour changed somewhere).
+// Forgets every cached routing (server list or behaviour changed somewhere,
+// or a new state file: its list may be a managed one).
 void invalidate_routing() noexcept;
+
+// The process's state source (created on first use), or null when it cannot
+// be made (out of memory, or a forked child's registry lost).
+route::StateSource* process_state_source() noexcept;
 
 // The recently_down_window and writeback_ttl of the current state file
 // (the defaults of mcwatchd.conf(5) when there is none).
