@@ -399,6 +399,8 @@ const std::vector<ConfigKey>& config_key_table() {
         // Sent to memcached as a relative expiration, as writeback_ttl.
         {"routing", "replica_max_ttl", duration_value(&Config::replica_max_ttl, Millis(0), std::chrono::hours(24 * 30)),
          "upper bound on every copy's expiration, 0 for none"},
+        {"routing", "managed_list", bool_value(&Config::managed_list, "on or off"),
+         "on: preloaded clients use mcwatchd's server list instead of their own"},
         {"servers", "server", server_value, "host:port, [ipv6]:port or unix:/path, then weight=N", true},
     };
     return table;

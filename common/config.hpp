@@ -54,8 +54,10 @@ struct Config {
     uint16_t metrics_port = 0;
     state::Distribution distribution = state::Distribution::ketama;
     state::Hash hash = state::Hash::md5;
-    uint32_t replicas = 1;               // copies of each key
-    Millis replica_max_ttl{0};           // bound on every copy's expiration; 0 = none
+    uint32_t replicas = 1;      // copies of each key
+    Millis replica_max_ttl{0};  // bound on every copy's expiration; 0 = none
+    // Preloaded clients use the published server list, not their handle's own.
+    bool managed_list = false;
     std::vector<ServerAddress> servers;  // `server =` lines, each with its line
 };
 

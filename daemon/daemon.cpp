@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <chrono>
@@ -34,7 +35,7 @@ bool same_file_settings(const Config& a, const Config& b) {
     return same_servers(a, b) && a.distribution == b.distribution && a.hash == b.hash &&
            a.probe_interval == b.probe_interval && a.stale_after == b.stale_after &&
            a.recently_down_window == b.recently_down_window && a.writeback_ttl == b.writeback_ttl &&
-           a.flush_on_rejoin == b.flush_on_rejoin;
+           a.flush_on_rejoin == b.flush_on_rejoin && a.managed_list == b.managed_list;
 }
 
 }  // namespace
@@ -139,11 +140,26 @@ Result<> Daemon::start() {
     if (hints_) hints_->set_servers(server_addresses());
     // A restart (an upgrade, a crash) must change nothing for clients: what
     // the file being replaced says about each server carries over.
-    if (const Result<std::optional<PublishedFile>> previous = writer_.read_predecessor(); !previous)
+    const Result<std::optional<PublishedFile>> previous = writer_.read_predecessor();
+    if (!previous)
         log_event("warning", "carry_over", {{"status", "skipped"}, {"reason", previous.error().message}});
     else if (*previous)
         carry_over(**previous);
-    if (Result<> published = writer_.publish(config_, resolved_addresses(), views()); !published) return published;
+    // The file is the daemon's memory: a list edited while it was stopped is
+    // a membership change like a reload's; else a change within its window
+    // goes on counting.
+    if (previous && *previous) {
+        const PublishedFile& before = **previous;
+        const ServerList mine = server_list(config_, resolved_addresses());
+        if (placement_changes(before.server_list(), mine)) {
+            membership_ = {before.server_list(), now_ms()};
+            log_membership_change(mine, "start");
+        } else if (membership_counts(before.membership, config_.recently_down_window, now_ms())) {
+            membership_ = before.membership;
+        }
+    }
+    if (Result<> published = writer_.publish(config_, resolved_addresses(), views(), membership_); !published)
+        return published;
     log_event("info", "start",
               {{"pid", fmt::format("{}", getpid())},
                {"uid", fmt::format("{}", geteuid())},
@@ -215,16 +231,20 @@ Result<std::string> Daemon::reload() {
         prober = std::move(*made);
     }
     const bool republish = !same_file_settings(config_, next);
+    std::vector<std::string> resolved;
+    for (const ServerRecord& server : kept) resolved.push_back(server.resolved);
+    const ServerList next_list = server_list(next, resolved);
+    const bool membership_changed = placement_changes(server_list(config_, resolved_addresses()), next_list);
+    MembershipChange membership =
+        membership_counts(membership_, next.recently_down_window, now_ms()) ? membership_ : MembershipChange{};
+    if (membership_changed) membership = {server_list(config_, resolved_addresses()), now_ms()};
     if (republish) {
-        std::vector<std::string> resolved;
         std::vector<state::ServerDynamic> kept_views;
-        for (const ServerRecord& server : kept) {
-            resolved.push_back(server.resolved);
-            kept_views.push_back(server.health.view());
-        }
+        for (const ServerRecord& server : kept) kept_views.push_back(server.health.view());
         // On failure the writer keeps publishing the old file, for the old config.
-        if (Result<> published = writer_.publish(next, resolved, kept_views); !published)
+        if (Result<> published = writer_.publish(next, resolved, kept_views, membership); !published)
             return refuse(fmt::format("cannot publish a new state file: {}", published.error().message));
+        membership_ = std::move(membership);
     }
 
     for (const ServerAddress& address : next.servers) departed_.erase(address.text);
@@ -244,6 +264,7 @@ Result<std::string> Daemon::reload() {
     });
     config_ = std::move(next);
     servers_ = std::move(kept);
+    if (membership_changed) log_membership_change(next_list, "reload");
     if (prober) prober_ = std::move(prober);
     if (hints_) hints_->set_servers(server_addresses());
     if (metrics_changed) metrics_ = std::move(metrics);
@@ -264,6 +285,19 @@ Result<std::string> Daemon::reload() {
                {"republished", republish ? "yes" : "no"}});
     return fmt::format("reloaded {}: {} servers ({} added, {} removed){}", config_.path, servers_.size(), added,
                        removed, republish ? ", new state file published" : "");
+}
+
+void Daemon::log_membership_change(const ServerList& after, const char* by) const {
+    const auto joined = [](const std::vector<std::string>& addresses) {
+        return addresses.empty() ? std::string("-") : fmt::format("{}", fmt::join(addresses, ","));
+    };
+    log_event("info", "membership_change",
+              {{"by", by},
+               {"added", joined(servers_missing_from(after, membership_.previous))},
+               {"removed", joined(servers_missing_from(membership_.previous, after))},
+               {"previous_servers", fmt::format("{}", membership_.previous.servers.size())},
+               {"previous_until_unix_ms",
+                fmt::format("{}", membership_.changed_unix_ms + config_.recently_down_window.count())}});
 }
 
 void Daemon::log_health_events(const std::string& server, const std::vector<HealthEvent>& events) const {

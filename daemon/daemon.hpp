@@ -99,6 +99,12 @@ private:
     // Servers a reload removed, by address, as they were: a reload that adds
     // one back must not forget its outage (bounded by state::kMaxServers).
     std::map<std::string, ServerHealth> departed_;
+    // The list before the latest membership change, published with every
+    // new file while it counts (empty: none).
+    MembershipChange membership_;
+    // Logs what a membership change added and removed, and until when the
+    // previous list counts.
+    void log_membership_change(const ServerList& after, const char* by) const;
     std::unique_ptr<ControlServer> control_;
     std::unique_ptr<MetricsServer> metrics_;
     std::unique_ptr<HintServer> hints_;

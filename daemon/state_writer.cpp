@@ -150,15 +150,36 @@ Result<std::optional<PublishedFile>> StateWriter::read_predecessor() {
         const Slot& slot = map.slots()[i];
         file.addresses.emplace_back(slot.address, strnlen(slot.address, kAddressSize));
         file.resolved.emplace_back(slot.resolved, strnlen(slot.resolved, kResolvedSize));
+        file.weights.push_back(slot.weight);
     }
+    file.distribution = Distribution(header.distribution);
+    file.hash = Hash(header.hash);
+    // The reader checked that the file holds previous_count entries.
+    const PreviousServer* previous = previous_servers(map.slots(), header.slot_count);
+    for (uint32_t i = 0; i < header.previous_count; ++i)
+        file.membership.previous.servers.push_back(
+            {std::string(previous[i].address, strnlen(previous[i].address, kAddressSize)),
+             std::string(previous[i].resolved, strnlen(previous[i].resolved, kResolvedSize)), previous[i].weight});
+    file.membership.previous.distribution = Distribution(header.previous_distribution);
+    file.membership.previous.hash = Hash(header.previous_hash);
+    file.membership.changed_unix_ms = header.membership_changed_unix_ms;
     generation_floor_ = std::max(generation_floor_, file.generation);
     return file;
 }
 
+ServerList PublishedFile::server_list() const {
+    ServerList list{{}, distribution, hash};
+    for (size_t i = 0; i < addresses.size(); ++i)
+        list.servers.push_back(
+            {addresses[i], i < resolved.size() ? resolved[i] : std::string(), i < weights.size() ? weights[i] : 1});
+    return list;
+}
+
 Result<> StateWriter::publish(const Config& config, const std::vector<std::string>& resolved,
-                              const std::vector<ServerDynamic>& servers) {
+                              const std::vector<ServerDynamic>& servers, const MembershipChange& membership) {
     const auto count = uint32_t(config.servers.size());
-    const uint64_t size = file_size_for(count);
+    const auto previous_count = uint32_t(std::min<size_t>(membership.previous.servers.size(), kMaxServers));
+    const uint64_t size = file_size_for(count, previous_count);
     const std::string temp_name = fmt::format(".{}.new.{}", base_name_, getpid());
 
     // A leftover from a crashed predecessor with our pid is ours to replace.
@@ -185,7 +206,7 @@ Result<> StateWriter::publish(const Config& config, const std::vector<std::strin
 
     auto* header = static_cast<Header*>(region.get_address());
     auto* slots = reinterpret_cast<Slot*>(header + 1);
-    write_layout(*header, count);
+    write_layout(*header, count, previous_count);
     header->distribution = uint32_t(config.distribution);
     header->hash = uint32_t(config.hash);
     header->daemon_pid = uint32_t(getpid());
@@ -193,7 +214,8 @@ Result<> StateWriter::publish(const Config& config, const std::vector<std::strin
     header->stale_after_ms = uint32_t(config.stale_after.count());
     header->recently_down_window_s = uint32_t(config.recently_down_window.count() / 1000);
     header->writeback_ttl_s = uint32_t(config.writeback_ttl.count() / 1000);
-    header->flags = config.flush_on_rejoin ? kHeaderFlushOnRejoin : 0;
+    header->flags =
+        (config.flush_on_rejoin ? kHeaderFlushOnRejoin : 0) | (config.managed_list ? kHeaderManagedList : 0);
     header->replicas = config.replicas;
     header->replica_max_ttl_s = uint32_t(config.replica_max_ttl.count() / 1000);
     header->created_unix_ms = unix_ms();
@@ -203,6 +225,17 @@ Result<> StateWriter::publish(const Config& config, const std::vector<std::strin
         slots[i].weight = config.servers[i].weight;
         slots[i].index = i;
         store_dynamic(slots[i], servers[i]);
+    }
+    if (previous_count > 0) {
+        auto* previous = reinterpret_cast<PreviousServer*>(slots + count);
+        for (uint32_t i = 0; i < previous_count; ++i) {
+            copy_field(previous[i].address, membership.previous.servers[i].address);
+            copy_field(previous[i].resolved, membership.previous.servers[i].resolved);
+            previous[i].weight = membership.previous.servers[i].weight;
+        }
+        header->previous_distribution = uint32_t(membership.previous.distribution);
+        header->previous_hash = uint32_t(membership.previous.hash);
+        header->membership_changed_unix_ms = membership.changed_unix_ms;
     }
     seal_digests(*header, slots, count);
     header->heartbeat_unix_ms.store(unix_ms(), std::memory_order_relaxed);

@@ -11,6 +11,7 @@
 
 #include "common/config.hpp"
 #include "common/result.hpp"
+#include "daemon/membership.hpp"
 #include "daemon/privileges.hpp"
 #include "libshim/state_format.hpp"
 
@@ -23,7 +24,15 @@ struct PublishedFile {
     int64_t heartbeat_unix_ms = 0;
     std::vector<std::string> addresses;  // as configured, per slot
     std::vector<std::string> resolved;   // numeric form, "" if none
+    std::vector<uint32_t> weights;
+    state::Distribution distribution = state::Distribution::ketama;
+    state::Hash hash = state::Hash::md5;
     std::vector<state::ServerDynamic> servers;
+    // The list before its latest membership change, as it published it.
+    MembershipChange membership;
+
+    // Its own server list (the slots).
+    ServerList server_list() const;
 };
 
 class StateWriter {
@@ -50,9 +59,11 @@ public:
     // it over the state path and marks the file it replaced as superseded.
     // Its generation continues from the highest one published at this path
     // (by this daemon or a predecessor): readers only see it move forward.
-    // `resolved` gives each server's numeric address ("" if unknown).
+    // `resolved` gives each server's numeric address ("" if unknown);
+    // `membership` the list before the latest membership change, after the
+    // slots (none when empty).
     Result<> publish(const Config& config, const std::vector<std::string>& resolved,
-                     const std::vector<state::ServerDynamic>& servers);
+                     const std::vector<state::ServerDynamic>& servers, const MembershipChange& membership = {});
 
     // Writes every server's dynamic part in one seqlock section; bumps the
     // generation when `routing_changed`. Then the heartbeat.

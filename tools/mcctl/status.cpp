@@ -4,8 +4,10 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <csignal>
 #include <cstdlib>
+#include <optional>
 #include <thread>
 
 #include "libshim/clock.hpp"
@@ -54,6 +56,90 @@ bool all_live(const Snapshot& snapshot) {
     for (const ServerDynamic& s : snapshot.servers)
         if (s.state != uint32_t(ServerState::live)) return false;
     return true;
+}
+
+// The latest membership change the file publishes (the list before it, in
+// the file after the slots), as mcctl shows it.
+struct MembershipView {
+    std::vector<std::string> added, removed;
+    std::vector<const state::PreviousServer*> previous;
+    int64_t changed_unix_ms = 0;
+    int64_t until_unix_ms = 0;  // readers use the previous list until then
+};
+
+std::string field_text(const char* field, size_t size) { return std::string(field, strnlen(field, size)); }
+
+std::optional<MembershipView> membership_view(const Snapshot& snapshot) {
+    const state::Header& header = snapshot.map.header();
+    if (header.previous_count == 0) return std::nullopt;
+    MembershipView view;
+    view.changed_unix_ms = header.membership_changed_unix_ms;
+    view.until_unix_ms = header.membership_changed_unix_ms + int64_t(header.recently_down_window_s) * 1000;
+    const state::PreviousServer* previous = state::previous_servers(snapshot.map.slots(), header.slot_count);
+    std::vector<std::string> before;
+    for (uint32_t i = 0; i < header.previous_count; ++i) {
+        view.previous.push_back(&previous[i]);
+        before.push_back(field_text(previous[i].address, state::kAddressSize));
+    }
+    std::vector<std::string> now;
+    for (uint32_t i = 0; i < header.slot_count; ++i) now.push_back(slot_address(snapshot, i));
+    for (const std::string& address : now)
+        if (std::find(before.begin(), before.end(), address) == before.end()) view.added.push_back(address);
+    for (const std::string& address : before)
+        if (std::find(now.begin(), now.end(), address) == now.end()) view.removed.push_back(address);
+    return view;
+}
+
+std::string address_list(const std::vector<std::string>& addresses) {
+    std::string out;
+    for (const std::string& address : addresses) out += fmt::format("{}{}", out.empty() ? "" : ", ", address);
+    return out.empty() ? "none" : out;
+}
+
+std::string membership_lines(const Snapshot& snapshot, int64_t now) {
+    const std::optional<MembershipView> view = membership_view(snapshot);
+    if (!view) return "";
+    const state::Header& header = snapshot.map.header();
+    std::string out = fmt::format("membership changed {} ({} ago): added {}; removed {}\n",
+                                  rfc3339_utc(view->changed_unix_ms), human_duration(now - view->changed_unix_ms),
+                                  address_list(view->added), address_list(view->removed));
+    const std::string list = fmt::format("{} servers, {} {}", view->previous.size(),
+                                         distribution_name(state::Distribution(header.previous_distribution)),
+                                         hash_name(state::Hash(header.previous_hash)));
+    if (now < view->until_unix_ms)
+        out += fmt::format("  previous list ({}) counts until {} ({} more): a moved key missed is read there\n", list,
+                           rfc3339_utc(view->until_unix_ms), human_duration(view->until_unix_ms - now));
+    else
+        out += fmt::format("  previous list ({}) counted until {} (over)\n", list, rfc3339_utc(view->until_unix_ms));
+    return out;
+}
+
+std::string string_array(const std::vector<std::string>& items) {
+    std::string out = "[";
+    for (size_t i = 0; i < items.size(); ++i) out += fmt::format("{}{}", i ? ", " : "", json::quote(items[i]));
+    return out + "]";
+}
+
+std::string membership_json(const Snapshot& snapshot, int64_t now) {
+    using namespace json;
+    const std::optional<MembershipView> view = membership_view(snapshot);
+    if (!view) return "null";
+    const state::Header& header = snapshot.map.header();
+    std::string previous;
+    for (size_t i = 0; i < view->previous.size(); ++i) {
+        const state::PreviousServer& server = *view->previous[i];
+        const std::string resolved = field_text(server.resolved, state::kResolvedSize);
+        previous += fmt::format("{}{{\"address\": {}, \"resolved\": {}, \"weight\": {}}}", i ? ", " : "",
+                                quote(field_text(server.address, state::kAddressSize)),
+                                resolved.empty() ? "null" : quote(resolved), server.weight);
+    }
+    return fmt::format(
+        "{{\"at\": {}, \"until\": {}, \"counts\": {}, \"added\": {}, \"removed\": {}, "
+        "\"previous\": {{\"distribution\": {}, \"hash\": {}, \"servers\": [{}]}}}}",
+        time_or_null(view->changed_unix_ms), time_or_null(view->until_unix_ms), now < view->until_unix_ms,
+        string_array(view->added), string_array(view->removed),
+        quote(distribution_name(state::Distribution(header.previous_distribution))),
+        quote(hash_name(state::Hash(header.previous_hash))), previous);
 }
 
 }  // namespace
@@ -132,6 +218,7 @@ std::string status_table(const Snapshot& snapshot, const std::string& path, bool
             human_duration(int64_t(snapshot.heartbeat_age_ms)), header.stale_after_ms);
         out += colour ? fmt::format("\x1b[1;41;97m{}\x1b[0m", warning) : warning;
     }
+    out += membership_lines(snapshot, now);
     size_t width = 6;
     for (uint32_t i = 0; i < header.slot_count; ++i) width = std::max(width, slot_address(snapshot, i).size());
     out += fmt::format("{:<{}}  {:<8} {:>7} {:>7} {:>8} {:>9} {:>6} {:>8}  {}\n", "SERVER", width, "STATE", "FOR",
@@ -178,11 +265,11 @@ std::string status_json(const Snapshot& snapshot) {
     out += fmt::format(
         "\"daemon\": {{\"pid\": {}, \"running\": {}, \"generation\": {}, \"heartbeat_age_ms\": {}, "
         "\"heartbeat\": {}, \"stale\": {}, \"rounds\": {}, \"distribution\": {}, \"hash\": {}, "
-        "\"format_version\": {}}}, \"servers\": [",
+        "\"format_version\": {}, \"managed_list\": {}}}, \"membership_change\": {}, \"servers\": [",
         header.daemon_pid, snapshot.daemon_running, snapshot.generation, snapshot.heartbeat_age_ms,
         time_or_null(header.heartbeat_unix_ms.load()), snapshot.stale, header.rounds.load(),
         quote(distribution_name(state::Distribution(header.distribution))), quote(hash_name(state::Hash(header.hash))),
-        header.format_version);
+        header.format_version, (header.flags & state::kHeaderManagedList) != 0, membership_json(snapshot, unix_ms()));
     for (uint32_t i = 0; i < header.slot_count; ++i) {
         const ServerDynamic& s = snapshot.servers[i];
         const state::Slot& slot = snapshot.map.slots()[i];
@@ -233,12 +320,15 @@ int mcctl_dump(const std::string& path) {
         "  hash: {}\n  daemon_pid: {}\n  probe_interval_ms: {}\n  stale_after_ms: {}\n"
         "  recently_down_window_s: {}\n  writeback_ttl_s: {}\n  flags: {:#x}\n  created: {}\n"
         "  seq: {}\n  generation: {}\n  heartbeat_mono_ns: {}\n  heartbeat: {}\n  rounds: {}\n"
-        "  superseded: {}\n",
+        "  superseded: {}\n  previous_count: {}\n  previous_distribution: {}\n  previous_hash: {}\n"
+        "  membership_changed: {}\n",
         std::string(h.magic, strnlen(h.magic, sizeof h.magic)), h.format_version, h.header_size, h.slot_size,
         h.slot_count, h.file_size, h.servers_digest, h.static_digest, h.distribution, h.hash, h.daemon_pid,
         h.probe_interval_ms, h.stale_after_ms, h.recently_down_window_s, h.writeback_ttl_s, h.flags,
         rfc3339_utc(h.created_unix_ms), h.seq.load(), snapshot.generation, h.heartbeat_mono_ns.load(),
-        rfc3339_utc(h.heartbeat_unix_ms.load()), h.rounds.load(), h.superseded.load());
+        rfc3339_utc(h.heartbeat_unix_ms.load()), h.rounds.load(), h.superseded.load(), h.previous_count,
+        h.previous_distribution, h.previous_hash,
+        h.membership_changed_unix_ms ? rfc3339_utc(h.membership_changed_unix_ms) : std::string("-"));
     for (uint32_t i = 0; i < h.slot_count; ++i) {
         const state::Slot& slot = snapshot.map.slots()[i];
         const ServerDynamic& s = snapshot.servers[i];
@@ -249,6 +339,11 @@ int mcctl_dump(const std::string& path) {
 #undef MCWATCH_DUMP_FIELD
         fmt::print("  version: {}\n  last_error: {}\n", s.version, s.last_error);
     }
+    const state::PreviousServer* previous = state::previous_servers(snapshot.map.slots(), h.slot_count);
+    for (uint32_t i = 0; i < h.previous_count; ++i)
+        fmt::print("previous {}:\n  address: {}\n  resolved: {}\n  weight: {}\n", i,
+                   field_text(previous[i].address, state::kAddressSize),
+                   field_text(previous[i].resolved, state::kResolvedSize), previous[i].weight);
     return 0;
 }
 

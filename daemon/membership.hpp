@@ -1,0 +1,54 @@
+// Membership changes (docs/DESIGN.md, "Membership changes"): which server
+// list counts as the one before the latest change, for how long, and what a
+// change added and removed. Pure functions of lists and times: the daemon
+// decides when to call them, the state writer publishes the result.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/config.hpp"
+#include "libshim/state_format.hpp"
+
+namespace mcwatch {
+
+// One server of a list as the state file holds it.
+struct ListedServer {
+    std::string address;   // as configured
+    std::string resolved;  // numeric form, "" if none
+    uint32_t weight = 1;
+    bool operator==(const ListedServer&) const = default;
+};
+
+// A server list and how keys are placed on it.
+struct ServerList {
+    std::vector<ListedServer> servers;
+    state::Distribution distribution = state::Distribution::ketama;
+    state::Hash hash = state::Hash::md5;
+};
+
+// The list in effect before the latest membership change, and when that
+// change was published. `previous.servers` empty: no change to publish.
+struct MembershipChange {
+    ServerList previous;
+    int64_t changed_unix_ms = 0;
+    bool empty() const { return previous.servers.empty(); }
+};
+
+// `config`'s list, each server with its numeric form from `resolved`.
+ServerList server_list(const Config& config, const std::vector<std::string>& resolved);
+
+// Whether going from `before` to `after` moves keys: a server added,
+// removed, moved in the order or reweighted, or another distribution or hash.
+bool placement_changes(const ServerList& before, const ServerList& after);
+
+// The change still counts (readers fall back to the previous list) until
+// its time plus `window`; after that the daemon stops publishing it.
+bool membership_counts(const MembershipChange& change, Millis window, int64_t now_unix_ms);
+
+// Addresses in `a`'s list that are not in `b`'s (the same server spelled as
+// its numeric form counts as the same).
+std::vector<std::string> servers_missing_from(const ServerList& a, const ServerList& b);
+
+}  // namespace mcwatch

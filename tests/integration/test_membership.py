@@ -1,0 +1,110 @@
+"""Membership changes, daemon side (docs/DESIGN.md, "Membership changes"):
+the managed-list flag, the previous server list a reload publishes, and
+removals refused while a server still holds keys."""
+
+import re
+import signal
+from datetime import datetime
+
+from conftest import wait_until
+
+MANAGED_LIST = 0x2  # state::kHeaderManagedList, pinned in libshim/state_format.hpp
+
+
+def dump_header(fleet):
+    """`mcctl dump`'s header fields, {name: text}."""
+    result = fleet.ctl("dump")
+    assert result.returncode == 0, result.stderr
+    header = result.stdout.split("\nslot ", 1)[0]
+    return dict(re.findall(r"^  ([a-z_]+): ?(.*)$", header, re.M))
+
+
+def test_managed_list_sets_the_header_flag_and_a_reload_clears_it(fleet):
+    fleet.add_servers(2)
+    fleet.write_config(routing={"managed_list": "on"})
+    fleet.start_daemon()
+    assert int(dump_header(fleet)["flags"], 16) & MANAGED_LIST
+    assert fleet.status()["daemon"]["managed_list"] is True
+
+    fleet.write_config(routing={"managed_list": "off"})
+    fleet.daemon.send_signal(signal.SIGHUP)
+    wait_until(lambda: fleet.status()["daemon"]["managed_list"] is False, what="the flag cleared by the reload")
+    assert not int(dump_header(fleet)["flags"], 16) & MANAGED_LIST
+
+
+def reload(fleet):
+    result = fleet.ctl("reload")
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_adding_a_server_by_reload_publishes_the_list_before_it(fleet):
+    first, second, joining = fleet.add_servers(3)
+    fleet.write_config(settings={"recently_down_window": "60s"}, servers=[first.address, second.address],
+                       routing={"distribution": "modula", "hash": "crc"})
+    fleet.start_daemon(wait_live=False)
+    assert fleet.status()["membership_change"] is None
+    assert dump_header(fleet)["previous_count"] == "0"
+
+    fleet.write_config(settings={"recently_down_window": "60s"},
+                       servers=[first.address, second.address, joining.address],
+                       routing={"distribution": "ketama", "hash": "md5"})
+    reload(fleet)
+    change = fleet.status()["membership_change"]
+    assert change["added"] == [joining.address]
+    assert change["removed"] == []
+    assert change["counts"] is True
+    assert change["previous"] == {"distribution": "modula", "hash": "crc", "servers": [
+        {"address": first.address, "resolved": first.address, "weight": 1},
+        {"address": second.address, "resolved": second.address, "weight": 1}]}
+    at, until = (datetime.fromisoformat(change[k].replace("Z", "+00:00")) for k in ("at", "until"))
+    assert (until - at).total_seconds() == 60
+
+    header = dump_header(fleet)
+    assert header["previous_count"] == "2"
+    assert header["membership_changed"] == change["at"]
+    dump = fleet.ctl("dump").stdout
+    assert f"previous 1:\n  address: {second.address}\n" in dump
+
+    text = fleet.ctl("status").stdout
+    assert f"membership changed {change['at']} (" in text
+    assert f"added {joining.address}; removed none" in text
+    assert f"previous list (2 servers, modula crc) counts until {change['until']}" in text
+    assert re.search(rf"event=membership_change by=reload added={re.escape(joining.address)} removed=- "
+                     r"previous_servers=2", fleet.log_text())
+
+    # A reload that changes no membership (another file setting) keeps it as it was.
+    fleet.write_config(settings={"recently_down_window": "60s", "stale_after": "3s"},
+                       servers=[first.address, second.address, joining.address],
+                       routing={"distribution": "ketama", "hash": "md5"})
+    reload(fleet)
+    assert fleet.status()["membership_change"] == change
+
+
+def test_the_previous_list_survives_a_daemon_restart_within_the_window(fleet):
+    first, joining = fleet.add_servers(2)
+    fleet.write_config(settings={"recently_down_window": "60s"}, servers=[first.address])
+    fleet.start_daemon(wait_live=False)
+    fleet.write_config(settings={"recently_down_window": "60s"}, servers=[first.address, joining.address])
+    reload(fleet)
+    change = fleet.status()["membership_change"]
+    assert change["added"] == [joining.address]
+
+    fleet.stop_daemon()
+    fleet.start_daemon(wait_live=False)
+    assert fleet.status()["membership_change"] == change
+
+
+def test_the_previous_list_ends_with_its_window(fleet):
+    first, joining = fleet.add_servers(2)
+    fleet.write_config(settings={"recently_down_window": "1s"}, servers=[first.address])
+    fleet.start_daemon(wait_live=False)
+    fleet.write_config(settings={"recently_down_window": "1s"}, servers=[first.address, joining.address])
+    reload(fleet)
+    assert fleet.status()["membership_change"]["counts"] is True
+    wait_until(lambda: fleet.status()["membership_change"]["counts"] is False, what="the window's end")
+    assert "(over)" in fleet.ctl("status").stdout
+    # Past its window, a restart does not carry it over.
+    fleet.stop_daemon()
+    fleet.start_daemon(wait_live=False)
+    assert fleet.status()["membership_change"] is None
