@@ -14,12 +14,14 @@ struct ControlCommandSpec {
     std::string_view name;
     ControlCommand command;
     bool takes_server;
-    bool takes_force;  // `force` after the server: past min_live_servers
+    // `force` last: drain and down past min_live_servers, reload past the
+    // refusal to remove a server that still holds items.
+    bool takes_force;
 };
 
 inline constexpr std::array<ControlCommandSpec, 7> kControlCommands = {{
     {"ping", ControlCommand::ping, false, false},
-    {"reload", ControlCommand::reload, false, false},
+    {"reload", ControlCommand::reload, false, true},
     {"drain", ControlCommand::drain, true, true},
     {"undrain", ControlCommand::undrain, true, false},
     {"down", ControlCommand::down, true, true},

@@ -48,8 +48,13 @@ ControlParse parse_control_request(std::string_view line) {
     for (const ControlCommandSpec& spec : kControlCommands) {
         if (words[0] != spec.name) continue;
         if (!spec.takes_server) {
-            if (words.size() != 1) return refuse(fmt::format("{} takes no argument", spec.name));
-            return {ControlRequest{spec.command, ""}, ""};
+            ControlRequest request{spec.command, ""};
+            if (spec.takes_force && words.size() == 2 && words[1] == "force")
+                request.force = true;
+            else if (words.size() != 1)
+                return refuse(spec.takes_force ? fmt::format("{} takes only `force`", spec.name)
+                                               : fmt::format("{} takes no argument", spec.name));
+            return {request, ""};
         }
         if (words.size() < 2) return refuse(fmt::format("{} needs a server: {} HOST:PORT", spec.name, spec.name));
         if (words[1].size() >= state::kAddressSize)

@@ -16,7 +16,8 @@ namespace mcwatch {
 struct ControlRequest {
     ControlCommand command = ControlCommand::ping;
     std::string server;  // as the operator typed it; "" for ping and reload
-    // drain and down: even if fewer than min_live_servers would stay live.
+    // drain and down: even if fewer than min_live_servers would stay live;
+    // reload: even if it removes a server that still holds items.
     bool force = false;
     // drain: also move every key of the server (`move` after the server).
     bool move = false;
@@ -33,7 +34,8 @@ inline constexpr size_t kMaxControlRequestBytes = 512;
 
 // One request line, without its '\n' (a trailing '\r' is ignored): a command
 // in lower case, then its argument, separated by spaces or tabs; drain and
-// down take a third word, `force`, and drain `move` as well. Anything
+// down take a third word, `force`, and drain `move` as well; reload takes
+// `force` alone. Anything
 // else (control bytes, non-ASCII, a missing or extra word, an unknown
 // command, too long) is an error. Never throws except std::bad_alloc.
 ControlParse parse_control_request(std::string_view line);

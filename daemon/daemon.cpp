@@ -150,10 +150,22 @@ Result<> Daemon::start() {
     // goes on counting.
     if (previous && *previous) {
         const PublishedFile& before = **previous;
-        const ServerList mine = server_list(config_, resolved_addresses());
+        const ServerList mine = server_list(config_);
         if (placement_changes(before.server_list(), mine)) {
             membership_ = {before.server_list(), now_ms()};
             log_membership_change(mine, "start");
+            // Too late to refuse: the daemon must publish. Say what is lost.
+            std::vector<RemovedServer> removed;
+            for (const std::string& address : servers_missing_from(before.server_list(), mine)) {
+                const size_t slot = size_t(std::find(before.addresses.begin(), before.addresses.end(), address) -
+                                           before.addresses.begin());
+                const state::ServerDynamic& last = before.servers[slot];
+                removed.push_back(
+                    {address, last.state, last.curr_items,
+                     (last.flags & state::kFlagOperatorDrain) && last.drain_move == uint32_t(state::DrainMove::done)});
+            }
+            if (const std::string undrained = undrained_removal(removed); !undrained.empty())
+                log_event("warning", "start", {{"status", "removed_undrained"}, {"reason", undrained}});
         } else if (membership_counts(before.membership, config_.recently_down_window, now_ms())) {
             membership_ = before.membership;
         }
@@ -171,7 +183,7 @@ Result<> Daemon::start() {
     return {};
 }
 
-Result<std::string> Daemon::reload() {
+Result<std::string> Daemon::reload(bool force) {
     const auto refuse = [this](const std::string& why) {
         ++reloads_refused_;
         log_event("error", "reload", {{"status", "refused"}, {"error", why}});
@@ -192,6 +204,13 @@ Result<std::string> Daemon::reload() {
         if (values.first != values.second)
             return refuse(fmt::format("{}: {} cannot change on reload ('{}' -> '{}'); restart mcwatchd", config_.path,
                                       key, values.first, values.second));
+
+    if (const std::string undrained = undrained_removal(removed_servers(next)); !undrained.empty()) {
+        if (!force)
+            return refuse(fmt::format("refused: {}; `mcctl reload --force` removes it anyway (its keys become misses)",
+                                      undrained));
+        log_event("warning", "reload", {{"status", "forced"}, {"reason", undrained}});
+    }
 
     if (Result<> enough = ensure_descriptor_limit(next.servers.size()); !enough)
         return refuse(fmt::format("{}: {}", config_.path, enough.error().message));
@@ -233,11 +252,11 @@ Result<std::string> Daemon::reload() {
     const bool republish = !same_file_settings(config_, next);
     std::vector<std::string> resolved;
     for (const ServerRecord& server : kept) resolved.push_back(server.resolved);
-    const ServerList next_list = server_list(next, resolved);
-    const bool membership_changed = placement_changes(server_list(config_, resolved_addresses()), next_list);
+    const ServerList next_list = server_list(next);
+    const bool membership_changed = placement_changes(server_list(config_), next_list);
     MembershipChange membership =
         membership_counts(membership_, next.recently_down_window, now_ms()) ? membership_ : MembershipChange{};
-    if (membership_changed) membership = {server_list(config_, resolved_addresses()), now_ms()};
+    if (membership_changed) membership = {server_list(config_), now_ms()};
     if (republish) {
         std::vector<state::ServerDynamic> kept_views;
         for (const ServerRecord& server : kept) kept_views.push_back(server.health.view());
@@ -285,6 +304,20 @@ Result<std::string> Daemon::reload() {
                {"republished", republish ? "yes" : "no"}});
     return fmt::format("reloaded {}: {} servers ({} added, {} removed){}", config_.path, servers_.size(), added,
                        removed, republish ? ", new state file published" : "");
+}
+
+std::vector<RemovedServer> Daemon::removed_servers(const Config& next) const {
+    const std::vector<std::string> gone = servers_missing_from(server_list(config_), server_list(next));
+    std::vector<RemovedServer> out;
+    for (const ServerRecord& server : servers_) {
+        if (std::find(gone.begin(), gone.end(), server.address.text) == gone.end()) continue;
+        const state::ServerDynamic& view = server.health.view();
+        const auto mover = movers_.find(server.address.text);
+        const bool moved_all = server.health.override_kind() == Override::drain && mover != movers_.end() &&
+                               mover->second->progress().phase == DrainMovePhase::done;
+        out.push_back({server.address.text, view.state, view.curr_items, moved_all});
+    }
+    return out;
 }
 
 void Daemon::log_membership_change(const ServerList& after, const char* by) const {
@@ -424,7 +457,9 @@ int Daemon::run() {
         const auto started = Clock::now();
         if (reload_requested) {
             reload_requested = 0;
-            const Result<std::string> reloaded = reload();
+            const bool force = std::any_of(pending_reloads_.begin(), pending_reloads_.end(),
+                                           [](const Deferred& d) { return d.force; });
+            const Result<std::string> reloaded = reload(force);
             for (const Deferred& d : pending_reloads_)
                 control_->reply(d.ticket,
                                 reloaded ? ControlReply::ok(*reloaded) : ControlReply::error(reloaded.error().message));

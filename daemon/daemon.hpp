@@ -59,6 +59,7 @@ private:
     struct Deferred {
         ControlServer::Ticket ticket;
         std::string server;  // flush: the configured address
+        bool force = false;  // reload: remove servers that still hold items
     };
 
     // Unix milliseconds that never jump: the wall clock when the daemon
@@ -72,7 +73,8 @@ private:
 
     void round();
     // Applies the configuration file again; the value is what the operator is told.
-    Result<std::string> reload();
+    // `force`: even if it removes a server that still holds items.
+    Result<std::string> reload(bool force);
     // Serves the control socket and metrics endpoint for up to timeout_ms.
     void serve(int timeout_ms);
     // Between rounds: serves as above and applies the probes hints asked for.
@@ -105,6 +107,8 @@ private:
     // Logs what a membership change added and removed, and until when the
     // previous list counts.
     void log_membership_change(const ServerList& after, const char* by) const;
+    // The servers of this list `next` lacks, as last seen.
+    std::vector<RemovedServer> removed_servers(const Config& next) const;
     std::unique_ptr<ControlServer> control_;
     std::unique_ptr<MetricsServer> metrics_;
     std::unique_ptr<HintServer> hints_;

@@ -56,7 +56,7 @@ std::optional<ControlReply> Daemon::on_control(const ControlRequest& request, Co
                                             servers_.size(), writer_.generation()));
     case ControlCommand::reload:
         // After the round under way, never inside it: a reload replaces the prober.
-        pending_reloads_.push_back({ticket, ""});
+        pending_reloads_.push_back({ticket, "", request.force});
         reload_requested = 1;
         return std::nullopt;
     default: break;

@@ -1,14 +1,15 @@
 #include "daemon/membership.hpp"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 
 namespace mcwatch {
 
-ServerList server_list(const Config& config, const std::vector<std::string>& resolved) {
+ServerList server_list(const Config& config) {
     ServerList list{{}, config.distribution, config.hash};
-    for (size_t i = 0; i < config.servers.size(); ++i)
-        list.servers.push_back(
-            {config.servers[i].text, i < resolved.size() ? resolved[i] : std::string(), config.servers[i].weight});
+    for (const ServerAddress& server : config.servers)
+        list.servers.push_back({server.text, server.numeric(), server.weight});
     return list;
 }
 
@@ -36,6 +37,24 @@ std::vector<std::string> servers_missing_from(const ServerList& a, const ServerL
         if (!found) missing.push_back(server.address);
     }
     return missing;
+}
+
+std::string undrained_removal(const std::vector<RemovedServer>& servers) {
+    std::string holding;
+    std::string first;
+    for (const RemovedServer& server : servers) {
+        const auto state = state::ServerState(server.state);
+        if (state != state::ServerState::live && state != state::ServerState::draining) continue;
+        if (server.curr_items == state::kUnknown || server.curr_items == 0 || server.drained_by_move) continue;
+        holding += fmt::format("{}{} ({}, {} items)", holding.empty() ? "" : ", ", server.address,
+                               state::state_name(server.state), server.curr_items);
+        if (first.empty()) first = server.address;
+    }
+    if (holding.empty()) return "";
+    return fmt::format(
+        "the configuration removes {}, whose keys clients still read: move them first with "
+        "`mcctl drain --move --wait {}`, then remove the server and reload",
+        holding, first);
 }
 
 }  // namespace mcwatch

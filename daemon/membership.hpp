@@ -36,8 +36,8 @@ struct MembershipChange {
     bool empty() const { return previous.servers.empty(); }
 };
 
-// `config`'s list, each server with its numeric form from `resolved`.
-ServerList server_list(const Config& config, const std::vector<std::string>& resolved);
+// `config`'s list, each server with its numeric form.
+ServerList server_list(const Config& config);
 
 // Whether going from `before` to `after` moves keys: a server added,
 // removed, moved in the order or reweighted, or another distribution or hash.
@@ -50,5 +50,19 @@ bool membership_counts(const MembershipChange& change, Millis window, int64_t no
 // Addresses in `a`'s list that are not in `b`'s (the same server spelled as
 // its numeric form counts as the same).
 std::vector<std::string> servers_missing_from(const ServerList& a, const ServerList& b);
+
+// A server a reload would remove, as the daemon last saw it.
+struct RemovedServer {
+    std::string address;
+    uint32_t state = 0;            // state::ServerState
+    uint64_t curr_items = 0;       // at its last stats sample, state::kUnknown if never
+    bool drained_by_move = false;  // draining, and its drain --move ended done
+};
+
+// Why removing `servers` would lose keys clients still read, naming each
+// server, its items and the documented way; "" when nothing would be lost:
+// a dead server (its keys are on substitutes already), one never seen with
+// items, one whose drain --move moved every key.
+std::string undrained_removal(const std::vector<RemovedServer>& servers);
 
 }  // namespace mcwatch

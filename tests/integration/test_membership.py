@@ -6,7 +6,7 @@ import re
 import signal
 from datetime import datetime
 
-from conftest import wait_until
+from conftest import raw_command, wait_until
 
 MANAGED_LIST = 0x2  # state::kHeaderManagedList, pinned in libshim/state_format.hpp
 
@@ -108,3 +108,91 @@ def test_the_previous_list_ends_with_its_window(fleet):
     fleet.stop_daemon()
     fleet.start_daemon(wait_live=False)
     assert fleet.status()["membership_change"] is None
+
+
+def plant_items(fleet, server, count):
+    """Stores `count` keys on `server` directly and waits until mcwatchd's
+    stats sample shows them (stats_interval is short in these tests)."""
+    for i in range(count):
+        assert raw_command(server.port, f"set planted{i} 0 0 5\r\nvalue\r\n".encode()) == b"STORED\r\n"
+    wait_until(lambda: (fleet.server(server.address)["curr_items"] or 0) >= count, what="the items in its stats")
+
+
+FAST_STATS = {"stats_interval": "200ms", "recently_down_window": "60s"}
+
+
+def test_removing_a_server_that_holds_items_is_refused_with_the_way_and_force_removes_it(fleet):
+    kept, holding = fleet.add_servers(2)
+    fleet.write_config(settings=FAST_STATS)
+    fleet.start_daemon()
+    plant_items(fleet, holding, 3)
+
+    fleet.write_config(settings=FAST_STATS, servers=[kept.address])
+    result = fleet.ctl("reload")
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"mcctl: refused: the configuration removes {holding.address} (live, 3 items), whose keys clients still "
+        f"read: move them first with `mcctl drain --move --wait {holding.address}`, then remove the server and "
+        f"reload; `mcctl reload --force` removes it anyway (its keys become misses)\n")
+    # Nothing changed.
+    assert [s["address"] for s in fleet.status()["servers"]] == [kept.address, holding.address]
+    assert fleet.status()["membership_change"] is None
+
+    # SIGHUP is refused the same way, in the log.
+    fleet.daemon.send_signal(signal.SIGHUP)
+    wait_until(lambda: fleet.log_text().count("event=reload status=refused") == 2, what="the SIGHUP's refusal")
+    assert f"removes {holding.address} (live, 3 items)" in fleet.log_text().splitlines()[-1]
+
+    forced = fleet.ctl("reload", "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert [s["address"] for s in fleet.status()["servers"]] == [kept.address]
+    assert fleet.status()["membership_change"]["removed"] == [holding.address]
+    assert "event=reload status=forced" in fleet.log_text()
+
+
+def test_removing_a_server_after_its_drain_move_completes_is_accepted(fleet):
+    kept, drained = fleet.add_servers(2)
+    fleet.write_config(settings=FAST_STATS)
+    fleet.start_daemon()
+    plant_items(fleet, drained, 5)
+    assert fleet.ctl("drain", "--move", drained.address).returncode == 0
+    wait_until(lambda: re.search(rf"event=drain_move_end server={re.escape(drained.address)} outcome=done",
+                                 fleet.log_text()), what="the move's end")
+
+    fleet.write_config(settings=FAST_STATS, servers=[kept.address])
+    reload(fleet)
+    assert [s["address"] for s in fleet.status()["servers"]] == [kept.address]
+    assert fleet.status()["membership_change"]["removed"] == [drained.address]
+    for i in range(5):  # every key moved: nothing was lost
+        assert raw_command(kept.port, f"get planted{i}\r\n".encode(), expect_end=b"END\r\n").startswith(b"VALUE")
+
+
+def test_a_dead_server_that_held_items_may_be_removed(fleet):
+    kept, dead = fleet.add_servers(2)
+    fleet.write_config(settings=FAST_STATS)
+    fleet.start_daemon()
+    plant_items(fleet, dead, 2)
+    dead.stop()
+    fleet.wait_states({dead.address: "dead"})
+    fleet.write_config(settings=FAST_STATS, servers=[kept.address])
+    reload(fleet)
+    assert [s["address"] for s in fleet.status()["servers"]] == [kept.address]
+    assert fleet.status()["membership_change"]["removed"] == [dead.address]
+
+
+def test_a_start_without_a_server_the_previous_file_listed_warns_and_publishes_the_change(fleet):
+    kept, holding = fleet.add_servers(2)
+    fleet.write_config(settings=FAST_STATS)
+    fleet.start_daemon()
+    plant_items(fleet, holding, 2)
+    fleet.stop_daemon()
+
+    fleet.write_config(settings=FAST_STATS, servers=[kept.address])
+    fleet.start_daemon(wait_live=False)
+    change = fleet.status()["membership_change"]
+    assert change["removed"] == [holding.address]
+    assert change["previous"]["servers"][1]["address"] == holding.address
+    assert re.search(rf"event=start status=removed_undrained reason=\"the configuration removes "
+                     rf"{re.escape(holding.address)} \(live, 2 items\)", fleet.log_text())
+    assert re.search(rf"event=membership_change by=start added=- removed={re.escape(holding.address)}",
+                     fleet.log_text())

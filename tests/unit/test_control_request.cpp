@@ -56,6 +56,18 @@ TEST_CASE("control request: drain and down take `force` after the server") {
     CHECK_FALSE(plain.request->move);
 }
 
+TEST_CASE("control request: reload takes `force` and nothing else") {
+    const ControlParse forced = parse_control_request("reload force");
+    REQUIRE(forced.request);
+    CHECK(forced.request->command == ControlCommand::reload);
+    CHECK(forced.request->force);
+    const ControlParse plain = parse_control_request("reload");
+    REQUIRE(plain.request);
+    CHECK_FALSE(plain.request->force);
+    CHECK(error_of("reload now") == "reload takes only `force`");
+    CHECK(error_of("reload force force") == "reload takes only `force`");
+}
+
 TEST_CASE("control request: drain takes `move`, with or without `force`") {
     for (const char* line : {"drain a:1 move", "drain a:1 move force", "drain a:1 force move"}) {
         CAPTURE(line);

@@ -34,7 +34,8 @@ constexpr const char* kUsage =
     "  down [--force] SERVER  mark it dead whatever probes say (min_live_servers as drain)\n"
     "  up SERVER              clear drain or down: probes decide again (a rejoin)\n"
     "  flush SERVER           send it flush_all now (with the next probe)\n"
-    "  reload                 re-read mcwatchd's configuration (as SIGHUP)\n"
+    "  reload [--force]       re-read mcwatchd's configuration (as SIGHUP); refused if it removes\n"
+    "                         a server that holds items, not drained: --force removes it anyway\n"
     "  ping                   check that mcwatchd answers on its control socket\n"
     "  --version\n"
     "-s, -c and -S may come before or after the command. STATE_FILE defaults to CONFIG's\n"
@@ -164,7 +165,8 @@ int main(int argc, char** argv) {
 
     if (const ControlCommandSpec* spec = find_control_command(command)) {
         const bool takes_server = spec->takes_server;
-        // drain and down: `--force` goes past min_live_servers.
+        // drain and down: `--force` goes past min_live_servers; reload: past
+        // the refusal to remove a server that holds items.
         const bool may_force = spec->takes_force;
         bool force = false;
         bool move = false;  // drain: mcwatchd moves every key
@@ -191,7 +193,7 @@ int main(int argc, char** argv) {
         }
         const std::string request =
             takes_server ? fmt::format("{} {}{}{}", command, words[0], force ? " force" : "", move ? " move" : "")
-                         : command;
+                         : fmt::format("{}{}", command, force ? " force" : "");
         // A flush is answered after the daemon's next probe round: allow for
         // a long probe_interval (the daemon keeps such a request 120s).
         const auto timeout = command == "flush" ? std::chrono::seconds(120) : std::chrono::seconds(30);
