@@ -13,6 +13,7 @@
 #include "libshim/preload/debug_log.hpp"
 #include "libshim/preload/managed_list.hpp"
 #include "libshim/preload/real.hpp"
+#include "libshim/routing_names.hpp"
 #include "libshim/seqlock.hpp"
 
 namespace mcwatch::shim {
@@ -130,6 +131,15 @@ std::shared_ptr<HandleRouting> build(const memcached_st* memc, const Real& real)
     }
     routing->router = router_for(std::move(specs), key);
     if (!routing->router) return nullptr;
+    if (const route::StateSource::Mapped* mapped = routing->router->source()->current()) {
+        const state::Header& header = mapped->map.header();
+        routing->placed_as_before =
+            header.previous_distribution <= uint32_t(state::Distribution::ketama_weighted) &&
+            header.previous_hash < state::kHashCount &&
+            std::strcmp(handle_distribution(memc),
+                        distribution_name(state::Distribution(header.previous_distribution))) == 0 &&
+            std::strcmp(handle_hash(memc), hash_name(state::Hash(header.previous_hash))) == 0;
+    }
 
     if (consistent) {
         const route::RingPoint* ring = ring_of(memc);

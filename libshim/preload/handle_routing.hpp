@@ -24,6 +24,10 @@ struct HandleRouting {
     // Per server, a continuum value that libmemcached's lookup (first point
     // >= hash) resolves to that server; checked again before each use.
     std::vector<uint32_t> representative;
+    // The handle places keys as the file's list before its latest membership
+    // change was placed (its distribution and hash): only then does that
+    // list say where the handle's keys were (the join fallback).
+    bool placed_as_before = false;
 };
 
 // What a handle's cached routing was built from: the handle, the epoch of

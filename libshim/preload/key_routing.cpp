@@ -28,7 +28,11 @@ bool route_key(memcached_st* memc, const char* key, size_t key_length, Routed& o
 route::Decision decide(const memcached_st* memc, const HandleRouting& routing, const route::PlacementView& view,
                        const char* bytes, size_t length, bool& has_native_hash, uint32_t& native_hash) noexcept {
     forget_last_hash();  // a decision made without hashing must not pick up an older hash
-    const route::Decision decision = routing.router->route_with(view, bytes, length);
+    route::Decision decision = routing.router->route_with(view, bytes, length);
+    if ((decision.flags & route::kRouteJoined) && !routing.placed_as_before) {
+        decision.flags &= ~route::kRouteJoined;  // the previous list does not say where its keys were
+        decision.fallback = -1;
+    }
     // The router hashes the key first; a substitute search may then hash
     // salted copies, which live elsewhere and do not match these bytes.
     const LastHash& hashed = last_hash();
