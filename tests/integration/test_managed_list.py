@@ -154,3 +154,24 @@ def test_a_client_started_before_the_change_reads_what_one_started_after_writes(
         old.stdin.close()
         old.wait(timeout=10)
     assert old.stderr.read() == ""
+
+
+def test_a_handle_hashing_otherwise_than_the_file_gets_no_fallback_after_a_join(fleet):
+    managed_fleet(fleet, 3)  # [routing]: ketama, md5
+    listed = [m.address for m in fleet.servers]
+    added = Memcached().start()
+    reload_with(fleet, fleet.servers + [added], {})
+    # pylibmc's ketama hashes keys with one_at_a_time: the previous list's
+    # md5 placement says nothing about where its keys were.
+    n = 200
+    assert say(fleet, "pylibmc", listed, "set-many", "h", n, 0) == f"stored {n}"
+    before = holders(fleet, [f"h{i}" for i in range(n)])
+    env = plain_env()
+    env.update(PRELOAD)
+    env["MCSHIM_STATE"] = fleet.state
+    env["MCSHIM_DEBUG"] = "1"
+    result = subprocess.run(CLIENTS["pylibmc"] + [",".join(listed), "get-many", "h", str(n)], capture_output=True,
+                            text=True, timeout=60, env=env)
+    assert result.stdout.strip() == f"hits {n}"
+    assert "placement changed with the server list" not in result.stderr
+    assert holders(fleet, [f"h{i}" for i in range(n)]) == before  # nothing moved, nothing deleted
