@@ -180,7 +180,7 @@ __thread RecentRouting recent_routing;
 __thread LastHash last_hashed;
 
 const HandleRouting* lookup_routing(const memcached_st* memc) noexcept {
-    const uint64_t now_epoch = routing_epoch.load(std::memory_order_acquire);
+    uint64_t now_epoch = routing_epoch.load(std::memory_order_acquire);
     for (const CacheEntry& entry : cache)
         if (entry.shape.matches(memc, now_epoch)) {
             recent_routing = RecentRouting{entry.shape, entry.routing.get()};
@@ -190,7 +190,8 @@ const HandleRouting* lookup_routing(const memcached_st* memc) noexcept {
     if (!r) return nullptr;
     // The handle's first operation, or its first since its list, a
     // behaviour or the state file changed: the moment to adopt a managed list.
-    if (adopt_managed_list(const_cast<memcached_st*>(memc), *r)) return lookup_routing(memc);
+    if (adopt_managed_list(const_cast<memcached_st*>(memc), *r))
+        now_epoch = routing_epoch.load(std::memory_order_acquire);  // adopting invalidated every routing
     std::shared_ptr<HandleRouting> routing;
     try {
         routing = build(memc, *r);
