@@ -32,6 +32,7 @@ static_assert(MCSHIM_ROUTE_RECENTLY_DOWN == kRouteRecentlyDown);
 static_assert(MCSHIM_ROUTE_ALL_DEAD == kRouteAllDead);
 static_assert(MCSHIM_ROUTE_STALE == kRouteStale);
 static_assert(MCSHIM_ROUTE_DRAINING == kRouteDraining);
+static_assert(MCSHIM_ROUTE_JOINED == kRouteJoined);
 static_assert(MCSHIM_MODULA == int(state::Distribution::modula));
 static_assert(MCSHIM_KETAMA == int(state::Distribution::ketama));
 static_assert(MCSHIM_KETAMA_WEIGHTED == int(state::Distribution::ketama_weighted));

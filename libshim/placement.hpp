@@ -36,12 +36,17 @@ inline constexpr uint32_t kRouteRecentlyDown = 1u << 1;  // native is recently d
 inline constexpr uint32_t kRouteAllDead = 1u << 2;       // no server may take the key: fail
 inline constexpr uint32_t kRouteStale = 1u << 3;         // no usable state: native placement
 inline constexpr uint32_t kRouteDraining = 1u << 4;      // native is draining (look a miss up there)
+// The key's server changed with the latest membership change, within its
+// window: on a miss at target, look at fallback (its server before the
+// change); a write drops the copy there (docs/DESIGN.md, "Membership changes").
+inline constexpr uint32_t kRouteJoined = 1u << 6;
 
 struct Decision {
     int32_t native = -1;    // libmemcached's choice; -1 only with kRouteAllDead
     int32_t target = -1;    // where the key goes now; -1 with kRouteAllDead
     int32_t fallback = -1;  // with kRouteRecentlyDown: the substitute the key had while
-                            // native was dead (-1 if there is none)
+                            // native was dead (-1 if there is none); with kRouteJoined:
+                            // its server before the membership change
     uint32_t flags = 0;
 };
 

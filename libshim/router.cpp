@@ -3,6 +3,8 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <cstring>
+
 #include "libshim/clock.hpp"
 #include "libshim/seqlock.hpp"
 #include "libshim/slot_matching.hpp"
@@ -18,6 +20,17 @@ constexpr uint64_t kTornRetryNs = 10'000'000;
 // While a background resolution runs, the router looks for its answer this
 // often (from whichever client call comes first).
 constexpr uint64_t kLookupPollNs = 100'000'000;
+
+// The same server for libmemcached's placement: its ketama points are named
+// by host and port as given, so "localhost" is not "127.0.0.1" here.
+bool same_server(const ServerAddress& a, const ServerAddress& b) noexcept {
+    return a.is_unix == b.is_unix && a.port == b.port && a.host == b.host;
+}
+
+bool parse_address(const char* text, size_t capacity, uint32_t weight, ServerAddress& out) {
+    std::string error;
+    return ServerAddress::parse(std::string_view(text, strnlen(text, capacity)), weight, out, error);
+}
 
 }  // namespace
 
@@ -37,6 +50,41 @@ void Router::write_status_copy(StatusCopy& copy, bool usable, uint32_t allowed) 
         copy.status[i].store(usable ? scratch_[i] : 0, std::memory_order_relaxed);
     copy.allowed_count.store(allowed, std::memory_order_relaxed);
     copy.usable.store(usable, std::memory_order_relaxed);
+    copy.join.store(usable ? join_plan_ : nullptr, std::memory_order_relaxed);
+}
+
+const Router::JoinPlan* Router::join_plan_for(const StateSource::Mapped& mapped, uint64_t now) {
+    const state::Header& header = mapped.map.header();
+    if (header.previous_count == 0 || header.membership_changed_unix_ms <= 0) return nullptr;
+    const int64_t left_ms =
+        header.membership_changed_unix_ms + int64_t(header.recently_down_window_s) * 1000 - unix_ms();
+    if (left_ms <= 0 || header.slot_count != topology_.size() || join_plans_.size() >= kMaxJoinPlans) return nullptr;
+    if (header.previous_distribution > uint32_t(state::Distribution::ketama_weighted) ||
+        header.previous_hash >= state::kHashCount)
+        return nullptr;
+    const state::Slot* slots = mapped.map.slots();
+    for (uint32_t i = 0; i < topology_.size(); ++i) {
+        ServerAddress current;
+        if (!parse_address(slots[i].address, sizeof slots[i].address, slots[i].weight, current) ||
+            !same_server(current, topology_.server(i)))
+            return nullptr;  // not the file's list: the handle's own, placed its own way
+    }
+    const state::PreviousServer* listed = state::previous_servers(slots, header.slot_count);
+    std::vector<ServerAddress> previous(header.previous_count);
+    for (uint32_t j = 0; j < header.previous_count; ++j)
+        if (!parse_address(listed[j].address, sizeof listed[j].address, listed[j].weight, previous[j])) return nullptr;
+    auto plan = std::make_unique<JoinPlan>();
+    plan->to_current.assign(previous.size(), -1);
+    for (size_t j = 0; j < previous.size(); ++j)
+        for (uint32_t i = 0; i < topology_.size(); ++i)
+            if (same_server(previous[j], topology_.server(i))) plan->to_current[j] = int32_t(i);
+    std::string error;
+    if (!Topology::build(std::move(previous), state::Distribution(header.previous_distribution),
+                         state::Hash(header.previous_hash), plan->previous, error))
+        return nullptr;
+    plan->until_ns = now + uint64_t(left_ms) * 1'000'000;
+    join_plans_.push_back(std::move(plan));
+    return join_plans_.back().get();
 }
 
 void Router::refresh(uint64_t now) noexcept {
@@ -54,6 +102,7 @@ void Router::refresh(uint64_t now) noexcept {
             try {
                 slot_of_ = match_slots(names_, mapped->map.header(), mapped->map.slots());
                 map_serial_ = mapped->serial;
+                join_plan_ = join_plan_for(*mapped, now);
             } catch (...) {
                 retry_later(epoch, now);
                 return;
@@ -184,11 +233,27 @@ Decision Router::route_with(const PlacementView& view, const char* key, size_t l
                     return i < count ? copy.status[i].load(std::memory_order_relaxed) : 0;
                 },
                 copy.allowed_count.load(std::memory_order_relaxed));
+            if (d.flags == 0) look_before_join(copy, key, length, now, d);
         }
         std::atomic_thread_fence(std::memory_order_acquire);
         if (latch_.load(std::memory_order_relaxed) == before) return d;
     }
     return native_only(view, key, length);
+}
+
+// A key on its live native server whose server before the membership
+// change was another one that may still take keys: a miss looks there.
+void Router::look_before_join(const StatusCopy& copy, const char* key, size_t length, uint64_t now,
+                              Decision& d) noexcept {
+    const JoinPlan* plan = copy.join.load(std::memory_order_relaxed);
+    if (!plan || now >= plan->until_ns) return;
+    const uint32_t before = plan->previous.native(key, length);
+    const int32_t there = before < plan->to_current.size() ? plan->to_current[before] : -1;
+    if (there < 0 || there == d.target || uint32_t(there) >= topology_.size() ||
+        (copy.status[there].load(std::memory_order_relaxed) & kStatusNoStandIn))
+        return;
+    d.flags = kRouteJoined;
+    d.fallback = there;
 }
 
 Decision Router::route_without(const PlacementView& view, const char* key, size_t length, uint32_t failed) noexcept {

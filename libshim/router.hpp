@@ -101,13 +101,32 @@ private:
     std::vector<int32_t> slot_of_;
     std::vector<uint8_t> scratch_;
 
+    // The placement before the file's latest membership change, while its
+    // window lasts, when this router's list is the file's current one, spelled
+    // alike (docs/DESIGN.md, "Membership changes"). Built off the hot path,
+    // at a refresh that finds a new mapping; immutable once published.
+    struct JoinPlan {
+        Topology previous;
+        std::vector<int32_t> to_current;  // previous index -> index in this topology, -1 if removed
+        uint64_t until_ns = 0;            // coarse monotonic end of the window
+    };
+    // A new mapping's plan, or null; under refresh_mutex_.
+    const JoinPlan* join_plan_for(const StateSource::Mapped& mapped, uint64_t now);
+    // A reader may still hold a plan a newer mapping replaced: they are kept
+    // for the router's life, at most kMaxJoinPlans of them (then no fallback).
+    static constexpr size_t kMaxJoinPlans = 8;
+    std::vector<std::unique_ptr<JoinPlan>> join_plans_;
+    const JoinPlan* join_plan_ = nullptr;  // the current mapping's
+
     // Per-server routing status, twice; readers use copies_[latch_ & 1].
     struct StatusCopy {
         std::unique_ptr<std::atomic<uint8_t>[]> status;  // kStatus* bits per server
         std::atomic<uint32_t> allowed_count{0};
         std::atomic<bool> usable{false};
+        std::atomic<const JoinPlan*> join{nullptr};
     };
     void write_status_copy(StatusCopy& copy, bool usable, uint32_t allowed) noexcept;
+    void look_before_join(const StatusCopy& copy, const char* key, size_t length, uint64_t now, Decision& d) noexcept;
     std::atomic<uint64_t> latch_{0};
     StatusCopy copies_[2];
     std::atomic<uint64_t> seen_epoch_{0};

@@ -47,6 +47,11 @@ void StateSource::refresh(bool wait) noexcept {
         // A replaced file waiting for room: look again when there is some.
         if (ring_full && superseded && leaving_since_ns_ + kRetireGraceNs < next_check)
             next_check = leaving_since_ns_ + kRetireGraceNs;
+        // Still on a superseded file (no room yet, or its successor unreadable):
+        // the schedule above looks again, not every poll.
+        superseded_waiting_.store(
+            mapped && mapped->map.header().superseded.load(std::memory_order_relaxed) ? mapped : nullptr,
+            std::memory_order_relaxed);
         if (mapped) {
             const state::Header& header = mapped->map.header();
             generation = header.generation.load(std::memory_order_acquire);
@@ -98,6 +103,7 @@ void StateSource::adopt(std::unique_ptr<Mapped> fresh, uint64_t now) noexcept {
     leaving_map_ = std::move(current_map_);
     leaving_since_ns_ = now;
     current_map_ = std::move(fresh);
+    if (on_new_mapping_) on_new_mapping_();
 }
 
 }  // namespace mcwatch::route

@@ -43,9 +43,14 @@ public:
     // and then one thread checks while the others carry on.
     uint64_t poll(uint64_t now_coarse_ns) noexcept {
         const Mapped* mapped = current_.load(std::memory_order_acquire);
+        // A superseded file is left at once (the daemon flags it right after
+        // the rename): a new server list reaches every operation that starts
+        // after the rename, not a second later.
         if (now_coarse_ns >= next_check_ns_.load(std::memory_order_relaxed) ||
-            (mapped && mapped->map.header().generation.load(std::memory_order_relaxed) !=
-                           generation_seen_.load(std::memory_order_relaxed)))
+            (mapped && (mapped->map.header().generation.load(std::memory_order_relaxed) !=
+                            generation_seen_.load(std::memory_order_relaxed) ||
+                        (mapped->map.header().superseded.load(std::memory_order_relaxed) &&
+                         mapped != superseded_waiting_.load(std::memory_order_relaxed)))))
             refresh(false);
         return epoch_.load(std::memory_order_acquire);
     }
@@ -63,6 +68,9 @@ public:
     std::string problem() const;
     // Checks now, whatever the schedule (tests, tools).
     void check_now() noexcept { refresh(true); }
+    // Called (by the thread that maps it) each time a new mapping becomes
+    // current; set once, before the source is shared.
+    void on_new_mapping(void (*hook)() noexcept) noexcept { on_new_mapping_ = hook; }
 
 private:
     void refresh(bool wait) noexcept;
@@ -82,7 +90,11 @@ private:
     std::string problem_;
     bool said_unusable_ = false;
 
+    void (*on_new_mapping_)() noexcept = nullptr;
     std::atomic<const Mapped*> current_{nullptr};
+    // A superseded mapping that could not be left yet (two files mapped, the
+    // older one's grace not over): poll stops asking for it until then.
+    std::atomic<const Mapped*> superseded_waiting_{nullptr};
     std::atomic<uint64_t> next_check_ns_{0};
     std::atomic<uint64_t> generation_seen_{0};
     std::atomic<uint64_t> epoch_{1};

@@ -84,12 +84,16 @@ typedef struct mcshim mcshim_t;
 #define MCSHIM_ROUTE_ALL_DEAD 0x04u /* no server may take the key (MCSHIM_E_ALL_DEAD) */
 #define MCSHIM_ROUTE_STALE 0x08u    /* no usable state file: native placement */
 #define MCSHIM_ROUTE_DRAINING 0x10u /* native is draining: on a miss at target, look there */
+#define MCSHIM_ROUTE_JOINED \
+    0x40u /* the key's server changed with the latest membership change, within its \
+             window: on a miss at target, try fallback (its server before) */
 
 typedef struct mcshim_route {
     int32_t native;   /* libmemcached's server for the key; -1 when all dead */
     int32_t target;   /* where the key goes now; -1 when all dead */
     int32_t fallback; /* with MCSHIM_ROUTE_RECENTLY_DOWN: where the key lived while native
-                         was down (-1 if no other server may take it); else -1 */
+                         was down (-1 if no other server may take it); with
+                         MCSHIM_ROUTE_JOINED: its server before the change; else -1 */
     uint32_t flags;   /* MCSHIM_ROUTE_* */
 } mcshim_route_t;
 

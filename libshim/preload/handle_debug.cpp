@@ -45,6 +45,8 @@ bool first_time(const memcached_st* memc, uint64_t digest) noexcept {
     return first;
 }
 
+}  // namespace
+
 const char* handle_distribution(const memcached_st* memc) noexcept {
     switch (memc->distribution) {
     case MEMCACHED_DISTRIBUTION_MODULA: return "modula";
@@ -57,8 +59,6 @@ const char* handle_hash(const memcached_st* memc) noexcept {
     const auto function = uint32_t(hashkit_get_function(&memc->hashkit));
     return function < state::kHashCount ? hash_name(state::Hash(function)) : "custom";
 }
-
-}  // namespace
 
 void describe_handle(const memcached_st* memc, const HandleRouting& routing) noexcept {
     try {

@@ -14,4 +14,9 @@ namespace mcwatch::shim {
 // words. Not on the hot path: called when a handle's routing is built.
 void describe_handle(const memcached_st* memc, const HandleRouting& routing) noexcept;
 
+// The handle's placement in the state file's words ("ketama", "md5"), or
+// one the file has none for ("ketama_spy", "custom").
+const char* handle_distribution(const memcached_st* memc) noexcept;
+const char* handle_hash(const memcached_st* memc) noexcept;
+
 }  // namespace mcwatch::shim

@@ -11,7 +11,9 @@
 #include "libshim/defaults.hpp"
 #include "libshim/preload/handle_debug.hpp"
 #include "libshim/preload/debug_log.hpp"
+#include "libshim/preload/managed_list.hpp"
 #include "libshim/preload/real.hpp"
+#include "libshim/routing_names.hpp"
 #include "libshim/seqlock.hpp"
 
 namespace mcwatch::shim {
@@ -29,6 +31,7 @@ namespace {
 struct Registry {
     std::shared_ptr<route::StateSource> source;
     std::map<std::string, std::shared_ptr<route::Router>> routers;  // by server list
+    std::atomic<route::StateSource*> made_source{nullptr};          // source, once made (lock-free read)
 };
 std::atomic<Registry*> registry{new Registry};
 std::atomic_flag registry_lock = ATOMIC_FLAG_INIT;
@@ -56,6 +59,13 @@ void after_fork_in_child() noexcept {
 
 __attribute__((constructor)) void register_fork_handler() { pthread_atfork(nullptr, nullptr, after_fork_in_child); }
 
+// Under the registry lock. Each new mapping invalidates the handles'
+// routings, so that a managed list is adopted at the next operation.
+void make_source(Registry& r) {
+    r.source = std::make_shared<route::StateSource>(state_path_from_environment(), debug_from_environment());
+    r.source->on_new_mapping(invalidate_routing);
+}
+
 std::shared_ptr<route::Router> router_for(std::vector<ServerAddress> servers, const std::string& key) {
     if (!lock_registry()) return nullptr;
     struct Unlock {
@@ -64,9 +74,7 @@ std::shared_ptr<route::Router> router_for(std::vector<ServerAddress> servers, co
     Registry* r = registry.load(std::memory_order_acquire);
     if (!r) return nullptr;
     if (auto it = r->routers.find(key); it != r->routers.end()) return it->second;
-    if (!r->source) {
-        r->source = std::make_shared<route::StateSource>(state_path_from_environment(), debug_from_environment());
-    }
+    if (!r->source) make_source(*r);
     // The router's own placement is never used (the handle's continuum is):
     // modula builds no ring.
     route::Topology topology;
@@ -123,6 +131,15 @@ std::shared_ptr<HandleRouting> build(const memcached_st* memc, const Real& real)
     }
     routing->router = router_for(std::move(specs), key);
     if (!routing->router) return nullptr;
+    if (const route::StateSource::Mapped* mapped = routing->router->source()->current()) {
+        const state::Header& header = mapped->map.header();
+        routing->placed_as_before =
+            header.previous_distribution <= uint32_t(state::Distribution::ketama_weighted) &&
+            header.previous_hash < state::kHashCount &&
+            std::strcmp(handle_distribution(memc),
+                        distribution_name(state::Distribution(header.previous_distribution))) == 0 &&
+            std::strcmp(handle_hash(memc), hash_name(state::Hash(header.previous_hash))) == 0;
+    }
 
     if (consistent) {
         const route::RingPoint* ring = ring_of(memc);
@@ -163,7 +180,7 @@ __thread RecentRouting recent_routing;
 __thread LastHash last_hashed;
 
 const HandleRouting* lookup_routing(const memcached_st* memc) noexcept {
-    const uint64_t now_epoch = routing_epoch.load(std::memory_order_acquire);
+    uint64_t now_epoch = routing_epoch.load(std::memory_order_acquire);
     for (const CacheEntry& entry : cache)
         if (entry.shape.matches(memc, now_epoch)) {
             recent_routing = RecentRouting{entry.shape, entry.routing.get()};
@@ -171,6 +188,10 @@ const HandleRouting* lookup_routing(const memcached_st* memc) noexcept {
         }
     const Real* r = real();
     if (!r) return nullptr;
+    // The handle's first operation, or its first since its list, a
+    // behaviour or the state file changed: the moment to adopt a managed list.
+    if (adopt_managed_list(const_cast<memcached_st*>(memc), *r))
+        now_epoch = routing_epoch.load(std::memory_order_acquire);  // adopting invalidated every routing
     std::shared_ptr<HandleRouting> routing;
     try {
         routing = build(memc, *r);
@@ -219,6 +240,24 @@ uint32_t dispatch_hash(const memcached_st* memc, const HandleRouting& routing, u
 }
 
 void invalidate_routing() noexcept { routing_epoch.fetch_add(1, std::memory_order_acq_rel); }
+
+route::StateSource* process_state_source() noexcept {
+    Registry* r = registry.load(std::memory_order_acquire);
+    if (!r) return nullptr;
+    // Set once under the lock, never reset while the registry lives.
+    if (route::StateSource* made = r->made_source.load(std::memory_order_acquire)) return made;
+    if (!lock_registry()) return nullptr;
+    struct Unlock {
+        ~Unlock() { unlock_registry(); }
+    } unlock;
+    try {
+        if (!r->source) make_source(*r);
+    } catch (...) {
+        return nullptr;
+    }
+    r->made_source.store(r->source.get(), std::memory_order_release);
+    return r->source.get();
+}
 
 uint32_t recently_down_window_s(const HandleRouting& routing) noexcept {
     return recently_down_window_s_or_default(routing.router->source());

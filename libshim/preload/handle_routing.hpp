@@ -24,6 +24,10 @@ struct HandleRouting {
     // Per server, a continuum value that libmemcached's lookup (first point
     // >= hash) resolves to that server; checked again before each use.
     std::vector<uint32_t> representative;
+    // The handle places keys as the file's list before its latest membership
+    // change was placed (its distribution and hash): only then does that
+    // list say where the handle's keys were (the join fallback).
+    bool placed_as_before = false;
 };
 
 // What a handle's cached routing was built from: the handle, the epoch of
@@ -105,8 +109,13 @@ extern __thread LastHash last_hashed;
 inline const LastHash& last_hash() noexcept { return last_hashed; }
 inline void forget_last_hash() noexcept { last_hashed = LastHash{}; }
 
-// Forgets every cached routing (server list or behaviour changed somewhere).
+// Forgets every cached routing (server list or behaviour changed somewhere,
+// or a new state file: its list may be a managed one).
 void invalidate_routing() noexcept;
+
+// The process's state source (created on first use), or null when it cannot
+// be made (out of memory, or a forked child's registry lost).
+route::StateSource* process_state_source() noexcept;
 
 // The recently_down_window and writeback_ttl of the current state file
 // (the defaults of mcwatchd.conf(5) when there is none).

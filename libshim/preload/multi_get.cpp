@@ -134,7 +134,8 @@ memcached_return_t grouped_mget(memcached_st* memc, const Real& r, const char* g
 }
 
 memcached_return_t keyed_mget(memcached_st* memc, const Real& r, const char* const* keys, const size_t* key_length,
-                              size_t count) {
+                              size_t count, bool again = false) {
+    const uint64_t epoch = routing_epoch.load(std::memory_order_acquire);
     const HandleRouting* routing = routing_for(memc);
     if (!routing || count == 0) return r.mget_by_key(memc, nullptr, 0, keys, key_length, count);
     const route::PlacementView view = handle_view(memc, *routing);
@@ -158,6 +159,10 @@ memcached_return_t keyed_mget(memcached_st* memc, const Real& r, const char* con
         expected_keys[i] = expected_for(memc, *routing, hashed.bytes, hashed.length, decisions[i].native,
                                         decisions[i].target, has_native_hash ? &native_hash : nullptr);
     }
+    // A new state file mapped meanwhile (its list may be a managed one): the
+    // keys are routed again, once, on the handle's routing for it.
+    if (!again && routing_epoch.load(std::memory_order_acquire) != epoch)
+        return keyed_mget(memc, r, keys, key_length, count, true);
     memcached_return_t rc;
     {
         HookScope scope(memc, expected_keys.data(), count);

@@ -45,6 +45,8 @@
     X(servers_reset, memcached_servers_reset, interposed)                                           \
     X(behavior_set, memcached_behavior_set, interposed)                                             \
     X(free, memcached_free, interposed)                                                             \
+    /* The managed list: applied before the list is walked. */                                      \
+    X(server_cursor, memcached_server_cursor, interposed)                                           \
     X(server_count, memcached_server_count, helper)                                                 \
     X(instance_by_position, memcached_server_instance_by_position, helper)                          \
     X(server_name, memcached_server_name, helper)                                                   \

@@ -8,7 +8,7 @@
 namespace mcwatch::shim {
 
 int32_t other_copy_server(const route::Decision& d) noexcept {
-    if (d.flags & route::kRouteRecentlyDown) return d.fallback;
+    if (d.flags & (route::kRouteRecentlyDown | route::kRouteJoined)) return d.fallback;
     if (d.flags & route::kRouteDraining) return d.native;
     return -1;
 }
@@ -34,6 +34,11 @@ int64_t copy_ttl(int64_t remaining_s, uint32_t limit_s) noexcept {
 void settle_second_look(memcached_st* memc, const HandleRouting& routing, const route::Decision& d, const char* key,
                         size_t key_length, const char* operation) noexcept {
     const bool recently_down = d.flags & route::kRouteRecentlyDown;
+    // After a membership change the key lives at target from now on: the copy
+    // keeps all the time it has left (none: it never expires), and the one
+    // before goes, as a drain's does, so that a later change that brings the
+    // key back there finds no older value.
+    const bool joined = d.flags & route::kRouteJoined;
     const int32_t source = other_copy_server(d);
     const int32_t destination = d.target;
     const char* outcome = "not written back: no meta connection";
@@ -52,19 +57,22 @@ void settle_second_look(memcached_st* memc, const HandleRouting& routing, const 
     } else {
         meta::Connection* from = meta::connection_to(memc, uint32_t(source), deadline);
         const bool read = from && meta::get(*from, wire, item);
-        ttl = copy_ttl(item.ttl_s, recently_down ? writeback_ttl_s(routing) : recently_down_window_s(routing));
+        ttl = joined ? std::max<int64_t>(item.ttl_s, 0)
+                     : copy_ttl(item.ttl_s, recently_down ? writeback_ttl_s(routing) : recently_down_window_s(routing));
         meta::Stored stored = meta::Stored::failed;
         if (!read)
             outcome = "not written back: source unreadable";
         else if (!item.found)
             outcome = "not written back: deleted meanwhile";
-        else if (ttl <= 0)
+        else if (joined ? item.ttl_s == 0 : ttl <= 0)
             outcome = "not written back: expiring";
         else if ((to = meta::connection_to(memc, uint32_t(destination), deadline)))
             stored = meta::store(*to, wire, item.value.data(), item.value.size(), item.flags, ttl, false, lease);
         if (stored == meta::Stored::stored) {
-            outcome = recently_down ? "written back" : "moved off the draining server";
-            // The draining server's copy goes, unless a newer one came meanwhile.
+            outcome = recently_down ? "written back"
+                      : joined      ? "moved after the membership change"
+                                    : "moved off the draining server";
+            // The draining (or previous) server's copy goes, unless a newer one came meanwhile.
             if (!recently_down && (from = meta::connection_to(memc, uint32_t(source), deadline)))
                 meta::remove(*from, wire, item.cas);
         } else {

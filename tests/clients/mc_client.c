@@ -31,6 +31,8 @@
  *   behaviors               what memcached_behavior_get says of the handle
  *   where                   for each key on stdin, the server libmemcached picks
  *                           (memcached_server_by_key): "KEY host:port"
+ *   servers                 the handle's list as memcached_server_cursor walks it:
+ *                           "server host:port" each, then "count N" (memcached_server_count)
  * --config STRING builds the handle with memcached(STRING) instead (SERVERS is
  * then ignored but must be given).
  * Exit 0 unless the command line is wrong. */
@@ -51,6 +53,13 @@ static memcached_return_t count_hit(const memcached_st* memc, memcached_result_s
     (void)memc;
     (void)result;
     ++*(size_t*)context;
+    return MEMCACHED_SUCCESS;
+}
+
+static memcached_return_t print_server(const memcached_st* memc, const memcached_instance_st* server, void* context) {
+    (void)memc;
+    (void)context;
+    printf("server %s:%u\n", memcached_server_name(server), (unsigned)memcached_server_port(server));
     return MEMCACHED_SUCCESS;
 }
 
@@ -349,6 +358,10 @@ int main(int argc, char** argv) {
         memcached_return_t rc =
             memcached_add(memc, args[0], strlen(args[0]), args[1], strlen(args[1]), (time_t)atol(args[2]), 0);
         printf("%s\n", memcached_strerror(memc, rc));
+    } else if (strcmp(command, "servers") == 0 && nargs == 0) {
+        memcached_server_fn each[] = {print_server};
+        memcached_server_cursor(memc, each, NULL, 1);
+        printf("count %u\n", memcached_server_count(memc));
     } else if (strcmp(command, "set") == 0 && nargs == 3) {
         memcached_return_t rc =
             memcached_set(memc, args[0], strlen(args[0]), args[1], strlen(args[1]), (time_t)atol(args[2]), 0);

@@ -92,6 +92,12 @@ case "get":
 case "delete":
     echo $m->delete($args[0]) ? "SUCCESS\n" : "NOT FOUND\n";
     break;
+case "servers":
+    // getServerList() walks libmemcached's list with memcached_server_cursor.
+    $list = $m->getServerList();
+    foreach ($list as $server) echo "server {$server["host"]}:{$server["port"]}\n";
+    echo "count " . count($list) . "\n";
+    break;
 default:
     exit(64);
 }

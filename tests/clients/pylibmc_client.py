@@ -59,6 +59,13 @@ def main(argv):
         print(f"acknowledged {sum(1 for _ in range(int(args[1])) if attempt(mc.incr, args[0], 1) is not None)}")
     elif command == "touch":
         print("SUCCESS" if attempt(mc.touch, args[0], int(args[1])) else "NOT FOUND")
+    elif command == "servers":
+        # pylibmc keeps no list of its own: get_stats() asks each server the handle has.
+        attempt(mc.get, "servers")
+        names = [name.decode().split()[0] for name, _ in (attempt(mc.get_stats) or [])]
+        for name in names:
+            print(f"server {name}")
+        print(f"count {len(names)}")
     elif command == "delete":
         print("SUCCESS" if attempt(mc.delete, args[0]) else "NOT FOUND")
     else:

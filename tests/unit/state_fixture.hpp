@@ -32,6 +32,12 @@ struct FixtureOptions {
     uint32_t stale_after_ms = 5000;
     uint32_t recently_down_window_s = 3600;
     uint32_t writeback_ttl_s = 600;
+    uint32_t header_flags = 0;  // kHeader* bits
+    // The list before a membership change (Header::previous_*), if any.
+    std::vector<FixtureServer> previous;
+    state::Distribution previous_distribution = state::Distribution::ketama;
+    state::Hash previous_hash = state::Hash::md5;
+    int64_t membership_changed_unix_ms = 0;
 };
 
 class StateFixture {
@@ -40,7 +46,8 @@ public:
     // every server starts live, the heartbeat is now.
     StateFixture(const std::string& path, const std::vector<FixtureServer>& servers, const FixtureOptions& options = {})
         : path_(path), count_(uint32_t(servers.size())) {
-        size_ = size_t(state::file_size_for(count_));
+        const uint32_t previous_count = uint32_t(options.previous.size());
+        size_ = size_t(state::file_size_for(count_, previous_count));
         const std::string aside = path + ".new";
         ::unlink(aside.c_str());
         const int fd = ::open(aside.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
@@ -54,7 +61,11 @@ public:
         slots_ = reinterpret_cast<state::Slot*>(header_ + 1);
 
         state::Header& h = *header_;
-        state::write_layout(h, count_);
+        state::write_layout(h, count_, previous_count);
+        h.flags = options.header_flags;
+        h.previous_distribution = uint32_t(options.previous_distribution);
+        h.previous_hash = uint32_t(options.previous_hash);
+        h.membership_changed_unix_ms = options.membership_changed_unix_ms;
         h.distribution = uint32_t(options.distribution);
         h.hash = uint32_t(options.hash);
         h.daemon_pid = uint32_t(::getpid());
@@ -70,6 +81,13 @@ public:
             slot.weight = servers[i].weight;
             slot.index = i;
             slot.state.store(uint32_t(state::ServerState::live), std::memory_order_relaxed);
+        }
+        state::PreviousServer* previous = const_cast<state::PreviousServer*>(state::previous_servers(slots_, count_));
+        for (uint32_t i = 0; i < previous_count; ++i) {
+            std::snprintf(previous[i].address, sizeof previous[i].address, "%s", options.previous[i].address.c_str());
+            std::snprintf(previous[i].resolved, sizeof previous[i].resolved, "%s",
+                          options.previous[i].resolved.c_str());
+            previous[i].weight = options.previous[i].weight;
         }
         state::seal_digests(h, slots_, count_);
         h.generation.store(1, std::memory_order_relaxed);

@@ -1,0 +1,177 @@
+"""The managed server list (docs/DESIGN.md, "Managed list" and "Membership
+changes"): with `[routing] managed_list = on`, every preloaded libmemcached
+handle uses mcwatchd's server list, whatever the program gave it, and a
+server added by reload is joined without a miss: a key whose server changed
+reads its server before the change on a miss. Real memcached servers, a real
+mcwatchd, and the three real clients (our C program, pylibmc, PHP)."""
+
+import signal
+import subprocess
+import time
+
+import pytest
+
+from conftest import Memcached, free_port, wait_until
+from test_preload import CLIENTS, PHP, PRELOAD, holders, plain_env
+
+WINDOW_S = 60
+MODULA = {"distribution": "modula", "hash": "one_at_a_time"}
+
+
+def say(fleet, client, servers, *args, flags=(), shim=True):
+    """What a client given `servers` (its own list) prints; it must succeed quietly."""
+    env = plain_env()
+    if shim:
+        env.update(PRELOAD)
+        env["MCSHIM_STATE"] = fleet.state
+    command = CLIENTS[client] + list(flags)
+    result = subprocess.run(command + [",".join(servers)] + [str(a) for a in args], capture_output=True, text=True,
+                            timeout=60, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == "", result.stderr
+    return result.stdout.strip()
+
+
+def managed_fleet(fleet, count, routing=None):
+    fleet.add_servers(count)
+    fleet.write_config({"recently_down_window": f"{WINDOW_S}s"}, routing={"managed_list": "on", **(routing or {})})
+    fleet.start_daemon()
+    return fleet
+
+
+def reload_with(fleet, servers, routing):
+    fleet.write_config({"recently_down_window": f"{WINDOW_S}s"}, servers=[m.address for m in servers],
+                       routing={"managed_list": "on", **routing})
+    fleet.daemon.send_signal(signal.SIGHUP)
+    wait_until(lambda: [s["address"] for s in (fleet.status() or {"servers": []})["servers"]] ==
+               [m.address for m in servers], what="the new server list")
+    fleet.servers = list(servers)
+    fleet.wait_states({m.address: "live" for m in servers})
+
+
+@pytest.mark.parametrize("client", ["c", "pylibmc", PHP])
+@pytest.mark.parametrize("given", ["one wrong server", "a subset"])
+def test_managed_list_replaces_the_list_the_program_gave(fleet, client, given):
+    managed_fleet(fleet, 3)
+    addresses = [m.address for m in fleet.servers]
+    own = [addresses[0], f"127.0.0.1:{free_port()}"] if given == "one wrong server" else addresses[:2]
+    assert say(fleet, client, own, "set-many", "m", 200, 0) == "stored 200"
+    assert say(fleet, client, own, "get-many", "m", 200) == "hits 200"
+    placed = holders(fleet, [f"m{i}" for i in range(200)])
+    on = {a for where in placed.values() for a in where}
+    assert on == set(addresses)  # every server of the file takes keys, the one outside it none
+    # What the program sees of its handle's list: the file's.
+    assert say(fleet, client, own, "servers").splitlines() == [f"server {a}" for a in addresses] + ["count 3"]
+
+
+@pytest.mark.parametrize("client", ["c", "pylibmc", PHP])
+def test_managed_list_off_leaves_the_application_list(fleet, client):
+    fleet.add_servers(3)
+    fleet.start_daemon()
+    own = [m.address for m in fleet.servers[:2]]
+    assert say(fleet, client, own, "set-many", "u", 200, 0) == "stored 200"
+    placed = holders(fleet, [f"u{i}" for i in range(200)])
+    assert {a for where in placed.values() for a in where} == set(own)
+    assert say(fleet, client, own, "servers").splitlines() == [f"server {a}" for a in own] + ["count 2"]
+
+
+@pytest.mark.parametrize("routing,flags", [({}, []), (MODULA, ["--modula"])], ids=["ketama", "modula"])
+def test_server_added_by_reload_under_load_every_moved_key_still_hits(fleet, routing, flags):
+    managed_fleet(fleet, 3, routing)
+    listed = [m.address for m in fleet.servers]
+    n = 400
+    keys = [f"j{i}" for i in range(n)]
+    assert say(fleet, "c", listed, "set-many", "j", n, 0, flags=flags) == "stored 400"
+    before = holders(fleet, keys)
+    env = plain_env()
+    env.update(PRELOAD)
+    env["MCSHIM_STATE"] = fleet.state
+    load = subprocess.Popen(CLIENTS["c"] + flags + [",".join(listed), "load", "busy", "200", "4"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        time.sleep(1)
+        added = Memcached().start()
+        reload_with(fleet, fleet.servers + [added], routing)
+        out, err = load.communicate(timeout=60)
+    finally:
+        if load.poll() is None:
+            load.kill()
+            load.wait()
+    assert err == ""
+    assert out.splitlines()[0].endswith("errors 0"), out
+    # Every key cached before the join is still a hit, through the program's
+    # old list, on the file's new one.
+    assert say(fleet, "c", listed, "get-many", "j", n, flags=flags) == f"hits {n}"
+    after = holders(fleet, keys)
+    moved = [k for k in keys if after[k] != before[k]]
+    assert all(after[k] for k in keys)
+    assert len(moved) > n // 10  # ketama about a quarter, modula most
+    if routing:
+        assert len(moved) > n // 2
+    assert any(added.address in after[k] for k in moved)
+
+
+def test_a_client_started_before_the_change_reads_what_one_started_after_writes(fleet):
+    managed_fleet(fleet, 3)
+    listed = [m.address for m in fleet.servers]
+    # A long-lived pylibmc program: "set KEY VALUE" / "get KEY..." lines on
+    # stdin. It hashes with md5, as the file's [routing] and our C client do.
+    program = ("import sys, pylibmc\n"
+               "mc = pylibmc.Client(sys.argv[1].split(','), behaviors={'ketama': True, 'hash': 'md5'})\n"
+               "for line in sys.stdin:\n"
+               "    words = line.split()\n"
+               "    if words[0] == 'get':\n"
+               "        print(' '.join(str(v.decode() if isinstance(v, bytes) else v) for v in map(mc.get, words[1:])), flush=True)\n"
+               "    else:\n"
+               "        mc.set(words[1], words[2]); print('ok', flush=True)\n")
+    env = plain_env()
+    env.update(PRELOAD)
+    env["MCSHIM_STATE"] = fleet.state
+    old = subprocess.Popen(["/usr/bin/python3", "-c", program, ",".join(listed)], stdin=subprocess.PIPE,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        keys = [f"c{i}" for i in range(100)]
+        old.stdin.write("get " + " ".join(keys) + "\n")
+        old.stdin.flush()
+        assert old.stdout.readline().split() == ["None"] * 100
+        added = Memcached().start()
+        reload_with(fleet, fleet.servers + [added], {})
+        # A program started after the change, given the new list, writes...
+        new_list = listed + [added.address]
+        assert say(fleet, "c", new_list, "set-many", "c", 100, 0) == "stored 100"
+        # ...and the one started before reads every value at once.
+        old.stdin.write("get " + " ".join(keys) + "\n")
+        old.stdin.flush()
+        assert old.stdout.readline().split() == [f"v{i}" for i in range(100)]
+        # And the other way round.
+        for i in range(0, 100, 10):
+            old.stdin.write(f"set c{i} w{i}\n")
+            old.stdin.flush()
+            assert old.stdout.readline().strip() == "ok"
+        for i in range(0, 100, 10):
+            assert say(fleet, "c", new_list, "get", f"c{i}") == f"VALUE w{i}"
+    finally:
+        old.stdin.close()
+        old.wait(timeout=10)
+    assert old.stderr.read() == ""
+
+
+def test_a_handle_hashing_otherwise_than_the_file_gets_no_fallback_after_a_join(fleet):
+    managed_fleet(fleet, 3)  # [routing]: ketama, md5
+    listed = [m.address for m in fleet.servers]
+    added = Memcached().start()
+    reload_with(fleet, fleet.servers + [added], {})
+    # pylibmc's ketama hashes keys with one_at_a_time: the previous list's
+    # md5 placement says nothing about where its keys were.
+    n = 200
+    assert say(fleet, "pylibmc", listed, "set-many", "h", n, 0) == f"stored {n}"
+    before = holders(fleet, [f"h{i}" for i in range(n)])
+    env = plain_env()
+    env.update(PRELOAD)
+    env["MCSHIM_STATE"] = fleet.state
+    env["MCSHIM_DEBUG"] = "1"
+    result = subprocess.run(CLIENTS["pylibmc"] + [",".join(listed), "get-many", "h", str(n)], capture_output=True,
+                            text=True, timeout=60, env=env)
+    assert result.stdout.strip() == f"hits {n}"
+    assert "placement changed with the server list" not in result.stderr
+    assert holders(fleet, [f"h{i}" for i in range(n)]) == before  # nothing moved, nothing deleted
