@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "libshim/defaults.hpp"
 #include "libshim/hashes.hpp"
 #include "libshim/ketama.hpp"
 #include "libshim/server_address.hpp"
@@ -175,7 +176,7 @@ Decision decide(const PlacementView& view, const char* key, size_t length, Statu
 }
 
 // The most copies of a key ([routing] replicas, at most 8).
-inline constexpr uint32_t kMaxCopies = 8;
+inline constexpr uint32_t kMaxCopies = kMaxReplicas;
 
 // A key's copies (docs/DESIGN.md, "Replicas"): the first `n` servers of its
 // order that may take keys, in order, into `out`; returns how many (fewer
@@ -206,6 +207,25 @@ uint32_t copies(const PlacementView& view, const char* key, size_t length, Statu
         out[found++] = next;
     }
     return found;
+}
+
+// With replicas (docs/DESIGN.md, "Replicas"): a key whose native server is
+// out and whose substitute is recently down has its next copy there, as a
+// recently-down native server's key has: `d` gets kRouteRecentlyDown and that
+// copy as its fallback. Only for more than one copy: with one, a
+// substitute's miss stays a miss, as it always was.
+template <class Status>
+void fall_back_from_recent_substitute(const PlacementView& view, const char* key, size_t length, Status status,
+                                      Decision& d) noexcept {
+    if (!(d.flags & kRouteSubstitute) || (d.flags & kRouteRecentlyDown) || d.target < 0 ||
+        !(status(uint32_t(d.target)) & kStatusRecent))
+        return;
+    const NativePlace place = place_key(view, key, length);
+    const int32_t target = d.target;
+    d.fallback = substitute(view, key, length, place, [&](uint32_t i) {
+        return i == place.server || int32_t(i) == target || (status(i) & kStatusNoStandIn) != 0;
+    });
+    d.flags |= kRouteRecentlyDown;
 }
 
 // A server list with its distribution and hash: owns the ring.

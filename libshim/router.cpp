@@ -177,13 +177,13 @@ Decision Router::route_with(const PlacementView& view, const char* key, size_t l
             d = native_only(view, key, length);
         } else {
             const uint32_t count = topology_.size();
-            d = decide(
-                view, key, length,
-                [&copy, count](uint32_t i) -> uint8_t {
-                    // A handle's continuum could name a server past the list.
-                    return i < count ? copy.status[i].load(std::memory_order_relaxed) : 0;
-                },
-                copy.allowed_count.load(std::memory_order_relaxed));
+            auto status = [&copy, count](uint32_t i) -> uint8_t {
+                // A handle's continuum could name a server past the list.
+                return i < count ? copy.status[i].load(std::memory_order_relaxed) : 0;
+            };
+            d = decide(view, key, length, status, copy.allowed_count.load(std::memory_order_relaxed));
+            if ((d.flags & kRouteSubstitute) && replicas_or_default(source_.get()) > 1)
+                fall_back_from_recent_substitute(view, key, length, status, d);
         }
         std::atomic_thread_fence(std::memory_order_acquire);
         if (latch_.load(std::memory_order_relaxed) == before) return d;

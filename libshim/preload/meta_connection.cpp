@@ -307,6 +307,18 @@ Stored store(Connection& c, const std::string& key, const char* value, size_t va
     return Stored::failed;
 }
 
+Touched touch(Connection& c, const std::string& key, int64_t ttl_s) noexcept {
+    char request[MEMCACHED_MAX_KEY + 48];
+    const int n = snprintf(request, sizeof request, "mg %s T%lld\r\n", key.c_str(), static_cast<long long>(ttl_s));
+    std::string line;
+    if (n < 0 || size_t(n) >= sizeof request || !c.send_all(request, size_t(n)) || !c.read_line(line))
+        return Touched::failed;
+    if (starts(line, "HD")) return Touched::touched;
+    if (starts(line, "EN")) return Touched::not_found;
+    c.fail();
+    return Touched::failed;
+}
+
 bool remove(Connection& c, const std::string& key, uint64_t if_cas) noexcept {
     char request[MEMCACHED_MAX_KEY + 48];
     const int n = if_cas ? snprintf(request, sizeof request, "md %s C%llu\r\n", key.c_str(),

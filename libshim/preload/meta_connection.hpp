@@ -54,6 +54,10 @@ bool get(Connection& c, const std::string& key, Item& out) noexcept;
 Stored store(Connection& c, const std::string& key, const char* value, size_t value_length, uint32_t flags,
              int64_t ttl_s, bool add_only, uint64_t if_cas, uint64_t* cas_out = nullptr) noexcept;
 
+// `mg <key> T<ttl>`: the item's new expiration (memcached's semantics).
+enum class Touched { touched, not_found, failed };
+Touched touch(Connection& c, const std::string& key, int64_t ttl_s) noexcept;
+
 // `md <key> [C<cas>]`. False on a connection or protocol error.
 bool remove(Connection& c, const std::string& key, uint64_t if_cas) noexcept;
 

@@ -50,10 +50,11 @@ class Memcached:
     free one). `hosts` lists the loopback addresses it listens on, all on the
     same port: one process can stand for many servers."""
 
-    def __init__(self, port=None, memory_mb=16, hosts=("127.0.0.1",)):
+    def __init__(self, port=None, memory_mb=16, hosts=("127.0.0.1",), extra_args=()):
         self.port = port
         self.memory_mb = memory_mb
         self.hosts = list(hosts)
+        self.extra_args = list(extra_args)  # more memcached options (e.g. a smaller -I)
         self.process = None
 
     @property
@@ -68,7 +69,7 @@ class Memcached:
         for _ in range(20):
             port = self.port or free_port()
             args = [MEMCACHED, "-l", ",".join(self.hosts), "-p", str(port), "-U", "0",
-                    "-m", str(self.memory_mb), "-t", "1", "-c", "4096"]
+                    "-m", str(self.memory_mb), "-t", "1", "-c", "4096"] + self.extra_args
             if os.geteuid() == 0:
                 args += ["-u", "root"]
             self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
