@@ -4,11 +4,12 @@ first does not hold; a killed server's keys are all still hits, and a server
 restarted empty is refilled as it is read. Real memcached servers, read one
 by one without the shim; real clients (C, pylibmc, PHP) under LD_PRELOAD."""
 
+import json
 import subprocess
 
 import pytest
 
-from conftest import Memcached
+from conftest import MCCTL, Memcached
 from test_preload import PHP, PRELOAD, client_says, holders, native_placement, ttl_on
 from sanitizers import plain_env  # noqa: E402 (tests/lib, on the path by conftest)
 
@@ -221,3 +222,23 @@ def test_replicas_1_keeps_one_copy_as_before(fleet):
     native = native_placement(fleet, "pylibmc", keys, "o")
     pylibmc_writes(fleet, "set", keys)
     assert holders(fleet, keys) == native
+
+
+def test_mcctl_route_prints_each_keys_copies_where_the_shim_stores_them(replicas_fleet):
+    fleet = replicas_fleet
+    n = 30
+    keys = [f"r{i}" for i in range(n)]
+    # The C client places keys as the daemon's [routing] says (ketama, md5).
+    assert client_says(fleet, "c", "set-many", "r", n, 0) == f"stored {n}"
+    held = holders(fleet, keys)
+    result = subprocess.run([MCCTL, "-s", fleet.state, "route", "--json", "-"], input="\n".join(keys) + "\n",
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    routes = [json.loads(line) for line in result.stdout.splitlines()]
+    for k, route in zip(keys, routes):
+        assert route["key"] == k
+        assert route["copies"][0] == route["target"]
+        assert sorted(route["copies"]) == sorted(held[k]), (k, route, held[k])
+    text = fleet.ctl("route", keys[0]).stdout
+    copies = routes[0]["copies"]
+    assert text.rstrip().endswith(f", copies {copies[0]} {copies[1]}"), text

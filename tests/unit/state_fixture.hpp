@@ -32,6 +32,7 @@ struct FixtureOptions {
     uint32_t stale_after_ms = 5000;
     uint32_t recently_down_window_s = 3600;
     uint32_t writeback_ttl_s = 600;
+    uint32_t replicas = 1;
 };
 
 class StateFixture {
@@ -62,6 +63,7 @@ public:
         h.stale_after_ms = options.stale_after_ms;
         h.recently_down_window_s = options.recently_down_window_s;
         h.writeback_ttl_s = options.writeback_ttl_s;
+        h.replicas = options.replicas;
         h.created_unix_ms = unix_ms();
         for (uint32_t i = 0; i < count_; ++i) {
             state::Slot& slot = slots_[i];

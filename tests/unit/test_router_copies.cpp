@@ -5,6 +5,7 @@
 #include <set>
 
 #include "libshim/placement.hpp"
+#include "mcshim.h"
 #include "libshim/router.hpp"
 #include "libshim/routing_names.hpp"
 #include "scratch_dir.hpp"
@@ -134,4 +135,31 @@ TEST_CASE("copies: more copies asked than servers may take keys gives the live o
     int32_t out[kMaxCopies];
     CHECK(copies_of(one.view(), "k", {0}, 2, out) == 1);
     CHECK(out[0] == 0);
+}
+
+TEST_CASE("copies: the C API returns a key's copies in order, as many as the state file's replicas") {
+    test::ScratchDir dir;
+    const std::string path = dir.file("state");
+    std::vector<test::FixtureServer> fixture;
+    for (const ServerAddress& spec : test::numbered_servers(4)) fixture.push_back({spec.text, spec.text, 1});
+    test::FixtureOptions options;
+    options.replicas = 2;
+    test::StateFixture file(path, fixture, options);
+    file.set_state(2, state::ServerState::dead);
+    mcshim_t* shim = mcshim_open(path.c_str());
+    REQUIRE(shim);
+    int32_t out[MCSHIM_MAX_COPIES];
+    CHECK(mcshim_copies(shim, "k", 1, out, MCSHIM_MAX_COPIES) == MCSHIM_E_NO_SERVERS);
+    REQUIRE(mcshim_use_state_servers(shim) == MCSHIM_OK);
+    for (const std::string& key : test::router_keys(2000)) {
+        mcshim_route_t r;
+        REQUIRE(mcshim_route(shim, key.data(), key.size(), &r) == MCSHIM_OK);
+        REQUIRE(mcshim_copies(shim, key.data(), key.size(), out, MCSHIM_MAX_COPIES) == 2);
+        CHECK(out[0] == r.target);
+        CHECK(out[1] != out[0]);
+        CHECK(out[1] != 2);
+        CHECK(mcshim_copies(shim, key.data(), key.size(), out, 1) == 1);
+    }
+    CHECK(mcshim_copies(shim, "k", 1, nullptr, 2) == MCSHIM_E_INVALID);
+    mcshim_close(shim);
 }
