@@ -62,12 +62,11 @@ bool on_copy(memcached_st* memc, uint32_t server, Action action, const Replica& 
     bool done = false;
     switch (action) {
     case Action::store:
-    case Action::add: {
-        const meta::Stored s =
-            meta::store(*c, wire, replica.value, replica.length, replica.flags, expiration, action == Action::add, 0);
-        done = s == meta::Stored::stored || (action == Action::add && s == meta::Stored::not_stored);
+    case Action::add:
+        // Not waited for: a failure is answered later and deleted then (meta::store_quiet).
+        done = meta::store_quiet(*c, wire, replica.value, replica.length, replica.flags, expiration,
+                                 action == Action::add);
         break;
-    }
     case Action::touch: done = meta::touch(*c, wire, expiration) != meta::Touched::failed; break;
     case Action::remove:
     case Action::none: break;
