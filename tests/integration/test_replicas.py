@@ -47,6 +47,8 @@ for k in keys:
         assert mc.delete(k)
     elif command == "set-large":
         assert mc.set(k, "x" * 4000, time=0)
+    elif command == "get":
+        print(k, mc.get(k))
 """
 
 
@@ -63,7 +65,12 @@ def preloaded(fleet, command):
 
 def pylibmc_writes(fleet, command, keys):
     servers = ",".join(m.address for m in fleet.servers)
-    preloaded(fleet, ["/usr/bin/python3", "-c", WRITES_SCRIPT, servers, command, ",".join(keys)])
+    return preloaded(fleet, ["/usr/bin/python3", "-c", WRITES_SCRIPT, servers, command, ",".join(keys)])
+
+
+def pylibmc_reads(fleet, keys):
+    """key -> the value a preloaded pylibmc reads ("None" for a miss)."""
+    return dict(line.split(" ", 1) for line in pylibmc_writes(fleet, "get", keys).splitlines())
 
 
 def values(fleet, keys):
@@ -242,3 +249,26 @@ def test_mcctl_route_prints_each_keys_copies_where_the_shim_stores_them(replicas
     text = fleet.ctl("route", keys[0]).stdout
     copies = routes[0]["copies"]
     assert text.rstrip().endswith(f", copies {copies[0]} {copies[1]}"), text
+
+
+def test_incr_decr_append_prepend_never_leave_a_stale_copy_to_read_when_the_first_dies(replicas_fleet):
+    fleet = replicas_fleet
+    keys = [f"a{i}" for i in range(120)]
+    native = native_placement(fleet, "pylibmc", keys, "a")
+    victim = fleet.servers[1]
+    on_victim = [k for k in keys if native[k] == [victim.address]]
+    assert len(on_victim) >= 8
+    changed = {"incr": on_victim[0::5], "decr": on_victim[1::5], "append": on_victim[2::5],
+               "prepend": on_victim[3::5]}
+    untouched = on_victim[4::5]
+    pylibmc_writes(fleet, "set-number", keys)
+    for command, part in changed.items():
+        pylibmc_writes(fleet, command, part)
+    victim.kill()
+    fleet.wait_states({victim.address: "dead"})
+    read = pylibmc_reads(fleet, on_victim)
+    # The untouched keys are still hits on their second copy; a changed key
+    # is a miss (its value lived only on the first), never the older "10".
+    assert all(read[k] == "10" for k in untouched), read
+    for part in changed.values():
+        assert all(read[k] == "None" for k in part), read
