@@ -14,21 +14,23 @@ namespace {
 
 enum class Action { none, store, add, touch, remove };
 
-// What a further copy gets, given the first copy's answer.
+// What a further copy gets, given the first copy's answer. Whatever else
+// the first copy answered (a refusal, an error, a lost connection: memcached
+// itself drops a key whose set it refuses) the further copies are deleted:
+// a copy never keeps a value the first may not hold.
 Action action_for(Replicate what, memcached_return_t rc, int64_t expiration) noexcept {
     const bool ok = memcached_success(rc);
-    // The first copy lacks the key: so must the others.
-    const bool absent = rc == MEMCACHED_NOTSTORED || rc == MEMCACHED_NOTFOUND;
     switch (what) {
     case Replicate::set:
         if (ok) return expiration < 0 ? Action::remove : Action::store;
-        return absent ? Action::remove : Action::none;
+        return rc == MEMCACHED_DATA_EXISTS ? Action::none : Action::remove;  // cas: a newer value won
     case Replicate::add:
         if (ok) return expiration < 0 ? Action::remove : Action::add;
-        return Action::none;  // NOT STORED: the first copy holds a value the program did not write
+        // NOT STORED: the first copy holds a value the program did not write.
+        return rc == MEMCACHED_NOTSTORED || rc == MEMCACHED_DATA_EXISTS ? Action::none : Action::remove;
     case Replicate::touch:
         if (ok) return expiration < 0 ? Action::remove : Action::touch;
-        return absent ? Action::remove : Action::none;
+        return Action::remove;
     case Replicate::remove:
     case Replicate::drop: return Action::remove;
     }
