@@ -2,6 +2,7 @@
 // every entry point is noexcept and catches what the C++ below could throw.
 #include "mcshim.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
@@ -28,6 +29,7 @@ struct mcshim {
 };
 
 static_assert(MCSHIM_ROUTE_SUBSTITUTE == kRouteSubstitute);
+static_assert(MCSHIM_MAX_COPIES == kMaxCopies);
 static_assert(MCSHIM_ROUTE_RECENTLY_DOWN == kRouteRecentlyDown);
 static_assert(MCSHIM_ROUTE_ALL_DEAD == kRouteAllDead);
 static_assert(MCSHIM_ROUTE_STALE == kRouteStale);
@@ -142,6 +144,21 @@ MCSHIM_EXPORT int mcshim_route(mcshim_t* shim, const void* key, size_t key_lengt
     out->fallback = d.fallback;
     out->flags = d.flags;
     return (d.flags & kRouteAllDead) ? MCSHIM_E_ALL_DEAD : MCSHIM_OK;
+}
+
+MCSHIM_EXPORT int mcshim_copies(mcshim_t* shim, const void* key, size_t key_length, int32_t* out,
+                                size_t capacity) noexcept {
+    if (!shim || !out || capacity == 0 || (!key && key_length)) return MCSHIM_E_INVALID;
+    if (!shim->router) return MCSHIM_E_NO_SERVERS;
+    const char* bytes = key ? static_cast<const char*>(key) : "";
+    const uint32_t wanted =
+        std::min<uint32_t>(replicas_or_default(shim->source.get()), uint32_t(std::min<size_t>(capacity, kMaxCopies)));
+    int32_t copies[kMaxCopies];
+    const uint32_t found =
+        shim->router->copies_with(shim->router->topology().view(), bytes, key_length, wanted, copies);
+    if (found == 0) return MCSHIM_E_ALL_DEAD;
+    for (uint32_t i = 0; i < found; ++i) out[i] = copies[i];
+    return int(found);
 }
 
 MCSHIM_EXPORT int64_t mcshim_clamp_expiration(mcshim_t* shim, int64_t expiration) noexcept {

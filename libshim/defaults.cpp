@@ -36,4 +36,15 @@ uint32_t writeback_ttl_s_or_default(const route::StateSource* source) noexcept {
     return header ? header->writeback_ttl_s : kDefaultWritebackTtlS;
 }
 
+uint32_t replicas_or_default(const route::StateSource* source) noexcept {
+    const state::Header* header = current_header(source);
+    if (!header || header->replicas < 1) return 1;
+    return header->replicas < kMaxReplicas ? header->replicas : kMaxReplicas;
+}
+
+uint32_t replica_max_ttl_s_or_default(const route::StateSource* source) noexcept {
+    const state::Header* header = current_header(source);
+    return header ? header->replica_max_ttl_s : 0;
+}
+
 }  // namespace mcwatch

@@ -23,6 +23,8 @@ inline constexpr const char* kControlSocketName = "control";
 // mcwatchd.conf(5)'s defaults of recently_down_window and writeback_ttl.
 inline constexpr uint32_t kDefaultRecentlyDownWindowS = 3600;
 inline constexpr uint32_t kDefaultWritebackTtlS = 600;
+// The most copies of a key ([routing] replicas; route::kMaxCopies).
+inline constexpr uint32_t kMaxReplicas = 8;
 
 // $MCSHIM_STATE if set and not empty, else kDefaultStatePath. Read with
 // secure_getenv: a setuid program ignores it.
@@ -35,5 +37,10 @@ bool debug_from_environment() noexcept;
 // (no source, or no usable file yet).
 uint32_t recently_down_window_s_or_default(const route::StateSource* source) noexcept;
 uint32_t writeback_ttl_s_or_default(const route::StateSource* source) noexcept;
+
+// [routing] replicas (1..route::kMaxCopies) and replica_max_ttl (0 = none)
+// of the file `source` currently maps, else 1 and 0.
+uint32_t replicas_or_default(const route::StateSource* source) noexcept;
+uint32_t replica_max_ttl_s_or_default(const route::StateSource* source) noexcept;
 
 }  // namespace mcwatch

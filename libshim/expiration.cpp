@@ -21,4 +21,8 @@ int64_t clamp_expiration(int64_t expiration, uint32_t window_s, int64_t now_unix
     return encode_from_now(window, now_unix_s);
 }
 
+int64_t bound_expiration(int64_t expiration, uint32_t max_s, int64_t now_unix_s) noexcept {
+    return max_s ? clamp_expiration(expiration, max_s, now_unix_s) : expiration;
+}
+
 }  // namespace mcwatch::route

@@ -17,4 +17,8 @@ inline constexpr int64_t kRelativeExpirationLimit = 60 * 60 * 24 * 30;
 // A window of 0 still caps at 1 second: a copy must not outlive the outage.
 int64_t clamp_expiration(int64_t expiration, uint32_t window_s, int64_t now_unix_s) noexcept;
 
+// Every copy's expiration under [routing] replica_max_ttl (`max_s`, 0 =
+// none): clamp_expiration to `max_s` when there is a bound, else unchanged.
+int64_t bound_expiration(int64_t expiration, uint32_t max_s, int64_t now_unix_s) noexcept;
+
 }  // namespace mcwatch::route

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "libshim/defaults.hpp"
 #include "libshim/hashes.hpp"
 #include "libshim/ketama.hpp"
 #include "libshim/server_address.hpp"
@@ -177,6 +178,59 @@ Decision decide(const PlacementView& view, const char* key, size_t length, Statu
     d.fallback = substitute(view, key, length, place,
                             [&](uint32_t i) { return i == place.server || (status(i) & kStatusNoStandIn) != 0; });
     return d;
+}
+
+// The most copies of a key ([routing] replicas, at most 8).
+inline constexpr uint32_t kMaxCopies = kMaxReplicas;
+
+// A key's copies (docs/DESIGN.md, "Replicas"): the first `n` servers of its
+// order that may take keys, in order, into `out`; returns how many (fewer
+// than `n` when fewer servers may). The order is the native server, then
+// order[k] = substitute() with order[0..k-1] avoided: the second copy is
+// where the key goes when its native server dies. Copy 0 is decide()'s
+// target; an unpublished native server takes its own key as copy 0 but is
+// never a further copy. substitute() with every dead server and every copy
+// found so far avoided is the next live server of the order: the order's
+// servers before it are all dead or copies already.
+template <class Status>
+uint32_t copies(const PlacementView& view, const char* key, size_t length, Status status, uint32_t n,
+                int32_t* out) noexcept {
+    if (n == 0 || view.server_count == 0) return 0;
+    if (n > kMaxCopies) n = kMaxCopies;
+    const NativePlace place = place_key(view, key, length);
+    uint32_t found = 0;
+    const uint8_t native_status = status(place.server);
+    if (!(native_status & kStatusAvoid)) out[found++] = int32_t(place.server);
+    while (found < n) {
+        const int32_t next = substitute(view, key, length, place, [&](uint32_t i) {
+            if (i == place.server || (status(i) & kStatusNoStandIn)) return true;
+            for (uint32_t c = 0; c < found; ++c)
+                if (out[c] == int32_t(i)) return true;
+            return false;
+        });
+        if (next < 0) break;
+        out[found++] = next;
+    }
+    return found;
+}
+
+// With replicas (docs/DESIGN.md, "Replicas"): a key whose native server is
+// out and whose substitute is recently down has its next copy there, as a
+// recently-down native server's key has: `d` gets kRouteRecentlyDown and that
+// copy as its fallback. Only for more than one copy: with one, a
+// substitute's miss stays a miss, as it always was.
+template <class Status>
+void fall_back_from_recent_substitute(const PlacementView& view, const char* key, size_t length, Status status,
+                                      Decision& d) noexcept {
+    if (!(d.flags & kRouteSubstitute) || (d.flags & kRouteRecentlyDown) || d.target < 0 ||
+        !(status(uint32_t(d.target)) & kStatusRecent))
+        return;
+    const NativePlace place = place_key(view, key, length);
+    const int32_t target = d.target;
+    d.fallback = substitute(view, key, length, place, [&](uint32_t i) {
+        return i == place.server || int32_t(i) == target || (status(i) & kStatusNoStandIn) != 0;
+    });
+    d.flags |= kRouteRecentlyDown;
 }
 
 // A server list with its distribution and hash: owns the ring.

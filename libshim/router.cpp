@@ -226,14 +226,14 @@ Decision Router::route_with(const PlacementView& view, const char* key, size_t l
             d = native_only(view, key, length);
         } else {
             const uint32_t count = topology_.size();
-            d = decide(
-                view, key, length,
-                [&copy, count](uint32_t i) -> uint8_t {
-                    // A handle's continuum could name a server past the list.
-                    return i < count ? copy.status[i].load(std::memory_order_relaxed) : 0;
-                },
-                copy.allowed_count.load(std::memory_order_relaxed));
+            auto status = [&copy, count](uint32_t i) -> uint8_t {
+                // A handle's continuum could name a server past the list.
+                return i < count ? copy.status[i].load(std::memory_order_relaxed) : 0;
+            };
+            d = decide(view, key, length, status, copy.allowed_count.load(std::memory_order_relaxed));
             if (d.flags == 0) look_before_join(copy, key, length, now, d);
+            if ((d.flags & kRouteSubstitute) && replicas_or_default(source_.get()) > 1)
+                fall_back_from_recent_substitute(view, key, length, status, d);
         }
         std::atomic_thread_fence(std::memory_order_acquire);
         if (latch_.load(std::memory_order_relaxed) == before) return d;
@@ -278,6 +278,32 @@ Decision Router::route_without(const PlacementView& view, const char* key, size_
         if (latch_.load(std::memory_order_relaxed) == before) return d;
     }
     return native_only(view, key, length);
+}
+
+uint32_t Router::copies_with(const PlacementView& view, const char* key, size_t length, uint32_t n,
+                             int32_t* out) noexcept {
+    if (n == 0) return 0;
+    const Decision d = route_with(view, key, length);  // refreshes the snapshot if due
+    if (d.flags & kRouteStale) {
+        out[0] = d.native;
+        return 1;
+    }
+    for (unsigned attempt = 0; attempt < state::kReadTries; ++attempt) {
+        const uint64_t before = latch_.load(std::memory_order_acquire);
+        const StatusCopy& copy = copies_[before & 1];
+        if (!copy.usable.load(std::memory_order_relaxed)) break;
+        const uint32_t count = topology_.size();
+        const uint32_t found = copies(
+            view, key, length,
+            [&copy, count](uint32_t i) -> uint8_t {
+                return i < count ? copy.status[i].load(std::memory_order_relaxed) : 0;
+            },
+            n, out);
+        std::atomic_thread_fence(std::memory_order_acquire);
+        if (latch_.load(std::memory_order_relaxed) == before) return found;
+    }
+    out[0] = int32_t(place_key(view, key, length).server);
+    return 1;
 }
 
 // Checks the file now and matches the servers to the current mapping's

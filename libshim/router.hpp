@@ -62,6 +62,11 @@ public:
     // unpublished `failed` keeps its keys (nothing would publish it dead).
     Decision route_without(const PlacementView& view, const char* key, size_t length, uint32_t failed) noexcept;
 
+    // The key's first `n` copies (placement.hpp copies()) from the same
+    // snapshot as route_with, into `out` (kMaxCopies at most); returns how
+    // many. Without a usable file: the native server only.
+    uint32_t copies_with(const PlacementView& view, const char* key, size_t length, uint32_t n, int32_t* out) noexcept;
+
     const Topology& topology() const noexcept { return topology_; }
     StateSource* source() const noexcept { return source_.get(); }
 

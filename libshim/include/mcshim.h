@@ -129,6 +129,20 @@ MCSHIM_API const char* mcshim_server_address(const mcshim_t* shim, size_t index)
  * MCSHIM_E_NO_SERVERS, MCSHIM_E_INVALID. */
 MCSHIM_API int mcshim_route(mcshim_t* shim, const void* key, size_t key_length, mcshim_route_t* out) MCSHIM_NOEXCEPT;
 
+/* The most copies of a key: [routing] replicas is 1 to 8. */
+#define MCSHIM_MAX_COPIES 8
+
+/* A key's copies ([routing] replicas; mcshim(3), "Replicas"): the first
+ * servers of its order (its native server, then where it goes if the ones
+ * before are dead) that may take keys, in order, into `out` (at most
+ * `capacity` of them; MCSHIM_MAX_COPIES is always enough). Copy 0 is
+ * mcshim_route's target; a program doing its own I/O stores on every copy
+ * and reads the first. Returns how many (at least 1; 1 without a usable
+ * state file or with replicas = 1), or MCSHIM_E_ALL_DEAD, MCSHIM_E_NO_SERVERS,
+ * MCSHIM_E_INVALID. */
+MCSHIM_API int mcshim_copies(mcshim_t* shim, const void* key, size_t key_length, int32_t* out,
+                             size_t capacity) MCSHIM_NOEXCEPT;
+
 /* The expiration to use for a write sent to a substitute (flags SUBSTITUTE):
  * capped at recently_down_window from now, in memcached's terms (0 = never,
  * up to 30 days = relative seconds, more = absolute unix time, negative =

@@ -267,4 +267,8 @@ uint32_t writeback_ttl_s(const HandleRouting& routing) noexcept {
     return writeback_ttl_s_or_default(routing.router->source());
 }
 
+uint32_t replica_max_ttl_s(const HandleRouting& routing) noexcept {
+    return replica_max_ttl_s_or_default(routing.router->source());
+}
+
 }  // namespace mcwatch::shim

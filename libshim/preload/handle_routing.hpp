@@ -121,5 +121,7 @@ route::StateSource* process_state_source() noexcept;
 // (the defaults of mcwatchd.conf(5) when there is none).
 uint32_t recently_down_window_s(const HandleRouting& routing) noexcept;
 uint32_t writeback_ttl_s(const HandleRouting& routing) noexcept;
+// [routing] replica_max_ttl of the current state file (0: none).
+uint32_t replica_max_ttl_s(const HandleRouting& routing) noexcept;
 
 }  // namespace mcwatch::shim

@@ -3,6 +3,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/uio.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -47,6 +48,40 @@ public:
         fd_ = -1;
         in_.clear();
         used_ = 0;
+        quiet_ = 0;
+    }
+
+    // Quiet requests sent whose replies (failures only, then `mn`'s MN)
+    // have not been read yet.
+    uint32_t quiet() const noexcept { return quiet_; }
+    void add_quiet() noexcept { ++quiet_; }
+    void clear_quiet() noexcept { quiet_ = 0; }
+
+    // Several pieces in one system call where the socket takes them all.
+    bool send_parts(iovec* parts, int count) noexcept {
+        while (count > 0) {
+            msghdr message{};
+            message.msg_iov = parts;
+            message.msg_iovlen = size_t(count);
+            const ssize_t n = ::sendmsg(fd_, &message, MSG_NOSIGNAL);
+            if (n < 0 && errno == EINTR) continue;
+            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+                if (!wait(POLLOUT)) return fail();
+                continue;
+            }
+            if (n <= 0) return fail();
+            size_t sent = size_t(n);
+            while (count > 0 && sent >= parts->iov_len) {
+                sent -= parts->iov_len;
+                ++parts;
+                --count;
+            }
+            if (count > 0) {
+                parts->iov_base = static_cast<char*>(parts->iov_base) + sent;
+                parts->iov_len -= sent;
+            }
+        }
+        return true;
     }
 
     bool usable() const noexcept { return fd_ >= 0 && pid_ == getpid(); }
@@ -175,6 +210,7 @@ private:
 
     int fd_ = -1;
     pid_t pid_ = 0;
+    uint32_t quiet_ = 0;
     std::string in_;
     size_t used_ = 0;
     int64_t deadline_ms_ = 0;
@@ -267,8 +303,64 @@ Connection* connection_to(memcached_st* memc, uint32_t position, int64_t deadlin
     return &slot->connection;
 }
 
+// The token after " <flag>" in a reply line ("k<key>"), empty if none.
+static std::string_view token(const std::string& line, char flag) noexcept {
+    for (size_t i = line.find(' '); i != std::string::npos; i = line.find(' ', i + 1))
+        if (i + 1 < line.size() && line[i + 1] == flag) {
+            const size_t end = line.find(' ', i + 1);
+            return std::string_view(line).substr(i + 2, (end == std::string::npos ? line.size() : end) - i - 2);
+        }
+    return {};
+}
+
+// Keys whose quiet store failed, deleted once `mn` is answered (kept per
+// thread: allocated only when a store fails).
+static thread_local std::string failed_keys;
+
+bool settle(Connection& c) noexcept {
+    if (c.quiet() == 0) return true;
+    c.clear_quiet();
+    std::string line;
+    if (!c.send_all("mn\r\n", 4)) return false;
+    failed_keys.clear();
+    for (;;) {
+        if (!c.read_line(line)) return false;
+        if (line == "MN") break;
+        // An add that found a value gives way to it (O1 marks an add).
+        if (starts(line, "NS") && token(line, 'O') == "1") continue;
+        const std::string_view key = token(line, 'k');
+        if (key.empty()) return c.fail();  // an error line without its key: what it refused is unknown
+        try {
+            failed_keys.append(key).push_back('\n');
+        } catch (...) {
+            return c.fail();
+        }
+    }
+    for (size_t at = 0; at < failed_keys.size();) {
+        const size_t end = failed_keys.find('\n', at);
+        const std::string key = failed_keys.substr(at, end - at);
+        at = end + 1;
+        if (!remove(c, key, 0)) return false;
+    }
+    return true;
+}
+
+bool store_quiet(Connection& c, const std::string& key, const char* value, size_t value_length, uint32_t flags,
+                 int64_t ttl_s, bool add_only) noexcept {
+    char request[MEMCACHED_MAX_KEY + 128];
+    const int n = snprintf(request, sizeof request, "ms %s %zu F%u T%lld%s q k O%d\r\n", key.c_str(), value_length,
+                           unsigned(flags), static_cast<long long>(ttl_s), add_only ? " ME" : "", add_only ? 1 : 0);
+    if (n < 0 || size_t(n) >= sizeof request) return false;
+    char end[] = "\r\n";
+    iovec parts[3] = {{request, size_t(n)}, {const_cast<char*>(value), value_length}, {end, 2}};
+    if (!c.send_parts(parts, 3)) return false;
+    c.add_quiet();
+    return c.quiet() < kMaxQuiet || settle(c);
+}
+
 bool get(Connection& c, const std::string& key, Item& out) noexcept {
     out = Item{};
+    if (!settle(c)) return false;
     char request[MEMCACHED_MAX_KEY + 32];
     const int n = snprintf(request, sizeof request, "mg %s v f t c\r\n", key.c_str());
     std::string line;
@@ -286,6 +378,7 @@ bool get(Connection& c, const std::string& key, Item& out) noexcept {
 
 Stored store(Connection& c, const std::string& key, const char* value, size_t value_length, uint32_t flags,
              int64_t ttl_s, bool add_only, uint64_t if_cas, uint64_t* cas_out) noexcept {
+    if (!settle(c)) return Stored::failed;
     char request[MEMCACHED_MAX_KEY + 128];
     int n = snprintf(request, sizeof request, "ms %s %zu F%u T%lld%s", key.c_str(), value_length, unsigned(flags),
                      static_cast<long long>(ttl_s), add_only ? " ME" : "");
@@ -307,7 +400,21 @@ Stored store(Connection& c, const std::string& key, const char* value, size_t va
     return Stored::failed;
 }
 
+Touched touch(Connection& c, const std::string& key, int64_t ttl_s) noexcept {
+    if (!settle(c)) return Touched::failed;
+    char request[MEMCACHED_MAX_KEY + 48];
+    const int n = snprintf(request, sizeof request, "mg %s T%lld\r\n", key.c_str(), static_cast<long long>(ttl_s));
+    std::string line;
+    if (n < 0 || size_t(n) >= sizeof request || !c.send_all(request, size_t(n)) || !c.read_line(line))
+        return Touched::failed;
+    if (starts(line, "HD")) return Touched::touched;
+    if (starts(line, "EN")) return Touched::not_found;
+    c.fail();
+    return Touched::failed;
+}
+
 bool remove(Connection& c, const std::string& key, uint64_t if_cas) noexcept {
+    if (!settle(c)) return false;
     char request[MEMCACHED_MAX_KEY + 48];
     const int n = if_cas ? snprintf(request, sizeof request, "md %s C%llu\r\n", key.c_str(),
                                     static_cast<unsigned long long>(if_cas))

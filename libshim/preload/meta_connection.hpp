@@ -1,8 +1,8 @@
 // The shim's own connection to one memcached server, speaking the meta
 // protocol that libmemcached 1.1.4 cannot send: the remaining time of an item
 // (`mg <key> t`), a lease (`ms ... ME`), a store or delete conditional on a
-// cas value. Used only by write-backs of keys in a recently-down window or a
-// drain, never on the all-live path.
+// cas value. Used by write-backs of keys in a recently-down window or a
+// drain, and with [routing] replicas > 1 by every write's further copies.
 //
 // One connection per thread and server, kept for reuse, reopened after a
 // fork (the child never talks on its parent's socket), closed at thread exit.
@@ -53,6 +53,23 @@ bool get(Connection& c, const std::string& key, Item& out) noexcept;
 // `cas_out` receives the stored item's cas.
 Stored store(Connection& c, const std::string& key, const char* value, size_t value_length, uint32_t flags,
              int64_t ttl_s, bool add_only, uint64_t if_cas, uint64_t* cas_out = nullptr) noexcept;
+
+// A replica's store without waiting (docs/DESIGN.md, "Replicas"): `ms ...
+// q k` (memcached answers only a failure), its replies read, with `mn`,
+// before the connection's next other request or once kMaxQuiet are
+// outstanding; a key whose store failed is then deleted there (an add that
+// found a value excepted). False if the connection failed (the store may
+// or may not have happened): the caller deletes the key or says why not.
+inline constexpr uint32_t kMaxQuiet = 32;
+bool store_quiet(Connection& c, const std::string& key, const char* value, size_t value_length, uint32_t flags,
+                 int64_t ttl_s, bool add_only) noexcept;
+
+// Reads the outstanding quiet replies now (`mn`), deleting what failed.
+bool settle(Connection& c) noexcept;
+
+// `mg <key> T<ttl>`: the item's new expiration (memcached's semantics).
+enum class Touched { touched, not_found, failed };
+Touched touch(Connection& c, const std::string& key, int64_t ttl_s) noexcept;
 
 // `md <key> [C<cas>]`. False on a connection or protocol error.
 bool remove(Connection& c, const std::string& key, uint64_t if_cas) noexcept;

@@ -17,6 +17,7 @@
 #include "libshim/preload/key_routing.hpp"
 #include "libshim/preload/to_server.hpp"
 #include "libshim/preload/real.hpp"
+#include "libshim/preload/replicate.hpp"
 #include "libshim/preload/writeback.hpp"
 #include "libshim/expiration.hpp"
 
@@ -35,9 +36,14 @@ void drop_stale_copy(memcached_st* memc, const Routed& routed, const KeyRef& k) 
     real()->delete_by_key(memc, k.group, k.group_length, k.key, k.key_length, 0);
 }
 
+// The expiration every copy of a written key gets: at most the window on a
+// substitute, at most replica_max_ttl anywhere.
 time_t capped(const Routed& routed, time_t expiration) noexcept {
-    if (!(routed.decision.flags & route::kRouteSubstitute)) return expiration;
-    return time_t(route::clamp_expiration(expiration, recently_down_window_s(*routed.routing), int64_t(time(nullptr))));
+    const int64_t now = int64_t(time(nullptr));
+    int64_t e = expiration;
+    if (routed.decision.flags & route::kRouteSubstitute)
+        e = route::clamp_expiration(e, recently_down_window_s(*routed.routing), now);
+    return time_t(route::bound_expiration(e, replica_max_ttl_s(*routed.routing), now));
 }
 
 // A write of one key. `call(expiration)` runs the real *_by_key function
@@ -76,7 +82,7 @@ memcached_return_t with_write_failover(memcached_st* memc, const KeyRef& k, cons
 
 template <class Call>
 memcached_return_t write_one(memcached_st* memc, const KeyRef& k, time_t expiration, Expiration kind,
-                             Call call) noexcept {
+                             const Replica& replica, Call call) noexcept {
     OuterCall outer;
     Routed routed;
     if (!outer.is_outer() || !route_key(memc, k.group, k.group_length, routed)) return call(expiration);
@@ -86,8 +92,14 @@ memcached_return_t write_one(memcached_st* memc, const KeyRef& k, time_t expirat
         // reads that copy under a lease on the target, then either misses it or
         // sees its lease broken by this write (writeback.hpp).
         drop_stale_copy(memc, r, k);
-        ToServer to(memc, r, r.decision.target);
-        return call(kind == Expiration::capped ? capped(r, expiration) : expiration);
+        const time_t e = kind == Expiration::capped ? capped(r, expiration) : expiration;
+        memcached_return_t rc;
+        {
+            ToServer to(memc, r, r.decision.target);
+            rc = call(e);
+        }
+        replicate(memc, r, k, replica, rc, e);
+        return rc;
     });
 }
 
@@ -135,7 +147,8 @@ char* second_look(memcached_st* memc, const Routed& routed, const KeyRef& k, siz
 // (an increment with an initial value would restart the counter on P while
 // its count lives on S).
 template <class Call>
-memcached_return_t on_served_copy(memcached_st* memc, const KeyRef& k, Call call) noexcept {
+memcached_return_t on_served_copy(memcached_st* memc, const KeyRef& k, const Replica& replica, time_t expiration,
+                                  Call call) noexcept {
     OuterCall outer;
     Routed first;
     if (!outer.is_outer() || !route_key(memc, k.group, k.group_length, first)) return call(first, true);
@@ -147,7 +160,10 @@ memcached_return_t on_served_copy(memcached_st* memc, const KeyRef& k, Call call
             return call(routed, may_create);
         };
         memcached_return_t rc = on_target(!window);
-        if (!window) return rc;
+        if (!window) {
+            replicate(memc, routed, k, replica, rc, capped(routed, expiration));
+            return rc;
+        }
         if (rc == MEMCACHED_NOTFOUND) {
             size_t length = 0;
             uint32_t flags = 0;
@@ -165,7 +181,10 @@ memcached_return_t on_served_copy(memcached_st* memc, const KeyRef& k, Call call
             if (elsewhere && rc == MEMCACHED_NOTFOUND) return rc;
         }
         // A failure on the target changed nothing: the other copy may be the only one.
-        if (memcached_success(rc) || rc == MEMCACHED_NOTFOUND) drop_stale_copy(memc, routed, k);
+        if (memcached_success(rc) || rc == MEMCACHED_NOTFOUND) {
+            drop_stale_copy(memc, routed, k);
+            replicate(memc, routed, k, replica, rc, capped(routed, expiration));
+        }
         return rc;
     });
 }
@@ -277,6 +296,13 @@ MCSHIM_EXPORT memcached_return_t memcached_exist(memcached_st* memc, const char*
 
 // --- stores: one definition per storage command, in both forms
 
+// What each storage command asks of a key's further copies.
+constexpr Replicate replicate_set = Replicate::set;
+constexpr Replicate replicate_add = Replicate::add;
+constexpr Replicate replicate_replace = Replicate::set;
+constexpr Replicate replicate_append = Replicate::drop;
+constexpr Replicate replicate_prepend = Replicate::drop;
+
 #define MCSHIM_STORE(name)                                                                                           \
     MCSHIM_EXPORT memcached_return_t memcached_##name##_by_key(                                                      \
         memcached_st* memc, const char* group_key, size_t group_key_length, const char* key, size_t key_length,      \
@@ -284,7 +310,7 @@ MCSHIM_EXPORT memcached_return_t memcached_exist(memcached_st* memc, const char*
         const Real* r = real();                                                                                      \
         if (!r) return MEMCACHED_FAILURE;                                                                            \
         return write_one(memc, KeyRef{group_key, group_key_length, key, key_length}, expiration, Expiration::capped, \
-                         [&](time_t e) {                                                                             \
+                         Replica{replicate_##name, value, value_length, flags}, [&](time_t e) {                      \
                              return r->name##_by_key(memc, group_key, group_key_length, key, key_length, value,      \
                                                      value_length, e, flags);                                        \
                          });                                                                                         \
@@ -310,7 +336,7 @@ MCSHIM_EXPORT memcached_return_t memcached_cas_by_key(memcached_st* memc, const 
     const Real* r = real();
     if (!r) return MEMCACHED_FAILURE;
     return write_one(memc, KeyRef{group_key, group_key_length, key, key_length}, expiration, Expiration::capped,
-                     [&](time_t e) {
+                     Replica{Replicate::set, value, value_length, flags}, [&](time_t e) {
                          return r->cas_by_key(memc, group_key, group_key_length, key, key_length, value, value_length,
                                               e, flags, cas);
                      });
@@ -330,6 +356,7 @@ MCSHIM_EXPORT memcached_return_t memcached_delete_by_key(memcached_st* memc, con
     const Real* r = real();
     if (!r) return MEMCACHED_FAILURE;
     return write_one(memc, KeyRef{group_key, group_key_length, key, key_length}, expiration, Expiration::as_given,
+                     Replica{Replicate::remove},
                      [&](time_t e) { return r->delete_by_key(memc, group_key, group_key_length, key, key_length, e); });
 }
 
@@ -342,39 +369,42 @@ MCSHIM_EXPORT memcached_return_t memcached_delete(memcached_st* memc, const char
 // on_served_copy, and man/mcshim.3, "Counters and touch"). With an initial value (binary
 // protocol only), the first attempt in a window is a plain increment, so that
 // a count kept on S is moved rather than restarted.
-#define MCSHIM_ARITHMETIC(name)                                                                                       \
-    MCSHIM_EXPORT memcached_return_t memcached_##name##_by_key(memcached_st* memc, const char* group_key,             \
-                                                               size_t group_key_length, const char* key,              \
-                                                               size_t key_length, uint64_t offset, uint64_t* value) { \
-        const Real* r = real();                                                                                       \
-        if (!r) return MEMCACHED_FAILURE;                                                                             \
-        return on_served_copy(memc, KeyRef{group_key, group_key_length, key, key_length}, [&](const Routed&, bool) {  \
-            return r->name##_by_key(memc, group_key, group_key_length, key, key_length, offset, value);               \
-        });                                                                                                           \
-    }                                                                                                                 \
-    MCSHIM_EXPORT memcached_return_t memcached_##name(memcached_st* memc, const char* key, size_t key_length,         \
-                                                      uint32_t offset, uint64_t* value) {                             \
-        return memcached_##name##_by_key(memc, key, key_length, key, key_length, offset, value);                      \
-    }                                                                                                                 \
-    MCSHIM_EXPORT memcached_return_t memcached_##name##_with_initial_by_key(                                          \
-        memcached_st* memc, const char* group_key, size_t group_key_length, const char* key, size_t key_length,       \
-        uint64_t offset, uint64_t initial, time_t expiration, uint64_t* value) {                                      \
-        const Real* r = real();                                                                                       \
-        if (!r) return MEMCACHED_FAILURE;                                                                             \
-        return on_served_copy(                                                                                        \
-            memc, KeyRef{group_key, group_key_length, key, key_length}, [&](const Routed& routed, bool may_create) {  \
-                if (!may_create && memc->flags.binary_protocol)                                                       \
-                    return r->name##_by_key(memc, group_key, group_key_length, key, key_length, offset, value);       \
-                const time_t e = routed.routing ? capped(routed, expiration) : expiration;                            \
-                return r->name##_with_initial_by_key(memc, group_key, group_key_length, key, key_length, offset,      \
-                                                     initial, e, value);                                              \
-            });                                                                                                       \
-    }                                                                                                                 \
-    MCSHIM_EXPORT memcached_return_t memcached_##name##_with_initial(                                                 \
-        memcached_st* memc, const char* key, size_t key_length, uint64_t offset, uint64_t initial, time_t expiration, \
-        uint64_t* value) {                                                                                            \
-        return memcached_##name##_with_initial_by_key(memc, key, key_length, key, key_length, offset, initial,        \
-                                                      expiration, value);                                             \
+#define MCSHIM_ARITHMETIC(name)                                                                                        \
+    MCSHIM_EXPORT memcached_return_t memcached_##name##_by_key(memcached_st* memc, const char* group_key,              \
+                                                               size_t group_key_length, const char* key,               \
+                                                               size_t key_length, uint64_t offset, uint64_t* value) {  \
+        const Real* r = real();                                                                                        \
+        if (!r) return MEMCACHED_FAILURE;                                                                              \
+        return on_served_copy(memc, KeyRef{group_key, group_key_length, key, key_length}, Replica{Replicate::drop}, 0, \
+                              [&](const Routed&, bool) {                                                               \
+                                  return r->name##_by_key(memc, group_key, group_key_length, key, key_length, offset,  \
+                                                          value);                                                      \
+                              });                                                                                      \
+    }                                                                                                                  \
+    MCSHIM_EXPORT memcached_return_t memcached_##name(memcached_st* memc, const char* key, size_t key_length,          \
+                                                      uint32_t offset, uint64_t* value) {                              \
+        return memcached_##name##_by_key(memc, key, key_length, key, key_length, offset, value);                       \
+    }                                                                                                                  \
+    MCSHIM_EXPORT memcached_return_t memcached_##name##_with_initial_by_key(                                           \
+        memcached_st* memc, const char* group_key, size_t group_key_length, const char* key, size_t key_length,        \
+        uint64_t offset, uint64_t initial, time_t expiration, uint64_t* value) {                                       \
+        const Real* r = real();                                                                                        \
+        if (!r) return MEMCACHED_FAILURE;                                                                              \
+        return on_served_copy(memc, KeyRef{group_key, group_key_length, key, key_length}, Replica{Replicate::drop},    \
+                              expiration, [&](const Routed& routed, bool may_create) {                                 \
+                                  if (!may_create && memc->flags.binary_protocol)                                      \
+                                      return r->name##_by_key(memc, group_key, group_key_length, key, key_length,      \
+                                                              offset, value);                                          \
+                                  const time_t e = routed.routing ? capped(routed, expiration) : expiration;           \
+                                  return r->name##_with_initial_by_key(memc, group_key, group_key_length, key,         \
+                                                                       key_length, offset, initial, e, value);         \
+                              });                                                                                      \
+    }                                                                                                                  \
+    MCSHIM_EXPORT memcached_return_t memcached_##name##_with_initial(                                                  \
+        memcached_st* memc, const char* key, size_t key_length, uint64_t offset, uint64_t initial, time_t expiration,  \
+        uint64_t* value) {                                                                                             \
+        return memcached_##name##_with_initial_by_key(memc, key, key_length, key, key_length, offset, initial,         \
+                                                      expiration, value);                                              \
     }
 
 MCSHIM_ARITHMETIC(increment)
@@ -388,10 +418,11 @@ MCSHIM_EXPORT memcached_return_t memcached_touch_by_key(memcached_st* memc, cons
     if (!r) return MEMCACHED_FAILURE;
     // A touch acts on the copy a reader is served: a copy left elsewhere
     // would be served once the touched one expired.
-    return on_served_copy(memc, KeyRef{group_key, group_key_length, key, key_length}, [&](const Routed& routed, bool) {
-        const time_t e = routed.routing ? capped(routed, expiration) : expiration;
-        return r->touch_by_key(memc, group_key, group_key_length, key, key_length, e);
-    });
+    return on_served_copy(memc, KeyRef{group_key, group_key_length, key, key_length}, Replica{Replicate::touch},
+                          expiration, [&](const Routed& routed, bool) {
+                              const time_t e = routed.routing ? capped(routed, expiration) : expiration;
+                              return r->touch_by_key(memc, group_key, group_key_length, key, key_length, e);
+                          });
 }
 
 MCSHIM_EXPORT memcached_return_t memcached_touch(memcached_st* memc, const char* key, size_t key_length,

@@ -97,11 +97,12 @@ class Memcached:
     of `ip netns`), it runs inside that network namespace, on `hosts`
     addresses there, and commands reach it there."""
 
-    def __init__(self, port=None, memory_mb=16, hosts=("127.0.0.1",), netns=None):
+    def __init__(self, port=None, memory_mb=16, hosts=("127.0.0.1",), netns=None, extra_args=()):
         self.port = port
         self.memory_mb = memory_mb
         self.hosts = list(hosts)
         self.netns = netns
+        self.extra_args = list(extra_args)  # more memcached options (e.g. a smaller -I)
         self.process = None
 
     @property
@@ -116,7 +117,7 @@ class Memcached:
         for _ in range(20):
             port = self.port or free_port()
             args = [MEMCACHED, "-l", ",".join(self.hosts), "-p", str(port), "-U", "0",
-                    "-m", str(self.memory_mb), "-t", "1", "-c", "4096"]
+                    "-m", str(self.memory_mb), "-t", "1", "-c", "4096"] + self.extra_args
             if os.geteuid() == 0:
                 args += ["-u", "root"]
             self.process = subprocess.Popen(in_netns(self.netns, args), stdout=subprocess.DEVNULL,

@@ -38,6 +38,7 @@ struct FixtureOptions {
     state::Distribution previous_distribution = state::Distribution::ketama;
     state::Hash previous_hash = state::Hash::md5;
     int64_t membership_changed_unix_ms = 0;
+    uint32_t replicas = 1;
 };
 
 class StateFixture {
@@ -73,6 +74,7 @@ public:
         h.stale_after_ms = options.stale_after_ms;
         h.recently_down_window_s = options.recently_down_window_s;
         h.writeback_ttl_s = options.writeback_ttl_s;
+        h.replicas = options.replicas;
         h.created_unix_ms = unix_ms();
         for (uint32_t i = 0; i < count_; ++i) {
             state::Slot& slot = slots_[i];

@@ -170,6 +170,10 @@ public:
             return false;
         }
         const route::Decision d = router_.route(key.data(), key.size());
+        int32_t copies[route::kMaxCopies];
+        const uint32_t wanted = replicas_or_default(router_.source());
+        const uint32_t count = router_.copies_with(router_.topology().view(), key.data(), key.size(), wanted, copies);
+        copies_.assign(copies, copies + count);
         if (as_json_)
             print_json(key, d);
         else
@@ -205,7 +209,11 @@ private:
             fmt::print(out_, "{}: no server: all servers dead\n", key);
             return;
         }
-        fmt::print(out_, "{}: native {}, now {} ({})\n", key, address(d.native), address(d.target), why(d));
+        // With replicas: every copy, in order (the first is where the key goes now).
+        std::string copies;
+        if (copies_.size() > 1)
+            for (size_t i = 0; i < copies_.size(); ++i) copies += (i ? " " : ", copies ") + address(copies_[i]);
+        fmt::print(out_, "{}: native {}, now {} ({}){}\n", key, address(d.native), address(d.target), why(d), copies);
     }
 
     void print_json(const std::string& key, const route::Decision& d) {
@@ -213,16 +221,24 @@ private:
         const std::string when = recent ? until(d) : "";
         fmt::print(out_,
                    "{{\"key\": {}, \"native\": {}, \"target\": {}, \"fallback\": {}, \"reason\": {}, "
-                   "\"native_state\": {}, \"fallback_until\": {}, \"explanation\": {}, \"routing\": {}}}\n",
+                   "\"native_state\": {}, \"fallback_until\": {}, \"explanation\": {}, \"copies\": [{}], "
+                   "\"routing\": {}}}\n",
                    json::quote(key), json_address(d.native), json_address(d.target),
                    recent ? json_address(d.fallback) : "null", json::quote(reason_code(d)),
                    d.native >= 0 && !facts_[uint32_t(d.native)].state.empty()
                        ? json::quote(facts_[uint32_t(d.native)].state)
                        : "null",
-                   when.empty() ? "null" : json::quote(when), json::quote(why(d)), routing_json_);
+                   when.empty() ? "null" : json::quote(when), json::quote(why(d)), json_copies(), routing_json_);
+    }
+
+    std::string json_copies() const {
+        std::string out;
+        for (size_t i = 0; i < copies_.size(); ++i) out += (i ? ", " : "") + json_address(copies_[i]);
+        return out;
     }
 
     route::Router& router_;
+    std::vector<int32_t> copies_;  // the key being printed
     std::string routing_json_;
     const std::vector<ServerFacts> facts_;
     const bool as_json_;
