@@ -14,6 +14,7 @@ import measurements  # noqa: E402
 from mcwatchd import Mcwatchd, write_config  # noqa: E402
 from memcached_server import Memcached, free_port, raw_command  # noqa: E402,F401 (re-exported)
 from processes import wait_until  # noqa: E402,F401 (re-exported)
+from etcd_cluster import EtcdCluster  # noqa: E402
 
 BUILD = os.environ.get("MCWATCH_BUILD") or os.path.join(
     os.path.dirname(__file__), "..", "..", "build")
@@ -111,6 +112,22 @@ def fleet(tmp_path):
     f = Fleet(tmp_path)
     yield f
     f.cleanup()
+
+
+@pytest.fixture
+def etcd(tmp_path):
+    """A 1-member etcd cluster on loopback ports (tests/lib/etcd_cluster.py)."""
+    cluster = EtcdCluster(str(tmp_path), size=1).start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def etcd3(tmp_path):
+    """A 3-member etcd cluster on loopback ports."""
+    cluster = EtcdCluster(str(tmp_path), size=3).start()
+    yield cluster
+    cluster.stop()
 
 
 def run(args, **kwargs):
