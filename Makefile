@@ -37,9 +37,9 @@ SHIM_CORE_SRC := $(wildcard libshim/*.cpp)
 SHIM_PRELOAD_SRC := $(wildcard libshim/preload/*.cpp)
 # common/: what mcwatchd and mcctl both use (the configuration, durations, times).
 COMMON_SRC := $(wildcard common/*.cpp)
-# The etcd client: in an archive of its own,
+# The etcd client and the fleet view's pure part: in an archive of their own,
 # which mcwatchd and mcctl (`mcctl fleet`) both link.
-FLEET_SRC := daemon/etcd_client.cpp
+FLEET_SRC := daemon/etcd_client.cpp daemon/fleet_verdict.cpp
 DAEMON_SRC := $(filter-out daemon/main.cpp $(FLEET_SRC),$(wildcard daemon/*.cpp))
 MCCTL_SRC := $(wildcard tools/mcctl/*.cpp)
 UNIT_SRC := $(wildcard tests/unit/*.cpp)
