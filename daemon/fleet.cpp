@@ -2,6 +2,8 @@
 
 #include <netdb.h>
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -83,6 +85,10 @@ void Fleet::post(FleetView view) {
 }
 
 void Fleet::run() {
+    // Signals (SIGTERM, SIGHUP) are the daemon thread's to see.
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, nullptr);
     std::unique_lock<std::mutex> lock(mutex_);
     while (!stopping_) {
         lock.unlock();
