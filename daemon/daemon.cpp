@@ -146,6 +146,7 @@ Result<> Daemon::start() {
         auto fleet = Fleet::start(config_.fleet, config_.flush_on_rejoin, poll);
         if (!fleet) return tl::unexpected(fleet.error());
         fleet_ = std::move(*fleet);
+        fleet_started_ = Clock::now();
         if (!loop_.add(fleet_->wakeup_fd(), EPOLLIN, [this](uint32_t) { on_fleet_view(); }))
             return failure(fmt::format("fleet: epoll: {}", errno_text(errno)));
         log_event("info", "fleet",
@@ -441,7 +442,18 @@ bool Daemon::fleet_decides() const {
 // operator's override on this host still wins here (operator commands are
 // not fleet-wide yet: docs/DESIGN.md, Known gaps).
 void Daemon::apply_fleet_verdicts(std::vector<state::ServerDynamic>& out) const {
-    if (!fleet_decides()) return;
+    if (!fleet_decides()) {
+        // Said before anything this host's probes decide is published.
+        const Clock::time_point since = std::max(fleet_last_answer_, fleet_started_);
+        if (!fleet_fell_back_ && Clock::now() - since > config_.fleet.fallback_after) {
+            fleet_fell_back_ = true;
+            log_event("error", "fleet_fallback",
+                      {{"status", "started"},
+                       {"reason", fleet_view_.error.empty() ? "etcd has not answered" : fleet_view_.error},
+                       {"detail", "etcd unreachable longer than fallback_after: this host's probes decide"}});
+        }
+        return;
+    }
     for (size_t i = 0; i < servers_.size() && i < out.size(); ++i) {
         if (servers_[i].health.override_kind() != Override::none) continue;
         const auto it = fleet_view_.published.find(servers_[i].address.text);
@@ -473,16 +485,9 @@ void Daemon::on_fleet_view() {
         fleet_fell_back_ = false;
         fleet_view_ = std::move(*view);
     } else {
-        // The last view stays until fallback_after has passed.
+        // The last view stays until fallback_after has passed (views() says when it ends).
         fleet_view_.etcd_answers = false;
         fleet_view_.error = view->error;
-        if (!fleet_fell_back_ && !fleet_decides()) {
-            fleet_fell_back_ = true;
-            log_event("error", "fleet_fallback",
-                      {{"status", "started"},
-                       {"reason", view->error},
-                       {"detail", "etcd unreachable longer than fallback_after: this host's probes decide"}});
-        }
     }
     const std::vector<state::ServerDynamic> published = views();
     if (states_moved(published)) {

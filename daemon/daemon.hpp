@@ -127,7 +127,9 @@ private:
     bool states_moved(const std::vector<state::ServerDynamic>& published);
     FleetView fleet_view_;
     std::chrono::steady_clock::time_point fleet_last_answer_{};
-    bool fleet_fell_back_ = false;
+    std::chrono::steady_clock::time_point fleet_started_{};
+    // The fallback to this host's probes was logged (views() logs it, once).
+    mutable bool fleet_fell_back_ = false;
     std::vector<uint32_t> published_states_;
     // Last member: its thread stops (and its lease is revoked) first.
     std::unique_ptr<Fleet> fleet_;

@@ -98,15 +98,15 @@ void Fleet::run() {
     }
 }
 
-bool Fleet::keep_lease(int64_t now) {
+Result<> Fleet::keep_lease(int64_t now) {
     const int64_t lease_ms = config_.lease.count();
-    if (lease_id_ != 0 && now - last_keepalive_ms_ < lease_ms / 3) return true;
+    if (lease_id_ != 0 && now - last_keepalive_ms_ < lease_ms / 3) return {};
     if (lease_id_ != 0) {
         const Result<EtcdLease> kept = client_->lease_keepalive(lease_id_);
-        if (!kept) return false;
+        if (!kept) return tl::unexpected(kept.error());
         if (kept->ttl_s > 0) {
             last_keepalive_ms_ = now;
-            return true;
+            return {};
         }
         // Expired (etcd was out of reach longer than the lease): our keys are
         // gone with it, so everything is written again under a new one.
@@ -114,18 +114,19 @@ bool Fleet::keep_lease(int64_t now) {
         lease_id_ = 0;
     }
     const Result<EtcdLease> granted = client_->lease_grant(std::max<int64_t>(1, (lease_ms + 999) / 1000));
-    if (!granted) return false;
+    if (!granted) return tl::unexpected(granted.error());
     const std::string record = nlohmann::json{{"pid", int64_t(getpid())}, {"started_unix_ms", now}}.dump();
-    if (!client_->put(fleet_keys::host(config_.name, config_.host), record, granted->id)) {
+    if (const Result<int64_t> put = client_->put(fleet_keys::host(config_.name, config_.host), record, granted->id);
+        !put) {
         (void)client_->lease_revoke(granted->id);
-        return false;
+        return tl::unexpected(put.error());
     }
     lease_id_ = granted->id;
     last_keepalive_ms_ = now;
     written_.clear();
     log_event("info", "fleet_lease",
               {{"status", "granted"}, {"host", config_.host}, {"ttl_s", fmt::format("{}", granted->ttl_s)}});
-    return true;
+    return {};
 }
 
 void Fleet::write_observations(const std::vector<LocalServer>& servers) {
@@ -209,14 +210,15 @@ void Fleet::cycle() {
     const int64_t now = wall_ms();
     FleetView view;
     view.last_answer_unix_ms = last_answer_ms_;
-    Result<EtcdRange> range = failure("the lease could not be kept");
-    if (keep_lease(now)) {
+    Result<EtcdRange> range = tl::unexpected(Error{});
+    if (const Result<> lease = keep_lease(now); !lease) {
+        range = tl::unexpected(lease.error());
+    } else {
         write_observations(servers);
         range = client_->range_prefix(fleet_keys::prefix(config_.name));
     }
     if (!range) {
-        view.error = lease_id_ == 0 && range.error().message == "the lease could not be kept" ? "etcd does not answer"
-                                                                                              : range.error().message;
+        view.error = range.error().message;
         if (etcd_was_answering_)
             log_event("error", "fleet_etcd",
                       {{"status", "unreachable"}, {"endpoint", client_->endpoint()}, {"reason", view.error}});

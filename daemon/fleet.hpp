@@ -64,8 +64,8 @@ private:
           std::unique_ptr<class EtcdClient> client);
     void run();
     void cycle();
-    // The lease is granted and kept alive; false while etcd does not answer.
-    bool keep_lease(int64_t now);
+    // The lease is granted and kept alive, or why not (etcd's error).
+    Result<> keep_lease(int64_t now);
     void write_observations(const std::vector<LocalServer>& servers);
     // The rejoin protocol's step for one server; the record as it is after it.
     std::optional<RejoinRecord> step_rejoin(const ServerAddress& server, const FleetVerdict& verdict,

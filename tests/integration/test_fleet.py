@@ -31,14 +31,14 @@ class Hosts:
         self.servers = servers
         self.daemons = {}
 
-    def start(self, host, settings=None, lease="2s", etcd_value=None):
+    def start(self, host, settings=None, lease="2s", fleet_settings=None):
         directory = self.tmp_path / host
         directory.mkdir(exist_ok=True)
         state = str(directory / "state")
         config = write_config(str(directory / "mcwatchd.conf"), state, [m.address for m in self.servers],
                               {**SETTINGS, **(settings or {})},
-                              fleet={"etcd": etcd_value or self.etcd.config_value(), "name": "test", "host": host,
-                                     "lease": lease})
+                              fleet={"etcd": self.etcd.config_value(), "name": "test", "host": host,
+                                     "lease": lease, **(fleet_settings or {})})
         daemon = Mcwatchd(self.build, config, state, str(directory / "mcwatchd.log"))
         daemon.start()
         self.daemons[host] = daemon
@@ -155,3 +155,27 @@ def test_one_etcd_member_of_three_killed_changes_nothing(tmp_path, etcd3, server
         assert flushes(returned) == 1
     finally:
         hosts.stop()
+
+
+def test_with_etcd_gone_the_last_view_is_kept_until_fallback_after_then_local_probes_decide_loudly(hosts, servers,
+                                                                                                     etcd):
+    h1 = hosts.start("h1", fleet_settings={"fallback_after": "3s"})
+    a, _ = servers
+    hosts.wait_all({a.address: "live"})
+    # The fleet's view holds h1's observation: the daemon's next poll takes it.
+    wait_until(lambda: fleet_report(h1)["servers"][0]["published"] == "live", 10, "the fleet's view of the server")
+    time.sleep(1.0)
+    for member in etcd.members:
+        member.stop(signal.SIGKILL)
+    a.kill()
+    fallback = "event=fleet_fallback status=started"
+
+    # The state is read before the log: the daemon logs the fallback before
+    # it publishes what its own probes say, so a dead state seen without
+    # that line would be the last view lost early.
+    def dead_after_fallback():
+        dead = h1.states().get(a.address) == "dead"
+        assert not dead or fallback in h1.log_text(), "published dead before fallback_after"
+        return dead
+    wait_until(dead_after_fallback, 20, "the fallback to local probes")
+    assert "event=fleet_etcd status=unreachable" in h1.log_text()
