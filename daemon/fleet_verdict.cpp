@@ -69,7 +69,9 @@ auto parsed_json(std::string_view text, const char* what, F read) -> decltype(re
 std::string observation_json(const FleetObservation& o) {
     json object = {{"state", fleet_state_name(o.state)}, {"since_unix_ms", o.since_unix_ms}, {"restarts", o.restarts}};
     if (!o.error.empty()) object["error"] = o.error;
-    return object.dump();
+    // The error quotes what a server answered, which need not be UTF-8:
+    // dump() would throw on it, so invalid bytes become U+FFFD.
+    return object.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 Result<FleetObservation> parse_observation(std::string_view text) {

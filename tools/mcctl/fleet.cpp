@@ -19,7 +19,8 @@ constexpr std::chrono::milliseconds kTimeout{2000};
 int unusable(const std::string& message, bool as_json, const std::string& endpoint = "") {
     if (as_json)
         fmt::print("{}\n",
-                   nlohmann::json{{"etcd", {{"endpoint", endpoint}, {"answers", false}, {"error", message}}}}.dump(2));
+                   nlohmann::json{{"etcd", {{"endpoint", endpoint}, {"answers", false}, {"error", message}}}}.dump(
+                       2, ' ', false, nlohmann::json::error_handler_t::replace));
     fmt::print(stderr, "mcctl: {}\n", message);
     return kExitUnusable;
 }
@@ -89,7 +90,7 @@ int mcctl_fleet(const std::string& config_path, bool as_json) {
         report["servers"].push_back(std::move(entry));
     }
     if (as_json)
-        fmt::print("{}\n", report.dump(2));
+        fmt::print("{}\n", report.dump(2, ' ', false, nlohmann::json::error_handler_t::replace));
     else
         fmt::print("{}", text);
     return all_live ? 0 : 1;
