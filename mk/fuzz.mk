@@ -20,7 +20,7 @@ FUZZ_SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omi
 # Same warnings as the g++ build; -Werror too, since clang 14 is quiet on this code.
 FUZZ_CXXFLAGS := -std=c++20 -O1 -g -Wall -Wextra -Werror -MMD -MP $(FUZZ_SANFLAGS)
 
-FUZZ_LIB_SRC := $(SHIM_CORE_SRC) $(COMMON_SRC) $(DAEMON_SRC) $(filter-out %/main.cpp,$(MCCTL_SRC))
+FUZZ_LIB_SRC := $(SHIM_CORE_SRC) $(COMMON_SRC) $(DAEMON_SRC) $(FLEET_SRC) $(filter-out %/main.cpp,$(MCCTL_SRC))
 FUZZ_LIB_OBJ := $(patsubst %.cpp,$(FUZZ_DIR)/obj/%.o,$(FUZZ_LIB_SRC))
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.cpp)
 FUZZ_OBJ := $(patsubst %.cpp,$(FUZZ_DIR)/obj/%.o,$(FUZZ_SRC))
@@ -37,7 +37,7 @@ $(FUZZ_DIR)/libfuzzed.a: $(FUZZ_LIB_OBJ)
 	ar rcs $@ $^
 
 $(FUZZ_DIR)/fuzz_%: $(FUZZ_DIR)/obj/tests/fuzz/fuzz_%.o $(FUZZ_DIR)/libfuzzed.a
-	$(FUZZ_CXX) $(FUZZ_SANFLAGS) -fsanitize=fuzzer -o $@ $^ $(LINK_LIBS) -ldl
+	$(FUZZ_CXX) $(FUZZ_SANFLAGS) -fsanitize=fuzzer -o $@ $^ $(LINK_LIBS) $(FLEET_LIBS) -ldl
 
 .PHONY: fuzz fuzz-build
 fuzz-build: $(FUZZ_BINS)

@@ -34,6 +34,13 @@ void check_accepted(const Config& c) {
     FUZZ_CHECK(c.stale_after.count() <= int64_t{UINT32_MAX});
     // writeback_ttl is sent to memcached as a relative expiration.
     FUZZ_CHECK(c.writeback_ttl.count() <= kMemcachedRelativeMaxMs);
+    // The fleet view's ids are parts of etcd keys, split at their last '/'.
+    if (c.fleet.enabled()) {
+        FUZZ_CHECK(!c.fleet.host.empty() && c.fleet.host.find('/') == std::string::npos);
+        FUZZ_CHECK(!c.fleet.name.empty() && c.fleet.name.find('/') == std::string::npos);
+        FUZZ_CHECK(c.fleet.lease <= c.fleet.fallback_after);
+        for (const std::string& endpoint : c.fleet.etcd) FUZZ_CHECK(endpoint.rfind("http://", 0) == 0);
+    }
     for (const ServerAddress& s : c.servers) {
         FUZZ_CHECK(!s.text.empty() && s.text.size() < state::kAddressSize);
         FUZZ_CHECK(s.weight >= 1);
