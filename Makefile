@@ -16,11 +16,13 @@ CC ?= gcc
 SANFLAGS := $(if $(SAN),-fsanitize=$(SAN) -fno-omit-frame-pointer,)$(if $(findstring thread,$(SAN)), -Wno-tsan,)
 WARN := -Wall -Wextra -Werror
 # Lazily evaluated: pkg-config must run after the deps step installed the .pc files.
-PKG_CFLAGS = $(shell pkg-config --cflags inih fmt libmemcached)
+PKG_CFLAGS = $(shell pkg-config --cflags inih fmt libmemcached nlohmann_json)
 PKG_LIBS = $(shell pkg-config --libs inih fmt)
 # What a program linked with our archives needs besides them (the router
 # hashes keys with libhashkit).
 LINK_LIBS = $(PKG_LIBS) -lhashkit
+# mcwatchd and mcctl talk to etcd (the fleet view); never the shim.
+FLEET_LIBS = $(shell pkg-config --libs libcurl) -lpthread
 # Includes name their folder ("daemon/health.hpp"); only the public C header
 # is found by its installed name.
 CPPFLAGS = -I. -Ilibshim/include $(PKG_CFLAGS)
@@ -35,7 +37,10 @@ SHIM_CORE_SRC := $(wildcard libshim/*.cpp)
 SHIM_PRELOAD_SRC := $(wildcard libshim/preload/*.cpp)
 # common/: what mcwatchd and mcctl both use (the configuration, durations, times).
 COMMON_SRC := $(wildcard common/*.cpp)
-DAEMON_SRC := $(filter-out daemon/main.cpp,$(wildcard daemon/*.cpp))
+# The etcd client and the fleet view's pure part: in an archive of their own,
+# which mcwatchd and mcctl (`mcctl fleet`) both link.
+FLEET_SRC := daemon/etcd_client.cpp daemon/fleet_verdict.cpp
+DAEMON_SRC := $(filter-out daemon/main.cpp $(FLEET_SRC),$(wildcard daemon/*.cpp))
 MCCTL_SRC := $(wildcard tools/mcctl/*.cpp)
 UNIT_SRC := $(wildcard tests/unit/*.cpp)
 EXAMPLE_SRC := $(wildcard tests/examples/*.c)
@@ -45,6 +50,7 @@ SHIM_CORE_OBJ := $(call obj,$(SHIM_CORE_SRC))
 SHIM_PRELOAD_OBJ := $(call obj,$(SHIM_PRELOAD_SRC))
 COMMON_OBJ := $(call obj,$(COMMON_SRC))
 DAEMON_OBJ := $(call obj,$(DAEMON_SRC))
+FLEET_OBJ := $(call obj,$(FLEET_SRC))
 MCCTL_OBJ := $(call obj,$(MCCTL_SRC))
 # mcctl's commands without its main, for the unit tests.
 MCCTL_LIB_OBJ := $(filter-out %/main.o,$(MCCTL_OBJ))
@@ -84,19 +90,23 @@ $(BUILD)/libmcwatchd.a: $(DAEMON_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
+$(BUILD)/libmcfleet.a: $(FLEET_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
 $(BUILD)/libmcshim.so: $(SHIM_CORE_OBJ) $(SHIM_PRELOAD_OBJ) libshim/libmcshim.map
 	$(CXX) -shared -Wl,-soname,$(SONAME) -Wl,--version-script=libshim/libmcshim.map \
 	    -Wl,-z,now -Wl,-z,relro $(LDFLAGS) -o $@ $(SHIM_CORE_OBJ) $(SHIM_PRELOAD_OBJ) -lhashkit -ldl -lpthread
 	ln -sf libmcshim.so $(BUILD)/$(SONAME)
 
-$(BUILD)/mcwatchd: $(BUILD)/obj/daemon/main.o $(BUILD)/libmcwatchd.a $(BUILD)/libmccommon.a $(BUILD)/libmcshim.a
-	$(CXX) $(LDFLAGS) -o $@ $^ $(LINK_LIBS)
+$(BUILD)/mcwatchd: $(BUILD)/obj/daemon/main.o $(BUILD)/libmcwatchd.a $(BUILD)/libmcfleet.a $(BUILD)/libmccommon.a $(BUILD)/libmcshim.a
+	$(CXX) $(LDFLAGS) -o $@ $^ $(LINK_LIBS) $(FLEET_LIBS)
 
-$(BUILD)/mcctl: $(MCCTL_OBJ) $(BUILD)/libmccommon.a $(BUILD)/libmcshim.a
-	$(CXX) $(LDFLAGS) -o $@ $^ $(LINK_LIBS)
+$(BUILD)/mcctl: $(MCCTL_OBJ) $(BUILD)/libmcfleet.a $(BUILD)/libmccommon.a $(BUILD)/libmcshim.a
+	$(CXX) $(LDFLAGS) -o $@ $^ $(LINK_LIBS) $(FLEET_LIBS)
 
-$(BUILD)/unit_tests: $(UNIT_OBJ) $(MCCTL_LIB_OBJ) $(BUILD)/libmcwatchd.a $(BUILD)/libmccommon.a $(BUILD)/libmcshim.a
-	$(CXX) $(LDFLAGS) -o $@ $^ -lmemcached $(LINK_LIBS) -lpthread
+$(BUILD)/unit_tests: $(UNIT_OBJ) $(MCCTL_LIB_OBJ) $(BUILD)/libmcwatchd.a $(BUILD)/libmcfleet.a $(BUILD)/libmccommon.a $(BUILD)/libmcshim.a
+	$(CXX) $(LDFLAGS) -o $@ $^ -lmemcached $(LINK_LIBS) $(FLEET_LIBS) -lpthread
 
 # Example programs in C that use only the public header, linked to the .so.
 $(BUILD)/examples/%: tests/examples/%.c libshim/include/mcshim.h $(BUILD)/libmcshim.so
@@ -146,7 +156,7 @@ test: test-build
 # The compiler's dependency files (-MMD), one beside each object or program
 # it compiled: the fragments add theirs to DEP_FILES.
 DEP_FILES += $(patsubst %.o,%.d,$(BUILD)/obj/daemon/main.o $(SHIM_CORE_OBJ) $(SHIM_PRELOAD_OBJ) $(COMMON_OBJ) \
-    $(DAEMON_OBJ) $(MCCTL_OBJ) $(UNIT_OBJ)) $(addsuffix .d,$(EXAMPLES) $(BENCH_TOOLS))
+    $(DAEMON_OBJ) $(FLEET_OBJ) $(MCCTL_OBJ) $(UNIT_OBJ)) $(addsuffix .d,$(EXAMPLES) $(BENCH_TOOLS))
 -include $(DEP_FILES)
 
 demo: all

@@ -4,6 +4,7 @@
 #include <grp.h>
 #include <pwd.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <fmt/format.h>
 #include <ini.h>
@@ -90,6 +91,16 @@ std::string hash_names_list() {
     return names;
 }
 
+// A fleet's name and a host's id are parts of etcd keys: no '/', nothing a
+// shell or a log line would mangle.
+bool valid_fleet_id(std::string_view text) {
+    if (text.empty() || text.size() > 64) return false;
+    return std::all_of(text.begin(), text.end(), [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
+               c == '.';
+    });
+}
+
 constexpr Millis kMaxStateFileMillis = std::chrono::hours(24 * 49);
 
 class Parser;
@@ -117,6 +128,7 @@ struct ConfigSection {
 constexpr ConfigSection kSections[] = {
     {"mcwatchd", ""},
     {"routing", ""},
+    {"fleet", ""},
     {"servers", " (expected `server = host:port`)"},
 };
 
@@ -147,6 +159,7 @@ public:
                 return;
             }
         }
+        if (!finish_fleet()) return;
         if (config_.min_live_servers > config_.servers.size()) {
             at_line(key_lines_["min_live_servers"],
                     fmt::format("min_live_servers = {} is more than the {} servers configured: "
@@ -222,6 +235,39 @@ public:
     }
 
 private:
+    // [fleet]'s keys need its etcd endpoints; the host defaults to the hostname.
+    bool finish_fleet() {
+        FleetConfig& fleet = config_.fleet;
+        if (fleet.etcd.empty()) {
+            for (const auto& [key, line] : key_lines_)
+                if (key.rfind("fleet.", 0) == 0) {
+                    at_line(line, fmt::format("{} is set but [fleet] has no etcd = http://host:port: "
+                                              "the fleet view needs etcd",
+                                              key));
+                    return false;
+                }
+            return true;
+        }
+        if (fleet.host.empty()) {
+            char name[256] = "";
+            if (::gethostname(name, sizeof name - 1) != 0 || !valid_fleet_id(name)) {
+                at_line(key_lines_["fleet.etcd"],
+                        fmt::format("[fleet] host is not set and the hostname '{}' cannot name a host in etcd: "
+                                    "set host =",
+                                    name));
+                return false;
+            }
+            fleet.host = name;
+        }
+        if (fleet.fallback_after < fleet.lease) {
+            at_line(key_lines_["fleet.fallback_after"],
+                    fmt::format("fallback_after ({}) must be at least the lease ({})",
+                                format_duration(fleet.fallback_after), format_duration(fleet.lease)));
+            return false;
+        }
+        return true;
+    }
+
     int fail(const std::string& message) {
         at_line(line_, message);
         return 0;
@@ -347,6 +393,67 @@ Result<> hash_value(Parser& parser, std::string_view, const char* value) {
     return {};
 }
 
+// `etcd = http://host:port[, http://host:port ...]`
+Result<> fleet_etcd_value(Parser& parser, std::string_view, const char* value) {
+    std::vector<std::string> endpoints;
+    std::string_view rest(value);
+    for (bool more = true; more;) {
+        const size_t comma = rest.find(',');
+        std::string_view item = rest.substr(0, comma);
+        more = comma != std::string_view::npos;
+        rest = more ? rest.substr(comma + 1) : std::string_view();
+        while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) item.remove_prefix(1);
+        while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) item.remove_suffix(1);
+        if (item.empty()) return failure(fmt::format("etcd = '{}': an empty endpoint in the list", value));
+        const std::string_view scheme = "http://";
+        if (item.rfind(scheme, 0) != 0)
+            return failure(
+                fmt::format("etcd = '{}': endpoint '{}' must start with http:// (the v3 JSON gateway; "
+                            "https is not supported yet)",
+                            value, item));
+        std::string_view hostport = item.substr(scheme.size());
+        if (!hostport.empty() && hostport.back() == '/') hostport.remove_suffix(1);
+        const size_t colon = hostport.rfind(':');
+        if (colon == std::string_view::npos || colon == 0 || hostport.find('/') != std::string_view::npos ||
+            !parse_count(hostport.substr(colon + 1), 1, 65535))
+            return failure(fmt::format("etcd = '{}': endpoint '{}' is not http://host:port", value, item));
+        endpoints.emplace_back(std::string(scheme) + std::string(hostport));
+    }
+    parser.config().fleet.etcd = std::move(endpoints);
+    return {};
+}
+
+ValueParser fleet_id_value(std::string FleetConfig::*field) {
+    return [=](Parser& parser, std::string_view key, const char* value) -> Result<> {
+        if (!valid_fleet_id(value))
+            return failure(fmt::format("{} = '{}': expected 1 to 64 letters, digits, '-', '_' or '.'", key, value));
+        parser.config().fleet.*field = value;
+        return {};
+    };
+}
+
+ValueParser fleet_duration_value(Millis FleetConfig::*field, Millis min, Millis max) {
+    return [=](Parser& parser, std::string_view key, const char* value) -> Result<> {
+        const auto parsed = parse_duration(value);
+        if (!parsed) return failure(fmt::format("{}: {}", key, parsed.error().message));
+        if (*parsed < min)
+            return failure(fmt::format("{} = {} is too short (minimum {})", key, value, format_duration(min)));
+        if (*parsed > max)
+            return failure(fmt::format("{} = {} is too long (maximum {})", key, value, format_duration(max)));
+        parser.config().fleet.*field = *parsed;
+        return {};
+    };
+}
+
+Result<> fleet_verdict_value(Parser& parser, std::string_view, const char* value) {
+    for (FleetRule rule : {FleetRule::majority, FleetRule::any, FleetRule::all})
+        if (std::string_view(value) == fleet_rule_name(rule)) {
+            parser.config().fleet.verdict = rule;
+            return {};
+        }
+    return failure(fmt::format("verdict = '{}': expected majority, any or all", value));
+}
+
 // The `server` line's own parsing is Parser::server_key's, which sets the
 // error itself.
 Result<> server_value(Parser& parser, std::string_view, const char* value) {
@@ -399,6 +506,17 @@ const std::vector<ConfigKey>& config_key_table() {
         // Sent to memcached as a relative expiration, as writeback_ttl.
         {"routing", "replica_max_ttl", duration_value(&Config::replica_max_ttl, Millis(0), std::chrono::hours(24 * 30)),
          "upper bound on every copy's expiration, 0 for none"},
+        {"fleet", "etcd", fleet_etcd_value, "etcd's client URLs, http://host:port[, ...]: turns the fleet view on"},
+        {"fleet", "name", fleet_id_value(&FleetConfig::name), "the fleet's name, its key prefix in etcd"},
+        {"fleet", "host", fleet_id_value(&FleetConfig::host), "this host's id in the fleet (default: the hostname)"},
+        // etcd's leases are whole seconds.
+        {"fleet", "lease", fleet_duration_value(&FleetConfig::lease, std::chrono::seconds(2), std::chrono::hours(1)),
+         "how long a silent host's observations still count"},
+        {"fleet", "verdict", fleet_verdict_value,
+         "majority, any or all: of the hosts reporting, how many must see a server dead"},
+        {"fleet", "fallback_after",
+         fleet_duration_value(&FleetConfig::fallback_after, std::chrono::seconds(2), std::chrono::hours(24)),
+         "how long etcd may be unreachable before local observations decide again"},
         {"servers", "server", server_value, "host:port, [ipv6]:port or unix:/path, then weight=N", true},
     };
     return table;
@@ -443,6 +561,15 @@ int handler_with_line(void* user, const char* section, const char* key, const ch
 }
 
 }  // namespace
+
+const char* fleet_rule_name(FleetRule rule) {
+    switch (rule) {
+    case FleetRule::majority: return "majority";
+    case FleetRule::any: return "any";
+    case FleetRule::all: return "all";
+    }
+    return "majority";
+}
 
 std::string control_socket_beside(const std::string& state_file) {
     const size_t slash = state_file.rfind('/');

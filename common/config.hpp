@@ -17,6 +17,26 @@ namespace mcwatch {
 
 using Millis = std::chrono::milliseconds;
 
+// How the fleet view ([fleet] verdict =) turns the hosts' observations of a
+// server into the fleet's: dead when a majority, any or all of the hosts
+// that report on it see it dead.
+enum class FleetRule : uint8_t { majority, any, all };
+const char* fleet_rule_name(FleetRule rule);
+
+// [fleet]: the hosts' shared view of the servers, in etcd (docs/DESIGN.md,
+// "The fleet view"). Without `etcd =`, mcwatchd decides alone.
+struct FleetConfig {
+    std::vector<std::string> etcd;  // "http://host:port" endpoints; empty = no fleet view
+    std::string name = "default";   // the fleet's key prefix: /mcwatch/<name>/
+    std::string host;               // this host's id; "" until read: the hostname
+    Millis lease{std::chrono::seconds(10)};
+    FleetRule verdict = FleetRule::majority;
+    // How long etcd may be unreachable before local observations are used again.
+    Millis fallback_after{std::chrono::seconds(30)};
+
+    bool enabled() const { return !etcd.empty(); }
+};
+
 struct Config {
     std::string path;  // the file it was read from
     std::string state_file = kDefaultStatePath;
@@ -57,6 +77,7 @@ struct Config {
     uint32_t replicas = 1;               // copies of each key
     Millis replica_max_ttl{0};           // bound on every copy's expiration; 0 = none
     std::vector<ServerAddress> servers;  // `server =` lines, each with its line
+    FleetConfig fleet;
 };
 
 // The error is "file:line: message" (or "file: message").
@@ -78,7 +99,7 @@ Result<ListenAddress> parse_listen_address(const std::string& text);
 
 // One key of mcwatchd.conf(5), as the table in config.cpp holds it.
 struct ConfigKeyDoc {
-    std::string_view section;  // "mcwatchd", "routing", "servers"
+    std::string_view section;  // "mcwatchd", "routing", "fleet", "servers"
     std::string_view name;
     std::string_view documentation;  // one line
 };

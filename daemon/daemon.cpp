@@ -1,5 +1,6 @@
 #include "daemon/daemon.hpp"
 
+#include <sys/epoll.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -9,6 +10,7 @@
 #include <map>
 
 #include "libshim/clock.hpp"
+#include "common/errno_text.hpp"
 #include "daemon/log.hpp"
 #include "daemon/privileges.hpp"
 
@@ -77,6 +79,7 @@ std::vector<state::ServerDynamic> Daemon::views() const {
     std::vector<state::ServerDynamic> out;
     out.reserve(servers_.size());
     for (const ServerRecord& server : servers_) out.push_back(server.health.view());
+    if (fleet_) apply_fleet_verdicts(out);
     return out;
 }
 
@@ -137,6 +140,20 @@ Result<> Daemon::start() {
     for (const ServerAddress& address : config_.servers)
         servers_.emplace_back(address, ServerHealth(HealthPolicy::from(config_)));
     if (hints_) hints_->set_servers(server_addresses());
+    if (config_.fleet.enabled()) {
+        const auto poll = std::clamp<Millis>(std::min<Millis>(config_.probe_interval, config_.fleet.lease / 4),
+                                             Millis(50), Millis(1000));
+        auto fleet = Fleet::start(config_.fleet, config_.flush_on_rejoin, poll);
+        if (!fleet) return tl::unexpected(fleet.error());
+        fleet_ = std::move(*fleet);
+        if (!loop_.add(fleet_->wakeup_fd(), EPOLLIN, [this](uint32_t) { on_fleet_view(); }))
+            return failure(fmt::format("fleet: epoll: {}", errno_text(errno)));
+        log_event("info", "fleet",
+                  {{"name", config_.fleet.name},
+                   {"host", config_.fleet.host},
+                   {"etcd", config_.fleet.etcd.front()},
+                   {"verdict", fleet_rule_name(config_.fleet.verdict)}});
+    }
     // A restart (an upgrade, a crash) must change nothing for clients: what
     // the file being replaced says about each server carries over.
     if (const Result<std::optional<PublishedFile>> previous = writer_.read_predecessor(); !previous)
@@ -176,6 +193,11 @@ Result<std::string> Daemon::reload() {
         if (values.first != values.second)
             return refuse(fmt::format("{}: {} cannot change on reload ('{}' -> '{}'); restart mcwatchd", config_.path,
                                       key, values.first, values.second));
+
+    const FleetConfig &was = config_.fleet, &will = next.fleet;
+    if (was.etcd != will.etcd || was.name != will.name || was.host != will.host || was.lease != will.lease ||
+        was.verdict != will.verdict || was.fallback_after != will.fallback_after)
+        return refuse(fmt::format("{}: [fleet] cannot change on reload; restart mcwatchd", config_.path));
 
     if (Result<> enough = ensure_descriptor_limit(next.servers.size()); !enough)
         return refuse(fmt::format("{}: {}", config_.path, enough.error().message));
@@ -324,7 +346,10 @@ void Daemon::round() {
         else if (server.health.override_kind() != Override::drain)
             stop_mover(server.address.text, "the server is no longer draining");
     }
-    writer_.update(views(), routing_changed);
+    if (fleet_) fleet_->observe(fleet_observations());
+    const std::vector<state::ServerDynamic> published = views();
+    routing_changed |= states_moved(published);
+    writer_.update(published, routing_changed);
     if (metrics_) {
         metrics_->content_changed();
         metrics_->resume_rendering();
@@ -377,12 +402,93 @@ void Daemon::apply_hinted_probe(size_t index, const ProbeResult& result) {
         log_event("warning", "probe_failed",
                   {{"server", server.address.text}, {"reason", result.error}, {"after", "hint"}});
     log_health_events(server.address.text, change.events);
-    writer_.write_servers(views(), change.routing_changed);  // between rounds: no heartbeat
+    const std::vector<state::ServerDynamic> published = views();
+    const bool moved = states_moved(published);
+    writer_.write_servers(published, change.routing_changed || moved);  // between rounds: no heartbeat
     if (metrics_) metrics_->content_changed();
     const state::ServerDynamic& view = server.health.view();
     if (!result.ok && !result.answered_error && view.state != uint32_t(state::ServerState::dead) &&
         view.consecutive_failures < config_.fail_after)
         prober_->probe_now(index);
+}
+
+std::vector<Fleet::LocalServer> Daemon::fleet_observations() const {
+    std::vector<Fleet::LocalServer> out;
+    out.reserve(servers_.size());
+    for (const ServerRecord& server : servers_) {
+        FleetObservation observation;
+        switch (server.health.probed_state()) {
+        case state::ServerState::live:
+        case state::ServerState::draining: observation.state = FleetObservation::State::live; break;
+        case state::ServerState::dead: observation.state = FleetObservation::State::dead; break;
+        default: break;
+        }
+        const state::ServerDynamic& view = server.health.view();
+        observation.since_unix_ms = view.since_unix_ms;
+        observation.restarts = view.restarts == state::kUnknown ? 0 : view.restarts;
+        if (observation.state == FleetObservation::State::dead) observation.error = server.last_result.error;
+        out.push_back({server.address, std::move(observation)});
+    }
+    return out;
+}
+
+bool Daemon::fleet_decides() const {
+    return fleet_ && fleet_last_answer_ != Clock::time_point{} &&
+           Clock::now() - fleet_last_answer_ <= config_.fleet.fallback_after;
+}
+
+// The fleet's verdict replaces this host's probes in what clients read; an
+// operator's override on this host still wins here (operator commands are
+// not fleet-wide yet: docs/DESIGN.md, Known gaps).
+void Daemon::apply_fleet_verdicts(std::vector<state::ServerDynamic>& out) const {
+    if (!fleet_decides()) return;
+    for (size_t i = 0; i < servers_.size() && i < out.size(); ++i) {
+        if (servers_[i].health.override_kind() != Override::none) continue;
+        const auto it = fleet_view_.published.find(servers_[i].address.text);
+        if (it == fleet_view_.published.end()) continue;
+        if (it->second == FleetVerdict::Kind::dead)
+            out[i].state = uint32_t(state::ServerState::dead);
+        else if (it->second == FleetVerdict::Kind::live && out[i].state == uint32_t(state::ServerState::dead))
+            out[i].state = uint32_t(state::ServerState::live);  // a host cut off alone: its clients get errors
+    }
+}
+
+bool Daemon::states_moved(const std::vector<state::ServerDynamic>& published) {
+    std::vector<uint32_t> states;
+    states.reserve(published.size());
+    for (const state::ServerDynamic& view : published) states.push_back(view.state);
+    const bool moved = states != published_states_;
+    published_states_ = std::move(states);
+    return moved;
+}
+
+void Daemon::on_fleet_view() {
+    std::optional<FleetView> view = fleet_->take_view();
+    if (!view) return;
+    if (view->etcd_answers) {
+        fleet_last_answer_ = Clock::now();
+        if (fleet_fell_back_)
+            log_event("warning", "fleet_fallback",
+                      {{"status", "ended"}, {"detail", "etcd answers: the fleet decides"}});
+        fleet_fell_back_ = false;
+        fleet_view_ = std::move(*view);
+    } else {
+        // The last view stays until fallback_after has passed.
+        fleet_view_.etcd_answers = false;
+        fleet_view_.error = view->error;
+        if (!fleet_fell_back_ && !fleet_decides()) {
+            fleet_fell_back_ = true;
+            log_event("error", "fleet_fallback",
+                      {{"status", "started"},
+                       {"reason", view->error},
+                       {"detail", "etcd unreachable longer than fallback_after: this host's probes decide"}});
+        }
+    }
+    const std::vector<state::ServerDynamic> published = views();
+    if (states_moved(published)) {
+        writer_.write_servers(published, true);
+        if (metrics_) metrics_->content_changed();
+    }
 }
 
 int Daemon::run() {

@@ -16,6 +16,7 @@
 #include "daemon/control_server.hpp"
 #include "daemon/drain_mover.hpp"
 #include "daemon/event_loop.hpp"
+#include "daemon/fleet.hpp"
 #include "daemon/health.hpp"
 #include "daemon/hint_server.hpp"
 #include "daemon/metrics_server.hpp"
@@ -113,6 +114,23 @@ private:
     std::map<std::string, std::unique_ptr<DrainMover>> movers_;
     // Ends the move of `address`, if one runs, saying why.
     void stop_mover(const std::string& address, const std::string& why);
+
+    // [fleet] (docs/DESIGN.md, "The fleet view"): what this host sees, for
+    // the fleet thread; the fleet's verdicts over the servers' own views
+    // while the fleet view decides (etcd answered within fallback_after).
+    std::vector<Fleet::LocalServer> fleet_observations() const;
+    void apply_fleet_verdicts(std::vector<state::ServerDynamic>& views) const;
+    bool fleet_decides() const;
+    void on_fleet_view();
+    // Whether a server's published state differs from the last one written
+    // (a verdict moved it): the generation must move too.
+    bool states_moved(const std::vector<state::ServerDynamic>& published);
+    FleetView fleet_view_;
+    std::chrono::steady_clock::time_point fleet_last_answer_{};
+    bool fleet_fell_back_ = false;
+    std::vector<uint32_t> published_states_;
+    // Last member: its thread stops (and its lease is revoked) first.
+    std::unique_ptr<Fleet> fleet_;
 };
 
 }  // namespace mcwatch

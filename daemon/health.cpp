@@ -30,7 +30,10 @@ void HealthChange::add(HealthChange other) {
 }
 
 HealthPolicy HealthPolicy::from(const Config& config) {
-    return {config.fail_after, config.recover_after, config.recently_down_window.count(), config.flush_on_rejoin};
+    // With the fleet view, a rejoin's flush is the fleet's (one host's, once:
+    // daemon/fleet.cpp), never this host's alone.
+    return {config.fail_after, config.recover_after, config.recently_down_window.count(),
+            config.flush_on_rejoin && !config.fleet.enabled()};
 }
 
 ServerHealth::ServerHealth(const HealthPolicy& policy) : policy_(policy) {

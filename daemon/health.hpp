@@ -109,6 +109,8 @@ public:
     const state::ServerDynamic& view() const { return view_; }
     const HealthHistory& history() const { return history_; }
     Override override_kind() const { return override_; }
+    // What probes alone say, whatever the override shows: the fleet view's observation.
+    state::ServerState probed_state() const { return probed_; }
     bool rejoin_pending() const { return rejoin_pending_; }
     // The last probe was answered with an error line (ProbeResult::answered_error).
     bool answering_errors() const { return answering_errors_; }

@@ -20,6 +20,9 @@ packages="$packages nutcracker gnuplot-nox valgrind"
 # tests/integration/test_docs.py renders the manual pages with groff;
 # make format runs clang-format.
 packages="$packages groff-base clang-format"
+# The fleet view ([fleet] in mcwatchd.conf): mcwatchd and mcctl talk to etcd's
+# v3 JSON gateway with libcurl and nlohmann-json; the tests start etcd-server.
+packages="$packages libcurl4-openssl-dev nlohmann-json3-dev etcd-server"
 
 if [ "${1:-}" = "--list" ]; then
     printf '%s\n' $packages

@@ -18,6 +18,7 @@ from memcached_server import Memcached, free_port, raw_command  # noqa: E402,F40
 from netns import Network  # noqa: E402
 from processes import wait_until  # noqa: E402,F401 (re-exported)
 from sanitizers import shim_env  # noqa: E402
+from etcd_cluster import EtcdCluster  # noqa: E402
 
 BUILD = os.environ.get("MCWATCH_BUILD") or os.path.join(
     os.path.dirname(__file__), "..", "..", "build")
@@ -157,6 +158,22 @@ def hosts(tmp_path):
         network.add_servers(2)
         network.wait_reachable()
         yield network
+
+
+@pytest.fixture
+def etcd(tmp_path):
+    """A 1-member etcd cluster on loopback ports (tests/lib/etcd_cluster.py)."""
+    cluster = EtcdCluster(str(tmp_path), size=1).start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def etcd3(tmp_path):
+    """A 3-member etcd cluster on loopback ports."""
+    cluster = EtcdCluster(str(tmp_path), size=3).start()
+    yield cluster
+    cluster.stop()
 
 
 def run(args, **kwargs):

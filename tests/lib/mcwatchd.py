@@ -11,21 +11,23 @@ from memcached_server import in_netns
 from processes import WaitTimeout, stop_process, wait_until
 
 
-def config_text(state, servers, settings=None, routing=None):
+def config_text(state, servers, settings=None, routing=None, fleet=None):
     """An mcwatchd.conf: [mcwatchd] with state_file and `settings`, [routing]
-    if given, and one `server =` line per address."""
+    and [fleet] if given, and one `server =` line per address."""
     values = {"state_file": state}
     values.update(settings or {})
     lines = ["[mcwatchd]"] + [f"{k} = {v}" for k, v in values.items()]
     if routing:
         lines += ["[routing]"] + [f"{k} = {v}" for k, v in routing.items()]
+    if fleet:
+        lines += ["[fleet]"] + [f"{k} = {v}" for k, v in fleet.items()]
     lines += ["[servers]"] + [f"server = {a}" for a in servers]
     return "\n".join(lines) + "\n"
 
 
-def write_config(path, state, servers, settings=None, routing=None):
+def write_config(path, state, servers, settings=None, routing=None, fleet=None):
     with open(path, "w") as out:
-        out.write(config_text(state, servers, settings, routing))
+        out.write(config_text(state, servers, settings, routing, fleet))
     return path
 
 

@@ -93,7 +93,7 @@ TEST_CASE("config: every error names file:line and the problem") {
     CHECK(error_of("[servers]\n") == "t.conf: no servers configured: add `server = host:port` lines under [servers]");
     CHECK(error_of("[mcwatchd]\nprobe_intervall = 1s\n") == "t.conf:2: unknown key 'probe_intervall' in [mcwatchd]");
     CHECK(error_of("[cache]\nx = 1\n") ==
-          "t.conf:2: unknown section [cache] (expected [mcwatchd], [routing], [servers])");
+          "t.conf:2: unknown section [cache] (expected [mcwatchd], [routing], [fleet], [servers])");
     CHECK(error_of("[mcwatchd]\nprobe_interval = 5 s\n") ==
           "t.conf:2: probe_interval: bad duration '5 s': unknown unit ' s' (use ms, s, m, h or d)");
     CHECK(error_of("[mcwatchd]\nprobe_interval = fast\n") ==

@@ -10,6 +10,7 @@
 #include "common/control_commands.hpp"
 #include "libshim/defaults.hpp"
 #include "tools/mcctl/control.hpp"
+#include "tools/mcctl/fleet.hpp"
 #include "common/duration.hpp"
 #include "tools/mcctl/route.hpp"
 #include "tools/mcctl/snapshot.hpp"
@@ -36,6 +37,8 @@ constexpr const char* kUsage =
     "  flush SERVER           send it flush_all now (with the next probe)\n"
     "  reload                 re-read mcwatchd's configuration (as SIGHUP)\n"
     "  ping                   check that mcwatchd answers on its control socket\n"
+    "  fleet [--json]         the fleet view in etcd ([fleet] of CONFIG): hosts, their\n"
+    "                         observations, each server's verdict and why\n"
     "  --version\n"
     "-s, -c and -S may come before or after the command. STATE_FILE defaults to CONFIG's\n"
     "state_file with -c, else $MCSHIM_STATE, else /run/mcwatchd/state. SOCKET defaults to\n"
@@ -159,6 +162,16 @@ int main(int argc, char** argv) {
         std::string path;
         if (!state_path(path)) return kExitUnusable;
         return mcctl_dump(path);
+    }
+    if (command == "fleet") {
+        bool as_json = false;
+        for (; i < argc; ++i) {
+            if (std::strcmp(argv[i], "--json") == 0)
+                as_json = true;
+            else
+                return usage_error(fmt::format("fleet: unknown argument '{}'", argv[i]));
+        }
+        return mcctl_fleet(options.config ? options.config : "/etc/mcwatchd.conf", as_json);
     }
     if (command == "route") return mcctl_route(options.state, options.config, argc - i, argv + i);
 

@@ -1,0 +1,296 @@
+#include "daemon/fleet.hpp"
+
+#include <netdb.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include <cerrno>
+#include <nlohmann/json.hpp>
+
+#include "common/errno_text.hpp"
+#include "daemon/etcd_client.hpp"
+#include "daemon/log.hpp"
+#include "libshim/clock.hpp"
+
+namespace mcwatch {
+
+namespace {
+
+using std::chrono::milliseconds;
+
+// Each etcd request gives up after this: a member that does not answer
+// costs one such wait, then the next endpoint is tried.
+constexpr milliseconds kRequestTimeout{1000};
+
+int64_t wall_ms() { return unix_ms(); }
+
+}  // namespace
+
+Result<std::unique_ptr<Fleet>> Fleet::start(const FleetConfig& config, bool flush_on_rejoin,
+                                            milliseconds poll_interval) {
+    UniqueFd wakeup(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+    if (!wakeup) return failure(fmt::format("fleet: eventfd: {}", errno_text(errno)));
+    Result<std::unique_ptr<EtcdClient>> client = EtcdClient::create(config.etcd, kRequestTimeout);
+    if (!client) return failure(fmt::format("fleet: {}", client.error().message));
+    std::unique_ptr<Fleet> fleet(
+        new Fleet(config, flush_on_rejoin, poll_interval, std::move(wakeup), std::move(*client)));
+    fleet->thread_ = std::thread([raw = fleet.get()] { raw->run(); });
+    return fleet;
+}
+
+Fleet::Fleet(const FleetConfig& config, bool flush_on_rejoin, milliseconds poll_interval, UniqueFd wakeup,
+             std::unique_ptr<EtcdClient> client)
+    : config_(config), flush_on_rejoin_(flush_on_rejoin), poll_interval_(poll_interval), wakeup_(std::move(wakeup)),
+      client_(std::move(client)) {}
+
+Fleet::~Fleet() {
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        stopping_ = true;
+    }
+    wake_.notify_all();
+    if (thread_.joinable()) thread_.join();
+    // A clean stop: the other hosts stop counting this one now, not a lease later.
+    if (lease_id_ != 0) (void)client_->lease_revoke(lease_id_);
+}
+
+void Fleet::observe(std::vector<LocalServer> servers) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    local_ = std::move(servers);
+}
+
+std::optional<FleetView> Fleet::take_view() {
+    uint64_t count = 0;
+    while (read(wakeup_.get(), &count, sizeof count) > 0) {
+    }
+    std::lock_guard<std::mutex> lock(mutex_);
+    std::optional<FleetView> view = std::move(mailbox_);
+    mailbox_.reset();
+    return view;
+}
+
+void Fleet::post(FleetView view) {
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        mailbox_ = std::move(view);
+    }
+    const uint64_t one = 1;
+    (void)!write(wakeup_.get(), &one, sizeof one);
+}
+
+void Fleet::run() {
+    // Signals (SIGTERM, SIGHUP) are the daemon thread's to see.
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, nullptr);
+    std::unique_lock<std::mutex> lock(mutex_);
+    while (!stopping_) {
+        lock.unlock();
+        cycle();
+        lock.lock();
+        wake_.wait_for(lock, poll_interval_, [this] { return stopping_; });
+    }
+}
+
+bool Fleet::keep_lease(int64_t now) {
+    const int64_t lease_ms = config_.lease.count();
+    if (lease_id_ != 0 && now - last_keepalive_ms_ < lease_ms / 3) return true;
+    if (lease_id_ != 0) {
+        const Result<EtcdLease> kept = client_->lease_keepalive(lease_id_);
+        if (!kept) return false;
+        if (kept->ttl_s > 0) {
+            last_keepalive_ms_ = now;
+            return true;
+        }
+        // Expired (etcd was out of reach longer than the lease): our keys are
+        // gone with it, so everything is written again under a new one.
+        log_event("warning", "fleet_lease", {{"status", "expired"}, {"host", config_.host}});
+        lease_id_ = 0;
+    }
+    const Result<EtcdLease> granted = client_->lease_grant(std::max<int64_t>(1, (lease_ms + 999) / 1000));
+    if (!granted) return false;
+    const std::string record = nlohmann::json{{"pid", int64_t(getpid())}, {"started_unix_ms", now}}.dump();
+    if (!client_->put(fleet_keys::host(config_.name, config_.host), record, granted->id)) {
+        (void)client_->lease_revoke(granted->id);
+        return false;
+    }
+    lease_id_ = granted->id;
+    last_keepalive_ms_ = now;
+    written_.clear();
+    log_event("info", "fleet_lease",
+              {{"status", "granted"}, {"host", config_.host}, {"ttl_s", fmt::format("{}", granted->ttl_s)}});
+    return true;
+}
+
+void Fleet::write_observations(const std::vector<LocalServer>& servers) {
+    for (const LocalServer& server : servers) {
+        const auto it = written_.find(server.address.text);
+        // On transitions only: the error text and times of repeated failures
+        // are not news worth an etcd write.
+        if (it != written_.end() && it->second.state == server.observation.state &&
+            it->second.restarts == server.observation.restarts)
+            continue;
+        const std::string key = fleet_keys::observation(config_.name, server.address.text, config_.host);
+        if (!client_->put(key, observation_json(server.observation), lease_id_)) return;
+        written_[server.address.text] = server.observation;
+    }
+}
+
+std::optional<RejoinRecord> Fleet::step_rejoin(const ServerAddress& server, const FleetVerdict& verdict,
+                                               const FleetSnapshot& snapshot) {
+    const std::string key = fleet_keys::rejoin(config_.name, server.text);
+    const auto found = snapshot.rejoins.find(server.text);
+    std::optional<RejoinRecord> record;
+    int64_t mod_revision = 0;  // 0: compares as "the key does not exist"
+    if (found != snapshot.rejoins.end()) {
+        record = found->second.first;
+        mod_revision = found->second.second;
+    }
+    const auto write = [&](RejoinRecord next, int64_t expected) -> std::optional<int64_t> {
+        const Result<EtcdTxnResult> txn = client_->txn_put(
+            {EtcdCompare{key, EtcdCompare::Target::mod_revision, expected, {}}}, key, rejoin_json(next));
+        if (!txn || !txn->succeeded) return std::nullopt;
+        return txn->revision;
+    };
+    const int64_t now = wall_ms();
+    const bool done = !record || record->phase == RejoinRecord::Phase::done;
+    if (verdict.kind == FleetVerdict::Kind::dead && done) {
+        // The fleet's outage begins: whoever wins records it, at the next epoch.
+        RejoinRecord next{record ? record->epoch + 1 : 1, RejoinRecord::Phase::dead, config_.host, now, false};
+        if (write(next, mod_revision)) {
+            log_event("error", "fleet_dead",
+                      {{"server", server.text}, {"epoch", fmt::format("{}", next.epoch)}, {"reason", verdict.reason}});
+            return next;
+        }
+        return record;
+    }
+    if (verdict.kind != FleetVerdict::Kind::live || done) return record;
+    // Held dead by the fleet and seen live again: one host flushes it. A
+    // claim whose host's lease is gone (it died mid-flush) is taken over.
+    if (record->phase == RejoinRecord::Phase::flushing && snapshot.hosts.count(record->host) &&
+        record->host != config_.host)
+        return record;
+    RejoinRecord claim{record->epoch, RejoinRecord::Phase::flushing, config_.host, now, false};
+    const std::optional<int64_t> claimed = write(claim, mod_revision);
+    if (!claimed) return record;  // another host won
+    Result<> flushed = flush_on_rejoin_ ? send_flush_all(server, kRequestTimeout) : Result<>{};
+    if (!flushed) {
+        // Back to dead: the next cycle (here or on another host) tries again.
+        log_event("error", "fleet_rejoin",
+                  {{"server", server.text}, {"status", "flush_failed"}, {"reason", flushed.error().message}});
+        RejoinRecord back = *record;
+        back.host = config_.host;
+        back.at_unix_ms = wall_ms();
+        (void)write(back, *claimed);
+        return back;
+    }
+    RejoinRecord finished{record->epoch, RejoinRecord::Phase::done, config_.host, wall_ms(), flush_on_rejoin_};
+    if (!write(finished, *claimed)) return claim;
+    log_event("info", "fleet_rejoin",
+              {{"server", server.text},
+               {"status", "done"},
+               {"epoch", fmt::format("{}", finished.epoch)},
+               {"flushed", flush_on_rejoin_ ? "yes" : "no"}});
+    return finished;
+}
+
+void Fleet::cycle() {
+    std::vector<LocalServer> servers;
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        servers = local_;
+    }
+    const int64_t now = wall_ms();
+    FleetView view;
+    view.last_answer_unix_ms = last_answer_ms_;
+    Result<EtcdRange> range = failure("the lease could not be kept");
+    if (keep_lease(now)) {
+        write_observations(servers);
+        range = client_->range_prefix(fleet_keys::prefix(config_.name));
+    }
+    if (!range) {
+        view.error = lease_id_ == 0 && range.error().message == "the lease could not be kept" ? "etcd does not answer"
+                                                                                              : range.error().message;
+        if (etcd_was_answering_)
+            log_event("error", "fleet_etcd",
+                      {{"status", "unreachable"}, {"endpoint", client_->endpoint()}, {"reason", view.error}});
+        etcd_was_answering_ = false;
+        post(std::move(view));
+        return;
+    }
+    if (!etcd_was_answering_)
+        log_event("info", "fleet_etcd", {{"status", "answering"}, {"endpoint", client_->endpoint()}});
+    etcd_was_answering_ = true;
+    last_answer_ms_ = now;
+    view.etcd_answers = true;
+    view.last_answer_unix_ms = now;
+    const FleetSnapshot snapshot = read_snapshot(config_.name, *range);
+    view.revision = snapshot.revision;
+    for (const LocalServer& server : servers) {
+        const auto observed = snapshot.observations.find(server.address.text);
+        const FleetVerdict verdict = fleet_verdict(
+            observed == snapshot.observations.end() ? std::map<std::string, FleetObservation>{} : observed->second,
+            snapshot.hosts, config_.verdict);
+        const std::optional<RejoinRecord> record = step_rejoin(server.address, verdict, snapshot);
+        view.published[server.address.text] = published_verdict(verdict, record);
+    }
+    post(std::move(view));
+}
+
+Result<> send_flush_all(const ServerAddress& server, milliseconds timeout) {
+    SocketAddress address;
+    if (server.is_unix) {
+        if (!ServerAddress::unix_socket_address(server.host, address))
+            return failure(fmt::format("{}: bad socket path", server.text));
+    } else if (!ServerAddress::numeric_socket_address(server.host, server.port, address)) {
+        addrinfo hints{};
+        hints.ai_socktype = SOCK_STREAM;
+        addrinfo* found = nullptr;
+        const std::string port = fmt::format("{}", server.port);
+        if (const int rc = getaddrinfo(server.host.c_str(), port.c_str(), &hints, &found); rc != 0)
+            return failure(fmt::format("{}: {}", server.text, gai_strerror(rc)));
+        std::memcpy(&address.storage, found->ai_addr, found->ai_addrlen);
+        address.length = found->ai_addrlen;
+        freeaddrinfo(found);
+    }
+    UniqueFd fd(socket(address.storage.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    if (!fd) return failure(fmt::format("{}: socket: {}", server.text, errno_text(errno)));
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    const auto wait_for = [&](short events) -> Result<> {
+        const auto left = std::chrono::duration_cast<milliseconds>(deadline - std::chrono::steady_clock::now());
+        pollfd p{fd.get(), events, 0};
+        const int rc = left.count() > 0 ? poll(&p, 1, int(left.count())) : 0;
+        if (rc <= 0) return failure(fmt::format("{}: flush_all: no answer within {}ms", server.text, timeout.count()));
+        return {};
+    };
+    if (connect(fd.get(), address.get(), address.length) != 0) {
+        if (errno != EINPROGRESS) return failure(fmt::format("{}: connect: {}", server.text, errno_text(errno)));
+        if (Result<> ready = wait_for(POLLOUT); !ready) return ready;
+        int error = 0;
+        socklen_t length = sizeof error;
+        getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &error, &length);
+        if (error != 0) return failure(fmt::format("{}: connect: {}", server.text, errno_text(error)));
+    }
+    constexpr std::string_view request = "flush_all\r\n";
+    if (send(fd.get(), request.data(), request.size(), MSG_NOSIGNAL) != ssize_t(request.size()))
+        return failure(fmt::format("{}: flush_all: send: {}", server.text, errno_text(errno)));
+    std::string answer;
+    while (answer.find("\r\n") == std::string::npos && answer.size() < 1024) {
+        if (Result<> ready = wait_for(POLLIN); !ready) return ready;
+        char buffer[256];
+        const ssize_t got = recv(fd.get(), buffer, sizeof buffer, 0);
+        if (got <= 0) return failure(fmt::format("{}: flush_all: connection closed", server.text));
+        answer.append(buffer, size_t(got));
+    }
+    if (answer.rfind("OK\r\n", 0) != 0)
+        return failure(fmt::format("{}: flush_all answered '{}'", server.text, answer.substr(0, answer.find('\r'))));
+    return {};
+}
+
+}  // namespace mcwatch

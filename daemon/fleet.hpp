@@ -1,0 +1,101 @@
+// The fleet view's thread (docs/DESIGN.md, "The fleet view"): it publishes
+// this host's observation of each server under the host's etcd lease,
+// reads the fleet's prefix, computes every server's verdict
+// (daemon/fleet_verdict.hpp), performs a rejoin's flush_all when it wins
+// the rejoin record's transaction, and hands the verdicts to the daemon's
+// loop through a mailbox and an eventfd. Every etcd call happens on this
+// thread, so that none ever delays a probe, a control command or a client.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/config.hpp"
+#include "common/result.hpp"
+#include "daemon/fleet_verdict.hpp"
+#include "libshim/unique_fd.hpp"
+
+namespace mcwatch {
+
+// What the fleet thread tells the daemon after each read of the prefix.
+struct FleetView {
+    bool etcd_answers = false;  // this read succeeded
+    // When etcd last answered (the daemon's clock, unix ms): the daemon
+    // falls back to its own observations fallback_after after it.
+    int64_t last_answer_unix_ms = 0;
+    int64_t revision = 0;
+    std::string error;  // why etcd did not answer, when it did not
+    // server address -> what to publish (the verdict held until its rejoin is done)
+    std::map<std::string, FleetVerdict::Kind> published;
+};
+
+class Fleet {
+public:
+    struct LocalServer {
+        ServerAddress address;
+        FleetObservation observation;
+    };
+
+    // Starts the thread. `flush_on_rejoin`: the winner of a rejoin sends flush_all.
+    static Result<std::unique_ptr<Fleet>> start(const FleetConfig& config, bool flush_on_rejoin,
+                                                std::chrono::milliseconds poll_interval);
+    // Stops the thread and revokes the lease: the host's observations stop counting at once.
+    ~Fleet();
+    Fleet(const Fleet&) = delete;
+    Fleet& operator=(const Fleet&) = delete;
+
+    // From the daemon's thread, after each round: the servers and what this
+    // host sees of each. Written to etcd on changes only.
+    void observe(std::vector<LocalServer> servers);
+
+    // Readable when a new view waits in the mailbox (an eventfd).
+    int wakeup_fd() const { return wakeup_.get(); }
+    // The latest view (clears the eventfd), or nothing new.
+    std::optional<FleetView> take_view();
+
+private:
+    Fleet(const FleetConfig& config, bool flush_on_rejoin, std::chrono::milliseconds poll_interval, UniqueFd wakeup,
+          std::unique_ptr<class EtcdClient> client);
+    void run();
+    void cycle();
+    // The lease is granted and kept alive; false while etcd does not answer.
+    bool keep_lease(int64_t now);
+    void write_observations(const std::vector<LocalServer>& servers);
+    // The rejoin protocol's step for one server; the record as it is after it.
+    std::optional<RejoinRecord> step_rejoin(const ServerAddress& server, const FleetVerdict& verdict,
+                                            const FleetSnapshot& snapshot);
+    void post(FleetView view);
+
+    const FleetConfig config_;
+    const bool flush_on_rejoin_;
+    const std::chrono::milliseconds poll_interval_;
+    UniqueFd wakeup_;
+    std::unique_ptr<EtcdClient> client_;
+
+    // Fleet thread only.
+    int64_t lease_id_ = 0;
+    int64_t last_keepalive_ms_ = 0;
+    int64_t last_answer_ms_ = 0;
+    bool etcd_was_answering_ = true;
+    std::map<std::string, FleetObservation> written_;  // server -> what etcd holds of ours
+
+    std::mutex mutex_;  // guards what follows
+    std::condition_variable wake_;
+    bool stopping_ = false;
+    std::vector<LocalServer> local_;
+    std::optional<FleetView> mailbox_;
+
+    std::thread thread_;
+};
+
+// Sends flush_all to `server` and reads its OK: the rejoin's flush, from
+// the fleet thread (the prober belongs to the daemon's thread).
+Result<> send_flush_all(const ServerAddress& server, std::chrono::milliseconds timeout);
+
+}  // namespace mcwatch

@@ -1,0 +1,196 @@
+#include "daemon/fleet_verdict.hpp"
+
+#include <fmt/format.h>
+
+#include <nlohmann/json.hpp>
+
+namespace mcwatch {
+
+using json = nlohmann::json;
+
+const char* fleet_state_name(FleetObservation::State state) {
+    switch (state) {
+    case FleetObservation::State::live: return "live";
+    case FleetObservation::State::dead: return "dead";
+    case FleetObservation::State::unknown: break;
+    }
+    return "unknown";
+}
+
+const char* rejoin_phase_name(RejoinRecord::Phase phase) {
+    switch (phase) {
+    case RejoinRecord::Phase::dead: return "dead";
+    case RejoinRecord::Phase::flushing: return "flushing";
+    case RejoinRecord::Phase::done: break;
+    }
+    return "done";
+}
+
+const char* fleet_verdict_name(FleetVerdict::Kind kind) {
+    switch (kind) {
+    case FleetVerdict::Kind::live: return "live";
+    case FleetVerdict::Kind::dead: return "dead";
+    case FleetVerdict::Kind::unknown: break;
+    }
+    return "unknown";
+}
+
+namespace fleet_keys {
+std::string prefix(std::string_view fleet) { return fmt::format("/mcwatch/{}/", fleet); }
+std::string host(std::string_view fleet, std::string_view host) {
+    return fmt::format("/mcwatch/{}/hosts/{}", fleet, host);
+}
+std::string observation(std::string_view fleet, std::string_view server, std::string_view host) {
+    return fmt::format("/mcwatch/{}/obs/{}/{}", fleet, server, host);
+}
+std::string rejoin(std::string_view fleet, std::string_view server) {
+    return fmt::format("/mcwatch/{}/rejoin/{}", fleet, server);
+}
+}  // namespace fleet_keys
+
+namespace {
+
+// nlohmann throws on a field of the wrong type: a record written by someone
+// else is input, so it becomes an error here.
+template <class F>
+auto parsed_json(std::string_view text, const char* what, F read) -> decltype(read(json())) {
+    const json object = json::parse(text.begin(), text.end(), nullptr, false);
+    if (object.is_discarded() || !object.is_object())
+        return failure(fmt::format("{} is not a JSON object: '{}'", what, text.substr(0, 200)));
+    try {
+        return read(object);
+    } catch (const json::exception& e) {
+        return failure(fmt::format("{} '{}': {}", what, text.substr(0, 200), e.what()));
+    }
+}
+
+}  // namespace
+
+std::string observation_json(const FleetObservation& o) {
+    json object = {{"state", fleet_state_name(o.state)}, {"since_unix_ms", o.since_unix_ms}, {"restarts", o.restarts}};
+    if (!o.error.empty()) object["error"] = o.error;
+    return object.dump();
+}
+
+Result<FleetObservation> parse_observation(std::string_view text) {
+    return parsed_json(text, "observation", [](const json& object) -> Result<FleetObservation> {
+        FleetObservation o;
+        const std::string state = object.value("state", "");
+        if (state == "live")
+            o.state = FleetObservation::State::live;
+        else if (state == "dead")
+            o.state = FleetObservation::State::dead;
+        else if (state != "unknown")
+            return failure(fmt::format("observation: unknown state '{}'", state));
+        o.since_unix_ms = object.value("since_unix_ms", int64_t(0));
+        o.restarts = object.value("restarts", uint64_t(0));
+        o.error = object.value("error", "");
+        return o;
+    });
+}
+
+std::string rejoin_json(const RejoinRecord& r) {
+    return json{{"epoch", r.epoch},
+                {"phase", rejoin_phase_name(r.phase)},
+                {"host", r.host},
+                {"at_unix_ms", r.at_unix_ms},
+                {"flushed", r.flushed}}
+        .dump();
+}
+
+Result<RejoinRecord> parse_rejoin(std::string_view text) {
+    return parsed_json(text, "rejoin record", [](const json& object) -> Result<RejoinRecord> {
+        RejoinRecord r;
+        r.epoch = object.value("epoch", uint64_t(0));
+        const std::string phase = object.value("phase", "");
+        if (phase == "dead")
+            r.phase = RejoinRecord::Phase::dead;
+        else if (phase == "flushing")
+            r.phase = RejoinRecord::Phase::flushing;
+        else if (phase != "done")
+            return failure(fmt::format("rejoin record: unknown phase '{}'", phase));
+        r.host = object.value("host", "");
+        r.at_unix_ms = object.value("at_unix_ms", int64_t(0));
+        r.flushed = object.value("flushed", false);
+        return r;
+    });
+}
+
+FleetSnapshot read_snapshot(std::string_view fleet, const EtcdRange& range) {
+    FleetSnapshot snapshot;
+    snapshot.revision = range.revision;
+    const std::string prefix = fleet_keys::prefix(fleet);
+    for (const EtcdKeyValue& kv : range.kvs) {
+        if (kv.key.rfind(prefix, 0) != 0) {
+            ++snapshot.unreadable;
+            continue;
+        }
+        const std::string_view rest = std::string_view(kv.key).substr(prefix.size());
+        if (rest.rfind("hosts/", 0) == 0 && rest.size() > 6) {
+            snapshot.hosts.emplace(rest.substr(6));
+        } else if (rest.rfind("obs/", 0) == 0) {
+            const std::string_view server_host = rest.substr(4);
+            const size_t slash = server_host.rfind('/');
+            Result<FleetObservation> observation = parse_observation(kv.value);
+            if (slash == std::string_view::npos || slash == 0 || slash + 1 == server_host.size() || !observation) {
+                ++snapshot.unreadable;
+                continue;
+            }
+            snapshot
+                .observations[std::string(server_host.substr(0, slash))][std::string(server_host.substr(slash + 1))] =
+                std::move(*observation);
+        } else if (rest.rfind("rejoin/", 0) == 0 && rest.size() > 7) {
+            Result<RejoinRecord> record = parse_rejoin(kv.value);
+            if (!record) {
+                ++snapshot.unreadable;
+                continue;
+            }
+            snapshot.rejoins[std::string(rest.substr(7))] = {std::move(*record), kv.mod_revision};
+        } else {
+            ++snapshot.unreadable;
+        }
+    }
+    return snapshot;
+}
+
+FleetVerdict fleet_verdict(const std::map<std::string, FleetObservation>& observations,
+                           const std::set<std::string>& alive_hosts, FleetRule rule) {
+    FleetVerdict verdict;
+    std::string dead_hosts;
+    for (const auto& [host, observation] : observations) {
+        // A host whose lease expired stops counting; one that has not decided yet never counted.
+        if (!alive_hosts.count(host) || observation.state == FleetObservation::State::unknown) continue;
+        ++verdict.reporting;
+        if (observation.state == FleetObservation::State::dead) {
+            ++verdict.dead;
+            dead_hosts += fmt::format("{}{}{}", dead_hosts.empty() ? "" : ", ", host,
+                                      observation.error.empty() ? "" : fmt::format(" ({})", observation.error));
+        }
+    }
+    if (verdict.reporting == 0) {
+        verdict.reason = "no host with a live lease reports on it";
+        return verdict;
+    }
+    bool dead = false;
+    switch (rule) {
+    case FleetRule::majority: dead = verdict.dead * 2 > verdict.reporting; break;
+    case FleetRule::any: dead = verdict.dead > 0; break;
+    case FleetRule::all: dead = verdict.dead == verdict.reporting; break;
+    }
+    verdict.kind = dead ? FleetVerdict::Kind::dead : FleetVerdict::Kind::live;
+    verdict.reason = fmt::format("{} of {} hosts see it dead ({} needs {}){}", verdict.dead, verdict.reporting,
+                                 fleet_rule_name(rule),
+                                 rule == FleetRule::majority ? "more than half"
+                                 : rule == FleetRule::any    ? "one"
+                                                             : "all",
+                                 dead_hosts.empty() ? "" : fmt::format(": {}", dead_hosts));
+    return verdict;
+}
+
+FleetVerdict::Kind published_verdict(const FleetVerdict& verdict, const std::optional<RejoinRecord>& rejoin) {
+    if (verdict.kind == FleetVerdict::Kind::live && rejoin && rejoin->phase != RejoinRecord::Phase::done)
+        return FleetVerdict::Kind::dead;
+    return verdict.kind;
+}
+
+}  // namespace mcwatch

@@ -1,0 +1,99 @@
+// The fleet view's pure part (docs/DESIGN.md, "The fleet view"): the etcd key
+// layout, the records stored under it, and the verdict that turns the
+// hosts' observations of a server into the fleet's. mcwatchd's fleet thread
+// and `mcctl fleet` both read a snapshot of the fleet's prefix with these,
+// so every host computes the same verdict from the same revision.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+
+#include "common/config.hpp"
+#include "common/result.hpp"
+#include "daemon/etcd_client.hpp"
+
+namespace mcwatch {
+
+// What one host sees of one server: what its own probes say (its local
+// health machine's state, before any fleet verdict).
+struct FleetObservation {
+    enum class State : uint8_t { unknown, live, dead };
+    State state = State::unknown;
+    int64_t since_unix_ms = 0;  // of the last transition
+    std::string error;          // why it is dead (the last probe error), "" when live
+    uint64_t restarts = 0;      // memcached restarts this host has seen (uptime going back)
+
+    bool operator==(const FleetObservation&) const = default;
+};
+const char* fleet_state_name(FleetObservation::State state);
+
+// The fleet's memory of a server's outages: /mcwatch/<name>/rejoin/<server>.
+// The first host that sees the fleet's verdict turn dead moves it to `dead`
+// at epoch + 1; when the verdict is live again, one host wins `flushing`
+// (a txn on the record's mod_revision), sends flush_all and writes `done`.
+// No host publishes the server live while the record is dead or flushing.
+struct RejoinRecord {
+    enum class Phase : uint8_t { done, dead, flushing };
+    uint64_t epoch = 0;
+    Phase phase = Phase::done;
+    std::string host;  // who marked it dead, claimed the flush or recorded it done
+    int64_t at_unix_ms = 0;
+    bool flushed = false;  // done: flush_all was sent (flush_on_rejoin)
+};
+const char* rejoin_phase_name(RejoinRecord::Phase phase);
+
+// The keys, under /mcwatch/<name>/:
+//   hosts/<host>              {"pid":..,"started_unix_ms":..}    with the host's lease
+//   obs/<server>/<host>       FleetObservation as JSON            with the host's lease
+//   rejoin/<server>           RejoinRecord as JSON                no lease (outlives hosts)
+// A server's text may hold '/' (unix:/path): a host id never does, so the
+// host is what follows the last '/'.
+namespace fleet_keys {
+std::string prefix(std::string_view fleet);
+std::string host(std::string_view fleet, std::string_view host);
+std::string observation(std::string_view fleet, std::string_view server, std::string_view host);
+std::string rejoin(std::string_view fleet, std::string_view server);
+}  // namespace fleet_keys
+
+std::string observation_json(const FleetObservation& observation);
+Result<FleetObservation> parse_observation(std::string_view text);
+std::string rejoin_json(const RejoinRecord& record);
+Result<RejoinRecord> parse_rejoin(std::string_view text);
+
+// The fleet's prefix read at one revision, sorted by kind.
+struct FleetSnapshot {
+    int64_t revision = 0;
+    std::set<std::string> hosts;  // whose lease is alive (their key exists)
+    // server -> host -> observation (hosts without a live lease included: the
+    // verdict skips them)
+    std::map<std::string, std::map<std::string, FleetObservation>> observations;
+    std::map<std::string, std::pair<RejoinRecord, int64_t>> rejoins;  // server -> record, its mod_revision
+    // Keys under the prefix that none of the above reads (a newer version's, a typo's).
+    size_t unreadable = 0;
+};
+FleetSnapshot read_snapshot(std::string_view fleet, const EtcdRange& range);
+
+struct FleetVerdict {
+    enum class Kind : uint8_t { unknown, live, dead };
+    Kind kind = Kind::unknown;
+    std::string reason;  // one line: how many hosts said what
+    uint32_t reporting = 0;
+    uint32_t dead = 0;
+};
+const char* fleet_verdict_name(FleetVerdict::Kind kind);
+
+// The hosts' observations of one server (host -> observation), of which only
+// those of `alive_hosts` and those that know (live or dead) count, under
+// `rule`. No host reporting: unknown.
+FleetVerdict fleet_verdict(const std::map<std::string, FleetObservation>& observations,
+                           const std::set<std::string>& alive_hosts, FleetRule rule);
+
+// What is published for the server: the verdict, except that a server the
+// fleet held dead stays dead until its rejoin is recorded done.
+FleetVerdict::Kind published_verdict(const FleetVerdict& verdict, const std::optional<RejoinRecord>& rejoin);
+
+}  // namespace mcwatch

@@ -1,0 +1,94 @@
+#include <doctest/doctest.h>
+
+#include "daemon/fleet_verdict.hpp"
+
+using namespace mcwatch;
+
+namespace {
+
+using State = FleetObservation::State;
+using Kind = FleetVerdict::Kind;
+
+FleetObservation seen(State state, std::string error = "") {
+    FleetObservation o;
+    o.state = state;
+    o.error = std::move(error);
+    return o;
+}
+
+const std::set<std::string> kAll = {"h1", "h2", "h3"};
+
+}  // namespace
+
+TEST_CASE("fleet verdict: majority: dead only when more than half of the reporting hosts see it dead") {
+    CHECK(fleet_verdict({{"h1", seen(State::dead)}, {"h2", seen(State::live)}, {"h3", seen(State::live)}}, kAll,
+                        FleetRule::majority)
+              .kind == Kind::live);
+    const FleetVerdict dead = fleet_verdict(
+        {{"h1", seen(State::dead, "connection refused")}, {"h2", seen(State::dead)}, {"h3", seen(State::live)}}, kAll,
+        FleetRule::majority);
+    CHECK(dead.kind == Kind::dead);
+    CHECK(dead.reason == "2 of 3 hosts see it dead (majority needs more than half): h1 (connection refused), h2");
+    // A tie is not a majority: one host of two never empties a server.
+    CHECK(fleet_verdict({{"h1", seen(State::dead)}, {"h2", seen(State::live)}}, kAll, FleetRule::majority).kind ==
+          Kind::live);
+    CHECK(fleet_verdict({{"h1", seen(State::dead)}}, kAll, FleetRule::majority).kind == Kind::dead);
+}
+
+TEST_CASE("fleet verdict: any and all") {
+    const std::map<std::string, FleetObservation> one_dead = {{"h1", seen(State::dead)}, {"h2", seen(State::live)}};
+    CHECK(fleet_verdict(one_dead, kAll, FleetRule::any).kind == Kind::dead);
+    CHECK(fleet_verdict(one_dead, kAll, FleetRule::all).kind == Kind::live);
+    CHECK(fleet_verdict({{"h1", seen(State::dead)}, {"h2", seen(State::dead)}}, kAll, FleetRule::all).kind ==
+          Kind::dead);
+}
+
+TEST_CASE("fleet verdict: hosts without a live lease, and hosts that do not know yet, do not count") {
+    const FleetVerdict verdict =
+        fleet_verdict({{"h1", seen(State::dead)}, {"gone", seen(State::live)}, {"h2", seen(State::unknown)}}, kAll,
+                      FleetRule::majority);
+    CHECK(verdict.kind == Kind::dead);
+    CHECK(verdict.reporting == 1);
+    const FleetVerdict nobody = fleet_verdict({{"gone", seen(State::dead)}}, kAll, FleetRule::majority);
+    CHECK(nobody.kind == Kind::unknown);
+    CHECK(nobody.reason == "no host with a live lease reports on it");
+}
+
+TEST_CASE("fleet verdict: a server the fleet held dead stays dead until its rejoin is recorded done") {
+    FleetVerdict live;
+    live.kind = Kind::live;
+    RejoinRecord record;
+    CHECK(published_verdict(live, std::nullopt) == Kind::live);
+    record.phase = RejoinRecord::Phase::dead;
+    CHECK(published_verdict(live, record) == Kind::dead);
+    record.phase = RejoinRecord::Phase::flushing;
+    CHECK(published_verdict(live, record) == Kind::dead);
+    record.phase = RejoinRecord::Phase::done;
+    CHECK(published_verdict(live, record) == Kind::live);
+    FleetVerdict dead;
+    dead.kind = Kind::dead;
+    CHECK(published_verdict(dead, record) == Kind::dead);
+}
+
+TEST_CASE("fleet snapshot: keys sorted by kind; a server's '/' is its own, the host follows the last one") {
+    EtcdRange range;
+    range.revision = 9;
+    range.kvs = {
+        {"/mcwatch/f/hosts/h1", "{}", 1, 1, 1, 5},
+        {"/mcwatch/f/obs/unix:/run/mc.sock/h1", observation_json(seen(State::dead, "refused")), 2, 2, 1, 5},
+        {"/mcwatch/f/obs/10.0.0.1:11211/h1", observation_json(seen(State::live)), 3, 3, 1, 5},
+        {"/mcwatch/f/rejoin/10.0.0.1:11211", rejoin_json({3, RejoinRecord::Phase::flushing, "h1", 7, false}), 4, 8, 2,
+         0},
+        {"/mcwatch/f/obs/nohost", "{}", 5, 5, 1, 0},
+        {"/mcwatch/f/other", "x", 6, 6, 1, 0},
+    };
+    const FleetSnapshot snapshot = read_snapshot("f", range);
+    CHECK(snapshot.revision == 9);
+    CHECK(snapshot.hosts == std::set<std::string>{"h1"});
+    CHECK(snapshot.observations.at("unix:/run/mc.sock").at("h1").error == "refused");
+    CHECK(snapshot.observations.at("10.0.0.1:11211").at("h1").state == State::live);
+    CHECK(snapshot.rejoins.at("10.0.0.1:11211").first.epoch == 3);
+    CHECK(snapshot.rejoins.at("10.0.0.1:11211").first.phase == RejoinRecord::Phase::flushing);
+    CHECK(snapshot.rejoins.at("10.0.0.1:11211").second == 8);
+    CHECK(snapshot.unreadable == 2);
+}
