@@ -158,6 +158,8 @@ def hosts(tmp_path):
         network.add_servers(2)
         network.wait_reachable()
         yield network
+
+
 @pytest.fixture
 def etcd(tmp_path):
     """A 1-member etcd cluster on loopback ports (tests/lib/etcd_cluster.py)."""

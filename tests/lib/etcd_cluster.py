@@ -9,27 +9,32 @@ import signal
 import subprocess
 import urllib.request
 
-from memcached_server import free_port
+from memcached_server import connect, free_port, in_netns
 from processes import stop_process, wait_until
 
 ETCD = "/usr/bin/etcd"
 
 
 class EtcdMember:
-    def __init__(self, name, directory, client_port, peer_port):
+    """One member on host:ports; with `netns` (tests/lib/netns.py), inside
+    that network namespace, on one of its addresses."""
+
+    def __init__(self, name, directory, client_port, peer_port, host="127.0.0.1", netns=None):
         self.name = name
         self.directory = directory
         self.client_port = client_port
         self.peer_port = peer_port
+        self.host = host
+        self.netns = netns
         self.process = None
 
     @property
     def endpoint(self):
-        return f"http://127.0.0.1:{self.client_port}"
+        return f"http://{self.host}:{self.client_port}"
 
     @property
     def peer_url(self):
-        return f"http://127.0.0.1:{self.peer_port}"
+        return f"http://{self.host}:{self.peer_port}"
 
     @property
     def pid(self):
@@ -38,14 +43,14 @@ class EtcdMember:
     def start(self, initial_cluster, state="new"):
         os.makedirs(self.directory, exist_ok=True)
         self.log = open(os.path.join(self.directory, "etcd.log"), "a")
-        self.process = subprocess.Popen(
-            [ETCD, "--name", self.name, "--data-dir", os.path.join(self.directory, "data"),
+        self.process = subprocess.Popen(in_netns(self.netns, [
+            ETCD, "--name", self.name, "--data-dir", os.path.join(self.directory, "data"),
              "--listen-client-urls", self.endpoint, "--advertise-client-urls", self.endpoint,
              "--listen-peer-urls", self.peer_url, "--initial-advertise-peer-urls", self.peer_url,
              "--initial-cluster", initial_cluster, "--initial-cluster-state", state,
              "--initial-cluster-token", "mcwatch-test",
              # Tests want a quick election, not a WAN's patience.
-             "--heartbeat-interval", "50", "--election-timeout", "500"],
+             "--heartbeat-interval", "50", "--election-timeout", "500"]),
             stdout=self.log, stderr=subprocess.STDOUT)
         return self
 
@@ -53,10 +58,24 @@ class EtcdMember:
         return self.process is not None and self.process.poll() is None
 
     def healthy(self):
+        if self.netns:
+            return self._healthy_in_netns()
         try:
             with urllib.request.urlopen(f"{self.endpoint}/health", timeout=1) as reply:
                 return json.load(reply).get("health") == "true"
         except (OSError, ValueError):
+            return False
+
+    def _healthy_in_netns(self):
+        """GET /health over a socket made in the member's namespace."""
+        try:
+            with connect(self.host, self.client_port, 1.0, self.netns) as s:
+                s.sendall(f"GET /health HTTP/1.0\r\nHost: {self.host}\r\n\r\n".encode())
+                reply = b""
+                while chunk := s.recv(4096):
+                    reply += chunk
+            return b'"health":"true"' in reply
+        except OSError:
             return False
 
     def stop(self, sig=signal.SIGTERM):
@@ -69,10 +88,16 @@ class EtcdMember:
 class EtcdCluster:
     """`size` members (1 or 3), started together, healthy on return."""
 
-    def __init__(self, directory, size=1):
+    def __init__(self, directory, size=1, addresses=None, netns=None):
+        """On free loopback ports, or with `addresses` (one per member) in
+        network namespace `netns`, on etcd's own ports."""
         self.members = []
         for i in range(size):
-            self.members.append(EtcdMember(f"m{i}", os.path.join(directory, f"etcd-m{i}"), free_port(), free_port()))
+            where = os.path.join(directory, f"etcd-m{i}")
+            if addresses:
+                self.members.append(EtcdMember(f"m{i}", where, 2379, 2380, addresses[i], netns))
+            else:
+                self.members.append(EtcdMember(f"m{i}", where, free_port(), free_port()))
 
     @property
     def endpoints(self):
@@ -91,7 +116,8 @@ class EtcdCluster:
         return self
 
     def request(self, path, body, timeout=5):
-        """A v3 JSON gateway call on the first running member, parsed."""
+        """A v3 JSON gateway call on the first running member, parsed (members
+        on loopback: not those in a namespace)."""
         for m in self.members:
             if not m.running():
                 continue
