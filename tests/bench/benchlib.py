@@ -3,10 +3,12 @@ processes it starts (memcached, mcwatchd, nutcracker), always stopped by
 pid; readings of /proc; and how a figure is held against its target."""
 
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 import mcwatchd  # noqa: E402
@@ -87,6 +89,52 @@ class Mcwatchd(mcwatchd.Mcwatchd):
 
     def stop(self):
         super().stop(timeout=10)
+
+    def mcctl_offers(self, option):
+        """Whether this build's mcctl knows `option` (its usage lists it)."""
+        usage = subprocess.run([self.mcctl, "--help"], capture_output=True, text=True, timeout=30)
+        return option in usage.stdout + usage.stderr
+
+    def drain_move_end(self, address):
+        """The figures of the log's last `event=drain_move_end` line for
+        `address` (outcome, moved, skipped, remaining), or None."""
+        ends = [line for line in self.log_text().splitlines()
+                if "event=drain_move_end" in line and f" server={address} " in line]
+        if not ends:
+            return None
+        fields = dict(re.findall(r" (outcome|moved|skipped|remaining)=(\S+)", ends[-1]))
+        return {k: (v if k == "outcome" else int(v)) for k, v in fields.items()}
+
+    def drain_move(self, address, timeout):
+        """`mcctl drain --move` of `address`, run to its end: with
+        `--wait` where mcctl offers it (exit 0 once moved), else by waiting
+        for the log's drain_move_end line; at most `timeout` seconds. Its
+        duration, outcome and counts (the log's), and the keys moved a
+        second."""
+        before = len(self.log_text())
+        start = time.monotonic()
+        waited = self.mcctl_offers("--wait")
+        if waited:
+            done = super().ctl("drain", "--move", "--wait", "--timeout", f"{max(int(timeout), 1)}s", address,
+                               timeout=timeout + 30)
+            if done.returncode not in (0, 1):
+                raise RuntimeError(f"mcctl drain --move --wait {address}: {done.stderr.strip()}")
+        else:
+            self.ctl("drain", "--move", address)
+        end = None
+        deadline = start + timeout
+        while time.monotonic() < deadline:
+            # Only this drain's end: the log after the command.
+            if "event=drain_move_end" in self.log_text()[before:]:
+                end = self.drain_move_end(address)
+                break
+            time.sleep(0.02)
+        seconds = time.monotonic() - start
+        result = {"seconds": round(seconds, 2), "waited_by": "mcctl drain --wait" if waited else "the log"}
+        result.update(end or {"outcome": f"not ended after {timeout} s"})
+        if end:
+            result["moved_per_s"] = round(end["moved"] / seconds) if seconds > 0 else None
+        return result
 
 
 class Nutcracker:

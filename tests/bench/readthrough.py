@@ -4,9 +4,12 @@ its database file, the clients, their per-100 ms counts, and the native
 placement of its keys."""
 
 import mmap
-import os
+import re
+import socket
 import struct
 import subprocess
+import time
+import urllib.parse
 
 FIELDS = ["reads", "hits", "db_reads", "errors", "stale", "writes", "write_errors", "refills"]
 # read_through.c's Database: an epoch, then per key its version, the epoch it
@@ -37,6 +40,31 @@ def key_counts(db, keys):
         data = f.read(database_bytes(keys))
     words = struct.unpack(f"<{keys * RECORD_WORDS}Q", data[HEADER_BYTES:])
     return list(words[2::RECORD_WORDS]), list(words[3::RECORD_WORDS])
+
+
+def keys_held(server, timeout=30):
+    """The indexes of the workload's keys that a memcached holds now
+    (`lru_crawler metadump all`, waiting out a crawl under way)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with socket.create_connection((server.hosts[0], server.port), timeout=timeout) as connection:
+            connection.sendall(b"lru_crawler metadump all\r\n")
+            chunks, tail = [], b""
+            while not (tail.endswith(b"END\r\n") or tail.startswith((b"BUSY", b"ERROR", b"CLIENT_ERROR"))):
+                chunk = connection.recv(1 << 16)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                tail = (tail + chunk)[-64:]
+        reply = b"".join(chunks)
+        if not reply.startswith(b"BUSY"):
+            break
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{server.address}: lru_crawler metadump stayed BUSY for {timeout} s")
+        time.sleep(0.05)
+    if not reply.endswith(b"END\r\n"):
+        raise RuntimeError(f"{server.address}: lru_crawler metadump all answered {reply[:200]!r}")
+    return {int(m) for m in re.findall(r"^key=storm:(\d+) ", urllib.parse.unquote(reply.decode()), re.M)}
 
 
 def place(ctx, servers, keys, options=()):

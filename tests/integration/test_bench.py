@@ -49,6 +49,10 @@ def test_bench_smoke_run_writes_every_section_and_the_chart(tmp_path):
     for figure in ("outage_misses_over_dead_keys", "return_db_reads_over_dead_keys",
                    "planned_db_reads_over_planned_keys", "stale_reads", "outage_errors"):
         assert "met" in storm["systems"]["mcwatch_replicated"][figure]
+    for system in ("mcwatch", "mcwatch_replicated"):
+        # The planned restart came after a drain --move that ran to its end.
+        assert storm["systems"][system]["planned_drain_move"]["outcome"] == "done"
+        assert "met" in storm["systems"][system]["planned_db_reads_over_planned_keys"]
     # With copies, a server's items are not its keys: those are counted by placement.
     assert 0 < storm["systems"]["mcwatch_replicated"]["dead_keys"] < 2000
     with open(storm["chart"], "rb") as f:
