@@ -37,6 +37,15 @@ def test_bench_smoke_run_writes_every_section_and_the_chart(tmp_path):
     assert {r["state"] for r in routing["rows"]} == {"all_live", "one_dead"}
     assert all(r["native_ns"] > 0 and r["shim_ns"] > 0 and r["capi_ns"] > 0 for r in routing["rows"])
 
+    throughput = results["throughput"]
+    for figure in ("shim_over_direct", "replicated_gets_over_direct", "replicated_sets_over_direct"):
+        assert "met" in throughput[figure]
+    assert all(c["gets_over_direct"]["replicated"] > 0 and c["sets_over_direct"]["replicated"] > 0
+               for c in throughput["cells"])
+    for replicas in (1, 2):
+        hit = throughput["hit_ratio"][f"replicas_{replicas}"]
+        assert hit["reads"] > 0 and 0 < hit["hit_ratio"] <= 1 and hit["errors"] == 0
+
     storm = results["miss_storm"]
     assert set(storm["systems"]) == SYSTEMS
     for system, figures in storm["systems"].items():
