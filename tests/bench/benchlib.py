@@ -55,6 +55,14 @@ class Context:
         return sanitizers.plain_env()
 
 
+def config_key_known(ctx, key):
+    """Whether this build's mcwatchd has the configuration key `key`
+    (`mcwatchd --list-config-keys`): features that land later are measured
+    once they are there."""
+    keys = subprocess.run([ctx.tool("mcwatchd"), "--list-config-keys"], capture_output=True, text=True, timeout=30)
+    return any(line.split()[1:2] == [key] for line in keys.stdout.splitlines())
+
+
 def wait_for(predicate, timeout, what, interval=0.01):
     """wait_until's value alone."""
     return wait_until(predicate, timeout, what, interval)[0]
@@ -71,8 +79,15 @@ class Mcwatchd(mcwatchd.Mcwatchd):
                          os.path.join(directory, "mcwatchd.log"))
         self.ctx = ctx
         self.dir = directory
+        self.settings = settings
+        self.routing = routing
+        self.set_servers(addresses)
+
+    def set_servers(self, addresses):
+        """Rewrites the config's [servers] (the daemon reads it at its start
+        or on `mcctl reload`)."""
         self.addresses = list(addresses)
-        mcwatchd.write_config(self.config, self.state, self.addresses, settings, routing)
+        mcwatchd.write_config(self.config, self.state, self.addresses, self.settings, self.routing)
 
     def start(self, timeout=30):
         super().start(timeout)
@@ -86,6 +101,10 @@ class Mcwatchd(mcwatchd.Mcwatchd):
     def ctl(self, *args):
         result = super().ctl(*args)
         result.check_returncode()
+
+    def ctl_result(self, *args):
+        """mcctl's CompletedProcess, whatever its exit status."""
+        return super().ctl(*args)
 
     def stop(self):
         super().stop(timeout=10)

@@ -27,7 +27,7 @@ def test_bench_smoke_run_writes_every_section_and_the_chart(tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     with open(tmp_path / "results.json") as f:
         results = json.load(f)
-    for section in ("routing", "throughput", "miss_storm", "detection", "daemon"):
+    for section in ("routing", "throughput", "miss_storm", "detection", "daemon", "membership"):
         assert f"== {section}" in result.stdout
         assert "error" not in results[section], results[section]
     # The last lines list each missed target, or say that none was missed.
@@ -66,6 +66,19 @@ def test_bench_smoke_run_writes_every_section_and_the_chart(tmp_path):
     assert 0 < storm["systems"]["mcwatch_replicated"]["dead_keys"] < 2000
     with open(storm["chart"], "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+    membership = results["membership"]
+    assert set(membership["systems"]) == {"mcwatch_ketama", "mcwatch_modula", "libmemcached_ketama",
+                                          "libmemcached_modula"}
+    for system, figures in membership["systems"].items():
+        assert all(figures["phases"][p]["reads"] > 0 for p in ("steady", "join", "leave")), system
+        assert figures["join"]["moved_keys"] > 0 and figures["leave"]["moved_keys"] > 0, system
+    for system in ("mcwatch_ketama", "mcwatch_modula"):
+        assert membership["systems"][system]["leave_drain_move"]["outcome"] == "done"
+        for change in ("join", "leave"):
+            assert "met" in membership["systems"][system][change]["db_reads_over_moved_keys_read"]
+    # libmemcached alone: a key moved to the added (empty) server misses there.
+    assert membership["systems"]["libmemcached_ketama"]["join"]["db_reads_over_moved_keys_read"] > 0.5
 
     # Every kill and every stop was followed by a request served elsewhere.
     for cause in ("refused", "blackhole"):
