@@ -3,10 +3,12 @@ processes it starts (memcached, mcwatchd, nutcracker), always stopped by
 pid; readings of /proc; and how a figure is held against its target."""
 
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 import mcwatchd  # noqa: E402
@@ -53,6 +55,14 @@ class Context:
         return sanitizers.plain_env()
 
 
+def config_key_known(ctx, key):
+    """Whether this build's mcwatchd has the configuration key `key`
+    (`mcwatchd --list-config-keys`): features that land later are measured
+    once they are there."""
+    keys = subprocess.run([ctx.tool("mcwatchd"), "--list-config-keys"], capture_output=True, text=True, timeout=30)
+    return any(line.split()[1:2] == [key] for line in keys.stdout.splitlines())
+
+
 def wait_for(predicate, timeout, what, interval=0.01):
     """wait_until's value alone."""
     return wait_until(predicate, timeout, what, interval)[0]
@@ -69,8 +79,15 @@ class Mcwatchd(mcwatchd.Mcwatchd):
                          os.path.join(directory, "mcwatchd.log"))
         self.ctx = ctx
         self.dir = directory
+        self.settings = settings
+        self.routing = routing
+        self.set_servers(addresses)
+
+    def set_servers(self, addresses):
+        """Rewrites the config's [servers] (the daemon reads it at its start
+        or on `mcctl reload`)."""
         self.addresses = list(addresses)
-        mcwatchd.write_config(self.config, self.state, self.addresses, settings, routing)
+        mcwatchd.write_config(self.config, self.state, self.addresses, self.settings, self.routing)
 
     def start(self, timeout=30):
         super().start(timeout)
@@ -85,8 +102,63 @@ class Mcwatchd(mcwatchd.Mcwatchd):
         result = super().ctl(*args)
         result.check_returncode()
 
+    def ctl_result(self, *args):
+        """mcctl's CompletedProcess, whatever its exit status."""
+        return super().ctl(*args)
+
     def stop(self):
         super().stop(timeout=10)
+
+    def mcctl_offers(self, option):
+        """Whether this build's mcctl knows `option` (its usage lists it)."""
+        usage = subprocess.run([self.mcctl, "--help"], capture_output=True, text=True, timeout=30)
+        return option in usage.stdout + usage.stderr
+
+    def drain_move_end(self, address):
+        """The figures of the log's last `event=drain_move_end` line for
+        `address` (outcome, moved, skipped, remaining), or None."""
+        ends = [line for line in self.log_text().splitlines()
+                if "event=drain_move_end" in line and f" server={address} " in line]
+        if not ends:
+            return None
+        fields = dict(re.findall(r" (outcome|moved|skipped|remaining)=(\S+)", ends[-1]))
+        return {k: (v if k == "outcome" else int(v)) for k, v in fields.items()}
+
+    def drain_move(self, address, timeout):
+        """`mcctl drain --move` of `address`, run to its end: with
+        `--wait` where mcctl offers it (exit 0 once moved), else by waiting
+        for the log's drain_move_end line; at most `timeout` seconds. Its
+        duration, outcome and counts (the log's), and the keys moved a
+        second."""
+        before = len(self.log_text())
+        start = time.monotonic()
+        waited = self.mcctl_offers("--wait")
+        if waited:
+            done = super().ctl("drain", "--move", "--wait", "--timeout", f"{max(int(timeout), 1)}s", address,
+                               timeout=timeout + 30)
+            # Not drained in time (a key the move skipped stays on the
+            # server): said, and the move's end still read from the log.
+            wait_failed = (done.stdout + done.stderr).strip() if done.returncode != 0 else None
+        else:
+            self.ctl("drain", "--move", address)
+        end = None
+        # (--wait may have spent the timeout on items the move skipped: the
+        # end line, if the move ended, is there by now or within moments.)
+        deadline = max(start + timeout, time.monotonic() + 2)
+        while time.monotonic() < deadline:
+            # Only this drain's end: the log after the command.
+            if "event=drain_move_end" in self.log_text()[before:]:
+                end = self.drain_move_end(address)
+                break
+            time.sleep(0.02)
+        seconds = time.monotonic() - start
+        result = {"seconds": round(seconds, 2), "waited_by": "mcctl drain --wait" if waited else "the log"}
+        if waited and wait_failed:
+            result["wait_failed"] = wait_failed
+        result.update(end or {"outcome": f"not ended after {timeout} s"})
+        if end:
+            result["moved_per_s"] = round(end["moved"] / seconds) if seconds > 0 else None
+        return result
 
 
 class Nutcracker:

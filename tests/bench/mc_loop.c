@@ -13,9 +13,11 @@
  * length, and its flags, which carry the iteration number.
  *
  * Prints one line of key=value figures:
- *   ops_per_s=X ops=N seconds=S threads=T cpu_s=C failed=F misses=M
+ *   ops_per_s=X ops=N seconds=S threads=T cpu_s=C failed=F misses=M set_s=A get_s=B
  * (ops counts sets and gets; cpu_s is the process's user+system CPU time
- * over the timed part). Exits 1 if any operation failed or missed, after
+ * over the timed part; set_s and get_s the time spent in the sets and in the
+ * gets, summed over the threads: a store that also writes a second copy
+ * shows in set_s alone). Exits 1 if any operation failed or missed, after
  * printing the line and a first error on stderr; 2 on a setup failure; 64 on
  * bad usage. */
 #define _POSIX_C_SOURCE 200809L /* clock_gettime, pthread_barrier */
@@ -46,6 +48,7 @@ struct worker {
     int setup_failed;
     long failed;
     long misses;
+    double set_s, get_s;
     memcached_return_t first_error;
     const char* first_what;
 };
@@ -64,6 +67,12 @@ static void note_error(struct worker* w, const char* what, memcached_return_t rc
         w->first_what = what;
         w->first_error = rc;
     }
+}
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
 static void* work(void* arg) {
@@ -92,7 +101,10 @@ static void* work(void* arg) {
     }
     for (long i = 0; i < w->iterations; ++i) {
         const int length = snprintf(key, sizeof key, "bench:%u:%ld", w->id, i % w->keys);
+        const double set_start = now_s();
         memcached_return_t rc = memcached_set(memc, key, (size_t)length, w->value, w->size, 0, (uint32_t)i);
+        const double get_start = now_s();
+        w->set_s += get_start - set_start;
         if (rc != MEMCACHED_SUCCESS) {
             ++w->failed;
             note_error(w, "set", rc);
@@ -100,6 +112,7 @@ static void* work(void* arg) {
         size_t got_length = 0;
         uint32_t flags = 0;
         char* got = memcached_get(memc, key, (size_t)length, &got_length, &flags, &rc);
+        w->get_s += now_s() - get_start;
         if (got) {
             if (got_length != w->size || flags != (uint32_t)i) {
                 ++w->failed;
@@ -178,19 +191,22 @@ int main(int argc, char** argv) {
     const double cpu = cpu_seconds() - cpu_began;
 
     long failed = 0, misses = 0, setup_failed = 0;
+    double set_s = 0, get_s = 0;
     const struct worker* first = NULL;
     for (long t = 0; t < threads; ++t) {
         failed += workers[t].failed;
         misses += workers[t].misses;
         setup_failed += workers[t].setup_failed;
+        set_s += workers[t].set_s;
+        get_s += workers[t].get_s;
         if (!first && workers[t].first_what) first = &workers[t];
     }
     if (setup_failed) {
         fprintf(stderr, "mc_loop: %ld thread(s) could not set up a memcached_st for %s\n", setup_failed, argv[1]);
         return 2;
     }
-    printf("ops_per_s=%.0f ops=%ld seconds=%.6f threads=%ld cpu_s=%.6f failed=%ld misses=%ld\n",
-           (double)(2 * iterations) / seconds, 2 * iterations, seconds, threads, cpu, failed, misses);
+    printf("ops_per_s=%.0f ops=%ld seconds=%.6f threads=%ld cpu_s=%.6f failed=%ld misses=%ld set_s=%.6f get_s=%.6f\n",
+           (double)(2 * iterations) / seconds, 2 * iterations, seconds, threads, cpu, failed, misses, set_s, get_s);
     if (first)
         fprintf(stderr, "mc_loop: thread %u: first failure: %s: %s\n", first->id, first->first_what,
                 memcached_strerror(NULL, first->first_error));

@@ -1,33 +1,46 @@
 """Section `miss_storm`: a read-through cache (tests/bench/read_through.c,
-two client processes, Zipf-skewed keys, versioned values) through four
-failover strategies, each on its own fresh fleet of four memcached servers,
-through the same phases on the same schedule:
+two client processes that both write every key, Zipf-skewed keys, versioned
+values) through five failover strategies, each on its own fresh fleet of
+four memcached servers, through the same phases on the same schedule:
 
   steady    every server up, the cache warm;
   outage    one server kill -9ed;
   return    it is restarted, empty;
   planned   a planned restart of another server: drained first where the
-            system offers it (mcwatch), then stopped, started empty, and
+            system offers it (mcwatch: `mcctl drain --move`, which moves
+            every key, run to its end), then stopped, started empty, and
             (mcwatch) undrained once live.
+
+The systems: mcwatch (the shim preloaded, replicas = 1), mcwatch_replicated
+(replicas = 2: every key also on the next server of its order), libmemcached
+alone without and with its own ejection, twemproxy with ejection. Both
+mcwatch daemons are told the clients' placement ([routing] ketama + md5).
 
 Database reads per phase are what a storm costs. A refill is a database
 read of a key the cache had received since the failure (a perfect failover
 would still have it); stale reads are values older than the database's when
-the read began."""
+the read began, with two writers racing on every key (read_through.c's
+`shared` mode says how that stays exact). The keys a failed server held
+are its curr_items, but with replicas = 2 a server also holds the second
+copies of other servers' keys: there they are the keys libmemcached places
+on it natively (read_through place), the items reported beside."""
 
-import mmap
 import os
-import struct
-import subprocess
 import time
 
 import benchlib
+import readthrough
 
-SYSTEMS = ["mcwatch", "libmemcached_plain", "libmemcached_eject", "twemproxy_eject"]
+SYSTEMS = ["mcwatch", "mcwatch_replicated", "libmemcached_plain", "libmemcached_eject", "twemproxy_eject"]
+REPLICAS = {"mcwatch": 1, "mcwatch_replicated": 2}  # the mcwatch systems, and their [routing] replicas
 PHASES = ["steady", "outage", "return", "planned"]
 CLIENTS = 2
 OUTAGE_TARGET = 1.05
 RETURN_TARGET = 0.02
+# Issue 14: with two copies a failure costs the database (almost) nothing.
+REPLICATED_TARGET = 0.01
+# Issue 15: a drain --move empties the server before its restart.
+PLANNED_TARGET = 0.01
 
 
 class Sizes:
@@ -35,11 +48,18 @@ class Sizes:
         self.keys = 2000 if smoke else 50000
         self.rate = 1000 if smoke else 3000  # operations a second, per client process
         # Seconds: each phase, and within `planned`, the drain before the stop
-        # and the gap before the start.
-        self.phase = {"steady": 1.0, "outage": 1.0, "return": 1.0, "planned": 1.5} if smoke else \
+        # and the gap before the start. The smoke's return phase outlasts the
+        # daemon's recover_after (3 probes at 500 ms): a server that rejoins
+        # during the planned drain --move changes where the drained keys go.
+        self.phase = {"steady": 1.0, "outage": 1.0, "return": 2.0, "planned": 1.5} if smoke else \
             {"steady": 5.0, "outage": 10.0, "return": 10.0, "planned": 14.0}
         self.drain = 0.5 if smoke else 5.0
         self.gap = 0.2 if smoke else 1.0
+        # The mcwatch daemons' drain_rate (keys a second): a quarter of the
+        # keys in well under `drain` seconds; and how long a drain --move may
+        # take before the stop goes ahead anyway.
+        self.drain_rate = 5000
+        self.drain_timeout = 5.0 if smoke else 20.0
 
 
 def restart_empty(processes, server):
@@ -51,55 +71,46 @@ def restart_empty(processes, server):
 def run_system(ctx, system, sizes):
     """One system through the phases; returns its buckets and events."""
     work = ctx.scratch(f"miss-storm-{system}")
-    db = os.path.join(work, "database")
-    with open(db, "wb") as f:
-        f.truncate(8 + sizes.keys * 16)  # read_through.c's Database: an epoch, then two words a key
+    db = readthrough.create_database(os.path.join(work, "database"), sizes.keys)
     with benchlib.Processes() as processes:
         servers = [processes.add(benchlib.Memcached(memory_mb=64).start()) for _ in range(4)]
         addresses = [m.address for m in servers]
-        env, client_servers, eject, daemon = ctx.plain_env(), addresses, False, None
-        if system == "mcwatch":
-            daemon = processes.add(benchlib.Mcwatchd(ctx, f"miss-storm-{system}", addresses).start())
+        env, client_servers, options, daemon = ctx.plain_env(), addresses, ["shared"], None
+        if system in REPLICAS:
+            routing = {"distribution": "ketama", "hash": "md5", "replicas": REPLICAS[system]}
+            daemon = processes.add(benchlib.Mcwatchd(ctx, f"miss-storm-{system}", addresses,
+                                                     settings={"drain_rate": sizes.drain_rate},
+                                                     routing=routing).start())
             env = ctx.shim_env(daemon.state)
         elif system == "libmemcached_eject":
-            eject = True
+            options.append("eject")
         elif system == "twemproxy_eject":
             # Its notes/recommendation.md: eject after 3 failures, retry after
             # 30 s, a 400 ms server timeout.
             proxy = processes.add(benchlib.Nutcracker(ctx, f"miss-storm-{system}", addresses, failure_limit=3,
                                                       retry_timeout_ms=30000, timeout_ms=400).start())
             client_servers = [proxy.address]
-        tool = ctx.bench_tool("read_through")
-        servers_arg = ",".join(client_servers)
-        warm = subprocess.run([tool, "warm", servers_arg, db, str(sizes.keys)], env=env, capture_output=True,
-                              text=True, timeout=300)
-        if warm.returncode != 0:
-            raise RuntimeError(f"{system}: warming the cache failed: {warm.stdout}{warm.stderr}")
-
+        native = readthrough.place(ctx, addresses, sizes.keys) if REPLICAS.get(system, 1) > 1 else None
+        readthrough.warm(ctx, client_servers, db, sizes.keys, env, options, f"{system}: warming the cache")
         total = sum(sizes.phase.values())
         start = time.monotonic()
-        clients = [subprocess.Popen([tool, "run", servers_arg, db, str(sizes.keys), str(sizes.rate), str(total),
-                                     str(i), str(CLIENTS)] + (["eject"] if eject else []), env=env,
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                   for i in range(CLIENTS)]
+        clients = processes.add(readthrough.Clients(ctx, client_servers, db, sizes.keys, sizes.rate, total, env,
+                                                    options, CLIENTS))
         try:
-            events = drive_phases(processes, servers, daemon, sizes, start, db)
+            events = drive_phases(processes, servers, daemon, sizes, start, db, native)
         finally:
-            outputs = [c.communicate(timeout=total + 60) for c in clients]
-        for client, (out, err) in zip(clients, outputs):
-            if client.returncode != 0:
-                raise RuntimeError(f"{system}: client exited {client.returncode}: {err.strip()}")
-        buckets = [[float(x) for x in line.split()] for out, _ in outputs for line in out.splitlines()]
+            buckets = clients.finish(system)
     return buckets, events
 
 
-def bump_epoch(db):
-    """From now on, a database read of a key the cache receives is a refill."""
-    with open(db, "r+b") as f, mmap.mmap(f.fileno(), 8) as words:
-        words[0:8] = struct.pack("<Q", struct.unpack("<Q", words[0:8])[0] + 1)
+def held_keys(server, native):
+    """The keys `server` holds: its items, or with copies elsewhere (native
+    given), the keys placed on it natively; and its items."""
+    items = int(server.stats()["curr_items"])
+    return (native.count(server.address) if native else items), items
 
 
-def drive_phases(processes, servers, daemon, sizes, start, db):
+def drive_phases(processes, servers, daemon, sizes, start, db, native):
     """Runs the schedule; returns when each phase began (monotonic seconds)
     and the keys the failed servers held."""
     def at(offset):
@@ -111,21 +122,27 @@ def drive_phases(processes, servers, daemon, sizes, start, db):
     victim, planned = servers[1], servers[2]
     offset = sizes.phase["steady"]
     at(offset)
-    events["dead_keys"] = int(victim.stats()["curr_items"])
+    events["dead_keys"], events["dead_server_items"] = held_keys(victim, native)
+    dead_held = readthrough.keys_held(victim)
     events["outage"] = time.monotonic()
-    bump_epoch(db)
+    readthrough.bump_epoch(db)
     victim.kill()
     offset += sizes.phase["outage"]
     at(offset)
     events["return"] = time.monotonic()
+    return_counts = readthrough.key_counts(db, sizes.keys)[1]
     restart_empty(processes, victim)
     offset += sizes.phase["return"]
     at(offset)
     events["planned"] = time.monotonic()
-    events["planned_keys"] = int(planned.stats()["curr_items"])
-    bump_epoch(db)
+    planned_counts = readthrough.key_counts(db, sizes.keys)[1]
+    events["return_db_reads_of_dead_keys"] = sum(planned_counts[k] - return_counts[k] for k in dead_held)
+    events["planned_keys"], events["planned_server_items"] = held_keys(planned, native)
+    planned_held = readthrough.keys_held(planned)
+    readthrough.bump_epoch(db)
     if daemon:
-        daemon.ctl("drain", planned.address)
+        events["drain_move"] = daemon.drain_move(planned.address, sizes.drain_timeout) | {
+            "drain_rate": sizes.drain_rate}
     at(offset + sizes.drain)
     events["planned_stop"] = time.monotonic()
     planned.stop()
@@ -138,24 +155,16 @@ def drive_phases(processes, servers, daemon, sizes, start, db):
     offset += sizes.phase["planned"]
     events["end"] = start + offset
     at(offset)
+    end_counts = readthrough.key_counts(db, sizes.keys)[1]
+    events["planned_db_reads_of_planned_keys"] = sum(end_counts[k] - planned_counts[k] for k in planned_held)
     return events
-
-
-FIELDS = ["reads", "hits", "db_reads", "errors", "stale", "writes", "write_errors", "refills"]
 
 
 def summarize(buckets, events):
     """Counts per phase; a bucket belongs to the phase its middle falls in."""
     bounds = [(p, events[p], events[n] if n != "end" else events["end"])
               for p, n in zip(PHASES, PHASES[1:] + ["end"])]
-    phases = {p: dict.fromkeys(FIELDS, 0) | {"seconds": round(b - a, 2)} for p, a, b in bounds}
-    for bucket in buckets:
-        middle = bucket[0] - 0.05
-        for p, a, b in bounds:
-            if a <= middle < b:
-                for field, value in zip(FIELDS, bucket[1:]):
-                    phases[p][field] += int(value)
-    return phases
+    return {p: readthrough.totals(buckets, a, b) | {"seconds": round(b - a, 2)} for p, a, b in bounds}
 
 
 def timeline(buckets, events, step=0.5):
@@ -170,27 +179,47 @@ def timeline(buckets, events, step=0.5):
 
 
 def figures(system, phases, events):
-    """The issue's ratios: database reads during the outage over the keys the
+    """The issues' ratios: database reads during the outage over the keys the
     dead server held; after the return, the extra ones (refills: the keys a
     client cached again during the outage, read from the database once more;
-    the first read of a key lost with the server is no failover's fault)."""
+    the first read of a key lost with the server is no failover's fault), and
+    all the database reads of the keys it held (with a second copy, none is
+    lost with the server); in the planned phase, the database reads of the
+    keys the restarted server held, over its keys. "The keys it held" are
+    those its lru_crawler metadump listed as the phase began; the per-key
+    counts come from the database file, so a dead server's cold tail still
+    read in the next phase is not charged to the planned restart."""
     dead = max(events["dead_keys"], 1)
     outage = phases["outage"]["db_reads"] / dead
     extra = phases["return"]["refills"]
     stale = sum(p["stale"] for p in phases.values())
     result = {
         "dead_keys": events["dead_keys"],
+        "dead_server_items": events["dead_server_items"],
         "planned_restart_keys": events["planned_keys"],
+        "planned_server_items": events["planned_server_items"],
         "phases": phases,
         "errors": sum(p["errors"] + p["write_errors"] for p in phases.values()),
         "stale_reads": stale,
         "outage_misses_over_dead_keys": round(outage, 3),
         "return_misses_over_dead_keys": round(extra / dead, 3),
+        "return_db_reads_of_dead_keys": events["return_db_reads_of_dead_keys"],
+        "return_db_reads_over_dead_keys": round(events["return_db_reads_of_dead_keys"] / dead, 3),
+        "planned_db_reads_of_planned_keys": events["planned_db_reads_of_planned_keys"],
+        "planned_db_reads_over_planned_keys": round(
+            events["planned_db_reads_of_planned_keys"] / max(events["planned_keys"], 1), 3),
     }
-    if system == "mcwatch":
-        for name, target in (("outage_misses_over_dead_keys", OUTAGE_TARGET),
-                             ("return_misses_over_dead_keys", RETURN_TARGET), ("stale_reads", 0)):
-            result[name] = benchlib.judged(result[name], target)
+    if "drain_move" in events:
+        result["planned_drain_move"] = events["drain_move"]
+    targets = {
+        "mcwatch": {"outage_misses_over_dead_keys": OUTAGE_TARGET, "return_misses_over_dead_keys": RETURN_TARGET,
+                    "planned_db_reads_over_planned_keys": PLANNED_TARGET, "stale_reads": 0},
+        "mcwatch_replicated": {"outage_misses_over_dead_keys": REPLICATED_TARGET,
+                               "return_db_reads_over_dead_keys": REPLICATED_TARGET,
+                               "planned_db_reads_over_planned_keys": REPLICATED_TARGET, "stale_reads": 0},
+    }
+    for name, target in targets.get(system, {}).items():
+        result[name] = benchlib.judged(result[name], target)
     return result
 
 
@@ -201,33 +230,46 @@ def value(figure):
 def run(ctx):
     sizes = Sizes(ctx.smoke)
     results = {"keys": sizes.keys, "clients": CLIENTS, "ops_per_s": sizes.rate * CLIENTS,
-               "phase_seconds": sizes.phase, "systems": {}, "timeline": {}}
+               "phase_seconds": sizes.phase, "writers": "every client writes every key (read_through shared)",
+               "systems": {}, "timeline": {}}
     for system in SYSTEMS:
         buckets, events = run_system(ctx, system, sizes)
         phases = summarize(buckets, events)
         results["systems"][system] = figures(system, phases, events)
         results["timeline"][system] = timeline(buckets, events)
         results["phase_starts"] = {p: round(events[p] - events["steady"], 2) for p in PHASES[1:]}
-    print(f"  {sizes.keys} keys, {CLIENTS} client processes, {sizes.rate * CLIENTS} ops/s, 5% writes, "
-          f"phases {', '.join(f'{p} {s:g}s' for p, s in sizes.phase.items())}")
+    print(f"  {sizes.keys} keys, {CLIENTS} client processes, {sizes.rate * CLIENTS} ops/s, 5% writes (both "
+          f"clients write every key), phases {', '.join(f'{p} {s:g}s' for p, s in sizes.phase.items())}")
     print(f"  {'':<20}{'database reads':^36}{'refills':^16}")
     print(f"  {'system':<20}" + "".join(f"{p:>9}" for p in PHASES) + f"{'return':>8}{'planned':>8}"
-          f"{'errors':>8}{'stale':>7}{'outage/dead':>12}{'return/dead':>12}")
+          f"{'errors':>8}{'stale':>7}{'outage/dead':>12}{'return/dead':>12}{'planned/keys':>13}")
     for system, r in results["systems"].items():
         phases = r["phases"]
         print(f"  {system:<20}" + "".join(f"{phases[p]['db_reads']:>9}" for p in PHASES) +
               f"{phases['return']['refills']:>8}{phases['planned']['refills']:>8}{r['errors']:>8}"
               f"{value(r['stale_reads']):>7}{value(r['outage_misses_over_dead_keys']):>12.3f}"
-              f"{value(r['return_misses_over_dead_keys']):>12.3f}")
+              f"{value(r['return_misses_over_dead_keys']):>12.3f}"
+              f"{value(r['planned_db_reads_over_planned_keys']):>13.3f}")
+    print("  (return/dead: refills over the dead server's keys; planned/keys: database reads of the keys the "
+          "restarted server held, over them; the replicated system is also judged on all the return phase's "
+          "database reads of the dead server's keys, return_db_reads_over_dead_keys)")
     # Issue 13: what the programs saw fail while the server was down (in-band
     # failover: none for mcwatch), beside the other systems.
     outage_errors = {system: r["phases"]["outage"]["errors"] + r["phases"]["outage"]["write_errors"]
                      for system, r in results["systems"].items()}
     results["outage_errors"] = outage_errors
-    results["systems"]["mcwatch"]["outage_errors"] = benchlib.judged(outage_errors["mcwatch"], 0)
+    for system in REPLICAS:
+        results["systems"][system]["outage_errors"] = benchlib.judged(outage_errors[system], 0)
     print("  outage-phase errors (reads + writes): " +
           ", ".join(f"{system} {count}" for system, count in outage_errors.items()))
-    m = results["systems"]["mcwatch"]
-    for name in ("outage_errors", "outage_misses_over_dead_keys", "return_misses_over_dead_keys", "stale_reads"):
-        print(f"  mcwatch {name} = {m[name]['value']}{benchlib.mark(m[name])}")
+    for system in REPLICAS:
+        r = results["systems"][system]
+        drain = r.get("planned_drain_move", {})
+        print(f"  {system} planned drain --move: {drain.get('outcome')} in {drain.get('seconds')} s "
+              f"(waited by {drain.get('waited_by')}), moved {drain.get('moved')}, skipped {drain.get('skipped')}, "
+              f"remaining {drain.get('remaining')}, {drain.get('moved_per_s')} keys/s at drain_rate "
+              f"{drain.get('drain_rate')}")
+        for name, figure in r.items():
+            if isinstance(figure, dict) and "met" in figure:
+                print(f"  {system} {name} = {figure['value']}{benchlib.mark(figure)}")
     return results

@@ -1,4 +1,5 @@
-"""`make bench`: the five sections of issue 7, side by side on this machine,
+"""`make bench`: the five sections of issue 7 and issue 15's membership,
+side by side on this machine,
 as ratios. Prints a table per section, writes results.json and the
 miss-storm chart into --out, marks every figure off its target, and fails
 only when a section could not run.
@@ -29,6 +30,7 @@ SECTIONS = {
     "miss_storm": "miss_storm",
     "detection": "detection",
     "daemon": "daemon_cost",
+    "membership": "membership",
 }
 
 

@@ -1,21 +1,25 @@
 """`make bench`, section `throughput` (issue 7): get/set throughput of a
 libmemcached client (build/bench/mc_loop: T threads, each with its own
 memcached_st, ketama + md5) against the same four real memcached servers on
-loopback, three ways:
+loopback, four ways:
 
 - direct: the client as it is, given the four servers;
 - preloaded: the same client with LD_PRELOAD=libmcshim.so and a real
   mcwatchd watching the four servers (all live: the shim places every key
   natively, so this is its pure overhead);
+- replicated: the same preloaded client under a second mcwatchd with
+  `[routing] replicas = 2` (every store also goes to the key's second
+  server): gets and sets are reported apart (mc_loop times each), over
+  direct, against issue 14's targets (gets >= 0.98, sets >= 0.75);
 - twemproxy: the same client given one server, Debian's nutcracker (ketama,
   md5) in front of the four.
 
 A grid of value sizes x client threads. mcwatchd and nutcracker run for the
-whole section, so their cost falls on all three systems alike. Each cell is
+whole section, so their cost falls on all four systems alike. Each cell is
 first probed once per system with the same operations (untimed: warms the
 servers, checks placement, and sizes the runs to about round_seconds each,
 with the same work for direct and preloaded). Then rounds: every round
-runs every cell, and in each cell the three systems back to back, in an
+runs every cell, and in each cell the four systems back to back, in an
 order that rotates from round to round. The machine is small and shared, and a run's speed swings by 2-3x
 from one run to the next (scheduling of client, servers and proxy on two
 cores, other load), but runs a fraction of a second apart share most of it;
@@ -29,7 +33,16 @@ recorded too (informative: as noisy here as the wall clock).
 Every get must return the value just set (mc_loop checks length and
 flags); failed operations are counted and shown. The probes' per-server
 count of sets must be the same for the preloaded client as for the direct
-one, and so must each round's: placement stays native under the shim."""
+one, and so must each round's: placement stays native under the shim. The
+replicated client's sets over the direct one's (2 once copies are written)
+say whether replication was at work.
+
+Then the hit ratio at a fixed memory size, with and without replication:
+four fresh memcached of HIT_RATIO's memory each, more keys than fit,
+every key written once (warm), then the read-through workload of miss_storm (tests/bench/read_through.c, Zipf
+reads, misses filled with add, 5% writes) through the preloaded shim with
+replicas = 1 and then 2; hits over reads once warmed up (the second half of
+the run). With two copies of every value the fleet holds half as many keys."""
 
 import math
 import os
@@ -39,18 +52,24 @@ import subprocess
 import time
 
 import benchlib
+import readthrough
 
 SERVERS = 4
 MEMORY_MB = 64
-SYSTEMS = ("direct", "preloaded", "twemproxy")
+SYSTEMS = ("direct", "preloaded", "replicated", "twemproxy")
 TARGET = 0.98
+# Issue 14: the second copy's store may cost sets a quarter, gets nothing.
+REPLICATED_GETS_TARGET = 0.98
+REPLICATED_SETS_TARGET = 0.75
+# The daemons: the clients' placement, and the copies.
+ROUTING = {"distribution": "ketama", "hash": "md5"}
 
 FULL = {
     "sizes": (100, 4096, 32768),
     "threads": (1, 4),
     "rounds": 24,
     "round_seconds": 0.2,  # the wanted length of one run (sized per cell and system)
-    "budget_seconds": 140,  # no new round starts past this (min_rounds always run)
+    "budget_seconds": 185,  # no new round starts past this (min_rounds always run)
     "min_rounds": 3,
     "keys": 1000,  # per client thread
     "probe_iterations": 1000,
@@ -68,13 +87,19 @@ SMOKE = {
     "probe_iterations": 300,
 }
 RUN_TIMEOUT_S = 60
-FIELDS = {"ops_per_s", "ops", "seconds", "threads", "cpu_s", "failed", "misses"}
+FIELDS = {"ops_per_s", "ops", "seconds", "threads", "cpu_s", "failed", "misses", "set_s", "get_s"}
+HIT_RATIO = {
+    # 2 MB holds about 10,900 of these items (100-byte values): 100,000 keys
+    # are more than twice what four servers hold.
+    "full": {"memory_mb": 2, "keys": 100000, "rate": 4000, "seconds": 16.0},
+    "smoke": {"memory_mb": 2, "keys": 5000, "rate": 2000, "seconds": 2.0},
+}
 
 
 class Loop:
     """build/bench/mc_loop, run against one of the three systems."""
 
-    def __init__(self, ctx, servers, daemon, proxy, keys):
+    def __init__(self, ctx, servers, daemon, replicated, proxy, keys):
         self.path = ctx.bench_tool("mc_loop")
         if not os.access(self.path, os.X_OK):
             raise RuntimeError(f"{self.path} missing: make {os.path.relpath(self.path)}")
@@ -84,6 +109,7 @@ class Loop:
         self.targets = {
             "direct": (direct, ctx.plain_env()),
             "preloaded": (direct, ctx.shim_env(daemon.state)),
+            "replicated": (direct, ctx.shim_env(replicated.state)),
             "twemproxy": (proxy.address, ctx.plain_env()),
         }
 
@@ -113,6 +139,12 @@ class Loop:
         figures["error"] = result.stderr.strip() if result.returncode else ""
         figures["stderr"] = result.stderr
         figures["sets"] = [a - b for a, b in zip(after, before)]
+        # Sets and gets a second, each from the time spent in it.
+        # (set_s sums the threads' time: T threads each at set_s / iterations
+        # a set do T * iterations / set_s a second.)
+        for op in ("set", "get"):
+            spent = figures[f"{op}_s"]
+            figures[f"{op}_ops_per_s"] = iterations * figures["threads"] / spent if spent > 0 else 0.0
         return figures
 
 
@@ -134,12 +166,13 @@ def paired_ratio(other, direct):
     return statistics.median(o / d for o, d in zip(other, direct))
 
 
-def bootstrap_interval(cells, system, resamples=1000, seed=7):
+def bootstrap_interval(cells, system, resamples=1000, seed=7, rounds_key="ops_s_rounds"):
     """A 95% interval of the overall ratio of `system` to direct, resampling
     each cell's rounds: how far this run's figure might land from the same
-    measurement taken again on a machine as noisy as this one was."""
+    measurement taken again on a machine as noisy as this one was.
+    rounds_key: the rounds' figures compared (get+set, gets or sets)."""
     rng = random.Random(seed)
-    rounds = [(c["ops_s_rounds"][system], c["ops_s_rounds"]["direct"]) for c in cells]
+    rounds = [(c[rounds_key][system], c[rounds_key]["direct"]) for c in cells]
     if min(len(d) for _, d in rounds) < 3:
         return None
     figures = []
@@ -168,7 +201,8 @@ def probe(loop, size, threads, plan):
         return max(plan["min_iterations"], min(plan["max_iterations"], wanted))
 
     client = sized(geomean([probes["direct"]["ops_per_s"], probes["preloaded"]["ops_per_s"]]))
-    return {"direct": client, "preloaded": client, "twemproxy": sized(probes["twemproxy"]["ops_per_s"])}, probes
+    return {"direct": client, "preloaded": client, "replicated": client,
+            "twemproxy": sized(probes["twemproxy"]["ops_per_s"])}, probes
 
 
 def measure(loop, plan, start):
@@ -198,6 +232,13 @@ def summarize(cell):
         out[f"{system}_ops_s"] = round(statistics.median(ops[system]))
     out["shim_over_direct"] = round(paired_ratio(ops["preloaded"], ops["direct"]), 4)
     out["twemproxy_over_direct"] = round(paired_ratio(ops["twemproxy"], ops["direct"]), 4)
+    out["replicated_over_direct"] = round(paired_ratio(ops["replicated"], ops["direct"]), 4)
+    # Gets and sets apart, from the time each took.
+    for op in ("get", "set"):
+        per_op = {system: [f[f"{op}_ops_per_s"] for f in runs[system]] for system in SYSTEMS}
+        out[f"{op}s_over_direct"] = {system: round(paired_ratio(per_op[system], per_op["direct"]), 4)
+                                     for system in ("preloaded", "replicated")}
+        out[f"{op}_ops_s_rounds"] = {system: [round(v) for v in per_op[system]] for system in SYSTEMS}
     # The same from the medians alone (unpaired), to compare.
     out["shim_over_direct_of_medians"] = round(out["preloaded_ops_s"] / out["direct_ops_s"], 4)
     out["shim_over_direct_rounds"] = [round(p / d, 3) for p, d in zip(ops["preloaded"], ops["direct"])]
@@ -212,6 +253,9 @@ def summarize(cell):
                          zip(runs["preloaded"] + [probes["preloaded"]], runs["direct"] + [probes["direct"]])),
         "twemproxy": probes["twemproxy"]["sets"] == probes["direct"]["sets"]}
     out["sets_per_server"] = {system: probes[system]["sets"] for system in SYSTEMS}
+    # 2 once every store also writes the key's second copy.
+    out["replicated_sets_over_direct_sets"] = round(sum(probes["replicated"]["sets"]) /
+                                                    max(sum(probes["direct"]["sets"]), 1), 3)
     every = {system: runs[system] + [probes[system]] for system in SYSTEMS}
     failed = {system: int(sum(f["failed"] + f["misses"] for f in every[system])) for system in SYSTEMS}
     out["failed_ops"] = {system: n for system, n in failed.items() if n}
@@ -234,8 +278,9 @@ def shim_engaged(loop):
 def print_table(result):
     print("ops/s: median over rounds; shim/direct, twem/direct: median over rounds of each round's ratio"
           " (q1-q3: quartiles of shim/direct's rounds); cpu: the client's CPU time per operation, in us")
-    print(f"{'value':>8} {'thr':>3} {'direct':>9} {'preloaded':>9} {'twemproxy':>9}"
-          f" {'shim/direct':>11} {'(q1-q3)':>11} {'twem/direct':>11} {'cpu direct/preloaded':>20}")
+    print(f"{'value':>8} {'thr':>3} {'direct':>9} {'preloaded':>9} {'replicated':>10} {'twemproxy':>9}"
+          f" {'shim/direct':>11} {'(q1-q3)':>11} {'twem/direct':>11} {'cpu direct/preloaded':>20}"
+          f" {'repl gets/sets':>15}")
     for c in result["cells"]:
         q1, q3 = quartiles(c["shim_over_direct_rounds"])
         cpu = c["client_cpu_us_per_op"]
@@ -245,10 +290,11 @@ def print_table(result):
             notes.append("FAILED OPS " + ", ".join(f"{k} {v}" for k, v in c["failed_ops"].items()))
         if not c["placement_matches_direct"]["preloaded"]:
             notes.append("PLACEMENT: preloaded per-server sets differ from direct")
+        replicated_text = f"{c['gets_over_direct']['replicated']:.3f}/{c['sets_over_direct']['replicated']:.3f}"
         print(f"{c['value_bytes']:>6} B {c['threads']:>3} {c['direct_ops_s']:>9} {c['preloaded_ops_s']:>9}"
-              f" {c['twemproxy_ops_s']:>9} {c['shim_over_direct']:>11.3f} {f'{q1:.2f}-{q3:.2f}':>11}"
-              f" {c['twemproxy_over_direct']:>11.3f} {cpu_text:>20}"
-              + ("  " + "; ".join(notes) if notes else ""))
+              f" {c['replicated_ops_s']:>10} {c['twemproxy_ops_s']:>9} {c['shim_over_direct']:>11.3f}"
+              f" {f'{q1:.2f}-{q3:.2f}':>11} {c['twemproxy_over_direct']:>11.3f} {cpu_text:>20}"
+              f" {replicated_text:>15}" + ("  " + "; ".join(notes) if notes else ""))
 
     def interval(key):
         ci = result[key + "_ci95"]
@@ -259,6 +305,17 @@ def print_table(result):
           f"{benchlib.mark(shim)}")
     print(f"twemproxy_over_direct, geometric mean over cells: {result['twemproxy_over_direct']:.3f}"
           f"{interval('twemproxy_over_direct')}")
+    for op in ("gets", "sets"):
+        figure = result[f"replicated_{op}_over_direct"]
+        print(f"replicated_{op}_over_direct (replicas = 2), geometric mean over cells: {figure['value']:.3f}"
+              f"{interval(f'replicated_{op}_over_direct')}{benchlib.mark(figure)}")
+    print(f"  the replicated client's sets reached the servers {result['replicated_sets_over_direct_sets']:.2f} "
+          f"times as often as the direct client's (2 when every store writes its second copy)")
+    hit = result["hit_ratio"]
+    print(f"hit ratio at {hit['memory_mb_per_server']} MB x {SERVERS} servers, {hit['keys']} keys (Zipf), "
+          f"after warm-up: replicas = 1 {hit['replicas_1']['hit_ratio']:.3f}, replicas = 2 "
+          f"{hit['replicas_2']['hit_ratio']:.3f} (ratio {hit['replicated_over_unreplicated']:.3f}); items held "
+          f"{hit['replicas_1']['items']} and {hit['replicas_2']['items']}")
     print(f"  unpaired (ratio of medians): shim {result['shim_over_direct_of_medians']:.3f};"
           f" client CPU per op, preloaded/direct: {result['shim_cpu_over_direct']:.3f}")
     if result["placement_native"]:
@@ -275,18 +332,54 @@ def print_table(result):
         print("mcwatchd did not see every server live at the end: the preloaded figures may include rerouting")
 
 
+def hit_ratio_of(ctx, replicas, sizes):
+    """The read-through workload's hits over reads after warm-up, on fresh
+    servers of sizes' memory, the shim preloaded with `replicas`; and the
+    items the servers held at the end."""
+    with benchlib.Processes() as processes:
+        servers = [processes.add(benchlib.Memcached(memory_mb=sizes["memory_mb"])).start() for _ in range(SERVERS)]
+        addresses = [s.address for s in servers]
+        daemon = processes.add(benchlib.Mcwatchd(ctx, f"hit-ratio-replicas-{replicas}", addresses,
+                                                 routing=dict(ROUTING, replicas=replicas))).start()
+        db = readthrough.create_database(os.path.join(ctx.scratch(f"hit-ratio-replicas-{replicas}"), "database"),
+                                         sizes["keys"])
+        # Every key written once: the servers full (and evicting) before the run.
+        readthrough.warm(ctx, addresses, db, sizes["keys"], ctx.shim_env(daemon.state))
+        start = time.monotonic()
+        clients = processes.add(readthrough.Clients(ctx, addresses, db, sizes["keys"], sizes["rate"],
+                                                    sizes["seconds"], ctx.shim_env(daemon.state)))
+        buckets = clients.finish(f"hit ratio, replicas = {replicas}")
+        items = sum(int(s.stats()["curr_items"]) for s in servers)
+    warmed = readthrough.totals(buckets, begin=start + sizes["seconds"] / 2)
+    return {"reads": warmed["reads"], "hits": warmed["hits"], "errors": warmed["errors"], "items": items,
+            "hit_ratio": round(warmed["hits"] / max(warmed["reads"], 1), 4)}
+
+
+def hit_ratio(ctx):
+    sizes = HIT_RATIO["smoke" if ctx.smoke else "full"]
+    result = {"memory_mb_per_server": sizes["memory_mb"], "keys": sizes["keys"],
+              "ops_per_s": sizes["rate"] * 2, "seconds": sizes["seconds"], "measured": "the second half"}
+    for replicas in (1, 2):
+        result[f"replicas_{replicas}"] = hit_ratio_of(ctx, replicas, sizes)
+    result["replicated_over_unreplicated"] = round(
+        result["replicas_2"]["hit_ratio"] / max(result["replicas_1"]["hit_ratio"], 1e-9), 4)
+    return result
+
+
 def run(ctx):
     plan = SMOKE if ctx.smoke else FULL
     start = time.monotonic()
     with benchlib.Processes() as processes:
         servers = [processes.add(benchlib.Memcached(memory_mb=MEMORY_MB)).start() for _ in range(SERVERS)]
         addresses = [s.address for s in servers]
-        daemon = processes.add(benchlib.Mcwatchd(ctx, "throughput-mcwatchd", addresses)).start()
+        daemon = processes.add(benchlib.Mcwatchd(ctx, "throughput-mcwatchd", addresses, routing=ROUTING)).start()
+        replicated = processes.add(benchlib.Mcwatchd(ctx, "throughput-mcwatchd-replicated", addresses,
+                                                     routing=dict(ROUTING, replicas=2))).start()
         proxy = processes.add(benchlib.Nutcracker(ctx, "throughput-nutcracker", addresses)).start()
-        loop = Loop(ctx, servers, daemon, proxy, plan["keys"])
+        loop = Loop(ctx, servers, daemon, replicated, proxy, plan["keys"])
         engaged, debug = shim_engaged(loop)
         cells = [summarize(cell) for cell in measure(loop, plan, start)]
-        all_live = daemon.all_in("live")
+        all_live = daemon.all_in("live") and replicated.all_in("live")
     result = {
         "servers": SERVERS,
         "rounds": min(c["rounds"] for c in cells),
@@ -298,6 +391,19 @@ def run(ctx):
         "shim_over_direct_ci95": bootstrap_interval(cells, "preloaded"),
         "twemproxy_over_direct": round(geomean([c["twemproxy_over_direct"] for c in cells]), 4),
         "twemproxy_over_direct_ci95": bootstrap_interval(cells, "twemproxy"),
+        "replicated_over_direct": round(geomean([c["replicated_over_direct"] for c in cells]), 4),
+        "replicated_gets_over_direct": benchlib.judged(
+            round(geomean([c["gets_over_direct"]["replicated"] for c in cells]), 4), REPLICATED_GETS_TARGET,
+            higher_is_better=True),
+        "replicated_gets_over_direct_ci95": bootstrap_interval(cells, "replicated", rounds_key="get_ops_s_rounds"),
+        "replicated_sets_over_direct": benchlib.judged(
+            round(geomean([c["sets_over_direct"]["replicated"] for c in cells]), 4), REPLICATED_SETS_TARGET,
+            higher_is_better=True),
+        "replicated_sets_over_direct_ci95": bootstrap_interval(cells, "replicated", rounds_key="set_ops_s_rounds"),
+        "preloaded_gets_over_direct": round(geomean([c["gets_over_direct"]["preloaded"] for c in cells]), 4),
+        "preloaded_sets_over_direct": round(geomean([c["sets_over_direct"]["preloaded"] for c in cells]), 4),
+        "replicated_sets_over_direct_sets": round(geomean([c["replicated_sets_over_direct_sets"] for c in cells]),
+                                                  3),
         "shim_over_direct_of_medians": round(geomean([c["shim_over_direct_of_medians"] for c in cells]), 4),
         "shim_cpu_over_direct": round(geomean([c["shim_cpu_over_direct"] for c in cells]), 4),
         "placement_native": all(c["placement_matches_direct"]["preloaded"] for c in cells),
@@ -307,6 +413,7 @@ def run(ctx):
     }
     if not engaged:
         result["shim_debug"] = debug[-500:]
+    result["hit_ratio"] = hit_ratio(ctx)
     print_table(result)
     print(f"({time.monotonic() - start:.0f} s)")
     return result
