@@ -37,7 +37,8 @@ bool same_file_settings(const Config& a, const Config& b) {
     return same_servers(a, b) && a.distribution == b.distribution && a.hash == b.hash &&
            a.probe_interval == b.probe_interval && a.stale_after == b.stale_after &&
            a.recently_down_window == b.recently_down_window && a.writeback_ttl == b.writeback_ttl &&
-           a.flush_on_rejoin == b.flush_on_rejoin && a.managed_list == b.managed_list;
+           a.flush_on_rejoin == b.flush_on_rejoin && a.managed_list == b.managed_list && a.replicas == b.replicas &&
+           a.replica_max_ttl == b.replica_max_ttl;
 }
 
 }  // namespace

@@ -113,6 +113,19 @@ def test_settings_that_readers_do_not_see_keep_the_file(fleet):
     assert fleet.states() == {fleet.servers[0].address: "live"}
 
 
+def test_a_reload_that_changes_replicas_publishes_them(fleet):
+    """Every client reads the copies' count from the file's header: a reload
+    that changes only replicas or replica_max_ttl must publish a new file."""
+    fleet.add_servers(2)
+    fleet.start_daemon()
+    assert fleet.status()["daemon"]["replicas"] == 1
+    fleet.write_config(routing={"replicas": "2", "replica_max_ttl": "1d"})
+    result = fleet.ctl("reload")
+    assert result.stdout.endswith(", new state file published\n"), result.stdout
+    daemon = fleet.status()["daemon"]
+    assert (daemon["replicas"], daemon["replica_max_ttl_s"]) == (2, 86400)
+
+
 def test_what_was_set_up_at_start_cannot_change_on_reload(fleet):
     fleet.add_servers(1)
     fleet.start_daemon()

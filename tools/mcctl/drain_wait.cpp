@@ -119,6 +119,11 @@ int mcctl_drain_wait(const std::string& state_path, const DrainWait& wait, std::
                        with_thousands(move.remaining));
             return kExitEnded;
         }
+        if (wait.move && !wait.threshold_given && move.state == DrainMove::done) {
+            fmt::print(out, "{}: {}; {} items held at the last stats read\n", address, drain_move_line(move),
+                       items_text(s.curr_items));
+            return 0;
+        }
         if (!counting && (!wait.move || move.state == DrainMove::done)) {
             counting = true;
             samples.restart(s);

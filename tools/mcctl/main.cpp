@@ -207,6 +207,7 @@ int main(int argc, char** argv) {
                 waiting.threshold = std::strtoull(text, &end, 10);
                 if (*text < '0' || *text > '9' || *end != '\0')
                     return usage_error(fmt::format("drain --threshold '{}': expected a whole number of items", text));
+                waiting.threshold_given = true;
                 wait_options = true;
             } else if (drain && arg == "--timeout") {
                 if (i + 1 >= argc) return usage_error("drain --timeout needs a duration");

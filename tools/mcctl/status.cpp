@@ -271,11 +271,13 @@ std::string status_json(const Snapshot& snapshot) {
     out += fmt::format(
         "\"daemon\": {{\"pid\": {}, \"running\": {}, \"generation\": {}, \"heartbeat_age_ms\": {}, "
         "\"heartbeat\": {}, \"stale\": {}, \"rounds\": {}, \"distribution\": {}, \"hash\": {}, "
-        "\"format_version\": {}, \"managed_list\": {}}}, \"membership_change\": {}, \"servers\": [",
+        "\"format_version\": {}, \"managed_list\": {}, \"replicas\": {}, \"replica_max_ttl_s\": {}}}, "
+        "\"membership_change\": {}, \"servers\": [",
         header.daemon_pid, snapshot.daemon_running, snapshot.generation, snapshot.heartbeat_age_ms,
         time_or_null(header.heartbeat_unix_ms.load()), snapshot.stale, header.rounds.load(),
         quote(distribution_name(state::Distribution(header.distribution))), quote(hash_name(state::Hash(header.hash))),
-        header.format_version, (header.flags & state::kHeaderManagedList) != 0, membership_json(snapshot, unix_ms()));
+        header.format_version, (header.flags & state::kHeaderManagedList) != 0, header.replicas,
+        header.replica_max_ttl_s, membership_json(snapshot, unix_ms()));
     for (uint32_t i = 0; i < header.slot_count; ++i) {
         const ServerDynamic& s = snapshot.servers[i];
         const state::Slot& slot = snapshot.map.slots()[i];
@@ -327,14 +329,15 @@ int mcctl_dump(const std::string& path) {
         "  recently_down_window_s: {}\n  writeback_ttl_s: {}\n  flags: {:#x}\n  created: {}\n"
         "  seq: {}\n  generation: {}\n  heartbeat_mono_ns: {}\n  heartbeat: {}\n  rounds: {}\n"
         "  superseded: {}\n  previous_count: {}\n  previous_distribution: {}\n  previous_hash: {}\n"
-        "  membership_changed: {}\n",
+        "  membership_changed: {}\n  replicas: {}\n  replica_max_ttl_s: {}\n",
         std::string(h.magic, strnlen(h.magic, sizeof h.magic)), h.format_version, h.header_size, h.slot_size,
         h.slot_count, h.file_size, h.servers_digest, h.static_digest, h.distribution, h.hash, h.daemon_pid,
         h.probe_interval_ms, h.stale_after_ms, h.recently_down_window_s, h.writeback_ttl_s, h.flags,
         rfc3339_utc(h.created_unix_ms), h.seq.load(), snapshot.generation, h.heartbeat_mono_ns.load(),
         rfc3339_utc(h.heartbeat_unix_ms.load()), h.rounds.load(), h.superseded.load(), h.previous_count,
         h.previous_distribution, h.previous_hash,
-        h.membership_changed_unix_ms ? rfc3339_utc(h.membership_changed_unix_ms) : std::string("-"));
+        h.membership_changed_unix_ms ? rfc3339_utc(h.membership_changed_unix_ms) : std::string("-"), h.replicas,
+        h.replica_max_ttl_s);
     for (uint32_t i = 0; i < h.slot_count; ++i) {
         const state::Slot& slot = snapshot.map.slots()[i];
         const ServerDynamic& s = snapshot.servers[i];
