@@ -15,9 +15,9 @@ namespace mcwatch {
 inline constexpr int kExitWaitTimedOut = 3;
 
 struct DrainWait {
-    std::string server;                                // as the operator named it
-    bool move = false;                                 // wait for the move to be done first
-    uint64_t threshold = 0;                            // at most this many items left
+    std::string server;      // as the operator named it
+    bool move = false;       // wait for the move to be done first
+    uint64_t threshold = 0;  // at most this many items left
     // With `move` and no --threshold the move's end is the outcome: the keys
     // it skipped (a client's value won) and expired items memcached still
     // counts stay behind, so no count of items would ever be reached.
