@@ -297,14 +297,21 @@ private:
 
 // The value parsers of the table, by kind.
 
+// A duration key's value, within [min, max].
+Result<Millis> duration_within(std::string_view key, const char* value, Millis min, Millis max) {
+    const auto parsed = parse_duration(value);
+    if (!parsed) return failure(fmt::format("{}: {}", key, parsed.error().message));
+    if (*parsed < min)
+        return failure(fmt::format("{} = {} is too short (minimum {})", key, value, format_duration(min)));
+    if (*parsed > max)
+        return failure(fmt::format("{} = {} is too long (maximum {})", key, value, format_duration(max)));
+    return *parsed;
+}
+
 ValueParser duration_value(Millis Config::*field, Millis min, Millis max = Millis::max()) {
     return [=](Parser& parser, std::string_view key, const char* value) -> Result<> {
-        const auto parsed = parse_duration(value);
-        if (!parsed) return failure(fmt::format("{}: {}", key, parsed.error().message));
-        if (*parsed < min)
-            return failure(fmt::format("{} = {} is too short (minimum {})", key, value, format_duration(min)));
-        if (*parsed > max)
-            return failure(fmt::format("{} = {} is too long (maximum {})", key, value, format_duration(max)));
+        const Result<Millis> parsed = duration_within(key, value, min, max);
+        if (!parsed) return tl::unexpected(parsed.error());
         parser.config().*field = *parsed;
         return {};
     };
@@ -434,12 +441,8 @@ ValueParser fleet_id_value(std::string FleetConfig::*field) {
 
 ValueParser fleet_duration_value(Millis FleetConfig::*field, Millis min, Millis max) {
     return [=](Parser& parser, std::string_view key, const char* value) -> Result<> {
-        const auto parsed = parse_duration(value);
-        if (!parsed) return failure(fmt::format("{}: {}", key, parsed.error().message));
-        if (*parsed < min)
-            return failure(fmt::format("{} = {} is too short (minimum {})", key, value, format_duration(min)));
-        if (*parsed > max)
-            return failure(fmt::format("{} = {} is too long (maximum {})", key, value, format_duration(max)));
+        const Result<Millis> parsed = duration_within(key, value, min, max);
+        if (!parsed) return tl::unexpected(parsed.error());
         parser.config().fleet.*field = *parsed;
         return {};
     };
