@@ -142,6 +142,17 @@ class Hosts(Network):
         for host in self.hosts:
             host.mcwatchd.wait_states({m.address: "live" for m in self.servers})
 
+    def kill_and_restart(self, server):
+        """Kills `server` (a Memcached of this network), waits until every
+        host's daemon sees it dead, starts it again and waits until every
+        host sees it live."""
+        server.kill()
+        for host in self.hosts:
+            host.mcwatchd.wait_states({server.address: "dead"})
+        server.start()
+        for host in self.hosts:
+            host.mcwatchd.wait_states({server.address: "live"})
+
     def session(self, host):
         """A preloaded pylibmc client on `host`, reading its state file,
         driven line by line (netns.Session)."""

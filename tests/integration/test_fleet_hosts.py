@@ -68,12 +68,7 @@ def test_a_server_cut_from_one_host_stays_live_everywhere_and_is_not_flushed_whe
 def test_a_server_killed_is_dead_on_every_host_and_flushed_once_on_its_return(fleet_hosts):
     hosts = fleet_hosts
     server = hosts.servers[0]
-    server.kill()
-    for host in hosts.hosts:
-        host.mcwatchd.wait_states({server.address: "dead"})
-    server.start()
-    for host in hosts.hosts:
-        host.mcwatchd.wait_states({server.address: "live"})
+    hosts.kill_and_restart(server)
     time.sleep(1.0)  # a second flush would come within a few rounds
     assert server.stats()["cmd_flush"] == "1"
 

@@ -303,10 +303,5 @@ def test_server_killed_and_restarted_is_flushed_once_by_every_host(hosts):
     fleet view, a rejoin is flushed exactly once."""
     hosts.start_daemons()
     server = hosts.servers[0]
-    server.kill()
-    for host in hosts.hosts:
-        host.mcwatchd.wait_states({server.address: "dead"})
-    server.start()
-    for host in hosts.hosts:
-        host.mcwatchd.wait_states({server.address: "live"})
+    hosts.kill_and_restart(server)
     assert server.stats()["cmd_flush"] == str(len(hosts.hosts))
