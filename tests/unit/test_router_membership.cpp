@@ -11,19 +11,11 @@
 
 using namespace mcwatch;
 using namespace mcwatch::route;
+using test::fixture_servers;
 using test::FixtureServer;
 using test::StateFixture;
 
 namespace {
-
-std::vector<FixtureServer> fixture_servers(uint32_t count) {
-    std::vector<FixtureServer> out;
-    for (uint32_t i = 0; i < count; ++i) {
-        const std::string address = "10.1.0." + std::to_string(i + 1) + ":" + std::to_string(11211 + i);
-        out.push_back({address, address, 1});
-    }
-    return out;
-}
 
 test::FixtureOptions joined_after(uint32_t previous_count, state::Distribution distribution, int64_t changed_ms) {
     test::FixtureOptions options;

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "libshim/placement.hpp"
+#include "state_fixture.hpp"
 
 namespace mcwatch::test {
 
@@ -125,6 +126,16 @@ inline const std::vector<state::Hash>& available_hashes() {
         return out;
     }();
     return hashes;
+}
+
+// `count` servers as a state file lists them: 10.1.0.N:1121N, weight 1.
+inline std::vector<FixtureServer> fixture_servers(uint32_t count) {
+    std::vector<FixtureServer> out;
+    for (uint32_t i = 0; i < count; ++i) {
+        const std::string address = "10.1.0." + std::to_string(i + 1) + ":" + std::to_string(11211 + i);
+        out.push_back({address, address, 1});
+    }
+    return out;
 }
 
 }  // namespace mcwatch::test
