@@ -482,6 +482,24 @@ Result<> DrainMover::move_all() {
             skip();  // a client's write won
             continue;
         }
+        // With replicas, the key's further copies too, each only where it is
+        // absent (a client's value there wins, as at the first copy).
+        std::vector<std::pair<Connection*, int64_t>> further;  // each copy made, with its cas
+        if (config_.replicas > 1) {
+            int32_t copies[route::kMaxCopies];
+            const uint32_t count =
+                router.copies_with(router.topology().view(), key.data(), key.size(), config_.replicas, copies);
+            for (uint32_t c = 1; c < count; ++c) {
+                if (copies[c] < 0 || size_t(copies[c]) == source_ || copies[c] == d.target) continue;
+                Connection& copy = *destinations[size_t(copies[c])];
+                const Result<std::string> added =
+                    copy.ask(fmt::format("ms {} {} T{} F{} ME c{}\r\n{}\r\n", wire.text, value->size(), ttl,
+                                         uint32_t(*flags), wire.flag, *value));
+                if (added && added->starts_with("HD"))
+                    if (const std::optional<int64_t> copy_cas = to_int(meta_flag(*added, 'c')))
+                        further.emplace_back(&copy, *copy_cas);
+            }
+        }
         // Off the draining server, only if unchanged since it was read.
         Result<std::string> removed = source.ask(fmt::format("md {} C{}{}\r\n", wire.text, *cas, wire.flag));
         if (!removed) return failure(fmt::format("{}: md: {}", server_, removed.error().message));
@@ -494,9 +512,12 @@ Result<> DrainMover::move_all() {
         // shim deletes it there before writing where the key goes, which
         // breaks the lease): the copy made is older, so it goes too, unless
         // replaced since.
-        if (removed->starts_with("EX"))
+        if (removed->starts_with("EX")) {
             if (const std::optional<int64_t> copy_cas = to_int(meta_flag(*stored, 'c')))
                 (void)to.ask(fmt::format("md {} C{}{}\r\n", wire.text, *copy_cas, wire.flag));
+            for (const auto& [copy, copy_cas] : further)
+                (void)copy->ask(fmt::format("md {} C{}{}\r\n", wire.text, copy_cas, wire.flag));
+        }
     }
     return {};
 }

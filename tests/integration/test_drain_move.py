@@ -104,6 +104,27 @@ def test_drain_move_moves_every_key_byte_for_byte_with_its_ttl(fleet):
     assert client_says(fleet, python(READ), n, "k") == f"same {n}"
 
 
+def test_with_replicas_drain_move_stores_every_moved_key_on_all_its_copies(fleet):
+    """With replicas = 2 a moved key lands on both its copies: of three
+    servers, one draining, both others."""
+    fleet.add_servers(3)
+    fleet.write_config({"recently_down_window": "1h", "drain_rate": "5000"},
+                       routing={"distribution": "ketama", "hash": "one_at_a_time", "replicas": "2"})
+    fleet.start_daemon()
+    n = 120
+    assert client_says(fleet, python(WRITE), n, "r", shim=False) == "ok"
+    draining = fleet.servers[0]
+    keys = [f"r{i}" for i in range(n)]
+    moved = [k for k, v in holders(fleet, keys).items() if v == [draining.address]]
+    assert moved
+    assert fleet.ctl("drain", "--move", draining.address).returncode == 0
+    end = move_end(fleet, draining)
+    assert field(end, "outcome") == "done" and int(field(end, "moved")) == len(moved), end
+    others = sorted(m.address for m in fleet.servers[1:])
+    placed = holders(fleet, moved)
+    assert {k: sorted(v) for k, v in placed.items()} == {k: others for k in moved}
+
+
 def test_a_client_write_during_the_drain_move_wins(fleet):
     start(fleet, 10)
     n = 150
