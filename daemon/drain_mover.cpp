@@ -19,6 +19,7 @@
 
 #include "common/errno_text.hpp"
 #include "daemon/log.hpp"
+#include "libshim/defaults.hpp"
 #include "libshim/router.hpp"
 #include "libshim/server_address.hpp"
 
@@ -28,11 +29,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// The lease of the shim's write-backs (libshim/preload/writeback.hpp): the
-// same item, so that shim readers take it for a miss and either side's
-// write-back gives way to the other's.
-constexpr uint32_t kLeaseFlags = 0x6d634c53;  // "mcLS"
-constexpr int64_t kLeaseTtlS = 2;
 // One exchange with a server (a connect, a command and its reply).
 constexpr auto kExchangeTimeout = std::chrono::seconds(5);
 // Polls wait at most this long before looking at the stop flag.

@@ -26,6 +26,13 @@ inline constexpr uint32_t kDefaultWritebackTtlS = 600;
 // The most copies of a key ([routing] replicas; route::kMaxCopies).
 inline constexpr uint32_t kMaxReplicas = 8;
 
+// A write-back's lease (the shim's, libshim/preload/writeback.hpp, and the
+// drain mover's): an empty item with these flags, added only where the key is
+// absent, living kLeaseTtlS at most. One definition, so that each side takes
+// the other's lease for a miss and gives way to it.
+inline constexpr uint32_t kLeaseFlags = 0x6d634c53;  // "mcLS"
+inline constexpr int64_t kLeaseTtlS = 2;
+
 // $MCSHIM_STATE if set and not empty, else kDefaultStatePath. Read with
 // secure_getenv: a setuid program ignores it.
 const char* state_path_from_environment() noexcept;

@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "libshim/preload/handle_routing.hpp"
+#include "libshim/defaults.hpp"
 #include "libshim/placement.hpp"
 
 namespace mcwatch::shim {
@@ -24,12 +25,9 @@ int32_t other_copy_server(const route::Decision& d) noexcept;
 int64_t copy_ttl(int64_t remaining_s, uint32_t limit_s) noexcept;
 
 // A write-back holds a lease on the key's destination while it reads the
-// copy: an empty item with these flags, added only where the key is absent,
-// living kLeaseTtlS at most. Any write or delete of the key there replaces
-// or removes it, and the write-back, conditional on the lease's cas, then
-// fails. Readers through the shim take it for a miss.
-inline constexpr uint32_t kLeaseFlags = 0x6d634c53;  // "mcLS"
-inline constexpr int64_t kLeaseTtlS = 2;
+// copy (kLeaseFlags, kLeaseTtlS: libshim/defaults.hpp). Any write or delete
+// of the key there replaces or removes it, and the write-back, conditional on
+// the lease's cas, then fails. Readers through the shim take it for a miss.
 
 // Whether a value read from a key's target is another reader's lease.
 inline bool is_lease(size_t value_length, uint32_t flags) noexcept { return value_length == 0 && flags == kLeaseFlags; }
