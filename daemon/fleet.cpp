@@ -161,14 +161,27 @@ std::optional<RejoinRecord> Fleet::step_rejoin(const ServerAddress& server, cons
     };
     const int64_t now = wall_ms();
     const bool done = !record || record->phase == RejoinRecord::Phase::done;
-    if (verdict.kind == FleetVerdict::Kind::dead && done) {
-        // The fleet's outage begins: whoever wins records it, at the next epoch.
-        RejoinRecord next{record ? record->epoch + 1 : 1, RejoinRecord::Phase::dead, config_.host, now, false};
+    const uint64_t epoch = record ? record->epoch : 0;
+    const auto unrecorded = unrecorded_dead_.find(server.text);
+    if (unrecorded != unrecorded_dead_.end() && (!done || epoch > unrecorded->second))
+        unrecorded_dead_.erase(unrecorded);  // the fleet has the outage's record now
+    const bool held_dead = unrecorded_dead_.count(server.text) != 0;
+    if ((verdict.kind == FleetVerdict::Kind::dead || held_dead) && done) {
+        // The fleet's outage begins: whoever wins records it, at the next
+        // epoch. A server this host already published dead is recorded too
+        // when it is back, so that its return goes through the flush.
+        RejoinRecord next{epoch + 1, RejoinRecord::Phase::dead, config_.host, now, false};
         if (write(next, mod_revision)) {
+            unrecorded_dead_.erase(server.text);
             log_event("error", "fleet_dead",
                       {{"server", server.text}, {"epoch", fmt::format("{}", next.epoch)}, {"reason", verdict.reason}});
             return next;
         }
+        if (unrecorded_dead_.emplace(server.text, epoch).second)
+            log_event("warning", "fleet_dead",
+                      {{"server", server.text},
+                       {"status", "unrecorded"},
+                       {"detail", "the outage's record was not written: held dead here until it is"}});
         return record;
     }
     if (verdict.kind != FleetVerdict::Kind::live || done) return record;
@@ -240,7 +253,9 @@ void Fleet::cycle() {
             observed == snapshot.observations.end() ? std::map<std::string, FleetObservation>{} : observed->second,
             snapshot.hosts, config_.verdict);
         const std::optional<RejoinRecord> record = step_rejoin(server.address, verdict, snapshot);
-        view.published[server.address.text] = published_verdict(verdict, record);
+        view.published[server.address.text] = unrecorded_dead_.count(server.address.text)
+                                                   ? FleetVerdict::Kind::dead
+                                                   : published_verdict(verdict, record);
     }
     post(std::move(view));
 }

@@ -84,6 +84,11 @@ private:
     int64_t last_answer_ms_ = 0;
     bool etcd_was_answering_ = true;
     std::map<std::string, FleetObservation> written_;  // server -> what etcd holds of ours
+    // Servers this host published dead on the fleet's verdict while etcd
+    // never took the outage's record (its write failed), with the epoch of
+    // the done record seen then: they stay dead here until a later epoch is
+    // recorded, so that no return skips the rejoin and its flush.
+    std::map<std::string, uint64_t> unrecorded_dead_;
 
     std::mutex mutex_;  // guards what follows
     std::condition_variable wake_;
