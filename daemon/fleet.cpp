@@ -153,9 +153,11 @@ std::optional<RejoinRecord> Fleet::step_rejoin(const ServerAddress& server, cons
         record = found->second.first;
         mod_revision = found->second.second;
     }
+    std::string etcd_error;  // why etcd failed the last write ("": it answered)
     const auto write = [&](RejoinRecord next, int64_t expected) -> std::optional<int64_t> {
         const Result<EtcdTxnResult> txn = client_->txn_put(
             {EtcdCompare{key, EtcdCompare::Target::mod_revision, expected, {}}}, key, rejoin_json(next));
+        etcd_error = txn ? "" : txn.error().message;
         if (!txn || !txn->succeeded) return std::nullopt;
         return txn->revision;
     };
@@ -177,10 +179,14 @@ std::optional<RejoinRecord> Fleet::step_rejoin(const ServerAddress& server, cons
                       {{"server", server.text}, {"epoch", fmt::format("{}", next.epoch)}, {"reason", verdict.reason}});
             return next;
         }
-        if (unrecorded_dead_.emplace(server.text, epoch).second)
+        // Lost the race (another host's record is newer: the next read shows
+        // it), or etcd failed the write: either way, dead here until the
+        // record is seen.
+        if (unrecorded_dead_.emplace(server.text, epoch).second && !etcd_error.empty())
             log_event("warning", "fleet_dead",
                       {{"server", server.text},
                        {"status", "unrecorded"},
+                       {"reason", etcd_error},
                        {"detail", "the outage's record was not written: held dead here until it is"}});
         return record;
     }
