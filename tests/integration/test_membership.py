@@ -55,8 +55,8 @@ def test_adding_a_server_by_reload_publishes_the_list_before_it(fleet):
     assert change["removed"] == []
     assert change["counts"] is True
     assert change["previous"] == {"distribution": "modula", "hash": "crc", "servers": [
-        {"address": first.address, "resolved": first.address, "weight": 1},
-        {"address": second.address, "resolved": second.address, "weight": 1}]}
+        {"address": first.address, "resolved": first.address, "weight": 1, "took_keys": True},
+        {"address": second.address, "resolved": second.address, "weight": 1, "took_keys": True}]}
     at, until = (datetime.fromisoformat(change[k].replace("Z", "+00:00")) for k in ("at", "until"))
     assert (until - at).total_seconds() == 60
 
