@@ -197,8 +197,8 @@ private:
     std::string until(const route::Decision& d) const {
         if (d.native < 0) return "";
         const ServerFacts& native = facts_[uint32_t(d.native)];
-        const int64_t ms = (d.flags & route::kRouteJoined) ? native.previous_until_unix_ms
-                                                             : native.recently_down_until_unix_ms;
+        const int64_t ms =
+            (d.flags & route::kRouteJoined) ? native.previous_until_unix_ms : native.recently_down_until_unix_ms;
         return ms > 0 ? rfc3339_utc(ms) : "";
     }
 
