@@ -278,7 +278,8 @@ Result<std::string> Daemon::reload(bool force) {
     const bool republish = !same_file_settings(config_, next);
     std::vector<std::string> resolved;
     for (const ServerRecord& server : kept) resolved.push_back(server.resolved);
-    const ServerList current_list = server_list(config_);
+    ServerList current_list = server_list(config_);
+    mark_avoided(current_list, views());
     const ServerList next_list = server_list(next);
     const bool membership_changed = placement_changes(current_list, next_list);
     MembershipChange membership =

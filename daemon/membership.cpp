@@ -13,6 +13,13 @@ ServerList server_list(const Config& config) {
     return list;
 }
 
+void mark_avoided(ServerList& list, const std::vector<state::ServerDynamic>& published) {
+    for (size_t i = 0; i < list.servers.size() && i < published.size(); ++i) {
+        const auto state = state::ServerState(published[i].state);
+        list.servers[i].avoided = state == state::ServerState::draining || state == state::ServerState::dead;
+    }
+}
+
 bool placement_changes(const ServerList& before, const ServerList& after) {
     if (before.distribution != after.distribution || before.hash != after.hash) return true;
     if (before.servers.size() != after.servers.size()) return true;

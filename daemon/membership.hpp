@@ -18,6 +18,9 @@ struct ListedServer {
     std::string address;   // as configured
     std::string resolved;  // numeric form, "" if none
     uint32_t weight = 1;
+    // Published draining or dead at the change (state::kPreviousAvoided):
+    // its keys were on their substitutes. Placement ignores it otherwise.
+    bool avoided = false;
     bool operator==(const ListedServer&) const = default;
 };
 
@@ -38,6 +41,11 @@ struct MembershipChange {
 
 // `config`'s list, each server with its numeric form.
 ServerList server_list(const Config& config);
+
+// Marks the servers of `list` that `published` (the same servers, in order,
+// as the state file shows them) has draining or dead: a list about to become
+// the previous one records where its keys were.
+void mark_avoided(ServerList& list, const std::vector<state::ServerDynamic>& published);
 
 // Whether going from `before` to `after` moves keys: a server added,
 // removed, moved in the order or reweighted, or another distribution or hash.

@@ -159,7 +159,8 @@ Result<std::optional<PublishedFile>> StateWriter::read_predecessor() {
     for (uint32_t i = 0; i < header.previous_count; ++i)
         file.membership.previous.servers.push_back(
             {std::string(previous[i].address, strnlen(previous[i].address, kAddressSize)),
-             std::string(previous[i].resolved, strnlen(previous[i].resolved, kResolvedSize)), previous[i].weight});
+             std::string(previous[i].resolved, strnlen(previous[i].resolved, kResolvedSize)), previous[i].weight,
+             (previous[i].flags & kPreviousAvoided) != 0});
     file.membership.previous.distribution = Distribution(header.previous_distribution);
     file.membership.previous.hash = Hash(header.previous_hash);
     file.membership.changed_unix_ms = header.membership_changed_unix_ms;
@@ -172,6 +173,7 @@ ServerList PublishedFile::server_list() const {
     for (size_t i = 0; i < addresses.size(); ++i)
         list.servers.push_back(
             {addresses[i], i < resolved.size() ? resolved[i] : std::string(), i < weights.size() ? weights[i] : 1});
+    mark_avoided(list, servers);
     return list;
 }
 
@@ -232,6 +234,7 @@ Result<> StateWriter::publish(const Config& config, const std::vector<std::strin
             copy_field(previous[i].address, membership.previous.servers[i].address);
             copy_field(previous[i].resolved, membership.previous.servers[i].resolved);
             previous[i].weight = membership.previous.servers[i].weight;
+            previous[i].flags = membership.previous.servers[i].avoided ? kPreviousAvoided : 0;
         }
         header->previous_distribution = uint32_t(membership.previous.distribution);
         header->previous_hash = uint32_t(membership.previous.hash);

@@ -74,6 +74,12 @@ const Router::JoinPlan* Router::join_plan_for(const StateSource::Mapped& mapped,
     for (uint32_t j = 0; j < header.previous_count; ++j)
         if (!parse_address(listed[j].address, sizeof listed[j].address, listed[j].weight, previous[j])) return nullptr;
     auto plan = std::make_unique<JoinPlan>();
+    plan->previous_status.assign(previous.size(), 0);
+    for (uint32_t j = 0; j < header.previous_count; ++j)
+        if (listed[j].flags & state::kPreviousAvoided)
+            plan->previous_status[j] = kStatusAvoid;
+        else
+            ++plan->previous_allowed;
     plan->to_current.assign(previous.size(), -1);
     for (size_t j = 0; j < previous.size(); ++j)
         for (uint32_t i = 0; i < topology_.size(); ++i)
@@ -243,11 +249,19 @@ Decision Router::route_with(const PlacementView& view, const char* key, size_t l
 
 // A key on its live native server whose server before the membership
 // change was another one that may still take keys: a miss looks there.
+// "Before" is where the previous list sent the key, a server out then
+// avoided as it was: a drained server's keys are where drain --move put them.
 void Router::look_before_join(const StatusCopy& copy, const char* key, size_t length, uint64_t now,
                               Decision& d) noexcept {
     const JoinPlan* plan = copy.join.load(std::memory_order_relaxed);
     if (!plan || now >= plan->until_ns) return;
-    const uint32_t before = plan->previous.native(key, length);
+    const std::vector<uint8_t>& previous_status = plan->previous_status;
+    const Decision was = decide(
+        plan->previous.view(), key, length,
+        [&previous_status](uint32_t i) -> uint8_t { return i < previous_status.size() ? previous_status[i] : 0; },
+        plan->previous_allowed);
+    if (was.target < 0) return;
+    const uint32_t before = uint32_t(was.target);
     const int32_t there = before < plan->to_current.size() ? plan->to_current[before] : -1;
     if (there < 0 || there == d.target || uint32_t(there) >= topology_.size() ||
         (copy.status[there].load(std::memory_order_relaxed) & kStatusNoStandIn))

@@ -112,6 +112,10 @@ private:
     // at a refresh that finds a new mapping; immutable once published.
     struct JoinPlan {
         Topology previous;
+        // Per previous server: kStatusAvoid if it took no keys when the change
+        // was published (state::kPreviousAvoided), else 0; and how many took keys.
+        std::vector<uint8_t> previous_status;
+        uint32_t previous_allowed = 0;
         std::vector<int32_t> to_current;  // previous index -> index in this topology, -1 if removed
         uint64_t until_ns = 0;            // coarse monotonic end of the window
     };

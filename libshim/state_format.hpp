@@ -215,13 +215,22 @@ struct Slot {
     uint8_t reserved_dynamic[32];
 };
 
+// PreviousServer::flags bits. Taken from bytes that were reserved (zero),
+// without a version bump: a reader that ignores them places the previous
+// list natively, as readers did before the bit.
+// Published draining or dead when the change was published: its keys were
+// on their substitutes (where drain --move put them), so readers place the
+// previous list with this server avoided.
+inline constexpr uint32_t kPreviousAvoided = 1u << 0;
+
 // One server of the list before the latest membership change: static, after
 // the slots, covered by the static digest.
 struct PreviousServer {
     char address[kAddressSize];    // as configured then
     char resolved[kResolvedSize];  // numeric form then, "" if unresolved
     uint32_t weight;
-    uint8_t reserved[60];
+    uint32_t flags;  // kPrevious* bits
+    uint8_t reserved[56];
 };
 
 // --- pinned layout: a failing assert means kFormatVersion must be bumped.
@@ -243,6 +252,8 @@ static_assert(offsetof(Header, replica_max_ttl_s) == 92, "bump kFormatVersion");
 static_assert(offsetof(Header, previous_count) == 96, "bump kFormatVersion");
 static_assert(offsetof(Header, membership_changed_unix_ms) == 112, "bump kFormatVersion");
 static_assert(sizeof(PreviousServer) == 256, "PreviousServer size changed: bump kFormatVersion");
+static_assert(offsetof(PreviousServer, weight) == 192, "bump kFormatVersion");
+static_assert(offsetof(PreviousServer, flags) == 196, "bump kFormatVersion");
 static_assert(offsetof(Header, seq) == 128, "static part must end at 128: bump kFormatVersion");
 static_assert(offsetof(Header, generation) == 136, "bump kFormatVersion");
 static_assert(offsetof(Header, heartbeat_mono_ns) == 144, "bump kFormatVersion");

@@ -175,3 +175,35 @@ def test_a_handle_hashing_otherwise_than_the_file_gets_no_fallback_after_a_join(
     assert result.stdout.strip() == f"hits {n}"
     assert "placement changed with the server list" not in result.stderr
     assert holders(fleet, [f"h{i}" for i in range(n)]) == before  # nothing moved, nothing deleted
+
+
+def test_modula_server_removed_after_drain_move_every_key_still_hits(fleet):
+    # The documented removal: drain --move (each key goes to its substitute,
+    # modula's salted rehash), wait, remove by reload, stop the server. The
+    # keys' new placement over the shorter list is another server: a miss
+    # there must find the key where the drain put it.
+    fleet.add_servers(3)
+    fleet.write_config({"recently_down_window": f"{WINDOW_S}s", "stats_interval": "200ms", "drain_rate": "5000"},
+                       routing={"managed_list": "on", **MODULA})
+    fleet.start_daemon()
+    listed = [m.address for m in fleet.servers]
+    n = 300
+    keys = [f"r{i}" for i in range(n)]
+    assert say(fleet, "c", listed, "set-many", "r", n, 0, flags=["--modula"]) == f"stored {n}"
+    removed = fleet.servers[2]
+    drained_keys = [k for k, where in holders(fleet, keys).items() if removed.address in where]
+    assert len(drained_keys) > n // 5
+    waited = fleet.ctl("drain", "--move", "--wait", "--timeout", "60s", removed.address, timeout=90)
+    assert waited.returncode == 0, waited.stderr
+    fleet.write_config({"recently_down_window": f"{WINDOW_S}s", "stats_interval": "200ms", "drain_rate": "5000"},
+                       servers=listed[:2], routing={"managed_list": "on", **MODULA})
+    reloaded = fleet.ctl("reload")
+    assert reloaded.returncode == 0, reloaded.stderr
+    fleet.servers = fleet.servers[:2]
+    wait_until(lambda: [s["address"] for s in fleet.status()["servers"]] == listed[:2], what="the shorter list")
+    assert [s["took_keys"] for s in fleet.status()["membership_change"]["previous"]["servers"]] == [True, True, False]
+    removed.stop()
+    # The program still names the three servers it was started with.
+    assert say(fleet, "c", listed, "get-many", "r", n, flags=["--modula"]) == f"hits {n}"
+    after = holders(fleet, keys)
+    assert all(after[k] for k in keys)

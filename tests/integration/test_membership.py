@@ -2,6 +2,7 @@
 the managed-list flag, the previous server list a reload publishes, and
 removals refused while a server still holds keys."""
 
+import json
 import re
 import signal
 from datetime import datetime
@@ -55,8 +56,8 @@ def test_adding_a_server_by_reload_publishes_the_list_before_it(fleet):
     assert change["removed"] == []
     assert change["counts"] is True
     assert change["previous"] == {"distribution": "modula", "hash": "crc", "servers": [
-        {"address": first.address, "resolved": first.address, "weight": 1},
-        {"address": second.address, "resolved": second.address, "weight": 1}]}
+        {"address": first.address, "resolved": first.address, "weight": 1, "took_keys": True},
+        {"address": second.address, "resolved": second.address, "weight": 1, "took_keys": True}]}
     at, until = (datetime.fromisoformat(change[k].replace("Z", "+00:00")) for k in ("at", "until"))
     assert (until - at).total_seconds() == 60
 
@@ -196,3 +197,39 @@ def test_a_start_without_a_server_the_previous_file_listed_warns_and_publishes_t
                      rf"{re.escape(holding.address)} \(live, 2 items\)", fleet.log_text())
     assert re.search(rf"event=membership_change by=start added=- removed={re.escape(holding.address)}",
                      fleet.log_text())
+
+
+def routes(fleet, keys):
+    """`mcctl route --json` for `keys`: {key: its object}."""
+    result = fleet.ctl("route", "--json", *keys)
+    assert result.returncode == 0, result.stderr
+    return {r["key"]: r for r in map(json.loads, result.stdout.splitlines())}
+
+
+def test_route_shows_where_a_key_moved_by_a_join_is_looked_up_on_a_miss(fleet):
+    first, second, joining = fleet.add_servers(3)
+    modula = {"distribution": "modula", "hash": "one_at_a_time"}
+    fleet.write_config(settings={"recently_down_window": "60s"}, servers=[first.address, second.address],
+                       routing=modula)
+    fleet.start_daemon(wait_live=False)
+    fleet.wait_states({first.address: "live", second.address: "live"})
+    keys = [f"k{i}" for i in range(40)]
+    before = {k: r["target"] for k, r in routes(fleet, keys).items()}
+
+    fleet.write_config(settings={"recently_down_window": "60s"},
+                       servers=[first.address, second.address, joining.address], routing=modula)
+    reload(fleet)
+    fleet.wait_states({joining.address: "live"})
+    until = fleet.status()["membership_change"]["until"]
+    after = routes(fleet, keys)
+    moved = [k for k in keys if after[k]["target"] != before[k]]
+    assert len(moved) > len(keys) // 2  # modula: most keys
+    for k in keys:
+        if k in moved:
+            assert (after[k]["reason"], after[k]["fallback"], after[k]["fallback_until"]) == \
+                ("joined", before[k], until), after[k]
+        else:
+            assert (after[k]["reason"], after[k]["fallback"]) == ("live", None), after[k]
+    text = fleet.ctl("route", moved[0]).stdout
+    assert (f"{moved[0]}: native {after[moved[0]]['target']}, now {after[moved[0]]['target']} (placement changed "
+            f"with the server list: fallback {before[moved[0]]} until {until})") in text

@@ -35,6 +35,7 @@ struct FixtureOptions {
     uint32_t header_flags = 0;  // kHeader* bits
     // The list before a membership change (Header::previous_*), if any.
     std::vector<FixtureServer> previous;
+    std::vector<uint32_t> previous_flags;  // PreviousServer::flags, per entry (0 where absent)
     state::Distribution previous_distribution = state::Distribution::ketama;
     state::Hash previous_hash = state::Hash::md5;
     int64_t membership_changed_unix_ms = 0;
@@ -90,6 +91,7 @@ public:
             std::snprintf(previous[i].resolved, sizeof previous[i].resolved, "%s",
                           options.previous[i].resolved.c_str());
             previous[i].weight = options.previous[i].weight;
+            previous[i].flags = i < options.previous_flags.size() ? options.previous_flags[i] : 0;
         }
         state::seal_digests(h, slots_, count_);
         h.generation.store(1, std::memory_order_relaxed);

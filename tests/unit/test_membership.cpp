@@ -73,6 +73,7 @@ TEST_CASE("membership: the writer publishes the previous list and a predecessor 
     change.previous.hash = Hash::crc;
     change.previous.servers[1].weight = 3;
     change.previous.servers[1].resolved = "127.0.0.1:20002";
+    change.previous.servers[1].avoided = true;  // drained before the change: kPreviousAvoided
     {
         StateWriter writer;
         REQUIRE(writer.lock(path));
@@ -89,4 +90,18 @@ TEST_CASE("membership: the writer publishes the previous list and a predecessor 
     CHECK(back.previous.hash == Hash::crc);
     CHECK(back.previous.servers == change.previous.servers);
     CHECK((*read)->server_list().servers == list_of({"127.0.0.1:20001"}).servers);
+}
+
+TEST_CASE("membership: a list about to become the previous one marks its draining and dead servers") {
+    ServerList list = list_of({"a:1", "b:2", "c:3", "d:4"});
+    std::vector<ServerDynamic> published(4);
+    published[0].state = uint32_t(ServerState::live);
+    published[1].state = uint32_t(ServerState::draining);
+    published[2].state = uint32_t(ServerState::dead);
+    published[3].state = uint32_t(ServerState::unknown);
+    mark_avoided(list, published);
+    CHECK(!list.servers[0].avoided);
+    CHECK(list.servers[1].avoided);
+    CHECK(list.servers[2].avoided);
+    CHECK(!list.servers[3].avoided);  // routed as live until its first probe
 }

@@ -91,7 +91,7 @@ TEST_CASE("router membership: no fallback after the window, to a dead server, or
     }
 }
 
-TEST_CASE("router membership: a removed server's keys have no fallback") {
+TEST_CASE("router membership: a removed server's keys have no fallback unless it was drained") {
     test::ScratchDir dir;
     const std::string path = dir.file("state");
     // Before: 10.1.0.1 .. 10.1.0.5; now the fifth is gone.
@@ -101,4 +101,47 @@ TEST_CASE("router membership: a removed server's keys have no fallback") {
     // The fifth server's keys have nowhere to be looked for (drain --move
     // moved them first); with ketama the others' keys never moved.
     for (const std::string& key : test::router_keys(2000)) CHECK(router.route(key.data(), key.size()).flags == 0);
+}
+
+TEST_CASE("router membership: a drained server's keys are looked for where its drain put them") {
+    for (const state::Distribution distribution : {state::Distribution::ketama, state::Distribution::modula}) {
+        CAPTURE(int(distribution));
+        test::ScratchDir dir;
+        // While the fifth server drained, clients (and drain --move) put its
+        // keys on their substitutes: a router over a file with it draining.
+        const std::string draining_path = dir.file("draining");
+        StateFixture draining_file(draining_path, fixture_servers(5), joined_after(0, distribution, 0));
+        draining_file.set_state(4, state::ServerState::draining);
+        Router while_draining(test::topology_of(test::numbered_servers(5), distribution, state::Hash::md5),
+                              std::make_shared<StateSource>(draining_path));
+        // Then it was removed: the previous list marks it as taking no keys.
+        const std::string path = dir.file("state");
+        test::FixtureOptions options = joined_after(5, distribution, unix_ms());
+        options.previous_flags = {0, 0, 0, 0, state::kPreviousAvoided};
+        StateFixture file(path, fixture_servers(4), options);
+        Router router(test::topology_of(test::numbered_servers(4), distribution, state::Hash::md5),
+                      std::make_shared<StateSource>(path));
+        const Topology five = test::topology_of(test::numbered_servers(5), distribution, state::Hash::md5);
+        size_t drained_keys = 0, looked_for = 0;
+        for (const std::string& key : test::router_keys(4000)) {
+            if (five.native(key.data(), key.size()) != 4) continue;
+            ++drained_keys;
+            const int32_t put = while_draining.route(key.data(), key.size()).target;
+            const Decision d = router.route(key.data(), key.size());
+            if (put == d.target) {
+                REQUIRE(d.flags == 0);
+            } else {
+                ++looked_for;
+                REQUIRE(d.flags == kRouteJoined);
+                REQUIRE(d.fallback == put);
+            }
+        }
+        REQUIRE(drained_keys > 400);
+        // ketama's substitute is the key's server once the fifth is gone;
+        // modula's salted rehash is almost never its placement over four.
+        if (distribution == state::Distribution::ketama)
+            CHECK(looked_for == 0);
+        else
+            CHECK(looked_for > drained_keys / 2);
+    }
 }

@@ -116,6 +116,9 @@ bool build_router(const char* state_path, const char* config_path, RouteSetup& s
 struct ServerFacts {
     std::string state;  // "" when the file does not list the server
     int64_t recently_down_until_unix_ms = 0;
+    // The end of the latest membership change's window (the file's, so the
+    // same for every server); 0 without one.
+    int64_t previous_until_unix_ms = 0;
 };
 
 std::vector<ServerFacts> server_facts(route::Router& router) {
@@ -124,6 +127,10 @@ std::vector<ServerFacts> server_facts(route::Router& router) {
     const route::StateSource::Mapped* mapped = router.source()->current();
     if (!mapped) return facts;
     const state::Header& header = mapped->map.header();
+    if (header.previous_count > 0 && header.membership_changed_unix_ms > 0)
+        for (ServerFacts& f : facts)
+            f.previous_until_unix_ms =
+                header.membership_changed_unix_ms + int64_t(header.recently_down_window_s) * 1000;
     std::vector<state::ServerDynamic> dynamic(header.slot_count);
     if (!state::read_consistent(header, mapped->map.slots(), header.slot_count, dynamic.data(), nullptr)) return facts;
     for (uint32_t i = 0; i < count; ++i) {
@@ -141,6 +148,7 @@ const char* reason_code(const route::Decision& d) {
     if (d.flags & route::kRouteDraining) return "draining";
     if (d.flags & route::kRouteSubstitute) return "substitute";
     if (d.flags & route::kRouteRecentlyDown) return "recently_down";
+    if (d.flags & route::kRouteJoined) return "joined";
     return "live";
 }
 
@@ -184,8 +192,13 @@ public:
 private:
     std::string address(int32_t i) const { return i < 0 ? "-" : router_.topology().server(uint32_t(i)).text; }
     std::string json_address(int32_t i) const { return i < 0 ? "null" : json::quote(address(i)); }
+    // When the fallback stops counting: the recently-down window's end, or
+    // the membership change's.
     std::string until(const route::Decision& d) const {
-        const int64_t ms = d.native >= 0 ? facts_[uint32_t(d.native)].recently_down_until_unix_ms : 0;
+        if (d.native < 0) return "";
+        const ServerFacts& native = facts_[uint32_t(d.native)];
+        const int64_t ms =
+            (d.flags & route::kRouteJoined) ? native.previous_until_unix_ms : native.recently_down_until_unix_ms;
         return ms > 0 ? rfc3339_utc(ms) : "";
     }
 
@@ -199,6 +212,11 @@ private:
             const std::string when = until(d);
             if (d.fallback < 0) return "recently down: no fallback (no other live server)";
             return fmt::format("recently down: fallback {}{}", address(d.fallback),
+                               when.empty() ? "" : " until " + when);
+        }
+        if (d.flags & route::kRouteJoined) {
+            const std::string when = until(d);
+            return fmt::format("placement changed with the server list: fallback {}{}", address(d.fallback),
                                when.empty() ? "" : " until " + when);
         }
         return "live";
@@ -217,7 +235,7 @@ private:
     }
 
     void print_json(const std::string& key, const route::Decision& d) {
-        const bool recent = d.flags & route::kRouteRecentlyDown;
+        const bool recent = d.flags & (route::kRouteRecentlyDown | route::kRouteJoined);
         const std::string when = recent ? until(d) : "";
         fmt::print(out_,
                    "{{\"key\": {}, \"native\": {}, \"target\": {}, \"fallback\": {}, \"reason\": {}, "

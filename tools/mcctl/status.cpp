@@ -130,9 +130,10 @@ std::string membership_json(const Snapshot& snapshot, int64_t now) {
     for (size_t i = 0; i < view->previous.size(); ++i) {
         const state::PreviousServer& server = *view->previous[i];
         const std::string resolved = field_text(server.resolved, state::kResolvedSize);
-        previous += fmt::format("{}{{\"address\": {}, \"resolved\": {}, \"weight\": {}}}", i ? ", " : "",
-                                quote(field_text(server.address, state::kAddressSize)),
-                                resolved.empty() ? "null" : quote(resolved), server.weight);
+        previous += fmt::format("{}{{\"address\": {}, \"resolved\": {}, \"weight\": {}, \"took_keys\": {}}}",
+                                i ? ", " : "", quote(field_text(server.address, state::kAddressSize)),
+                                resolved.empty() ? "null" : quote(resolved), server.weight,
+                                !(server.flags & state::kPreviousAvoided));
     }
     return fmt::format(
         "{{\"at\": {}, \"until\": {}, \"counts\": {}, \"added\": {}, \"removed\": {}, "
@@ -350,9 +351,9 @@ int mcctl_dump(const std::string& path) {
     }
     const state::PreviousServer* previous = state::previous_servers(snapshot.map.slots(), h.slot_count);
     for (uint32_t i = 0; i < h.previous_count; ++i)
-        fmt::print("previous {}:\n  address: {}\n  resolved: {}\n  weight: {}\n", i,
+        fmt::print("previous {}:\n  address: {}\n  resolved: {}\n  weight: {}\n  flags: {:#x}\n", i,
                    field_text(previous[i].address, state::kAddressSize),
-                   field_text(previous[i].resolved, state::kResolvedSize), previous[i].weight);
+                   field_text(previous[i].resolved, state::kResolvedSize), previous[i].weight, previous[i].flags);
     return 0;
 }
 
