@@ -13,7 +13,8 @@ namespace mcwatch::state {
 
 inline void pack_words(const char* text, std::atomic<uint64_t>* words, size_t count) noexcept {
     char buffer[kErrorWords * 8] = {};
-    static_assert(kErrorWords >= kVersionWords && kErrorWords >= kFleetErrorWords, "buffer must fit the longest string");
+    static_assert(kErrorWords >= kVersionWords && kErrorWords >= kFleetErrorWords,
+                  "buffer must fit the longest string");
     std::memcpy(buffer, text, strnlen(text, count * 8 - 1));  // keeps a NUL at the end
     for (size_t i = 0; i < count; ++i) {
         uint64_t w;
