@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <map>
 
 #include "libshim/clock.hpp"
@@ -153,6 +154,7 @@ Result<> Daemon::start() {
         if (!fleet) return tl::unexpected(fleet.error());
         fleet_ = std::move(*fleet);
         fleet_started_ = Clock::now();
+        fleet_etcd_since_unix_ms_ = unix_ms();  // not answering yet: since the start
         if (!loop_.add(fleet_->wakeup_fd(), EPOLLIN, [this](uint32_t) { on_fleet_view(); }))
             return failure(fmt::format("fleet: epoll: {}", errno_text(errno)));
         log_event("info", "fleet",
@@ -423,6 +425,7 @@ void Daemon::round() {
     if (fleet_) fleet_->observe(fleet_observations());
     const std::vector<state::ServerDynamic> published = views();
     routing_changed |= states_moved(published);
+    writer_.set_fleet(fleet_status());  // after views(): it may have started the fallback
     writer_.update(published, routing_changed);
     if (metrics_) {
         metrics_->content_changed();
@@ -508,7 +511,8 @@ std::vector<Fleet::LocalServer> Daemon::fleet_observations() const {
         observation.since_unix_ms = view.since_unix_ms;
         observation.restarts = view.restarts == state::kUnknown ? 0 : view.restarts;
         if (observation.state == FleetObservation::State::dead) observation.error = server.last_result.error;
-        out.push_back({server.address, std::move(observation)});
+        const auto alone = fleet_dead_alone_.find(server.address.text);
+        out.push_back({server.address, std::move(observation), alone == fleet_dead_alone_.end() ? 0 : alone->second});
     }
     return out;
 }
@@ -532,17 +536,52 @@ void Daemon::apply_fleet_verdicts(std::vector<state::ServerDynamic>& out) const 
                        {"reason", fleet_view_.error.empty() ? "etcd has not answered" : fleet_view_.error},
                        {"detail", "etcd unreachable longer than fallback_after: this host's probes decide"}});
         }
+        // This host's probes decide, but never a rejoin: what they publish
+        // dead, and what the fleet's last view held dead, stays dead until
+        // the fleet has recorded and flushed its return.
+        for (size_t i = 0; i < servers_.size() && i < out.size(); ++i) {
+            if (servers_[i].health.override_kind() != Override::none) continue;
+            const std::string& address = servers_[i].address.text;
+            const auto last = fleet_view_.published.find(address);
+            if (out[i].state == uint32_t(state::ServerState::dead) ||
+                (last != fleet_view_.published.end() && last->second == FleetVerdict::Kind::dead))
+                fleet_dead_alone_.emplace(address, std::max<int64_t>(out[i].since_unix_ms, 1));  // 0 means none
+            if (fleet_dead_alone_.count(address)) out[i].state = uint32_t(state::ServerState::dead);
+        }
         return;
     }
     for (size_t i = 0; i < servers_.size() && i < out.size(); ++i) {
         if (servers_[i].health.override_kind() != Override::none) continue;
-        const auto it = fleet_view_.published.find(servers_[i].address.text);
+        const std::string& address = servers_[i].address.text;
+        if (const auto alone = fleet_dead_alone_.find(address); alone != fleet_dead_alone_.end()) {
+            const auto taken = fleet_view_.dead_alone_taken.find(address);
+            if (taken == fleet_view_.dead_alone_taken.end() || taken->second != alone->second) {
+                out[i].state = uint32_t(state::ServerState::dead);  // until the fleet thread holds it
+                continue;
+            }
+            fleet_dead_alone_.erase(alone);
+        }
+        const auto it = fleet_view_.published.find(address);
         if (it == fleet_view_.published.end()) continue;
-        if (it->second == FleetVerdict::Kind::dead)
+        if (it->second == FleetVerdict::Kind::dead) {
             out[i].state = uint32_t(state::ServerState::dead);
-        else if (it->second == FleetVerdict::Kind::live && out[i].state == uint32_t(state::ServerState::dead))
-            out[i].state = uint32_t(state::ServerState::live);  // a host cut off alone: its clients get errors
+        } else if (it->second == FleetVerdict::Kind::live && out[i].state == uint32_t(state::ServerState::dead)) {
+            // A host cut off alone: its clients get errors, and mcctl says why.
+            out[i].state = uint32_t(state::ServerState::live);
+            out[i].flags |= state::kFlagUnreachableHere;
+        }
     }
+}
+
+state::FleetStatus Daemon::fleet_status() const {
+    state::FleetStatus status;
+    if (!fleet_) return status;
+    status.flags = state::kFleetConfigured | (fleet_etcd_answers_ ? state::kFleetEtcdAnswers : 0) |
+                   (fleet_fell_back_ ? state::kFleetFallback : 0);
+    status.etcd_since_unix_ms = fleet_etcd_since_unix_ms_;
+    status.last_answer_unix_ms = fleet_view_.last_answer_unix_ms;
+    std::snprintf(status.error, sizeof status.error, "%s", fleet_last_error_.c_str());
+    return status;
 }
 
 bool Daemon::states_moved(const std::vector<state::ServerDynamic>& published) {
@@ -557,6 +596,9 @@ bool Daemon::states_moved(const std::vector<state::ServerDynamic>& published) {
 void Daemon::on_fleet_view() {
     std::optional<FleetView> view = fleet_->take_view();
     if (!view) return;
+    if (view->etcd_answers != fleet_etcd_answers_) fleet_etcd_since_unix_ms_ = unix_ms();
+    fleet_etcd_answers_ = view->etcd_answers;
+    if (!view->error.empty()) fleet_last_error_ = view->error;
     if (view->etcd_answers) {
         fleet_last_answer_ = Clock::now();
         if (fleet_fell_back_)
@@ -570,6 +612,7 @@ void Daemon::on_fleet_view() {
         fleet_view_.error = view->error;
     }
     const std::vector<state::ServerDynamic> published = views();
+    writer_.set_fleet(fleet_status());
     if (states_moved(published)) {
         writer_.write_servers(published, true);
         if (metrics_) metrics_->content_changed();

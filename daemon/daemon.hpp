@@ -140,6 +140,17 @@ private:
     std::chrono::steady_clock::time_point fleet_started_{};
     // The fallback to this host's probes was logged (views() logs it, once).
     mutable bool fleet_fell_back_ = false;
+    // Servers this host published dead on its own probes while the fleet
+    // did not decide, by address: since when (the dead state's since). They
+    // stay dead here, even once they answer, until the fleet thread has
+    // taken them over (FleetView::dead_alone_taken): never a rejoin on
+    // local evidence alone, so never one without the fleet's flush.
+    mutable std::map<std::string, int64_t> fleet_dead_alone_;
+    // What the state file's header and the metrics say of etcd.
+    state::FleetStatus fleet_status() const;
+    bool fleet_etcd_answers_ = false;
+    int64_t fleet_etcd_since_unix_ms_ = 0;  // the latest change of fleet_etcd_answers_
+    std::string fleet_last_error_;
     std::vector<uint32_t> published_states_;
     // Last member: its thread stops (and its lease is revoked) first.
     std::unique_ptr<Fleet> fleet_;

@@ -134,6 +134,8 @@ std::string Daemon::render_metrics_now() const {
     // The drain --move figures as the state file has them.
     const std::vector<state::ServerDynamic> published = views();
     for (size_t i = 0; i < servers_.size(); ++i) input.servers[i].published = &published[i];
+    if (fleet_) input.fleet = fleet_status();
+    input.now_unix_ms = unix_ms();
     return render_metrics(input);
 }
 

@@ -254,15 +254,30 @@ void Fleet::cycle() {
     const FleetSnapshot snapshot = read_snapshot(config_.name, *range);
     view.revision = snapshot.revision;
     for (const LocalServer& server : servers) {
+        if (server.dead_alone_since_unix_ms != 0 &&
+            dead_alone_taken_[server.address.text] != server.dead_alone_since_unix_ms) {
+            // Published dead here on local evidence alone: held dead like an
+            // outage whose record was never written, at the epoch etcd holds now.
+            const auto found = snapshot.rejoins.find(server.address.text);
+            unrecorded_dead_.emplace(server.address.text,
+                                     found == snapshot.rejoins.end() ? 0 : found->second.first.epoch);
+            dead_alone_taken_[server.address.text] = server.dead_alone_since_unix_ms;
+            log_event("warning", "fleet_dead",
+                      {{"server", server.address.text},
+                       {"status", "fallback"},
+                       {"detail",
+                        "published dead here while etcd was out of reach: held dead until the fleet "
+                        "records and flushes its return"}});
+        }
         const auto observed = snapshot.observations.find(server.address.text);
         const FleetVerdict verdict = fleet_verdict(
             observed == snapshot.observations.end() ? std::map<std::string, FleetObservation>{} : observed->second,
             snapshot.hosts, config_.verdict);
         const std::optional<RejoinRecord> record = step_rejoin(server.address, verdict, snapshot);
-        view.published[server.address.text] = unrecorded_dead_.count(server.address.text)
-                                                   ? FleetVerdict::Kind::dead
-                                                   : published_verdict(verdict, record);
+        view.published[server.address.text] =
+            unrecorded_dead_.count(server.address.text) ? FleetVerdict::Kind::dead : published_verdict(verdict, record);
     }
+    view.dead_alone_taken = dead_alone_taken_;
     post(std::move(view));
 }
 

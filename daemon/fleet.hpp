@@ -33,6 +33,9 @@ struct FleetView {
     std::string error;  // why etcd did not answer, when it did not
     // server address -> what to publish (the verdict held until its rejoin is done)
     std::map<std::string, FleetVerdict::Kind> published;
+    // server address -> the latest LocalServer::dead_alone_since_unix_ms the
+    // fleet thread has taken over (held dead until the fleet flushed it).
+    std::map<std::string, int64_t> dead_alone_taken;
 };
 
 class Fleet {
@@ -40,6 +43,11 @@ public:
     struct LocalServer {
         ServerAddress address;
         FleetObservation observation;
+        // Not 0: this host published the server dead on its own probes (etcd
+        // out of reach past fallback_after), since then (the dead state's
+        // since). The fleet thread holds it dead like an unrecorded outage,
+        // so that its return goes through the fleet's flush.
+        int64_t dead_alone_since_unix_ms = 0;
     };
 
     // Starts the thread. `flush_on_rejoin`: the winner of a rejoin sends flush_all.
@@ -89,6 +97,9 @@ private:
     // the done record seen then: they stay dead here until a later epoch is
     // recorded, so that no return skips the rejoin and its flush.
     std::map<std::string, uint64_t> unrecorded_dead_;
+    // server -> the LocalServer::dead_alone_since_unix_ms last put into
+    // unrecorded_dead_: each outage this host published alone, once.
+    std::map<std::string, int64_t> dead_alone_taken_;
 
     std::mutex mutex_;  // guards what follows
     std::condition_variable wake_;

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <functional>
 
 #include "common/version.hpp"
@@ -132,6 +133,28 @@ std::string render_metrics(const MetricsInput& input) {
     for (const MetricsInput::Server& server : input.servers)
         w.sample("mcwatch_server_rejoin_blocked", Writer::server_label(server),
                  server.health->rejoin_blocked() ? "1" : "0");
+
+    if (input.fleet) {
+        const state::FleetStatus& fleet = *input.fleet;
+        w.family("mcwatch_fleet_etcd_up", "gauge", "1 if etcd answered the fleet view's latest request, else 0.");
+        w.sample("mcwatch_fleet_etcd_up", "", fleet.flags & state::kFleetEtcdAnswers ? "1" : "0");
+        w.family("mcwatch_fleet_etcd_change_timestamp_seconds", "gauge",
+                 "When etcd last began or stopped answering (mcwatch_fleet_etcd_up's latest change), unix time.");
+        w.sample("mcwatch_fleet_etcd_change_timestamp_seconds", "", seconds(fleet.etcd_since_unix_ms));
+        w.family("mcwatch_fleet_last_answer_age_seconds", "gauge",
+                 "Seconds since etcd last answered; absent before its first answer.");
+        if (fleet.last_answer_unix_ms > 0)
+            w.sample("mcwatch_fleet_last_answer_age_seconds", "",
+                     seconds(std::max<int64_t>(0, input.now_unix_ms - fleet.last_answer_unix_ms)));
+        w.family("mcwatch_fleet_fallback", "gauge",
+                 "1 while etcd has not answered for longer than fallback_after: this host's own probes decide.");
+        w.sample("mcwatch_fleet_fallback", "", fleet.flags & state::kFleetFallback ? "1" : "0");
+        w.family("mcwatch_server_unreachable_here", "gauge",
+                 "1 while the fleet holds the server live and this host cannot reach it (its clients get errors).");
+        for (const MetricsInput::Server& server : input.servers)
+            w.sample("mcwatch_server_unreachable_here", Writer::server_label(server),
+                     server.published && (server.published->flags & state::kFlagUnreachableHere) ? "1" : "0");
+    }
 
     w.family("mcwatch_hints_total", "counter",
              "Hints from clients (a failed connection to the server): each may trigger one probe per 100ms.");

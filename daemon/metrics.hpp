@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -28,6 +29,10 @@ struct MetricsInput {
     uint64_t reloads_refused = 0;
     int64_t start_unix_ms = 0;
     uint64_t invalid_hints = 0;  // datagrams on the hint socket that were no hint for a known server
+    // [fleet]: what the state file's header says of etcd (none: no [fleet],
+    // and no fleet families), and the time its ages are counted to.
+    std::optional<state::FleetStatus> fleet;
+    int64_t now_unix_ms = 0;
 };
 
 inline constexpr const char* kMetricsContentType = "text/plain; version=0.0.4; charset=utf-8";

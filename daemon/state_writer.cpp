@@ -228,6 +228,7 @@ Result<> StateWriter::publish(const Config& config, const std::vector<std::strin
         slots[i].index = i;
         store_dynamic(slots[i], servers[i]);
     }
+    store_fleet(*header, fleet_);
     if (previous_count > 0) {
         auto* previous = reinterpret_cast<PreviousServer*>(slots + count);
         for (uint32_t i = 0; i < previous_count; ++i) {
@@ -289,6 +290,7 @@ void StateWriter::write_servers(const std::vector<ServerDynamic>& servers, bool 
     if (!header_) return;
     SeqlockWriteGuard guard(*header_);
     for (uint32_t i = 0; i < header_->slot_count && i < servers.size(); ++i) store_dynamic(slots_[i], servers[i]);
+    store_fleet(*header_, fleet_);
     if (routing_changed) header_->generation.fetch_add(1, std::memory_order_relaxed);
 }
 

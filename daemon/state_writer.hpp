@@ -73,6 +73,10 @@ public:
     // command): the generation as in update(), no heartbeat.
     void write_servers(const std::vector<state::ServerDynamic>& servers, bool routing_changed);
 
+    // [fleet]: the header's fleet facts, written with the servers from the
+    // next write on (in the same seqlock section), and into every new file.
+    void set_fleet(const state::FleetStatus& fleet) { fleet_ = fleet; }
+
     const std::string& path() const { return path_; }
     // The published file's counters, for the metrics endpoint (0 before the first).
     int64_t heartbeat_unix_ms() const;
@@ -85,6 +89,7 @@ private:
     int directory_fd_ = -1;
     int lock_fd_ = -1;
     uint64_t generation_floor_ = 0;  // highest generation a predecessor published
+    state::FleetStatus fleet_;
     boost::interprocess::mapped_region region_;
     state::Header* header_ = nullptr;
     state::Slot* slots_ = nullptr;

@@ -13,7 +13,8 @@ namespace mcwatch::state {
 
 inline void pack_words(const char* text, std::atomic<uint64_t>* words, size_t count) noexcept {
     char buffer[kErrorWords * 8] = {};
-    static_assert(kErrorWords >= kVersionWords, "buffer must fit the longest string");
+    static_assert(kErrorWords >= kVersionWords && kErrorWords >= kFleetErrorWords,
+                  "buffer must fit the longest string");
     std::memcpy(buffer, text, strnlen(text, count * 8 - 1));  // keeps a NUL at the end
     for (size_t i = 0; i < count; ++i) {
         uint64_t w;
@@ -44,6 +45,22 @@ inline void load_dynamic(const Slot& slot, ServerDynamic& out) noexcept {
 #undef MCWATCH_LOAD_FIELD
     unpack_words(slot.version_words, kVersionWords, out.version);
     unpack_words(slot.error_words, kErrorWords, out.last_error);
+}
+
+// The header's [fleet] facts: inside the writer's seqlock section, and
+// inside a reader's copy, like the slots.
+inline void store_fleet(Header& header, const FleetStatus& v) noexcept {
+    header.fleet.store(v.flags, std::memory_order_relaxed);
+    header.fleet_etcd_since_unix_ms.store(v.etcd_since_unix_ms, std::memory_order_relaxed);
+    header.fleet_last_answer_unix_ms.store(v.last_answer_unix_ms, std::memory_order_relaxed);
+    pack_words(v.error, header.fleet_error_words, kFleetErrorWords);
+}
+
+inline void load_fleet(const Header& header, FleetStatus& out) noexcept {
+    out.flags = header.fleet.load(std::memory_order_relaxed);
+    out.etcd_since_unix_ms = header.fleet_etcd_since_unix_ms.load(std::memory_order_relaxed);
+    out.last_answer_unix_ms = header.fleet_last_answer_unix_ms.load(std::memory_order_relaxed);
+    unpack_words(header.fleet_error_words, kFleetErrorWords, out.error);
 }
 
 inline void cpu_relax() noexcept {
@@ -99,17 +116,22 @@ inline bool seqlock_read(const Header& header, Copy&& copy, unsigned tries = kRe
 
 // Copies the dynamic part of `count` slots into `out` as of one instant.
 // `generation_out` gets the generation of that instant.
+// `fleet_out` (optional) gets the header's [fleet] facts of that instant.
 inline bool read_consistent(const Header& header, const Slot* slots, uint32_t count, ServerDynamic* out,
-                            uint64_t* generation_out, unsigned tries = kReadTries) noexcept {
+                            uint64_t* generation_out, unsigned tries = kReadTries,
+                            FleetStatus* fleet_out = nullptr) noexcept {
     uint64_t generation = 0;
+    FleetStatus fleet;
     const bool consistent = seqlock_read(
         header,
         [&]() noexcept {
             for (uint32_t i = 0; i < count; ++i) load_dynamic(slots[i], out[i]);
             generation = header.generation.load(std::memory_order_relaxed);
+            if (fleet_out) load_fleet(header, fleet);
         },
         tries);
     if (consistent && generation_out) *generation_out = generation;
+    if (consistent && fleet_out) *fleet_out = fleet;
     return consistent;
 }
 

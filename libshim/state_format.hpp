@@ -89,11 +89,29 @@ inline const char* drain_move_name(uint32_t move) {
     return "invalid";
 }
 
+// Slot::flags bit, [fleet]: the fleet holds the server live (so it is
+// published live) but this host's own probes cannot reach it, a partial
+// partition whose clients here get errors for the server's keys. The slot's
+// since and last_error are this host's (when it lost the server, why). For
+// people (mcctl, metrics); routing ignores it, so it came without a version
+// bump.
+inline constexpr uint32_t kFlagUnreachableHere = 1u << 6;
+
 // Header::flags bits (static).
 inline constexpr uint32_t kHeaderFlushOnRejoin = 1u << 0;
 // [routing] managed_list = on: preloaded clients use this file's server list
 // instead of the one each handle was given (docs/DESIGN.md, "Managed list").
 inline constexpr uint32_t kHeaderManagedList = 1u << 1;
+
+// Header::fleet bits (dynamic, under the seqlock): the daemon's link to the
+// fleet view's etcd ([fleet]; docs/DESIGN.md, "The fleet view"). All zero
+// without [fleet], and in files of daemons that predate them.
+inline constexpr uint32_t kFleetConfigured = 1u << 0;
+inline constexpr uint32_t kFleetEtcdAnswers = 1u << 1;  // its latest request got an answer
+// etcd has not answered for longer than fallback_after: this host's own
+// probes decide what is published.
+inline constexpr uint32_t kFleetFallback = 1u << 2;
+inline constexpr size_t kFleetErrorWords = 7;  // the latest etcd error, 56 bytes (the log has it whole)
 
 // The header. The static part is written before the file is renamed into
 // place and never changes afterwards, so readers may read it without the
@@ -151,8 +169,14 @@ struct Header {
     std::atomic<uint64_t> rounds;
     // Set to 1 once a newer file has been renamed over this one's path.
     std::atomic<uint32_t> superseded;
-    uint32_t reserved_dynamic32;
-    uint8_t reserved_dynamic[80];
+    // [fleet], under the seqlock: kFleet* bits; since when etcd has answered
+    // (or not: the bit's latest change); when it last answered (0: never);
+    // the latest error etcd's requests met (kept after it answers again).
+    std::atomic<uint32_t> fleet;
+    std::atomic<int64_t> fleet_etcd_since_unix_ms;
+    std::atomic<int64_t> fleet_last_answer_unix_ms;
+    std::atomic<uint64_t> fleet_error_words[kFleetErrorWords];
+    uint8_t reserved_dynamic[8];
 };
 
 // The dynamic facts of one server, in one list so that the shared-memory
@@ -195,6 +219,14 @@ struct ServerDynamic {
 #undef MCWATCH_PLAIN_FIELD
     char version[kVersionWords * 8 + 1]{};  // NUL-terminated
     char last_error[kErrorWords * 8 + 1]{};
+};
+
+// The header's [fleet] facts as a reader sees them after a consistent copy.
+struct FleetStatus {
+    uint32_t flags = 0;  // kFleet* bits
+    int64_t etcd_since_unix_ms = 0;
+    int64_t last_answer_unix_ms = 0;
+    char error[kFleetErrorWords * 8 + 1]{};  // NUL-terminated
 };
 
 struct Slot {
@@ -260,6 +292,10 @@ static_assert(offsetof(Header, heartbeat_mono_ns) == 144, "bump kFormatVersion")
 static_assert(offsetof(Header, heartbeat_unix_ms) == 152, "bump kFormatVersion");
 static_assert(offsetof(Header, rounds) == 160, "bump kFormatVersion");
 static_assert(offsetof(Header, superseded) == 168, "bump kFormatVersion");
+static_assert(offsetof(Header, fleet) == 172, "bump kFormatVersion");
+static_assert(offsetof(Header, fleet_etcd_since_unix_ms) == 176, "bump kFormatVersion");
+static_assert(offsetof(Header, fleet_last_answer_unix_ms) == 184, "bump kFormatVersion");
+static_assert(offsetof(Header, fleet_error_words) == 192, "bump kFormatVersion");
 
 static_assert(sizeof(Slot) == 640, "Slot size changed: bump kFormatVersion");
 static_assert(offsetof(Slot, resolved) == 128, "bump kFormatVersion");

@@ -11,10 +11,11 @@ import os
 import signal
 import subprocess
 import time
+import urllib.request
 
 import pytest
 
-from conftest import BUILD, Memcached, Mcwatchd, wait_until, write_config
+from conftest import BUILD, Memcached, Mcwatchd, free_port, wait_until, write_config
 
 # Quick enough for a test; the shipped defaults are in etc/mcwatchd.conf.
 SETTINGS = {"probe_interval": "100ms", "probe_timeout": "50ms", "fail_after": "2", "recover_after": "2",
@@ -79,64 +80,67 @@ def restart(server):
 
 
 @pytest.fixture
-def hosts(tmp_path, etcd, servers):
+def local_hosts(tmp_path, etcd, servers):
+    """Hosts on this machine's loopback (conftest's `hosts` are namespaces)."""
     h = Hosts(tmp_path, BUILD, etcd, servers)
     yield h
     h.stop()
 
 
-def test_a_killed_server_is_dead_on_every_host_and_flushed_exactly_once_on_its_return(hosts, servers):
+def test_a_killed_server_is_dead_on_every_host_and_flushed_exactly_once_on_its_return(local_hosts, servers):
     for name in ("h1", "h2", "h3"):
-        hosts.start(name)
+        local_hosts.start(name)
     a, b = servers
-    hosts.wait_all({a.address: "live", b.address: "live"})
+    local_hosts.wait_all({a.address: "live", b.address: "live"})
     a.kill()
-    hosts.wait_all({a.address: "dead", b.address: "live"})
+    local_hosts.wait_all({a.address: "dead", b.address: "live"})
     servers[0] = returned = Memcached(port=a.port).start()
-    hosts.wait_all({a.address: "live"})
+    local_hosts.wait_all({a.address: "live"})
     # One daemon won the rejoin and flushed; the others waited for its record.
     assert flushes(returned) == 1
     time.sleep(1.0)  # a second flush would come within a few probe rounds
     assert flushes(returned) == 1
-    logs = "".join(d.log_text() for d in hosts.daemons.values())
+    logs = "".join(d.log_text() for d in local_hosts.daemons.values())
     assert logs.count("event=fleet_rejoin") == 1, logs
 
 
-def test_a_stall_seen_by_one_host_alone_flushes_nothing(hosts, servers):
+def test_a_stall_seen_by_one_host_alone_flushes_nothing(local_hosts, servers):
     # h1 gives up after one 20ms timeout; h2 and h3 would need 50 failed probes.
-    hosts.start("h1", {"probe_timeout": "20ms", "fail_after": "1"})
+    local_hosts.start("h1", {"probe_timeout": "20ms", "fail_after": "1"})
     for name in ("h2", "h3"):
-        hosts.start(name, {"probe_timeout": "90ms", "fail_after": "50"})
+        local_hosts.start(name, {"probe_timeout": "90ms", "fail_after": "50"})
     a, _ = servers
-    hosts.wait_all({a.address: "live"})
+    local_hosts.wait_all({a.address: "live"})
     a.command(b"set kept 0 0 1\r\nx\r\n")
     before = flushes(a)
     a.signal(signal.SIGSTOP)
     try:
-        wait_until(lambda: f"event=down server={a.address}" in hosts.daemons["h1"].log_text(), 10,
+        wait_until(lambda: f"event=down server={a.address}" in local_hosts.daemons["h1"].log_text(), 10,
                    "h1 seeing the stall")
         time.sleep(0.3)
     finally:
         a.signal(signal.SIGCONT)
-    wait_until(lambda: f"event=up server={a.address}" in hosts.daemons["h1"].log_text(), 10, "h1 seeing it back")
-    hosts.wait_all({a.address: "live"})
+    wait_until(lambda: f"event=up server={a.address}" in local_hosts.daemons["h1"].log_text(), 10,
+               "h1 seeing it back")
+    local_hosts.wait_all({a.address: "live"})
     time.sleep(1.0)
     assert flushes(a) == before
     assert a.command(b"get kept\r\n", b"END\r\n").startswith(b"VALUE kept")
 
 
-def test_a_killed_daemon_s_lease_expires_and_the_other_host_carries_on(hosts, servers):
-    hosts.start("h1")
-    h2 = hosts.start("h2")
+def test_a_killed_daemon_s_lease_expires_and_the_other_host_carries_on(local_hosts, servers):
+    local_hosts.start("h1")
+    h2 = local_hosts.start("h2")
     a, _ = servers
-    hosts.wait_all({a.address: "live"})
+    local_hosts.wait_all({a.address: "live"})
     assert fleet_report(h2)["hosts"] == ["h1", "h2"]
     h2.stop(signal.SIGKILL)
-    del hosts.daemons["h2"]
+    del local_hosts.daemons["h2"]
     # The lease (2s) expires: h2's last word (live) stops counting.
-    wait_until(lambda: fleet_report(hosts.daemons["h1"])["hosts"] == ["h1"], 10, "h2's lease to expire")
+    wait_until(lambda: fleet_report(local_hosts.daemons["h1"])["hosts"] == ["h1"], 10,
+               "h2's lease to expire")
     a.kill()
-    hosts.wait_all({a.address: "dead"})
+    local_hosts.wait_all({a.address: "dead"})
 
 
 def test_one_etcd_member_of_three_killed_changes_nothing(tmp_path, etcd3, servers):
@@ -157,13 +161,18 @@ def test_one_etcd_member_of_three_killed_changes_nothing(tmp_path, etcd3, server
         hosts.stop()
 
 
-def test_with_etcd_gone_the_last_view_is_kept_until_fallback_after_then_local_probes_decide_loudly(hosts, servers,
-                                                                                                     etcd):
-    h1 = hosts.start("h1", fleet_settings={"fallback_after": "3s"})
+def test_with_etcd_gone_the_last_view_is_kept_until_fallback_after_then_local_probes_decide_loudly(local_hosts,
+                                                                                                     servers, etcd):
+    port = free_port()
+    h1 = local_hosts.start("h1", {"metrics_listen": f"127.0.0.1:{port}"}, fleet_settings={"fallback_after": "3s"})
     a, _ = servers
-    hosts.wait_all({a.address: "live"})
+    local_hosts.wait_all({a.address: "live"})
     # The fleet's view holds h1's observation: the daemon's next poll takes it.
     wait_until(lambda: fleet_report(h1)["servers"][0]["published"] == "live", 10, "the fleet's view of the server")
+    wait_until(lambda: h1.status()["fleet"]["etcd_answers"], 10, "status saying etcd answers")
+    assert h1.status()["fleet"]["fallback"] is False
+    assert "mcwatch_fleet_etcd_up 1\n" in scrape(port)
+    assert "fleet: etcd answering since" in status_text(h1)
     time.sleep(1.0)
     for member in etcd.members:
         member.stop(signal.SIGKILL)
@@ -179,3 +188,53 @@ def test_with_etcd_gone_the_last_view_is_kept_until_fallback_after_then_local_pr
         return dead
     wait_until(dead_after_fallback, 20, "the fallback to local probes")
     assert "event=fleet_etcd status=unreachable" in h1.log_text()
+    # And loudly where an operator looks: status (text and JSON) and metrics.
+    wait_until(lambda: h1.status()["fleet"]["fallback"], 10, "status saying the host fell back")
+    fleet = h1.status()["fleet"]
+    assert fleet["etcd_answers"] is False and fleet["last_error"] and fleet["last_answer"]
+    text = status_text(h1)
+    assert "FLEET: etcd not answering since" in text and "FLEET FALLBACK" in text, text
+    metrics = scrape(port)
+    assert "mcwatch_fleet_etcd_up 0\n" in metrics and "mcwatch_fleet_fallback 1\n" in metrics, metrics
+    assert "mcwatch_fleet_last_answer_age_seconds " in metrics
+
+
+def test_a_server_back_while_etcd_is_gone_stays_dead_until_etcd_returns_then_is_flushed_exactly_once(local_hosts,
+                                                                                                       servers, etcd):
+    """The rule: never a rejoin on local evidence alone while [fleet] is
+    configured, so never one without the fleet's flush."""
+    for name in ("h1", "h2"):
+        local_hosts.start(name, fleet_settings={"fallback_after": "2s"})
+    a, b = servers
+    local_hosts.wait_all({a.address: "live", b.address: "live"})
+    for daemon in local_hosts.daemons.values():
+        wait_until(lambda: daemon.status()["fleet"]["etcd_answers"], 10, "status saying etcd answers")
+    for member in etcd.members:
+        member.stop(signal.SIGKILL)
+    for daemon in local_hosts.daemons.values():
+        wait_until(lambda: daemon.status()["fleet"]["fallback"], 20, "the fallback to local probes")
+    a.kill()
+    local_hosts.wait_all({a.address: "dead", b.address: "live"})
+    servers[0] = returned = Memcached(port=a.port).start()
+    for daemon in local_hosts.daemons.values():
+        wait_until(lambda: f"event=up server={a.address}" in daemon.log_text(), 10, "its probes seeing it back")
+    # Back for this host's probes, not for its clients: nobody has flushed it.
+    assert [d.states()[a.address] for d in local_hosts.daemons.values()] == ["dead", "dead"]
+    assert flushes(returned) == 0
+
+    for member in etcd.members:
+        member.start(f"{member.name}={member.peer_url}")
+    wait_until(lambda: all(m.healthy() for m in etcd.members), 30, "etcd back")
+    local_hosts.wait_all({a.address: "live", b.address: "live"})
+    assert flushes(returned) == 1
+    time.sleep(1.0)  # a second flush would come within a few probe rounds
+    assert flushes(returned) == 1
+
+
+def scrape(port):
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        return response.read().decode()
+
+
+def status_text(daemon):
+    return daemon.ctl("status").stdout

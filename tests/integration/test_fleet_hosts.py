@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import BUILD
+from conftest import BUILD, wait_until
 from test_hosts import KEYS, client, first_key_on, keys_on
 
 from etcd_cluster import EtcdCluster  # noqa: E402 (tests/lib, on the path by conftest)
@@ -57,12 +57,28 @@ def test_a_server_cut_from_one_host_stays_live_everywhere_and_is_not_flushed_whe
     time.sleep(1.0)  # a few rounds, in which a per-host verdict would be published
     live = {m.address: "live" for m in hosts.servers}
     assert [h.mcwatchd.states() for h in hosts.hosts] == [live] * 3
+    # Live for the fleet, but this host's clients cannot reach it: said loudly there, and only there.
+    assert [unreachable_here(h) for h in hosts.hosts] == [[server.address], [], []]
+    report = cut_host.mcwatchd.ctl("status")
+    assert report.returncode == 1
+    assert f"UNREACHABLE FROM THIS HOST: {server.address}" in report.stdout, report.stdout
+    assert "UNREACHABLE HERE: the fleet holds it live, this host cannot reach it since" in report.stdout
+    assert "UNREACHABLE" not in others[0].mcwatchd.ctl("status").stdout
     cut_host.heal(server)
     wait_saw(cut_host, "up", server)
+    wait_until(lambda: unreachable_here(cut_host) == [], 10, "the cut host's status to show it reachable")
     time.sleep(1.0)  # a flush before the rejoin would come within these rounds
     assert server.stats()["cmd_flush"] == "0"
     for other in others:
         assert client(other, hosts, "get-many", "k", KEYS) == f"hits {KEYS}"
+
+
+def unreachable_here(host):
+    """The servers host's `mcctl status --json` says the fleet holds live
+    and this host cannot reach."""
+    report = host.mcwatchd.status()
+    assert report["summary"]["unreachable_here"] == sum(s["unreachable_here"] for s in report["servers"])
+    return [s["address"] for s in report["servers"] if s["unreachable_here"]]
 
 
 def test_a_server_killed_is_dead_on_every_host_and_flushed_once_on_its_return(fleet_hosts):

@@ -172,6 +172,34 @@ TEST_CASE("metrics: a drain's move shows moved, skipped, remaining and whether i
     CHECK(render_metrics(input).find("mcwatch_drain_move_remaining{") == std::string::npos);
 }
 
+TEST_CASE("metrics: [fleet] says whether etcd answers, the fallback, and a server unreachable from this host") {
+    ServerHealth health({2, 3, 60'000, true});
+    state::ServerDynamic published = health.view();
+    MetricsInput input;
+    input.servers = {{"127.0.0.1:11211", &health, 0, &published}};
+    // Without [fleet]: no fleet families at all.
+    CHECK(render_metrics(input).find("mcwatch_fleet_") == std::string::npos);
+    CHECK(render_metrics(input).find("mcwatch_server_unreachable_here") == std::string::npos);
+
+    state::FleetStatus fleet;
+    fleet.flags = state::kFleetConfigured | state::kFleetFallback;
+    fleet.etcd_since_unix_ms = 1'700'000'000'000;
+    fleet.last_answer_unix_ms = 1'700'000'000'000;
+    input.fleet = fleet;
+    input.now_unix_ms = 1'700'000'042'500;
+    published.state = uint32_t(state::ServerState::live);
+    published.flags = state::kFlagUnreachableHere;
+    const std::string text = render_metrics(input);
+    CHECK(text.find("mcwatch_fleet_etcd_up 0\n") != std::string::npos);
+    CHECK(text.find("mcwatch_fleet_fallback 1\n") != std::string::npos);
+    CHECK(text.find("\nmcwatch_fleet_last_answer_age_seconds 42.500\n") != std::string::npos);
+    CHECK(text.find("mcwatch_fleet_etcd_change_timestamp_seconds 1700000000.000\n") != std::string::npos);
+    CHECK(text.find("mcwatch_server_unreachable_here{server=\"127.0.0.1:11211\"} 1\n") != std::string::npos);
+    // Before etcd's first answer there is no age to give.
+    input.fleet->last_answer_unix_ms = 0;
+    CHECK(render_metrics(input).find("\nmcwatch_fleet_last_answer_age_seconds ") == std::string::npos);
+}
+
 TEST_CASE("metrics: label values escaped as the format says") {
     CHECK(escape_label_value("a\"b\\c\nd") == "a\\\"b\\\\c\\nd");
     CHECK(escape_label_value("127.0.0.1:11211") == "127.0.0.1:11211");

@@ -20,8 +20,8 @@ Result<> load_snapshot(const std::string& path, Snapshot& out) {
     // stuck odd means it died inside one.
     bool copied = false;
     for (int attempt = 0; attempt < 50 && !copied; ++attempt) {
-        copied =
-            state::read_consistent(header, out.map.slots(), header.slot_count, out.servers.data(), &out.generation);
+        copied = state::read_consistent(header, out.map.slots(), header.slot_count, out.servers.data(), &out.generation,
+                                        state::kReadTries, &out.fleet);
         if (!copied) {
             struct timespec pause {
                 0, 2'000'000

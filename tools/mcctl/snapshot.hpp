@@ -14,6 +14,7 @@ struct Snapshot {
     state::StateMap map;
     std::vector<state::ServerDynamic> servers;
     uint64_t generation = 0;
+    state::FleetStatus fleet;  // the header's [fleet] facts, of the same instant
     uint64_t heartbeat_age_ms = 0;
     bool stale = false;
     bool daemon_running = false;  // its pid exists (kill -0)

@@ -53,10 +53,57 @@ uint64_t current(const ServerDynamic& s, uint64_t value) {
     return s.state == uint32_t(ServerState::dead) ? kUnknown : value;
 }
 
+// Live, and reachable from this host: one the fleet holds live that this
+// host cannot reach fails here.
 bool all_live(const Snapshot& snapshot) {
     for (const ServerDynamic& s : snapshot.servers)
-        if (s.state != uint32_t(ServerState::live)) return false;
+        if (s.state != uint32_t(ServerState::live) || (s.flags & state::kFlagUnreachableHere)) return false;
     return true;
+}
+
+bool unreachable_here(const ServerDynamic& s) { return s.flags & state::kFlagUnreachableHere; }
+
+std::string loud(const std::string& line, bool colour) {
+    return colour ? fmt::format("\x1b[1;41;97m{}\x1b[0m", line) : line;
+}
+
+// [fleet]: etcd answering or not, since when, and whether this host's own
+// probes decide; "" without [fleet].
+std::string fleet_lines(const Snapshot& snapshot, int64_t now, bool colour) {
+    const state::FleetStatus& fleet = snapshot.fleet;
+    if (!(fleet.flags & state::kFleetConfigured)) return "";
+    const auto ago = [&](int64_t at) {
+        return at > 0 && at <= now ? fmt::format("{} ({} ago)", rfc3339_utc(at), human_duration(now - at))
+                                   : std::string("never");
+    };
+    if (fleet.flags & state::kFleetEtcdAnswers)
+        return fmt::format("fleet: etcd answering since {}\n", ago(fleet.etcd_since_unix_ms));
+    std::string out = loud(fmt::format("FLEET: etcd not answering since {}; last answer {}\n",
+                                       ago(fleet.etcd_since_unix_ms), ago(fleet.last_answer_unix_ms)),
+                           colour);
+    if (fleet.flags & state::kFleetFallback)
+        out += loud(
+            "FLEET FALLBACK: past fallback_after, this host's probes decide; a server they find dead stays "
+            "dead until etcd is back and the fleet flushes it\n",
+            colour);
+    else
+        out += "  the last fleet view is kept until fallback_after passes\n";
+    if (fleet.error[0]) out += fmt::format("  etcd error: {}\n", fleet.error);
+    return out;
+}
+
+std::string fleet_json(const Snapshot& snapshot, int64_t now) {
+    using namespace json;
+    const state::FleetStatus& fleet = snapshot.fleet;
+    if (!(fleet.flags & state::kFleetConfigured)) return "null";
+    return fmt::format(
+        "{{\"etcd_answers\": {}, \"since\": {}, \"last_answer\": {}, \"last_answer_age_ms\": {}, "
+        "\"fallback\": {}, \"last_error\": {}}}",
+        (fleet.flags & state::kFleetEtcdAnswers) != 0, time_or_null(fleet.etcd_since_unix_ms),
+        time_or_null(fleet.last_answer_unix_ms),
+        fleet.last_answer_unix_ms > 0 ? fmt::format("{}", std::max<int64_t>(0, now - fleet.last_answer_unix_ms))
+                                      : std::string("null"),
+        (fleet.flags & state::kFleetFallback) != 0, fleet.error[0] ? quote(fleet.error) : "null");
 }
 
 // The latest membership change the file publishes (the list before it, in
@@ -188,6 +235,7 @@ ServerCounts count_servers(const Snapshot& snapshot) {
     ServerCounts counts;
     for (const ServerDynamic& s : snapshot.servers) {
         ++counts.total;
+        if (unreachable_here(s)) ++counts.unreachable_here;
         switch (ServerState(s.state)) {
         case ServerState::live: ++counts.live; break;
         case ServerState::dead: ++counts.dead; break;
@@ -203,6 +251,7 @@ std::string summary_line(const ServerCounts& c) {
     if (c.dead) out += fmt::format(", {} dead", c.dead);
     if (c.draining) out += fmt::format(", {} draining", c.draining);
     if (c.unknown) out += fmt::format(", {} unknown", c.unknown);
+    if (c.unreachable_here) out += fmt::format(", {} unreachable from this host", c.unreachable_here);
     return out;
 }
 
@@ -218,8 +267,17 @@ std::string status_table(const Snapshot& snapshot, const std::string& path, bool
         const std::string warning = fmt::format(
             "STALE: no heartbeat for {} (stale_after {}ms): clients ignore this file and place keys natively\n",
             human_duration(int64_t(snapshot.heartbeat_age_ms)), header.stale_after_ms);
-        out += colour ? fmt::format("\x1b[1;41;97m{}\x1b[0m", warning) : warning;
+        out += loud(warning, colour);
     }
+    out += fleet_lines(snapshot, now, colour);
+    std::string unreachable;
+    for (uint32_t i = 0; i < header.slot_count; ++i)
+        if (unreachable_here(snapshot.servers[i]))
+            unreachable += fmt::format("{}{}", unreachable.empty() ? "" : ", ", slot_address(snapshot, i));
+    if (!unreachable.empty())
+        out += loud(
+            fmt::format("UNREACHABLE FROM THIS HOST: {} (the fleet holds it live: its keys fail here)\n", unreachable),
+            colour);
     out += membership_lines(snapshot, now);
     size_t width = 6;
     for (uint32_t i = 0; i < header.slot_count; ++i) width = std::max(width, slot_address(snapshot, i).size());
@@ -228,7 +286,7 @@ std::string status_table(const Snapshot& snapshot, const std::string& path, bool
     for (uint32_t i = 0; i < header.slot_count; ++i) {
         const ServerDynamic& s = snapshot.servers[i];
         const std::string state = state::state_name(s.state);
-        const std::string padded = fmt::format("{:<8}", state);
+        const std::string padded = fmt::format("{:<8}", unreachable_here(s) ? state + "!" : state);
         const std::string shown = colour ? fmt::format("{}{}\x1b[0m", colour_of(s.state), padded) : padded;
         // A corrupt or future since would overflow the subtraction.
         const std::string since =
@@ -250,7 +308,14 @@ std::string status_table(const Snapshot& snapshot, const std::string& path, bool
                 out += fmt::format("{:<{}}  {}\n", "", width, move);
         if (s.flags & state::kFlagHintTriggered)
             out += fmt::format("{:<{}}  {} (hint): after a client's hint\n", "", width, state);
-        if (s.state == uint32_t(ServerState::dead) && s.last_error[0])
+        if (unreachable_here(s))
+            out += fmt::format("{:<{}}  {}\n", "", width,
+                               loud(fmt::format("UNREACHABLE HERE: the fleet holds it live, this host cannot reach it "
+                                                "since {}{}{}",
+                                                s.since_unix_ms > 0 ? rfc3339_utc(s.since_unix_ms) : "-",
+                                                s.last_error[0] ? ", last error: " : "", s.last_error),
+                                    colour));
+        else if (s.state == uint32_t(ServerState::dead) && s.last_error[0])
             out += fmt::format("{:<{}}  last error: {}\n", "", width, s.last_error);
         // Not dead, but its last probe got no stats: an error line (at its
         // connection limit), or a failure not yet repeated fail_after times.
@@ -267,18 +332,19 @@ std::string status_json(const Snapshot& snapshot) {
     const int64_t now = unix_ms();
     std::string out = fmt::format(
         "{{\"summary\": {{\"servers\": {}, \"live\": {}, \"dead\": {}, \"draining\": {}, \"unknown\": {}, "
-        "\"text\": {}}}, ",
-        counts.total, counts.live, counts.dead, counts.draining, counts.unknown, quote(summary_line(counts)));
+        "\"unreachable_here\": {}, \"text\": {}}}, ",
+        counts.total, counts.live, counts.dead, counts.draining, counts.unknown, counts.unreachable_here,
+        quote(summary_line(counts)));
     out += fmt::format(
         "\"daemon\": {{\"pid\": {}, \"running\": {}, \"generation\": {}, \"heartbeat_age_ms\": {}, "
         "\"heartbeat\": {}, \"stale\": {}, \"rounds\": {}, \"distribution\": {}, \"hash\": {}, "
         "\"format_version\": {}, \"managed_list\": {}, \"replicas\": {}, \"replica_max_ttl_s\": {}}}, "
-        "\"membership_change\": {}, \"servers\": [",
+        "\"membership_change\": {}, \"fleet\": {}, \"servers\": [",
         header.daemon_pid, snapshot.daemon_running, snapshot.generation, snapshot.heartbeat_age_ms,
         time_or_null(header.heartbeat_unix_ms.load()), snapshot.stale, header.rounds.load(),
         quote(distribution_name(state::Distribution(header.distribution))), quote(hash_name(state::Hash(header.hash))),
         header.format_version, (header.flags & state::kHeaderManagedList) != 0, header.replicas,
-        header.replica_max_ttl_s, membership_json(snapshot, unix_ms()));
+        header.replica_max_ttl_s, membership_json(snapshot, unix_ms()), fleet_json(snapshot, now));
     for (uint32_t i = 0; i < header.slot_count; ++i) {
         const ServerDynamic& s = snapshot.servers[i];
         const state::Slot& slot = snapshot.map.slots()[i];
@@ -289,7 +355,7 @@ std::string status_json(const Snapshot& snapshot) {
             "\"restarts\": {}, \"last_restart\": {}, \"curr_items\": {}, \"curr_connections\": {}, "
             "\"get_hits\": {}, \"get_misses\": {}, \"evictions\": {}, \"probes_ok\": {}, \"probes_failed\": {}, "
             "\"transitions\": {}, \"flushes\": {}, \"last_probe\": {}, \"last_error\": {}, \"override\": {}, "
-            "\"hint_triggered\": {}, \"drain_move\": {}}}",
+            "\"hint_triggered\": {}, \"unreachable_here\": {}, \"drain_move\": {}}}",
             i ? ", " : "", quote(slot_address(snapshot, i)),
             slot.resolved[0] ? quote(std::string(slot.resolved, strnlen(slot.resolved, state::kResolvedSize))) : "null",
             slot.weight, quote(state::state_name(s.state)), time_or_null(s.since_unix_ms),
@@ -300,7 +366,8 @@ std::string status_json(const Snapshot& snapshot) {
             number_or_null(current(s, s.get_misses)), number_or_null(current(s, s.evictions)), s.probes_ok,
             s.probes_failed, s.transitions, s.flushes, time_or_null(s.last_probe_unix_ms),
             s.last_error[0] ? quote(s.last_error) : "null", override_name(s) ? quote(override_name(s)) : "null",
-            (s.flags & state::kFlagHintTriggered) ? "true" : "false", drain_move_json(drain_move_figures(s, now)));
+            (s.flags & state::kFlagHintTriggered) ? "true" : "false", unreachable_here(s),
+            drain_move_json(drain_move_figures(s, now)));
     }
     return out + "]}\n";
 }

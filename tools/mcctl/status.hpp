@@ -9,13 +9,16 @@
 
 namespace mcwatch {
 
-// Exit: 0 all live, 1 some server not live, 2 stale, missing or invalid.
+// Exit: 0 all live, 1 some server not live (or, with [fleet], live for the
+// fleet but unreachable from this host), 2 stale, missing or invalid.
 int mcctl_status(const std::string& path, bool as_json);
 // Every raw header and slot field.
 int mcctl_dump(const std::string& path);
 
 struct ServerCounts {
     uint32_t total = 0, live = 0, dead = 0, draining = 0, unknown = 0;
+    // [fleet]: live (the fleet holds them so) yet unreachable from this host.
+    uint32_t unreachable_here = 0;
 };
 ServerCounts count_servers(const Snapshot& snapshot);
 // "3 of 4 live, 1 dead": the first line of status and watch; draining and

@@ -160,6 +160,13 @@ std::vector<std::string> watch_changes(const Snapshot& snapshot,
                  (current.drain_move != before.drain_move ||
                   current.drain_move_started_unix_ms != before.drain_move_started_unix_ms))
             changes.push_back(fmt::format("{} {}", address, drain_move_line(drain_move_figures(s, unix_ms()))));
+        const bool unreachable_before = before.flags & state::kFlagUnreachableHere;
+        const bool unreachable_now = current.flags & state::kFlagUnreachableHere;
+        if (unreachable_now && !unreachable_before)
+            changes.push_back(fmt::format("{} UNREACHABLE FROM THIS HOST (the fleet holds it live){}{}", address,
+                                          s.last_error[0] ? ": " : "", s.last_error));
+        if (!unreachable_now && unreachable_before)
+            changes.push_back(fmt::format("{} reachable from this host again, or no longer live", address));
         if ((before.flags & state::kFlagRecentlyDown) && !(current.flags & state::kFlagRecentlyDown) &&
             current.state == before.state)
             changes.push_back(fmt::format("{} recently-down window over", address));
@@ -190,6 +197,7 @@ int mcctl_watch(const std::string& path, std::chrono::milliseconds interval, lon
     std::string last_problem;
     uint32_t last_pid = 0;
     bool was_stale = false;
+    uint32_t last_fleet = 0;  // the header's kFleet* bits
     int status = 0;
 
     const auto note = [&](const std::string& change) {
@@ -256,6 +264,19 @@ int mcctl_watch(const std::string& path, std::chrono::milliseconds interval, lon
             if (snapshot.stale != was_stale && !first)
                 note(snapshot.stale ? "state file stale: no heartbeat" : "heartbeat back");
             was_stale = snapshot.stale;
+            const uint32_t fleet = snapshot.fleet.flags;
+            if (!first && (fleet & state::kFleetConfigured)) {
+                const uint32_t changed = fleet ^ last_fleet;
+                if (changed & state::kFleetEtcdAnswers)
+                    note(fleet & state::kFleetEtcdAnswers
+                             ? std::string("fleet: etcd answering again")
+                             : fmt::format("FLEET: etcd not answering: {}", snapshot.fleet.error));
+                if (changed & state::kFleetFallback)
+                    note(fleet & state::kFleetFallback
+                             ? "FLEET FALLBACK: past fallback_after, this host's probes decide"
+                             : "fleet: fallback over, the fleet decides again");
+            }
+            last_fleet = fleet;
             for (const std::string& change : watch_changes(snapshot, seen, first)) note(change);
             first = false;
             screen = status_table(snapshot, path, terminal && use_colour());
