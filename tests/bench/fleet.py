@@ -38,10 +38,13 @@ import benchlib
 import fleetlib
 import mcwatchd
 from etcd_cluster import EtcdCluster
+from processes import WaitTimeout
 
 POLL_S = 0.002  # how often the harness reads every host's routing
 VERDICT_TIMEOUT_S = 60  # a verdict not seen by then is reported as None
 SETTLE_TIMEOUT_S = 60
+QUIET_TIMEOUT_S = 20  # for a return's writes to end (an overloaded etcd's keep coming)
+SCALE_WAIT_S = 30  # at scale, for the fleet to settle and for a verdict (the run stays within minutes)
 # The stall of tests/integration/test_fleet.py: one host gives up after a
 # single 20 ms timeout, the others would need 50 failed probes.
 STALL_HOST = {"probe_timeout": "20ms", "fail_after": 1}
@@ -74,7 +77,9 @@ class _Route(ctypes.Structure):
                 ("flags", ctypes.c_uint32)]
 
 
-ROUTE_SUBSTITUTE = 0x01  # mcshim.h's MCSHIM_ROUTE_SUBSTITUTE
+# mcshim.h's MCSHIM_ROUTE_SUBSTITUTE and MCSHIM_ROUTE_ALL_DEAD (with
+# MCSHIM_E_ALL_DEAD: no server may take the key), and MCSHIM_E_ALL_DEAD.
+ROUTE_SUBSTITUTE, ROUTE_ALL_DEAD, E_ALL_DEAD = 0x01, 0x04, -3
 
 
 class Routing:
@@ -99,17 +104,18 @@ class Routing:
     def native(self, key):
         """The address of `key`'s native server."""
         self._route(key)
-        return self.lib.mcshim_server_address(self.shim, self.route.native).decode()
+        address = self.lib.mcshim_server_address(self.shim, self.route.native)  # NULL when all are dead
+        return address.decode() if address else None
 
     def moved(self, key):
-        """Whether `key` goes to a substitute (its native server dead or
-        draining in the state file)."""
+        """Whether `key` no longer goes to its native server (dead or
+        draining in the state file: a substitute takes it, or none may)."""
         self._route(key)
-        return bool(self.route.flags & ROUTE_SUBSTITUTE)
+        return bool(self.route.flags & (ROUTE_SUBSTITUTE | ROUTE_ALL_DEAD))
 
     def _route(self, key):
         raw = key.encode()
-        if self.lib.mcshim_route(self.shim, raw, len(raw), ctypes.byref(self.route)) != 0:
+        if self.lib.mcshim_route(self.shim, raw, len(raw), ctypes.byref(self.route)) not in (0, E_ALL_DEAD):
             raise RuntimeError(f"mcshim_route({key}) failed")
 
     def close(self):
@@ -155,12 +161,15 @@ def flushes(server):
     return int(server.stats()["cmd_flush"])
 
 
-def start_hosts(ctx, procs, label, servers, settings, fleet, count, per_host=None):
+def start_hosts(ctx, procs, label, servers, settings, etcd, count, per_host=None):
     """`count` daemons over `servers`, each `[fleet] host = h<i>` of fleet
-    `label` (fleet None: alone), waited for until every server is live."""
+    `label` in `etcd` (None: alone), waited for until every server is live
+    in every state file and, in a fleet, until every host's observation of
+    every server is in etcd (a host counts in the verdict from its first
+    published observation on)."""
     hosts = []
     for i in range(count):
-        config = dict(fleet, name=label, host=f"h{i}") if fleet else None
+        config = {"etcd": etcd.config_value(), "name": label, "host": f"h{i}"} if etcd else None
         own = dict(settings, **((per_host or {}).get(i, {})))
         hosts.append(procs.add(FleetHost(ctx, f"{label}-h{i}", [s.address for s in servers], own, config)))
     for host in hosts:
@@ -168,12 +177,18 @@ def start_hosts(ctx, procs, label, servers, settings, fleet, count, per_host=Non
     for host in hosts:
         benchlib.wait_for(lambda: host.running() and host.all_in("live"), SETTLE_TIMEOUT_S,
                           f"{host.dir}: every server live", 0.05)
+    if etcd:
+        everyone = count * len(servers)
+        benchlib.wait_for(lambda: observations(etcd, f"/mcwatch/{label}/").get("live") == everyone,
+                          SETTLE_TIMEOUT_S, f"{everyone} observations live in etcd", 0.05)
     return hosts
 
 
-def stop_hosts(hosts, routings):
+def stop_hosts(hosts, routings, sig=signal.SIGTERM):
     for routing in routings:
         routing.close()
+    for host in hosts:  # all told first: they end together, not one after the other
+        host.process.send_signal(sig)
     for host in hosts:
         host.stop()
 
@@ -217,14 +232,13 @@ def hosts_section(ctx, procs, etcd, repeats, rng):
     stall, with and without [fleet]."""
     profiles = {k: v for k, v in fleetlib.PROFILES.items() if not ctx.smoke or k == "interval_100ms"}
     results, rows = {}, []
-    fleet = {"etcd": etcd.config_value()}
     for with_fleet in (True, False):
         for name, settings in profiles.items():
             if not with_fleet and name != "interval_100ms":
                 continue  # alone, only the flushes are compared: one profile
             label = f"{'fleet' if with_fleet else 'alone'}-{name}"
             servers = fleetlib.start_servers(procs, 2)
-            hosts = start_hosts(ctx, procs, label, servers, settings, fleet if with_fleet else None, 3)
+            hosts = start_hosts(ctx, procs, label, servers, settings, etcd if with_fleet else None, 3)
             routings = [Routing(ctx, h.state) for h in hosts]
             victim = servers[0]
             key = key_on(routings[0], victim.address)
@@ -232,7 +246,7 @@ def hosts_section(ctx, procs, etcd, repeats, rng):
                                     fleetlib.profile_figures(settings)["probe_interval_ms"] / 1000)
                     for _ in range(repeats)]
             stop_hosts(hosts, routings)
-            hosts = start_hosts(ctx, procs, f"{label}-stall", servers, settings, fleet if with_fleet else None, 3,
+            hosts = start_hosts(ctx, procs, f"{label}-stall", servers, settings, etcd if with_fleet else None, 3,
                                 {0: STALL_HOST, 1: PATIENT_HOST, 2: PATIENT_HOST})
             stalls = [stall(hosts, victim) for _ in range(repeats)]
             stop_hosts(hosts, [])
@@ -269,7 +283,7 @@ def prefix_range(prefix):
 
 
 def revision(etcd):
-    reply = etcd.request("/v3/kv/range", {"key": b64("/"), "count_only": True})
+    reply = etcd.request("/v3/kv/range", {"key": b64("/"), "count_only": True}, timeout=30)
     return int(reply["header"]["revision"])
 
 
@@ -290,7 +304,7 @@ def etcd_counters(etcd):
     messages it received, and the bytes it sent to clients."""
     totals = {}
     for member in etcd.members:
-        with urllib.request.urlopen(f"{member.endpoint}/metrics", timeout=10) as reply:
+        with urllib.request.urlopen(f"{member.endpoint}/metrics", timeout=30) as reply:
             for line in reply.read().decode().splitlines():
                 if line.startswith("grpc_server_handled_total{"):
                     method = line.split('grpc_method="')[1].split('"')[0]
@@ -309,32 +323,46 @@ def cpu(pids):
     return {pid: benchlib.cpu_seconds(pid) for pid in pids}
 
 
+def answered(read, *args):
+    """read(*args), or None when etcd did not answer (an overloaded etcd
+    times out or says 503: the section reports that, it does not stop)."""
+    try:
+        return read(*args)
+    except (OSError, ValueError):
+        return None
+
+
 class Window:
     """etcd's revision and counters, and the CPU of the daemons and of etcd,
-    from its start to `close()`."""
+    from its start to `close()`; a reading etcd did not answer is None."""
 
     def __init__(self, etcd, daemon_pids):
         self.etcd = etcd
         self.daemon_pids = daemon_pids
         self.etcd_pids = [m.pid for m in etcd.members]
         self.start = time.monotonic()
-        self.revision = revision(etcd)
-        self.counters = etcd_counters(etcd)
+        self.revision = answered(revision, etcd)
+        self.counters = answered(etcd_counters, etcd)
         self.cpu = cpu(daemon_pids + self.etcd_pids)
 
     def close(self):
         seconds = time.monotonic() - self.start
-        writes = revision(self.etcd) - self.revision
-        counters = etcd_counters(self.etcd)
+        now = answered(revision, self.etcd)
+        writes = now - self.revision if None not in (now, self.revision) else None
+        counters = answered(etcd_counters, self.etcd)
         used = cpu(self.daemon_pids + self.etcd_pids)
         per_daemon = [100 * (used[p] - self.cpu[p]) / seconds for p in self.daemon_pids]
 
         def rate(name):
+            if counters is None or self.counters is None:
+                return None
             return round((counters.get(name, 0) - self.counters.get(name, 0)) / seconds, 1)
-        return {"seconds": round(seconds, 1), "writes": writes, "writes_per_s": round(writes / seconds, 1),
+        sent = rate("client bytes sent")
+        return {"seconds": round(seconds, 1), "writes": writes,
+                "writes_per_s": round(writes / seconds, 1) if writes is not None else None,
                 "ranges_per_s": rate("handled Range"), "txns_per_s": rate("handled Txn"),
                 "keepalive_messages_per_s": rate("keepalive messages"),
-                "client_mb_per_s": round(rate("client bytes sent") / 1e6, 2),
+                "client_mb_per_s": round(sent / 1e6, 2) if sent is not None else None,
                 "daemon_cpu_percent_sum": round(sum(per_daemon), 1),
                 "daemon_cpu_percent_mean": round(statistics.mean(per_daemon), 2),
                 "daemon_cpu_percent_max": round(max(per_daemon), 2),
@@ -345,10 +373,10 @@ def wait_quiet(etcd, quiet_s, timeout):
     """Waits until etcd's revision stays put for `quiet_s`; the seconds
     waited (None: it kept moving for `timeout`)."""
     start = time.monotonic()
-    seen, since = revision(etcd), time.monotonic()
+    seen, since = answered(revision, etcd), time.monotonic()
     while time.monotonic() - start < timeout:
         time.sleep(0.2)
-        now = revision(etcd)
+        now = answered(revision, etcd)
         if now != seen:
             seen, since = now, time.monotonic()
         elif time.monotonic() - since >= quiet_s:
@@ -356,20 +384,50 @@ def wait_quiet(etcd, quiet_s, timeout):
     return None
 
 
-def scale_section(ctx, procs, etcd):
-    """Many hosts, many servers, the shipped settings."""
-    host_count, server_count, window_s = (4, 3, 2) if ctx.smoke else (100, 50, 15)
+def observations(etcd, prefix):
+    """How many of the fleet's published observations say each state
+    ({} while etcd does not answer within the request's time)."""
+    try:
+        reply = etcd.request("/v3/kv/range", prefix_range(prefix + "obs/"), timeout=30)
+    except OSError:
+        return {}
+    counts = {}
+    for kv in reply.get("kvs", []):
+        state = json.loads(base64.b64decode(kv["value"]))["state"]
+        counts[state] = counts.get(state, 0) + 1
+    return counts
+
+
+def logged(hosts, text):
+    """How many hosts' logs hold `text`."""
+    return sum(text in h.log_text() for h in hosts)
+
+
+def scale_point(ctx, procs, etcd, host_count, server_count, window_s):
+    """`host_count` daemons over `server_count` memcached, the shipped
+    settings and lease: etcd's load at rest and from one server's kill, the
+    verdict's convergence, the CPU of the daemons and of etcd."""
     settings = fleetlib.PROFILES["defaults"]
-    label = "scale"
+    label = f"scale-{host_count}x{server_count}"
+    prefix = f"/mcwatch/{label}/"
     servers = [procs.add(benchlib.Memcached(memory_mb=8).start()) for _ in range(server_count)]
     start = time.monotonic()
-    hosts = start_hosts(ctx, procs, label, servers, settings, {"etcd": etcd.config_value()}, host_count)
+    hosts = []
+    for i in range(host_count):  # not waited for one by one: all of them start, then the fleet settles
+        hosts.append(procs.add(FleetHost(ctx, f"{label}-h{i}", [s.address for s in servers], settings,
+                                         {"etcd": etcd.config_value(), "name": label, "host": f"h{i}"})))
+        hosts[-1].start_unwaited()
     started_s = round(time.monotonic() - start, 1)
+    everyone = host_count * server_count
+    try:
+        settled_s = round(benchlib.wait_for(lambda: observations(etcd, prefix).get("live") == everyone and
+                                            time.monotonic() - start, SCALE_WAIT_S,
+                                            f"{everyone} observations live", 0.5), 1)
+    except WaitTimeout:
+        settled_s = None
     routings = [Routing(ctx, h.state) for h in hosts]
     pids = [h.pid for h in hosts]
-    quiet = wait_quiet(etcd, 3, SETTLE_TIMEOUT_S)
-    prefix = f"/mcwatch/{label}/"
-    poll = poll_size(etcd, prefix)
+    poll = answered(poll_size, etcd, prefix) or {"keys": None, "bytes": None}
     rest = Window(etcd, pids)
     time.sleep(window_s)
     at_rest = rest.close()
@@ -378,40 +436,63 @@ def scale_section(ctx, procs, etcd):
     key = key_on(routings[0], victim.address)
     outage = Window(etcd, pids)
     victim.kill()
-    dead = wait_routing(routings, key, True, VERDICT_TIMEOUT_S)
+    dead = wait_routing(routings, key, True, SCALE_WAIT_S)
     time.sleep(max(0.0, window_s - (time.monotonic() - outage.start)))
     during = outage.close()
-    outage_writes = during["writes"]
-    back_rev = revision(etcd)
+    back_revision = answered(revision, etcd)
     victim.start()
-    back = wait_routing(routings, key, False, VERDICT_TIMEOUT_S)
-    wait_quiet(etcd, 3, SETTLE_TIMEOUT_S)
-    return_writes = revision(etcd) - back_rev
+    back = wait_routing(routings, key, False, SCALE_WAIT_S)
+    wait_quiet(etcd, 3, QUIET_TIMEOUT_S)
+    after = answered(revision, etcd)
+    return_writes = after - back_revision if None not in (after, back_revision) else None
     time.sleep(AFTERMATH_S)
     results = {"hosts": host_count, "servers": server_count, "settings": fleetlib.profile_figures(settings),
-               "lease_s": 10, "start_s": started_s, "settled_after_start_s": quiet, "poll": poll,
-               "at_rest": at_rest, "outage_window": during,
-               "kill_to_all_dead": {"first_s": round(min(s for s in dead if s is not None), 3)
+               "lease_s": 10, "window_s": window_s, "start_s": started_s, "all_observations_live_after_s": settled_s,
+               "poll": poll, "at_rest": at_rest, "outage_window": during,
+               "kill_to_all_dead": {"hosts_routed_away": sum(s is not None for s in dead),
+                                    "first_s": round(min(s for s in dead if s is not None), 3)
                                     if any(s is not None for s in dead) else None,
-                                    "median_s": spread(dead)["median_s"], "all_s": last(dead)},
-               "return_to_all_live_s": last(back), "writes_per_outage": outage_writes,
-               "writes_per_return": return_writes, "flushes_per_return": benchlib.judged(flushes(victim), 1)}
-    stop_hosts(hosts, routings)
+                                    "median_s": spread(dead)["median_s"], "last_s": last(dead)},
+               "return_to_all_live_s": last(back), "writes_in_outage_window": during["writes"],
+               "writes_per_return": return_writes, "flushes_per_return": flushes(victim),
+               # What the daemons said of etcd: a poll not answered within the
+               # daemon's request time, the fallback to local probes after fallback_after.
+               "hosts_that_found_etcd_unreachable": logged(hosts, "event=fleet_etcd status=unreachable"),
+               "hosts_that_fell_back": logged(hosts, "event=fleet_fallback status=started")}
+    # kill -9: an overloaded etcd makes a daemon's goodbye (its lease's
+    # revocation) slow, and the bench does not measure it.
+    stop_hosts(hosts, routings, signal.SIGKILL)
+    for server in servers:
+        server.stop()
+    return results
+
+
+def scale_section(ctx, procs, etcd):
+    """Two fleets of 50 servers, one after the other: 100 hosts (the
+    issue's size) and 20 (a size this machine's etcd serves)."""
+    window_s = 2 if ctx.smoke else 10
+    points = [(4, 3)] if ctx.smoke else [(100, 50), (20, 50)]
+    results = {f"{h}x{s}": scale_point(ctx, procs, etcd, h, s, window_s) for h, s in points}
+    rows = []
+    for name, r in results.items():
+        for window, w in (("at rest", r["at_rest"]), ("from a kill", r["outage_window"])):
+            rows.append([f"{name} {window}", w["writes_per_s"], w["ranges_per_s"], w["txns_per_s"],
+                         w["keepalive_messages_per_s"], w["client_mb_per_s"], w["etcd_cpu_percent"],
+                         w["daemon_cpu_percent_sum"], f"{w['daemon_cpu_percent_mean']}/{w['daemon_cpu_percent_max']}"])
     fleetlib.print_table(
-        f"fleet at scale: {host_count} hosts x {server_count} memcached, one 3-member etcd, shipped probe settings "
-        f"and lease; windows of {window_s} s",
-        ["window", "etcd writes/s", "ranges/s", "txns/s", "keepalives/s", "etcd->clients MB/s", "etcd CPU %",
-         "daemons CPU % (sum)", "per daemon mean/max"],
-        [[name, w["writes_per_s"], w["ranges_per_s"], w["txns_per_s"], w["keepalive_messages_per_s"],
-          w["client_mb_per_s"], w["etcd_cpu_percent"], w["daemon_cpu_percent_sum"],
-          f"{w['daemon_cpu_percent_mean']}/{w['daemon_cpu_percent_max']}"]
-         for name, w in (("at rest", at_rest), ("from a kill", during))])
-    print(f"  kill -> all {host_count} hosts route away: first {results['kill_to_all_dead']['first_s']} s, "
-          f"median {results['kill_to_all_dead']['median_s']} s, last {results['kill_to_all_dead']['all_s']} s; "
-          f"return -> all route back {results['return_to_all_live_s']} s; writes: {outage_writes} in the outage "
-          f"window, {return_writes} for the return; cmd_flush {results['flushes_per_return']['value']}{benchlib.mark(results['flushes_per_return'])}\n"
-          f"  one poll of the prefix: {poll['keys']} keys, {poll['bytes']} bytes (JSON gateway); "
-          f"daemons started in {started_s} s, etcd quiet {quiet} s later")
+        f"fleet at scale: hosts x memcached, one 3-member etcd, shipped probe settings and lease; "
+        f"windows of {window_s} s (CPU: percent of one core)",
+        ["hosts x servers, window", "etcd writes/s", "ranges/s", "txns/s", "keepalives/s", "etcd->clients MB/s",
+         "etcd CPU", "daemons CPU", "per daemon mean/max"], rows)
+    for name, r in results.items():
+        k = r["kill_to_all_dead"]
+        print(f"  {name}: all observations live {r['all_observations_live_after_s']} s after the start; kill -> "
+              f"{k['hosts_routed_away']}/{r['hosts']} hosts route away (first {k['first_s']} s, median "
+              f"{k['median_s']} s, last {k['last_s']} s); return -> all route back {r['return_to_all_live_s']} s; "
+              f"writes {r['writes_in_outage_window']} in the kill's window, {r['writes_per_return']} for the return; "
+              f"cmd_flush {r['flushes_per_return']}; one poll {r['poll']['keys']} keys, {r['poll']['bytes']} bytes; "
+              f"hosts that found etcd unreachable {r['hosts_that_found_etcd_unreachable']}, fell back to their own "
+              f"probes {r['hosts_that_fell_back']}")
     return results
 
 
