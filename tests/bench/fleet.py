@@ -12,11 +12,13 @@ machine, each with its own state file and `[fleet] host =`, against a real
   notices) and the flushes it causes (target 0). Beside them the same
   three daemons without [fleet]: one flush per host that saw the outage,
   one per stall.
-- scale:  100 hosts x 50 memcached (no namespaces), shipped probe settings
-  and lease: etcd's writes (its revision counts every one) per second at
-  rest and over a window from one server's kill, kill -> all 100 hosts'
-  clients routing away, the writes of one outage and one return, daemon
-  and etcd CPU, and what one poll of the fleet's prefix returns.
+- scale:  100 hosts x 50 memcached (no namespaces), then 20 x 50, shipped
+  probe settings and lease: etcd's writes (its revision counts every one),
+  range and transaction calls, keepalive messages and bytes sent per
+  second at rest and over a window from one server's kill, kill -> every
+  host's clients routing away, the writes of one return, daemon and etcd
+  CPU, what one poll of the fleet's prefix returns, and how many hosts
+  found etcd unreachable (an etcd reading that timed out is None).
 
 Stale reads across hosts need hosts that reach a server differently, i.e.
 network namespaces: tests/integration/test_fleet_hosts.py measures them
