@@ -121,7 +121,7 @@ $(BUILD)/bench/%: tests/bench/%.c | deps
 	@mkdir -p $(@D)
 	$(CC) -I. -Ilibshim/include $(CFLAGS) -o $@ $< -lmemcached -lpthread -lm -ldl $(LDFLAGS)
 
-# All six sections; prints the tables, writes $(BUILD)/bench/results.json and
+# All seven sections; prints the tables, writes $(BUILD)/bench/results.json and
 # the miss-storm chart. Never fails on a missed target, only on a broken run.
 bench: all $(BENCH_TOOLS)
 		/usr/bin/python3 tests/bench/run.py --build $(BUILD) --out $(BUILD)/bench

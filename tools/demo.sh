@@ -23,17 +23,17 @@ start_memcached() {  # port -> pid
     echo $!
 }
 
-wait_state() {  # address state: poll mcctl for up to 10 s
+wait_state() {  # address state [state file]: poll mcctl for up to 10 s
     local status
     for _ in $(seq 100); do
         # mcctl exits 1 while a server is not live: that is not a failure here.
-        status=$("$build/mcctl" -s "$work/run/state" status --json 2>/dev/null || true)
+        status=$("$build/mcctl" -s "${3:-$work/run/state}" status --json 2>/dev/null || true)
         if /usr/bin/python3 -c 'import json,sys; d=json.load(sys.stdin); sys.exit(0 if any(s["address"]==sys.argv[1] and s["state"]==sys.argv[2] for s in d["servers"]) else 1)' "$1" "$2" <<<"$status" 2>/dev/null; then
             return 0
         fi
         sleep 0.1
     done
-    echo "demo: $1 did not become $2 within 10 s" >&2
+    echo "demo: $1 did not become $2 within 10 s${3:+ in $3}" >&2
     return 1
 }
 
@@ -136,4 +136,128 @@ sleep 0.5; items
 
 say "what mcwatchd logged"
 cat "$work/mcwatchd.log"
+
+# The fleet view (docs/DESIGN.md, "The fleet view"): two hosts' daemons share
+# what they see through etcd and publish the fleet's verdict.
+stats() {  # port field: one figure of memcached's `stats`
+    /usr/bin/python3 -c '
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
+s.sendall(b"stats\r\n"); reply = b""
+while not reply.endswith(b"END\r\n"):
+    chunk = s.recv(65536)
+    if not chunk: break
+    reply += chunk
+print(dict(l.split()[1:3] for l in reply.decode().splitlines() if l.startswith("STAT "))[sys.argv[2]])' "$1" "$2"
+}
+mc() {  # port text: one memcached command (\r\n written as such), its reply's first line
+    /usr/bin/python3 -c '
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
+s.sendall(sys.argv[2].encode().decode("unicode_escape").encode()); print(s.recv(4096).decode().splitlines()[0])' "$1" "$2"
+}
+downs() {  # host address: how many times the host's own probes saw the server go
+    grep -c "event=down server=$2" "$work/$1/mcwatchd.log" || true
+}
+server_states() {  # host: its state file's servers, "address state, ..."
+    "$build/mcctl" -s "$work/$1/run/state" status --json | /usr/bin/python3 -c 'import json, sys
+print(", ".join("%s %s" % (s["address"], s["state"]) for s in json.load(sys.stdin)["servers"]))'
+}
+
+say "the fleet view: a 1-member etcd and two hosts' mcwatchd with [fleet] (hosts a and b)"
+etcd_port=$(free_port); peer_port=$(free_port)
+/usr/bin/etcd --name demo --data-dir "$work/etcd" \
+    --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
+    --listen-peer-urls "http://127.0.0.1:$peer_port" --initial-advertise-peer-urls "http://127.0.0.1:$peer_port" \
+    --initial-cluster "demo=http://127.0.0.1:$peer_port" >"$work/etcd.log" 2>&1 &
+pids+=($!)
+echo "etcd pid $! on 127.0.0.1:$etcd_port"
+for _ in $(seq 100); do
+    /usr/bin/python3 -c 'import json, sys, urllib.request; sys.exit(0 if json.load(urllib.request.urlopen(sys.argv[1], timeout=1)).get("health") == "true" else 1)' \
+        "http://127.0.0.1:$etcd_port/health" 2>/dev/null && break
+    sleep 0.1
+done
+fleet_ports=()
+fleet_mc_pids=()
+for _ in 1 2; do
+    port=$(free_port)
+    pid=$(start_memcached "$port")
+    fleet_ports+=("$port"); fleet_mc_pids+=("$pid"); pids+=("$pid")
+    echo "memcached pid $pid on 127.0.0.1:$port"
+done
+# Host a gives up on a server after one 20 ms timeout; host b after ten
+# failed probes (a refused connection fails at once, a stalled server only
+# after each 150 ms timeout): so a short stall is seen by a alone.
+for host in a b; do
+    if [ "$host" = a ]; then tuning="probe_timeout = 20ms
+fail_after = 1"; else tuning="probe_timeout = 150ms
+fail_after = 10"; fi
+    mkdir -p "$work/$host"
+    cat >"$work/$host/mcwatchd.conf" <<CONF
+[mcwatchd]
+state_file = $work/$host/run/state
+probe_interval = 200ms
+$tuning
+recover_after = 3
+
+[fleet]
+etcd = http://127.0.0.1:$etcd_port
+name = demo
+host = $host
+
+[servers]
+server = 127.0.0.1:${fleet_ports[0]}
+server = 127.0.0.1:${fleet_ports[1]}
+CONF
+    "$build/mcwatchd" -t -c "$work/$host/mcwatchd.conf"
+    "$build/mcwatchd" -f -c "$work/$host/mcwatchd.conf" 2>"$work/$host/mcwatchd.log" &
+    pids+=($!)
+    echo "host $host: mcwatchd pid $!, state file $work/$host/run/state"
+done
+for host in a b; do
+    for port in "${fleet_ports[@]}"; do wait_state "127.0.0.1:$port" live "$work/$host/run/state"; done
+done
+# Both hosts' observations in etcd before anything happens: a host counts
+# in the verdict from its first published observation on.
+for _ in $(seq 100); do
+    "$build/mcctl" -c "$work/a/mcwatchd.conf" fleet --json 2>/dev/null | /usr/bin/python3 -c 'import json, sys
+sys.exit(0 if all(len(s["observations"]) == 2 for s in json.load(sys.stdin)["servers"]) else 1)' 2>/dev/null && break
+    sleep 0.1
+done
+"$build/mcctl" -c "$work/a/mcwatchd.conf" fleet
+
+shared="127.0.0.1:${fleet_ports[0]}"
+say "kill -9 memcached on $shared: dead for the fleet once more than half of the hosts (both of two) see it dead"
+kill -9 "${fleet_mc_pids[0]}"
+started=$(date +%s%N)
+for host in a b; do
+    wait_state "$shared" dead "$work/$host/run/state"
+    echo "host $host's state file: dead after $(( ($(date +%s%N) - started) / 1000000 )) ms"
+done
+say "restarting it (empty): one daemon flushes it for the fleet, then both publish it live"
+pid=$(start_memcached "${fleet_ports[0]}")
+pids+=("$pid")
+for host in a b; do wait_state "$shared" live "$work/$host/run/state"; done
+sleep 1  # the rounds in which a second flush would come
+echo "cmd_flush on $shared: $(stats "${fleet_ports[0]}" cmd_flush) (one for the fleet; two daemons alone would flush it twice)"
+grep -h 'event=fleet_rejoin' "$work/a/mcwatchd.log" "$work/b/mcwatchd.log" || true
+
+say "kill -STOP memcached on $shared for a moment: host a notices, host b does not"
+echo "set kept: $(mc "${fleet_ports[0]}" 'set kept 0 0 4\r\nkept\r\n')"
+flushes_before=$(stats "${fleet_ports[0]}" cmd_flush)
+seen=$(downs a "$shared")
+kill -STOP "$pid"
+for _ in $(seq 200); do [ "$(downs a "$shared")" -gt "$seen" ] && break; sleep 0.05; done
+# Read while it is stopped, printed once it runs again: the stall stays short.
+fleet_view=$("$build/mcctl" -c "$work/a/mcwatchd.conf" fleet || true)  # exits 1 while a server is not published live
+state_a=$(server_states a || true); state_b=$(server_states b || true)
+kill -CONT "$pid"
+echo "host a's own probes: $(grep "event=down server=$shared" "$work/a/mcwatchd.log" | tail -1)"
+echo "mcctl fleet during the stall:"
+echo "$fleet_view"
+echo "host a's state file during the stall: $state_a"
+echo "host b's state file during the stall: $state_b"
+for _ in $(seq 200); do grep -q "event=up server=$shared" <(tail -n 3 "$work/a/mcwatchd.log") && break; sleep 0.05; done
+sleep 1  # a flush for the stall would come within these rounds
+echo "cmd_flush on $shared: $flushes_before before the stall, $(stats "${fleet_ports[0]}" cmd_flush) after (host a's daemon alone would have flushed it); get kept: $(mc "${fleet_ports[0]}" 'get kept\r\n')"
 say "done: stopping everything"

@@ -1,5 +1,5 @@
-"""`make bench`: the five sections of issue 7 and issue 15's membership,
-side by side on this machine,
+"""`make bench`: the five sections of issue 7, issue 15's membership and
+issue 16's fleet, side by side on this machine,
 as ratios. Prints a table per section, writes results.json and the
 miss-storm chart into --out, marks every figure off its target, and fails
 only when a section could not run.
@@ -31,6 +31,7 @@ SECTIONS = {
     "detection": "detection",
     "daemon": "daemon_cost",
     "membership": "membership",
+    "fleet": "fleet",
 }
 
 

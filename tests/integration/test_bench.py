@@ -27,7 +27,7 @@ def test_bench_smoke_run_writes_every_section_and_the_chart(tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     with open(tmp_path / "results.json") as f:
         results = json.load(f)
-    for section in ("routing", "throughput", "miss_storm", "detection", "daemon", "membership"):
+    for section in ("routing", "throughput", "miss_storm", "detection", "daemon", "membership", "fleet"):
         assert f"== {section}" in result.stdout
         assert "error" not in results[section], results[section]
     # The last lines list each missed target, or say that none was missed.
@@ -88,6 +88,17 @@ def test_bench_smoke_run_writes_every_section_and_the_chart(tmp_path):
         assert probing["state_file_bytes"] == 256 + 640 * probing["servers"]
         assert probing["peak_rss_kb"] > 0
     assert results["daemon"]["shim_resident"]["preloaded_rss_kb"] > 0
+
+    # The fleet view: a return flushed once for the fleet, once per host
+    # alone; a one-host stall flushes nothing in the fleet; every simulated
+    # host's clients moved the killed server's key.
+    hosts = results["fleet"]["hosts"]
+    assert hosts["fleet-interval_100ms"]["flushes_per_return"] == [1]
+    assert hosts["alone-interval_100ms"]["flushes_per_return"] == [3]
+    assert hosts["fleet-interval_100ms"]["flushes_per_stall"] == [0]
+    scale = results["fleet"]["scale"]["4x3"]
+    assert scale["kill_to_all_dead"]["hosts_routed_away"] == 4 and scale["flushes_per_return"] == 1
+    assert scale["poll"]["keys"] == 4 * 3 + 4  # an observation per host and server, a key per host
 
 
 def test_read_through_counts_stale_reads_and_database_reads(fleet, tmp_path):
