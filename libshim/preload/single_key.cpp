@@ -29,20 +29,20 @@ namespace {
 
 bool all_dead(const Routed& routed) noexcept { return routed.decision.flags & route::kRouteAllDead; }
 
-// With replicas, a key of a draining server whose substitute is recently
-// down has two other places (docs/DESIGN.md, "Replicas"): other_copy_server()
-// (its next copy, where it was written while the substitute was dead) and
-// the draining server, which holds it until it is moved. The latter, or -1.
-int32_t draining_native(const route::Decision& d) noexcept {
-    if (!(d.flags & route::kRouteDraining) || d.native < 0 || d.native == d.target) return -1;
-    return d.native == other_copy_server(d) ? -1 : d.native;
+// With replicas, a key whose first copy is recently down may be in two
+// other places (docs/DESIGN.md, "Replicas"): other_copy_server() and a
+// draining server that holds its copy until it is moved
+// (route::note_draining_copy). The latter, or -1.
+int32_t draining_copy(const route::Decision& d) noexcept {
+    if (d.draining < 0 || d.draining == d.target || d.draining == other_copy_server(d)) return -1;
+    return d.draining;
 }
 
 // The other copies a write makes stale go first: the draining server's
 // included, or the drain's move (or a reader's look there) would bring back
 // what the write replaced or deleted.
 void drop_stale_copy(memcached_st* memc, const Routed& routed, const KeyRef& k) noexcept {
-    for (const int32_t server : {other_copy_server(routed.decision), draining_native(routed.decision)}) {
+    for (const int32_t server : {other_copy_server(routed.decision), draining_copy(routed.decision)}) {
         if (server < 0) continue;
         ToServer to(memc, routed, server);
         real()->delete_by_key(memc, k.group, k.group_length, k.key, k.key_length, 0);
@@ -128,11 +128,11 @@ memcached_return_t route_one(memcached_st* memc, const char* hash_key, size_t ha
 }
 
 // After a miss on the target, the key may still be on other_copy_server(),
-// then on draining_native(): a hit there is returned and put where it belongs.
+// then on draining_copy(): a hit there is returned and put where it belongs.
 char* second_look(memcached_st* memc, const Routed& routed, const KeyRef& k, size_t* value_length, uint32_t* flags,
                   memcached_return_t* error) noexcept {
     route::Decision d = routed.decision;
-    const int32_t draining = draining_native(d);
+    const int32_t draining = draining_copy(d);
     int32_t source = other_copy_server(d);
     size_t length = 0;
     uint32_t item_flags = 0;
@@ -141,11 +141,11 @@ char* second_look(memcached_st* memc, const Routed& routed, const KeyRef& k, siz
     for (int look = 0; look < 2 && !value; ++look) {
         if (look == 1) {
             if (draining < 0) break;
-            // Moved off the draining server, as with one copy: what the
-            // settling reads is the draining server's copy.
-            source = draining;
+            // Moved off the draining server to the target, as a draining
+            // native's key is with one copy (other_copy_server(d) = native).
+            source = d.native = draining;
             d.flags = route::kRouteSubstitute | route::kRouteDraining;
-            d.fallback = -1;
+            d.fallback = d.draining = -1;
         }
         if (source < 0) continue;
         ToServer to(memc, routed, source);
