@@ -275,11 +275,11 @@ def test_incr_decr_append_prepend_never_leave_a_stale_copy_to_read_when_the_firs
 
 
 def keys_only_on_a_draining_server(fleet):
-    """Sets 120 keys through the shim; restarts server 1 empty (recently
+    """Sets 300 keys through the shim; restarts server 1 empty (recently
     down from then on) and drains server 2 (no move). Returns the keys whose
     two copies were servers 1 and 2, the draining server's own and server 1's
     (the draining server holds their only copy now), and the two servers."""
-    keys = [f"d{i}" for i in range(120)]
+    keys = [f"d{i}" for i in range(300)]
     native = native_placement(fleet, "pylibmc", keys, "d")
     pylibmc_writes(fleet, "set", keys)
     partner, draining = fleet.servers[1], fleet.servers[2]
