@@ -49,6 +49,9 @@ struct Decision {
                             // native was dead (-1 if there is none); with kRouteJoined:
                             // its server before the membership change
     uint32_t flags = 0;
+    // With replicas > 1 and kRouteRecentlyDown: a draining server that may
+    // still hold the key's copy (note_draining_copy), -1 if none.
+    int32_t draining = -1;
 };
 
 // Everything placement needs about a server list, borrowed: a Topology's,
@@ -231,6 +234,29 @@ void fall_back_from_recent_substitute(const PlacementView& view, const char* key
         return i == place.server || int32_t(i) == target || (status(i) & kStatusNoStandIn) != 0;
     });
     d.flags |= kRouteRecentlyDown;
+}
+
+// With replicas (docs/DESIGN.md, "Replicas"): the draining server that may
+// still hold a copy of a key whose first copy is recently down, in
+// `d.draining`: its native server when that is draining, or else the next
+// server of its order after its recently-down native when that one is
+// draining (it held the second copy and keeps it until it is moved). Reads
+// look there last; writes delete the key there first.
+template <class Status>
+void note_draining_copy(const PlacementView& view, const char* key, size_t length, Status status,
+                        Decision& d) noexcept {
+    if (!(d.flags & kRouteRecentlyDown) || d.native < 0) return;
+    if (d.flags & kRouteDraining) {
+        d.draining = d.native;
+        return;
+    }
+    if (d.flags & kRouteSubstitute) return;  // a dead native: copies were written elsewhere since
+    const NativePlace place = place_key(view, key, length);
+    const int32_t next = substitute(view, key, length, place, [&](uint32_t i) {
+        const uint8_t s = status(i);
+        return i == place.server || (s & kStatusUnpublished) || ((s & kStatusAvoid) && !(s & kStatusDraining));
+    });
+    if (next >= 0 && next != d.fallback && (status(uint32_t(next)) & kStatusDraining)) d.draining = next;
 }
 
 // A server list with its distribution and hash: owns the ring.

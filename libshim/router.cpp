@@ -238,8 +238,10 @@ Decision Router::route_with(const PlacementView& view, const char* key, size_t l
             };
             d = decide(view, key, length, status, copy.allowed_count.load(std::memory_order_relaxed));
             if (d.flags == 0) look_before_join(copy, key, length, now, d);
-            if ((d.flags & kRouteSubstitute) && replicas_or_default(source_.get()) > 1)
+            if ((d.flags & (kRouteSubstitute | kRouteRecentlyDown)) && replicas_or_default(source_.get()) > 1) {
                 fall_back_from_recent_substitute(view, key, length, status, d);
+                note_draining_copy(view, key, length, status, d);
+            }
         }
         std::atomic_thread_fence(std::memory_order_acquire);
         if (latch_.load(std::memory_order_relaxed) == before) return d;

@@ -48,6 +48,22 @@ const char* action_name(Action a) noexcept {
     return "none";
 }
 
+// The routing decision hashed the key already: its hash is reused, not
+// computed twice more (copies_with routes the key and places it again; an
+// md5 is most of a replicated set's own instructions). Other bytes (a
+// modula substitute's salted rehash) go to the view's hasher.
+struct Rehash {
+    const Routed* routed;
+    route::KeyHasher hasher;
+};
+
+uint32_t hash_once(const char* key, size_t length, void* context) noexcept {
+    const Rehash& r = *static_cast<const Rehash*>(context);
+    const Routed& routed = *r.routed;
+    if (routed.has_native_hash && key == routed.key.bytes && length == routed.key.length) return routed.native_hash;
+    return r.hasher(key, length);
+}
+
 // The wire form of the key, in a buffer kept per thread: after the first
 // write no allocation.
 thread_local std::string wire;
@@ -95,7 +111,10 @@ void replicate(memcached_st* memc, const Routed& routed, const KeyRef& k, const 
     const Action action = action_for(replica.what, rc, expiration);
     if (action == Action::none) return;
     int32_t copies[route::kMaxCopies];
-    const uint32_t found = routing.router->copies_with(routed.view, routed.key.bytes, routed.key.length, n, copies);
+    Rehash rehash{&routed, routed.view.hasher};
+    route::PlacementView view = routed.view;
+    view.hasher = route::KeyHasher{hash_once, &rehash};
+    const uint32_t found = routing.router->copies_with(view, routed.key.bytes, routed.key.length, n, copies);
     const int32_t target = routed.decision.target;
     bool have_key = false;
     int64_t deadline = 0;

@@ -29,11 +29,24 @@ namespace {
 
 bool all_dead(const Routed& routed) noexcept { return routed.decision.flags & route::kRouteAllDead; }
 
+// With replicas, a key whose first copy is recently down may be in two
+// other places (docs/DESIGN.md, "Replicas"): other_copy_server() and a
+// draining server that holds its copy until it is moved
+// (route::note_draining_copy). The latter, or -1.
+int32_t draining_copy(const route::Decision& d) noexcept {
+    if (d.draining < 0 || d.draining == d.target || d.draining == other_copy_server(d)) return -1;
+    return d.draining;
+}
+
+// The other copies a write makes stale go first: the draining server's
+// included, or the drain's move (or a reader's look there) would bring back
+// what the write replaced or deleted.
 void drop_stale_copy(memcached_st* memc, const Routed& routed, const KeyRef& k) noexcept {
-    const int32_t server = other_copy_server(routed.decision);
-    if (server < 0) return;
-    ToServer to(memc, routed, server);
-    real()->delete_by_key(memc, k.group, k.group_length, k.key, k.key_length, 0);
+    for (const int32_t server : {other_copy_server(routed.decision), draining_copy(routed.decision)}) {
+        if (server < 0) continue;
+        ToServer to(memc, routed, server);
+        real()->delete_by_key(memc, k.group, k.group_length, k.key, k.key_length, 0);
+    }
 }
 
 // The expiration every copy of a written key gets: at most the window on a
@@ -114,18 +127,27 @@ memcached_return_t route_one(memcached_st* memc, const char* hash_key, size_t ha
     return call(routed);
 }
 
-// After a miss on the target, the key may still be on other_copy_server():
-// a hit there is returned and put where it belongs.
+// After a miss on the target, the key may still be on other_copy_server(),
+// then on draining_copy(): a hit there is returned and put where it belongs.
 char* second_look(memcached_st* memc, const Routed& routed, const KeyRef& k, size_t* value_length, uint32_t* flags,
                   memcached_return_t* error) noexcept {
-    const route::Decision& d = routed.decision;
-    const int32_t source = other_copy_server(d);
-    if (source < 0) return nullptr;
+    route::Decision d = routed.decision;
+    const int32_t draining = draining_copy(d);
+    int32_t source = other_copy_server(d);
     size_t length = 0;
     uint32_t item_flags = 0;
     memcached_return_t rc;
-    char* value;
-    {
+    char* value = nullptr;
+    for (int look = 0; look < 2 && !value; ++look) {
+        if (look == 1) {
+            if (draining < 0) break;
+            // Moved off the draining server to the target, as a draining
+            // native's key is with one copy (other_copy_server(d) = native).
+            source = d.native = draining;
+            d.flags = route::kRouteSubstitute | route::kRouteDraining;
+            d.fallback = d.draining = -1;
+        }
+        if (source < 0) continue;
         ToServer to(memc, routed, source);
         value = real()->get_by_key(memc, k.group, k.group_length, k.key, k.key_length, &length, &item_flags, &rc);
     }

@@ -139,12 +139,18 @@ def drive_phases(processes, servers, daemon, sizes, start, db, native):
     events["return_db_reads_of_dead_keys"] = sum(planned_counts[k] - return_counts[k] for k in dead_held)
     events["planned_keys"], events["planned_server_items"] = held_keys(planned, native)
     planned_held = readthrough.keys_held(planned)
+    # Where each of its keys also was (the diagnosis of planned_db_reads_by_cause).
+    held_elsewhere = set().union(*(readthrough.keys_held(s) for s in servers if s is not planned)) \
+        if native else None
     readthrough.bump_epoch(db)
+    moved_counts = None
     if daemon:
         events["drain_move"] = daemon.drain_move(planned.address, sizes.drain_timeout) | {
             "drain_rate": sizes.drain_rate}
+        moved_counts = readthrough.key_counts(db, sizes.keys)[1]
     at(offset + sizes.drain)
     events["planned_stop"] = time.monotonic()
+    stop_counts = readthrough.key_counts(db, sizes.keys)[1]
     planned.stop()
     time.sleep(sizes.gap)
     restart_empty(processes, planned)
@@ -157,7 +163,30 @@ def drive_phases(processes, servers, daemon, sizes, start, db, native):
     at(offset)
     end_counts = readthrough.key_counts(db, sizes.keys)[1]
     events["planned_db_reads_of_planned_keys"] = sum(end_counts[k] - planned_counts[k] for k in planned_held)
+    if native:
+        events["planned_db_reads_by_cause"] = planned_causes(
+            planned_held, held_elsewhere, native, {"victim": victim.address, "planned": planned.address},
+            [planned_counts, moved_counts or planned_counts, stop_counts, end_counts])
     return events
+
+
+def planned_causes(held, held_elsewhere, native, roles, counts):
+    """The planned phase's database reads of the keys the restarted server
+    held, by cause: whose key it was natively (the restarted server's, the
+    server that had died and returned empty, another's), whether the
+    restarted server held its only copy as the phase began, and when it was
+    read (during the drain's move, after it before the stop, after the
+    stop). counts: the per-key database reads at the phase's start, the
+    move's end, the stop and the end."""
+    role_of = {address: role for role, address in roles.items()}
+    causes = {}
+    for key in held:
+        for when, before, after in zip(("during_move", "after_move", "after_stop"), counts, counts[1:]):
+            if after[key] > before[key]:
+                cause = (f"native={role_of.get(native[key], 'other')} "
+                         f"{'copy elsewhere' if key in held_elsewhere else 'only copy'} {when}")
+                causes[cause] = causes.get(cause, 0) + after[key] - before[key]
+    return dict(sorted(causes.items(), key=lambda item: -item[1]))
 
 
 def summarize(buckets, events):
@@ -211,6 +240,8 @@ def figures(system, phases, events):
     }
     if "drain_move" in events:
         result["planned_drain_move"] = events["drain_move"]
+    if "planned_db_reads_by_cause" in events:
+        result["planned_db_reads_by_cause"] = events["planned_db_reads_by_cause"]
     targets = {
         "mcwatch": {"outage_misses_over_dead_keys": OUTAGE_TARGET, "return_misses_over_dead_keys": RETURN_TARGET,
                     "planned_db_reads_over_planned_keys": PLANNED_TARGET, "stale_reads": 0},
@@ -269,6 +300,9 @@ def run(ctx):
               f"(waited by {drain.get('waited_by')}), moved {drain.get('moved')}, skipped {drain.get('skipped')}, "
               f"remaining {drain.get('remaining')}, {drain.get('moved_per_s')} keys/s at drain_rate "
               f"{drain.get('drain_rate')}")
+        if r.get("planned_db_reads_by_cause"):
+            print(f"  {system} planned-phase database reads of the restarted server's keys, by cause: " +
+                  ", ".join(f"{cause} {n}" for cause, n in r["planned_db_reads_by_cause"].items()))
         for name, figure in r.items():
             if isinstance(figure, dict) and "met" in figure:
                 print(f"  {system} {name} = {figure['value']}{benchlib.mark(figure)}")

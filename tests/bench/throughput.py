@@ -37,6 +37,14 @@ one, and so must each round's: placement stays native under the shim. The
 replicated client's sets over the direct one's (2 once copies are written)
 say whether replication was at work.
 
+Instructions per get and per set as callgrind counts them (the client
+process, shim included; the servers' work not), direct, preloaded and
+replicated side by side: repeatable on a loaded machine where the wall-clock
+ratios are not, and they tell the shim's own cost from the servers'. One
+client thread, 100-byte values, each figure the difference of two runs of
+CALLGRIND_ITERATIONS and twice as many, inside memcached_get or
+memcached_set only (`--toggle-collect`): start-up and warm-up cancel out.
+
 Then the hit ratio at a fixed memory size, with and without replication:
 four fresh memcached of HIT_RATIO's memory each, more keys than fit,
 every key written once (warm), then the read-through workload of miss_storm (tests/bench/read_through.c, Zipf
@@ -53,6 +61,7 @@ import time
 
 import benchlib
 import readthrough
+import routing
 
 SERVERS = 4
 MEMORY_MB = 64
@@ -87,6 +96,8 @@ SMOKE = {
     "probe_iterations": 300,
 }
 RUN_TIMEOUT_S = 60
+# Iterations of the shorter callgrind run (the longer has twice as many).
+CALLGRIND_ITERATIONS = {"full": 1000, "smoke": 100}
 FIELDS = {"ops_per_s", "ops", "seconds", "threads", "cpu_s", "failed", "misses", "set_s", "get_s"}
 HIT_RATIO = {
     # 2 MB holds about 10,900 of these items (100-byte values): 100,000 keys
@@ -267,6 +278,20 @@ def summarize(cell):
     return out
 
 
+def instructions_per_op(loop, iterations):
+    """{system: {"get": n, "set": n}}: callgrind's instructions per call of
+    memcached_get and memcached_set, one thread, 100-byte values."""
+    result = {}
+    for system in ("direct", "preloaded", "replicated"):
+        servers, env = loop.targets[system]
+        result[system] = {}
+        for op in ("get", "set"):
+            counts = [routing.instructions([f"--toggle-collect=memcached_{op}", loop.path, servers, str(n), "100", "1",
+                                            str(loop.keys)], env) for n in (iterations, 2 * iterations)]
+            result[system][op] = round((counts[1] - counts[0]) / iterations)
+    return result
+
+
 def shim_engaged(loop):
     """Whether the preloaded client found the state file usable: with
     MCSHIM_DEBUG the shim says on stderr when it places keys natively for
@@ -311,6 +336,10 @@ def print_table(result):
               f"{interval(f'replicated_{op}_over_direct')}{benchlib.mark(figure)}")
     print(f"  the replicated client's sets reached the servers {result['replicated_sets_over_direct_sets']:.2f} "
           f"times as often as the direct client's (2 when every store writes its second copy)")
+    cg = result["instructions_per_op"]
+    print("client instructions per operation (callgrind, 1 thread, 100 B): "
+          + "; ".join(f"{op} direct {cg['direct'][op]}, preloaded {cg['preloaded'][op]}, replicated "
+                      f"{cg['replicated'][op]}" for op in ("get", "set")))
     hit = result["hit_ratio"]
     print(f"hit ratio at {hit['memory_mb_per_server']} MB x {SERVERS} servers, {hit['keys']} keys (Zipf), "
           f"after warm-up: replicas = 1 {hit['replicas_1']['hit_ratio']:.3f}, replicas = 2 "
@@ -379,6 +408,7 @@ def run(ctx):
         loop = Loop(ctx, servers, daemon, replicated, proxy, plan["keys"])
         engaged, debug = shim_engaged(loop)
         cells = [summarize(cell) for cell in measure(loop, plan, start)]
+        instructions = instructions_per_op(loop, CALLGRIND_ITERATIONS["smoke" if ctx.smoke else "full"])
         all_live = daemon.all_in("live") and replicated.all_in("live")
     result = {
         "servers": SERVERS,
@@ -410,6 +440,7 @@ def run(ctx):
         "failed_ops": sum(sum(c["failed_ops"].values()) for c in cells),
         "shim_engaged": engaged,
         "servers_live_at_end": all_live,
+        "instructions_per_op": instructions,
     }
     if not engaged:
         result["shim_debug"] = debug[-500:]

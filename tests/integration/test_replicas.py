@@ -272,3 +272,63 @@ def test_incr_decr_append_prepend_never_leave_a_stale_copy_to_read_when_the_firs
     assert all(read[k] == "10" for k in untouched), read
     for part in changed.values():
         assert all(read[k] == "None" for k in part), read
+
+
+def keys_only_on_a_draining_server(fleet):
+    """Sets 300 keys through the shim; restarts server 1 empty (recently
+    down from then on) and drains server 2 (no move). Returns the keys whose
+    two copies were servers 1 and 2, the draining server's own and server 1's
+    (the draining server holds their only copy now), and the two servers."""
+    keys = [f"d{i}" for i in range(300)]
+    native = native_placement(fleet, "pylibmc", keys, "d")
+    pylibmc_writes(fleet, "set", keys)
+    partner, draining = fleet.servers[1], fleet.servers[2]
+    pairs = holders(fleet, keys)
+    wanted = {"the draining server's own": [k for k in keys if native[k] == [draining.address] and
+                                            partner.address in pairs[k]],
+              "the empty server's own": [k for k in keys if native[k] == [partner.address] and
+                                         draining.address in pairs[k]]}
+    assert all(len(part) >= 3 for part in wanted.values()), pairs
+    partner.kill()
+    fleet.wait_states({partner.address: "dead"})
+    partner.start()
+    fleet.wait_states({partner.address: "live"})
+    assert fleet.ctl("drain", draining.address).returncode == 0
+    fleet.wait_states({draining.address: "draining"})
+    both = wanted["the draining server's own"] + wanted["the empty server's own"]
+    assert all(holders(fleet, both)[k] == [draining.address] for k in both)
+    return wanted, partner, draining
+
+
+def test_a_draining_servers_only_copy_is_read_when_the_keys_first_copy_came_back_empty(replicas_fleet):
+    # The miss on the empty first copy looks at the fallback (empty too:
+    # nothing was written while that server was dead), then on the draining
+    # server, which still holds the key: a hit, moved to the first copy and
+    # off the draining server, as a draining server's key is with one copy.
+    fleet = replicas_fleet
+    wanted, partner, draining = keys_only_on_a_draining_server(fleet)
+    for whose, keys in wanted.items():
+        read = pylibmc_reads(fleet, keys)
+        assert all(read[k] == "one-" + k for k in keys), (whose, read)
+        after = holders(fleet, keys)
+        assert all(partner.address in after[k] and draining.address not in after[k] for k in keys), (whose, after)
+
+
+def test_a_write_deletes_the_copy_a_draining_server_holds_while_the_first_copy_is_recently_down(replicas_fleet):
+    # Else the drain's move, or a reader's look there, would bring the
+    # deleted or replaced value back.
+    fleet = replicas_fleet
+    wanted, partner, draining = keys_only_on_a_draining_server(fleet)
+    servers = ",".join(m.address for m in fleet.servers)
+    for whose, keys in wanted.items():
+        deleted, written = keys[0::2], keys[1::2]
+        # (The delete answers "not found": the first copy, where it goes, is empty.)
+        preloaded(fleet, ["/usr/bin/python3", "-c", "import sys, pylibmc\n"
+                          "mc = pylibmc.Client(sys.argv[1].split(','), behaviors={'ketama': True})\n"
+                          "for k in sys.argv[2].split(','): mc.delete(k)\n", servers, ",".join(deleted)])
+        pylibmc_writes(fleet, "set-number", written)
+        held = values(fleet, keys)
+        assert all(draining.address not in held[k] for k in keys), (whose, held)
+        read = pylibmc_reads(fleet, keys)
+        assert all(read[k] == "None" for k in deleted), (whose, read)
+        assert all(read[k] == "10" for k in written), (whose, read)
