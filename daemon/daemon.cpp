@@ -193,6 +193,8 @@ Result<> Daemon::start() {
             membership_ = before.membership;
         }
     }
+    // The fleet's overrides before the first file: no fresh host shows a drained server live.
+    if (fleet_ && fleet_->wait_first_view()) on_fleet_view();
     if (Result<> published = writer_.publish(config_, resolved_addresses(), views(), membership_); !published)
         return published;
     log_event("info", "start",
@@ -556,6 +558,7 @@ bool Daemon::states_moved(const std::vector<state::ServerDynamic>& published) {
 void Daemon::on_fleet_view() {
     std::optional<FleetView> view = fleet_->take_view();
     if (!view) return;
+    const bool overridden = apply_fleet_operators(*view);
     if (view->etcd_answers) {
         fleet_last_answer_ = Clock::now();
         if (fleet_fell_back_)
@@ -569,10 +572,11 @@ void Daemon::on_fleet_view() {
         fleet_view_.error = view->error;
     }
     const std::vector<state::ServerDynamic> published = views();
-    if (states_moved(published)) {
+    if (states_moved(published) || overridden) {
         writer_.write_servers(published, true);
         if (metrics_) metrics_->content_changed();
     }
+    answer_fleet_operators();
 }
 
 int Daemon::run() {
