@@ -8,6 +8,7 @@ etcd's error. Several mcwatchd on this machine, real memcached and etcd
 --json` of each host's state file, mcctl's answer, memcached's cmd_flush."""
 
 import signal
+import socket
 import time
 
 from conftest import wait_until
@@ -66,20 +67,28 @@ def test_flush_on_one_host_flushes_the_shared_server_once(hosts, servers):
     assert_flushed_once_since(a, before)
 
 
-def test_a_host_started_after_a_drain_never_shows_the_server_live(hosts, servers):
+def test_a_host_started_after_a_drain_never_shows_the_server_live(hosts, servers, etcd):
     for name in ("h1", "h2"):
         hosts.start(name, PATIENT)
     a, _ = servers
     hosts.wait_all({a.address: "live"})
     ok(hosts.daemons["h1"].ctl("drain", a.address))
     hosts.wait_all({a.address: "draining"})
-    h3 = hosts.start("h3", PATIENT)  # returns once the state file is h3's own: its first file
+    # h3 asks first an endpoint that accepts connections and never answers:
+    # its first read of etcd takes a request's timeout (1s), long after its
+    # first probe found the server answering.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        first = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        # Returns once the state file is h3's own: its first file.
+        h3 = hosts.start("h3", PATIENT, fleet_settings={"etcd": f"{first}, {etcd.config_value()}"})
 
-    def draining_never_live():
-        state = h3.states().get(a.address)
-        assert state != "live", "a fresh host published a drained server live"
-        return state == "draining"
-    wait_until(draining_never_live, 20, "h3 showing the drain")
+        def draining_never_live():
+            state = h3.states().get(a.address)
+            assert state != "live", "a fresh host published a drained server live"
+            return state == "draining"
+        wait_until(draining_never_live, 20, "h3 showing the drain")
 
 
 def test_with_etcd_stopped_a_drain_on_a_fleet_host_is_refused_naming_etcd_and_nothing_changes(hosts, servers, etcd):
