@@ -119,8 +119,7 @@ std::optional<ControlReply> Daemon::on_control(const ControlRequest& request, Co
 
 std::string Daemon::start_move(ServerRecord& server) {
     const auto running = movers_.find(server.address.text);
-    if (running != movers_.end() && running->second->progress().running())
-        return "its keys are being moved already";
+    if (running != movers_.end() && running->second->progress().running()) return "its keys are being moved already";
     movers_.insert_or_assign(server.address.text, DrainMover::start(config_, size_t(&server - servers_.data())));
     // Published before the reply: `drain --move --wait` must not read the previous move's outcome.
     writer_.write_servers(views(), false);
@@ -131,7 +130,7 @@ OperatorOutcome Daemon::apply_override(ServerRecord& server, std::optional<Opera
                                        const std::string& why) {
     if (op != OperatorRecord::Op::drain) stop_mover(server.address.text, why);
     const int64_t now = now_ms();
-    OperatorOutcome outcome = !op                              ? server.health.clear_override(now)
+    OperatorOutcome outcome = !op                                ? server.health.clear_override(now)
                               : *op == OperatorRecord::Op::drain ? server.health.drain(now)
                                                                  : server.health.force_down(now);
     log_health_events(server.address.text, outcome.change.events);
@@ -153,22 +152,23 @@ bool Daemon::apply_fleet_operators(const FleetView& view) {
         ServerRecord* server = find_server(command.server);
         if (!server) {
             fleet_answers_.push_back(
-                {command.ticket, ControlReply::error(fmt::format("{}: removed from the configuration by a reload",
-                                                                 command.server))});
+                {command.ticket,
+                 ControlReply::error(fmt::format("{}: removed from the configuration by a reload", command.server))});
             continue;
         }
         if (!outcome.error.empty()) {
-            fleet_answers_.push_back(
-                {command.ticket, ControlReply::error(fmt::format("{} {}: not done on any host, etcd did not record it: {}",
-                                                                 command.command, command.server, outcome.error))});
+            fleet_answers_.push_back({command.ticket, ControlReply::error(fmt::format(
+                                                          "{} {}: not done on any host, etcd did not record it: {}",
+                                                          command.command, command.server, outcome.error))});
             continue;
         }
-        const OperatorOutcome applied = apply_override(*server, command.op, fmt::format("the operator's `{}`", command.command));
+        const OperatorOutcome applied =
+            apply_override(*server, command.op, fmt::format("the operator's `{}`", command.command));
         routing_changed |= applied.change.routing_changed;
         std::string said = applied.said;
         if (command.move && server->health.override_kind() == Override::drain) said += "; " + start_move(*server);
-        fleet_answers_.push_back(
-            {command.ticket, ControlReply::ok(fmt::format("{} {}; recorded for the fleet in etcd", command.server, said))});
+        fleet_answers_.push_back({command.ticket, ControlReply::ok(fmt::format("{} {}; recorded for the fleet in etcd",
+                                                                               command.server, said))});
     }
     if (!view.etcd_answers) return routing_changed;  // the overrides last read stay
     const auto override_of = [](const std::optional<OperatorRecord::Op>& op) {
@@ -180,8 +180,8 @@ bool Daemon::apply_fleet_operators(const FleetView& view) {
         if (found != view.operators.end()) op = found->second.op;
         if (server.health.override_kind() == override_of(op)) continue;
         const std::string by = found != view.operators.end() ? found->second.host : "-";
-        const OperatorOutcome applied = apply_override(
-            server, op, fmt::format("the fleet's `{}`", op ? operator_op_name(*op) : "up"));
+        const OperatorOutcome applied =
+            apply_override(server, op, fmt::format("the fleet's `{}`", op ? operator_op_name(*op) : "up"));
         routing_changed |= applied.change.routing_changed;
         log_event("info", "fleet_operator",
                   {{"status", "applied"},

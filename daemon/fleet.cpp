@@ -143,12 +143,12 @@ Result<std::optional<EtcdKeyValue>> Fleet::read_key(const std::string& key) {
 
 std::string Fleet::write_operator(const FleetOperatorCommand& command) {
     const std::string ops_key = fleet_keys::operator_override(config_.name, command.server);
-    const auto etcd_error = [](const Error& error) { return error.message; };
     if (command.op) {
         const OperatorRecord record{*command.op, config_.host, wall_ms(), command.move};
-        if (const Result<int64_t> put = client_->put(ops_key, operator_json(record)); !put) return etcd_error(put.error());
-        log_event("info", "fleet_operator",
-                  {{"status", "recorded"}, {"op", command.command}, {"server", command.server}, {"host", config_.host}});
+        if (const Result<int64_t> put = client_->put(ops_key, operator_json(record)); !put) return put.error().message;
+        log_event(
+            "info", "fleet_operator",
+            {{"status", "recorded"}, {"op", command.command}, {"server", command.server}, {"host", config_.host}});
         return "";
     }
     // The override's end is the fleet's rejoin: in one transaction with the
@@ -159,9 +159,9 @@ std::string Fleet::write_operator(const FleetOperatorCommand& command) {
     const std::string rejoin_key = fleet_keys::rejoin(config_.name, command.server);
     for (int attempt = 0; attempt < 5; ++attempt) {
         const Result<std::optional<EtcdKeyValue>> ops = read_key(ops_key);
-        if (!ops) return etcd_error(ops.error());
+        if (!ops) return ops.error().message;
         const Result<std::optional<EtcdKeyValue>> rejoin = read_key(rejoin_key);
-        if (!rejoin) return etcd_error(rejoin.error());
+        if (!rejoin) return rejoin.error().message;
         std::optional<RejoinRecord> record;
         if (*rejoin)
             if (Result<RejoinRecord> parsed = parse_rejoin((*rejoin)->value); parsed) record = std::move(*parsed);
@@ -171,12 +171,11 @@ std::string Fleet::write_operator(const FleetOperatorCommand& command) {
         if (*ops && flush_on_rejoin_ && !recorded_outage)
             success.push_back({EtcdOp::Kind::put, rejoin_key,
                                rejoin_json({epoch + 1, RejoinRecord::Phase::dead, config_.host, wall_ms(), false}), 0});
-        const Result<EtcdTxnResult> txn =
-            client_->txn({EtcdCompare{ops_key, EtcdCompare::Target::mod_revision, *ops ? (*ops)->mod_revision : 0, {}},
-                          EtcdCompare{rejoin_key, EtcdCompare::Target::mod_revision,
-                                      *rejoin ? (*rejoin)->mod_revision : 0, {}}},
-                         success);
-        if (!txn) return etcd_error(txn.error());
+        const Result<EtcdTxnResult> txn = client_->txn(
+            {EtcdCompare{ops_key, EtcdCompare::Target::mod_revision, *ops ? (*ops)->mod_revision : 0, {}},
+             EtcdCompare{rejoin_key, EtcdCompare::Target::mod_revision, *rejoin ? (*rejoin)->mod_revision : 0, {}}},
+            success);
+        if (!txn) return txn.error().message;
         if (!txn->succeeded) continue;
         log_event("info", "fleet_operator",
                   {{"status", "recorded"},

@@ -27,9 +27,9 @@ namespace mcwatch {
 // An operator's command for the whole fleet (docs/DESIGN.md, "The fleet
 // view"), handed from the daemon's thread to be recorded in etcd.
 struct FleetOperatorCommand {
-    uint64_t ticket = 0;   // the daemon's: the control request to answer
-    std::string command;   // as the operator typed it: "drain", "undrain", ...
-    std::string server;    // the configured address
+    uint64_t ticket = 0;                   // the daemon's: the control request to answer
+    std::string command;                   // as the operator typed it: "drain", "undrain", ...
+    std::string server;                    // the configured address
     std::optional<OperatorRecord::Op> op;  // none: clear the override (undrain, up)
     bool move = false;
 };

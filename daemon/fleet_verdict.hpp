@@ -90,7 +90,7 @@ struct FleetSnapshot {
     // verdict skips them)
     std::map<std::string, std::map<std::string, FleetObservation>> observations;
     std::map<std::string, std::pair<RejoinRecord, int64_t>> rejoins;  // server -> record, its mod_revision
-    std::map<std::string, OperatorRecord> operators;  // server -> the override in force
+    std::map<std::string, OperatorRecord> operators;                  // server -> the override in force
     // Keys under the prefix that none of the above reads (a newer version's, a typo's).
     size_t unreadable = 0;
 };
