@@ -344,9 +344,8 @@ void Fleet::cycle() {
             observed == snapshot.observations.end() ? std::map<std::string, FleetObservation>{} : observed->second,
             snapshot.hosts, config_.verdict);
         const std::optional<RejoinRecord> record = step_rejoin(server.address, verdict, snapshot);
-        view.published[server.address.text] = unrecorded_dead_.count(server.address.text)
-                                                   ? FleetVerdict::Kind::dead
-                                                   : published_verdict(verdict, record);
+        view.published[server.address.text] =
+            unrecorded_dead_.count(server.address.text) ? FleetVerdict::Kind::dead : published_verdict(verdict, record);
     }
     post(std::move(view));
 }
