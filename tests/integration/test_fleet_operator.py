@@ -11,6 +11,8 @@ import signal
 import socket
 import time
 
+import pytest
+
 from conftest import wait_until
 from test_fleet import flushes, hosts, servers  # noqa: F401 (pytest fixtures)
 
@@ -31,28 +33,17 @@ def assert_flushed_once_since(server, before):
     assert flushes(server) == before + 1
 
 
-def test_drain_on_one_host_is_draining_on_every_host_and_undrain_on_another_ends_it_with_one_flush(hosts, servers):
+@pytest.mark.parametrize("take, shown, end", [("drain", "draining", "undrain"), ("down", "dead", "up")])
+def test_an_override_given_on_one_host_shows_on_every_host_and_its_end_on_another_flushes_once(hosts, servers, take,
+                                                                                                shown, end):
     for name in HOSTS:
         hosts.start(name, PATIENT)
     a, b = servers
     hosts.wait_all({a.address: "live", b.address: "live"})
     before = flushes(a)
-    assert "recorded for the fleet" in ok(hosts.daemons["h1"].ctl("drain", a.address))
-    hosts.wait_all({a.address: "draining", b.address: "live"})
-    ok(hosts.daemons["h2"].ctl("undrain", a.address))
-    hosts.wait_all({a.address: "live", b.address: "live"})
-    assert_flushed_once_since(a, before)
-
-
-def test_down_on_one_host_is_dead_on_every_host_and_up_on_another_ends_it_with_one_flush(hosts, servers):
-    for name in HOSTS:
-        hosts.start(name, PATIENT)
-    a, b = servers
-    hosts.wait_all({a.address: "live", b.address: "live"})
-    before = flushes(a)
-    ok(hosts.daemons["h3"].ctl("down", a.address))
-    hosts.wait_all({a.address: "dead", b.address: "live"})
-    ok(hosts.daemons["h1"].ctl("up", a.address))
+    assert "recorded for the fleet" in ok(hosts.daemons["h1"].ctl(take, a.address))
+    hosts.wait_all({a.address: shown, b.address: "live"})
+    ok(hosts.daemons["h2"].ctl(end, a.address))
     hosts.wait_all({a.address: "live", b.address: "live"})
     assert_flushed_once_since(a, before)
 
