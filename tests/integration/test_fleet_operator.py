@@ -14,7 +14,7 @@ import time
 import pytest
 
 from conftest import wait_until
-from test_fleet import flushes, hosts, servers  # noqa: F401 (pytest fixtures)
+from test_fleet import fleet_report, flushes, hosts, servers  # noqa: F401 (pytest fixtures)
 
 HOSTS = ("h1", "h2", "h3")
 # Patient probes: an outage that a loaded test machine makes up would add a
@@ -43,6 +43,9 @@ def test_an_override_given_on_one_host_shows_on_every_host_and_its_end_on_anothe
     before = flushes(a)
     assert "recorded for the fleet" in ok(hosts.daemons["h1"].ctl(take, a.address))
     hosts.wait_all({a.address: shown, b.address: "live"})
+    overridden = fleet_report(hosts.daemons["h3"])["servers"][0]
+    assert (overridden["address"], overridden["operator"]["op"], overridden["operator"]["host"]) == \
+        (a.address, take, "h1")
     ok(hosts.daemons["h2"].ctl(end, a.address))
     hosts.wait_all({a.address: "live", b.address: "live"})
     assert_flushed_once_since(a, before)
