@@ -77,8 +77,8 @@ int mcctl_fleet(const std::string& config_path, bool as_json) {
             const OperatorRecord& o = overridden->second;
             entry["operator"] = {
                 {"op", operator_op_name(o.op)}, {"host", o.host}, {"at_unix_ms", o.at_unix_ms}, {"move", o.move}};
-            by_operator = fmt::format("  {}{} by the operator on {}", operator_op_name(o.op), o.move ? " --move" : "",
-                                      o.host);
+            by_operator =
+                fmt::format("  {}{} by the operator on {}", operator_op_name(o.op), o.move ? " --move" : "", o.host);
         }
         std::string seen;
         for (const auto& [host, o] : observations) {
