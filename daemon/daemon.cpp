@@ -195,6 +195,8 @@ Result<> Daemon::start() {
             membership_ = before.membership;
         }
     }
+    // The fleet's overrides before the first file: no fresh host shows a drained server live.
+    if (fleet_ && fleet_->wait_first_view()) on_fleet_view();
     if (Result<> published = writer_.publish(config_, resolved_addresses(), views(), membership_); !published)
         return published;
     log_event("info", "start",
@@ -599,6 +601,7 @@ void Daemon::on_fleet_view() {
     if (view->etcd_answers != fleet_etcd_answers_) fleet_etcd_since_unix_ms_ = unix_ms();
     fleet_etcd_answers_ = view->etcd_answers;
     if (!view->error.empty()) fleet_last_error_ = view->error;
+    const bool overridden = apply_fleet_operators(*view);
     if (view->etcd_answers) {
         fleet_last_answer_ = Clock::now();
         if (fleet_fell_back_)
@@ -613,10 +616,11 @@ void Daemon::on_fleet_view() {
     }
     const std::vector<state::ServerDynamic> published = views();
     writer_.set_fleet(fleet_status());
-    if (states_moved(published)) {
+    if (states_moved(published) || overridden) {
         writer_.write_servers(published, true);
         if (metrics_) metrics_->content_changed();
     }
+    answer_fleet_operators();
 }
 
 int Daemon::run() {

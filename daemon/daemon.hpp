@@ -124,6 +124,18 @@ private:
     std::map<std::string, std::unique_ptr<DrainMover>> movers_;
     // Ends the move of `address`, if one runs, saying why.
     void stop_mover(const std::string& address, const std::string& why);
+    // Starts moving the draining server's keys (drain --move); what the operator is told.
+    std::string start_move(ServerRecord& server);
+    // Sets (or, with no op, clears) the server's override as an operator's
+    // command does, stopping a move it ends for `why`.
+    OperatorOutcome apply_override(ServerRecord& server, std::optional<OperatorRecord::Op> op, const std::string& why);
+    // [fleet] operator commands (daemon_control.cpp): the outcomes of this
+    // host's and the overrides etcd holds, applied from a view; whether
+    // routing changed. Their answers wait in fleet_answers_ until the view
+    // is published (answer_fleet_operators).
+    bool apply_fleet_operators(const FleetView& view);
+    void answer_fleet_operators();
+    std::vector<std::pair<ControlServer::Ticket, ControlReply>> fleet_answers_;
 
     // [fleet] (docs/DESIGN.md, "The fleet view"): what this host sees, for
     // the fleet thread; the fleet's verdicts over the servers' own views

@@ -76,18 +76,27 @@ std::optional<ControlReply> Daemon::on_control(const ControlRequest& request, Co
     if ((request.command == ControlCommand::drain || request.command == ControlCommand::down) && !request.force)
         if (std::string why = below_min_live(config_, servers_, *server, request.command); !why.empty())
             return ControlReply::error(why);
+    if (request.command == ControlCommand::undrain && health.override_kind() != Override::drain)
+        return ControlReply::error(
+            fmt::format("{} is not draining (it is {}{})", address, state::state_name(health.view().state),
+                        health.override_kind() == Override::down ? ", down by operator: use `mcctl up`" : ""));
+    if (fleet_ && request.command != ControlCommand::flush) {
+        // The fleet's command: answered once etcd recorded it (or refused it),
+        // with the view read after (apply_fleet_operators). A flush needs no
+        // record: the one flush_all below reaches the server every host shares.
+        std::optional<OperatorRecord::Op> op;
+        if (request.command == ControlCommand::drain) op = OperatorRecord::Op::drain;
+        if (request.command == ControlCommand::down) op = OperatorRecord::Op::down;
+        fleet_->record_operator({ticket, control_command_name(request.command), address, op,
+                                 request.command == ControlCommand::drain && (request.move || config_.drain_move)});
+        return std::nullopt;
+    }
     OperatorOutcome outcome;
     if (request.command != ControlCommand::drain && request.command != ControlCommand::flush)
         stop_mover(address, fmt::format("the operator's `{}`", control_command_name(request.command)));
     switch (request.command) {
     case ControlCommand::drain: outcome = health.drain(now); break;
-    case ControlCommand::undrain:
-        if (health.override_kind() != Override::drain)
-            return ControlReply::error(
-                fmt::format("{} is not draining (it is {}{})", address, state::state_name(health.view().state),
-                            health.override_kind() == Override::down ? ", down by operator: use `mcctl up`" : ""));
-        outcome = health.clear_override(now);
-        break;
+    case ControlCommand::undrain: outcome = health.clear_override(now); break;
     case ControlCommand::down: outcome = health.force_down(now); break;
     case ControlCommand::up: outcome = health.clear_override(now); break;
     case ControlCommand::flush:
@@ -103,17 +112,90 @@ std::optional<ControlReply> Daemon::on_control(const ControlRequest& request, Co
     // Clients see it now, not at the end of the next round.
     if (outcome.change.routing_changed) writer_.write_servers(views(), true);
     if (request.command == ControlCommand::drain && (request.move || config_.drain_move) &&
-        health.override_kind() == Override::drain) {
-        const auto running = movers_.find(address);
-        if (running != movers_.end() && running->second->progress().running())
-            return ControlReply::ok(fmt::format("{} {}; its keys are being moved already", address, outcome.said));
-        movers_.insert_or_assign(address, DrainMover::start(config_, size_t(server - servers_.data())));
-        // Published before the reply: `drain --move --wait` must not read the previous move's outcome.
-        writer_.write_servers(views(), false);
-        return ControlReply::ok(
-            fmt::format("{} {}; moving every key at most {} per second", address, outcome.said, config_.drain_rate));
-    }
+        health.override_kind() == Override::drain)
+        return ControlReply::ok(fmt::format("{} {}; {}", address, outcome.said, start_move(*server)));
     return ControlReply::ok(fmt::format("{} {}", address, outcome.said));
+}
+
+std::string Daemon::start_move(ServerRecord& server) {
+    const auto running = movers_.find(server.address.text);
+    if (running != movers_.end() && running->second->progress().running()) return "its keys are being moved already";
+    movers_.insert_or_assign(server.address.text, DrainMover::start(config_, size_t(&server - servers_.data())));
+    // Published before the reply: `drain --move --wait` must not read the previous move's outcome.
+    writer_.write_servers(views(), false);
+    return fmt::format("moving every key at most {} per second", config_.drain_rate);
+}
+
+OperatorOutcome Daemon::apply_override(ServerRecord& server, std::optional<OperatorRecord::Op> op,
+                                       const std::string& why) {
+    if (op != OperatorRecord::Op::drain) stop_mover(server.address.text, why);
+    const int64_t now = now_ms();
+    OperatorOutcome outcome = !op                                ? server.health.clear_override(now)
+                              : *op == OperatorRecord::Op::drain ? server.health.drain(now)
+                                                                 : server.health.force_down(now);
+    log_health_events(server.address.text, outcome.change.events);
+    // With [fleet] this host never flushes for a rejoin: the fleet's rejoin
+    // record does (Fleet::write_operator), which the health machine's
+    // sentence cannot know.
+    if (!op && fleet_ && outcome.change.routing_changed)
+        outcome.said = config_.flush_on_rejoin
+                           ? "override cleared: a rejoin of the fleet, one host sends flush_all, then it is live"
+                           : "override cleared (flush_on_rejoin is off: not flushed)";
+    return outcome;
+}
+
+bool Daemon::apply_fleet_operators(const FleetView& view) {
+    bool routing_changed = false;
+    // This host's commands first: the view was read after etcd took them.
+    for (const FleetOperatorOutcome& outcome : view.operator_outcomes) {
+        const FleetOperatorCommand& command = outcome.command;
+        ServerRecord* server = find_server(command.server);
+        if (!server) {
+            fleet_answers_.push_back(
+                {command.ticket,
+                 ControlReply::error(fmt::format("{}: removed from the configuration by a reload", command.server))});
+            continue;
+        }
+        if (!outcome.error.empty()) {
+            fleet_answers_.push_back({command.ticket, ControlReply::error(fmt::format(
+                                                          "{} {}: not done on any host, etcd did not record it: {}",
+                                                          command.command, command.server, outcome.error))});
+            continue;
+        }
+        const OperatorOutcome applied =
+            apply_override(*server, command.op, fmt::format("the operator's `{}`", command.command));
+        routing_changed |= applied.change.routing_changed;
+        std::string said = applied.said;
+        if (command.move && server->health.override_kind() == Override::drain) said += "; " + start_move(*server);
+        fleet_answers_.push_back({command.ticket, ControlReply::ok(fmt::format("{} {}; recorded for the fleet in etcd",
+                                                                               command.server, said))});
+    }
+    if (!view.etcd_answers) return routing_changed;  // the overrides last read stay
+    const auto override_of = [](const std::optional<OperatorRecord::Op>& op) {
+        return !op ? Override::none : *op == OperatorRecord::Op::drain ? Override::drain : Override::down;
+    };
+    for (ServerRecord& server : servers_) {
+        const auto found = view.operators.find(server.address.text);
+        std::optional<OperatorRecord::Op> op;
+        if (found != view.operators.end()) op = found->second.op;
+        if (server.health.override_kind() == override_of(op)) continue;
+        const std::string by = found != view.operators.end() ? found->second.host : "-";
+        const OperatorOutcome applied =
+            apply_override(server, op, fmt::format("the fleet's `{}`", op ? operator_op_name(*op) : "up"));
+        routing_changed |= applied.change.routing_changed;
+        log_event("info", "fleet_operator",
+                  {{"status", "applied"},
+                   {"op", op ? operator_op_name(*op) : "cleared"},
+                   {"server", server.address.text},
+                   {"by", by},
+                   {"detail", applied.said}});
+    }
+    return routing_changed;
+}
+
+void Daemon::answer_fleet_operators() {
+    for (const auto& [ticket, reply] : fleet_answers_) control_->reply(ticket, reply);
+    fleet_answers_.clear();
 }
 
 void Daemon::stop_mover(const std::string& address, const std::string& why) {

@@ -149,6 +149,10 @@ std::string put_request(std::string_view key, std::string_view value, int64_t le
 
 std::string txn_request(const std::vector<EtcdCompare>& compares, std::string_view key, std::string_view value,
                         int64_t lease) {
+    return txn_request(compares, {EtcdOp{EtcdOp::Kind::put, std::string(key), std::string(value), lease}});
+}
+
+std::string txn_request(const std::vector<EtcdCompare>& compares, const std::vector<EtcdOp>& success) {
     json conditions = json::array();
     for (const EtcdCompare& compare : compares) {
         json condition = {{"result", "EQUAL"}, {"key", base64_encode(compare.key)}};
@@ -161,10 +165,17 @@ std::string txn_request(const std::vector<EtcdCompare>& compares, std::string_vi
         }
         conditions.push_back(std::move(condition));
     }
-    json put = {{"key", base64_encode(key)}, {"value", base64_encode(value)}};
-    if (lease != 0) put["lease"] = std::to_string(lease);
-    return json{{"compare", std::move(conditions)}, {"success", json::array({json{{"request_put", std::move(put)}}})}}
-        .dump();
+    json operations = json::array();
+    for (const EtcdOp& op : success) {
+        if (op.kind == EtcdOp::Kind::del) {
+            operations.push_back(json{{"request_delete_range", {{"key", base64_encode(op.key)}}}});
+            continue;
+        }
+        json put = {{"key", base64_encode(op.key)}, {"value", base64_encode(op.value)}};
+        if (op.lease != 0) put["lease"] = std::to_string(op.lease);
+        operations.push_back(json{{"request_put", std::move(put)}});
+    }
+    return json{{"compare", std::move(conditions)}, {"success", std::move(operations)}}.dump();
 }
 
 std::string lease_grant_request(int64_t ttl_s) { return json{{"TTL", std::to_string(ttl_s)}}.dump(); }
@@ -320,6 +331,12 @@ Result<int64_t> EtcdClient::put(std::string_view key, std::string_view value, in
 Result<EtcdTxnResult> EtcdClient::txn_put(const std::vector<EtcdCompare>& compares, std::string_view key,
                                           std::string_view value, int64_t lease) {
     const Result<std::string> body = post("/v3/kv/txn", etcd_json::txn_request(compares, key, value, lease));
+    if (!body) return tl::unexpected(body.error());
+    return etcd_json::parse_txn(*body);
+}
+
+Result<EtcdTxnResult> EtcdClient::txn(const std::vector<EtcdCompare>& compares, const std::vector<EtcdOp>& success) {
+    const Result<std::string> body = post("/v3/kv/txn", etcd_json::txn_request(compares, success));
     if (!body) return tl::unexpected(body.error());
     return etcd_json::parse_txn(*body);
 }

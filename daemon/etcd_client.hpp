@@ -50,6 +50,16 @@ struct EtcdCompare {
     std::string value;
 };
 
+// One operation of a transaction's success branch: put key = value (with
+// `lease`, 0 for none) or delete the key.
+struct EtcdOp {
+    enum class Kind : uint8_t { put, del };
+    Kind kind = Kind::put;
+    std::string key;
+    std::string value;
+    int64_t lease = 0;
+};
+
 struct EtcdTxnResult {
     int64_t revision = 0;
     bool succeeded = false;
@@ -69,6 +79,8 @@ std::string put_request(std::string_view key, std::string_view value, int64_t le
 // If every compare holds, puts key = value (with `lease`, 0 for none).
 std::string txn_request(const std::vector<EtcdCompare>& compares, std::string_view key, std::string_view value,
                         int64_t lease);
+// If every compare holds, does each of `success` in order.
+std::string txn_request(const std::vector<EtcdCompare>& compares, const std::vector<EtcdOp>& success);
 std::string lease_grant_request(int64_t ttl_s);
 std::string lease_id_request(int64_t id);
 
@@ -99,6 +111,7 @@ public:
     Result<int64_t> put(std::string_view key, std::string_view value, int64_t lease = 0);
     Result<EtcdTxnResult> txn_put(const std::vector<EtcdCompare>& compares, std::string_view key,
                                   std::string_view value, int64_t lease = 0);
+    Result<EtcdTxnResult> txn(const std::vector<EtcdCompare>& compares, const std::vector<EtcdOp>& success);
     Result<EtcdLease> lease_grant(int64_t ttl_s);
     Result<EtcdLease> lease_keepalive(int64_t id);
     Result<> lease_revoke(int64_t id);

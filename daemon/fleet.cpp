@@ -75,9 +75,36 @@ std::optional<FleetView> Fleet::take_view() {
     return view;
 }
 
-void Fleet::post(FleetView view) {
+void Fleet::record_operator(FleetOperatorCommand command) {
     {
         std::lock_guard<std::mutex> lock(mutex_);
+        commands_.push_back(std::move(command));
+    }
+    wake_.notify_all();
+}
+
+bool Fleet::wait_first_view() const {
+    // The first cycle gives up after one timeout per endpoint (the lease's
+    // grant fails on each), then posts a view that says so.
+    const auto deadline = std::chrono::steady_clock::now() + kRequestTimeout * int64_t(config_.etcd.size() + 1);
+    for (int attempt = 0; attempt < 100; ++attempt) {
+        const auto left = std::chrono::ceil<milliseconds>(deadline - std::chrono::steady_clock::now());
+        if (left.count() <= 0) return false;
+        pollfd p{wakeup_.get(), POLLIN, 0};
+        if (poll(&p, 1, int(left.count())) > 0) return true;
+    }
+    return false;
+}
+
+void Fleet::post(FleetView view) {
+    view.operator_outcomes = std::move(outcomes_);
+    outcomes_.clear();
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        // A view not taken yet is replaced, but the answers it carried are not lost.
+        if (mailbox_)
+            view.operator_outcomes.insert(view.operator_outcomes.begin(), mailbox_->operator_outcomes.begin(),
+                                          mailbox_->operator_outcomes.end());
         mailbox_ = std::move(view);
     }
     const uint64_t one = 1;
@@ -91,11 +118,74 @@ void Fleet::run() {
     pthread_sigmask(SIG_BLOCK, &all, nullptr);
     std::unique_lock<std::mutex> lock(mutex_);
     while (!stopping_) {
+        std::vector<FleetOperatorCommand> commands = std::move(commands_);
+        commands_.clear();
         lock.unlock();
+        // Written before the cycle's read, so the view that answers them shows them.
+        for (FleetOperatorCommand& command : commands) {
+            std::string error = write_operator(command);
+            outcomes_.push_back({std::move(command), std::move(error)});
+        }
         cycle();
         lock.lock();
-        wake_.wait_for(lock, poll_interval_, [this] { return stopping_; });
+        wake_.wait_for(lock, poll_interval_, [this] { return stopping_ || !commands_.empty(); });
     }
+}
+
+Result<std::optional<EtcdKeyValue>> Fleet::read_key(const std::string& key) {
+    Result<EtcdRange> range = client_->range_prefix(key);
+    if (!range) return tl::unexpected(range.error());
+    // A prefix range: "…:1121" also covers "…:11211".
+    for (EtcdKeyValue& kv : range->kvs)
+        if (kv.key == key) return std::optional<EtcdKeyValue>(std::move(kv));
+    return std::optional<EtcdKeyValue>();
+}
+
+std::string Fleet::write_operator(const FleetOperatorCommand& command) {
+    const std::string ops_key = fleet_keys::operator_override(config_.name, command.server);
+    if (command.op) {
+        const OperatorRecord record{*command.op, config_.host, wall_ms(), command.move};
+        if (const Result<int64_t> put = client_->put(ops_key, operator_json(record)); !put) return put.error().message;
+        log_event(
+            "info", "fleet_operator",
+            {{"status", "recorded"}, {"op", command.command}, {"server", command.server}, {"host", config_.host}});
+        return "";
+    }
+    // The override's end is the fleet's rejoin: in one transaction with the
+    // key's removal, the rejoin record goes to dead at the next epoch (unless
+    // an outage is recorded already), so that one host flushes, once, and no
+    // host publishes the server live before. Retried when another host's
+    // write came between the read and the transaction.
+    const std::string rejoin_key = fleet_keys::rejoin(config_.name, command.server);
+    for (int attempt = 0; attempt < 5; ++attempt) {
+        const Result<std::optional<EtcdKeyValue>> ops = read_key(ops_key);
+        if (!ops) return ops.error().message;
+        const Result<std::optional<EtcdKeyValue>> rejoin = read_key(rejoin_key);
+        if (!rejoin) return rejoin.error().message;
+        std::optional<RejoinRecord> record;
+        if (*rejoin)
+            if (Result<RejoinRecord> parsed = parse_rejoin((*rejoin)->value); parsed) record = std::move(*parsed);
+        std::vector<EtcdOp> success = {EtcdOp{EtcdOp::Kind::del, ops_key, "", 0}};
+        const bool recorded_outage = record && record->phase != RejoinRecord::Phase::done;
+        const uint64_t epoch = record ? record->epoch : 0;
+        if (*ops && flush_on_rejoin_ && !recorded_outage)
+            success.push_back({EtcdOp::Kind::put, rejoin_key,
+                               rejoin_json({epoch + 1, RejoinRecord::Phase::dead, config_.host, wall_ms(), false}), 0});
+        const Result<EtcdTxnResult> txn = client_->txn(
+            {EtcdCompare{ops_key, EtcdCompare::Target::mod_revision, *ops ? (*ops)->mod_revision : 0, {}},
+             EtcdCompare{rejoin_key, EtcdCompare::Target::mod_revision, *rejoin ? (*rejoin)->mod_revision : 0, {}}},
+            success);
+        if (!txn) return txn.error().message;
+        if (!txn->succeeded) continue;
+        log_event("info", "fleet_operator",
+                  {{"status", "recorded"},
+                   {"op", command.command},
+                   {"server", command.server},
+                   {"host", config_.host},
+                   {"rejoin", success.size() > 1 ? fmt::format("epoch {}", epoch + 1) : "none"}});
+        return "";
+    }
+    return fmt::format("its records of {} kept changing under other hosts' writes: try again", command.server);
 }
 
 Result<> Fleet::keep_lease(int64_t now) {
@@ -253,6 +343,7 @@ void Fleet::cycle() {
     view.last_answer_unix_ms = now;
     const FleetSnapshot snapshot = read_snapshot(config_.name, *range);
     view.revision = snapshot.revision;
+    view.operators = snapshot.operators;
     for (const LocalServer& server : servers) {
         if (server.dead_alone_since_unix_ms != 0 &&
             dead_alone_taken_[server.address.text] != server.dead_alone_since_unix_ms) {

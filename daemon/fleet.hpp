@@ -12,6 +12,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -22,6 +23,21 @@
 #include "libshim/unique_fd.hpp"
 
 namespace mcwatch {
+
+// An operator's command for the whole fleet (docs/DESIGN.md, "The fleet
+// view"), handed from the daemon's thread to be recorded in etcd.
+struct FleetOperatorCommand {
+    uint64_t ticket = 0;                   // the daemon's: the control request to answer
+    std::string command;                   // as the operator typed it: "drain", "undrain", ...
+    std::string server;                    // the configured address
+    std::optional<OperatorRecord::Op> op;  // none: clear the override (undrain, up)
+    bool move = false;
+};
+
+struct FleetOperatorOutcome {
+    FleetOperatorCommand command;
+    std::string error;  // why etcd did not record it; "" when it did
+};
 
 // What the fleet thread tells the daemon after each read of the prefix.
 struct FleetView {
@@ -36,6 +52,11 @@ struct FleetView {
     // server address -> the latest LocalServer::dead_alone_since_unix_ms the
     // fleet thread has taken over (held dead until the fleet flushed it).
     std::map<std::string, int64_t> dead_alone_taken;
+    // server address -> the operator's override etcd holds (when it answered)
+    std::map<std::string, OperatorRecord> operators;
+    // The commands recorded (or refused) since the last view: this view was
+    // read after each of them was written.
+    std::vector<FleetOperatorOutcome> operator_outcomes;
 };
 
 class Fleet {
@@ -62,6 +83,13 @@ public:
     // host sees of each. Written to etcd on changes only.
     void observe(std::vector<LocalServer> servers);
 
+    // From the daemon's thread: records the command in etcd; its outcome
+    // comes with the next view.
+    void record_operator(FleetOperatorCommand command);
+    // Waits (bounded: one failed read of every endpoint) for the first view:
+    // a starting daemon applies the fleet's overrides before it publishes.
+    bool wait_first_view() const;
+
     // Readable when a new view waits in the mailbox (an eventfd).
     int wakeup_fd() const { return wakeup_.get(); }
     // The latest view (clears the eventfd), or nothing new.
@@ -79,6 +107,10 @@ private:
     std::optional<RejoinRecord> step_rejoin(const ServerAddress& server, const FleetVerdict& verdict,
                                             const FleetSnapshot& snapshot);
     void post(FleetView view);
+    // Writes the command to etcd: "" when etcd took it, else why not.
+    std::string write_operator(const FleetOperatorCommand& command);
+    // The key's current value and mod_revision, nothing when it is absent.
+    Result<std::optional<EtcdKeyValue>> read_key(const std::string& key);
 
     const FleetConfig config_;
     const bool flush_on_rejoin_;
@@ -100,12 +132,15 @@ private:
     // server -> the LocalServer::dead_alone_since_unix_ms last put into
     // unrecorded_dead_: each outage this host published alone, once.
     std::map<std::string, int64_t> dead_alone_taken_;
+    // Commands written since the last view was posted: they go with the next one.
+    std::vector<FleetOperatorOutcome> outcomes_;
 
     std::mutex mutex_;  // guards what follows
     std::condition_variable wake_;
     bool stopping_ = false;
     std::vector<LocalServer> local_;
     std::optional<FleetView> mailbox_;
+    std::vector<FleetOperatorCommand> commands_;  // to record in etcd
 
     std::thread thread_;
 };

@@ -35,6 +35,8 @@ const char* fleet_verdict_name(FleetVerdict::Kind kind) {
     return "unknown";
 }
 
+const char* operator_op_name(OperatorRecord::Op op) { return op == OperatorRecord::Op::down ? "down" : "drain"; }
+
 namespace fleet_keys {
 std::string prefix(std::string_view fleet) { return fmt::format("/mcwatch/{}/", fleet); }
 std::string host(std::string_view fleet, std::string_view host) {
@@ -45,6 +47,9 @@ std::string observation(std::string_view fleet, std::string_view server, std::st
 }
 std::string rejoin(std::string_view fleet, std::string_view server) {
     return fmt::format("/mcwatch/{}/rejoin/{}", fleet, server);
+}
+std::string operator_override(std::string_view fleet, std::string_view server) {
+    return fmt::format("/mcwatch/{}/ops/{}", fleet, server);
 }
 }  // namespace fleet_keys
 
@@ -118,6 +123,26 @@ Result<RejoinRecord> parse_rejoin(std::string_view text) {
     });
 }
 
+std::string operator_json(const OperatorRecord& r) {
+    return json{{"op", operator_op_name(r.op)}, {"host", r.host}, {"at_unix_ms", r.at_unix_ms}, {"move", r.move}}
+        .dump();
+}
+
+Result<OperatorRecord> parse_operator(std::string_view text) {
+    return parsed_json(text, "operator record", [](const json& object) -> Result<OperatorRecord> {
+        OperatorRecord r;
+        const std::string op = object.value("op", "");
+        if (op == "down")
+            r.op = OperatorRecord::Op::down;
+        else if (op != "drain")
+            return failure(fmt::format("operator record: unknown op '{}'", op));
+        r.host = object.value("host", "");
+        r.at_unix_ms = object.value("at_unix_ms", int64_t(0));
+        r.move = object.value("move", false);
+        return r;
+    });
+}
+
 FleetSnapshot read_snapshot(std::string_view fleet, const EtcdRange& range) {
     FleetSnapshot snapshot;
     snapshot.revision = range.revision;
@@ -148,6 +173,13 @@ FleetSnapshot read_snapshot(std::string_view fleet, const EtcdRange& range) {
                 continue;
             }
             snapshot.rejoins[std::string(rest.substr(7))] = {std::move(*record), kv.mod_revision};
+        } else if (rest.rfind("ops/", 0) == 0 && rest.size() > 4) {
+            Result<OperatorRecord> record = parse_operator(kv.value);
+            if (!record) {
+                ++snapshot.unreadable;
+                continue;
+            }
+            snapshot.operators[std::string(rest.substr(4))] = std::move(*record);
         } else {
             ++snapshot.unreadable;
         }

@@ -46,10 +46,25 @@ struct RejoinRecord {
 };
 const char* rejoin_phase_name(RejoinRecord::Phase phase);
 
+// An operator's override given on some host for the whole fleet:
+// /mcwatch/<name>/ops/<server>, present while it is in force. `undrain` and
+// `up` delete it, in the transaction that records the rejoin that ends it.
+struct OperatorRecord {
+    enum class Op : uint8_t { drain, down };
+    Op op = Op::drain;
+    std::string host;  // where the command was given
+    int64_t at_unix_ms = 0;
+    bool move = false;  // drain --move: that host moves the keys
+
+    bool operator==(const OperatorRecord&) const = default;
+};
+const char* operator_op_name(OperatorRecord::Op op);
+
 // The keys, under /mcwatch/<name>/:
 //   hosts/<host>              {"pid":..,"started_unix_ms":..}    with the host's lease
 //   obs/<server>/<host>       FleetObservation as JSON            with the host's lease
 //   rejoin/<server>           RejoinRecord as JSON                no lease (outlives hosts)
+//   ops/<server>              OperatorRecord as JSON              no lease (outlives hosts)
 // A server's text may hold '/' (unix:/path): a host id never does, so the
 // host is what follows the last '/'.
 namespace fleet_keys {
@@ -57,12 +72,15 @@ std::string prefix(std::string_view fleet);
 std::string host(std::string_view fleet, std::string_view host);
 std::string observation(std::string_view fleet, std::string_view server, std::string_view host);
 std::string rejoin(std::string_view fleet, std::string_view server);
+std::string operator_override(std::string_view fleet, std::string_view server);
 }  // namespace fleet_keys
 
 std::string observation_json(const FleetObservation& observation);
 Result<FleetObservation> parse_observation(std::string_view text);
 std::string rejoin_json(const RejoinRecord& record);
 Result<RejoinRecord> parse_rejoin(std::string_view text);
+std::string operator_json(const OperatorRecord& record);
+Result<OperatorRecord> parse_operator(std::string_view text);
 
 // The fleet's prefix read at one revision, sorted by kind.
 struct FleetSnapshot {
@@ -72,6 +90,7 @@ struct FleetSnapshot {
     // verdict skips them)
     std::map<std::string, std::map<std::string, FleetObservation>> observations;
     std::map<std::string, std::pair<RejoinRecord, int64_t>> rejoins;  // server -> record, its mod_revision
+    std::map<std::string, OperatorRecord> operators;                  // server -> the override in force
     // Keys under the prefix that none of the above reads (a newer version's, a typo's).
     size_t unreadable = 0;
 };

@@ -35,6 +35,11 @@ TEST_CASE("etcd json: requests as the v3 gateway reads them") {
     CHECK(json::txn_request({EtcdCompare{"foo", EtcdCompare::Target::value, 0, "x"}}, "foo", "bar", 0) ==
           R"({"compare":[{"key":"Zm9v","result":"EQUAL","target":"VALUE","value":"eA=="}],)"
           R"("success":[{"request_put":{"key":"Zm9v","value":"YmFy"}}]})");
+    CHECK(json::txn_request({EtcdCompare{"foo", EtcdCompare::Target::mod_revision, 5, ""}},
+                            {mcwatch::EtcdOp{mcwatch::EtcdOp::Kind::put, "foo", "bar", 0},
+                             mcwatch::EtcdOp{mcwatch::EtcdOp::Kind::del, "baz", "", 0}}) ==
+          R"({"compare":[{"key":"Zm9v","mod_revision":"5","result":"EQUAL","target":"MOD"}],)"
+          R"("success":[{"request_put":{"key":"Zm9v","value":"YmFy"}},{"request_delete_range":{"key":"YmF6"}}]})");
     CHECK(json::lease_grant_request(10) == R"({"TTL":"10"})");
     CHECK(json::lease_id_request(7) == R"({"ID":"7"})");
 }

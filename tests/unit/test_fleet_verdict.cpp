@@ -92,3 +92,22 @@ TEST_CASE("fleet snapshot: keys sorted by kind; a server's '/' is its own, the h
     CHECK(snapshot.rejoins.at("10.0.0.1:11211").second == 8);
     CHECK(snapshot.unreadable == 2);
 }
+
+TEST_CASE("fleet snapshot: an operator's override under ops/<server>, round-tripped; a bad one is unreadable") {
+    const OperatorRecord drain{OperatorRecord::Op::drain, "h2", 1234, true};
+    const OperatorRecord down{OperatorRecord::Op::down, "h1", 5, false};
+    CHECK(fleet_keys::operator_override("f", "unix:/run/mc.sock") == "/mcwatch/f/ops/unix:/run/mc.sock");
+    EtcdRange range;
+    range.kvs = {
+        {fleet_keys::operator_override("f", "10.0.0.1:11211"), operator_json(drain), 1, 1, 1, 0},
+        {fleet_keys::operator_override("f", "unix:/run/mc.sock"), operator_json(down), 2, 2, 1, 0},
+        {fleet_keys::operator_override("f", "10.0.0.2:11211"), R"({"op":"pause","host":"h1"})", 3, 3, 1, 0},
+        {fleet_keys::operator_override("f", "10.0.0.3:11211"), R"({"op":"drain","move":"yes"})", 4, 4, 1, 0},
+    };
+    const FleetSnapshot snapshot = read_snapshot("f", range);
+    CHECK(snapshot.operators.size() == 2);
+    CHECK(snapshot.operators.at("10.0.0.1:11211") == drain);
+    CHECK(snapshot.operators.at("unix:/run/mc.sock") == down);
+    CHECK(snapshot.unreadable == 2);
+    CHECK(parse_operator(R"({"op":"pause"})").error().message.find("unknown op 'pause'") != std::string::npos);
+}

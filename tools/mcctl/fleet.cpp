@@ -58,7 +58,9 @@ int mcctl_fleet(const std::string& config_path, bool as_json) {
         std::optional<RejoinRecord> rejoin;
         if (const auto r = snapshot.rejoins.find(server.text); r != snapshot.rejoins.end()) rejoin = r->second.first;
         const FleetVerdict::Kind published = published_verdict(verdict, rejoin);
-        all_live &= published == FleetVerdict::Kind::live;
+        const auto overridden = snapshot.operators.find(server.text);
+        // An operator's override wins over the verdict on every host.
+        all_live &= published == FleetVerdict::Kind::live && overridden == snapshot.operators.end();
         nlohmann::json entry = {{"address", server.text},
                                 {"published", fleet_verdict_name(published)},
                                 {"verdict", fleet_verdict_name(verdict.kind)},
@@ -70,6 +72,14 @@ int mcctl_fleet(const std::string& config_path, bool as_json) {
                                {"host", rejoin->host},
                                {"at_unix_ms", rejoin->at_unix_ms},
                                {"flushed", rejoin->flushed}};
+        std::string by_operator;
+        if (overridden != snapshot.operators.end()) {
+            const OperatorRecord& o = overridden->second;
+            entry["operator"] = {
+                {"op", operator_op_name(o.op)}, {"host", o.host}, {"at_unix_ms", o.at_unix_ms}, {"move", o.move}};
+            by_operator =
+                fmt::format("  {}{} by the operator on {}", operator_op_name(o.op), o.move ? " --move" : "", o.host);
+        }
         std::string seen;
         for (const auto& [host, o] : observations) {
             const bool counted = snapshot.hosts.count(host) > 0;
@@ -82,7 +92,7 @@ int mcctl_fleet(const std::string& config_path, bool as_json) {
                 fmt::format("  {} {}{}{}", host, fleet_state_name(o.state),
                             o.error.empty() ? "" : fmt::format(" ({})", o.error), counted ? "" : " [lease expired]");
         }
-        text += fmt::format("{}  {}{}  {}\n{}\n", server.text, fleet_verdict_name(published),
+        text += fmt::format("{}  {}{}{}  {}\n{}\n", server.text, fleet_verdict_name(published), by_operator,
                             rejoin ? fmt::format("  rejoin epoch {} {} by {}", rejoin->epoch,
                                                  rejoin_phase_name(rejoin->phase), rejoin->host)
                                    : "",
