@@ -363,7 +363,7 @@ void Fleet::cycle() {
         const auto observed = snapshot.observations.find(server.address.text);
         const FleetVerdict verdict = fleet_verdict(
             observed == snapshot.observations.end() ? std::map<std::string, FleetObservation>{} : observed->second,
-            snapshot.hosts, config_.verdict);
+            snapshot.hosts, config_.verdict, outage_recorded(snapshot, server.address.text));
         const std::optional<RejoinRecord> record = step_rejoin(server.address, verdict, snapshot);
         view.published[server.address.text] =
             unrecorded_dead_.count(server.address.text) ? FleetVerdict::Kind::dead : published_verdict(verdict, record);

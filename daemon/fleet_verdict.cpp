@@ -188,7 +188,7 @@ FleetSnapshot read_snapshot(std::string_view fleet, const EtcdRange& range) {
 }
 
 FleetVerdict fleet_verdict(const std::map<std::string, FleetObservation>& observations,
-                           const std::set<std::string>& alive_hosts, FleetRule rule) {
+                           const std::set<std::string>& alive_hosts, FleetRule rule, bool outage_in_progress) {
     FleetVerdict verdict;
     std::string dead_hosts;
     for (const auto& [host, observation] : observations) {
@@ -205,20 +205,28 @@ FleetVerdict fleet_verdict(const std::map<std::string, FleetObservation>& observ
         verdict.reason = "no host with a live lease reports on it";
         return verdict;
     }
+    if (!outage_in_progress) verdict.silent = uint32_t(alive_hosts.size()) - verdict.reporting;
+    const uint32_t counted = verdict.reporting + verdict.silent;
     bool dead = false;
     switch (rule) {
-    case FleetRule::majority: dead = verdict.dead * 2 > verdict.reporting; break;
+    case FleetRule::majority: dead = verdict.dead * 2 > counted; break;
     case FleetRule::any: dead = verdict.dead > 0; break;
-    case FleetRule::all: dead = verdict.dead == verdict.reporting; break;
+    case FleetRule::all: dead = verdict.dead == counted; break;
     }
     verdict.kind = dead ? FleetVerdict::Kind::dead : FleetVerdict::Kind::live;
-    verdict.reason = fmt::format("{} of {} hosts see it dead ({} needs {}){}", verdict.dead, verdict.reporting,
-                                 fleet_rule_name(rule),
-                                 rule == FleetRule::majority ? "more than half"
-                                 : rule == FleetRule::any    ? "one"
-                                                             : "all",
-                                 dead_hosts.empty() ? "" : fmt::format(": {}", dead_hosts));
+    verdict.reason =
+        fmt::format("{} of {} hosts see it dead ({} needs {}{}){}", verdict.dead, counted, fleet_rule_name(rule),
+                    rule == FleetRule::majority ? "more than half"
+                    : rule == FleetRule::any    ? "one"
+                                                : "all",
+                    verdict.silent ? fmt::format("; {} not reporting yet count as live", verdict.silent) : "",
+                    dead_hosts.empty() ? "" : fmt::format(": {}", dead_hosts));
     return verdict;
+}
+
+bool outage_recorded(const FleetSnapshot& snapshot, const std::string& server) {
+    const auto found = snapshot.rejoins.find(server);
+    return found != snapshot.rejoins.end() && found->second.first.phase != RejoinRecord::Phase::done;
 }
 
 FleetVerdict::Kind published_verdict(const FleetVerdict& verdict, const std::optional<RejoinRecord>& rejoin) {

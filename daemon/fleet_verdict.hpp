@@ -102,14 +102,24 @@ struct FleetVerdict {
     std::string reason;  // one line: how many hosts said what
     uint32_t reporting = 0;
     uint32_t dead = 0;
+    // Hosts with a live lease that have not said live or dead yet (a daemon
+    // just started), counted as not seeing it dead when an outage begins.
+    uint32_t silent = 0;
 };
 const char* fleet_verdict_name(FleetVerdict::Kind kind);
 
 // The hosts' observations of one server (host -> observation), of which only
 // those of `alive_hosts` and those that know (live or dead) count, under
-// `rule`. No host reporting: unknown.
+// `rule`. No host reporting: unknown. Unless `outage_in_progress` (the server's
+// rejoin record is dead or flushing), the silent hosts of `alive_hosts` count
+// too, as seeing it live: so the first host to publish after a fleet's start
+// cannot begin an outage (and its flush) alone, while an outage in progress
+// is never ended by hosts that have not looked.
 FleetVerdict fleet_verdict(const std::map<std::string, FleetObservation>& observations,
-                           const std::set<std::string>& alive_hosts, FleetRule rule);
+                           const std::set<std::string>& alive_hosts, FleetRule rule, bool outage_in_progress);
+
+// Whether the server's rejoin record holds an outage (dead or flushing).
+bool outage_recorded(const FleetSnapshot& snapshot, const std::string& server);
 
 // What is published for the server: the verdict, except that a server the
 // fleet held dead stays dead until its rejoin is recorded done.

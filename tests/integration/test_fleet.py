@@ -6,6 +6,7 @@ server's return is flushed exactly once (memcached's own cmd_flush), a stall
 seen by one host flushes nothing, a dead host's lease lets the others carry
 on, and losing one etcd member of three changes nothing."""
 
+import base64
 import json
 import os
 import signal
@@ -126,6 +127,29 @@ def test_a_stall_seen_by_one_host_alone_flushes_nothing(local_hosts, servers):
     time.sleep(1.0)
     assert flushes(a) == before
     assert a.command(b"get kept\r\n", b"END\r\n").startswith(b"VALUE kept")
+
+
+def test_a_host_with_a_lease_that_has_not_reported_yet_keeps_a_lone_host_from_beginning_an_outage(
+        local_hosts, servers, etcd):
+    # A daemon just started holds its lease before its first observation:
+    # stood for here by a hosts/ key under a lease, with no observation.
+    lease = etcd.request("/v3/lease/grant", {"TTL": 60})["ID"]
+    key = base64.b64encode(b"/mcwatch/test/hosts/starting").decode()
+    value = base64.b64encode(json.dumps({"pid": 1, "started_unix_ms": 0}).encode()).decode()
+    etcd.request("/v3/kv/put", {"key": key, "value": value, "lease": lease})
+    h1 = local_hosts.start("h1")
+    a, _ = servers
+    local_hosts.wait_all({a.address: "live"})
+    a.kill()
+    wait_until(lambda: "1 of 2 hosts see it dead" in fleet_report(h1)["servers"][0]["reason"], 10,
+               "h1's dead observation judged beside the silent host")
+    time.sleep(1.0)  # several polls: the verdict stays live
+    assert fleet_report(h1)["servers"][0]["published"] == "live"
+    assert h1.states()[a.address] == "live"
+    assert "event=fleet_dead" not in h1.log_text()
+    servers[0] = returned = Memcached(port=a.port).start()
+    time.sleep(1.0)
+    assert flushes(returned) == 0  # the new process has seen no flush_all
 
 
 def test_a_killed_daemon_s_lease_expires_and_the_other_host_carries_on(local_hosts, servers):

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from conftest import wait_until
-from test_fleet import fleet_report, flushes, hosts, servers  # noqa: F401 (pytest fixtures)
+from test_fleet import fleet_report, flushes, local_hosts, servers  # noqa: F401 (pytest fixtures)
 
 HOSTS = ("h1", "h2", "h3")
 # Patient probes: an outage that a loaded test machine makes up would add a
@@ -34,40 +34,40 @@ def assert_flushed_once_since(server, before):
 
 
 @pytest.mark.parametrize("take, shown, end", [("drain", "draining", "undrain"), ("down", "dead", "up")])
-def test_an_override_given_on_one_host_shows_on_every_host_and_its_end_on_another_flushes_once(hosts, servers, take,
+def test_an_override_given_on_one_host_shows_on_every_host_and_its_end_on_another_flushes_once(local_hosts, servers, take,
                                                                                                 shown, end):
     for name in HOSTS:
-        hosts.start(name, PATIENT)
+        local_hosts.start(name, PATIENT)
     a, b = servers
-    hosts.wait_all({a.address: "live", b.address: "live"})
+    local_hosts.wait_all({a.address: "live", b.address: "live"})
     before = flushes(a)
-    assert "recorded for the fleet" in ok(hosts.daemons["h1"].ctl(take, a.address))
-    hosts.wait_all({a.address: shown, b.address: "live"})
-    overridden = fleet_report(hosts.daemons["h3"])["servers"][0]
+    assert "recorded for the fleet" in ok(local_hosts.daemons["h1"].ctl(take, a.address))
+    local_hosts.wait_all({a.address: shown, b.address: "live"})
+    overridden = fleet_report(local_hosts.daemons["h3"])["servers"][0]
     assert (overridden["address"], overridden["operator"]["op"], overridden["operator"]["host"]) == \
         (a.address, take, "h1")
-    ok(hosts.daemons["h2"].ctl(end, a.address))
-    hosts.wait_all({a.address: "live", b.address: "live"})
+    ok(local_hosts.daemons["h2"].ctl(end, a.address))
+    local_hosts.wait_all({a.address: "live", b.address: "live"})
     assert_flushed_once_since(a, before)
 
 
-def test_flush_on_one_host_flushes_the_shared_server_once(hosts, servers):
+def test_flush_on_one_host_flushes_the_shared_server_once(local_hosts, servers):
     for name in HOSTS:
-        hosts.start(name, PATIENT)
+        local_hosts.start(name, PATIENT)
     a, _ = servers
-    hosts.wait_all({a.address: "live"})
+    local_hosts.wait_all({a.address: "live"})
     before = flushes(a)
-    ok(hosts.daemons["h2"].ctl("flush", a.address))
+    ok(local_hosts.daemons["h2"].ctl("flush", a.address))
     assert_flushed_once_since(a, before)
 
 
-def test_a_host_started_after_a_drain_never_shows_the_server_live(hosts, servers, etcd):
+def test_a_host_started_after_a_drain_never_shows_the_server_live(local_hosts, servers, etcd):
     for name in ("h1", "h2"):
-        hosts.start(name, PATIENT)
+        local_hosts.start(name, PATIENT)
     a, _ = servers
-    hosts.wait_all({a.address: "live"})
-    ok(hosts.daemons["h1"].ctl("drain", a.address))
-    hosts.wait_all({a.address: "draining"})
+    local_hosts.wait_all({a.address: "live"})
+    ok(local_hosts.daemons["h1"].ctl("drain", a.address))
+    local_hosts.wait_all({a.address: "draining"})
     # h3 asks first an endpoint that accepts connections and never answers:
     # its first read of etcd takes a request's timeout (1s), long after its
     # first probe found the server answering.
@@ -76,7 +76,7 @@ def test_a_host_started_after_a_drain_never_shows_the_server_live(hosts, servers
         silent.listen(16)
         first = f"http://127.0.0.1:{silent.getsockname()[1]}"
         # Returns once the state file is h3's own: its first file.
-        h3 = hosts.start("h3", PATIENT, fleet_settings={"etcd": f"{first}, {etcd.config_value()}"})
+        h3 = local_hosts.start("h3", PATIENT, fleet_settings={"etcd": f"{first}, {etcd.config_value()}"})
 
         def draining_never_live():
             state = h3.states().get(a.address)
@@ -85,10 +85,10 @@ def test_a_host_started_after_a_drain_never_shows_the_server_live(hosts, servers
         wait_until(draining_never_live, 20, "h3 showing the drain")
 
 
-def test_with_etcd_stopped_a_drain_on_a_fleet_host_is_refused_naming_etcd_and_nothing_changes(hosts, servers, etcd):
-    h1 = hosts.start("h1", PATIENT)
+def test_with_etcd_stopped_a_drain_on_a_fleet_host_is_refused_naming_etcd_and_nothing_changes(local_hosts, servers, etcd):
+    h1 = local_hosts.start("h1", PATIENT)
     a, _ = servers
-    hosts.wait_all({a.address: "live"})
+    local_hosts.wait_all({a.address: "live"})
     for member in etcd.members:
         member.stop(signal.SIGKILL)
     result = h1.ctl("drain", a.address)

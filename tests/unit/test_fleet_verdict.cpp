@@ -22,34 +22,34 @@ const std::set<std::string> kAll = {"h1", "h2", "h3"};
 
 TEST_CASE("fleet verdict: majority: dead only when more than half of the reporting hosts see it dead") {
     CHECK(fleet_verdict({{"h1", seen(State::dead)}, {"h2", seen(State::live)}, {"h3", seen(State::live)}}, kAll,
-                        FleetRule::majority)
+                        FleetRule::majority, true)
               .kind == Kind::live);
     const FleetVerdict dead = fleet_verdict(
         {{"h1", seen(State::dead, "connection refused")}, {"h2", seen(State::dead)}, {"h3", seen(State::live)}}, kAll,
-        FleetRule::majority);
+        FleetRule::majority, true);
     CHECK(dead.kind == Kind::dead);
     CHECK(dead.reason == "2 of 3 hosts see it dead (majority needs more than half): h1 (connection refused), h2");
     // A tie is not a majority: one host of two never empties a server.
-    CHECK(fleet_verdict({{"h1", seen(State::dead)}, {"h2", seen(State::live)}}, kAll, FleetRule::majority).kind ==
+    CHECK(fleet_verdict({{"h1", seen(State::dead)}, {"h2", seen(State::live)}}, kAll, FleetRule::majority, true).kind ==
           Kind::live);
-    CHECK(fleet_verdict({{"h1", seen(State::dead)}}, kAll, FleetRule::majority).kind == Kind::dead);
+    CHECK(fleet_verdict({{"h1", seen(State::dead)}}, kAll, FleetRule::majority, true).kind == Kind::dead);
 }
 
 TEST_CASE("fleet verdict: any and all") {
     const std::map<std::string, FleetObservation> one_dead = {{"h1", seen(State::dead)}, {"h2", seen(State::live)}};
-    CHECK(fleet_verdict(one_dead, kAll, FleetRule::any).kind == Kind::dead);
-    CHECK(fleet_verdict(one_dead, kAll, FleetRule::all).kind == Kind::live);
-    CHECK(fleet_verdict({{"h1", seen(State::dead)}, {"h2", seen(State::dead)}}, kAll, FleetRule::all).kind ==
+    CHECK(fleet_verdict(one_dead, kAll, FleetRule::any, true).kind == Kind::dead);
+    CHECK(fleet_verdict(one_dead, kAll, FleetRule::all, true).kind == Kind::live);
+    CHECK(fleet_verdict({{"h1", seen(State::dead)}, {"h2", seen(State::dead)}}, kAll, FleetRule::all, true).kind ==
           Kind::dead);
 }
 
 TEST_CASE("fleet verdict: hosts without a live lease, and hosts that do not know yet, do not count") {
     const FleetVerdict verdict =
         fleet_verdict({{"h1", seen(State::dead)}, {"gone", seen(State::live)}, {"h2", seen(State::unknown)}}, kAll,
-                      FleetRule::majority);
+                      FleetRule::majority, true);
     CHECK(verdict.kind == Kind::dead);
     CHECK(verdict.reporting == 1);
-    const FleetVerdict nobody = fleet_verdict({{"gone", seen(State::dead)}}, kAll, FleetRule::majority);
+    const FleetVerdict nobody = fleet_verdict({{"gone", seen(State::dead)}}, kAll, FleetRule::majority, true);
     CHECK(nobody.kind == Kind::unknown);
     CHECK(nobody.reason == "no host with a live lease reports on it");
 }
@@ -110,4 +110,20 @@ TEST_CASE("fleet snapshot: an operator's override under ops/<server>, round-trip
     CHECK(snapshot.operators.at("unix:/run/mc.sock") == down);
     CHECK(snapshot.unreadable == 2);
     CHECK(parse_operator(R"({"op":"pause"})").error().message.find("unknown op 'pause'") != std::string::npos);
+}
+
+TEST_CASE("fleet verdict: hosts with a lease that have not reported yet count as live when an outage begins") {
+    // h1 alone has published: its dead does not begin an outage while h2 and h3 are silent.
+    const FleetVerdict starting = fleet_verdict({{"h1", seen(State::dead)}}, kAll, FleetRule::majority, false);
+    CHECK(starting.kind == Kind::live);
+    CHECK(starting.silent == 2);
+    CHECK(starting.reason ==
+          "1 of 3 hosts see it dead (majority needs more than half; 2 not reporting yet count as live): h1");
+    CHECK(fleet_verdict({{"h1", seen(State::dead)}, {"h2", seen(State::unknown)}}, kAll, FleetRule::all, false).kind ==
+          Kind::live);
+    CHECK(
+        fleet_verdict({{"h1", seen(State::dead)}, {"h2", seen(State::dead)}}, kAll, FleetRule::majority, false).kind ==
+        Kind::dead);
+    // An outage in progress is not ended by hosts that have not looked.
+    CHECK(fleet_verdict({{"h1", seen(State::dead)}}, kAll, FleetRule::majority, true).kind == Kind::dead);
 }

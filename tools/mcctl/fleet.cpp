@@ -54,7 +54,8 @@ int mcctl_fleet(const std::string& config_path, bool as_json) {
         const auto observed = snapshot.observations.find(server.text);
         const std::map<std::string, FleetObservation> none;
         const auto& observations = observed == snapshot.observations.end() ? none : observed->second;
-        const FleetVerdict verdict = fleet_verdict(observations, snapshot.hosts, fleet.verdict);
+        const FleetVerdict verdict =
+            fleet_verdict(observations, snapshot.hosts, fleet.verdict, outage_recorded(snapshot, server.text));
         std::optional<RejoinRecord> rejoin;
         if (const auto r = snapshot.rejoins.find(server.text); r != snapshot.rejoins.end()) rejoin = r->second.first;
         const FleetVerdict::Kind published = published_verdict(verdict, rejoin);
