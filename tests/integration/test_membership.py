@@ -111,16 +111,22 @@ def test_the_previous_list_ends_with_its_window(fleet):
     assert fleet.status()["membership_change"] is None
 
 
-def test_a_second_change_within_the_first_ones_window_is_refused_and_force_makes_it(fleet):
+def join_then_list_a_third(fleet):
+    """A server joined by reload (its change counting for 60 s), then the
+    config edited to add a third: (first, joining, third, the change)."""
     first, joining, third = fleet.add_servers(3)
     fleet.write_config(settings={"recently_down_window": "60s"}, servers=[first.address])
     fleet.start_daemon(wait_live=False)
     fleet.write_config(settings={"recently_down_window": "60s"}, servers=[first.address, joining.address])
     reload(fleet)
     change = fleet.status()["membership_change"]
-
     fleet.write_config(settings={"recently_down_window": "60s"},
                        servers=[first.address, joining.address, third.address])
+    return first, joining, third, change
+
+
+def test_a_second_change_within_the_first_ones_window_is_refused_and_force_makes_it(fleet):
+    first, joining, third, change = join_then_list_a_third(fleet)
     result = fleet.ctl("reload")
     assert result.returncode == 1
     assert result.stderr == (
@@ -145,19 +151,11 @@ def test_a_second_change_within_the_first_ones_window_is_refused_and_force_makes
 
 
 def test_a_start_with_a_second_change_within_the_window_warns_and_publishes_it(fleet):
-    first, joining, third = fleet.add_servers(3)
-    fleet.write_config(settings={"recently_down_window": "60s"}, servers=[first.address])
-    fleet.start_daemon(wait_live=False)
-    fleet.write_config(settings={"recently_down_window": "60s"}, servers=[first.address, joining.address])
-    reload(fleet)
-    at = fleet.status()["membership_change"]["at"]
+    _, joining, third, change = join_then_list_a_third(fleet)  # the third listed, never reloaded
     fleet.stop_daemon()
-
-    fleet.write_config(settings={"recently_down_window": "60s"},
-                       servers=[first.address, joining.address, third.address])
     fleet.start_daemon(wait_live=False)
     assert fleet.status()["membership_change"]["added"] == [third.address]
-    assert re.search(rf"event=start status=change_within_window reason=\"the membership change of {at} "
+    assert re.search(rf"event=start status=change_within_window reason=\"the membership change of {change['at']} "
                      rf"\(added {re.escape(joining.address)}; removed none\)", fleet.log_text())
 
 
