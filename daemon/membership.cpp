@@ -1,8 +1,11 @@
 #include "daemon/membership.hpp"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
+
+#include "common/rfc3339.hpp"
 
 namespace mcwatch {
 
@@ -44,6 +47,20 @@ std::vector<std::string> servers_missing_from(const ServerList& a, const ServerL
         if (!found) missing.push_back(server.address);
     }
     return missing;
+}
+
+std::string change_in_effect(const MembershipChange& change, const ServerList& current, Millis window,
+                             int64_t now_unix_ms) {
+    if (!membership_counts(change, window, now_unix_ms)) return "";
+    const auto named = [](const std::vector<std::string>& addresses) {
+        return addresses.empty() ? std::string("none") : fmt::format("{}", fmt::join(addresses, ", "));
+    };
+    return fmt::format(
+        "the membership change of {} (added {}; removed {}) still counts until {} (recently_down_window): "
+        "a second change now would leave the keys it moved that no client has read since where no client "
+        "looks; reload after that",
+        rfc3339_utc(change.changed_unix_ms), named(servers_missing_from(current, change.previous)),
+        named(servers_missing_from(change.previous, current)), rfc3339_utc(change.changed_unix_ms + window.count()));
 }
 
 std::string undrained_removal(const std::vector<RemovedServer>& servers) {

@@ -55,6 +55,15 @@ bool placement_changes(const ServerList& before, const ServerList& after);
 // its time plus `window`; after that the daemon stops publishing it.
 bool membership_counts(const MembershipChange& change, Millis window, int64_t now_unix_ms);
 
+// Why a change of placement must wait while `change` still counts (its
+// window open): a second change would replace the previous list, so keys
+// the first moved that nobody read since would be looked for nowhere and
+// their old copies would linger as stale values. Names the change (when,
+// servers added and removed against `current`) and when its window ends;
+// "" when it no longer counts.
+std::string change_in_effect(const MembershipChange& change, const ServerList& current, Millis window,
+                             int64_t now_unix_ms);
+
 // Addresses in `a`'s list that are not in `b`'s (the same server spelled as
 // its numeric form counts as the same).
 std::vector<std::string> servers_missing_from(const ServerList& a, const ServerList& b);

@@ -5,7 +5,8 @@ its own fresh fleet, through the same phases:
 
   steady    four servers in the list, the cache warm;
   join      a fifth server added to the list;
-  leave     one of the first four removed.
+  leave     one of the first four removed, once the join's
+            recently_down_window (the join phase's length) has ended.
 
 The systems, for ketama (over md5) and for modula (over one_at_a_time,
 libmemcached's defaults):
@@ -14,9 +15,10 @@ libmemcached's defaults):
   the managed list (`[routing] managed_list = on`, when this build's mcwatchd
   has the key) the clients keep the list they were started with, and a
   change is one edit of mcwatchd's [servers] and `mcctl reload`; a removal
-  is `mcctl drain --move` run to its end (see benchlib's drain_move), the
-  edit, the reload. Without it (managed_list: false in the results), the
-  clients are restarted with the new list like libmemcached's below, beside
+  is, after the join's window has ended (mcwatchd refuses a second change
+  within it), `mcctl drain --move` run to its end (see benchlib's
+  drain_move), the edit, the reload. Without it (managed_list: false in the
+  results), the clients are restarted with the new list like libmemcached's below, beside
   the same drain and reload: the baseline the managed list is measured
   against.
 - libmemcached alone: the clients restarted with the new list, as an
@@ -50,13 +52,21 @@ class Sizes:
     def __init__(self, smoke):
         self.keys = 2000 if smoke else 50000
         self.rate = 1000 if smoke else 3000  # operations a second, per client process
-        self.phase = {"steady": 1.0, "join": 1.5, "leave": 1.5} if smoke else \
-            {"steady": 3.0, "join": 10.0, "leave": 10.0}
+        # The join phase is the join's window (below), long enough that
+        # the keys the drain moves, whose time to live the drain caps at the
+        # window, outlive the run.
+        self.phase = {"steady": 1.0, "join": 3.0, "leave": 1.5} if smoke else \
+            {"steady": 3.0, "join": 20.0, "leave": 10.0}
         # drain --move: keys a second, the time the schedule leaves it (a
         # fifth of the keys at drain_rate, with room), and the most it may take.
         self.drain_rate = 5000
         self.drain_budget = 1.0 if smoke else 5.0
         self.drain_timeout = 5.0 if smoke else 20.0
+        # mcwatchd's recently_down_window: the join phase's length, so that
+        # the removal comes once the join's window has ended (the daemon
+        # refuses a second change while the first counts: DESIGN, "One
+        # change at a time") and each phase is within its change's window.
+        self.window = self.phase["join"]
 
 
 class System:
@@ -74,9 +84,9 @@ class System:
         self.env = ctx.plain_env()
         if kind == "mcwatch":
             routing = dict(PLACEMENTS[placement]["routing"], **({"managed_list": "on"} if self.managed else {}))
+            settings = {"drain_rate": sizes.drain_rate, "recently_down_window": f"{int(sizes.window * 1000)}ms"}
             self.daemon = processes.add(benchlib.Mcwatchd(ctx, f"membership-{name}", self.listed,
-                                                          settings={"drain_rate": sizes.drain_rate},
-                                                          routing=routing).start())
+                                                          settings=settings, routing=routing).start())
             self.env = ctx.shim_env(self.daemon.state)
         self.db = readthrough.create_database(os.path.join(ctx.scratch(f"membership-{name}"), "database"),
                                               sizes.keys)
@@ -100,6 +110,12 @@ class System:
         benchlib.wait_for(lambda: sorted(self.daemon.states()) == sorted(addresses) and
                           self.daemon.all_in("live", addresses), 10, f"{self.name}: mcwatchd on {addresses}")
         return refused
+
+    def wait_window_end(self):
+        """Until the latest membership change no longer counts: the
+        documented way makes the next change after it."""
+        benchlib.wait_for(lambda: not (self.daemon.status().get("membership_change") or {}).get("counts"),
+                          self.sizes.window + 10, f"{self.name}: the join's recently_down_window to end")
 
 
 def moved_keys(ctx, before, after, keys, options):
@@ -152,6 +168,7 @@ def run_system(ctx, name, sizes, managed):
         counts["leave"] = readthrough.key_counts(system.db, sizes.keys)
         events["leave"] = time.monotonic()
         if system.daemon:
+            system.wait_window_end()
             result["leave_drain_move"] = system.daemon.drain_move(removed.address, sizes.drain_timeout) | {
                 "drain_rate": sizes.drain_rate}
             result["leave_reload_refused"] = system.reload(after)
@@ -187,7 +204,8 @@ def run(ctx):
     for name in SYSTEMS:
         results["systems"][name] = run_system(ctx, name, sizes, managed)
     print(f"  {sizes.keys} keys, {CLIENTS} client processes, {sizes.rate * CLIENTS} ops/s, 5% writes (both clients "
-          f"write every key); 4 servers, a fifth added, then one removed (mcwatch: drain --move first)")
+          f"write every key); 4 servers, a fifth added, then one removed (mcwatch: after the join's "
+          f"recently_down_window of {sizes.window:g} s, drain --move first)")
     if not managed:
         print("  this mcwatchd has no managed_list: the mcwatch clients are restarted with each new list (baseline)")
     print(f"  {'':<21}{'join':^30}{'leave':^30}")

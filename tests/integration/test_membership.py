@@ -111,6 +111,54 @@ def test_the_previous_list_ends_with_its_window(fleet):
     assert fleet.status()["membership_change"] is None
 
 
+def join_then_list_a_third(fleet):
+    """A server joined by reload (its change counting for 60 s), then the
+    config edited to add a third: (first, joining, third, the change)."""
+    first, joining, third = fleet.add_servers(3)
+    fleet.write_config(settings={"recently_down_window": "60s"}, servers=[first.address])
+    fleet.start_daemon(wait_live=False)
+    fleet.write_config(settings={"recently_down_window": "60s"}, servers=[first.address, joining.address])
+    reload(fleet)
+    change = fleet.status()["membership_change"]
+    fleet.write_config(settings={"recently_down_window": "60s"},
+                       servers=[first.address, joining.address, third.address])
+    return first, joining, third, change
+
+
+def test_a_second_change_within_the_first_ones_window_is_refused_and_force_makes_it(fleet):
+    first, joining, third, change = join_then_list_a_third(fleet)
+    result = fleet.ctl("reload")
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"mcctl: refused: the membership change of {change['at']} (added {joining.address}; removed none) still "
+        f"counts until {change['until']} (recently_down_window): a second change now would leave the keys it moved "
+        f"that no client has read since where no client looks; reload after that; `mcctl reload --force` changes "
+        f"it anyway (keys the first change moved that were not read since become misses)\n")
+    # Nothing changed.
+    assert [s["address"] for s in fleet.status()["servers"]] == [first.address, joining.address]
+    assert fleet.status()["membership_change"] == change
+
+    # SIGHUP is refused the same way, in the log.
+    fleet.daemon.send_signal(signal.SIGHUP)
+    wait_until(lambda: fleet.log_text().count("event=reload status=refused") == 2, what="the SIGHUP's refusal")
+    assert f"the membership change of {change['at']}" in fleet.log_text().splitlines()[-1]
+
+    forced = fleet.ctl("reload", "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert [s["address"] for s in fleet.status()["servers"]] == [first.address, joining.address, third.address]
+    assert fleet.status()["membership_change"]["added"] == [third.address]
+    assert re.search(r"event=reload status=forced reason=\"the membership change of ", fleet.log_text())
+
+
+def test_a_start_with_a_second_change_within_the_window_warns_and_publishes_it(fleet):
+    _, joining, third, change = join_then_list_a_third(fleet)  # the third listed, never reloaded
+    fleet.stop_daemon()
+    fleet.start_daemon(wait_live=False)
+    assert fleet.status()["membership_change"]["added"] == [third.address]
+    assert re.search(rf"event=start status=change_within_window reason=\"the membership change of {change['at']} "
+                     rf"\(added {re.escape(joining.address)}; removed none\)", fleet.log_text())
+
+
 def plant_items(fleet, server, count):
     """Stores `count` keys on `server` directly and waits until mcwatchd's
     stats sample shows them (stats_interval is short in these tests)."""

@@ -44,6 +44,17 @@ TEST_CASE("membership: the previous list counts for the window after the change,
     CHECK_FALSE(membership_counts(MembershipChange{}, Millis(60'000), 1'000'000));
 }
 
+TEST_CASE("membership: a change in effect is named with its window's end; past it, nothing") {
+    const MembershipChange change{list_of({"127.0.0.1:1", "127.0.0.1:2"}), 1'000'000};
+    const ServerList now = list_of({"127.0.0.1:1", "127.0.0.1:3"});
+    CHECK(change_in_effect(change, now, Millis(60'000), 1'059'999) ==
+          "the membership change of 1970-01-01T00:16:40.000Z (added 127.0.0.1:3; removed 127.0.0.1:2) still counts "
+          "until 1970-01-01T00:17:40.000Z (recently_down_window): a second change now would leave the keys it moved "
+          "that no client has read since where no client looks; reload after that");
+    CHECK(change_in_effect(change, now, Millis(60'000), 1'060'000).empty());
+    CHECK(change_in_effect(MembershipChange{}, now, Millis(60'000), 1'000'000).empty());
+}
+
 TEST_CASE("membership: a server spelled as its numeric form is not missing") {
     ServerList before = list_of({"localhost:11211", "127.0.0.1:2"});
     before.servers[0].resolved = "127.0.0.1:11211";
