@@ -30,8 +30,8 @@ def test_three_live_servers_in_status_json(fleet):
         assert server["restarts"] == 0
         assert re.fullmatch(r"\d+\.\d+\.\d+.*", server["version"])
         assert server["last_error"] is None
-    assert status["summary"] == {"servers": 3, "live": 3, "dead": 0, "draining": 0, "unknown": 0, "unreachable_here": 0,
-                                 "text": "3 of 3 live"}
+    assert status["summary"] == {"servers": 3, "live": 3, "dead": 0, "draining": 0, "unknown": 0,
+                                 "unreachable_here": 0, "text": "3 of 3 live"}
     assert run([MCCTL, "-s", fleet.state, "status"]).returncode == 0
 
 
