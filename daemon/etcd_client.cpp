@@ -141,6 +141,16 @@ std::string range_request(std::string_view key, std::string_view range_end, int6
     return request.dump();
 }
 
+std::string prefix_version_request(std::string_view prefix) {
+    return json{{"key", base64_encode(prefix)},
+                {"range_end", base64_encode(prefix_end(prefix))},
+                {"limit", "1"},
+                {"sort_order", "DESCEND"},
+                {"sort_target", "MOD"},
+                {"keys_only", true}}
+        .dump();
+}
+
 std::string put_request(std::string_view key, std::string_view value, int64_t lease) {
     json request = {{"key", base64_encode(key)}, {"value", base64_encode(value)}};
     if (lease != 0) request["lease"] = std::to_string(lease);
@@ -186,6 +196,27 @@ Result<int64_t> parse_revision(std::string_view body) {
     const Result<json> answer = parse_answer(body);
     if (!answer) return tl::unexpected(answer.error());
     return header_revision(*answer);
+}
+
+Result<std::pair<EtcdPrefixVersion, int64_t>> parse_prefix_version(std::string_view body) {
+    const Result<json> answer = parse_answer(body);
+    if (!answer) return tl::unexpected(answer.error());
+    const Result<int64_t> revision = header_revision(*answer);
+    if (!revision) return tl::unexpected(revision.error());
+    EtcdPrefixVersion version;
+    const Result<int64_t> count = int64_field(*answer, "count");  // absent when 0
+    if (!count) return tl::unexpected(count.error());
+    version.count = *count;
+    if (const auto kvs = answer->find("kvs"); kvs != answer->end()) {
+        if (!kvs->is_array()) return failure("kvs is not an array");
+        if (!kvs->empty()) {
+            if (!kvs->front().is_object()) return failure("an entry of kvs is not an object");
+            const Result<int64_t> latest = int64_field(kvs->front(), "mod_revision");
+            if (!latest) return tl::unexpected(latest.error());
+            version.latest_mod_revision = *latest;
+        }
+    }
+    return std::pair{version, *revision};
 }
 
 Result<EtcdRange> parse_range(std::string_view body) {
@@ -322,6 +353,12 @@ Result<EtcdRange> EtcdClient::range_prefix(std::string_view prefix, int64_t revi
     return etcd_json::parse_range(*body);
 }
 
+Result<std::pair<EtcdPrefixVersion, int64_t>> EtcdClient::prefix_version(std::string_view prefix) {
+    const Result<std::string> body = post("/v3/kv/range", etcd_json::prefix_version_request(prefix));
+    if (!body) return tl::unexpected(body.error());
+    return etcd_json::parse_prefix_version(*body);
+}
+
 Result<int64_t> EtcdClient::put(std::string_view key, std::string_view value, int64_t lease) {
     const Result<std::string> body = post("/v3/kv/put", etcd_json::put_request(key, value, lease));
     if (!body) return tl::unexpected(body.error());
@@ -359,6 +396,14 @@ Result<> EtcdClient::lease_revoke(int64_t id) {
     const Result<int64_t> revision = etcd_json::parse_revision(*body);
     if (!revision) return tl::unexpected(revision.error());
     return {};
+}
+
+EtcdPrefixVersion prefix_version_of(const EtcdRange& range) {
+    EtcdPrefixVersion version;
+    version.count = int64_t(range.kvs.size());
+    for (const EtcdKeyValue& kv : range.kvs)
+        version.latest_mod_revision = std::max(version.latest_mod_revision, kv.mod_revision);
+    return version;
 }
 
 }  // namespace mcwatch

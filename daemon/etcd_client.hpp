@@ -35,6 +35,16 @@ struct EtcdRange {
     std::vector<EtcdKeyValue> kvs;
 };
 
+// What changes whenever anything under a prefix does: how many keys it
+// holds and the newest key's mod_revision (a put raises the latter, a
+// delete lowers the count, and a delete plus a put raises the latter too).
+struct EtcdPrefixVersion {
+    int64_t count = 0;
+    int64_t latest_mod_revision = 0;
+    bool operator==(const EtcdPrefixVersion&) const = default;
+};
+EtcdPrefixVersion prefix_version_of(const EtcdRange& range);
+
 struct EtcdLease {
     int64_t id = 0;
     int64_t ttl_s = 0;  // 0 from a keepalive: the lease has expired (or never was)
@@ -81,12 +91,17 @@ std::string txn_request(const std::vector<EtcdCompare>& compares, std::string_vi
                         int64_t lease);
 // If every compare holds, does each of `success` in order.
 std::string txn_request(const std::vector<EtcdCompare>& compares, const std::vector<EtcdOp>& success);
+// The prefix's key count and its newest key (keys only, one key): a few
+// hundred bytes however many keys the prefix holds.
+std::string prefix_version_request(std::string_view prefix);
 std::string lease_grant_request(int64_t ttl_s);
 std::string lease_id_request(int64_t id);
 
 // The error etcd answered ({"error": ...}) as a failure, else the header's revision.
 Result<int64_t> parse_revision(std::string_view body);
 Result<EtcdRange> parse_range(std::string_view body);
+// The answer to prefix_version_request, and the header's revision.
+Result<std::pair<EtcdPrefixVersion, int64_t>> parse_prefix_version(std::string_view body);
 Result<EtcdTxnResult> parse_txn(std::string_view body);
 Result<EtcdLease> parse_lease_grant(std::string_view body);
 // The keepalive answer is one message of a stream: {"result": {...}}.
@@ -107,6 +122,8 @@ public:
 
     // Every key starting with `prefix`, at `revision` (0: the latest).
     Result<EtcdRange> range_prefix(std::string_view prefix, int64_t revision = 0);
+    // The prefix's EtcdPrefixVersion and the header's revision, cheaply.
+    Result<std::pair<EtcdPrefixVersion, int64_t>> prefix_version(std::string_view prefix);
     // The header's revision after the write.
     Result<int64_t> put(std::string_view key, std::string_view value, int64_t lease = 0);
     Result<EtcdTxnResult> txn_put(const std::vector<EtcdCompare>& compares, std::string_view key,

@@ -310,6 +310,25 @@ std::optional<RejoinRecord> Fleet::step_rejoin(const ServerAddress& server, cons
     return finished;
 }
 
+// The whole prefix costs etcd hosts x servers keys per poll, and at rest
+// nothing under it changes (observations are written on transitions; lease
+// keepalives are not writes): a keys-only read of the newest key says
+// whether the last read still holds, in a few hundred bytes.
+Result<EtcdRange> Fleet::read_prefix() {
+    const std::string prefix = fleet_keys::prefix(config_.name);
+    if (last_range_) {
+        const Result<std::pair<EtcdPrefixVersion, int64_t>> version = client_->prefix_version(prefix);
+        if (!version) return tl::unexpected(version.error());
+        if (version->first == prefix_version_of(*last_range_)) {
+            last_range_->revision = version->second;  // the same keys, judged at this revision
+            return *last_range_;
+        }
+    }
+    Result<EtcdRange> range = client_->range_prefix(prefix);
+    if (range) last_range_ = *range;
+    return range;
+}
+
 void Fleet::cycle() {
     std::vector<LocalServer> servers;
     {
@@ -324,7 +343,7 @@ void Fleet::cycle() {
         range = tl::unexpected(lease.error());
     } else {
         write_observations(servers);
-        range = client_->range_prefix(fleet_keys::prefix(config_.name));
+        range = read_prefix();
     }
     if (!range) {
         view.error = range.error().message;

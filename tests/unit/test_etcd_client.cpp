@@ -4,6 +4,10 @@
 
 namespace json = mcwatch::etcd_json;
 using mcwatch::EtcdCompare;
+using mcwatch::EtcdKeyValue;
+using mcwatch::EtcdPrefixVersion;
+using mcwatch::EtcdRange;
+using mcwatch::prefix_version_of;
 
 TEST_CASE("etcd json: base64 both ways, padding included") {
     CHECK(json::base64_encode("") == "");
@@ -40,6 +44,9 @@ TEST_CASE("etcd json: requests as the v3 gateway reads them") {
                              mcwatch::EtcdOp{mcwatch::EtcdOp::Kind::del, "baz", "", 0}}) ==
           R"({"compare":[{"key":"Zm9v","mod_revision":"5","result":"EQUAL","target":"MOD"}],)"
           R"("success":[{"request_put":{"key":"Zm9v","value":"YmFy"}},{"request_delete_range":{"key":"YmF6"}}]})");
+    CHECK(
+        json::prefix_version_request("/p/") ==
+        R"({"key":"L3Av","keys_only":true,"limit":"1","range_end":"L3Aw","sort_order":"DESCEND","sort_target":"MOD"})");
     CHECK(json::lease_grant_request(10) == R"({"TTL":"10"})");
     CHECK(json::lease_id_request(7) == R"({"ID":"7"})");
 }
@@ -89,4 +96,24 @@ TEST_CASE("etcd json: etcd's errors and garbage become errors that say so") {
     CHECK_FALSE(json::parse_range("<html>"));
     CHECK_FALSE(json::parse_range(R"({"header":{"revision":"x"}})"));
     CHECK_FALSE(json::parse_range(R"({"header":{"revision":"1"},"kvs":[{"key":"!!"}]})"));
+}
+
+// etcd 3.4.23's answers to prefix_version_request: three keys under /p/, /p/a
+// put again last; and a prefix with no keys.
+TEST_CASE("etcd json: a prefix's version is its key count and its newest key's mod_revision") {
+    const auto version = json::parse_prefix_version(
+        R"({"header":{"cluster_id":"1","member_id":"2","revision":"5","raft_term":"2"},)"
+        R"("kvs":[{"key":"L3AvYQ==","create_revision":"2","mod_revision":"5","version":"2"}],"more":true,"count":"3"})");
+    REQUIRE(version);
+    CHECK(version->first == EtcdPrefixVersion{3, 5});
+    CHECK(version->second == 5);
+    const auto none = json::parse_prefix_version(R"({"header":{"revision":"5"}})");
+    REQUIRE(none);
+    CHECK(none->first == EtcdPrefixVersion{0, 0});
+    // The same figures from a full read of the prefix, so the two compare.
+    EtcdRange range;
+    range.kvs = {EtcdKeyValue{"/p/a", "w", 2, 5, 2, 0}, EtcdKeyValue{"/p/b", "v", 3, 3, 1, 0},
+                 EtcdKeyValue{"/p/c", "v", 4, 4, 1, 0}};
+    CHECK(prefix_version_of(range) == EtcdPrefixVersion{3, 5});
+    CHECK(prefix_version_of(EtcdRange{}) == EtcdPrefixVersion{0, 0});
 }
