@@ -179,8 +179,8 @@ Result<> Daemon::start() {
         if (placement_changes(before.server_list(), mine)) {
             // Too late to refuse a second change within the first's window
             // (clients wait for a fresh file): say what it loses.
-            if (const std::string pending = change_in_effect(before.membership, before.server_list(),
-                                                             config_.recently_down_window, now_ms());
+            if (const std::string pending =
+                    change_in_effect(before.membership, before.server_list(), config_.recently_down_window, now_ms());
                 !pending.empty())
                 log_event("warning", "start", {{"status", "change_within_window"}, {"reason", pending}});
             membership_ = {before.server_list(), now_ms()};
@@ -250,9 +250,10 @@ Result<std::string> Daemon::reload(bool force) {
             ? change_in_effect(membership_, server_list(config_), config_.recently_down_window, now_ms())
             : "";
     if (!pending_change.empty() && !force)
-        return refuse(fmt::format("refused: {}; `mcctl reload --force` changes it anyway (keys the first change "
-                                  "moved that were not read since become misses)",
-                                  pending_change));
+        return refuse(
+            fmt::format("refused: {}; `mcctl reload --force` changes it anyway (keys the first change "
+                        "moved that were not read since become misses)",
+                        pending_change));
 
     const FleetConfig &was = config_.fleet, &will = next.fleet;
     if (was.etcd != will.etcd || was.name != will.name || was.host != will.host || was.lease != will.lease ||
@@ -333,8 +334,7 @@ Result<std::string> Daemon::reload(bool force) {
     config_ = std::move(next);
     servers_ = std::move(kept);
     if (!undrained.empty()) log_event("warning", "reload", {{"status", "forced"}, {"reason", undrained}});
-    if (!pending_change.empty())
-        log_event("warning", "reload", {{"status", "forced"}, {"reason", pending_change}});
+    if (!pending_change.empty()) log_event("warning", "reload", {{"status", "forced"}, {"reason", pending_change}});
     if (membership_changed) log_membership_change(next_list, "reload");
     if (prober) prober_ = std::move(prober);
     if (hints_) hints_->set_servers(server_addresses());
