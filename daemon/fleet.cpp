@@ -314,19 +314,21 @@ std::optional<RejoinRecord> Fleet::step_rejoin(const ServerAddress& server, cons
 // nothing under it changes (observations are written on transitions; lease
 // keepalives are not writes): a keys-only read of the newest key says
 // whether the last read still holds, in a few hundred bytes.
-Result<EtcdRange> Fleet::read_prefix() {
+Result<const FleetSnapshot*> Fleet::read_prefix() {
     const std::string prefix = fleet_keys::prefix(config_.name);
-    if (last_range_) {
+    if (last_snapshot_) {
         const Result<std::pair<EtcdPrefixVersion, int64_t>> version = client_->prefix_version(prefix);
         if (!version) return tl::unexpected(version.error());
-        if (version->first == prefix_version_of(*last_range_)) {
-            last_range_->revision = version->second;  // the same keys, judged at this revision
-            return *last_range_;
+        if (version->first == last_version_) {
+            last_snapshot_->revision = version->second;  // the same keys, judged at this revision
+            return &*last_snapshot_;
         }
     }
-    Result<EtcdRange> range = client_->range_prefix(prefix);
-    if (range) last_range_ = *range;
-    return range;
+    const Result<EtcdRange> range = client_->range_prefix(prefix);
+    if (!range) return tl::unexpected(range.error());
+    last_version_ = prefix_version_of(*range);
+    last_snapshot_ = read_snapshot(config_.name, *range);
+    return &*last_snapshot_;
 }
 
 void Fleet::cycle() {
@@ -338,15 +340,15 @@ void Fleet::cycle() {
     const int64_t now = wall_ms();
     FleetView view;
     view.last_answer_unix_ms = last_answer_ms_;
-    Result<EtcdRange> range = tl::unexpected(Error{});
+    Result<const FleetSnapshot*> read = tl::unexpected(Error{});
     if (const Result<> lease = keep_lease(now); !lease) {
-        range = tl::unexpected(lease.error());
+        read = tl::unexpected(lease.error());
     } else {
         write_observations(servers);
-        range = read_prefix();
+        read = read_prefix();
     }
-    if (!range) {
-        view.error = range.error().message;
+    if (!read) {
+        view.error = read.error().message;
         if (etcd_was_answering_)
             log_event("error", "fleet_etcd",
                       {{"status", "unreachable"}, {"endpoint", client_->endpoint()}, {"reason", view.error}});
@@ -360,7 +362,7 @@ void Fleet::cycle() {
     last_answer_ms_ = now;
     view.etcd_answers = true;
     view.last_answer_unix_ms = now;
-    const FleetSnapshot snapshot = read_snapshot(config_.name, *range);
+    const FleetSnapshot& snapshot = **read;
     view.revision = snapshot.revision;
     view.operators = snapshot.operators;
     for (const LocalServer& server : servers) {

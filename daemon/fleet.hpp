@@ -103,8 +103,9 @@ private:
     // The lease is granted and kept alive, or why not (etcd's error).
     Result<> keep_lease(int64_t now);
     void write_observations(const std::vector<LocalServer>& servers);
-    // The fleet's prefix: the last full read again when nothing under it changed.
-    Result<EtcdRange> read_prefix();
+    // The fleet's prefix, parsed: the last full read's snapshot again when
+    // nothing under the prefix changed. Valid until the next call.
+    Result<const FleetSnapshot*> read_prefix();
     // The rejoin protocol's step for one server; the record as it is after it.
     std::optional<RejoinRecord> step_rejoin(const ServerAddress& server, const FleetVerdict& verdict,
                                             const FleetSnapshot& snapshot);
@@ -126,7 +127,8 @@ private:
     int64_t last_answer_ms_ = 0;
     bool etcd_was_answering_ = true;
     std::map<std::string, FleetObservation> written_;  // server -> what etcd holds of ours
-    std::optional<EtcdRange> last_range_;              // the last full read of the prefix
+    std::optional<FleetSnapshot> last_snapshot_;       // the last full read of the prefix, parsed
+    EtcdPrefixVersion last_version_;                   // and what etcd said of the prefix then
     // Servers this host published dead on the fleet's verdict while etcd
     // never took the outage's record (its write failed), with the epoch of
     // the done record seen then: they stay dead here until a later epoch is
