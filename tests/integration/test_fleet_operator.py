@@ -19,7 +19,7 @@ from test_fleet import fleet_report, flushes, local_hosts, servers  # noqa: F401
 HOSTS = ("h1", "h2", "h3")
 # Patient probes: an outage that a loaded test machine makes up would add a
 # flush of its own to the ones these tests count.
-PATIENT = {"probe_timeout": "90ms", "fail_after": "20"}
+PATIENT = {"fail_after": "20"}
 
 
 def ok(result):
