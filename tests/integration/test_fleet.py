@@ -54,6 +54,15 @@ class Hosts:
         for daemon in self.daemons.values():
             daemon.wait_states(expected, timeout, while_running=True)
 
+    def wait_rounds(self, count=3, timeout=20.0):
+        """Waits until every daemon has probed (and polled etcd) `count` more
+        rounds: the time a flush or a verdict that should not come would have
+        had to come, counted in rounds, which a loaded machine stretches."""
+        start = {host: daemon.status()["daemon"]["rounds"] for host, daemon in self.daemons.items()}
+        for host, daemon in self.daemons.items():
+            wait_until(lambda: daemon.status()["daemon"]["rounds"] >= start[host] + count, timeout,
+                       f"{count} more rounds on {host}")
+
     def stop(self):
         for daemon in self.daemons.values():
             daemon.stop(signal.SIGKILL)
@@ -103,7 +112,7 @@ def test_a_killed_server_is_dead_on_every_host_and_flushed_exactly_once_on_its_r
     local_hosts.wait_all({a.address: "live"})
     # One daemon won the rejoin and flushed; the others waited for its record.
     assert flushes(returned) == 1
-    time.sleep(1.0)  # a second flush would come within a few probe rounds
+    local_hosts.wait_rounds()  # a second flush would come within a few probe rounds
     assert flushes(returned) == 1
     logs = "".join(d.log_text() for d in local_hosts.daemons.values())
     assert logs.count("event=fleet_rejoin") == 1, logs
@@ -128,7 +137,7 @@ def test_a_stall_seen_by_one_host_alone_flushes_nothing(local_hosts, servers):
     wait_until(lambda: f"event=up server={a.address}" in local_hosts.daemons["h1"].log_text(), 10,
                "h1 seeing it back")
     local_hosts.wait_all({a.address: "live"})
-    time.sleep(1.0)
+    local_hosts.wait_rounds()
     assert flushes(a) == before
     assert a.command(b"get kept\r\n", b"END\r\n").startswith(b"VALUE kept")
 
@@ -147,12 +156,12 @@ def test_a_host_with_a_lease_that_has_not_reported_yet_keeps_a_lone_host_from_be
     a.kill()
     wait_until(lambda: "1 of 2 hosts see it dead" in fleet_report(h1)["servers"][0]["reason"], 10,
                "h1's dead observation judged beside the silent host")
-    time.sleep(1.0)  # several polls: the verdict stays live
+    local_hosts.wait_rounds()  # several polls: the verdict stays live
     assert fleet_report(h1)["servers"][0]["published"] == "live"
     assert h1.states()[a.address] == "live"
     assert "event=fleet_dead" not in h1.log_text()
     servers[0] = returned = Memcached(port=a.port).start()
-    time.sleep(1.0)
+    local_hosts.wait_rounds()
     assert flushes(returned) == 0  # the new process has seen no flush_all
 
 
@@ -255,7 +264,7 @@ def test_a_server_back_while_etcd_is_gone_stays_dead_until_etcd_returns_then_is_
     wait_until(lambda: all(m.healthy() for m in etcd.members), 30, "etcd back")
     local_hosts.wait_all({a.address: "live", b.address: "live"})
     assert flushes(returned) == 1
-    time.sleep(1.0)  # a second flush would come within a few probe rounds
+    local_hosts.wait_rounds()  # a second flush would come within a few probe rounds
     assert flushes(returned) == 1
 
 
