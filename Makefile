@@ -5,6 +5,12 @@
 #   make demo       a small local fleet, the shim at work, cleaned up after
 #   make SAN=address,undefined test   the same under sanitizers, in build-san-*/
 
+# One compiler per core unless the caller chose (`make -j1` for a serial
+# build): on a fresh machine the build is most of `make test`'s first run.
+ifeq ($(filter -j%,$(MAKEFLAGS)),)
+MAKEFLAGS += -j$(shell nproc 2>/dev/null || echo 1)
+endif
+
 SAN ?=
 comma := ,
 BUILD ?= $(if $(SAN),build-san-$(subst $(comma),-,$(SAN)),build)
