@@ -13,10 +13,11 @@ import time
 import pytest
 
 from conftest import BUILD, wait_until
-from test_hosts import KEYS, client, first_key_on, keys_on
+from test_hosts import KEYS, client, keys_on
 
 from etcd_cluster import EtcdCluster  # noqa: E402 (tests/lib, on the path by conftest)
 import measurements  # noqa: E402
+import netns  # noqa: E402
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root (ip netns add)")
 
@@ -29,14 +30,14 @@ def fleet_section(etcd, host, **more):
 
 
 @contextlib.contextmanager
-def started_fleet(hosts, tmp_path, **more):
-    """The `hosts` fixture's three hosts, each mcwatchd in the fleet of a
-    3-member etcd on addresses of the servers' namespace (kept as
-    hosts.etcd); `more`: further [fleet] settings."""
+def started_fleet(hosts, tmp_path, settings=None, **more):
+    """The `hosts` fixture's three hosts, each mcwatchd (with `settings`) in
+    the fleet of a 3-member etcd on addresses of the servers' namespace
+    (kept as hosts.etcd); `more`: further [fleet] settings."""
     addresses = [hosts.add_address() for _ in range(3)]
     hosts.etcd = EtcdCluster(str(tmp_path / "etcd"), size=3, addresses=addresses, netns=hosts.services.name).start()
     try:
-        hosts.start_daemons(extra_config=lambda host: fleet_section(hosts.etcd, host, **more))
+        hosts.start_daemons(settings, extra_config=lambda host: fleet_section(hosts.etcd, host, **more))
         yield hosts
     finally:
         hosts.etcd.stop()
@@ -113,20 +114,11 @@ def test_a_server_cut_from_one_host_gives_no_read_older_than_the_last_write(flee
     hosts = fleet_hosts
     server = hosts.servers[0]
     sessions = [hosts.session(host) for host in hosts.hosts]
-    key = first_key_on(hosts, server, sessions[0])
+    key = netns.first_key_on(hosts, server, sessions[0])
     hosts.hosts[0].cut(server, how="unreachable")
     wait_saw(hosts.hosts[0], "down", server)
 
-    stale, last_written, failed_writes = [], 0, 0
-    for version in range(1, 7):
-        if sessions[version % len(sessions)].ask(f"set {key} {version}") == "STORED":
-            last_written = version
-        else:
-            failed_writes += 1
-        for host, session in zip(hosts.hosts, sessions):
-            reply = session.ask(f"get {key}")
-            if reply.startswith("VALUE ") and int(reply.split()[1]) < last_written:
-                stale.append((version, host.label, int(reply.split()[1])))
+    stale, failed_writes, _ = netns.take_turns_writing(hosts.hosts, sessions, key)
     measurements.record(BUILD, "stale reads across 3 hosts in one fleet, a server cut from one (6 writes)",
                         f"{len(stale)} ({failed_writes} writes failed)")
     assert stale == []
@@ -155,13 +147,15 @@ def test_every_etcd_member_cut_from_one_host_keeps_its_last_view_then_its_probes
     last view until fallback_after, then its own probes decide, with the
     warning in `mcctl status`; the other hosts, which still reach etcd,
     carry on without it; when the cut heals it rejoins the fleet view."""
-    with started_fleet(hosts, tmp_path, fallback_after="4s"):
+    # Patient probes: a server a loaded machine makes this host see dead
+    # while it decides alone would be flushed by the fleet on its return.
+    with started_fleet(hosts, tmp_path, {"probe_timeout": "190ms", "fail_after": "10"}, fallback_after="4s"):
         cut_host, *others = hosts.hosts
         server, untouched = hosts.servers
         # A server the fleet holds live and this host cannot reach: what the
         # fleet's view and this host's own probes publish differ.
         cut_host.cut(server)
-        wait_until(lambda: unreachable_here(cut_host) == [server.address], 10, "the cut host's unreachable line")
+        wait_until(lambda: unreachable_here(cut_host) == [server.address], 30, "the cut host's unreachable line")
         for address in [member.host for member in hosts.etcd.members]:
             cut_host.cut(address)
         wait_until(lambda: not cut_host.mcwatchd.status()["fleet"]["etcd_answers"], 10, "etcd not answering")
