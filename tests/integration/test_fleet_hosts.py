@@ -1,7 +1,8 @@
 """The fleet view across hosts (docs/DESIGN.md, "Client hosts in tests"):
 three client hosts as network namespaces, each with its own mcwatchd whose
 [fleet] section names a 3-member etcd running beside the memcached servers;
-a server cut from one host only, or killed for all. The per-host outcome of
+a server cut from one host only, or killed for all; every etcd member cut
+from one host; a host's daemon killed. The per-host outcome of
 the same scenarios without [fleet] is pinned in test_hosts.py."""
 
 import contextlib
