@@ -483,7 +483,11 @@ void Daemon::wait_between_rounds(int timeout_ms) {
     for (const auto& [index, result] : prober_->wait(Millis(timeout_ms))) apply_hinted_probe(index, result);
     // A move's end is published at once (not routing: no generation bump).
     bool move_ended = false;
-    for (const auto& [address, mover] : movers_) move_ended |= mover->take_end();
+    for (const auto& [address, mover] : movers_)
+        if (mover->take_end()) {
+            move_ended = true;
+            end_fleet_move(address, *mover);
+        }
     if (move_ended) {
         writer_.write_servers(views(), false);
         if (metrics_) metrics_->content_changed();

@@ -134,6 +134,13 @@ private:
     // routing changed. Their answers wait in fleet_answers_ until the view
     // is published (answer_fleet_operators).
     bool apply_fleet_operators(const FleetView& view);
+    // The fleet's drain --move (the ops/ record names the host that moves):
+    // started here when it names this host, stopped when it names another.
+    void apply_fleet_moves(const FleetView& view);
+    // A move of the fleet's ended: done or failed, etcd stops naming this host.
+    void end_fleet_move(const std::string& address, const DrainMover& mover);
+    // server -> OperatorRecord::mover_since_unix_ms of the fleet move this host took.
+    std::map<std::string, int64_t> fleet_moves_;
     void answer_fleet_operators();
     std::vector<std::pair<ControlServer::Ticket, ControlReply>> fleet_answers_;
 

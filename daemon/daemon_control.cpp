@@ -166,7 +166,13 @@ bool Daemon::apply_fleet_operators(const FleetView& view) {
             apply_override(*server, command.op, fmt::format("the operator's `{}`", command.command));
         routing_changed |= applied.change.routing_changed;
         std::string said = applied.said;
-        if (command.move && server->health.override_kind() == Override::drain) said += "; " + start_move(*server);
+        if (command.move && server->health.override_kind() == Override::drain) {
+            said += "; " + start_move(*server);
+            // Recorded with this host as the mover (Fleet::write_operator): the move of that record.
+            if (const auto record = view.operators.find(command.server);
+                record != view.operators.end() && record->second.mover == config_.fleet.host)
+                fleet_moves_[command.server] = record->second.mover_since_unix_ms;
+        }
         fleet_answers_.push_back({command.ticket, ControlReply::ok(fmt::format("{} {}; recorded for the fleet in etcd",
                                                                                command.server, said))});
     }
@@ -190,7 +196,46 @@ bool Daemon::apply_fleet_operators(const FleetView& view) {
                    {"by", by},
                    {"detail", applied.said}});
     }
+    apply_fleet_moves(view);
     return routing_changed;
+}
+
+void Daemon::apply_fleet_moves(const FleetView& view) {
+    for (ServerRecord& server : servers_) {
+        const std::string& address = server.address.text;
+        const auto found = view.operators.find(address);
+        const OperatorRecord* record = found != view.operators.end() ? &found->second : nullptr;
+        const bool ours = record && record->op == OperatorRecord::Op::drain && record->mover == config_.fleet.host;
+        const auto taken = fleet_moves_.find(address);
+        if (ours && server.health.override_kind() == Override::drain &&
+            (taken == fleet_moves_.end() || taken->second != record->mover_since_unix_ms)) {
+            // Taken over from a host whose lease is gone, or named by a
+            // record this daemon's predecessor was moving: the keys left move.
+            fleet_moves_[address] = record->mover_since_unix_ms;
+            log_event("info", "fleet_move",
+                      {{"status", "started"},
+                       {"server", address},
+                       {"host", config_.fleet.host},
+                       {"given_on", record->host},
+                       {"detail", start_move(server)}});
+        } else if (!ours && taken != fleet_moves_.end()) {
+            // One mover at a time: another host took it over (this host's
+            // lease lapsed), or the record no longer names a mover.
+            if (record && !record->mover.empty())
+                stop_mover(address, fmt::format("the fleet's move was taken over by {}", record->mover));
+            fleet_moves_.erase(taken);
+        }
+    }
+}
+
+void Daemon::end_fleet_move(const std::string& address, const DrainMover& mover) {
+    const auto taken = fleet_moves_.find(address);
+    if (!fleet_ || taken == fleet_moves_.end()) return;
+    const state::DrainMove phase = mover.progress().phase;
+    // A move stopped (the daemon's stop, the server's death, a reload) stays
+    // named: if this host goes, another takes the keys left over.
+    if (phase == state::DrainMove::done || phase == state::DrainMove::failed)
+        fleet_->release_move(address, taken->second);
 }
 
 void Daemon::answer_fleet_operators() {

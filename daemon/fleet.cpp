@@ -83,6 +83,14 @@ void Fleet::record_operator(FleetOperatorCommand command) {
     wake_.notify_all();
 }
 
+void Fleet::release_move(std::string server, int64_t mover_since_unix_ms) {
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        released_moves_.emplace_back(std::move(server), mover_since_unix_ms);
+    }
+    wake_.notify_all();
+}
+
 bool Fleet::wait_first_view() const {
     // The first cycle gives up after one timeout per endpoint (the lease's
     // grant fails on each), then posts a view that says so.
@@ -120,15 +128,22 @@ void Fleet::run() {
     while (!stopping_) {
         std::vector<FleetOperatorCommand> commands = std::move(commands_);
         commands_.clear();
+        std::vector<std::pair<std::string, int64_t>> releases = std::move(released_moves_);
+        released_moves_.clear();
         lock.unlock();
         // Written before the cycle's read, so the view that answers them shows them.
         for (FleetOperatorCommand& command : commands) {
             std::string error = write_operator(command);
             outcomes_.push_back({std::move(command), std::move(error)});
         }
+        std::erase_if(releases,
+                      [this](const auto& release) { return write_move_release(release.first, release.second); });
         cycle();
         lock.lock();
-        wake_.wait_for(lock, poll_interval_, [this] { return stopping_ || !commands_.empty(); });
+        // Releases etcd did not take are tried again with the next cycle.
+        released_moves_.insert(released_moves_.begin(), releases.begin(), releases.end());
+        wake_.wait_for(lock, poll_interval_,
+                       [this] { return stopping_ || !commands_.empty() || !released_moves_.empty(); });
     }
 }
 
@@ -144,7 +159,10 @@ Result<std::optional<EtcdKeyValue>> Fleet::read_key(const std::string& key) {
 std::string Fleet::write_operator(const FleetOperatorCommand& command) {
     const std::string ops_key = fleet_keys::operator_override(config_.name, command.server);
     if (command.op) {
-        const OperatorRecord record{*command.op, config_.host, wall_ms(), command.move};
+        const int64_t now = wall_ms();
+        // This host moves the keys first; another takes the move over if its lease goes.
+        const OperatorRecord record{
+            *command.op, config_.host, now, command.move, command.move ? config_.host : "", command.move ? now : 0};
         if (const Result<int64_t> put = client_->put(ops_key, operator_json(record)); !put) return put.error().message;
         log_event(
             "info", "fleet_operator",
@@ -186,6 +204,48 @@ std::string Fleet::write_operator(const FleetOperatorCommand& command) {
         return "";
     }
     return fmt::format("its records of {} kept changing under other hosts' writes: try again", command.server);
+}
+
+void Fleet::take_over_moves(const std::vector<LocalServer>& servers, const FleetSnapshot& snapshot,
+                            std::map<std::string, OperatorRecord>& operators) {
+    for (const LocalServer& server : servers) {
+        const auto found = snapshot.operators.find(server.address.text);
+        if (found == snapshot.operators.end()) continue;
+        const OperatorRecord& record = found->second;
+        if (record.op != OperatorRecord::Op::drain || record.mover.empty() || snapshot.hosts.count(record.mover))
+            continue;
+        // Its mover's lease is gone (its daemon stopped or lost etcd): every
+        // host races this transaction on the record's mod_revision; one wins
+        // and moves the keys that are left.
+        OperatorRecord next = record;
+        next.mover = config_.host;
+        next.mover_since_unix_ms = wall_ms();
+        const std::string key = fleet_keys::operator_override(config_.name, server.address.text);
+        const Result<EtcdTxnResult> txn = client_->txn_put(
+            {EtcdCompare{
+                key, EtcdCompare::Target::mod_revision, snapshot.operator_revisions.at(server.address.text), {}}},
+            key, operator_json(next));
+        if (!txn || !txn->succeeded) continue;  // another host won, or etcd failed: the next read says
+        log_event("warning", "fleet_move",
+                  {{"status", "taken_over"},
+                   {"server", server.address.text},
+                   {"from", record.mover},
+                   {"host", config_.host}});
+        operators[server.address.text] = std::move(next);
+    }
+}
+
+bool Fleet::write_move_release(const std::string& server, int64_t mover_since_unix_ms) {
+    const std::string key = fleet_keys::operator_override(config_.name, server);
+    const Result<std::optional<EtcdKeyValue>> ops = read_key(key);
+    if (!ops) return false;
+    if (!*ops) return true;  // the override is over
+    Result<OperatorRecord> record = parse_operator((*ops)->value);
+    if (!record || record->mover != config_.host || record->mover_since_unix_ms != mover_since_unix_ms) return true;
+    record->mover.clear();
+    const Result<EtcdTxnResult> txn = client_->txn_put(
+        {EtcdCompare{key, EtcdCompare::Target::mod_revision, (*ops)->mod_revision, {}}}, key, operator_json(*record));
+    return txn && txn->succeeded;
 }
 
 Result<> Fleet::keep_lease(int64_t now) {
@@ -365,6 +425,7 @@ void Fleet::cycle() {
     const FleetSnapshot& snapshot = **read;
     view.revision = snapshot.revision;
     view.operators = snapshot.operators;
+    take_over_moves(servers, snapshot, view.operators);
     for (const LocalServer& server : servers) {
         if (server.dead_alone_since_unix_ms != 0 &&
             dead_alone_taken_[server.address.text] != server.dead_alone_since_unix_ms) {

@@ -86,6 +86,10 @@ public:
     // From the daemon's thread: records the command in etcd; its outcome
     // comes with the next view.
     void record_operator(FleetOperatorCommand command);
+    // From the daemon's thread: the fleet's drain --move of `server` that this
+    // host took at `mover_since_unix_ms` ended done or failed: the ops/
+    // record stops naming it, so that no host takes the move over.
+    void release_move(std::string server, int64_t mover_since_unix_ms);
     // Waits (bounded: one failed read of every endpoint) for the first view:
     // a starting daemon applies the fleet's overrides before it publishes.
     bool wait_first_view() const;
@@ -112,6 +116,13 @@ private:
     void post(FleetView view);
     // Writes the command to etcd: "" when etcd took it, else why not.
     std::string write_operator(const FleetOperatorCommand& command);
+    // Each drain --move whose mover's lease is gone, for a server of this
+    // host: claimed in a transaction on its record, `operators` updated.
+    void take_over_moves(const std::vector<LocalServer>& servers, const FleetSnapshot& snapshot,
+                         std::map<std::string, OperatorRecord>& operators);
+    // Clears the record's mover if it is still this host's claim: true when
+    // settled (done, or no longer ours), false to try again (etcd failed).
+    bool write_move_release(const std::string& server, int64_t mover_since_unix_ms);
     // The key's current value and mod_revision, nothing when it is absent.
     Result<std::optional<EtcdKeyValue>> read_key(const std::string& key);
 
@@ -145,7 +156,8 @@ private:
     bool stopping_ = false;
     std::vector<LocalServer> local_;
     std::optional<FleetView> mailbox_;
-    std::vector<FleetOperatorCommand> commands_;  // to record in etcd
+    std::vector<FleetOperatorCommand> commands_;                   // to record in etcd
+    std::vector<std::pair<std::string, int64_t>> released_moves_;  // server, mover_since: to write
 
     std::thread thread_;
 };

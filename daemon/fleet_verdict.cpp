@@ -124,8 +124,12 @@ Result<RejoinRecord> parse_rejoin(std::string_view text) {
 }
 
 std::string operator_json(const OperatorRecord& r) {
-    return json{{"op", operator_op_name(r.op)}, {"host", r.host}, {"at_unix_ms", r.at_unix_ms}, {"move", r.move}}
-        .dump();
+    json object = {{"op", operator_op_name(r.op)}, {"host", r.host}, {"at_unix_ms", r.at_unix_ms}, {"move", r.move}};
+    if (r.move) {
+        object["mover"] = r.mover;
+        object["mover_since_unix_ms"] = r.mover_since_unix_ms;
+    }
+    return object.dump();
 }
 
 Result<OperatorRecord> parse_operator(std::string_view text) {
@@ -139,6 +143,9 @@ Result<OperatorRecord> parse_operator(std::string_view text) {
         r.host = object.value("host", "");
         r.at_unix_ms = object.value("at_unix_ms", int64_t(0));
         r.move = object.value("move", false);
+        // A record without "mover" predates the takeover: the command's host moves.
+        r.mover = object.value("mover", r.move ? r.host : "");
+        r.mover_since_unix_ms = object.value("mover_since_unix_ms", r.move ? r.at_unix_ms : int64_t(0));
         return r;
     });
 }
@@ -180,6 +187,7 @@ FleetSnapshot read_snapshot(std::string_view fleet, const EtcdRange& range) {
                 continue;
             }
             snapshot.operators[std::string(rest.substr(4))] = std::move(*record);
+            snapshot.operator_revisions[std::string(rest.substr(4))] = kv.mod_revision;
         } else {
             ++snapshot.unreadable;
         }

@@ -54,7 +54,13 @@ struct OperatorRecord {
     Op op = Op::drain;
     std::string host;  // where the command was given
     int64_t at_unix_ms = 0;
-    bool move = false;  // drain --move: that host moves the keys
+    bool move = false;  // drain --move: one host moves the keys
+    // The host moving the keys now ("" when none does: no --move, or the
+    // move ended done or failed), and when it took the move: the command's
+    // host at first, another host once the mover's lease is gone (a
+    // transaction on this record's mod_revision, so one host at a time).
+    std::string mover;
+    int64_t mover_since_unix_ms = 0;
 
     bool operator==(const OperatorRecord&) const = default;
 };
@@ -91,6 +97,7 @@ struct FleetSnapshot {
     std::map<std::string, std::map<std::string, FleetObservation>> observations;
     std::map<std::string, std::pair<RejoinRecord, int64_t>> rejoins;  // server -> record, its mod_revision
     std::map<std::string, OperatorRecord> operators;                  // server -> the override in force
+    std::map<std::string, int64_t> operator_revisions;                // server -> its ops/ key's mod_revision
     // Keys under the prefix that none of the above reads (a newer version's, a typo's).
     size_t unreadable = 0;
 };

@@ -14,6 +14,7 @@ from conftest import BUILD, SHIM, Memcached
 
 import measurements  # noqa: E402 (tests/lib, on the path by conftest)
 import netns  # noqa: E402
+from netns import first_key_on, holder  # noqa: E402
 from sanitizers import shim_env  # noqa: E402
 
 PYLIBMC_CLIENT = os.path.join(os.path.dirname(__file__), "..", "clients", "pylibmc_client.py")
@@ -30,25 +31,6 @@ def client(host, network, *args):
                       env=shim_env(SHIM, host.mcwatchd.state))
     assert result.returncode == 0 and result.stderr == "", result.stderr
     return result.stdout.strip()
-
-
-def holder(network, key):
-    """The addresses of the servers holding `key`, and its value on each."""
-    found = {}
-    for m in network.servers:
-        reply = m.command(f"get {key}\r\n".encode(), expect_end=b"END\r\n").split(b"\r\n")
-        if reply[0].startswith(b"VALUE "):
-            found[m.address] = reply[1].decode()
-    return found
-
-
-def first_key_on(network, server, session):
-    """The first of k0, k1... that `session` stores on `server`."""
-    for i in range(KEYS):
-        assert session.ask(f"set k{i} 0") == "STORED"
-        if server.address in holder(network, f"k{i}"):
-            return f"k{i}"
-    raise AssertionError(f"none of {KEYS} keys on {server.address}")
 
 
 def states(network):

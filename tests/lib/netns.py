@@ -164,6 +164,50 @@ class Session:
         return status
 
 
+def holder(network, key):
+    """The addresses of the servers of `network` holding `key`, and its
+    value on each (read from each memcached directly)."""
+    found = {}
+    for m in network.servers:
+        reply = m.command(f"get {key}\r\n".encode(), expect_end=b"END\r\n").split(b"\r\n")
+        if reply[0].startswith(b"VALUE "):
+            found[m.address] = reply[1].decode()
+    return found
+
+
+def first_key_on(network, server, session, keys=40):
+    """The first of k0, k1... that `session` (a Session of
+    tests/clients/pylibmc_session.py) stores on `server`."""
+    for i in range(keys):
+        if session.ask(f"set k{i} 0") != "STORED":
+            raise AssertionError(f"k{i} not stored")
+        if server.address in holder(network, f"k{i}"):
+            return f"k{i}"
+    raise AssertionError(f"none of {keys} keys on {server.address}")
+
+
+def take_turns_writing(hosts, sessions, key, writes=6):
+    """The partial partition's stale-read scenario (docs/DESIGN.md, "Client
+    hosts in tests"): the hosts' clients (`sessions`, one per host) take
+    turns writing versions 1 to `writes` of `key`, and after each write
+    every host reads it. A write may fail and a read may miss (a cache may
+    forget), but a read of a version older than the last acknowledged
+    write is stale. Returns the stale reads [(version, host label, version
+    read)], the failed writes and the reads made."""
+    stale, last_written, failed_writes, reads = [], 0, 0, 0
+    for version in range(1, writes + 1):
+        if sessions[version % len(sessions)].ask(f"set {key} {version}") == "STORED":
+            last_written = version
+        else:
+            failed_writes += 1
+        for host, session in zip(hosts, sessions):
+            reply = session.ask(f"get {key}")
+            reads += 1
+            if reply.startswith("VALUE ") and int(reply.split()[1]) < last_written:
+                stale.append((version, host.label, int(reply.split()[1])))
+    return stale, failed_writes, reads
+
+
 class Host(Namespace):
     """One client host: a network namespace joined to the servers' bridge by
     a veth pair, with its own address. What runs in it (host.run,

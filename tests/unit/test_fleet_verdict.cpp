@@ -94,8 +94,9 @@ TEST_CASE("fleet snapshot: keys sorted by kind; a server's '/' is its own, the h
 }
 
 TEST_CASE("fleet snapshot: an operator's override under ops/<server>, round-tripped; a bad one is unreadable") {
-    const OperatorRecord drain{OperatorRecord::Op::drain, "h2", 1234, true};
-    const OperatorRecord down{OperatorRecord::Op::down, "h1", 5, false};
+    // A drain --move given on h2 whose move h3 took over.
+    const OperatorRecord drain{OperatorRecord::Op::drain, "h2", 1234, true, "h3", 5678};
+    const OperatorRecord down{OperatorRecord::Op::down, "h1", 5, false, "", 0};
     CHECK(fleet_keys::operator_override("f", "unix:/run/mc.sock") == "/mcwatch/f/ops/unix:/run/mc.sock");
     EtcdRange range;
     range.kvs = {
@@ -108,7 +109,12 @@ TEST_CASE("fleet snapshot: an operator's override under ops/<server>, round-trip
     CHECK(snapshot.operators.size() == 2);
     CHECK(snapshot.operators.at("10.0.0.1:11211") == drain);
     CHECK(snapshot.operators.at("unix:/run/mc.sock") == down);
+    CHECK(snapshot.operator_revisions.at("unix:/run/mc.sock") == 2);
     CHECK(snapshot.unreadable == 2);
+    // Written before the takeover existed: the command's host is the mover.
+    const Result<OperatorRecord> older = parse_operator(R"({"op":"drain","host":"h1","at_unix_ms":7,"move":true})");
+    REQUIRE(older);
+    CHECK((older->mover == "h1" && older->mover_since_unix_ms == 7));
     CHECK(parse_operator(R"({"op":"pause"})").error().message.find("unknown op 'pause'") != std::string::npos);
 }
 

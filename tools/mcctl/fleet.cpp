@@ -76,10 +76,15 @@ int mcctl_fleet(const std::string& config_path, bool as_json) {
         std::string by_operator;
         if (overridden != snapshot.operators.end()) {
             const OperatorRecord& o = overridden->second;
-            entry["operator"] = {
-                {"op", operator_op_name(o.op)}, {"host", o.host}, {"at_unix_ms", o.at_unix_ms}, {"move", o.move}};
+            entry["operator"] = {{"op", operator_op_name(o.op)},
+                                 {"host", o.host},
+                                 {"at_unix_ms", o.at_unix_ms},
+                                 {"move", o.move},
+                                 {"mover", o.mover.empty() ? nlohmann::json() : nlohmann::json(o.mover)},
+                                 {"mover_since_unix_ms", o.mover_since_unix_ms}};
             by_operator =
                 fmt::format("  {}{} by the operator on {}", operator_op_name(o.op), o.move ? " --move" : "", o.host);
+            if (o.move) by_operator += o.mover.empty() ? ", move ended" : fmt::format(", keys moved by {}", o.mover);
         }
         std::string seen;
         for (const auto& [host, o] : observations) {
