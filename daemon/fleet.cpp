@@ -421,10 +421,9 @@ Result<Fleet::PrefixRead> Fleet::read_prefix(bool must_read) {
     const Result<EtcdRange> range = client_->range_prefix(prefix, 0, full_read_timeout(config_.lease));
     const auto latency = std::chrono::steady_clock::now() - started;
     const double spread = std::uniform_real_distribution<double>(1.0, 2.0)(jitter_);
-    next_full_read_ = started + std::min<std::chrono::steady_clock::duration>(
-                                    std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                                        latency * (kFullReadSpacing * spread)),
-                                    config_.lease);
+    using Duration = std::chrono::steady_clock::duration;
+    const Duration spacing = std::chrono::duration_cast<Duration>(latency * (kFullReadSpacing * spread));
+    next_full_read_ = started + std::min<Duration>(spacing, config_.lease);
     if (!range) return tl::unexpected(range.error());
     last_version_ = prefix_version_of(*range);
     last_snapshot_ = read_snapshot(config_.name, *range);
