@@ -27,10 +27,11 @@ using std::chrono::milliseconds;
 // Each etcd request gives up after this: a member that does not answer
 // costs one such wait, then the next endpoint is tried.
 constexpr milliseconds kRequestTimeout{1000};
-// After a full read of the prefix, none before this many times its latency
-// has passed (times 1 to 2 at random), capped at the lease: a busy etcd
-// answers slowly, and its hosts then read it whole less often, each at its
-// own moment (docs/DESIGN.md, "The fleet view").
+// After a full read of the prefix that took more than a poll interval / k,
+// none before k times its latency has passed (times 1 to 2 at random),
+// capped at the lease: a busy etcd answers slowly, and its hosts then read
+// it whole less often, each at its own moment (docs/DESIGN.md, "The fleet
+// view").
 constexpr int kFullReadSpacing = 4;
 
 // A full read is hosts x servers keys: under load it takes longer than a
@@ -422,7 +423,11 @@ Result<Fleet::PrefixRead> Fleet::read_prefix(bool must_read) {
     const auto latency = std::chrono::steady_clock::now() - started;
     const double spread = std::uniform_real_distribution<double>(1.0, 2.0)(jitter_);
     using Duration = std::chrono::steady_clock::duration;
-    const Duration spacing = std::chrono::duration_cast<Duration>(latency * (kFullReadSpacing * spread));
+    // A read that k times over still fits in a poll costs a small fleet
+    // nothing to repeat at the next poll: the bound is for reads that do not.
+    const Duration spacing = latency * kFullReadSpacing < poll_interval_
+                                 ? Duration::zero()
+                                 : std::chrono::duration_cast<Duration>(latency * (kFullReadSpacing * spread));
     next_full_read_ = started + std::min<Duration>(spacing, config_.lease);
     if (!range) return tl::unexpected(range.error());
     last_version_ = prefix_version_of(*range);
