@@ -151,6 +151,10 @@ std::string prefix_version_request(std::string_view prefix) {
         .dump();
 }
 
+std::string store_revision_request(std::string_view key) {
+    return json{{"key", base64_encode(key)}, {"count_only", true}}.dump();
+}
+
 std::string put_request(std::string_view key, std::string_view value, int64_t lease) {
     json request = {{"key", base64_encode(key)}, {"value", base64_encode(value)}};
     if (lease != 0) request["lease"] = std::to_string(lease);
@@ -313,8 +317,10 @@ EtcdClient::EtcdClient(std::vector<std::string> endpoints, std::chrono::millisec
 
 EtcdClient::~EtcdClient() { curl_easy_cleanup(static_cast<CURL*>(curl_)); }
 
-Result<std::string> EtcdClient::post(std::string_view path, const std::string& body) {
+Result<std::string> EtcdClient::post(std::string_view path, const std::string& body,
+                                     std::chrono::milliseconds timeout) {
     CURL* curl = static_cast<CURL*>(curl_);
+    if (timeout.count() <= 0) timeout = timeout_;
     std::string errors;
     for (size_t attempt = 0; attempt < endpoints_.size(); ++attempt) {
         const std::string& endpoint = endpoints_[current_];
@@ -329,8 +335,8 @@ Result<std::string> EtcdClient::post(std::string_view path, const std::string& b
         curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, append_body);
         curl_easy_setopt(curl, CURLOPT_WRITEDATA, &answer);
         curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, error_text);
-        curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, long(timeout_.count()));
-        curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, long(timeout_.count()));
+        curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, long(timeout.count()));
+        curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, long(timeout.count()));
         // In a daemon's threads: no SIGALRM for timeouts.
         curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
         // etcd is reached directly: an http_proxy in the environment is for
@@ -346,11 +352,18 @@ Result<std::string> EtcdClient::post(std::string_view path, const std::string& b
     return failure(fmt::format("etcd unreachable: {}", errors));
 }
 
-Result<EtcdRange> EtcdClient::range_prefix(std::string_view prefix, int64_t revision) {
+Result<EtcdRange> EtcdClient::range_prefix(std::string_view prefix, int64_t revision,
+                                           std::chrono::milliseconds timeout) {
     const Result<std::string> body =
-        post("/v3/kv/range", etcd_json::range_request(prefix, etcd_json::prefix_end(prefix), revision));
+        post("/v3/kv/range", etcd_json::range_request(prefix, etcd_json::prefix_end(prefix), revision), timeout);
     if (!body) return tl::unexpected(body.error());
     return etcd_json::parse_range(*body);
+}
+
+Result<int64_t> EtcdClient::store_revision(std::string_view key) {
+    const Result<std::string> body = post("/v3/kv/range", etcd_json::store_revision_request(key));
+    if (!body) return tl::unexpected(body.error());
+    return etcd_json::parse_revision(*body);
 }
 
 Result<std::pair<EtcdPrefixVersion, int64_t>> EtcdClient::prefix_version(std::string_view prefix) {

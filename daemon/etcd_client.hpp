@@ -94,6 +94,10 @@ std::string txn_request(const std::vector<EtcdCompare>& compares, const std::vec
 // The prefix's key count and its newest key (keys only, one key): a few
 // hundred bytes however many keys the prefix holds.
 std::string prefix_version_request(std::string_view prefix);
+// A count of the one key `key` (no value sent): its answer's header carries
+// the store's revision, which any write anywhere in etcd raises. An index
+// lookup for etcd, where prefix_version_request sorts the whole prefix.
+std::string store_revision_request(std::string_view key);
 std::string lease_grant_request(int64_t ttl_s);
 std::string lease_id_request(int64_t id);
 
@@ -120,8 +124,12 @@ public:
     EtcdClient(const EtcdClient&) = delete;
     EtcdClient& operator=(const EtcdClient&) = delete;
 
-    // Every key starting with `prefix`, at `revision` (0: the latest).
-    Result<EtcdRange> range_prefix(std::string_view prefix, int64_t revision = 0);
+    // Every key starting with `prefix`, at `revision` (0: the latest), within
+    // `timeout` (0: the client's).
+    Result<EtcdRange> range_prefix(std::string_view prefix, int64_t revision = 0,
+                                   std::chrono::milliseconds timeout = {});
+    // The store's revision (etcd_json::store_revision_request), cheaply.
+    Result<int64_t> store_revision(std::string_view key);
     // The prefix's EtcdPrefixVersion and the header's revision, cheaply.
     Result<std::pair<EtcdPrefixVersion, int64_t>> prefix_version(std::string_view prefix);
     // The header's revision after the write.
@@ -140,7 +148,8 @@ private:
     EtcdClient(std::vector<std::string> endpoints, std::chrono::milliseconds timeout, void* curl);
     // POSTs `body` to `path` ("/v3/kv/range") and returns the answer's body;
     // a failure when no endpoint could be reached, naming each one's error.
-    Result<std::string> post(std::string_view path, const std::string& body);
+    // Each endpoint gets `timeout` (0: the client's).
+    Result<std::string> post(std::string_view path, const std::string& body, std::chrono::milliseconds timeout = {});
 
     std::vector<std::string> endpoints_;
     size_t current_ = 0;

@@ -27,6 +27,23 @@ using std::chrono::milliseconds;
 // Each etcd request gives up after this: a member that does not answer
 // costs one such wait, then the next endpoint is tried.
 constexpr milliseconds kRequestTimeout{1000};
+// After a full read of the prefix that took more than a poll interval / k,
+// none before k times its latency has passed (times 1 to 2 at random),
+// capped at the lease: a busy etcd answers slowly, and its hosts then read
+// it whole less often, each at its own moment (docs/DESIGN.md, "The fleet
+// view").
+constexpr int kFullReadSpacing = 4;
+
+// A full read is hosts x servers keys: under load it takes longer than a
+// small request, and one given up is work etcd did for nothing.
+milliseconds full_read_timeout(milliseconds lease) { return std::max(kRequestTimeout, lease / 2); }
+
+void block_signals() {
+    // Signals (SIGTERM, SIGHUP) are the daemon thread's to see.
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, nullptr);
+}
 
 int64_t wall_ms() { return unix_ms(); }
 
@@ -38,16 +55,19 @@ Result<std::unique_ptr<Fleet>> Fleet::start(const FleetConfig& config, bool flus
     if (!wakeup) return failure(fmt::format("fleet: eventfd: {}", errno_text(errno)));
     Result<std::unique_ptr<EtcdClient>> client = EtcdClient::create(config.etcd, kRequestTimeout);
     if (!client) return failure(fmt::format("fleet: {}", client.error().message));
-    std::unique_ptr<Fleet> fleet(
-        new Fleet(config, flush_on_rejoin, poll_interval, std::move(wakeup), std::move(*client)));
+    Result<std::unique_ptr<EtcdClient>> keepalive_client = EtcdClient::create(config.etcd, kRequestTimeout);
+    if (!keepalive_client) return failure(fmt::format("fleet: {}", keepalive_client.error().message));
+    std::unique_ptr<Fleet> fleet(new Fleet(config, flush_on_rejoin, poll_interval, std::move(wakeup),
+                                           std::move(*client), std::move(*keepalive_client)));
     fleet->thread_ = std::thread([raw = fleet.get()] { raw->run(); });
+    fleet->keepalive_thread_ = std::thread([raw = fleet.get()] { raw->keep_alive(); });
     return fleet;
 }
 
 Fleet::Fleet(const FleetConfig& config, bool flush_on_rejoin, milliseconds poll_interval, UniqueFd wakeup,
-             std::unique_ptr<EtcdClient> client)
+             std::unique_ptr<EtcdClient> client, std::unique_ptr<EtcdClient> keepalive_client)
     : config_(config), flush_on_rejoin_(flush_on_rejoin), poll_interval_(poll_interval), wakeup_(std::move(wakeup)),
-      client_(std::move(client)) {}
+      client_(std::move(client)), keepalive_client_(std::move(keepalive_client)), jitter_(std::random_device{}()) {}
 
 Fleet::~Fleet() {
     {
@@ -56,6 +76,7 @@ Fleet::~Fleet() {
     }
     wake_.notify_all();
     if (thread_.joinable()) thread_.join();
+    if (keepalive_thread_.joinable()) keepalive_thread_.join();
     // A clean stop: the other hosts stop counting this one now, not a lease later.
     if (lease_id_ != 0) (void)client_->lease_revoke(lease_id_);
 }
@@ -120,15 +141,16 @@ void Fleet::post(FleetView view) {
 }
 
 void Fleet::run() {
-    // Signals (SIGTERM, SIGHUP) are the daemon thread's to see.
-    sigset_t all;
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, nullptr);
+    block_signals();
     std::unique_lock<std::mutex> lock(mutex_);
+    // Releases etcd did not take yet: tried again with each cycle, not at once
+    // (the wait below wakes for new ones only, so a failing etcd is not asked
+    // in a loop).
+    std::vector<std::pair<std::string, int64_t>> releases;
     while (!stopping_) {
         std::vector<FleetOperatorCommand> commands = std::move(commands_);
         commands_.clear();
-        std::vector<std::pair<std::string, int64_t>> releases = std::move(released_moves_);
+        releases.insert(releases.end(), released_moves_.begin(), released_moves_.end());
         released_moves_.clear();
         lock.unlock();
         // Written before the cycle's read, so the view that answers them shows them.
@@ -138,12 +160,32 @@ void Fleet::run() {
         }
         std::erase_if(releases,
                       [this](const auto& release) { return write_move_release(release.first, release.second); });
-        cycle();
+        cycle(!commands.empty());
         lock.lock();
-        // Releases etcd did not take are tried again with the next cycle.
-        released_moves_.insert(released_moves_.begin(), releases.begin(), releases.end());
         wake_.wait_for(lock, poll_interval_,
                        [this] { return stopping_ || !commands_.empty() || !released_moves_.empty(); });
+    }
+}
+
+void Fleet::keep_alive() {
+    block_signals();
+    const milliseconds every = std::max(milliseconds(1), config_.lease / 3);
+    // A keepalive not answered is tried again sooner: the lease has two
+    // thirds left, and each try costs at most one request time per endpoint.
+    const milliseconds again = std::min(every, poll_interval_);
+    milliseconds wait = every;
+    std::unique_lock<std::mutex> lock(mutex_);
+    while (!wake_.wait_for(lock, wait, [this] { return stopping_; })) {
+        lock.unlock();
+        wait = every;
+        if (const int64_t lease = lease_to_keep_.load(); lease != 0) {
+            const Result<EtcdLease> kept = keepalive_client_->lease_keepalive(lease);
+            if (!kept)
+                wait = again;
+            else if (kept->ttl_s <= 0)
+                lease_expired_.store(lease);  // the fleet thread grants another
+        }
+        lock.lock();
     }
 }
 
@@ -250,19 +292,14 @@ bool Fleet::write_move_release(const std::string& server, int64_t mover_since_un
 
 Result<> Fleet::keep_lease(int64_t now) {
     const int64_t lease_ms = config_.lease.count();
-    if (lease_id_ != 0 && now - last_keepalive_ms_ < lease_ms / 3) return {};
-    if (lease_id_ != 0) {
-        const Result<EtcdLease> kept = client_->lease_keepalive(lease_id_);
-        if (!kept) return tl::unexpected(kept.error());
-        if (kept->ttl_s > 0) {
-            last_keepalive_ms_ = now;
-            return {};
-        }
-        // Expired (etcd was out of reach longer than the lease): our keys are
-        // gone with it, so everything is written again under a new one.
+    if (lease_id_ != 0 && lease_expired_.load() == lease_id_) {
+        // Expired (keepalives went unanswered longer than the lease): our
+        // keys are gone with it, so everything is written again under a new one.
         log_event("warning", "fleet_lease", {{"status", "expired"}, {"host", config_.host}});
         lease_id_ = 0;
+        lease_to_keep_.store(0);
     }
+    if (lease_id_ != 0) return {};
     const Result<EtcdLease> granted = client_->lease_grant(std::max<int64_t>(1, (lease_ms + 999) / 1000));
     if (!granted) return tl::unexpected(granted.error());
     const std::string record = nlohmann::json{{"pid", int64_t(getpid())}, {"started_unix_ms", now}}.dump();
@@ -272,7 +309,7 @@ Result<> Fleet::keep_lease(int64_t now) {
         return tl::unexpected(put.error());
     }
     lease_id_ = granted->id;
-    last_keepalive_ms_ = now;
+    lease_to_keep_.store(lease_id_);
     written_.clear();
     log_event("info", "fleet_lease",
               {{"status", "granted"}, {"host", config_.host}, {"ttl_s", fmt::format("{}", granted->ttl_s)}});
@@ -314,6 +351,10 @@ std::optional<RejoinRecord> Fleet::step_rejoin(const ServerAddress& server, cons
     const int64_t now = wall_ms();
     const bool done = !record || record->phase == RejoinRecord::Phase::done;
     const uint64_t epoch = record ? record->epoch : 0;
+    if (done) {
+        own_claims_.erase(server.text);
+        claims_seen_.erase(server.text);
+    }
     const auto unrecorded = unrecorded_dead_.find(server.text);
     if (unrecorded != unrecorded_dead_.end() && (!done || epoch > unrecorded->second))
         unrecorded_dead_.erase(unrecorded);  // the fleet has the outage's record now
@@ -341,57 +382,123 @@ std::optional<RejoinRecord> Fleet::step_rejoin(const ServerAddress& server, cons
         return record;
     }
     if (verdict.kind != FleetVerdict::Kind::live || done) return record;
-    // Held dead by the fleet and seen live again: one host flushes it. A
-    // claim whose host's lease is gone (it died mid-flush) is taken over.
-    if (record->phase == RejoinRecord::Phase::flushing && snapshot.hosts.count(record->host) &&
-        record->host != config_.host)
-        return record;
-    RejoinRecord claim{record->epoch, RejoinRecord::Phase::flushing, config_.host, now, false};
-    const std::optional<int64_t> claimed = write(claim, mod_revision);
-    if (!claimed) return record;  // another host won
-    Result<> flushed = flush_on_rejoin_ ? send_flush_all(server, kRequestTimeout) : Result<>{};
-    if (!flushed) {
-        // Back to dead: the next cycle (here or on another host) tries again.
-        log_event("error", "fleet_rejoin",
-                  {{"server", server.text}, {"status", "flush_failed"}, {"reason", flushed.error().message}});
-        RejoinRecord back = *record;
+    // Held dead by the fleet and seen live again: one host flushes it, once
+    // (docs/DESIGN.md, "Side effects once").
+    const auto seen_now = std::chrono::steady_clock::now();
+    auto seen = claims_seen_.find(server.text);
+    if (seen == claims_seen_.end() || seen->second.first != mod_revision)
+        seen = claims_seen_.insert_or_assign(server.text, std::pair{mod_revision, seen_now}).first;
+    std::optional<OwnClaim> own;
+    if (const auto it = own_claims_.find(server.text); it != own_claims_.end()) {
+        if (it->second.mod_revision < mod_revision)
+            own_claims_.erase(it);  // written over since: not ours any more
+        else
+            own = it->second;
+    }
+    // Our flushed claim recorded done: the end of this rejoin.
+    const auto finish = [&](const RejoinRecord& claimed_record, int64_t claimed) {
+        RejoinRecord finished{claimed_record.epoch, RejoinRecord::Phase::done, config_.host, wall_ms(),
+                              flush_on_rejoin_};
+        if (!write(finished, claimed)) return claimed_record;  // tried again next cycle, without a flush
+        own_claims_.erase(server.text);
+        log_event("info", "fleet_rejoin",
+                  {{"server", server.text},
+                   {"status", "done"},
+                   {"epoch", fmt::format("{}", finished.epoch)},
+                   {"flushed", flush_on_rejoin_ ? "yes" : "no"}});
+        return finished;
+    };
+    // Our claim not flushed, back to dead: the next cycle (here or on another host) tries again.
+    const auto retract = [&](const RejoinRecord& claimed_record, int64_t claimed) {
+        RejoinRecord back = claimed_record;
+        back.phase = RejoinRecord::Phase::dead;
         back.host = config_.host;
         back.at_unix_ms = wall_ms();
-        (void)write(back, *claimed);
+        if (!write(back, claimed)) return claimed_record;
+        own_claims_.erase(server.text);
         return back;
+    };
+    switch (rejoin_step(*record, mod_revision, own,
+                        std::chrono::duration_cast<milliseconds>(seen_now - seen->second.second),
+                        claim_takeover_after(kRequestTimeout, poll_interval_))) {
+    case RejoinStep::wait: return record;
+    case RejoinStep::record_done: return finish(*record, mod_revision);
+    case RejoinStep::retract: return retract(*record, mod_revision);
+    case RejoinStep::claim: break;
     }
-    RejoinRecord finished{record->epoch, RejoinRecord::Phase::done, config_.host, wall_ms(), flush_on_rejoin_};
-    if (!write(finished, *claimed)) return claim;
-    log_event("info", "fleet_rejoin",
-              {{"server", server.text},
-               {"status", "done"},
-               {"epoch", fmt::format("{}", finished.epoch)},
-               {"flushed", flush_on_rejoin_ ? "yes" : "no"}});
-    return finished;
+    const RejoinRecord claim{record->epoch, RejoinRecord::Phase::flushing, config_.host, now, false};
+    const auto claim_sent = std::chrono::steady_clock::now();
+    const std::optional<int64_t> claimed = write(claim, mod_revision);
+    if (!claimed) return record;  // another host won
+    own_claims_[server.text] = OwnClaim{*claimed, false};
+    // Read again just before the flush: a claim taken over (or answered so
+    // late that it may be) is not flushed by this host.
+    const Result<std::optional<EtcdKeyValue>> again = read_key(key);
+    const std::optional<int64_t> revision_now =
+        again && *again ? std::optional<int64_t>((*again)->mod_revision) : std::nullopt;
+    if (!flush_may_be_sent(*claimed, revision_now,
+                           std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - claim_sent),
+                           kRequestTimeout)) {
+        log_event("warning", "fleet_rejoin",
+                  {{"server", server.text},
+                   {"status", "not_flushed"},
+                   {"reason", !again                     ? again.error().message
+                              : revision_now != *claimed ? std::string("another host took the claim over")
+                                                         : std::string("the claim was answered too late to flush: "
+                                                                       "another host may take it over")}});
+        return claim;
+    }
+    const Result<> flushed = flush_on_rejoin_ ? send_flush_all(server, kRequestTimeout) : Result<>{};
+    if (!flushed) {
+        log_event("error", "fleet_rejoin",
+                  {{"server", server.text}, {"status", "flush_failed"}, {"reason", flushed.error().message}});
+        return retract(claim, *claimed);
+    }
+    own_claims_[server.text].flushed = true;
+    return finish(claim, *claimed);
 }
 
 // The whole prefix costs etcd hosts x servers keys per poll, and at rest
 // nothing under it changes (observations are written on transitions; lease
-// keepalives are not writes): a keys-only read of the newest key says
-// whether the last read still holds, in a few hundred bytes.
-Result<const FleetSnapshot*> Fleet::read_prefix() {
+// keepalives are not writes). So a poll asks first for the store's revision
+// (an index lookup), then, when any write happened, for the prefix's count
+// and newest key (a sorted scan, a few hundred bytes), and only when that
+// moved too for the whole prefix; the last two wait for the bound on full
+// reads (kFullReadSpacing).
+Result<Fleet::PrefixRead> Fleet::read_prefix(bool must_read) {
     const std::string prefix = fleet_keys::prefix(config_.name);
-    if (last_snapshot_) {
+    if (last_snapshot_ && !must_read) {
+        const Result<int64_t> store = client_->store_revision(prefix);
+        if (!store) return tl::unexpected(store.error());
+        if (*store == unchanged_at_revision_) return PrefixRead{&*last_snapshot_, true};
+        if (std::chrono::steady_clock::now() < next_full_read_) return PrefixRead{&*last_snapshot_, false};
         const Result<std::pair<EtcdPrefixVersion, int64_t>> version = client_->prefix_version(prefix);
         if (!version) return tl::unexpected(version.error());
         if (version->first == last_version_) {
+            unchanged_at_revision_ = version->second;
             last_snapshot_->revision = version->second;  // the same keys, judged at this revision
-            return &*last_snapshot_;
+            return PrefixRead{&*last_snapshot_, true};
         }
     }
-    const Result<EtcdRange> range = client_->range_prefix(prefix);
+    const auto started = std::chrono::steady_clock::now();
+    const Result<EtcdRange> range = client_->range_prefix(prefix, 0, full_read_timeout(config_.lease));
+    const auto latency = std::chrono::steady_clock::now() - started;
+    const double spread = std::uniform_real_distribution<double>(1.0, 2.0)(jitter_);
+    using Duration = std::chrono::steady_clock::duration;
+    // A read that k times over still fits in a poll costs a small fleet
+    // nothing to repeat at the next poll: the bound is for reads that do not.
+    const Duration spacing = latency * kFullReadSpacing < poll_interval_
+                                 ? Duration::zero()
+                                 : std::chrono::duration_cast<Duration>(latency * (kFullReadSpacing * spread));
+    next_full_read_ = started + std::min<Duration>(spacing, config_.lease);
     if (!range) return tl::unexpected(range.error());
     last_version_ = prefix_version_of(*range);
     last_snapshot_ = read_snapshot(config_.name, *range);
-    return &*last_snapshot_;
+    unchanged_at_revision_ = range->revision;
+    return PrefixRead{&*last_snapshot_, true};
 }
 
-void Fleet::cycle() {
+void Fleet::cycle(bool operators_written) {
     std::vector<LocalServer> servers;
     {
         std::lock_guard<std::mutex> lock(mutex_);
@@ -400,12 +507,13 @@ void Fleet::cycle() {
     const int64_t now = wall_ms();
     FleetView view;
     view.last_answer_unix_ms = last_answer_ms_;
-    Result<const FleetSnapshot*> read = tl::unexpected(Error{});
+    Result<PrefixRead> read = tl::unexpected(Error{});
     if (const Result<> lease = keep_lease(now); !lease) {
         read = tl::unexpected(lease.error());
     } else {
         write_observations(servers);
-        read = read_prefix();
+        // A command's answer comes with a view read after it was written.
+        read = read_prefix(operators_written);
     }
     if (!read) {
         view.error = read.error().message;
@@ -420,9 +528,17 @@ void Fleet::cycle() {
         log_event("info", "fleet_etcd", {{"status", "answering"}, {"endpoint", client_->endpoint()}});
     etcd_was_answering_ = true;
     last_answer_ms_ = now;
+    if (!read->current) {
+        // A change waits for its full read: the verdicts last read stand, with
+        // the revision they were read at (never shown as the latest).
+        FleetView stale = last_view_;
+        stale.last_answer_unix_ms = now;
+        post(std::move(stale));
+        return;
+    }
     view.etcd_answers = true;
     view.last_answer_unix_ms = now;
-    const FleetSnapshot& snapshot = **read;
+    const FleetSnapshot& snapshot = *read->snapshot;
     view.revision = snapshot.revision;
     view.operators = snapshot.operators;
     take_over_moves(servers, snapshot, view.operators);
@@ -451,6 +567,7 @@ void Fleet::cycle() {
             unrecorded_dead_.count(server.address.text) ? FleetVerdict::Kind::dead : published_verdict(verdict, record);
     }
     view.dead_alone_taken = dead_alone_taken_;
+    last_view_ = view;
     post(std::move(view));
 }
 

@@ -4,15 +4,20 @@
 // (daemon/fleet_verdict.hpp), performs a rejoin's flush_all when it wins
 // the rejoin record's transaction, and hands the verdicts to the daemon's
 // loop through a mailbox and an eventfd. Every etcd call happens on this
-// thread, so that none ever delays a probe, a control command or a client.
+// thread, so that none ever delays a probe, a control command or a client,
+// except the lease's keepalives: a thread and a connection of their own, so
+// that no slow read of the prefix ever delays them.
 #pragma once
 
+#include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -101,15 +106,26 @@ public:
 
 private:
     Fleet(const FleetConfig& config, bool flush_on_rejoin, std::chrono::milliseconds poll_interval, UniqueFd wakeup,
-          std::unique_ptr<class EtcdClient> client);
+          std::unique_ptr<class EtcdClient> client, std::unique_ptr<class EtcdClient> keepalive_client);
     void run();
-    void cycle();
-    // The lease is granted and kept alive, or why not (etcd's error).
+    // The keepalive thread: the lease granted by the fleet thread, kept
+    // alive a third of the lease apart on keepalive_client_.
+    void keep_alive();
+    void cycle(bool operators_written);
+    // The lease is granted (again, when the keepalive thread found it
+    // expired), or why not (etcd's error).
     Result<> keep_lease(int64_t now);
     void write_observations(const std::vector<LocalServer>& servers);
+    struct PrefixRead {
+        const FleetSnapshot* snapshot = nullptr;  // valid until the next call
+        // The snapshot holds at the store's latest revision; false: something
+        // changed since, and the full read that shows it waits for its turn.
+        bool current = false;
+    };
     // The fleet's prefix, parsed: the last full read's snapshot again when
-    // nothing under the prefix changed. Valid until the next call.
-    Result<const FleetSnapshot*> read_prefix();
+    // nothing under it changed, or while the next full read waits (the
+    // bound on full reads, docs/DESIGN.md). `must_read`: read it whole now.
+    Result<PrefixRead> read_prefix(bool must_read);
     // The rejoin protocol's step for one server; the record as it is after it.
     std::optional<RejoinRecord> step_rejoin(const ServerAddress& server, const FleetVerdict& verdict,
                                             const FleetSnapshot& snapshot);
@@ -131,15 +147,34 @@ private:
     const std::chrono::milliseconds poll_interval_;
     UniqueFd wakeup_;
     std::unique_ptr<EtcdClient> client_;
+    std::unique_ptr<EtcdClient> keepalive_client_;  // the keepalive thread's
+
+    // Between the two threads: the lease to keep alive (0: none yet), and
+    // the lease the keepalive thread found expired.
+    std::atomic<int64_t> lease_to_keep_{0};
+    std::atomic<int64_t> lease_expired_{0};
 
     // Fleet thread only.
     int64_t lease_id_ = 0;
-    int64_t last_keepalive_ms_ = 0;
     int64_t last_answer_ms_ = 0;
     bool etcd_was_answering_ = true;
     std::map<std::string, FleetObservation> written_;  // server -> what etcd holds of ours
     std::optional<FleetSnapshot> last_snapshot_;       // the last full read of the prefix, parsed
     EtcdPrefixVersion last_version_;                   // and what etcd said of the prefix then
+    // The store's revision at which the prefix was last known to hold
+    // last_snapshot_'s keys: a poll that finds it unchanged looks no further.
+    int64_t unchanged_at_revision_ = 0;
+    // No full read (nor prefix check) before this: k times the last full
+    // read's latency after its start, with jitter.
+    std::chrono::steady_clock::time_point next_full_read_{};
+    std::minstd_rand jitter_;
+    // The view last posted from a current read: posted again, with its
+    // revision, while a change waits for its full read.
+    FleetView last_view_;
+    // server -> this host's claim of its flush that may still stand
+    std::map<std::string, OwnClaim> own_claims_;
+    // server -> a flushing claim's mod_revision and when this host first saw it
+    std::map<std::string, std::pair<int64_t, std::chrono::steady_clock::time_point>> claims_seen_;
     // Servers this host published dead on the fleet's verdict while etcd
     // never took the outage's record (its write failed), with the epoch of
     // the done record seen then: they stay dead here until a later epoch is
@@ -160,6 +195,7 @@ private:
     std::vector<std::pair<std::string, int64_t>> released_moves_;  // server, mover_since: to write
 
     std::thread thread_;
+    std::thread keepalive_thread_;
 };
 
 // Sends flush_all to `server` and reads its OK: the rejoin's flush, from

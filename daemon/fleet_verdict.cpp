@@ -243,4 +243,25 @@ FleetVerdict::Kind published_verdict(const FleetVerdict& verdict, const std::opt
     return verdict.kind;
 }
 
+std::chrono::milliseconds claim_takeover_after(std::chrono::milliseconds request_timeout,
+                                               std::chrono::milliseconds poll_interval) {
+    return 3 * request_timeout + poll_interval;
+}
+
+RejoinStep rejoin_step(const RejoinRecord& record, int64_t mod_revision, const std::optional<OwnClaim>& own,
+                       std::chrono::milliseconds seen_for, std::chrono::milliseconds takeover_after) {
+    if (record.phase == RejoinRecord::Phase::done) return RejoinStep::wait;
+    if (record.phase == RejoinRecord::Phase::dead) return RejoinStep::claim;
+    if (own && own->mod_revision == mod_revision) return own->flushed ? RejoinStep::record_done : RejoinStep::retract;
+    // Someone's claim (ours too, from before a restart: we cannot know
+    // whether that flush went out): taken over only once it has stood
+    // unchanged longer than any claimer takes.
+    return seen_for > takeover_after ? RejoinStep::claim : RejoinStep::wait;
+}
+
+bool flush_may_be_sent(int64_t claimed_revision, std::optional<int64_t> mod_revision_now,
+                       std::chrono::milliseconds since_claim_sent, std::chrono::milliseconds send_budget) {
+    return mod_revision_now == claimed_revision && since_claim_sent <= send_budget;
+}
+
 }  // namespace mcwatch

@@ -5,6 +5,7 @@
 // so every host computes the same verdict from the same revision.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -131,5 +132,45 @@ bool outage_recorded(const FleetSnapshot& snapshot, const std::string& server);
 // What is published for the server: the verdict, except that a server the
 // fleet held dead stays dead until its rejoin is recorded done.
 FleetVerdict::Kind published_verdict(const FleetVerdict& verdict, const std::optional<RejoinRecord>& rejoin);
+
+// Side effects once (docs/DESIGN.md, "The fleet view"): what a host does
+// with a server's rejoin record (dead or flushing) once the fleet's verdict
+// is live again.
+enum class RejoinStep : uint8_t {
+    wait,         // another host's claim stands (it may be flushing now)
+    claim,        // claim the flush: a transaction to flushing on the record's mod_revision
+    record_done,  // our claim, and our flush_all was answered: write done, never flush again
+    retract,      // our claim, not flushed (too late, or the flush failed): put it back to dead
+};
+
+// This host's claim of a flush, as it made it.
+struct OwnClaim {
+    int64_t mod_revision = 0;  // the claim's, as etcd answered the transaction
+    bool flushed = false;      // its flush_all was answered OK
+};
+
+// How long a `flushing` claim must be seen unchanged (the same mod_revision)
+// before another host takes it over: longer than its claimer can take from
+// sending the claim to recording done when etcd and the server answer (the
+// send budget, the flush's answer and the done write, each one request
+// time), plus a poll to read it. Never because the claimer's lease is gone:
+// a lease can lapse while its host is alive and flushing.
+std::chrono::milliseconds claim_takeover_after(std::chrono::milliseconds request_timeout,
+                                               std::chrono::milliseconds poll_interval);
+
+// `record` (dead or flushing) at `mod_revision`; `own`: this host's claim
+// when it made one that may still stand; `seen_for`: how long this host has
+// seen the record at this mod_revision (its own monotonic clock: no clock
+// is compared across hosts).
+RejoinStep rejoin_step(const RejoinRecord& record, int64_t mod_revision, const std::optional<OwnClaim>& own,
+                       std::chrono::milliseconds seen_for, std::chrono::milliseconds takeover_after);
+
+// Whether the claimer may send flush_all now: the claim re-read from etcd
+// just before (`mod_revision_now`, nothing when the key is gone or the
+// read failed) is still the one it made, and no more than `send_budget` has
+// passed since it sent the claim (a takeover waits claim_takeover_after, which
+// counts this budget, from a moment after that).
+bool flush_may_be_sent(int64_t claimed_revision, std::optional<int64_t> mod_revision_now,
+                       std::chrono::milliseconds since_claim_sent, std::chrono::milliseconds send_budget);
 
 }  // namespace mcwatch

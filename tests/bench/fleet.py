@@ -18,7 +18,8 @@ machine, each with its own state file and `[fleet] host =`, against a real
   second at rest and over a window from one server's kill, kill -> every
   host's clients routing away, the writes of one return, daemon and etcd
   CPU, what one poll of the fleet's prefix returns, and how many hosts
-  found etcd unreachable (an etcd reading that timed out is None).
+  found etcd unreachable or had their lease expire while they lived (an
+  etcd reading that timed out is None).
 
 - stale_reads:  hosts that reach a server differently, i.e. network
   namespaces (tests/lib/netns.py, root only: skipped with the reason
@@ -464,7 +465,10 @@ def scale_point(ctx, procs, etcd, host_count, server_count, window_s):
                # What the daemons said of etcd: a poll not answered within the
                # daemon's request time, the fallback to local probes after fallback_after.
                "hosts_that_found_etcd_unreachable": logged(hosts, "event=fleet_etcd status=unreachable"),
-               "hosts_that_fell_back": logged(hosts, "event=fleet_fallback status=started")}
+               "hosts_that_fell_back": logged(hosts, "event=fleet_fallback status=started"),
+               # A lease that lapsed while its daemon lived (keepalives unanswered
+               # longer than the lease): the host's keys vanished and were written again.
+               "hosts_whose_lease_expired": logged(hosts, "event=fleet_lease status=expired")}
     # kill -9: an overloaded etcd makes a daemon's goodbye (its lease's
     # revocation) slow, and the bench does not measure it.
     stop_hosts(hosts, routings, signal.SIGKILL)
@@ -498,7 +502,7 @@ def scale_section(ctx, procs, etcd):
               f"writes {r['writes_in_outage_window']} in the kill's window, {r['writes_per_return']} for the return; "
               f"cmd_flush {r['flushes_per_return']}; one poll {r['poll']['keys']} keys, {r['poll']['bytes']} bytes; "
               f"hosts that found etcd unreachable {r['hosts_that_found_etcd_unreachable']}, fell back to their own "
-              f"probes {r['hosts_that_fell_back']}")
+              f"probes {r['hosts_that_fell_back']}, whose lease expired {r['hosts_whose_lease_expired']}")
     return results
 
 

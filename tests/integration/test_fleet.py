@@ -3,8 +3,9 @@ machine, each with its own state file and `[fleet] host =`, sharing real
 memcached servers and a real etcd cluster (tests/lib/etcd_cluster.py). What a
 user sees: every host's state file agrees with the fleet's verdict, a
 server's return is flushed exactly once (memcached's own cmd_flush), a stall
-seen by one host flushes nothing, a dead host's lease lets the others carry
-on, and losing one etcd member of three changes nothing."""
+seen by one host flushes nothing, a flush claimed by a host whose lease
+lapsed is not sent again while that host finishes, a dead host's lease lets
+the others carry on, and losing one etcd member of three changes nothing."""
 
 import base64
 import json
@@ -140,6 +141,43 @@ def test_a_stall_seen_by_one_host_alone_flushes_nothing(local_hosts, servers):
     local_hosts.wait_rounds()
     assert flushes(a) == before
     assert a.command(b"get kept\r\n", b"END\r\n").startswith(b"VALUE kept")
+
+
+def rejoin_txn(key, expected_mod_revision, record):
+    """A v3 gateway txn: put `record` at `key` if its mod_revision is the one expected (0: absent)."""
+    encoded = base64.b64encode(key.encode()).decode()
+    return {"compare": [{"key": encoded, "target": "MOD", "mod_revision": str(expected_mod_revision),
+                         "result": "EQUAL"}],
+            "success": [{"request_put": {"key": encoded,
+                                         "value": base64.b64encode(json.dumps(record).encode()).decode()}}]}
+
+
+def test_a_flush_claimed_by_a_host_whose_lease_lapsed_is_not_sent_again_while_that_host_finishes(
+        local_hosts, servers, etcd):
+    # The claimer is played by the test, as host "t" with no hosts/ key: its
+    # lease lapsed while it lived (as keepalives did under a loaded etcd). It
+    # claims the server's flush, sends flush_all, a client writes, and its
+    # `done` comes 1.5 s after the claim (etcd answering slowly): within the
+    # time a claimer has (docs/DESIGN.md, "Side effects once").
+    for name in ("h1", "h2", "h3"):
+        local_hosts.start(name)
+    a, _ = servers
+    local_hosts.wait_all({a.address: "live"})
+    key = f"/mcwatch/test/rejoin/{a.address}"
+    claim = {"epoch": 1, "phase": "flushing", "host": "t", "at_unix_ms": int(time.time() * 1000), "flushed": False}
+    claimed = etcd.request("/v3/kv/txn", rejoin_txn(key, 0, claim))
+    assert claimed.get("succeeded"), claimed
+    a.command(b"flush_all\r\n")
+    a.command(b"set written_after_the_return 0 0 1\r\nx\r\n")
+    time.sleep(1.5)
+    done = etcd.request("/v3/kv/txn", rejoin_txn(key, int(claimed["header"]["revision"]),
+                                                 {**claim, "phase": "done", "flushed": True}))
+    local_hosts.wait_all({a.address: "live"})
+    assert done.get("succeeded"), "another host took the claim over while its host was finishing"
+    time.sleep(1.0)  # a second flush would come within a few probe rounds
+    assert flushes(a) == 1
+    assert a.command(b"get written_after_the_return\r\n", b"END\r\n").startswith(b"VALUE")
+    assert "event=fleet_rejoin" not in "".join(d.log_text() for d in local_hosts.daemons.values())
 
 
 def test_a_host_with_a_lease_that_has_not_reported_yet_keeps_a_lone_host_from_beginning_an_outage(

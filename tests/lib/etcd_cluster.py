@@ -50,7 +50,11 @@ class EtcdMember:
              "--initial-cluster", initial_cluster, "--initial-cluster-state", state,
              "--initial-cluster-token", "mcwatch-test",
              # Tests want a quick election, not a WAN's patience.
-             "--heartbeat-interval", "50", "--election-timeout", "500"]),
+             "--heartbeat-interval", "50", "--election-timeout", "500",
+             # etcd 3.4's default logger (capnslog) leaves the zap logger nil, and
+             # a read index that times out on a loaded machine logs through it:
+             # a nil dereference that took all three members down mid-bench.
+             "--logger", "zap", "--log-outputs", "stderr"]),
             stdout=self.log, stderr=subprocess.STDOUT)
         return self
 

@@ -47,6 +47,8 @@ TEST_CASE("etcd json: requests as the v3 gateway reads them") {
     CHECK(
         json::prefix_version_request("/p/") ==
         R"({"key":"L3Av","keys_only":true,"limit":"1","range_end":"L3Aw","sort_order":"DESCEND","sort_target":"MOD"})");
+    // One key, counted: etcd answers from its index, whatever the prefix holds.
+    CHECK(json::store_revision_request("/p/") == R"({"count_only":true,"key":"L3Av"})");
     CHECK(json::lease_grant_request(10) == R"({"TTL":"10"})");
     CHECK(json::lease_id_request(7) == R"({"ID":"7"})");
 }

@@ -133,3 +133,53 @@ TEST_CASE("fleet verdict: hosts with a lease that have not reported yet count as
     // An outage in progress is not ended by hosts that have not looked.
     CHECK(fleet_verdict({{"h1", seen(State::dead)}}, kAll, FleetRule::majority, true).kind == Kind::dead);
 }
+
+namespace {
+
+using std::chrono::milliseconds;
+
+RejoinRecord in_phase(RejoinRecord::Phase phase, std::string host = "h2") {
+    return RejoinRecord{4, phase, std::move(host), 1000, false};
+}
+
+const milliseconds kTakeover = claim_takeover_after(milliseconds(1000), milliseconds(500));
+
+}  // namespace
+
+TEST_CASE("rejoin: a claim is taken over only once it has stood longer than its claimer can take") {
+    // The claimer sends flush_all within a request time of its claim, waits
+    // a request time for the answer, writes done within one more: then a poll.
+    CHECK(kTakeover == milliseconds(3500));
+    const RejoinRecord flushing = in_phase(RejoinRecord::Phase::flushing);
+    CHECK(rejoin_step(flushing, 7, std::nullopt, milliseconds(0), kTakeover) == RejoinStep::wait);
+    CHECK(rejoin_step(flushing, 7, std::nullopt, kTakeover, kTakeover) == RejoinStep::wait);
+    CHECK(rejoin_step(flushing, 7, std::nullopt, kTakeover + milliseconds(1), kTakeover) == RejoinStep::claim);
+    // Its host's lease is not asked: a claim by this host's name from before
+    // a restart is treated the same (whether its flush went out is unknown).
+    CHECK(rejoin_step(in_phase(RejoinRecord::Phase::flushing, "h1"), 7, std::nullopt, milliseconds(0), kTakeover) ==
+          RejoinStep::wait);
+}
+
+TEST_CASE("rejoin: an outage's record is claimed at once, a done one never") {
+    CHECK(rejoin_step(in_phase(RejoinRecord::Phase::dead), 7, std::nullopt, milliseconds(0), kTakeover) ==
+          RejoinStep::claim);
+    CHECK(rejoin_step(in_phase(RejoinRecord::Phase::done), 7, std::nullopt, kTakeover * 10, kTakeover) ==
+          RejoinStep::wait);
+}
+
+TEST_CASE("rejoin: our own claim is finished without a second flush, or put back when it was not flushed") {
+    const RejoinRecord flushing = in_phase(RejoinRecord::Phase::flushing, "h1");
+    CHECK(rejoin_step(flushing, 7, OwnClaim{7, true}, milliseconds(0), kTakeover) == RejoinStep::record_done);
+    CHECK(rejoin_step(flushing, 7, OwnClaim{7, false}, milliseconds(0), kTakeover) == RejoinStep::retract);
+    // A claim at another revision is someone else's (ours was taken over).
+    CHECK(rejoin_step(flushing, 9, OwnClaim{7, true}, milliseconds(0), kTakeover) == RejoinStep::wait);
+}
+
+TEST_CASE("rejoin: flush_all is sent only on a claim still standing, within the send budget") {
+    const milliseconds budget(1000);
+    CHECK(flush_may_be_sent(7, 7, milliseconds(10), budget));
+    CHECK(flush_may_be_sent(7, 7, budget, budget));
+    CHECK_FALSE(flush_may_be_sent(7, 9, milliseconds(10), budget));             // taken over
+    CHECK_FALSE(flush_may_be_sent(7, std::nullopt, milliseconds(10), budget));  // gone, or not read
+    CHECK_FALSE(flush_may_be_sent(7, 7, budget + milliseconds(1), budget));     // too late: a taker may be on it
+}
