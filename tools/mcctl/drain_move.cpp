@@ -21,14 +21,10 @@ std::string with_thousands(uint64_t value) {
     return out;
 }
 
-DrainMoveFigures drain_move_figures(const state::ServerDynamic& s, int64_t now_unix_ms) {
-    DrainMoveFigures move;
-    move.state = DrainMove(s.drain_move);
-    if (move.state == DrainMove::none) return move;
-    move.moved = s.drain_moved;
-    move.skipped = s.drain_skipped;
-    move.remaining = s.drain_remaining;
-    move.started_unix_ms = s.drain_move_started_unix_ms;
+namespace {
+
+// The rate and time left, from the counts.
+DrainMoveFigures with_rate(DrainMoveFigures move, int64_t now_unix_ms) {
     const bool running = move.state == DrainMove::listing || move.state == DrainMove::moving;
     const int64_t elapsed_ms = now_unix_ms - move.started_unix_ms;
     const uint64_t handled = move.moved + move.skipped;
@@ -39,6 +35,32 @@ DrainMoveFigures drain_move_figures(const state::ServerDynamic& s, int64_t now_u
     }
     if (move.state == DrainMove::done) move.eta_s = 0;
     return move;
+}
+
+}  // namespace
+
+DrainMoveFigures drain_move_figures(const state::ServerDynamic& s, int64_t now_unix_ms) {
+    DrainMoveFigures move;
+    move.state = DrainMove(s.drain_move);
+    if (move.state == DrainMove::none) return move;
+    move.moved = s.drain_moved;
+    move.skipped = s.drain_skipped;
+    move.remaining = s.drain_remaining;
+    move.started_unix_ms = s.drain_move_started_unix_ms;
+    return with_rate(move, now_unix_ms);
+}
+
+DrainMoveFigures drain_move_figures(const state::MembershipMove& m, int64_t now_unix_ms) {
+    DrainMoveFigures move;
+    move.state = DrainMove(m.state);
+    if (move.state == DrainMove::none) return move;
+    move.moved = m.moved;
+    move.skipped = m.skipped;
+    move.remaining = m.remaining;
+    move.started_unix_ms = m.started_unix_ms;
+    move.sources = m.sources;
+    move.ended_unix_ms = m.ended_unix_ms;
+    return with_rate(move, now_unix_ms);
 }
 
 namespace {
@@ -79,6 +101,12 @@ std::string drain_move_json(const DrainMoveFigures& move) {
         "\"started\": {}}}",
         json::quote(state::drain_move_name(uint32_t(move.state))), move.moved, move.skipped, move.remaining,
         json_number(move.rate_per_s), json_number(move.eta_s), json::time_or_null(move.started_unix_ms));
+}
+
+std::string membership_move_json(const DrainMoveFigures& move) {
+    std::string out = drain_move_json(move);
+    out.pop_back();  // its closing brace
+    return out + fmt::format(", \"sources\": {}, \"ended\": {}}}", move.sources, json::time_or_null(move.ended_unix_ms));
 }
 
 }  // namespace mcwatch
