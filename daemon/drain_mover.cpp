@@ -317,14 +317,10 @@ void publish_drain_move(const DrainMover* mover, state::ServerDynamic& view) {
 }
 
 DrainMover::DrainMover(const Config& config, size_t source, MovePurpose purpose, uint32_t rate)
-    : config_(config),
-      source_(source),
-      server_(config.servers[source].text),
-      purpose_(purpose),
+    : config_(config), source_(source), server_(config.servers[source].text), purpose_(purpose),
       rate_(std::max<uint32_t>(rate ? rate : config.drain_rate, 1)) {}
 
-std::unique_ptr<DrainMover> DrainMover::start(const Config& config, size_t source, MovePurpose purpose,
-                                              uint32_t rate) {
+std::unique_ptr<DrainMover> DrainMover::start(const Config& config, size_t source, MovePurpose purpose, uint32_t rate) {
     std::unique_ptr<DrainMover> mover(new DrainMover(config, source, purpose, rate));
     mover->started_unix_ms_ = unix_ms();
     mover->thread_ = std::thread([m = mover.get()] { m->run(); });
@@ -524,17 +520,15 @@ Result<> DrainMover::move_all() {
         // on, with all the time it had (-1: it never expires, 0).
         const int64_t ttl = membership ? (*left < 0 ? 0 : *left) : *left < 0 ? cap_s : std::min(*left, cap_s);
         const int64_t expiration = membership ? route::encode_from_now(ttl, unix_ms() / 1000) : ttl;
-        if ((membership ? *left == 0 : ttl <= 0) || (value->empty() && uint32_t(*flags) == kLeaseFlags) ||
-            !lease_cas) {
+        if ((membership ? *left == 0 : ttl <= 0) || (value->empty() && uint32_t(*flags) == kLeaseFlags) || !lease_cas) {
             drop_lease();
             skip();  // about to expire, or another reader's lease
             continue;
         }
 
         // Store under the lease: fails if a client wrote or deleted the key there since.
-        Result<std::string> stored =
-            to.ask(fmt::format("ms {} {} T{} F{} C{} c{}\r\n{}\r\n", wire.text, value->size(), expiration,
-                               uint32_t(*flags), *lease_cas, wire.flag, *value));
+        Result<std::string> stored = to.ask(fmt::format("ms {} {} T{} F{} C{} c{}\r\n{}\r\n", wire.text, value->size(),
+                                                        expiration, uint32_t(*flags), *lease_cas, wire.flag, *value));
         if (!stored || !stored->starts_with("HD")) {
             if (membership && stored) drop_superseded(source, to, wire, *cas);
             skip();  // a client's write won

@@ -106,7 +106,8 @@ std::string drain_move_json(const DrainMoveFigures& move) {
 std::string membership_move_json(const DrainMoveFigures& move) {
     std::string out = drain_move_json(move);
     out.pop_back();  // its closing brace
-    return out + fmt::format(", \"sources\": {}, \"ended\": {}}}", move.sources, json::time_or_null(move.ended_unix_ms));
+    return out +
+           fmt::format(", \"sources\": {}, \"ended\": {}}}", move.sources, json::time_or_null(move.ended_unix_ms));
 }
 
 }  // namespace mcwatch
