@@ -23,8 +23,16 @@ std::string with_thousands(uint64_t value) {
 
 namespace {
 
-// The rate and time left, from the counts.
-DrainMoveFigures with_rate(DrainMoveFigures move, int64_t now_unix_ms) {
+// The figures from the file's counts, with the rate and time left.
+DrainMoveFigures figures(uint32_t state, uint64_t moved, uint64_t skipped, uint64_t remaining, int64_t started_unix_ms,
+                         int64_t now_unix_ms) {
+    DrainMoveFigures move;
+    move.state = DrainMove(state);
+    if (move.state == DrainMove::none) return move;
+    move.moved = moved;
+    move.skipped = skipped;
+    move.remaining = remaining;
+    move.started_unix_ms = started_unix_ms;
     const bool running = move.state == DrainMove::listing || move.state == DrainMove::moving;
     const int64_t elapsed_ms = now_unix_ms - move.started_unix_ms;
     const uint64_t handled = move.moved + move.skipped;
@@ -40,27 +48,15 @@ DrainMoveFigures with_rate(DrainMoveFigures move, int64_t now_unix_ms) {
 }  // namespace
 
 DrainMoveFigures drain_move_figures(const state::ServerDynamic& s, int64_t now_unix_ms) {
-    DrainMoveFigures move;
-    move.state = DrainMove(s.drain_move);
-    if (move.state == DrainMove::none) return move;
-    move.moved = s.drain_moved;
-    move.skipped = s.drain_skipped;
-    move.remaining = s.drain_remaining;
-    move.started_unix_ms = s.drain_move_started_unix_ms;
-    return with_rate(move, now_unix_ms);
+    return figures(s.drain_move, s.drain_moved, s.drain_skipped, s.drain_remaining, s.drain_move_started_unix_ms,
+                   now_unix_ms);
 }
 
 DrainMoveFigures drain_move_figures(const state::MembershipMove& m, int64_t now_unix_ms) {
-    DrainMoveFigures move;
-    move.state = DrainMove(m.state);
-    if (move.state == DrainMove::none) return move;
-    move.moved = m.moved;
-    move.skipped = m.skipped;
-    move.remaining = m.remaining;
-    move.started_unix_ms = m.started_unix_ms;
+    DrainMoveFigures move = figures(m.state, m.moved, m.skipped, m.remaining, m.started_unix_ms, now_unix_ms);
     move.sources = m.sources;
     move.ended_unix_ms = m.ended_unix_ms;
-    return with_rate(move, now_unix_ms);
+    return move;
 }
 
 namespace {
