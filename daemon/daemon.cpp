@@ -178,10 +178,11 @@ Result<> Daemon::start() {
         const ServerList mine = server_list(config_);
         if (placement_changes(before.server_list(), mine)) {
             // Too late to refuse a second change within the first's window
-            // (clients wait for a fresh file): say what it loses.
+            // (clients wait for a fresh file): say what it loses, unless the
+            // first's move had moved every key.
             if (const std::string pending =
                     change_in_effect(before.membership, before.server_list(), config_.recently_down_window, now_ms());
-                !pending.empty())
+                !pending.empty() && before.membership_move.state != uint32_t(state::DrainMove::done))
                 log_event("warning", "start", {{"status", "change_within_window"}, {"reason", pending}});
             membership_ = {before.server_list(), now_ms()};
             log_membership_change(mine, "start");
@@ -199,12 +200,21 @@ Result<> Daemon::start() {
                 log_event("warning", "start", {{"status", "removed_undrained"}, {"reason", undrained}});
         } else if (membership_counts(before.membership, config_.recently_down_window, now_ms())) {
             membership_ = before.membership;
+            // No daemon resumes a move: one its predecessor ran is stopped.
+            membership_move_carried_ = before.membership_move;
+            if (before.membership_move.state == uint32_t(state::DrainMove::listing) ||
+                before.membership_move.state == uint32_t(state::DrainMove::moving))
+                membership_move_carried_.state = uint32_t(state::DrainMove::stopped);
+            writer_.set_membership_move(membership_move_carried_);
         }
     }
     // The fleet's overrides before the first file: no fresh host shows a drained server live.
     if (fleet_ && fleet_->wait_first_view()) on_fleet_view();
     if (Result<> published = writer_.publish(config_, resolved_addresses(), views(), membership_); !published)
         return published;
+    // Keys the change moved are moved by the daemon too, from the new file's placement.
+    if (previous && *previous && placement_changes((*previous)->server_list(), server_list(config_)))
+        start_membership_move(membership_.previous);
     log_event("info", "start",
               {{"pid", fmt::format("{}", getpid())},
                {"uid", fmt::format("{}", geteuid())},
@@ -246,7 +256,7 @@ Result<std::string> Daemon::reload(bool force) {
     // One membership change at a time: while the latest counts, its previous
     // list is the only place clients look for the keys it moved.
     const std::string pending_change =
-        placement_changes(server_list(config_), server_list(next))
+        placement_changes(server_list(config_), server_list(next)) && !membership_move_done()
             ? change_in_effect(membership_, server_list(config_), config_.recently_down_window, now_ms())
             : "";
     if (!pending_change.empty() && !force)
@@ -335,7 +345,10 @@ Result<std::string> Daemon::reload(bool force) {
     servers_ = std::move(kept);
     if (!undrained.empty()) log_event("warning", "reload", {{"status", "forced"}, {"reason", undrained}});
     if (!pending_change.empty()) log_event("warning", "reload", {{"status", "forced"}, {"reason", pending_change}});
-    if (membership_changed) log_membership_change(next_list, "reload");
+    if (membership_changed) {
+        log_membership_change(next_list, "reload");
+        start_membership_move(current_list);
+    }
     if (prober) prober_ = std::move(prober);
     if (hints_) hints_->set_servers(server_addresses());
     if (metrics_changed) metrics_ = std::move(metrics);
@@ -444,6 +457,7 @@ void Daemon::round() {
             stop_mover(server.address.text, "the server is no longer draining");
     }
     if (fleet_) fleet_->observe(fleet_observations());
+    watch_membership_move();
     const std::vector<state::ServerDynamic> published = views();
     routing_changed |= states_moved(published);
     writer_.set_fleet(fleet_status());  // after views(): it may have started the fallback
@@ -488,6 +502,7 @@ void Daemon::wait_between_rounds(int timeout_ms) {
             move_ended = true;
             end_fleet_move(address, *mover);
         }
+    move_ended |= watch_membership_move();
     if (move_ended) {
         writer_.write_servers(views(), false);
         if (metrics_) metrics_->content_changed();

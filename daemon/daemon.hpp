@@ -124,6 +124,29 @@ private:
     std::map<std::string, std::unique_ptr<DrainMover>> movers_;
     // Ends the move of `address`, if one runs, saying why.
     void stop_mover(const std::string& address, const std::string& why);
+
+    // membership_move.cpp: the move after the latest membership change
+    // (docs/DESIGN.md, "Membership changes"), one mover per source server.
+    std::vector<std::unique_ptr<DrainMover>> membership_movers_;
+    // What the file says of the move while this daemon has run none: the
+    // predecessor's, a move it was running taken as stopped.
+    state::MembershipMove membership_move_carried_;
+    int64_t membership_move_started_unix_ms_ = 0;
+    int64_t membership_move_ended_unix_ms_ = 0;  // 0 while it runs
+    bool membership_move_late_logged_ = false;
+    // Starts moving, from each server of `previous` this list still has and
+    // publishes live, the keys whose server changed. Call once the new file
+    // is published (the movers place keys by it).
+    void start_membership_move(const ServerList& previous);
+    void stop_membership_move(const std::string& why);
+    // The move's figures, summed over its sources, as the file publishes them.
+    state::MembershipMove membership_move() const;
+    bool membership_move_done() const;
+    // Each round and between rounds: stops a source's mover when the source
+    // is dead or draining, logs the move's end and a move outlasting its
+    // window, and hands the figures to the writer. True when the move ended
+    // since the last call (to be published now).
+    bool watch_membership_move();
     // Starts moving the draining server's keys (drain --move); what the operator is told.
     std::string start_move(ServerRecord& server);
     // Sets (or, with no op, clears) the server's override as an operator's

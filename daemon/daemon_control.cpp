@@ -262,6 +262,7 @@ std::string Daemon::render_metrics_now() const {
     const std::vector<state::ServerDynamic> published = views();
     for (size_t i = 0; i < servers_.size(); ++i) input.servers[i].published = &published[i];
     if (fleet_) input.fleet = fleet_status();
+    input.membership_move = membership_move();
     input.now_unix_ms = unix_ms();
     return render_metrics(input);
 }

@@ -20,6 +20,7 @@
 #include "common/errno_text.hpp"
 #include "daemon/log.hpp"
 #include "libshim/defaults.hpp"
+#include "libshim/expiration.hpp"
 #include "libshim/router.hpp"
 #include "libshim/server_address.hpp"
 
@@ -258,6 +259,44 @@ std::optional<int64_t> to_int(std::optional<std::string_view> text) {
     }
 }
 
+// After a membership change, the key superseded its copy on the source: its
+// new server (`to`) holds a value a client wrote there (through the shim,
+// which deleted the old copy first) or a read moved there (the same value),
+// or a client deleted it there. The source's copy is then only a stale value
+// for a later change that places the key there again, so it goes, if
+// unchanged since `cas` (when not given, since it is read now). Not when
+// the new server holds another reader's lease: that reader is moving the
+// copy, and deletes it itself.
+void drop_superseded(Connection& source, Connection& to, const WireKey& wire, std::optional<int64_t> cas) {
+    const Result<std::string> there = to.ask(fmt::format("mg {} f s{}\r\n", wire.text, wire.flag));
+    if (!there || !(there->starts_with("HD") || there->starts_with("EN"))) return;
+    if (there->starts_with("HD") && to_int(meta_flag(*there, 'f')) == int64_t(kLeaseFlags) &&
+        to_int(meta_flag(*there, 's')) == 0)
+        return;
+    if (!cas) {
+        const Result<std::string> read = source.ask(fmt::format("mg {} c{}\r\n", wire.text, wire.flag));
+        if (!read || !read->starts_with("HD")) return;
+        cas = to_int(meta_flag(*read, 'c'));
+        if (!cas) return;
+    }
+    (void)source.ask(fmt::format("md {} C{}{}\r\n", wire.text, *cas, wire.flag));
+}
+
+// After a membership change, whether a key of `source` moves: its server now
+// is another, live and reached natively (a copy at a dead or draining
+// server's substitute must not outlive the outage: the recently-down rules
+// handle those), and with replicas the source is none of its copies.
+bool leaves_source(route::Router& router, const route::Decision& d, const std::string& key, size_t source,
+                   uint32_t replicas) {
+    constexpr uint32_t kNotNative =
+        route::kRouteSubstitute | route::kRouteAllDead | route::kRouteStale | route::kRouteDraining;
+    if (d.flags & kNotNative || d.target < 0 || d.target != d.native || size_t(d.target) == source) return false;
+    if (replicas <= 1) return true;
+    int32_t copies[route::kMaxCopies];
+    const uint32_t count = router.copies_with(router.topology().view(), key.data(), key.size(), replicas, copies);
+    return std::none_of(copies, copies + count, [&](int32_t copy) { return copy >= 0 && size_t(copy) == source; });
+}
+
 }  // namespace
 
 void publish_drain_move(const DrainMover* mover, state::ServerDynamic& view) {
@@ -277,11 +316,12 @@ void publish_drain_move(const DrainMover* mover, state::ServerDynamic& view) {
         *fmt::format_to_n(view.last_error, sizeof view.last_error - 1, "drain --move: {}", p.why).out = '\0';
 }
 
-DrainMover::DrainMover(const Config& config, size_t source)
-    : config_(config), source_(source), server_(config.servers[source].text) {}
+DrainMover::DrainMover(const Config& config, size_t source, MovePurpose purpose, uint32_t rate)
+    : config_(config), source_(source), server_(config.servers[source].text), purpose_(purpose),
+      rate_(std::max<uint32_t>(rate ? rate : config.drain_rate, 1)) {}
 
-std::unique_ptr<DrainMover> DrainMover::start(const Config& config, size_t source) {
-    std::unique_ptr<DrainMover> mover(new DrainMover(config, source));
+std::unique_ptr<DrainMover> DrainMover::start(const Config& config, size_t source, MovePurpose purpose, uint32_t rate) {
+    std::unique_ptr<DrainMover> mover(new DrainMover(config, source, purpose, rate));
     mover->started_unix_ms_ = unix_ms();
     mover->thread_ = std::thread([m = mover.get()] { m->run(); });
     return mover;
@@ -308,7 +348,8 @@ DrainMoveProgress DrainMover::progress() const {
     p.listed = listed_.load();
     p.moved = moved_.load();
     p.skipped = skipped_.load();
-    p.rate = config_.drain_rate;
+    p.kept = kept_.load();
+    p.rate = rate_;
     p.started_unix_ms = started_unix_ms_.load();
     p.ended_unix_ms = ended_unix_ms_.load();
     if (!p.running()) {
@@ -329,17 +370,18 @@ void DrainMover::finish(state::DrainMove phase, std::string why) {
     ended_unix_ms_ = unix_ms();
     phase_.store(uint32_t(phase), std::memory_order_release);
     const DrainMoveProgress p = progress();
-    log_event(phase == state::DrainMove::failed ? "error" : "info", "drain_move_end",
+    log_event(phase == state::DrainMove::failed ? "error" : "info", event("end"),
               {{"server", server_},
                {"outcome", state::drain_move_name(uint32_t(phase))},
                {"moved", fmt::format("{}", p.moved)},
                {"skipped", fmt::format("{}", p.skipped)},
+               {"kept", fmt::format("{}", p.kept)},
                {"remaining", fmt::format("{}", p.remaining())},
                {"reason", p.why}});
 }
 
 void DrainMover::run() {
-    log_event("info", "drain_move_start", {{"server", server_}, {"rate", fmt::format("{}", config_.drain_rate)}});
+    log_event("info", event("start"), {{"server", server_}, {"rate", fmt::format("{}", rate_)}});
     Result<> moved = move_all();
     if (!moved)
         finish(state::DrainMove::failed, moved.error().message);
@@ -398,28 +440,36 @@ Result<> DrainMover::move_all() {
         break;
     }
     phase_.store(uint32_t(state::DrainMove::moving), std::memory_order_release);
-    log_event("info", "drain_move_listed", {{"server", server_}, {"keys", fmt::format("{}", keys.size())}});
+    log_event("info", event("listed"), {{"server", server_}, {"keys", fmt::format("{}", keys.size())}});
 
-    // 2. Each key, paced: at most drain_rate keys per second from the start.
+    // 2. Each key, paced: at most rate_ keys per second from the start,
+    // counting the keys that cost an exchange (one that stays costs none).
+    const bool membership = purpose_ == MovePurpose::membership;
     const int64_t cap_s = std::min<int64_t>(
         std::max<int64_t>(std::chrono::duration_cast<std::chrono::seconds>(config_.recently_down_window).count(), 1),
         kMaxRelativeTtlS);
     const auto began = Clock::now();
+    uint64_t paced = 0;
     const auto skip = [this] { skipped_.fetch_add(1); };
-    for (size_t i = 0; i < keys.size(); ++i) {
+    for (const std::string& key : keys) {
         if (stop_requested_) return {};
+        const route::Decision d = router.route(key.data(), key.size());
+        if (membership) {
+            if (!leaves_source(router, d, key, source_, config_.replicas)) {
+                kept_.fetch_add(1);  // its server did not change: it stays
+                continue;
+            }
+        } else if (d.flags & (route::kRouteAllDead | route::kRouteStale) || d.target < 0 ||
+                   size_t(d.target) == source_) {
+            skip();  // no server clients would send it to but this one
+            continue;
+        }
         {
-            const auto due = began + std::chrono::microseconds(int64_t(i) * 1'000'000 / config_.drain_rate);
+            const auto due = began + std::chrono::microseconds(int64_t(paced++) * 1'000'000 / rate_);
             std::unique_lock lock(pace_mutex_);
             pace_.wait_until(lock, due, [this] { return stop_requested_.load(); });
         }
         if (stop_requested_) return {};
-        const std::string& key = keys[i];
-        const route::Decision d = router.route(key.data(), key.size());
-        if (d.flags & (route::kRouteAllDead | route::kRouteStale) || d.target < 0 || size_t(d.target) == source_) {
-            skip();  // no server clients would send it to but this one
-            continue;
-        }
         Connection& to = *destinations[size_t(d.target)];
         const WireKey wire = wire_key(key);
 
@@ -427,6 +477,7 @@ Result<> DrainMover::move_all() {
         Result<std::string> leased =
             to.ask(fmt::format("ms {} 0 T{} F{} ME c{}\r\n\r\n", wire.text, kLeaseTtlS, kLeaseFlags, wire.flag));
         if (!leased || !leased->starts_with("HD")) {
+            if (membership && leased && leased->starts_with("NS")) drop_superseded(source, to, wire, std::nullopt);
             skip();
             continue;
         }
@@ -464,8 +515,12 @@ Result<> DrainMover::move_all() {
             drop_lease();
             return failure(fmt::format("{}: mg: {}", server_, value.error().message));
         }
-        const int64_t ttl = *left < 0 ? cap_s : std::min(*left, cap_s);
-        if (ttl <= 0 || (value->empty() && uint32_t(*flags) == kLeaseFlags) || !lease_cas) {
+        // A drain's copy lives at most the window (the server may come back);
+        // after a membership change the key lives at its new server from now
+        // on, with all the time it had (-1: it never expires, 0).
+        const int64_t ttl = membership ? (*left < 0 ? 0 : *left) : *left < 0 ? cap_s : std::min(*left, cap_s);
+        const int64_t expiration = membership ? route::encode_from_now(ttl, unix_ms() / 1000) : ttl;
+        if ((membership ? *left == 0 : ttl <= 0) || (value->empty() && uint32_t(*flags) == kLeaseFlags) || !lease_cas) {
             drop_lease();
             skip();  // about to expire, or another reader's lease
             continue;
@@ -473,8 +528,9 @@ Result<> DrainMover::move_all() {
 
         // Store under the lease: fails if a client wrote or deleted the key there since.
         Result<std::string> stored = to.ask(fmt::format("ms {} {} T{} F{} C{} c{}\r\n{}\r\n", wire.text, value->size(),
-                                                        ttl, uint32_t(*flags), *lease_cas, wire.flag, *value));
+                                                        expiration, uint32_t(*flags), *lease_cas, wire.flag, *value));
         if (!stored || !stored->starts_with("HD")) {
+            if (membership && stored) drop_superseded(source, to, wire, *cas);
             skip();  // a client's write won
             continue;
         }
@@ -489,14 +545,14 @@ Result<> DrainMover::move_all() {
                 if (copies[c] < 0 || size_t(copies[c]) == source_ || copies[c] == d.target) continue;
                 Connection& copy = *destinations[size_t(copies[c])];
                 const Result<std::string> added =
-                    copy.ask(fmt::format("ms {} {} T{} F{} ME c{}\r\n{}\r\n", wire.text, value->size(), ttl,
+                    copy.ask(fmt::format("ms {} {} T{} F{} ME c{}\r\n{}\r\n", wire.text, value->size(), expiration,
                                          uint32_t(*flags), wire.flag, *value));
                 if (added && added->starts_with("HD"))
                     if (const std::optional<int64_t> copy_cas = to_int(meta_flag(*added, 'c')))
                         further.emplace_back(&copy, *copy_cas);
             }
         }
-        // Off the draining server, only if unchanged since it was read.
+        // Off the source server, only if unchanged since it was read.
         Result<std::string> removed = source.ask(fmt::format("md {} C{}{}\r\n", wire.text, *cas, wire.flag));
         if (!removed) return failure(fmt::format("{}: md: {}", server_, removed.error().message));
         if (removed->starts_with("HD")) {

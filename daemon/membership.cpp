@@ -57,8 +57,8 @@ std::string change_in_effect(const MembershipChange& change, const ServerList& c
     };
     return fmt::format(
         "the membership change of {} (added {}; removed {}) still counts until {} (recently_down_window): "
-        "a second change now would leave the keys it moved that no client has read since where no client "
-        "looks; reload after that",
+        "a second change now would leave the keys it moved that no client has read and its move has not moved "
+        "yet where no client looks; reload once its move is done (`mcctl status`) or after that",
         rfc3339_utc(change.changed_unix_ms), named(servers_missing_from(current, change.previous)),
         named(servers_missing_from(change.previous, current)), rfc3339_utc(change.changed_unix_ms + window.count()));
 }

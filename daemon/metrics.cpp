@@ -232,6 +232,23 @@ std::string render_metrics(const MetricsInput& input) {
     moves([&](const std::string& label, const state::ServerDynamic& s) {
         w.sample("mcwatch_drain_move_start_timestamp_seconds", label, seconds(s.drain_move_started_unix_ms));
     });
+
+    // The move after the latest membership change (one for the daemon).
+    if (const state::MembershipMove& m = input.membership_move; m.state != uint32_t(state::DrainMove::none)) {
+        w.family("mcwatch_membership_move_keys_total", "counter",
+                 "Keys the move after the latest membership change handled, by result (moved to their new server, "
+                 "or skipped: vanished, expiring, or already there).");
+        w.sample("mcwatch_membership_move_keys_total", "result=\"moved\"", number(m.moved));
+        w.sample("mcwatch_membership_move_keys_total", "result=\"skipped\"", number(m.skipped));
+        w.family("mcwatch_membership_move_remaining", "gauge",
+                 "Keys the move after the latest membership change listed and has not looked at yet.");
+        w.sample("mcwatch_membership_move_remaining", "", number(m.remaining));
+        w.family("mcwatch_membership_move_running", "gauge",
+                 "1 while the move after the latest membership change lists or moves keys.");
+        const auto move = state::DrainMove(m.state);
+        w.sample("mcwatch_membership_move_running", "",
+                 move == state::DrainMove::listing || move == state::DrainMove::moving ? "1" : "0");
+    }
     return w.take();
 }
 

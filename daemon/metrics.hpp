@@ -32,6 +32,9 @@ struct MetricsInput {
     // [fleet]: what the state file's header says of etcd (none: no [fleet],
     // and no fleet families), and the time its ages are counted to.
     std::optional<state::FleetStatus> fleet;
+    // The move after the latest membership change, as the header publishes
+    // it (state none: no membership move families).
+    state::MembershipMove membership_move;
     int64_t now_unix_ms = 0;
 };
 

@@ -142,8 +142,11 @@ Result<std::optional<PublishedFile>> StateWriter::read_predecessor() {
     // The lock is ours, so nobody writes this file any more; a predecessor
     // killed inside its seqlock section left seq odd for ever, and then the
     // slots as they are (each field whole) are the best there is.
-    if (!read_consistent(header, map.slots(), header.slot_count, file.servers.data(), &file.generation))
+    if (!read_consistent(header, map.slots(), header.slot_count, file.servers.data(), &file.generation, kReadTries,
+                         nullptr, &file.membership_move)) {
         for (uint32_t i = 0; i < header.slot_count; ++i) load_dynamic(map.slots()[i], file.servers[i]);
+        load_membership_move(header, file.membership_move);
+    }
     file.generation = header.generation.load(std::memory_order_relaxed);
     file.heartbeat_unix_ms = header.heartbeat_unix_ms.load(std::memory_order_relaxed);
     for (uint32_t i = 0; i < header.slot_count; ++i) {
@@ -229,6 +232,7 @@ Result<> StateWriter::publish(const Config& config, const std::vector<std::strin
         store_dynamic(slots[i], servers[i]);
     }
     store_fleet(*header, fleet_);
+    store_membership_move(*header, membership_move_);
     if (previous_count > 0) {
         auto* previous = reinterpret_cast<PreviousServer*>(slots + count);
         for (uint32_t i = 0; i < previous_count; ++i) {
@@ -291,6 +295,7 @@ void StateWriter::write_servers(const std::vector<ServerDynamic>& servers, bool 
     SeqlockWriteGuard guard(*header_);
     for (uint32_t i = 0; i < header_->slot_count && i < servers.size(); ++i) store_dynamic(slots_[i], servers[i]);
     store_fleet(*header_, fleet_);
+    store_membership_move(*header_, membership_move_);
     if (routing_changed) header_->generation.fetch_add(1, std::memory_order_relaxed);
 }
 

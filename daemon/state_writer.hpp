@@ -30,6 +30,8 @@ struct PublishedFile {
     std::vector<state::ServerDynamic> servers;
     // The list before its latest membership change, as it published it.
     MembershipChange membership;
+    // The move after that change, as it published it.
+    state::MembershipMove membership_move;
 
     // Its own server list (the slots).
     ServerList server_list() const;
@@ -76,6 +78,8 @@ public:
     // [fleet]: the header's fleet facts, written with the servers from the
     // next write on (in the same seqlock section), and into every new file.
     void set_fleet(const state::FleetStatus& fleet) { fleet_ = fleet; }
+    // The move after the latest membership change: likewise.
+    void set_membership_move(const state::MembershipMove& move) { membership_move_ = move; }
 
     const std::string& path() const { return path_; }
     // The published file's counters, for the metrics endpoint (0 before the first).
@@ -90,6 +94,7 @@ private:
     int lock_fd_ = -1;
     uint64_t generation_floor_ = 0;  // highest generation a predecessor published
     state::FleetStatus fleet_;
+    state::MembershipMove membership_move_;
     boost::interprocess::mapped_region region_;
     state::Header* header_ = nullptr;
     state::Slot* slots_ = nullptr;

@@ -2,13 +2,9 @@
 
 namespace mcwatch::route {
 
-namespace {
-
 int64_t encode_from_now(int64_t seconds, int64_t now_unix_s) noexcept {
     return seconds <= kRelativeExpirationLimit ? seconds : now_unix_s + seconds;
 }
-
-}  // namespace
 
 int64_t clamp_expiration(int64_t expiration, uint32_t window_s, int64_t now_unix_s) noexcept {
     const int64_t window = window_s ? int64_t(window_s) : 1;

@@ -11,6 +11,10 @@ namespace mcwatch::route {
 // from now, anything larger an absolute unix time, negative already expired.
 inline constexpr int64_t kRelativeExpirationLimit = 60 * 60 * 24 * 30;
 
+// `seconds` from `now_unix_s` as memcached reads an expiration: relative up
+// to 30 days, else the absolute unix time.
+int64_t encode_from_now(int64_t seconds, int64_t now_unix_s) noexcept;
+
 // The expiration for a write to a substitute: no later than `window_s` from
 // `now_unix_s`, and never later than what the caller asked. Returned in the
 // form memcached reads right: relative when it fits in 30 days, else absolute.

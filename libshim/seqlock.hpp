@@ -63,6 +63,27 @@ inline void load_fleet(const Header& header, FleetStatus& out) noexcept {
     unpack_words(header.fleet_error_words, kFleetErrorWords, out.error);
 }
 
+// The header's membership move facts, like the fleet's.
+inline void store_membership_move(Header& header, const MembershipMove& v) noexcept {
+    header.membership_move.store(v.state, std::memory_order_relaxed);
+    header.membership_move_sources.store(v.sources, std::memory_order_relaxed);
+    header.membership_moved.store(v.moved, std::memory_order_relaxed);
+    header.membership_skipped.store(v.skipped, std::memory_order_relaxed);
+    header.membership_remaining.store(v.remaining, std::memory_order_relaxed);
+    header.membership_move_started_unix_ms.store(v.started_unix_ms, std::memory_order_relaxed);
+    header.membership_move_ended_unix_ms.store(v.ended_unix_ms, std::memory_order_relaxed);
+}
+
+inline void load_membership_move(const Header& header, MembershipMove& out) noexcept {
+    out.state = header.membership_move.load(std::memory_order_relaxed);
+    out.sources = header.membership_move_sources.load(std::memory_order_relaxed);
+    out.moved = header.membership_moved.load(std::memory_order_relaxed);
+    out.skipped = header.membership_skipped.load(std::memory_order_relaxed);
+    out.remaining = header.membership_remaining.load(std::memory_order_relaxed);
+    out.started_unix_ms = header.membership_move_started_unix_ms.load(std::memory_order_relaxed);
+    out.ended_unix_ms = header.membership_move_ended_unix_ms.load(std::memory_order_relaxed);
+}
+
 inline void cpu_relax() noexcept {
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_ia32_pause();
@@ -116,22 +137,26 @@ inline bool seqlock_read(const Header& header, Copy&& copy, unsigned tries = kRe
 
 // Copies the dynamic part of `count` slots into `out` as of one instant.
 // `generation_out` gets the generation of that instant.
-// `fleet_out` (optional) gets the header's [fleet] facts of that instant.
+// `fleet_out` and `move_out` (optional) get the header's [fleet] and
+// membership move facts of that instant.
 inline bool read_consistent(const Header& header, const Slot* slots, uint32_t count, ServerDynamic* out,
-                            uint64_t* generation_out, unsigned tries = kReadTries,
-                            FleetStatus* fleet_out = nullptr) noexcept {
+                            uint64_t* generation_out, unsigned tries = kReadTries, FleetStatus* fleet_out = nullptr,
+                            MembershipMove* move_out = nullptr) noexcept {
     uint64_t generation = 0;
     FleetStatus fleet;
+    MembershipMove move;
     const bool consistent = seqlock_read(
         header,
         [&]() noexcept {
             for (uint32_t i = 0; i < count; ++i) load_dynamic(slots[i], out[i]);
             generation = header.generation.load(std::memory_order_relaxed);
             if (fleet_out) load_fleet(header, fleet);
+            if (move_out) load_membership_move(header, move);
         },
         tries);
     if (consistent && generation_out) *generation_out = generation;
     if (consistent && fleet_out) *fleet_out = fleet;
+    if (consistent && move_out) *move_out = move;
     return consistent;
 }
 

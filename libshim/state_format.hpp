@@ -12,7 +12,7 @@
 namespace mcwatch::state {
 
 inline constexpr char kMagic[8] = {'M', 'C', 'W', 'A', 'T', 'C', 'H', '\0'};
-inline constexpr uint32_t kFormatVersion = 2;
+inline constexpr uint32_t kFormatVersion = 3;
 
 // Bounds that keep a lying header from making a reader allocate or walk far.
 inline constexpr uint32_t kMaxServers = 4096;
@@ -176,7 +176,20 @@ struct Header {
     std::atomic<int64_t> fleet_etcd_since_unix_ms;
     std::atomic<int64_t> fleet_last_answer_unix_ms;
     std::atomic<uint64_t> fleet_error_words[kFleetErrorWords];
-    uint8_t reserved_dynamic[8];
+    // The move after the latest membership change (docs/DESIGN.md,
+    // "Membership changes"), under the seqlock, summed over its sources: a
+    // DrainMove value (none: no move since this daemon took the file over),
+    // how many source servers, keys moved, skipped and remaining (listed,
+    // not looked at yet), when it started and ended (0: not yet). For
+    // people (mcctl, metrics), never for routing.
+    std::atomic<uint32_t> membership_move;
+    std::atomic<uint32_t> membership_move_sources;
+    std::atomic<uint64_t> membership_moved;
+    std::atomic<uint64_t> membership_skipped;
+    std::atomic<uint64_t> membership_remaining;
+    std::atomic<int64_t> membership_move_started_unix_ms;
+    std::atomic<int64_t> membership_move_ended_unix_ms;
+    uint8_t reserved_dynamic[24];
 };
 
 // The dynamic facts of one server, in one list so that the shared-memory
@@ -219,6 +232,18 @@ struct ServerDynamic {
 #undef MCWATCH_PLAIN_FIELD
     char version[kVersionWords * 8 + 1]{};  // NUL-terminated
     char last_error[kErrorWords * 8 + 1]{};
+};
+
+// The header's membership move facts as a reader sees them after a
+// consistent copy (Header::membership_move and the fields after it).
+struct MembershipMove {
+    uint32_t state = 0;  // DrainMove
+    uint32_t sources = 0;
+    uint64_t moved = 0;
+    uint64_t skipped = 0;
+    uint64_t remaining = 0;
+    int64_t started_unix_ms = 0;
+    int64_t ended_unix_ms = 0;
 };
 
 // The header's [fleet] facts as a reader sees them after a consistent copy.
@@ -271,7 +296,7 @@ static_assert(std::atomic<uint32_t>::is_always_lock_free, "seqlock needs lock-fr
 static_assert(std::atomic<int64_t>::is_always_lock_free, "seqlock needs lock-free 64-bit atomics");
 static_assert(sizeof(std::atomic<uint64_t>) == 8 && sizeof(std::atomic<uint32_t>) == 4,
               "atomics must be plain words in shared memory: bump kFormatVersion");
-static_assert(sizeof(Header) == 256, "Header size changed: bump kFormatVersion");
+static_assert(sizeof(Header) == 320, "Header size changed: bump kFormatVersion");
 static_assert(offsetof(Header, format_version) == 8, "bump kFormatVersion");
 static_assert(offsetof(Header, slot_count) == 20, "bump kFormatVersion");
 static_assert(offsetof(Header, file_size) == 24, "bump kFormatVersion");
@@ -296,6 +321,9 @@ static_assert(offsetof(Header, fleet) == 172, "bump kFormatVersion");
 static_assert(offsetof(Header, fleet_etcd_since_unix_ms) == 176, "bump kFormatVersion");
 static_assert(offsetof(Header, fleet_last_answer_unix_ms) == 184, "bump kFormatVersion");
 static_assert(offsetof(Header, fleet_error_words) == 192, "bump kFormatVersion");
+static_assert(offsetof(Header, membership_move) == 248, "bump kFormatVersion");
+static_assert(offsetof(Header, membership_moved) == 256, "bump kFormatVersion");
+static_assert(offsetof(Header, membership_move_ended_unix_ms) == 288, "bump kFormatVersion");
 
 static_assert(sizeof(Slot) == 640, "Slot size changed: bump kFormatVersion");
 static_assert(offsetof(Slot, resolved) == 128, "bump kFormatVersion");

@@ -5,8 +5,9 @@ its own fresh fleet, through the same phases:
 
   steady    four servers in the list, the cache warm;
   join      a fifth server added to the list;
-  leave     one of the first four removed, once the join's
-            recently_down_window (the join phase's length) has ended.
+  leave     one of the first four removed, once mcwatchd's move after
+            the join is done (without it: once the join's
+            recently_down_window, the join phase's length, has ended).
 
 The systems, for ketama (over md5) and for modula (over one_at_a_time,
 libmemcached's defaults):
@@ -15,8 +16,8 @@ libmemcached's defaults):
   the managed list (`[routing] managed_list = on`, when this build's mcwatchd
   has the key) the clients keep the list they were started with, and a
   change is one edit of mcwatchd's [servers] and `mcctl reload`; a removal
-  is, after the join's window has ended (mcwatchd refuses a second change
-  within it), `mcctl drain --move` run to its end (see benchlib's
+  is, after the join's move is done (mcwatchd refuses a second change
+  before that within the window), `mcctl drain --move` run to its end (see benchlib's
   drain_move), the edit, the reload. Without it (managed_list: false in the
   results), the clients are restarted with the new list like libmemcached's below, beside
   the same drain and reload: the baseline the managed list is measured
@@ -55,13 +56,19 @@ class Sizes:
         # The join phase is the join's window (below), long enough that
         # the keys the drain moves, whose time to live the drain caps at the
         # window, outlive the run.
+        # 40 s: the move after the join (40,000 keys with modula) must end
+        # within the window (DESIGN: at least the keys to move / drain_rate),
+        # and a loaded machine moves at a fraction of drain_rate.
         self.phase = {"steady": 1.0, "join": 3.0, "leave": 1.5} if smoke else \
-            {"steady": 3.0, "join": 20.0, "leave": 10.0}
+            {"steady": 3.0, "join": 40.0, "leave": 10.0}
         # drain --move: keys a second, the time the schedule leaves it (a
         # fifth of the keys at drain_rate, with room), and the most it may take.
         self.drain_rate = 5000
         self.drain_budget = 1.0 if smoke else 5.0
         self.drain_timeout = 5.0 if smoke else 20.0
+        # The clients' run also covers the wait for the join's move, if it
+        # outlasts the join phase, so that the leave phase is measured whole.
+        self.move_budget = 1.0 if smoke else 10.0
         # mcwatchd's recently_down_window: the join phase's length, so that
         # the removal comes once the join's window has ended (the daemon
         # refuses a second change while the first counts: DESIGN, "One
@@ -111,11 +118,26 @@ class System:
                           self.daemon.all_in("live", addresses), 10, f"{self.name}: mcwatchd on {addresses}")
         return refused
 
-    def wait_window_end(self):
-        """Until the latest membership change no longer counts: the
-        documented way makes the next change after it."""
-        benchlib.wait_for(lambda: not (self.daemon.status().get("membership_change") or {}).get("counts"),
-                          self.sizes.window + 10, f"{self.name}: the join's recently_down_window to end")
+    def wait_change_settled(self):
+        """Until the latest membership change's move is done (or, ended
+        otherwise, the change no longer counts; a daemon without the move:
+        the window's end): the documented way makes the next change after
+        that. The move's figures, if there is one."""
+        def change():
+            return self.daemon.status().get("membership_change") or {}
+
+        def settled():
+            now = change()
+            move = now.get("move")
+            if not move:
+                return not now.get("counts")
+            # A move that still runs is waited for even past the window: the
+            # next change would stop it, and its unmoved keys' old copies
+            # would linger.
+            return move["state"] == "done" or (move["state"] not in ("listing", "moving") and not now.get("counts"))
+
+        benchlib.wait_for(settled, self.sizes.window + 60, f"{self.name}: the join's move to end")
+        return change().get("move")
 
 
 def moved_keys(ctx, before, after, keys, options):
@@ -151,7 +173,7 @@ def run_system(ctx, name, sizes, managed):
         events["steady"] = start
         if system.managed:
             # One run of the clients, with the first list, through every change.
-            system.start_clients(before, sum(sizes.phase.values()) + sizes.drain_budget)
+            system.start_clients(before, sum(sizes.phase.values()) + sizes.drain_budget + sizes.move_budget)
             time.sleep(max(0.0, start + sizes.phase["steady"] - time.monotonic()))
         else:
             system.start_clients(before, sizes.phase["steady"])
@@ -168,7 +190,7 @@ def run_system(ctx, name, sizes, managed):
         counts["leave"] = readthrough.key_counts(system.db, sizes.keys)
         events["leave"] = time.monotonic()
         if system.daemon:
-            system.wait_window_end()
+            result["join_move"] = system.wait_change_settled()
             result["leave_drain_move"] = system.daemon.drain_move(removed.address, sizes.drain_timeout) | {
                 "drain_rate": sizes.drain_rate}
             result["leave_reload_refused"] = system.reload(after)
@@ -219,6 +241,11 @@ def run(ctx):
             f"{value(r[c]['db_reads_over_moved_keys_read']):>7.3f}" for c in ("join", "leave")) +
             f"{r['errors']:>8}{value(r['stale_reads']):>7}{drain_text:>20}")
     for name, r in results["systems"].items():
+        if r.get("join_move"):
+            m = r["join_move"]
+            print(f"  {name}: the move after the join, when the leave began: {m['state']}, {m['moved']} moved, "
+                  f"{m['skipped']} skipped, {m['remaining']} left, from {m['sources']} servers, "
+                  f"{m['started']} to {m['ended']}")
         for change in ("join", "leave"):
             refused = r.get(f"{change}_reload_refused")
             if refused:

@@ -14,7 +14,7 @@ import pytest
 from conftest import MCCTL, run, wait_until
 from reliability import CAPI_ROUTE, STATE_WRITER_DRIVE, Background
 
-HEADER = 256
+HEADER = 320
 SLOT = 640
 SERVERS = "127.0.0.1:20000,127.0.0.1:20001,127.0.0.1:20002"  # as state_writer_drive configures them
 
@@ -51,13 +51,13 @@ def random_bytes(size):
 
 # name -> (how to make it, what the reader says)
 CASES = {
-    "empty": (lambda p, img: write(p, b""), "0 bytes, shorter than its 256-byte header"),
-    "a few bytes": (lambda p, img: write(p, b"MCWATCH"), "7 bytes, shorter than its 256-byte header"),
-    "random 300 bytes": (lambda p, img: write(p, random_bytes(300)), "bad magic: not an mcwatch state file"),
+    "empty": (lambda p, img: write(p, b""), f"0 bytes, shorter than its {HEADER}-byte header"),
+    "a few bytes": (lambda p, img: write(p, b"MCWATCH"), f"7 bytes, shorter than its {HEADER}-byte header"),
+    "random 400 bytes": (lambda p, img: write(p, random_bytes(400)), "bad magic: not an mcwatch state file"),
     "random 4 KiB": (lambda p, img: write(p, random_bytes(4096)), "bad magic: not an mcwatch state file"),
     "random 1 MiB": (lambda p, img: write(p, random_bytes(1 << 20)), "bad magic: not an mcwatch state file"),
-    "right magic, wrong version": (lambda p, img: write(p, patched(img, 8, "<I", 3)),
-                                   "format version 3, this reader knows version 2"),
+    "right magic, wrong version": (lambda p, img: write(p, patched(img, 8, "<I", 4)),
+                                   "format version 4, this reader knows version 3"),
     "a file size that lies": (lambda p, img: write(p, patched(img, 24, "<Q", len(img) + SLOT)),
                               f"header says {HEADER + 4 * SLOT} bytes where its server counts make {HEADER + 3 * SLOT}"),
     "cut short": (lambda p, img: write(p, img[:1000]), f"1000 bytes, header says {HEADER + 3 * SLOT}"),

@@ -50,7 +50,8 @@ TEST_CASE("membership: a change in effect is named with its window's end; past i
     CHECK(change_in_effect(change, now, Millis(60'000), 1'059'999) ==
           "the membership change of 1970-01-01T00:16:40.000Z (added 127.0.0.1:3; removed 127.0.0.1:2) still counts "
           "until 1970-01-01T00:17:40.000Z (recently_down_window): a second change now would leave the keys it moved "
-          "that no client has read since where no client looks; reload after that");
+          "that no client has read and its move has not moved yet where no client looks; reload once its move is "
+          "done (`mcctl status`) or after that");
     CHECK(change_in_effect(change, now, Millis(60'000), 1'060'000).empty());
     CHECK(change_in_effect(MembershipChange{}, now, Millis(60'000), 1'000'000).empty());
 }

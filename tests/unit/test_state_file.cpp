@@ -40,11 +40,12 @@ std::vector<ServerDynamic> servers_in(ServerState s, size_t count) {
 TEST_CASE("state file: layout is pinned") {
     // The static_asserts in state_format.hpp pin every offset at compile time;
     // this restates the sizes a reader of another build relies on.
-    CHECK(sizeof(Header) == 256);
+    CHECK(sizeof(Header) == 320);
     CHECK(sizeof(Slot) == 640);
     CHECK(kHeaderStaticSize == 128);
     CHECK(kSlotStaticSize == 256);
-    CHECK(file_size_for(3) == 256 + 3 * 640);
+    CHECK(file_size_for(3) == 320 + 3 * 640);
+    CHECK(kFormatVersion == 3);
     CHECK(std::atomic<uint64_t>::is_always_lock_free);
 }
 
@@ -88,6 +89,38 @@ TEST_CASE("state file: published by the writer, read back by the reader") {
     writer.update(servers, false);
     REQUIRE(read_consistent(map.header(), map.slots(), 3, read.data(), &after));
     CHECK(after == generation + 1);
+}
+
+TEST_CASE("state file: the membership move's figures are written with the servers, never as routing") {
+    test::ScratchDir dir;
+    const std::string path = dir.file("state");
+    StateWriter writer;
+    REQUIRE(writer.lock(path));
+    const auto servers = servers_in(ServerState::live, 2);
+    REQUIRE(writer.publish(config_with(2, path), {}, servers));
+    StateMap map;
+    char why[256] = {};
+    REQUIRE_MESSAGE(map.open(path.c_str(), why, sizeof why) == MapStatus::ok, why);
+    std::vector<ServerDynamic> read(2);
+    uint64_t before = 0, after = 0;
+    MembershipMove move;
+    REQUIRE(read_consistent(map.header(), map.slots(), 2, read.data(), &before, kReadTries, nullptr, &move));
+    CHECK(move.state == uint32_t(DrainMove::none));
+
+    writer.set_membership_move({uint32_t(DrainMove::moving), 3, 10, 2, 30, 1'700'000'000'000, 0});
+    writer.write_servers(servers, false);
+    REQUIRE(read_consistent(map.header(), map.slots(), 2, read.data(), &after, kReadTries, nullptr, &move));
+    CHECK(after == before);
+    CHECK((move.state == uint32_t(DrainMove::moving) && move.sources == 3 && move.moved == 10 && move.skipped == 2 &&
+           move.remaining == 30 && move.started_unix_ms == 1'700'000'000'000 && move.ended_unix_ms == 0));
+
+    // A new file (a reload) carries them.
+    REQUIRE(writer.publish(config_with(3, path), {}, servers_in(ServerState::live, 3)));
+    StateMap again;
+    REQUIRE(again.open(path.c_str(), why, sizeof why) == MapStatus::ok);
+    std::vector<ServerDynamic> three(3);
+    REQUIRE(read_consistent(again.header(), again.slots(), 3, three.data(), nullptr, kReadTries, nullptr, &move));
+    CHECK(move.moved == 10);
 }
 
 TEST_CASE("state file: a second writer is refused and told the holder's pid") {

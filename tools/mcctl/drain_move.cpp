@@ -21,14 +21,18 @@ std::string with_thousands(uint64_t value) {
     return out;
 }
 
-DrainMoveFigures drain_move_figures(const state::ServerDynamic& s, int64_t now_unix_ms) {
+namespace {
+
+// The figures from the file's counts, with the rate and time left.
+DrainMoveFigures figures(uint32_t state, uint64_t moved, uint64_t skipped, uint64_t remaining, int64_t started_unix_ms,
+                         int64_t now_unix_ms) {
     DrainMoveFigures move;
-    move.state = DrainMove(s.drain_move);
+    move.state = DrainMove(state);
     if (move.state == DrainMove::none) return move;
-    move.moved = s.drain_moved;
-    move.skipped = s.drain_skipped;
-    move.remaining = s.drain_remaining;
-    move.started_unix_ms = s.drain_move_started_unix_ms;
+    move.moved = moved;
+    move.skipped = skipped;
+    move.remaining = remaining;
+    move.started_unix_ms = started_unix_ms;
     const bool running = move.state == DrainMove::listing || move.state == DrainMove::moving;
     const int64_t elapsed_ms = now_unix_ms - move.started_unix_ms;
     const uint64_t handled = move.moved + move.skipped;
@@ -38,6 +42,20 @@ DrainMoveFigures drain_move_figures(const state::ServerDynamic& s, int64_t now_u
         if (move.state == DrainMove::moving) move.eta_s = double(move.remaining) / *move.rate_per_s;
     }
     if (move.state == DrainMove::done) move.eta_s = 0;
+    return move;
+}
+
+}  // namespace
+
+DrainMoveFigures drain_move_figures(const state::ServerDynamic& s, int64_t now_unix_ms) {
+    return figures(s.drain_move, s.drain_moved, s.drain_skipped, s.drain_remaining, s.drain_move_started_unix_ms,
+                   now_unix_ms);
+}
+
+DrainMoveFigures drain_move_figures(const state::MembershipMove& m, int64_t now_unix_ms) {
+    DrainMoveFigures move = figures(m.state, m.moved, m.skipped, m.remaining, m.started_unix_ms, now_unix_ms);
+    move.sources = m.sources;
+    move.ended_unix_ms = m.ended_unix_ms;
     return move;
 }
 
@@ -79,6 +97,13 @@ std::string drain_move_json(const DrainMoveFigures& move) {
         "\"started\": {}}}",
         json::quote(state::drain_move_name(uint32_t(move.state))), move.moved, move.skipped, move.remaining,
         json_number(move.rate_per_s), json_number(move.eta_s), json::time_or_null(move.started_unix_ms));
+}
+
+std::string membership_move_json(const DrainMoveFigures& move) {
+    std::string out = drain_move_json(move);
+    out.pop_back();  // its closing brace
+    return out +
+           fmt::format(", \"sources\": {}, \"ended\": {}}}", move.sources, json::time_or_null(move.ended_unix_ms));
 }
 
 }  // namespace mcwatch

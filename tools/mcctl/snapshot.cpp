@@ -21,7 +21,7 @@ Result<> load_snapshot(const std::string& path, Snapshot& out) {
     bool copied = false;
     for (int attempt = 0; attempt < 50 && !copied; ++attempt) {
         copied = state::read_consistent(header, out.map.slots(), header.slot_count, out.servers.data(), &out.generation,
-                                        state::kReadTries, &out.fleet);
+                                        state::kReadTries, &out.fleet, &out.membership_move);
         if (!copied) {
             struct timespec pause {
                 0, 2'000'000

@@ -14,7 +14,8 @@ struct Snapshot {
     state::StateMap map;
     std::vector<state::ServerDynamic> servers;
     uint64_t generation = 0;
-    state::FleetStatus fleet;  // the header's [fleet] facts, of the same instant
+    state::FleetStatus fleet;               // the header's [fleet] facts, of the same instant
+    state::MembershipMove membership_move;  // the header's move after the latest membership change, likewise
     uint64_t heartbeat_age_ms = 0;
     bool stale = false;
     bool daemon_running = false;  // its pid exists (kill -0)

@@ -159,6 +159,9 @@ std::string membership_lines(const Snapshot& snapshot, int64_t now) {
                            list, rfc3339_utc(view->until_unix_ms), human_duration(view->until_unix_ms - now));
     else
         out += fmt::format("  previous list ({}) counted until {} (over)\n", list, rfc3339_utc(view->until_unix_ms));
+    const DrainMoveFigures move = drain_move_figures(snapshot.membership_move, now);
+    if (const std::string line = drain_move_line(move); !line.empty())
+        out += fmt::format("  {} (from {} server{})\n", line, move.sources, move.sources == 1 ? "" : "s");
     return out;
 }
 
@@ -184,11 +187,12 @@ std::string membership_json(const Snapshot& snapshot, int64_t now) {
     }
     return fmt::format(
         "{{\"at\": {}, \"until\": {}, \"counts\": {}, \"added\": {}, \"removed\": {}, "
-        "\"previous\": {{\"distribution\": {}, \"hash\": {}, \"servers\": [{}]}}}}",
+        "\"previous\": {{\"distribution\": {}, \"hash\": {}, \"servers\": [{}]}}, \"move\": {}}}",
         time_or_null(view->changed_unix_ms), time_or_null(view->until_unix_ms), now < view->until_unix_ms,
         string_array(view->added), string_array(view->removed),
         quote(distribution_name(state::Distribution(header.previous_distribution))),
-        quote(hash_name(state::Hash(header.previous_hash))), previous);
+        quote(hash_name(state::Hash(header.previous_hash))), previous,
+        membership_move_json(drain_move_figures(snapshot.membership_move, now)));
 }
 
 }  // namespace
@@ -406,6 +410,11 @@ int mcctl_dump(const std::string& path) {
         h.previous_distribution, h.previous_hash,
         h.membership_changed_unix_ms ? rfc3339_utc(h.membership_changed_unix_ms) : std::string("-"), h.replicas,
         h.replica_max_ttl_s);
+    const state::MembershipMove& m = snapshot.membership_move;
+    fmt::print(
+        "  membership_move: {}\n  membership_move_sources: {}\n  membership_moved: {}\n  membership_skipped: {}\n"
+        "  membership_remaining: {}\n  membership_move_started_unix_ms: {}\n  membership_move_ended_unix_ms: {}\n",
+        m.state, m.sources, m.moved, m.skipped, m.remaining, m.started_unix_ms, m.ended_unix_ms);
     for (uint32_t i = 0; i < h.slot_count; ++i) {
         const state::Slot& slot = snapshot.map.slots()[i];
         const ServerDynamic& s = snapshot.servers[i];
