@@ -29,15 +29,6 @@ namespace {
 
 bool all_dead(const Routed& routed) noexcept { return routed.decision.flags & route::kRouteAllDead; }
 
-// With replicas, a key whose first copy is recently down may be in two
-// other places (docs/DESIGN.md, "Replicas"): other_copy_server() and a
-// draining server that holds its copy until it is moved
-// (route::note_draining_copy). The latter, or -1.
-int32_t draining_copy(const route::Decision& d) noexcept {
-    if (d.draining < 0 || d.draining == d.target || d.draining == other_copy_server(d)) return -1;
-    return d.draining;
-}
-
 // The other copies a write makes stale go first: the draining server's
 // included, or the drain's move (or a reader's look there) would bring back
 // what the write replaced or deleted.
@@ -141,11 +132,8 @@ char* second_look(memcached_st* memc, const Routed& routed, const KeyRef& k, siz
     for (int look = 0; look < 2 && !value; ++look) {
         if (look == 1) {
             if (draining < 0) break;
-            // Moved off the draining server to the target, as a draining
-            // native's key is with one copy (other_copy_server(d) = native).
-            source = d.native = draining;
-            d.flags = route::kRouteSubstitute | route::kRouteDraining;
-            d.fallback = d.draining = -1;
+            d = from_draining_copy(d);
+            source = draining;
         }
         if (source < 0) continue;
         ToServer to(memc, routed, source);

@@ -13,6 +13,20 @@ int32_t other_copy_server(const route::Decision& d) noexcept {
     return -1;
 }
 
+int32_t draining_copy(const route::Decision& d) noexcept {
+    if (d.draining < 0 || d.draining == d.target || d.draining == other_copy_server(d)) return -1;
+    return d.draining;
+}
+
+route::Decision from_draining_copy(route::Decision d) noexcept {
+    // Moved off the draining server to the target, as a draining native's
+    // key is with one copy (other_copy_server() = native).
+    d.native = d.draining;
+    d.flags = route::kRouteSubstitute | route::kRouteDraining;
+    d.fallback = d.draining = -1;
+    return d;
+}
+
 int64_t copy_ttl(int64_t remaining_s, uint32_t limit_s) noexcept {
     const int64_t limit = std::max<int64_t>(limit_s, 1);
     if (remaining_s < 0) return limit;

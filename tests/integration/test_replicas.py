@@ -49,6 +49,10 @@ for k in keys:
         assert mc.set(k, "x" * 4000, time=0)
     elif command == "get":
         print(k, mc.get(k))
+if command == "get_multi":
+    got = mc.get_multi(keys)
+    for k in keys:
+        print(k, got.get(k))
 """
 
 
@@ -68,9 +72,10 @@ def pylibmc_writes(fleet, command, keys):
     return preloaded(fleet, ["/usr/bin/python3", "-c", WRITES_SCRIPT, servers, command, ",".join(keys)])
 
 
-def pylibmc_reads(fleet, keys):
-    """key -> the value a preloaded pylibmc reads ("None" for a miss)."""
-    return dict(line.split(" ", 1) for line in pylibmc_writes(fleet, "get", keys).splitlines())
+def pylibmc_reads(fleet, keys, how="get"):
+    """key -> the value a preloaded pylibmc reads ("None" for a miss), key by
+    key or (how="get_multi") in one multi-get."""
+    return dict(line.split(" ", 1) for line in pylibmc_writes(fleet, how, keys).splitlines())
 
 
 def values(fleet, keys):
@@ -300,15 +305,17 @@ def keys_only_on_a_draining_server(fleet):
     return wanted, partner, draining
 
 
-def test_a_draining_servers_only_copy_is_read_when_the_keys_first_copy_came_back_empty(replicas_fleet):
+@pytest.mark.parametrize("how", ["get", "get_multi"])
+def test_a_draining_servers_only_copy_is_read_when_the_keys_first_copy_came_back_empty(replicas_fleet, how):
     # The miss on the empty first copy looks at the fallback (empty too:
     # nothing was written while that server was dead), then on the draining
     # server, which still holds the key: a hit, moved to the first copy and
     # off the draining server, as a draining server's key is with one copy.
+    # A multi-get does the same in its second and third rounds.
     fleet = replicas_fleet
     wanted, partner, draining = keys_only_on_a_draining_server(fleet)
     for whose, keys in wanted.items():
-        read = pylibmc_reads(fleet, keys)
+        read = pylibmc_reads(fleet, keys, how)
         assert all(read[k] == "one-" + k for k in keys), (whose, read)
         after = holders(fleet, keys)
         assert all(partner.address in after[k] and draining.address not in after[k] for k in keys), (whose, after)
