@@ -5,13 +5,14 @@ server added by reload is joined without a miss: a key whose server changed
 reads its server before the change on a miss. Real memcached servers, a real
 mcwatchd, and the three real clients (our C program, pylibmc, PHP)."""
 
+import json
 import signal
 import subprocess
 import time
 
 import pytest
 
-from conftest import Memcached, free_port, wait_until
+from conftest import MCCTL, Memcached, free_port, wait_until
 from test_preload import CLIENTS, PHP, PRELOAD, holders, plain_env
 
 WINDOW_S = 60
@@ -207,3 +208,56 @@ def test_modula_server_removed_after_drain_move_every_key_still_hits(fleet):
     assert say(fleet, "c", listed, "get-many", "r", n, flags=["--modula"]) == f"hits {n}"
     after = holders(fleet, keys)
     assert all(after[k] for k in keys)
+
+
+def routed_targets(fleet, keys):
+    """key -> the address `mcctl route` says the key goes to."""
+    out = subprocess.run([MCCTL, "-s", fleet.state, "route", "--json", "-"], input="\n".join(keys) + "\n",
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return {r["key"]: r["target"] for r in map(json.loads, out.stdout.splitlines())}
+
+
+def test_a_reload_that_changes_only_a_weight_reaches_a_running_programs_handle(fleet):
+    # libmemcached hides an instance's weight: a handle that already names
+    # the file's servers would keep its old weights, and place keys where
+    # neither mcctl route nor a program started after the reload does.
+    routing = {"distribution": "ketama_weighted"}
+    managed_fleet(fleet, 3, routing)
+    listed = [m.address for m in fleet.servers]
+    # A long-lived pylibmc program: "set PREFIX N" lines on stdin.
+    program = ("import sys, pylibmc\n"
+               "mc = pylibmc.Client(sys.argv[1].split(','), behaviors={'ketama_weighted': True, 'hash': 'md5'})\n"
+               "for line in sys.stdin:\n"
+               "    prefix, n = line.split()[1], int(line.split()[2])\n"
+               "    print('stored', sum(1 for i in range(n) if mc.set(f'{prefix}{i}', f'v{i}')), flush=True)\n")
+    env = plain_env()
+    env.update(PRELOAD)
+    env["MCSHIM_STATE"] = fleet.state
+    running = subprocess.Popen(["/usr/bin/python3", "-c", program, ",".join(listed)], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    n = 300
+    try:
+        running.stdin.write(f"set a {n}\n")
+        running.stdin.flush()
+        assert running.stdout.readline().strip() == f"stored {n}"
+        before = [f"a{i}" for i in range(n)]
+        assert holders(fleet, before) == {k: [where] for k, where in routed_targets(fleet, before).items()}
+        after = [f"b{i}" for i in range(n)]
+        unweighted = routed_targets(fleet, after)
+        fleet.write_config({"recently_down_window": f"{WINDOW_S}s"},
+                           servers=[f"{listed[0]} weight=5"] + listed[1:], routing={"managed_list": "on", **routing})
+        reloaded = fleet.ctl("reload")
+        assert reloaded.returncode == 0, reloaded.stderr
+        wait_until(lambda: [s.get("weight") for s in fleet.status()["servers"]] == [5, 1, 1], what="the new weight")
+        weighted = routed_targets(fleet, after)
+        assert sum(1 for k in after if weighted[k] != unweighted[k]) > n // 10  # the weight moved keys
+        running.stdin.write(f"set b {n}\n")
+        running.stdin.flush()
+        assert running.stdout.readline().strip() == f"stored {n}"
+        # The running program's keys land where mcctl route says they go now.
+        assert holders(fleet, after) == {k: [where] for k, where in weighted.items()}
+    finally:
+        running.stdin.close()
+        running.wait(timeout=10)
+    assert running.stderr.read() == ""
