@@ -9,7 +9,8 @@
 // A whole exchange (every request of one write-back, connects included) ends
 // by one deadline: the handle's poll timeout from its start, a connect also
 // within the handle's connect timeout. Any error or timeout closes the
-// connection and the caller does without.
+// connection and the caller does without. A server's name is never looked
+// up on the caller's thread (name_lookup.hpp).
 #pragma once
 
 #include <libmemcached-1.0/memcached.h>
