@@ -65,7 +65,8 @@ MCSHIM_EXPORT memcached_return_t memcached_server_add_unix_socket(memcached_st* 
 
 MCSHIM_EXPORT memcached_return_t memcached_server_add_unix_socket_with_weight(memcached_st* memc, const char* filename,
                                                                               uint32_t weight) {
-    return list_change(memc, [&](const Real& r) { return r.server_add_unix_socket_with_weight(memc, filename, weight); });
+    return list_change(memc,
+                       [&](const Real& r) { return r.server_add_unix_socket_with_weight(memc, filename, weight); });
 }
 
 MCSHIM_EXPORT memcached_return_t memcached_server_push(memcached_st* memc, const memcached_server_list_st list) {

@@ -60,8 +60,7 @@ bool given_already(const memcached_st* memc, uint64_t servers_digest) noexcept {
     std::lock_guard<std::mutex> guard(lists.lock);
     const auto it = lists.by_handle.find(memc);
     return it != lists.by_handle.end() && it->second.servers_digest == servers_digest &&
-           it->second.servers == static_cast<const void*>(memc->servers) &&
-           it->second.hosts == memc->number_of_hosts;
+           it->second.servers == static_cast<const void*>(memc->servers) && it->second.hosts == memc->number_of_hosts;
 }
 
 void remember_given(const memcached_st* memc, uint64_t servers_digest) noexcept {
@@ -125,7 +124,8 @@ MCSHIM_EXPORT memcached_return_t memcached_server_cursor(const memcached_st* mem
                                                          void* context, uint32_t number_of_callbacks) {
     const Real* r = real();
     if (!r) return MEMCACHED_FAILURE;
+    const KeptErrno kept;
     OuterCall outer;
     if (outer.is_outer()) adopt_managed_list(const_cast<memcached_st*>(memc), *r);
-    return r->server_cursor(memc, callback, context, number_of_callbacks);
+    return kept(r->server_cursor(memc, callback, context, number_of_callbacks));
 }

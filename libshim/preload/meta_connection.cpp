@@ -114,8 +114,8 @@ public:
         const size_t count = addresses_of(name, port, connect_deadline_ms, addresses);
         bool connected = false;
         for (size_t i = 0; i < count && !connected; ++i)
-            connected = connect_to(addresses[i].get()->sa_family, addresses[i].get(), addresses[i].length,
-                                   connect_deadline_ms);
+            connected =
+                connect_to(addresses[i].get()->sa_family, addresses[i].get(), addresses[i].length, connect_deadline_ms);
         if (!connected) look_up_again(name);  // the name may have moved
         return connected;
     }

@@ -60,8 +60,8 @@ struct Session {
     bool grouped = false;
     std::string group;  // the group key of mget_by_key, as given
     std::vector<Pending> pending;
-    std::unordered_map<std::string, size_t> index;  // key -> pending
-    unsigned later_rounds = 0;  // how many of kLaterRounds have started
+    std::unordered_map<std::string, size_t> index;    // key -> pending
+    unsigned later_rounds = 0;                        // how many of kLaterRounds have started
     memcached_return_t first_ending = MEMCACHED_END;  // how the first round ended
     std::vector<Found> found;
 
@@ -87,8 +87,8 @@ thread_local std::vector<ExpectedKey> expected_keys;
 // array and aborted), and a key seen once in the first round is settled.
 // Every key is kept, even one without a second look yet: its server's
 // connection may still be lost while the replies are read (lost_in_stream).
-void remember(const char* key, size_t key_length, const char* hashed, size_t hashed_length,
-              route::Decision decision, int32_t source = -1) {
+void remember(const char* key, size_t key_length, const char* hashed, size_t hashed_length, route::Decision decision,
+              int32_t source = -1) {
     const bool failover = source >= 0;
     if (!failover) source = other_copy_server(decision);
     // No fallback but a draining copy: the second round looks there at once.
@@ -375,15 +375,8 @@ memcached_result_st* fetch_in_session(memcached_st* memc, const Real& r, memcach
     }
 }
 
-}  // namespace
-
-}  // namespace mcwatch::shim
-
-using namespace mcwatch::shim;
-
-MCSHIM_EXPORT memcached_return_t memcached_mget_by_key(memcached_st* memc, const char* group_key,
-                                                       size_t group_key_length, const char* const* keys,
-                                                       const size_t* key_length, size_t number_of_keys) {
+memcached_return_t mget_routed(memcached_st* memc, const char* group_key, size_t group_key_length,
+                               const char* const* keys, const size_t* key_length, size_t number_of_keys) noexcept {
     const Real* r = real();
     if (!r) return MEMCACHED_FAILURE;
     OuterCall outer;
@@ -410,16 +403,8 @@ MCSHIM_EXPORT memcached_return_t memcached_mget_by_key(memcached_st* memc, const
     return rc;
 }
 
-MCSHIM_EXPORT memcached_return_t memcached_mget(memcached_st* memc, const char* const* keys, const size_t* key_length,
-                                                size_t number_of_keys) {
-    return memcached_mget_by_key(memc, nullptr, 0, keys, key_length, number_of_keys);
-}
-
-MCSHIM_EXPORT memcached_result_st* memcached_fetch_result(memcached_st* memc, memcached_result_st* result,
-                                                          memcached_return_t* error) {
+memcached_result_st* fetch_routed(memcached_st* memc, memcached_result_st* result, memcached_return_t* error) noexcept {
     const Real* r = real();
-    memcached_return_t unused;
-    if (!error) error = &unused;
     if (!r) {
         *error = MEMCACHED_FAILURE;
         return nullptr;
@@ -437,4 +422,32 @@ MCSHIM_EXPORT memcached_result_st* memcached_fetch_result(memcached_st* memc, me
         *error = MEMCACHED_MEMORY_ALLOCATION_FAILURE;
     }
     return nullptr;
+}
+
+}  // namespace
+
+}  // namespace mcwatch::shim
+
+using namespace mcwatch::shim;
+
+MCSHIM_EXPORT memcached_return_t memcached_mget_by_key(memcached_st* memc, const char* group_key,
+                                                       size_t group_key_length, const char* const* keys,
+                                                       const size_t* key_length, size_t number_of_keys) {
+    const KeptErrno kept;
+    return kept(mget_routed(memc, group_key, group_key_length, keys, key_length, number_of_keys));
+}
+
+MCSHIM_EXPORT memcached_return_t memcached_mget(memcached_st* memc, const char* const* keys, const size_t* key_length,
+                                                size_t number_of_keys) {
+    return memcached_mget_by_key(memc, nullptr, 0, keys, key_length, number_of_keys);
+}
+
+MCSHIM_EXPORT memcached_result_st* memcached_fetch_result(memcached_st* memc, memcached_result_st* result,
+                                                          memcached_return_t* error) {
+    const KeptErrno kept;
+    memcached_return_t unused;
+    if (!error) error = &unused;
+    memcached_result_st* got = fetch_routed(memc, result, error);
+    kept(*error);
+    return got;
 }

@@ -207,12 +207,11 @@ using namespace mcwatch::shim;
 
 // --- reads
 
-MCSHIM_EXPORT char* memcached_get_by_key(memcached_st* memc, const char* group_key, size_t group_key_length,
-                                         const char* key, size_t key_length, size_t* value_length, uint32_t* flags,
-                                         memcached_return_t* error) {
+namespace {
+
+char* get_routed(memcached_st* memc, const char* group_key, size_t group_key_length, const char* key, size_t key_length,
+                 size_t* value_length, uint32_t* flags, memcached_return_t* error) noexcept {
     const Real* r = real();
-    memcached_return_t unused;
-    if (!error) error = &unused;
     // Ours when the program passes none: a lease is told by length and flags.
     size_t unused_length;
     uint32_t unused_flags;
@@ -286,6 +285,19 @@ MCSHIM_EXPORT char* memcached_get_by_key(memcached_st* memc, const char* group_k
     return found ? found : value;
 }
 
+}  // namespace
+
+MCSHIM_EXPORT char* memcached_get_by_key(memcached_st* memc, const char* group_key, size_t group_key_length,
+                                         const char* key, size_t key_length, size_t* value_length, uint32_t* flags,
+                                         memcached_return_t* error) {
+    const KeptErrno kept;
+    memcached_return_t unused;
+    if (!error) error = &unused;
+    char* value = get_routed(memc, group_key, group_key_length, key, key_length, value_length, flags, error);
+    kept(*error);
+    return value;
+}
+
 MCSHIM_EXPORT char* memcached_get(memcached_st* memc, const char* key, size_t key_length, size_t* value_length,
                                   uint32_t* flags, memcached_return_t* error) {
     return memcached_get_by_key(memc, nullptr, 0, key, key_length, value_length, flags, error);
@@ -295,9 +307,10 @@ MCSHIM_EXPORT memcached_return_t memcached_exist_by_key(memcached_st* memc, cons
                                                         size_t group_key_length, const char* key, size_t key_length) {
     const Real* r = real();
     if (!r) return MEMCACHED_FAILURE;
-    return route_one(memc, group_key, group_key_length, [&](const Routed&) {
+    const KeptErrno kept;
+    return kept(route_one(memc, group_key, group_key_length, [&](const Routed&) {
         return r->exist_by_key(memc, group_key, group_key_length, key, key_length);
-    });
+    }));
 }
 
 MCSHIM_EXPORT memcached_return_t memcached_exist(memcached_st* memc, const char* key, size_t key_length) {
@@ -319,11 +332,13 @@ constexpr Replicate replicate_prepend = Replicate::drop;
         const char* value, size_t value_length, time_t expiration, uint32_t flags) {                                 \
         const Real* r = real();                                                                                      \
         if (!r) return MEMCACHED_FAILURE;                                                                            \
-        return write_one(memc, KeyRef{group_key, group_key_length, key, key_length}, expiration, Expiration::capped, \
-                         Replica{replicate_##name, value, value_length, flags}, [&](time_t e) {                      \
-                             return r->name##_by_key(memc, group_key, group_key_length, key, key_length, value,      \
-                                                     value_length, e, flags);                                        \
-                         });                                                                                         \
+        const KeptErrno kept;                                                                                        \
+        return kept(write_one(memc, KeyRef{group_key, group_key_length, key, key_length}, expiration,                \
+                              Expiration::capped, Replica{replicate_##name, value, value_length, flags},             \
+                              [&](time_t e) {                                                                        \
+                                  return r->name##_by_key(memc, group_key, group_key_length, key, key_length, value, \
+                                                          value_length, e, flags);                                   \
+                              }));                                                                                   \
     }                                                                                                                \
     MCSHIM_EXPORT memcached_return_t memcached_##name(memcached_st* memc, const char* key, size_t key_length,        \
                                                       const char* value, size_t value_length, time_t expiration,     \
@@ -345,11 +360,12 @@ MCSHIM_EXPORT memcached_return_t memcached_cas_by_key(memcached_st* memc, const 
                                                       uint32_t flags, uint64_t cas) {
     const Real* r = real();
     if (!r) return MEMCACHED_FAILURE;
-    return write_one(memc, KeyRef{group_key, group_key_length, key, key_length}, expiration, Expiration::capped,
-                     Replica{Replicate::set, value, value_length, flags}, [&](time_t e) {
-                         return r->cas_by_key(memc, group_key, group_key_length, key, key_length, value, value_length,
-                                              e, flags, cas);
-                     });
+    const KeptErrno kept;
+    return kept(write_one(memc, KeyRef{group_key, group_key_length, key, key_length}, expiration, Expiration::capped,
+                          Replica{Replicate::set, value, value_length, flags}, [&](time_t e) {
+                              return r->cas_by_key(memc, group_key, group_key_length, key, key_length, value,
+                                                   value_length, e, flags, cas);
+                          }));
 }
 
 MCSHIM_EXPORT memcached_return_t memcached_cas(memcached_st* memc, const char* key, size_t key_length,
@@ -365,9 +381,11 @@ MCSHIM_EXPORT memcached_return_t memcached_delete_by_key(memcached_st* memc, con
                                                          time_t expiration) {
     const Real* r = real();
     if (!r) return MEMCACHED_FAILURE;
-    return write_one(memc, KeyRef{group_key, group_key_length, key, key_length}, expiration, Expiration::as_given,
-                     Replica{Replicate::remove},
-                     [&](time_t e) { return r->delete_by_key(memc, group_key, group_key_length, key, key_length, e); });
+    const KeptErrno kept;
+    return kept(write_one(memc, KeyRef{group_key, group_key_length, key, key_length}, expiration, Expiration::as_given,
+                          Replica{Replicate::remove}, [&](time_t e) {
+                              return r->delete_by_key(memc, group_key, group_key_length, key, key_length, e);
+                          }));
 }
 
 MCSHIM_EXPORT memcached_return_t memcached_delete(memcached_st* memc, const char* key, size_t key_length,
@@ -385,11 +403,12 @@ MCSHIM_EXPORT memcached_return_t memcached_delete(memcached_st* memc, const char
                                                                size_t key_length, uint64_t offset, uint64_t* value) {  \
         const Real* r = real();                                                                                        \
         if (!r) return MEMCACHED_FAILURE;                                                                              \
-        return on_served_copy(memc, KeyRef{group_key, group_key_length, key, key_length}, Replica{Replicate::drop}, 0, \
-                              [&](const Routed&, bool) {                                                               \
-                                  return r->name##_by_key(memc, group_key, group_key_length, key, key_length, offset,  \
-                                                          value);                                                      \
-                              });                                                                                      \
+        const KeptErrno kept;                                                                                          \
+        return kept(on_served_copy(memc, KeyRef{group_key, group_key_length, key, key_length},                         \
+                                   Replica{Replicate::drop}, 0, [&](const Routed&, bool) {                             \
+                                       return r->name##_by_key(memc, group_key, group_key_length, key, key_length,     \
+                                                               offset, value);                                         \
+                                   }));                                                                                \
     }                                                                                                                  \
     MCSHIM_EXPORT memcached_return_t memcached_##name(memcached_st* memc, const char* key, size_t key_length,          \
                                                       uint32_t offset, uint64_t* value) {                              \
@@ -400,15 +419,16 @@ MCSHIM_EXPORT memcached_return_t memcached_delete(memcached_st* memc, const char
         uint64_t offset, uint64_t initial, time_t expiration, uint64_t* value) {                                       \
         const Real* r = real();                                                                                        \
         if (!r) return MEMCACHED_FAILURE;                                                                              \
-        return on_served_copy(memc, KeyRef{group_key, group_key_length, key, key_length}, Replica{Replicate::drop},    \
-                              expiration, [&](const Routed& routed, bool may_create) {                                 \
-                                  if (!may_create && memc->flags.binary_protocol)                                      \
-                                      return r->name##_by_key(memc, group_key, group_key_length, key, key_length,      \
-                                                              offset, value);                                          \
-                                  const time_t e = routed.routing ? capped(routed, expiration) : expiration;           \
-                                  return r->name##_with_initial_by_key(memc, group_key, group_key_length, key,         \
-                                                                       key_length, offset, initial, e, value);         \
-                              });                                                                                      \
+        const KeptErrno kept;                                                                                          \
+        return kept(on_served_copy(memc, KeyRef{group_key, group_key_length, key, key_length},                         \
+                                   Replica{Replicate::drop}, expiration, [&](const Routed& routed, bool may_create) {  \
+                                       if (!may_create && memc->flags.binary_protocol)                                 \
+                                           return r->name##_by_key(memc, group_key, group_key_length, key, key_length, \
+                                                                   offset, value);                                     \
+                                       const time_t e = routed.routing ? capped(routed, expiration) : expiration;      \
+                                       return r->name##_with_initial_by_key(memc, group_key, group_key_length, key,    \
+                                                                            key_length, offset, initial, e, value);    \
+                                   }));                                                                                \
     }                                                                                                                  \
     MCSHIM_EXPORT memcached_return_t memcached_##name##_with_initial(                                                  \
         memcached_st* memc, const char* key, size_t key_length, uint64_t offset, uint64_t initial, time_t expiration,  \
@@ -428,11 +448,12 @@ MCSHIM_EXPORT memcached_return_t memcached_touch_by_key(memcached_st* memc, cons
     if (!r) return MEMCACHED_FAILURE;
     // A touch acts on the copy a reader is served: a copy left elsewhere
     // would be served once the touched one expired.
-    return on_served_copy(memc, KeyRef{group_key, group_key_length, key, key_length}, Replica{Replicate::touch},
-                          expiration, [&](const Routed& routed, bool) {
-                              const time_t e = routed.routing ? capped(routed, expiration) : expiration;
-                              return r->touch_by_key(memc, group_key, group_key_length, key, key_length, e);
-                          });
+    const KeptErrno kept;
+    return kept(on_served_copy(memc, KeyRef{group_key, group_key_length, key, key_length}, Replica{Replicate::touch},
+                               expiration, [&](const Routed& routed, bool) {
+                                   const time_t e = routed.routing ? capped(routed, expiration) : expiration;
+                                   return r->touch_by_key(memc, group_key, group_key_length, key, key_length, e);
+                               }));
 }
 
 MCSHIM_EXPORT memcached_return_t memcached_touch(memcached_st* memc, const char* key, size_t key_length,

@@ -405,3 +405,12 @@ def test_a_further_copys_connection_never_waits_for_a_hung_resolver(fleet, tmp_p
     assert result.stdout.strip() == f"stored {n}"
     # Both copies written: the thread's connections used the addresses known.
     assert all(len(where) == 2 for where in holders(fleet, [f"b{i}" for i in range(n)]).values())
+
+
+def test_errno_after_an_answered_call_is_what_the_program_had_before_it(replicas_fleet):
+    # Every set also stores the further copy over the shim's own connection
+    # (connect, sendmsg, recv: EINPROGRESS, EAGAIN); none of it, nor
+    # libmemcached's own EAGAIN, shows in errno after a call that answered.
+    fleet = replicas_fleet
+    out = client_says(fleet, "c", "errno", "e", 100)
+    assert out.splitlines()[0] == "errno changed 0 of 302 answered calls", out
