@@ -313,6 +313,8 @@ bool wire_key(memcached_st* memc, const char* key, size_t key_length, std::strin
 
 int64_t exchange_deadline_ms(const memcached_st* memc) noexcept { return now_ms() + bounded(memc->poll_timeout); }
 
+bool past(int64_t deadline_ms) noexcept { return now_ms() >= deadline_ms; }
+
 Connection* connection_to(memcached_st* memc, uint32_t position, int64_t deadline_ms) noexcept {
     const Real* r = real();
     const memcached_instance_st* instance = r ? r->instance_by_position(memc, position) : nullptr;

@@ -41,6 +41,9 @@ class Connection;
 // (5 s when the handle says "wait for ever"), on CLOCK_MONOTONIC in ms.
 int64_t exchange_deadline_ms(const memcached_st* memc) noexcept;
 
+// Whether `deadline_ms` (as exchange_deadline_ms gives it) has passed.
+bool past(int64_t deadline_ms) noexcept;
+
 // The calling thread's connection to the handle's server at `position`
 // (opened if needed), its requests ending by `deadline_ms`; null if it
 // cannot be had by then.

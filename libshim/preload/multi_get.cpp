@@ -20,6 +20,7 @@
 #include "libshim/preload/hint.hpp"
 #include "libshim/preload/debug_log.hpp"
 #include "libshim/preload/key_routing.hpp"
+#include "libshim/preload/meta_connection.hpp"
 #include "libshim/preload/to_server.hpp"
 #include "libshim/preload/real.hpp"
 #include "libshim/preload/writeback.hpp"
@@ -314,13 +315,16 @@ bool hides_lease(const memcached_result_st* result, const Real& r) {
     return it != session.index.end() && session.pending[it->second].source >= 0;
 }
 
-// The stream has ended: each second-look hit goes where it belongs.
+// The stream has ended: each second-look hit goes where it belongs, all
+// of them within one poll timeout (a hung server holds the program's last
+// fetch once, not once per key).
 void finish(memcached_st* memc) noexcept {
+    const int64_t deadline = meta::exchange_deadline_ms(memc);
     for (const Found& f : session.found) {
         const Pending& p = session.pending[f.pending];
         if (p.failover) continue;  // served from where the key goes while its server is out
         settle_second_look(memc, *session.routing, p.on_draining ? from_draining_copy(p.decision) : p.decision,
-                           p.key.data(), p.key.size(), "mget");
+                           p.key.data(), p.key.size(), "mget", deadline);
     }
     session.reset();
 }

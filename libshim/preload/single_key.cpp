@@ -15,6 +15,7 @@
 #include "libshim/preload/failover.hpp"
 #include "libshim/preload/hint.hpp"
 #include "libshim/preload/key_routing.hpp"
+#include "libshim/preload/meta_connection.hpp"
 #include "libshim/preload/to_server.hpp"
 #include "libshim/preload/real.hpp"
 #include "libshim/preload/replicate.hpp"
@@ -140,7 +141,7 @@ char* second_look(memcached_st* memc, const Routed& routed, const KeyRef& k, siz
         value = real()->get_by_key(memc, k.group, k.group_length, k.key, k.key_length, &length, &item_flags, &rc);
     }
     if (!value) return nullptr;
-    settle_second_look(memc, *routed.routing, d, k.key, k.key_length, "get");
+    settle_second_look(memc, *routed.routing, d, k.key, k.key_length, "get", meta::exchange_deadline_ms(memc));
     *error = MEMCACHED_SUCCESS;
     if (value_length) *value_length = length;
     if (flags) *flags = item_flags;

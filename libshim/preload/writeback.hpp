@@ -49,8 +49,9 @@ inline bool is_lease(size_t value_length, uint32_t flags) noexcept { return valu
 // substitute (capped at the window), never outliving the original, and
 // never after a write or delete of the key (writers drop the other copy
 // first, then write the target: see write_one). `key` is the key as the
-// program gave it.
+// program gave it. The whole exchange ends by `deadline_ms`
+// (meta::exchange_deadline_ms); one that has passed skips it.
 void settle_second_look(memcached_st* memc, const HandleRouting& routing, const route::Decision& d, const char* key,
-                        size_t key_length, const char* operation) noexcept;
+                        size_t key_length, const char* operation, int64_t deadline_ms) noexcept;
 
 }  // namespace mcwatch::shim

@@ -112,6 +112,16 @@ def test_server_added_by_reload_under_load_every_moved_key_still_hits(fleet, rou
     assert any(added.address in after[k] for k in moved)
 
 
+def start_preloaded(fleet, program, servers):
+    """A long-lived Python `program` under the shim, given `servers` as its
+    first argument, its stdin, stdout and stderr pipes of text."""
+    env = plain_env()
+    env.update(PRELOAD)
+    env["MCSHIM_STATE"] = fleet.state
+    return subprocess.Popen(["/usr/bin/python3", "-c", program, ",".join(servers)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
 def test_a_client_started_before_the_change_reads_what_one_started_after_writes(fleet):
     managed_fleet(fleet, 3)
     listed = [m.address for m in fleet.servers]
@@ -125,11 +135,7 @@ def test_a_client_started_before_the_change_reads_what_one_started_after_writes(
                "        print(' '.join(str(v.decode() if isinstance(v, bytes) else v) for v in map(mc.get, words[1:])), flush=True)\n"
                "    else:\n"
                "        mc.set(words[1], words[2]); print('ok', flush=True)\n")
-    env = plain_env()
-    env.update(PRELOAD)
-    env["MCSHIM_STATE"] = fleet.state
-    old = subprocess.Popen(["/usr/bin/python3", "-c", program, ",".join(listed)], stdin=subprocess.PIPE,
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    old = start_preloaded(fleet, program, listed)
     try:
         keys = [f"c{i}" for i in range(100)]
         old.stdin.write("get " + " ".join(keys) + "\n")
@@ -231,11 +237,7 @@ def test_a_reload_that_changes_only_a_weight_reaches_a_running_programs_handle(f
                "for line in sys.stdin:\n"
                "    prefix, n = line.split()[1], int(line.split()[2])\n"
                "    print('stored', sum(1 for i in range(n) if mc.set(f'{prefix}{i}', f'v{i}')), flush=True)\n")
-    env = plain_env()
-    env.update(PRELOAD)
-    env["MCSHIM_STATE"] = fleet.state
-    running = subprocess.Popen(["/usr/bin/python3", "-c", program, ",".join(listed)], stdin=subprocess.PIPE,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    running = start_preloaded(fleet, program, listed)
     n = 300
     try:
         running.stdin.write(f"set a {n}\n")
