@@ -7,6 +7,7 @@
 
 #include <libmemcached-1.0/memcached.h>
 
+#include <cerrno>
 #include <cstddef>
 #include <cstdint>
 
@@ -58,6 +59,23 @@ public:
 
 private:
     bool outer_;
+};
+
+// errno as the program had it before an interposed call, given back when
+// the call ends with an answer (not memcached_fatal: a hit, a miss, stored,
+// exists): the shim's own work (state file checks, hints, write-backs,
+// further copies) and libmemcached's EAGAIN never show in it
+// (docs/DESIGN.md, "Interfaces").
+class KeptErrno {
+public:
+    KeptErrno() noexcept : saved_(errno) {}
+    memcached_return_t operator()(memcached_return_t rc) const noexcept {
+        if (!memcached_fatal(rc)) errno = saved_;
+        return rc;
+    }
+
+private:
+    int saved_;
 };
 
 }  // namespace mcwatch::shim

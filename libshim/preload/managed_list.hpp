@@ -13,7 +13,9 @@ namespace mcwatch::shim {
 // While the state file is usable and flagged, gives `memc` the file's list
 // (addresses as the file spells them, weights) through the real
 // memcached_servers_reset and memcached_server_add*_with_weight, unless the
-// handle already names those servers in that order. The handle keeps its
+// shim gave the handle that very list already (the file's servers_digest,
+// remembered per handle: libmemcached 1.1.4 hides an instance's weight, so
+// a list that names the same servers may still differ). The handle keeps its
 // behaviours (distribution, hash, timeouts); its connections to the servers
 // it had are closed. A stale, missing or unflagged file changes nothing: a
 // handle keeps the last list it was given (going back to the program's
@@ -21,5 +23,9 @@ namespace mcwatch::shim {
 // operation (nothing of the handle's is in flight), never from inside
 // libmemcached. True if the list was replaced.
 bool adopt_managed_list(memcached_st* memc, const Real& real) noexcept;
+
+// The program changed `memc`'s list itself, or freed the handle: what the
+// shim remembered giving it no longer says what it holds.
+void forget_managed_list(const memcached_st* memc) noexcept;
 
 }  // namespace mcwatch::shim

@@ -1,6 +1,5 @@
 #include "libshim/preload/meta_connection.hpp"
 
-#include <netdb.h>
 #include <pthread.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -19,6 +18,7 @@
 #include <string_view>
 
 #include "libshim/clock.hpp"
+#include "libshim/preload/name_lookup.hpp"
 #include "libshim/preload/real.hpp"
 #include "libshim/server_address.hpp"
 
@@ -109,17 +109,14 @@ public:
             if (!ServerAddress::unix_socket_address(name, address)) return false;
             return connect_to(AF_UNIX, address.get(), address.length, connect_deadline_ms);
         }
-        addrinfo hints{};
-        hints.ai_family = AF_UNSPEC;
-        hints.ai_socktype = SOCK_STREAM;
-        char service[8];
-        *std::to_chars(service, service + sizeof service - 1, unsigned(port)).ptr = '\0';
-        addrinfo* found = nullptr;
-        if (getaddrinfo(name, service, &hints, &found) != 0 || !found) return false;
+        // Never getaddrinfo here: a name is looked up off the client's call (name_lookup.hpp).
+        SocketAddress addresses[kMaxAddresses];
+        const size_t count = addresses_of(name, port, connect_deadline_ms, addresses);
         bool connected = false;
-        for (const addrinfo* a = found; a && !connected; a = a->ai_next)
-            connected = connect_to(a->ai_family, a->ai_addr, a->ai_addrlen, connect_deadline_ms);
-        freeaddrinfo(found);
+        for (size_t i = 0; i < count && !connected; ++i)
+            connected =
+                connect_to(addresses[i].get()->sa_family, addresses[i].get(), addresses[i].length, connect_deadline_ms);
+        if (!connected) look_up_again(name);  // the name may have moved
         return connected;
     }
 
@@ -315,6 +312,8 @@ bool wire_key(memcached_st* memc, const char* key, size_t key_length, std::strin
 }
 
 int64_t exchange_deadline_ms(const memcached_st* memc) noexcept { return now_ms() + bounded(memc->poll_timeout); }
+
+bool past(int64_t deadline_ms) noexcept { return now_ms() >= deadline_ms; }
 
 Connection* connection_to(memcached_st* memc, uint32_t position, int64_t deadline_ms) noexcept {
     const Real* r = real();

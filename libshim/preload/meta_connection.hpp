@@ -9,7 +9,8 @@
 // A whole exchange (every request of one write-back, connects included) ends
 // by one deadline: the handle's poll timeout from its start, a connect also
 // within the handle's connect timeout. Any error or timeout closes the
-// connection and the caller does without.
+// connection and the caller does without. A server's name is never looked
+// up on the caller's thread (name_lookup.hpp).
 #pragma once
 
 #include <libmemcached-1.0/memcached.h>
@@ -39,6 +40,9 @@ class Connection;
 // The end of an exchange starting now: the handle's poll timeout from now
 // (5 s when the handle says "wait for ever"), on CLOCK_MONOTONIC in ms.
 int64_t exchange_deadline_ms(const memcached_st* memc) noexcept;
+
+// Whether `deadline_ms` (as exchange_deadline_ms gives it) has passed.
+bool past(int64_t deadline_ms) noexcept;
 
 // The calling thread's connection to the handle's server at `position`
 // (opened if needed), its requests ending by `deadline_ms`; null if it

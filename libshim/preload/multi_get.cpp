@@ -5,8 +5,10 @@
 // move must work here: when the program's fetches reach the end, the keys
 // that missed on a recently-down or draining server are asked for once more,
 // on their fallback (or the draining server), in a second multi-get whose
-// hits are handed back in the same result stream. Write-backs wait until
-// that stream ends, so that no request interleaves with pending replies.
+// hits are handed back in the same result stream; with replicas, those that
+// missed there too and have a draining copy are asked of it in a third.
+// Write-backs wait until that stream ends, so that no request interleaves
+// with pending replies.
 #include <libmemcached-1.0/memcached.h>
 
 #include <string>
@@ -18,6 +20,7 @@
 #include "libshim/preload/hint.hpp"
 #include "libshim/preload/debug_log.hpp"
 #include "libshim/preload/key_routing.hpp"
+#include "libshim/preload/meta_connection.hpp"
 #include "libshim/preload/to_server.hpp"
 #include "libshim/preload/real.hpp"
 #include "libshim/preload/writeback.hpp"
@@ -33,14 +36,20 @@ struct Pending {
     std::string key;           // as the program gave it (results carry it so)
     std::string hashed;        // as libmemcached hashes it
     route::Decision decision;  // as routed in the first round
-    int32_t source = -1;       // where the second look goes; -1: none (yet)
+    int32_t source = -1;       // where the next look goes; -1: none (yet)
     bool failover = false;     // its target failed: a hit there is served, not written back
+    bool on_draining = false;  // source is draining_copy(decision): a hit there is settled so
     bool seen = false;
 };
 
 struct Found {
     size_t pending;  // index
 };
+
+// The rounds after the program's own: the second asks each key's
+// other_copy_server(), the third its draining_copy() (docs/DESIGN.md,
+// "Replicas", "A draining copy").
+constexpr unsigned kLaterRounds = 2;
 
 // One thread's multi-get in progress on one handle. A new multi-get, or any
 // other query on the handle (query_id moves), ends it.
@@ -52,8 +61,8 @@ struct Session {
     bool grouped = false;
     std::string group;  // the group key of mget_by_key, as given
     std::vector<Pending> pending;
-    std::unordered_map<std::string, size_t> index;  // key -> pending
-    bool second_round = false;
+    std::unordered_map<std::string, size_t> index;    // key -> pending
+    unsigned later_rounds = 0;                        // how many of kLaterRounds have started
     memcached_return_t first_ending = MEMCACHED_END;  // how the first round ended
     std::vector<Found> found;
 
@@ -63,7 +72,7 @@ struct Session {
         pending.clear();
         index.clear();
         found.clear();
-        second_round = false;
+        later_rounds = 0;
         grouped = false;
     }
 };
@@ -79,13 +88,15 @@ thread_local std::vector<ExpectedKey> expected_keys;
 // array and aborted), and a key seen once in the first round is settled.
 // Every key is kept, even one without a second look yet: its server's
 // connection may still be lost while the replies are read (lost_in_stream).
-void remember(const char* key, size_t key_length, const char* hashed, size_t hashed_length,
-              const route::Decision& decision, int32_t source = -1) {
+void remember(const char* key, size_t key_length, const char* hashed, size_t hashed_length, route::Decision decision,
+              int32_t source = -1) {
     const bool failover = source >= 0;
     if (!failover) source = other_copy_server(decision);
+    // No fallback but a draining copy: the second round looks there at once.
+    const bool on_draining = !failover && source < 0 && (source = draining_copy(decision)) >= 0;
     if (!session.index.emplace(std::string(key, key_length), session.pending.size()).second) return;
-    session.pending.push_back(
-        Pending{std::string(key, key_length), std::string(hashed, hashed_length), decision, source, failover, false});
+    session.pending.push_back(Pending{std::string(key, key_length), std::string(hashed, hashed_length), decision,
+                                      source, failover, on_draining, false});
 }
 
 // In-band failover (failover.hpp): whether the multi-get just sent left
@@ -238,8 +249,23 @@ bool lost_in_stream(memcached_st* memc, const Real& r) {
     return any;
 }
 
+// After the second round: each key still unseen that may have a copy on a
+// draining server is asked there next, as a single get does (single_key.cpp,
+// second_look); no other key is asked again. True: some key is.
+bool look_on_draining_copies() noexcept {
+    bool any = false;
+    for (Pending& p : session.pending) {
+        if (p.seen) continue;  // settled by how it was found
+        p.source = p.failover || p.on_draining ? -1 : draining_copy(p.decision);
+        if (p.source < 0) continue;
+        p.on_draining = true;
+        any = true;
+    }
+    return any;
+}
+
 // Asks the sources of every pending key not seen yet. False: nothing to ask.
-bool start_second_round(memcached_st* memc, const Real& r) {
+bool start_next_round(memcached_st* memc, const Real& r) {
     std::vector<const char*> keys;
     std::vector<size_t> lengths;
     expected_keys.clear();
@@ -251,7 +277,7 @@ bool start_second_round(memcached_st* memc, const Real& r) {
             expected_for(memc, *session.routing, p.hashed.data(), p.hashed.size(), p.decision.native, p.source));
     }
     if (keys.empty()) return false;
-    session.second_round = true;
+    ++session.later_rounds;
     memcached_return_t rc;
     if (session.grouped) {
         HookScope scope(memc, expected_keys.data(), 1);  // one group key, one server
@@ -264,14 +290,15 @@ bool start_second_round(memcached_st* memc, const Real& r) {
     return memcached_success(rc);
 }
 
-// True: the result goes to the program. A second-round reply is handed
+// True: the result goes to the program. A later round's reply is handed
 // back only for a key still unseen, once.
 bool note_result(const memcached_result_st* result, const Real& r) {
     const std::string key(r.result_key_value(result), r.result_key_length(result));
     const auto it = session.index.find(key);
-    if (it == session.index.end()) return !session.second_round;
+    const bool later = session.later_rounds > 0;
+    if (it == session.index.end()) return !later;
     Pending& p = session.pending[it->second];
-    if (session.second_round) {
+    if (later) {
         if (p.seen) return false;
         session.found.push_back(Found{it->second});
     }
@@ -282,34 +309,38 @@ bool note_result(const memcached_result_st* result, const Real& r) {
 // Another reader's write-back in progress on a key of ours: for us, a miss
 // (the key stays pending, for the second round).
 bool hides_lease(const memcached_result_st* result, const Real& r) {
-    if (session.second_round || !is_lease(r.result_length(result), r.result_flags(result))) return false;
+    if (session.later_rounds > 0 || !is_lease(r.result_length(result), r.result_flags(result))) return false;
     const std::string key(r.result_key_value(result), r.result_key_length(result));
     const auto it = session.index.find(key);
     return it != session.index.end() && session.pending[it->second].source >= 0;
 }
 
-// The stream has ended: each second-look hit goes where it belongs.
+// The stream has ended: each second-look hit goes where it belongs, all
+// of them within one poll timeout (a hung server holds the program's last
+// fetch once, not once per key).
 void finish(memcached_st* memc) noexcept {
+    const int64_t deadline = meta::exchange_deadline_ms(memc);
     for (const Found& f : session.found) {
         const Pending& p = session.pending[f.pending];
         if (p.failover) continue;  // served from where the key goes while its server is out
-        settle_second_look(memc, *session.routing, p.decision, p.key.data(), p.key.size(), "mget");
+        settle_second_look(memc, *session.routing, p.on_draining ? from_draining_copy(p.decision) : p.decision,
+                           p.key.data(), p.key.size(), "mget", deadline);
     }
     session.reset();
 }
 
 // libmemcached ends a stream with END if the program's result struct
 // received any result, else NOT FOUND, then resets that struct, or frees it
-// if it was allocated. The program's stream ends after the second round, so
-// the end of the first must neither free the struct nor lose its count, and
-// the code that ends it is the one libmemcached gives for both rounds as one
-// stream: never a failure of the second look itself, which only adds hits.
+// if it was allocated. The program's stream ends after the last round, so
+// the end of an earlier one must neither free the struct nor lose its count,
+// and the code that ends it is the one libmemcached gives for every round as
+// one stream: never a failure of a later look itself, which only adds hits.
 memcached_result_st* fetch_in_session(memcached_st* memc, const Real& r, memcached_result_st* result,
                                       memcached_return_t& error) {
     // Each pass reads one reply or one end of a round: bounded by the replies.
     for (;;) {
-        // Kept through the first round's end: libmemcached would free it there.
-        const bool kept = result && result->options.is_allocated && !session.second_round;
+        // Kept through a round's end that another may follow: libmemcached would free it there.
+        const bool kept = result && result->options.is_allocated && session.later_rounds < kLaterRounds;
         const uint64_t count = result ? result->count : 0;
         if (kept) result->options.is_allocated = false;
         memcached_result_st* got = r.fetch_result(memc, result, &error);
@@ -325,18 +356,22 @@ memcached_result_st* fetch_in_session(memcached_st* memc, const Real& r, memcach
             continue;
         }
         const bool ended_normally = error == MEMCACHED_END || error == MEMCACHED_NOTFOUND;
-        if (!session.second_round) {
+        bool next = false;
+        if (session.later_rounds == 0) {
             session.first_ending = error;
             const bool lost = !ended_normally && connection_failure(memc, error) != ConnectionFailure::none &&
                               lost_in_stream(memc, r);
-            if ((ended_normally || lost) && start_second_round(memc, r)) {
-                if (result) result->count = count;
-                continue;
-            }
-            if (kept) r.result_free(result);  // what libmemcached would have done
-        } else if (!ended_normally) {
-            error = count > 0 ? MEMCACHED_END : session.first_ending;
+            next = (ended_normally || lost) && start_next_round(memc, r);
+        } else if (session.later_rounds < kLaterRounds) {
+            // Whatever ended the second round: the draining server is another.
+            next = look_on_draining_copies() && start_next_round(memc, r);
         }
+        if (next) {
+            if (result) result->count = count;
+            continue;
+        }
+        if (kept) r.result_free(result);  // what libmemcached would have done
+        if (session.later_rounds > 0 && !ended_normally) error = count > 0 ? MEMCACHED_END : session.first_ending;
         const memcached_return_t ending = error;
         finish(memc);
         error = ending;
@@ -344,15 +379,8 @@ memcached_result_st* fetch_in_session(memcached_st* memc, const Real& r, memcach
     }
 }
 
-}  // namespace
-
-}  // namespace mcwatch::shim
-
-using namespace mcwatch::shim;
-
-MCSHIM_EXPORT memcached_return_t memcached_mget_by_key(memcached_st* memc, const char* group_key,
-                                                       size_t group_key_length, const char* const* keys,
-                                                       const size_t* key_length, size_t number_of_keys) {
+memcached_return_t mget_routed(memcached_st* memc, const char* group_key, size_t group_key_length,
+                               const char* const* keys, const size_t* key_length, size_t number_of_keys) noexcept {
     const Real* r = real();
     if (!r) return MEMCACHED_FAILURE;
     OuterCall outer;
@@ -379,16 +407,8 @@ MCSHIM_EXPORT memcached_return_t memcached_mget_by_key(memcached_st* memc, const
     return rc;
 }
 
-MCSHIM_EXPORT memcached_return_t memcached_mget(memcached_st* memc, const char* const* keys, const size_t* key_length,
-                                                size_t number_of_keys) {
-    return memcached_mget_by_key(memc, nullptr, 0, keys, key_length, number_of_keys);
-}
-
-MCSHIM_EXPORT memcached_result_st* memcached_fetch_result(memcached_st* memc, memcached_result_st* result,
-                                                          memcached_return_t* error) {
+memcached_result_st* fetch_routed(memcached_st* memc, memcached_result_st* result, memcached_return_t* error) noexcept {
     const Real* r = real();
-    memcached_return_t unused;
-    if (!error) error = &unused;
     if (!r) {
         *error = MEMCACHED_FAILURE;
         return nullptr;
@@ -406,4 +426,32 @@ MCSHIM_EXPORT memcached_result_st* memcached_fetch_result(memcached_st* memc, me
         *error = MEMCACHED_MEMORY_ALLOCATION_FAILURE;
     }
     return nullptr;
+}
+
+}  // namespace
+
+}  // namespace mcwatch::shim
+
+using namespace mcwatch::shim;
+
+MCSHIM_EXPORT memcached_return_t memcached_mget_by_key(memcached_st* memc, const char* group_key,
+                                                       size_t group_key_length, const char* const* keys,
+                                                       const size_t* key_length, size_t number_of_keys) {
+    const KeptErrno kept;
+    return kept(mget_routed(memc, group_key, group_key_length, keys, key_length, number_of_keys));
+}
+
+MCSHIM_EXPORT memcached_return_t memcached_mget(memcached_st* memc, const char* const* keys, const size_t* key_length,
+                                                size_t number_of_keys) {
+    return memcached_mget_by_key(memc, nullptr, 0, keys, key_length, number_of_keys);
+}
+
+MCSHIM_EXPORT memcached_result_st* memcached_fetch_result(memcached_st* memc, memcached_result_st* result,
+                                                          memcached_return_t* error) {
+    const KeptErrno kept;
+    memcached_return_t unused;
+    if (!error) error = &unused;
+    memcached_result_st* got = fetch_routed(memc, result, error);
+    kept(*error);
+    return got;
 }

@@ -12,12 +12,17 @@
 extern "C" __attribute__((visibility("default"))) uint32_t memcached_generate_hash(const memcached_st* memc,
                                                                                    const char* key, size_t key_length) {
     using namespace mcwatch::shim;
+    const KeptErrno kept;  // an answer, always
     OuterCall outer;
     Routed routed;
     // route_key only reads the handle; libmemcached's own signature is const.
     if (outer.is_outer() && route_key(const_cast<memcached_st*>(memc), key, key_length, routed) &&
-        routed.decision.target >= 0)
+        routed.decision.target >= 0) {
+        kept(MEMCACHED_SUCCESS);
         return uint32_t(routed.decision.target);
+    }
     const Real* r = real();
-    return r ? r->generate_hash(memc, key, key_length) : UINT32_MAX;
+    const uint32_t server = r ? r->generate_hash(memc, key, key_length) : UINT32_MAX;
+    kept(MEMCACHED_SUCCESS);
+    return server;
 }

@@ -15,6 +15,7 @@
 #include "libshim/preload/failover.hpp"
 #include "libshim/preload/hint.hpp"
 #include "libshim/preload/key_routing.hpp"
+#include "libshim/preload/meta_connection.hpp"
 #include "libshim/preload/to_server.hpp"
 #include "libshim/preload/real.hpp"
 #include "libshim/preload/replicate.hpp"
@@ -28,15 +29,6 @@ namespace mcwatch::shim {
 namespace {
 
 bool all_dead(const Routed& routed) noexcept { return routed.decision.flags & route::kRouteAllDead; }
-
-// With replicas, a key whose first copy is recently down may be in two
-// other places (docs/DESIGN.md, "Replicas"): other_copy_server() and a
-// draining server that holds its copy until it is moved
-// (route::note_draining_copy). The latter, or -1.
-int32_t draining_copy(const route::Decision& d) noexcept {
-    if (d.draining < 0 || d.draining == d.target || d.draining == other_copy_server(d)) return -1;
-    return d.draining;
-}
 
 // The other copies a write makes stale go first: the draining server's
 // included, or the drain's move (or a reader's look there) would bring back
@@ -141,18 +133,15 @@ char* second_look(memcached_st* memc, const Routed& routed, const KeyRef& k, siz
     for (int look = 0; look < 2 && !value; ++look) {
         if (look == 1) {
             if (draining < 0) break;
-            // Moved off the draining server to the target, as a draining
-            // native's key is with one copy (other_copy_server(d) = native).
-            source = d.native = draining;
-            d.flags = route::kRouteSubstitute | route::kRouteDraining;
-            d.fallback = d.draining = -1;
+            d = from_draining_copy(d);
+            source = draining;
         }
         if (source < 0) continue;
         ToServer to(memc, routed, source);
         value = real()->get_by_key(memc, k.group, k.group_length, k.key, k.key_length, &length, &item_flags, &rc);
     }
     if (!value) return nullptr;
-    settle_second_look(memc, *routed.routing, d, k.key, k.key_length, "get");
+    settle_second_look(memc, *routed.routing, d, k.key, k.key_length, "get", meta::exchange_deadline_ms(memc));
     *error = MEMCACHED_SUCCESS;
     if (value_length) *value_length = length;
     if (flags) *flags = item_flags;
@@ -219,12 +208,11 @@ using namespace mcwatch::shim;
 
 // --- reads
 
-MCSHIM_EXPORT char* memcached_get_by_key(memcached_st* memc, const char* group_key, size_t group_key_length,
-                                         const char* key, size_t key_length, size_t* value_length, uint32_t* flags,
-                                         memcached_return_t* error) {
+namespace {
+
+char* get_routed(memcached_st* memc, const char* group_key, size_t group_key_length, const char* key, size_t key_length,
+                 size_t* value_length, uint32_t* flags, memcached_return_t* error) noexcept {
     const Real* r = real();
-    memcached_return_t unused;
-    if (!error) error = &unused;
     // Ours when the program passes none: a lease is told by length and flags.
     size_t unused_length;
     uint32_t unused_flags;
@@ -298,6 +286,19 @@ MCSHIM_EXPORT char* memcached_get_by_key(memcached_st* memc, const char* group_k
     return found ? found : value;
 }
 
+}  // namespace
+
+MCSHIM_EXPORT char* memcached_get_by_key(memcached_st* memc, const char* group_key, size_t group_key_length,
+                                         const char* key, size_t key_length, size_t* value_length, uint32_t* flags,
+                                         memcached_return_t* error) {
+    const KeptErrno kept;
+    memcached_return_t unused;
+    if (!error) error = &unused;
+    char* value = get_routed(memc, group_key, group_key_length, key, key_length, value_length, flags, error);
+    kept(*error);
+    return value;
+}
+
 MCSHIM_EXPORT char* memcached_get(memcached_st* memc, const char* key, size_t key_length, size_t* value_length,
                                   uint32_t* flags, memcached_return_t* error) {
     return memcached_get_by_key(memc, nullptr, 0, key, key_length, value_length, flags, error);
@@ -307,9 +308,10 @@ MCSHIM_EXPORT memcached_return_t memcached_exist_by_key(memcached_st* memc, cons
                                                         size_t group_key_length, const char* key, size_t key_length) {
     const Real* r = real();
     if (!r) return MEMCACHED_FAILURE;
-    return route_one(memc, group_key, group_key_length, [&](const Routed&) {
+    const KeptErrno kept;
+    return kept(route_one(memc, group_key, group_key_length, [&](const Routed&) {
         return r->exist_by_key(memc, group_key, group_key_length, key, key_length);
-    });
+    }));
 }
 
 MCSHIM_EXPORT memcached_return_t memcached_exist(memcached_st* memc, const char* key, size_t key_length) {
@@ -331,11 +333,13 @@ constexpr Replicate replicate_prepend = Replicate::drop;
         const char* value, size_t value_length, time_t expiration, uint32_t flags) {                                 \
         const Real* r = real();                                                                                      \
         if (!r) return MEMCACHED_FAILURE;                                                                            \
-        return write_one(memc, KeyRef{group_key, group_key_length, key, key_length}, expiration, Expiration::capped, \
-                         Replica{replicate_##name, value, value_length, flags}, [&](time_t e) {                      \
-                             return r->name##_by_key(memc, group_key, group_key_length, key, key_length, value,      \
-                                                     value_length, e, flags);                                        \
-                         });                                                                                         \
+        const KeptErrno kept;                                                                                        \
+        return kept(write_one(memc, KeyRef{group_key, group_key_length, key, key_length}, expiration,                \
+                              Expiration::capped, Replica{replicate_##name, value, value_length, flags},             \
+                              [&](time_t e) {                                                                        \
+                                  return r->name##_by_key(memc, group_key, group_key_length, key, key_length, value, \
+                                                          value_length, e, flags);                                   \
+                              }));                                                                                   \
     }                                                                                                                \
     MCSHIM_EXPORT memcached_return_t memcached_##name(memcached_st* memc, const char* key, size_t key_length,        \
                                                       const char* value, size_t value_length, time_t expiration,     \
@@ -357,11 +361,12 @@ MCSHIM_EXPORT memcached_return_t memcached_cas_by_key(memcached_st* memc, const 
                                                       uint32_t flags, uint64_t cas) {
     const Real* r = real();
     if (!r) return MEMCACHED_FAILURE;
-    return write_one(memc, KeyRef{group_key, group_key_length, key, key_length}, expiration, Expiration::capped,
-                     Replica{Replicate::set, value, value_length, flags}, [&](time_t e) {
-                         return r->cas_by_key(memc, group_key, group_key_length, key, key_length, value, value_length,
-                                              e, flags, cas);
-                     });
+    const KeptErrno kept;
+    return kept(write_one(memc, KeyRef{group_key, group_key_length, key, key_length}, expiration, Expiration::capped,
+                          Replica{Replicate::set, value, value_length, flags}, [&](time_t e) {
+                              return r->cas_by_key(memc, group_key, group_key_length, key, key_length, value,
+                                                   value_length, e, flags, cas);
+                          }));
 }
 
 MCSHIM_EXPORT memcached_return_t memcached_cas(memcached_st* memc, const char* key, size_t key_length,
@@ -377,9 +382,11 @@ MCSHIM_EXPORT memcached_return_t memcached_delete_by_key(memcached_st* memc, con
                                                          time_t expiration) {
     const Real* r = real();
     if (!r) return MEMCACHED_FAILURE;
-    return write_one(memc, KeyRef{group_key, group_key_length, key, key_length}, expiration, Expiration::as_given,
-                     Replica{Replicate::remove},
-                     [&](time_t e) { return r->delete_by_key(memc, group_key, group_key_length, key, key_length, e); });
+    const KeptErrno kept;
+    return kept(write_one(memc, KeyRef{group_key, group_key_length, key, key_length}, expiration, Expiration::as_given,
+                          Replica{Replicate::remove}, [&](time_t e) {
+                              return r->delete_by_key(memc, group_key, group_key_length, key, key_length, e);
+                          }));
 }
 
 MCSHIM_EXPORT memcached_return_t memcached_delete(memcached_st* memc, const char* key, size_t key_length,
@@ -397,11 +404,12 @@ MCSHIM_EXPORT memcached_return_t memcached_delete(memcached_st* memc, const char
                                                                size_t key_length, uint64_t offset, uint64_t* value) {  \
         const Real* r = real();                                                                                        \
         if (!r) return MEMCACHED_FAILURE;                                                                              \
-        return on_served_copy(memc, KeyRef{group_key, group_key_length, key, key_length}, Replica{Replicate::drop}, 0, \
-                              [&](const Routed&, bool) {                                                               \
-                                  return r->name##_by_key(memc, group_key, group_key_length, key, key_length, offset,  \
-                                                          value);                                                      \
-                              });                                                                                      \
+        const KeptErrno kept;                                                                                          \
+        return kept(on_served_copy(memc, KeyRef{group_key, group_key_length, key, key_length},                         \
+                                   Replica{Replicate::drop}, 0, [&](const Routed&, bool) {                             \
+                                       return r->name##_by_key(memc, group_key, group_key_length, key, key_length,     \
+                                                               offset, value);                                         \
+                                   }));                                                                                \
     }                                                                                                                  \
     MCSHIM_EXPORT memcached_return_t memcached_##name(memcached_st* memc, const char* key, size_t key_length,          \
                                                       uint32_t offset, uint64_t* value) {                              \
@@ -412,15 +420,16 @@ MCSHIM_EXPORT memcached_return_t memcached_delete(memcached_st* memc, const char
         uint64_t offset, uint64_t initial, time_t expiration, uint64_t* value) {                                       \
         const Real* r = real();                                                                                        \
         if (!r) return MEMCACHED_FAILURE;                                                                              \
-        return on_served_copy(memc, KeyRef{group_key, group_key_length, key, key_length}, Replica{Replicate::drop},    \
-                              expiration, [&](const Routed& routed, bool may_create) {                                 \
-                                  if (!may_create && memc->flags.binary_protocol)                                      \
-                                      return r->name##_by_key(memc, group_key, group_key_length, key, key_length,      \
-                                                              offset, value);                                          \
-                                  const time_t e = routed.routing ? capped(routed, expiration) : expiration;           \
-                                  return r->name##_with_initial_by_key(memc, group_key, group_key_length, key,         \
-                                                                       key_length, offset, initial, e, value);         \
-                              });                                                                                      \
+        const KeptErrno kept;                                                                                          \
+        return kept(on_served_copy(memc, KeyRef{group_key, group_key_length, key, key_length},                         \
+                                   Replica{Replicate::drop}, expiration, [&](const Routed& routed, bool may_create) {  \
+                                       if (!may_create && memc->flags.binary_protocol)                                 \
+                                           return r->name##_by_key(memc, group_key, group_key_length, key, key_length, \
+                                                                   offset, value);                                     \
+                                       const time_t e = routed.routing ? capped(routed, expiration) : expiration;      \
+                                       return r->name##_with_initial_by_key(memc, group_key, group_key_length, key,    \
+                                                                            key_length, offset, initial, e, value);    \
+                                   }));                                                                                \
     }                                                                                                                  \
     MCSHIM_EXPORT memcached_return_t memcached_##name##_with_initial(                                                  \
         memcached_st* memc, const char* key, size_t key_length, uint64_t offset, uint64_t initial, time_t expiration,  \
@@ -440,11 +449,12 @@ MCSHIM_EXPORT memcached_return_t memcached_touch_by_key(memcached_st* memc, cons
     if (!r) return MEMCACHED_FAILURE;
     // A touch acts on the copy a reader is served: a copy left elsewhere
     // would be served once the touched one expired.
-    return on_served_copy(memc, KeyRef{group_key, group_key_length, key, key_length}, Replica{Replicate::touch},
-                          expiration, [&](const Routed& routed, bool) {
-                              const time_t e = routed.routing ? capped(routed, expiration) : expiration;
-                              return r->touch_by_key(memc, group_key, group_key_length, key, key_length, e);
-                          });
+    const KeptErrno kept;
+    return kept(on_served_copy(memc, KeyRef{group_key, group_key_length, key, key_length}, Replica{Replicate::touch},
+                               expiration, [&](const Routed& routed, bool) {
+                                   const time_t e = routed.routing ? capped(routed, expiration) : expiration;
+                                   return r->touch_by_key(memc, group_key, group_key_length, key, key_length, e);
+                               }));
 }
 
 MCSHIM_EXPORT memcached_return_t memcached_touch(memcached_st* memc, const char* key, size_t key_length,

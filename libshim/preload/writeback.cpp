@@ -13,6 +13,20 @@ int32_t other_copy_server(const route::Decision& d) noexcept {
     return -1;
 }
 
+int32_t draining_copy(const route::Decision& d) noexcept {
+    if (d.draining < 0 || d.draining == d.target || d.draining == other_copy_server(d)) return -1;
+    return d.draining;
+}
+
+route::Decision from_draining_copy(route::Decision d) noexcept {
+    // Moved off the draining server to the target, as a draining native's
+    // key is with one copy (other_copy_server() = native).
+    d.native = d.draining;
+    d.flags = route::kRouteSubstitute | route::kRouteDraining;
+    d.fallback = d.draining = -1;
+    return d;
+}
+
 int64_t copy_ttl(int64_t remaining_s, uint32_t limit_s) noexcept {
     const int64_t limit = std::max<int64_t>(limit_s, 1);
     if (remaining_s < 0) return limit;
@@ -32,7 +46,7 @@ int64_t copy_ttl(int64_t remaining_s, uint32_t limit_s) noexcept {
 // after, W overwrites or deletes what step 3 wrote. A lease that expired
 // first makes step 3 fail too (no item, or another reader's cas).
 void settle_second_look(memcached_st* memc, const HandleRouting& routing, const route::Decision& d, const char* key,
-                        size_t key_length, const char* operation) noexcept {
+                        size_t key_length, const char* operation, int64_t deadline) noexcept {
     const bool recently_down = d.flags & route::kRouteRecentlyDown;
     // After a membership change the key lives at target from now on: the copy
     // keeps all the time it has left (none: it never expires), and the one
@@ -46,8 +60,9 @@ void settle_second_look(memcached_st* memc, const HandleRouting& routing, const 
     std::string wire;
     meta::Item item;
     uint64_t lease = 0;
-    const int64_t deadline = meta::exchange_deadline_ms(memc);
-    if (!meta::wire_key(memc, key, key_length, wire)) {
+    if (meta::past(deadline)) {
+        outcome = "not written back: out of time (the multi-get's write-backs share one poll timeout)";
+    } else if (!meta::wire_key(memc, key, key_length, wire)) {
         outcome = "not written back: key not in the meta protocol's alphabet";
     } else if (meta::Connection* to = meta::connection_to(memc, uint32_t(destination), deadline); !to) {
     } else if (const meta::Stored leased = meta::store(*to, wire, "", 0, kLeaseFlags, kLeaseTtlS, true, 0, &lease);

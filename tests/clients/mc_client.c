@@ -33,12 +33,16 @@
  *                           (memcached_server_by_key): "KEY host:port"
  *   servers                 the handle's list as memcached_server_cursor walks it:
  *                           "server host:port" each, then "count N" (memcached_server_count)
+ *   errno PREFIX N          set, then get, PREFIX0..PREFIX(N-1), then one mget + fetch_result
+ *                           of them all, errno set to EDOM before each call: prints "errno
+ *                           changed K of C answered calls", then the first such call and its errno
  * --config STRING builds the handle with memcached(STRING) instead (SERVERS is
  * then ignored but must be given).
  * Exit 0 unless the command line is wrong. */
 #define _POSIX_C_SOURCE 200809L /* strdup */
 #include <libmemcached-1.0/memcached.h>
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,6 +52,62 @@
 #include <unistd.h>
 
 #include "tests/lib/mc_handle.h"
+
+/* errno after a call that ended with an answer (not memcached_fatal): it
+ * was EDOM before the call. */
+struct errno_check {
+    long answered, changed;
+    char first[128];
+};
+
+static void check_errno(struct errno_check* check, const char* call, memcached_return_t rc) {
+    const int after = errno;
+    if (memcached_fatal(rc)) return;
+    ++check->answered;
+    if (after != EDOM && check->changed++ == 0)
+        snprintf(check->first, sizeof check->first, "%s: %s", call, strerror(after));
+}
+
+static void errno_kept(memcached_st* memc, const char* prefix, long n) {
+    struct errno_check check = {0, 0, ""};
+    char key[256];
+    for (long i = 0; i < n; ++i) {
+        snprintf(key, sizeof key, "%s%ld", prefix, i);
+        errno = EDOM;
+        check_errno(&check, "set", memcached_set(memc, key, strlen(key), "v", 1, 0, 0));
+    }
+    for (long i = 0; i < n; ++i) {
+        snprintf(key, sizeof key, "%s%ld", prefix, i);
+        size_t length = 0;
+        uint32_t flags = 0;
+        memcached_return_t rc;
+        errno = EDOM;
+        free(memcached_get(memc, key, strlen(key), &length, &flags, &rc));
+        check_errno(&check, "get", rc);
+    }
+    char** keys = calloc((size_t)n, sizeof *keys);
+    size_t* lengths = calloc((size_t)n, sizeof *lengths);
+    for (long i = 0; i < n; ++i) {
+        snprintf(key, sizeof key, "%s%ld", prefix, i);
+        keys[i] = strdup(key);
+        lengths[i] = strlen(key);
+    }
+    errno = EDOM;
+    check_errno(&check, "mget", memcached_mget(memc, (const char* const*)keys, lengths, (size_t)n));
+    memcached_return_t rc = MEMCACHED_SUCCESS;
+    for (long i = 0; i <= n; ++i) { /* n results and the end, at most */
+        errno = EDOM;
+        memcached_result_st* got = memcached_fetch_result(memc, NULL, &rc);
+        check_errno(&check, "fetch_result", rc);
+        if (!got) break;
+        memcached_result_free(got);
+    }
+    for (long i = 0; i < n; ++i) free(keys[i]);
+    free(keys);
+    free(lengths);
+    printf("errno changed %ld of %ld answered calls\n", check.changed, check.answered);
+    if (check.changed) printf("first %s\n", check.first);
+}
 
 static memcached_return_t count_hit(const memcached_st* memc, memcached_result_st* result, void* context) {
     (void)memc;
@@ -382,6 +442,8 @@ int main(int argc, char** argv) {
         memcached_return_t rc;
         free(memcached_get(memc, args[0], strlen(args[0]), &length, &flags, &rc));
         printf("%s: %s\n", memcached_strerror(memc, memcached_last_error(memc)), memcached_last_error_message(memc));
+    } else if (strcmp(command, "errno") == 0 && nargs == 2) {
+        errno_kept(memc, args[0], atol(args[1]));
     } else if (strcmp(command, "delete") == 0 && nargs == 1) {
         printf("%s\n", memcached_strerror(memc, memcached_delete(memc, args[0], strlen(args[0]), 0)));
     } else {

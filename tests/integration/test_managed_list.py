@@ -5,13 +5,14 @@ server added by reload is joined without a miss: a key whose server changed
 reads its server before the change on a miss. Real memcached servers, a real
 mcwatchd, and the three real clients (our C program, pylibmc, PHP)."""
 
+import json
 import signal
 import subprocess
 import time
 
 import pytest
 
-from conftest import Memcached, free_port, wait_until
+from conftest import MCCTL, Memcached, free_port, wait_until
 from test_preload import CLIENTS, PHP, PRELOAD, holders, plain_env
 
 WINDOW_S = 60
@@ -111,6 +112,16 @@ def test_server_added_by_reload_under_load_every_moved_key_still_hits(fleet, rou
     assert any(added.address in after[k] for k in moved)
 
 
+def start_preloaded(fleet, program, servers):
+    """A long-lived Python `program` under the shim, given `servers` as its
+    first argument, its stdin, stdout and stderr pipes of text."""
+    env = plain_env()
+    env.update(PRELOAD)
+    env["MCSHIM_STATE"] = fleet.state
+    return subprocess.Popen(["/usr/bin/python3", "-c", program, ",".join(servers)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
 def test_a_client_started_before_the_change_reads_what_one_started_after_writes(fleet):
     managed_fleet(fleet, 3)
     listed = [m.address for m in fleet.servers]
@@ -124,11 +135,7 @@ def test_a_client_started_before_the_change_reads_what_one_started_after_writes(
                "        print(' '.join(str(v.decode() if isinstance(v, bytes) else v) for v in map(mc.get, words[1:])), flush=True)\n"
                "    else:\n"
                "        mc.set(words[1], words[2]); print('ok', flush=True)\n")
-    env = plain_env()
-    env.update(PRELOAD)
-    env["MCSHIM_STATE"] = fleet.state
-    old = subprocess.Popen(["/usr/bin/python3", "-c", program, ",".join(listed)], stdin=subprocess.PIPE,
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    old = start_preloaded(fleet, program, listed)
     try:
         keys = [f"c{i}" for i in range(100)]
         old.stdin.write("get " + " ".join(keys) + "\n")
@@ -207,3 +214,52 @@ def test_modula_server_removed_after_drain_move_every_key_still_hits(fleet):
     assert say(fleet, "c", listed, "get-many", "r", n, flags=["--modula"]) == f"hits {n}"
     after = holders(fleet, keys)
     assert all(after[k] for k in keys)
+
+
+def routed_targets(fleet, keys):
+    """key -> the address `mcctl route` says the key goes to."""
+    out = subprocess.run([MCCTL, "-s", fleet.state, "route", "--json", "-"], input="\n".join(keys) + "\n",
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return {r["key"]: r["target"] for r in map(json.loads, out.stdout.splitlines())}
+
+
+def test_a_reload_that_changes_only_a_weight_reaches_a_running_programs_handle(fleet):
+    # libmemcached hides an instance's weight: a handle that already names
+    # the file's servers would keep its old weights, and place keys where
+    # neither mcctl route nor a program started after the reload does.
+    routing = {"distribution": "ketama_weighted"}
+    managed_fleet(fleet, 3, routing)
+    listed = [m.address for m in fleet.servers]
+    # A long-lived pylibmc program: "set PREFIX N" lines on stdin.
+    program = ("import sys, pylibmc\n"
+               "mc = pylibmc.Client(sys.argv[1].split(','), behaviors={'ketama_weighted': True, 'hash': 'md5'})\n"
+               "for line in sys.stdin:\n"
+               "    prefix, n = line.split()[1], int(line.split()[2])\n"
+               "    print('stored', sum(1 for i in range(n) if mc.set(f'{prefix}{i}', f'v{i}')), flush=True)\n")
+    running = start_preloaded(fleet, program, listed)
+    n = 300
+    try:
+        running.stdin.write(f"set a {n}\n")
+        running.stdin.flush()
+        assert running.stdout.readline().strip() == f"stored {n}"
+        before = [f"a{i}" for i in range(n)]
+        assert holders(fleet, before) == {k: [where] for k, where in routed_targets(fleet, before).items()}
+        after = [f"b{i}" for i in range(n)]
+        unweighted = routed_targets(fleet, after)
+        fleet.write_config({"recently_down_window": f"{WINDOW_S}s"},
+                           servers=[f"{listed[0]} weight=5"] + listed[1:], routing={"managed_list": "on", **routing})
+        reloaded = fleet.ctl("reload")
+        assert reloaded.returncode == 0, reloaded.stderr
+        wait_until(lambda: [s.get("weight") for s in fleet.status()["servers"]] == [5, 1, 1], what="the new weight")
+        weighted = routed_targets(fleet, after)
+        assert sum(1 for k in after if weighted[k] != unweighted[k]) > n // 10  # the weight moved keys
+        running.stdin.write(f"set b {n}\n")
+        running.stdin.flush()
+        assert running.stdout.readline().strip() == f"stored {n}"
+        # The running program's keys land where mcctl route says they go now.
+        assert holders(fleet, after) == {k: [where] for k, where in weighted.items()}
+    finally:
+        running.stdin.close()
+        running.wait(timeout=10)
+    assert running.stderr.read() == ""

@@ -5,11 +5,12 @@ restarted empty is refilled as it is read. Real memcached servers, read one
 by one without the shim; real clients (C, pylibmc, PHP) under LD_PRELOAD."""
 
 import json
+import os
 import subprocess
 
 import pytest
 
-from conftest import MCCTL, Memcached
+from conftest import BUILD, MCCTL, Memcached
 from test_preload import PHP, PRELOAD, client_says, holders, native_placement, ttl_on
 from sanitizers import plain_env  # noqa: E402 (tests/lib, on the path by conftest)
 
@@ -49,6 +50,10 @@ for k in keys:
         assert mc.set(k, "x" * 4000, time=0)
     elif command == "get":
         print(k, mc.get(k))
+if command == "get_multi":
+    got = mc.get_multi(keys)
+    for k in keys:
+        print(k, got.get(k))
 """
 
 
@@ -68,9 +73,10 @@ def pylibmc_writes(fleet, command, keys):
     return preloaded(fleet, ["/usr/bin/python3", "-c", WRITES_SCRIPT, servers, command, ",".join(keys)])
 
 
-def pylibmc_reads(fleet, keys):
-    """key -> the value a preloaded pylibmc reads ("None" for a miss)."""
-    return dict(line.split(" ", 1) for line in pylibmc_writes(fleet, "get", keys).splitlines())
+def pylibmc_reads(fleet, keys, how="get"):
+    """key -> the value a preloaded pylibmc reads ("None" for a miss), key by
+    key or (how="get_multi") in one multi-get."""
+    return dict(line.split(" ", 1) for line in pylibmc_writes(fleet, how, keys).splitlines())
 
 
 def values(fleet, keys):
@@ -300,15 +306,17 @@ def keys_only_on_a_draining_server(fleet):
     return wanted, partner, draining
 
 
-def test_a_draining_servers_only_copy_is_read_when_the_keys_first_copy_came_back_empty(replicas_fleet):
+@pytest.mark.parametrize("how", ["get", "get_multi"])
+def test_a_draining_servers_only_copy_is_read_when_the_keys_first_copy_came_back_empty(replicas_fleet, how):
     # The miss on the empty first copy looks at the fallback (empty too:
     # nothing was written while that server was dead), then on the draining
     # server, which still holds the key: a hit, moved to the first copy and
     # off the draining server, as a draining server's key is with one copy.
+    # A multi-get does the same in its second and third rounds.
     fleet = replicas_fleet
     wanted, partner, draining = keys_only_on_a_draining_server(fleet)
     for whose, keys in wanted.items():
-        read = pylibmc_reads(fleet, keys)
+        read = pylibmc_reads(fleet, keys, how)
         assert all(read[k] == "one-" + k for k in keys), (whose, read)
         after = holders(fleet, keys)
         assert all(partner.address in after[k] and draining.address not in after[k] for k in keys), (whose, after)
@@ -332,3 +340,77 @@ def test_a_write_deletes_the_copy_a_draining_server_holds_while_the_first_copy_i
         read = pylibmc_reads(fleet, keys)
         assert all(read[k] == "None" for k in deleted), (whose, read)
         assert all(read[k] == "10" for k in written), (whose, read)
+
+
+# A long-lived pylibmc program: it sets keys from its main thread until both
+# copies of each are written (the servers connected, published, and the
+# shim's connections to them opened), then, with the resolver hung, from a
+# new thread, whose further copies need connections of the shim's own.
+# Prints how many the new thread stored.
+HUNG_DNS_SCRIPT = """
+import os, socket, sys, threading, time, pylibmc
+servers, hold, n = sys.argv[1].split(","), sys.argv[2], int(sys.argv[3])
+mc = pylibmc.Client(servers, behaviors={"ketama": True})
+
+def copies(keys):
+    found = 0
+    for server in servers:
+        host, port = server.rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=10) as s:
+            s.sendall(("get " + " ".join(keys) + "\\r\\n").encode())
+            reply = b""
+            while not reply.endswith(b"END\\r\\n"):
+                reply += s.recv(65536)
+        found += reply.count(b"VALUE ")
+    return found
+
+keys = [f"a{i}" for i in range(n)]
+for attempt in range(100):  # the shim publishes a named server once it is looked up
+    assert all(mc.set(k, "v") for k in keys)
+    if copies(keys) == 2 * n:
+        break
+    time.sleep(0.1)
+open(hold, "w").close()
+stored = []
+writer = threading.Thread(target=lambda: stored.append(sum(1 for i in range(n) if mc.set(f"b{i}", f"v{i}"))),
+                          daemon=True)
+writer.start()
+writer.join(timeout=30)
+print("stored", stored[0] if stored else "nothing: the thread is held", flush=True)
+os.unlink(hold)
+writer.join(timeout=30)
+"""
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+def test_a_further_copys_connection_never_waits_for_a_hung_resolver(fleet, tmp_path, host):
+    # The shim's own connection to a further copy is opened per thread: it
+    # must not look the server's name up on the client's call (a hung DNS
+    # would hold the program's write for as long as it hangs). A numeric
+    # address needs no lookup; a name is looked up once, off the call.
+    fleet.add_servers(2)
+    fleet.write_config({"recently_down_window": f"{WINDOW_S}s"}, routing={"replicas": "2"})
+    fleet.start_daemon()
+    env = plain_env()
+    env.update(PRELOAD)
+    env["LD_PRELOAD"] += " " + os.path.join(BUILD, "clients", "slow_dns.so")
+    env["MCSHIM_STATE"] = fleet.state
+    env["SLOW_DNS_HOLD"] = str(tmp_path / "hold-dns")
+    names = ",".join(f"{host}:" + m.address.rsplit(":", 1)[1] for m in fleet.servers)
+    n = 50
+    result = subprocess.run(["/usr/bin/python3", "-c", HUNG_DNS_SCRIPT, names, env["SLOW_DNS_HOLD"], str(n)],
+                            capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert result.stdout.strip() == f"stored {n}"
+    # Both copies written: the thread's connections used the addresses known.
+    assert all(len(where) == 2 for where in holders(fleet, [f"b{i}" for i in range(n)]).values())
+
+
+def test_errno_after_an_answered_call_is_what_the_program_had_before_it(replicas_fleet):
+    # Every set also stores the further copy over the shim's own connection
+    # (connect, sendmsg, recv: EINPROGRESS, EAGAIN); none of it, nor
+    # libmemcached's own EAGAIN, shows in errno after a call that answered.
+    fleet = replicas_fleet
+    out = client_says(fleet, "c", "errno", "e", 100)
+    assert out.splitlines()[0] == "errno changed 0 of 302 answered calls", out

@@ -4,12 +4,14 @@ no interleaving of a fallback read with a write or delete leaves an older
 value behind."""
 
 import os
+import socket
 import subprocess
+import threading
 
 import pytest
 
 from conftest import BUILD
-from test_preload import (PRELOAD, client_says, drain_holding, holders, native_placement, note, shim_fleet,  # noqa: F401 (a fixture)
+from test_preload import (C_CLIENT, PRELOAD, WINDOW_S, client_says, drain_holding, holders, native_placement, note, shim_fleet,  # noqa: F401 (a fixture)
                           ttl_on)
 from sanitizers import plain_env  # noqa: E402 (tests/lib, on the path by conftest)
 
@@ -235,3 +237,104 @@ def test_delete_while_draining_never_brings_the_older_value_back(shim_fleet):
          f"{len(left)} older values left")
     assert figures["stale"] == 0
     assert left == []
+
+
+class HoldingProxy:
+    """A TCP proxy in front of a memcached that forwards every connection
+    but one whose first request is a meta store (`ms`: a write-back's lease
+    on the server the key belongs to): that one is held, never answered,
+    and counted, as a hung server would hold it."""
+
+    def __init__(self, upstream_port):
+        self.upstream_port = upstream_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.address = f"127.0.0.1:{self.listener.getsockname()[1]}"
+        self.lock = threading.Lock()
+        self.held = 0
+        self.sockets = [self.listener]
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self):
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return  # closed
+            with self.lock:
+                self.sockets.append(client)
+            threading.Thread(target=self.serve, args=(client,), daemon=True).start()
+
+    def serve(self, client):
+        try:
+            first = client.recv(65536)
+            if first.startswith(b"ms "):
+                with self.lock:
+                    self.held += 1
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=10)
+        except OSError:
+            client.close()  # the server is down: so is the proxy, for this connection
+            return
+        with self.lock:
+            self.sockets.append(upstream)
+        upstream.settimeout(None)
+        upstream.sendall(first)
+        threading.Thread(target=self.pump, args=(upstream, client), daemon=True).start()
+        self.pump(client, upstream)
+
+    @staticmethod
+    def pump(source, sink):
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        for s in (source, sink):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def close(self):
+        with self.lock:
+            for s in self.sockets:
+                s.close()
+
+
+def test_a_multi_gets_write_backs_to_a_hung_server_hold_its_last_fetch_once_not_once_per_key(fleet):
+    # The server the keys belong to takes connections but never answers a
+    # write-back's lease: each write-back waits the handle's poll timeout.
+    # A multi-get's write-backs share one: the first spends it, the others
+    # are skipped (the values are served all the same).
+    fleet.add_servers(3)
+    victim = fleet.servers[1]
+    proxy = HoldingProxy(victim.port)
+    try:
+        listed = [fleet.servers[0].address, proxy.address, fleet.servers[2].address]
+        fleet.write_config({"recently_down_window": f"{WINDOW_S}s", "writeback_ttl": "10m"}, servers=listed)
+        fleet.start_daemon(wait_live=False)
+        fleet.wait_states({a: "live" for a in listed})
+        keys = [f"h{i}" for i in range(60)]
+        env = plain_env()
+        mine = subprocess.run([C_CLIENT, ",".join(listed), "where"], input="\n".join(keys) + "\n", env=env,
+                              capture_output=True, text=True, check=True, timeout=60).stdout
+        victim_keys = [k for k, where in (line.split() for line in mine.splitlines()) if where == proxy.address][:3]
+        assert len(victim_keys) == 3
+        victim.kill()
+        fleet.wait_states({proxy.address: "dead"})
+        env.update(PRELOAD)
+        env["MCSHIM_STATE"] = fleet.state
+        for k in victim_keys:  # to their fallback, while the server is dead
+            assert subprocess.run([C_CLIENT, ",".join(listed), "set", k, "v-" + k, "0"], env=env, capture_output=True,
+                                  text=True, timeout=60).stdout.strip() == "SUCCESS"
+        victim.start()
+        fleet.wait_states({proxy.address: "live"})
+        read = subprocess.run([C_CLIENT, ",".join(listed), "mget"] + victim_keys, env=env, capture_output=True,
+                              text=True, timeout=120)
+        assert read.returncode == 0 and read.stderr == "", read.stderr
+        lines = read.stdout.splitlines()
+        assert sorted(lines[:-1]) == [f"VALUE {k} v-{k}" for k in sorted(victim_keys)], read.stdout
+        assert lines[-1].startswith("END"), read.stdout
+        assert proxy.held == 1  # one write-back waited; the other two were skipped
+    finally:
+        proxy.close()
