@@ -1,7 +1,9 @@
 #include "libshim/preload/writeback.hpp"
 
 #include <algorithm>
+#include <ctime>
 
+#include "libshim/expiration.hpp"
 #include "libshim/preload/meta_connection.hpp"
 #include "libshim/preload/debug_log.hpp"
 
@@ -72,7 +74,9 @@ void settle_second_look(memcached_st* memc, const HandleRouting& routing, const 
     } else {
         meta::Connection* from = meta::connection_to(memc, uint32_t(source), deadline);
         const bool read = from && meta::get(*from, wire, item);
-        ttl = joined ? std::max<int64_t>(item.ttl_s, 0)
+        // A joined key keeps all the time it has left: past 30 days memcached
+        // reads a number as a unix time, so that is sent as one.
+        ttl = joined ? (item.ttl_s > 0 ? route::encode_from_now(item.ttl_s, time(nullptr)) : 0)
                      : copy_ttl(item.ttl_s, recently_down ? writeback_ttl_s(routing) : recently_down_window_s(routing));
         meta::Stored stored = meta::Stored::failed;
         if (!read)

@@ -9,7 +9,7 @@ import subprocess
 
 from conftest import wait_until
 from test_membership import routes, without_move
-from test_preload import holders, ttl_on
+from test_preload import PRELOAD, holders, plain_env, ttl_on
 
 # pylibmc's defaults (no behaviors): modula over libmemcached's default hash.
 MODULA = {"distribution": "modula", "hash": "one_at_a_time"}
@@ -161,3 +161,25 @@ def test_a_forced_second_change_stops_the_first_move(fleet):
     assert change["added"] == [third.address]
     assert change["move"]["sources"] == 3
     assert change["move"]["state"] in ("listing", "moving", "done")
+
+
+def test_a_key_the_join_fallback_moves_keeps_all_its_time_left_even_past_30_days(fleet):
+    # drain_rate 1: the daemon's move barely starts, so clients' reads in the
+    # window move the keys (the shim's join fallback), not the daemon.
+    first, second, joining, keys, before = start_modula(fleet, 90, 1)
+    env = plain_env()
+    env.update(PRELOAD)
+    env["MCSHIM_STATE"] = fleet.state
+    result = subprocess.run(["/usr/bin/python3", "-c", READ, ",".join(s.address for s in (first, second, joining)),
+                             str(len(keys))], capture_output=True, text=True, timeout=60, env=env)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {k: f"value{k[3:]}" for k in keys}
+    now = {k: r["target"] for k, r in routes(fleet, keys).items()}
+    by_address = {s.address: s for s in fleet.servers}
+    long_lived = [k for k in keys if now[k] != before[k] and TTLS[int(k[3:]) % len(TTLS)] == 40 * DAY]
+    assert len(long_lived) > 10
+    # Each is at its new server with its 40 days, not expired at once (a
+    # relative number past 30 days is a unix time in 1970 to memcached).
+    assert {k: holders(fleet, [k])[k] for k in long_lived} == {k: [now[k]] for k in long_lived}
+    for k in long_lived:
+        assert 40 * DAY - 120 < ttl_on(by_address[now[k]], k) <= 40 * DAY + 2, k
