@@ -254,11 +254,13 @@ Result<std::string> Daemon::reload(bool force) {
             fmt::format("refused: {}; `mcctl reload --force` removes it anyway (its keys become misses)", undrained));
 
     // One membership change at a time: while the latest counts, its previous
-    // list is the only place clients look for the keys it moved.
-    const std::string pending_change =
-        placement_changes(server_list(config_), server_list(next)) && !membership_move_done()
-            ? change_in_effect(membership_, server_list(config_), config_.recently_down_window, now_ms())
-            : "";
+    // list is the only place clients look for the keys it moved, and after
+    // its window the keys its move has not reached yet are where none look.
+    std::string pending_change;
+    if (placement_changes(server_list(config_), server_list(next)) && !membership_move_done()) {
+        pending_change = change_in_effect(membership_, server_list(config_), config_.recently_down_window, now_ms());
+        if (pending_change.empty()) pending_change = move_in_progress(membership_, membership_move());
+    }
     if (!pending_change.empty() && !force)
         return refuse(
             fmt::format("refused: {}; `mcctl reload --force` changes it anyway (keys the first change "

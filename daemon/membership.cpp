@@ -63,6 +63,16 @@ std::string change_in_effect(const MembershipChange& change, const ServerList& c
         named(servers_missing_from(change.previous, current)), rfc3339_utc(change.changed_unix_ms + window.count()));
 }
 
+std::string move_in_progress(const MembershipChange& change, const state::MembershipMove& move) {
+    if (move.state != uint32_t(state::DrainMove::listing) && move.state != uint32_t(state::DrainMove::moving))
+        return "";
+    return fmt::format(
+        "the move after the membership change of {} still runs ({} keys moved, {} left to move): a second change "
+        "now would stop it and leave the keys it has not moved where no client looks; reload once it is done "
+        "(`mcctl status`)",
+        rfc3339_utc(change.changed_unix_ms), move.moved, move.remaining);
+}
+
 std::string undrained_removal(const std::vector<RemovedServer>& servers) {
     std::string holding;
     std::string first;

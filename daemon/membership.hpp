@@ -64,6 +64,13 @@ bool membership_counts(const MembershipChange& change, Millis window, int64_t no
 std::string change_in_effect(const MembershipChange& change, const ServerList& current, Millis window,
                              int64_t now_unix_ms);
 
+// Why a change of placement must wait, after `change`'s window, while the
+// move after it still runs: a second change stops it, and the keys it has
+// not moved yet stay where no client looks once the window is over (their
+// old copies stale values for a change that brings them back). "" when the
+// move is not listing or moving.
+std::string move_in_progress(const MembershipChange& change, const state::MembershipMove& move);
+
 // Addresses in `a`'s list that are not in `b`'s (the same server spelled as
 // its numeric form counts as the same).
 std::vector<std::string> servers_missing_from(const ServerList& a, const ServerList& b);

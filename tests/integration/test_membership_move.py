@@ -59,11 +59,11 @@ def wait_move(fleet, states, timeout=60.0):
     return move(fleet)
 
 
-def start_modula(fleet, count, rate):
+def start_modula(fleet, count, rate, window="60s"):
     """Two servers listed, `count` keys written by a client, a third server
     joined by reload: (first, second, joining, keys, where each key was)."""
     first, second, joining = fleet.add_servers(3)
-    settings = {"recently_down_window": "60s", "drain_rate": str(rate)}
+    settings = {"recently_down_window": window, "drain_rate": str(rate)}
     fleet.write_config(settings=settings, servers=[first.address, second.address], routing=MODULA)
     fleet.start_daemon(wait_live=False)
     fleet.wait_states({first.address: "live", second.address: "live"})
@@ -183,3 +183,21 @@ def test_a_key_the_join_fallback_moves_keeps_all_its_time_left_even_past_30_days
     assert {k: holders(fleet, [k])[k] for k in long_lived} == {k: [now[k]] for k in long_lived}
     for k in long_lived:
         assert 40 * DAY - 120 < ttl_on(by_address[now[k]], k) <= 40 * DAY + 2, k
+
+
+def test_a_change_after_the_window_is_refused_while_the_move_runs(fleet):
+    first, second, joining, keys, before = start_modula(fleet, 200, 2, window="2s")
+    wait_move(fleet, ["moving"])
+    wait_until(lambda: not fleet.status()["membership_change"]["counts"], 30, "the join's window to end")
+    assert move(fleet)["state"] == "moving"  # 2 keys a second: the move outlasts the window
+    third = fleet.add_servers(1)[-1]
+    fleet.write_config(settings={"recently_down_window": "2s", "drain_rate": "2"},
+                       servers=[first.address, second.address, joining.address, third.address], routing=MODULA)
+    refused = fleet.ctl("reload")
+    assert refused.returncode == 1, refused.stdout
+    assert re.search(r"refused: the move after the membership change of \S+ still runs \(\d+ keys moved, \d+ left "
+                     r"to move\)", refused.stderr), refused.stderr
+    assert move(fleet)["state"] == "moving"  # nothing changed
+    forced = fleet.ctl("reload", "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert fleet.status()["membership_change"]["added"] == [third.address]
