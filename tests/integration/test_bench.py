@@ -84,8 +84,8 @@ def test_bench_smoke_run_writes_every_section_and_the_chart(tmp_path):
     for cause in ("refused", "blackhole"):
         assert results["detection"]["interval_100ms"][cause]["not_routed_away"] == 0
     for probing in results["daemon"]["probing"].values():
-        # STATE_FORMAT.md: a 256-byte header and a 640-byte slot per server.
-        assert probing["state_file_bytes"] == 256 + 640 * probing["servers"]
+        # STATE_FORMAT.md: a 320-byte header and a 640-byte slot per server.
+        assert probing["state_file_bytes"] == 320 + 640 * probing["servers"]
         assert probing["peak_rss_kb"] > 0
     assert results["daemon"]["shim_resident"]["preloaded_rss_kb"] > 0
 
