@@ -61,7 +61,8 @@ def test_a_drain_move_whose_host_dies_is_taken_over_by_another_host_and_every_ke
     # Exactly one of the others took it over and moved what was left.
     assert sorted(started_moves(d) for d in others) == [0, 1]
     mover = next(d for d in others if started_moves(d) == 1)
-    assert drain_move(mover, a)["state"] == "done"
+    # Its state file shows it once the daemon's loop has seen the move's end (after the log line).
+    wait_until(lambda: drain_move(mover, a)["state"] == "done", 30, "the mover's state file showing the move done")
     # Every key at its destination (the other server: a drains), none left on a.
     assert [get(b, f"mv{i}") for i in range(KEYS)] == [value(i) for i in range(KEYS)]
     assert [i for i in range(KEYS) if get(a, f"mv{i}") is not None] == []

@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from conftest import BUILD, SHIM, Memcached
+from conftest import BUILD, SHIM, Memcached, wait_until
 
 import measurements  # noqa: E402 (tests/lib, on the path by conftest)
 import netns  # noqa: E402
@@ -234,6 +234,10 @@ def test_teardown_leaves_no_namespace_link_or_process_of_the_run(tmp_path):
         server_pid = network.servers[0].pid
         # A client still running at the end is stopped with its namespace.
         sleeper = network.hosts[0].popen(["sleep", "60"])
+        # In its namespace: `ip netns exec` has become sleep (else the
+        # teardown can delete the namespace before ip enters it: exit 255).
+        wait_until(lambda: open(f"/proc/{sleeper.pid}/cmdline", "rb").read().startswith(b"sleep\0"), 10,
+                   "the client running in its namespace")
     assert network.names() == []
     assert sleeper.wait(timeout=10) == -9
     with pytest.raises(ProcessLookupError):
