@@ -202,8 +202,7 @@ Result<> Daemon::start() {
             membership_ = before.membership;
             // No daemon resumes a move: one its predecessor ran is stopped.
             membership_move_carried_ = before.membership_move;
-            if (before.membership_move.state == uint32_t(state::DrainMove::listing) ||
-                before.membership_move.state == uint32_t(state::DrainMove::moving))
+            if (state::drain_move_running(before.membership_move.state))
                 membership_move_carried_.state = uint32_t(state::DrainMove::stopped);
             writer_.set_membership_move(membership_move_carried_);
         }

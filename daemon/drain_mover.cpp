@@ -301,9 +301,7 @@ bool leaves_source(route::Router& router, const route::Decision& d, const std::s
 
 void publish_drain_move(const DrainMover* mover, state::ServerDynamic& view) {
     if (!mover) {
-        const auto published = state::DrainMove(view.drain_move);
-        if (published == state::DrainMove::listing || published == state::DrainMove::moving)
-            view.drain_move = uint32_t(state::DrainMove::stopped);
+        if (state::drain_move_running(view.drain_move)) view.drain_move = uint32_t(state::DrainMove::stopped);
         return;
     }
     const DrainMoveProgress p = mover->progress();

@@ -46,7 +46,7 @@ struct DrainMoveProgress {
     int64_t ended_unix_ms = 0;  // 0 while listing or moving
     std::string why;            // stopped or failed: the reason
 
-    bool running() const { return phase == state::DrainMove::listing || phase == state::DrainMove::moving; }
+    bool running() const { return state::drain_move_running(uint32_t(phase)); }
     uint64_t remaining() const { return phase == state::DrainMove::done ? 0 : listed - moved - skipped - kept; }
 };
 

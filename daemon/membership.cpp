@@ -64,8 +64,7 @@ std::string change_in_effect(const MembershipChange& change, const ServerList& c
 }
 
 std::string move_in_progress(const MembershipChange& change, const state::MembershipMove& move) {
-    if (move.state != uint32_t(state::DrainMove::listing) && move.state != uint32_t(state::DrainMove::moving))
-        return "";
+    if (!state::drain_move_running(move.state)) return "";
     return fmt::format(
         "the move after the membership change of {} still runs ({} keys moved, {} left to move): a second change "
         "now would stop it and leave the keys it has not moved where no client looks; reload once it is done "

@@ -11,12 +11,6 @@
 
 namespace mcwatch {
 
-namespace {
-
-bool running(state::DrainMove phase) { return phase == state::DrainMove::listing || phase == state::DrainMove::moving; }
-
-}  // namespace
-
 void Daemon::start_membership_move(const ServerList& previous) {
     stop_membership_move("a later membership change");
     for (const auto& mover : membership_movers_) mover->wait();
@@ -71,7 +65,7 @@ state::MembershipMove Daemon::membership_move() const {
         move.moved += p.moved;
         move.skipped += p.skipped;
         move.remaining += p.remaining();
-        any_running |= running(p.phase);
+        any_running |= p.running();
         any_listing |= p.phase == state::DrainMove::listing;
         any_failed |= p.phase == state::DrainMove::failed;
         any_stopped |= p.phase == state::DrainMove::stopped;
@@ -98,7 +92,7 @@ bool Daemon::watch_membership_move() {
     }
     state::MembershipMove move = membership_move();
     bool ended = false;
-    if (!membership_movers_.empty() && !running(state::DrainMove(move.state)) && membership_move_ended_unix_ms_ == 0) {
+    if (!membership_movers_.empty() && !state::drain_move_running(move.state) && membership_move_ended_unix_ms_ == 0) {
         membership_move_ended_unix_ms_ = move.ended_unix_ms = now_ms();
         ended = true;
         log_event(move.state == uint32_t(state::DrainMove::done) ? "info" : "warning", "membership_move_end",
@@ -110,7 +104,7 @@ bool Daemon::watch_membership_move() {
                    {"seconds", fmt::format("{:.1f}", double(move.ended_unix_ms - move.started_unix_ms) / 1000)}});
     }
     // The fallback covers unmoved keys only while the window lasts.
-    if (running(state::DrainMove(move.state)) && !membership_move_late_logged_ && !membership_.empty() &&
+    if (state::drain_move_running(move.state) && !membership_move_late_logged_ && !membership_.empty() &&
         now_ms() >= membership_.changed_unix_ms + config_.recently_down_window.count()) {
         membership_move_late_logged_ = true;
         log_event("warning", "membership_move_late",

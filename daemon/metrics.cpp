@@ -215,9 +215,7 @@ std::string render_metrics(const MetricsInput& input) {
     });
     w.family("mcwatch_drain_move_running", "gauge", "1 while a drain --move lists or moves the server's keys.");
     moves([&](const std::string& label, const state::ServerDynamic& s) {
-        const auto move = state::DrainMove(s.drain_move);
-        w.sample("mcwatch_drain_move_running", label,
-                 move == state::DrainMove::listing || move == state::DrainMove::moving ? "1" : "0");
+        w.sample("mcwatch_drain_move_running", label, state::drain_move_running(s.drain_move) ? "1" : "0");
     });
     w.family("mcwatch_drain_move_state", "gauge",
              "1 for where the server's latest drain --move stands (listing, moving, done, failed, stopped).");
@@ -245,9 +243,7 @@ std::string render_metrics(const MetricsInput& input) {
         w.sample("mcwatch_membership_move_remaining", "", number(m.remaining));
         w.family("mcwatch_membership_move_running", "gauge",
                  "1 while the move after the latest membership change lists or moves keys.");
-        const auto move = state::DrainMove(m.state);
-        w.sample("mcwatch_membership_move_running", "",
-                 move == state::DrainMove::listing || move == state::DrainMove::moving ? "1" : "0");
+        w.sample("mcwatch_membership_move_running", "", state::drain_move_running(m.state) ? "1" : "0");
     }
     return w.take();
 }

@@ -75,6 +75,12 @@ enum class DrainMove : uint32_t {
     stopped = 5,  // stopped by undrain, up, down, a reload or the daemon's stop
 };
 
+// A move still at work (listing or moving keys); a value read from a file
+// may be anything, so it takes the number.
+inline bool drain_move_running(uint32_t move) {
+    return move == uint32_t(DrainMove::listing) || move == uint32_t(DrainMove::moving);
+}
+
 // "none", "listing", "moving", "done", "failed", "stopped": mcctl's JSON,
 // the metrics and the log say these.
 inline const char* drain_move_name(uint32_t move) {

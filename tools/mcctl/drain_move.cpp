@@ -33,7 +33,7 @@ DrainMoveFigures figures(uint32_t state, uint64_t moved, uint64_t skipped, uint6
     move.skipped = skipped;
     move.remaining = remaining;
     move.started_unix_ms = started_unix_ms;
-    const bool running = move.state == DrainMove::listing || move.state == DrainMove::moving;
+    const bool running = state::drain_move_running(uint32_t(move.state));
     const int64_t elapsed_ms = now_unix_ms - move.started_unix_ms;
     const uint64_t handled = move.moved + move.skipped;
     if (running && move.started_unix_ms > 0 && elapsed_ms > 0 && handled > 0) {

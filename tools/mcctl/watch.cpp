@@ -152,11 +152,10 @@ std::vector<std::string> watch_changes(const Snapshot& snapshot,
         if (current.flushes > before.flushes && same_daemon)
             changes.push_back(fmt::format("{} flushed (flush_all)", address));
         // A move starting (a new start time) and a move ending; listing -> moving is no news.
-        const auto move = state::DrainMove(current.drain_move);
-        const bool move_running = move == state::DrainMove::listing || move == state::DrainMove::moving;
+        const bool move_running = state::drain_move_running(current.drain_move);
         if (move_running && current.drain_move_started_unix_ms != before.drain_move_started_unix_ms)
             changes.push_back(fmt::format("{} drain --move started: moving every key", address));
-        else if (!move_running && move != state::DrainMove::none &&
+        else if (!move_running && current.drain_move != uint32_t(state::DrainMove::none) &&
                  (current.drain_move != before.drain_move ||
                   current.drain_move_started_unix_ms != before.drain_move_started_unix_ms))
             changes.push_back(fmt::format("{} {}", address, drain_move_line(drain_move_figures(s, unix_ms()))));
