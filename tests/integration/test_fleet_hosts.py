@@ -210,7 +210,10 @@ def test_a_host_s_daemon_killed_loses_its_lease_and_the_others_judge_and_flush_w
     hosts = fleet_hosts
     killed, *others = hosts.hosts
     server = hosts.servers[0]
-    assert observers(others[0], server) == ["host0", "host1", "host2"]
+    # Every host's daemon sees the server live; another host reads each
+    # one's observation at its next poll of etcd.
+    wait_until(lambda: observers(others[0], server) == ["host0", "host1", "host2"], 10,
+               "every host's observation in the fleet view", interval=0.1)
     killed.mcwatchd.stop(signal.SIGKILL)
     # Its lease (2 s) expires with no keepalive: its host key and its
     # observations vanish from what every other host reads.
