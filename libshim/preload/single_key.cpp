@@ -56,18 +56,34 @@ time_t capped(const Routed& routed, time_t expiration) noexcept {
 // item (delete's time argument is not an expiration: memcached refuses it).
 enum class Expiration { capped, as_given };
 
-// Runs `attempt(routed)`; when its request to the key's server was refused
-// or its connection lost under it, and the daemon then publishes that server
-// out within the wait (await_verdict), runs it once more on the key's new
-// routing: no process reads the key there any more, and the server is
-// flushed before it takes keys again, so what the first attempt did there,
-// if anything, is never read. A timed-out request keeps its error: it has
-// spent the handle's timeout already.
+// Whether a write whose connection was lost under it is sent once more to
+// the same server before anything else: only a command that, sent twice,
+// leaves what it leaves sent once (set, replace, delete). The usual loss is
+// a connection kept through the server's restart and found closed by this
+// request, which then reached no live process; libmemcached reconnects for
+// the second send.
+enum class LostResend { once, never };
+
+// Runs `attempt(routed)`; when its connection was lost and `resend` allows,
+// runs it once more there first. When its request to the key's server was
+// refused or its connection lost under it, and the daemon then publishes
+// that server out within the wait (await_verdict), runs it once more on the
+// key's new routing: no process reads the key there any more, and the
+// server is flushed before it takes keys again, so what the first attempt
+// did there, if anything, is never read. A timed-out request keeps its
+// error: it has spent the handle's timeout already.
 template <class Attempt>
-memcached_return_t with_write_failover(memcached_st* memc, const KeyRef& k, const Routed& routed,
+memcached_return_t with_write_failover(memcached_st* memc, const KeyRef& k, const Routed& routed, LostResend resend,
                                        Attempt attempt) noexcept {
-    const memcached_return_t rc = attempt(routed);
-    const ConnectionFailure failure = connection_failure(memc, rc);
+    memcached_return_t rc = attempt(routed);
+    ConnectionFailure failure = connection_failure(memc, rc);
+    if (failure == ConnectionFailure::lost && resend == LostResend::once && routed.decision.target >= 0) {
+        if (debug_enabled())
+            debug_line("write key=%.*s: connection to %s lost: sent once more", int(std::min<size_t>(k.key_length, 120)),
+                       k.key, routed.routing->addresses[size_t(routed.decision.target)].c_str());
+        rc = attempt(routed);
+        failure = connection_failure(memc, rc);
+    }
     if (failure == ConnectionFailure::none) return rc;
     const int32_t failed = routed.decision.target;
     // No target: the shim failed it itself (every candidate dead).
@@ -87,11 +103,11 @@ memcached_return_t with_write_failover(memcached_st* memc, const KeyRef& k, cons
 
 template <class Call>
 memcached_return_t write_one(memcached_st* memc, const KeyRef& k, time_t expiration, Expiration kind,
-                             const Replica& replica, Call call) noexcept {
+                             const Replica& replica, LostResend resend, Call call) noexcept {
     OuterCall outer;
     Routed routed;
     if (!outer.is_outer() || !route_key(memc, k.group, k.group_length, routed)) return call(expiration);
-    return with_write_failover(memc, k, routed, [&](const Routed& r) {
+    return with_write_failover(memc, k, routed, resend, [&](const Routed& r) {
         if (all_dead(r)) return fail_all_dead(memc, *r.routing);
         // The other copy first, then the target: a reader's write-back, which
         // reads that copy under a lease on the target, then either misses it or
@@ -163,7 +179,7 @@ memcached_return_t on_served_copy(memcached_st* memc, const KeyRef& k, const Rep
     OuterCall outer;
     Routed first;
     if (!outer.is_outer() || !route_key(memc, k.group, k.group_length, first)) return call(first, true);
-    return with_write_failover(memc, k, first, [&](const Routed& routed) {
+    return with_write_failover(memc, k, first, LostResend::never, [&](const Routed& routed) {
         if (all_dead(routed)) return fail_all_dead(memc, *routed.routing);
         const bool window = other_copy_server(routed.decision) >= 0;
         auto on_target = [&](bool may_create) {
@@ -326,6 +342,13 @@ constexpr Replicate replicate_add = Replicate::add;
 constexpr Replicate replicate_replace = Replicate::set;
 constexpr Replicate replicate_append = Replicate::drop;
 constexpr Replicate replicate_prepend = Replicate::drop;
+// Which of them is sent again on a lost connection (LostResend): add would
+// answer NOT_STORED to its own success, append and prepend would apply twice.
+constexpr LostResend resend_set = LostResend::once;
+constexpr LostResend resend_add = LostResend::never;
+constexpr LostResend resend_replace = LostResend::once;
+constexpr LostResend resend_append = LostResend::never;
+constexpr LostResend resend_prepend = LostResend::never;
 
 #define MCSHIM_STORE(name)                                                                                           \
     MCSHIM_EXPORT memcached_return_t memcached_##name##_by_key(                                                      \
@@ -336,7 +359,7 @@ constexpr Replicate replicate_prepend = Replicate::drop;
         const KeptErrno kept;                                                                                        \
         return kept(write_one(memc, KeyRef{group_key, group_key_length, key, key_length}, expiration,                \
                               Expiration::capped, Replica{replicate_##name, value, value_length, flags},             \
-                              [&](time_t e) {                                                                        \
+                              resend_##name, [&](time_t e) {                                                         \
                                   return r->name##_by_key(memc, group_key, group_key_length, key, key_length, value, \
                                                           value_length, e, flags);                                   \
                               }));                                                                                   \
@@ -363,7 +386,7 @@ MCSHIM_EXPORT memcached_return_t memcached_cas_by_key(memcached_st* memc, const 
     if (!r) return MEMCACHED_FAILURE;
     const KeptErrno kept;
     return kept(write_one(memc, KeyRef{group_key, group_key_length, key, key_length}, expiration, Expiration::capped,
-                          Replica{Replicate::set, value, value_length, flags}, [&](time_t e) {
+                          Replica{Replicate::set, value, value_length, flags}, LostResend::never, [&](time_t e) {
                               return r->cas_by_key(memc, group_key, group_key_length, key, key_length, value,
                                                    value_length, e, flags, cas);
                           }));
@@ -384,7 +407,7 @@ MCSHIM_EXPORT memcached_return_t memcached_delete_by_key(memcached_st* memc, con
     if (!r) return MEMCACHED_FAILURE;
     const KeptErrno kept;
     return kept(write_one(memc, KeyRef{group_key, group_key_length, key, key_length}, expiration, Expiration::as_given,
-                          Replica{Replicate::remove}, [&](time_t e) {
+                          Replica{Replicate::remove}, LostResend::once, [&](time_t e) {
                               return r->delete_by_key(memc, group_key, group_key_length, key, key_length, e);
                           }));
 }

@@ -14,8 +14,11 @@ import time
 
 import pytest
 
-from conftest import wait_until
-from test_preload import C_CLIENT, CLIENTS, PHP, PRELOAD, client_says, holders, ttl_on
+from conftest import PYLIBMC_SESSION, wait_until
+from test_preload import C_CLIENT, CLIENTS, PHP, PRELOAD, SHIM, client_says, holders, ttl_on
+
+import netns  # noqa: E402 (tests/lib, on the path by conftest)
+from sanitizers import shim_env  # noqa: E402
 
 WINDOW_S = 60
 
@@ -252,3 +255,31 @@ def test_a_write_with_every_server_dead_fails_at_once_with_debug_on(fleet):
     assert status == 0, err
     assert out.strip() == "SERVER IS MARKED DEAD"
     assert "all servers dead, failing" in err
+
+
+@pytest.mark.parametrize("command", ["set", "delete"])
+def test_a_quiet_clients_first_write_after_its_server_restarted_is_sent_again_not_failed(fleet, command):
+    """A long-lived client (pylibmc, connections kept) that made no call on
+    P during its outage: its connection to P is closed, found so by the
+    next write, which the shim sends once more (libmemcached reconnects)
+    instead of returning the loss. Without the resend the first write on P
+    fails with ConnectionError."""
+    fleet.add_servers(2)
+    fleet.start_daemon()
+    p = fleet.servers[0]
+    servers = ",".join(m.address for m in fleet.servers)
+    session = netns.Session(subprocess.Popen(["/usr/bin/python3", PYLIBMC_SESSION, servers], stdin=subprocess.PIPE,
+                                             stdout=subprocess.PIPE, env=shim_env(SHIM, fleet.state)))
+    try:
+        keys = [f"quiet{i}" for i in range(20)]
+        assert [session.ask(f"set {key} 1") for key in keys] == ["STORED"] * len(keys)
+        on_p = [key for key, where in holders(fleet, keys).items() if where == [p.address]]
+        assert on_p
+        p.kill()
+        fleet.wait_states({p.address: "dead"})
+        p.start()
+        fleet.wait_states({p.address: "live"})
+        replies = [session.ask(f"{command} {key} 2" if command == "set" else f"{command} {key}") for key in on_p]
+        assert replies == (["STORED"] if command == "set" else ["NOT FOUND"]) * len(on_p)
+    finally:
+        session.stop()
