@@ -79,8 +79,9 @@ memcached_return_t with_write_failover(memcached_st* memc, const KeyRef& k, cons
     ConnectionFailure failure = connection_failure(memc, rc);
     if (failure == ConnectionFailure::lost && resend == LostResend::once && routed.decision.target >= 0) {
         if (debug_enabled())
-            debug_line("write key=%.*s: connection to %s lost: sent once more", int(std::min<size_t>(k.key_length, 120)),
-                       k.key, routed.routing->addresses[size_t(routed.decision.target)].c_str());
+            debug_line("write key=%.*s: connection to %s lost: sent once more",
+                       int(std::min<size_t>(k.key_length, 120)), k.key,
+                       routed.routing->addresses[size_t(routed.decision.target)].c_str());
         rc = attempt(routed);
         failure = connection_failure(memc, rc);
     }
