@@ -13,6 +13,7 @@
 
 #include "libshim/clock.hpp"
 #include "common/errno_text.hpp"
+#include "common/rfc3339.hpp"
 #include "daemon/log.hpp"
 #include "daemon/privileges.hpp"
 
@@ -173,6 +174,7 @@ Result<> Daemon::start() {
     // The file is the daemon's memory: a list edited while it was stopped is
     // a membership change like a reload's; else a change within its window
     // goes on counting.
+    bool resume_move = false;
     if (previous && *previous) {
         const PublishedFile& before = **previous;
         const ServerList mine = server_list(config_);
@@ -198,13 +200,17 @@ Result<> Daemon::start() {
             }
             if (const std::string undrained = undrained_removal(removed); !undrained.empty())
                 log_event("warning", "start", {{"status", "removed_undrained"}, {"reason", undrained}});
-        } else if (membership_counts(before.membership, config_.recently_down_window, now_ms())) {
-            membership_ = before.membership;
-            // No daemon resumes a move: one its predecessor ran is stopped.
-            membership_move_carried_ = before.membership_move;
-            if (state::drain_move_running(before.membership_move.state))
-                membership_move_carried_.state = uint32_t(state::DrainMove::stopped);
-            writer_.set_membership_move(membership_move_carried_);
+        } else {
+            // The same list: the change goes on counting, and a move its
+            // predecessor was running is run again (below, once the file is
+            // published), window or not: the keys it had not reached are
+            // where no client looks.
+            resume_move = state::drain_move_running(before.membership_move.state) && !before.membership.empty();
+            if (resume_move || membership_counts(before.membership, config_.recently_down_window, now_ms())) {
+                membership_ = before.membership;
+                membership_move_carried_ = before.membership_move;
+                writer_.set_membership_move(membership_move_carried_);
+            }
         }
     }
     // The fleet's overrides before the first file: no fresh host shows a drained server live.
@@ -212,8 +218,17 @@ Result<> Daemon::start() {
     if (Result<> published = writer_.publish(config_, resolved_addresses(), views(), membership_); !published)
         return published;
     // Keys the change moved are moved by the daemon too, from the new file's placement.
-    if (previous && *previous && placement_changes((*previous)->server_list(), server_list(config_)))
+    if (previous && *previous && placement_changes((*previous)->server_list(), server_list(config_))) {
         start_membership_move(membership_.previous);
+    } else if (resume_move) {
+        const state::MembershipMove& cut = membership_move_carried_;
+        log_event("info", "membership_move_resume",
+                  {{"change", rfc3339_utc(membership_.changed_unix_ms)},
+                   {"moved_before", fmt::format("{}", cut.moved)},
+                   {"remaining_before", fmt::format("{}", cut.remaining)},
+                   {"reason", "the previous mcwatchd stopped while the move after this change ran"}});
+        start_membership_move(membership_.previous);
+    }
     log_event("info", "start",
               {{"pid", fmt::format("{}", getpid())},
                {"uid", fmt::format("{}", geteuid())},

@@ -201,3 +201,20 @@ def test_a_change_after_the_window_is_refused_while_the_move_runs(fleet):
     forced = fleet.ctl("reload", "--force")
     assert forced.returncode == 0, forced.stderr
     assert fleet.status()["membership_change"]["added"] == [third.address]
+
+
+def test_a_move_cut_short_by_a_daemon_restart_is_run_again_and_every_key_arrives(fleet):
+    first, second, joining, keys, before = start_modula(fleet, 100, 10)  # 5 keys a second per source
+    wait_move(fleet, ["moving"])
+    fleet.stop_daemon()
+    cut = move(fleet)
+    assert cut["state"] in ("listing", "moving") and cut["remaining"] > 0, cut
+    fleet.start_daemon(wait_live=False)
+    assert re.search(r"event=membership_move_resume change=\S+ moved_before=\d+ remaining_before=[1-9]\d* ",
+                     fleet.log_text()), fleet.log_text()
+    ended = wait_move(fleet, ["done", "failed", "stopped"])
+    assert ended["state"] == "done", ended
+    # Every key at its server now, one copy: none left where no client looks.
+    now = {k: r["target"] for k, r in routes(fleet, keys).items()}
+    assert holders(fleet, keys) == {k: [now[k]] for k in keys}
+    assert read_all([first, second, joining], len(keys)) == {k: f"value{k[3:]}" for k in keys}
