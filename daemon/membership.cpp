@@ -37,15 +37,17 @@ bool membership_counts(const MembershipChange& change, Millis window, int64_t no
     return !change.empty() && now_unix_ms < change.changed_unix_ms + window.count();
 }
 
+bool lists(const ServerList& list, const ListedServer& server) {
+    return std::any_of(list.servers.begin(), list.servers.end(), [&](const ListedServer& other) {
+        return other.address == server.address ||
+               (!server.resolved.empty() && (other.resolved == server.resolved || other.address == server.resolved));
+    });
+}
+
 std::vector<std::string> servers_missing_from(const ServerList& a, const ServerList& b) {
     std::vector<std::string> missing;
-    for (const ListedServer& server : a.servers) {
-        const bool found = std::any_of(b.servers.begin(), b.servers.end(), [&](const ListedServer& other) {
-            return other.address == server.address || (!server.resolved.empty() && (other.resolved == server.resolved ||
-                                                                                    other.address == server.resolved));
-        });
-        if (!found) missing.push_back(server.address);
-    }
+    for (const ListedServer& server : a.servers)
+        if (!lists(b, server)) missing.push_back(server.address);
     return missing;
 }
 

@@ -71,8 +71,11 @@ std::string change_in_effect(const MembershipChange& change, const ServerList& c
 // move is not listing or moving.
 std::string move_in_progress(const MembershipChange& change, const state::MembershipMove& move);
 
-// Addresses in `a`'s list that are not in `b`'s (the same server spelled as
-// its numeric form counts as the same).
+// Whether `list` holds `server`: the same address as configured, or the
+// same server spelled as its numeric form.
+bool lists(const ServerList& list, const ListedServer& server);
+
+// Addresses in `a`'s list that are not in `b`'s (as lists() matches them).
 std::vector<std::string> servers_missing_from(const ServerList& a, const ServerList& b);
 
 // A server a reload would remove, as the daemon last saw it.

@@ -22,12 +22,7 @@ void Daemon::start_membership_move(const ServerList& previous) {
     std::vector<size_t> sources;
     const std::vector<state::ServerDynamic> published = views();
     for (size_t i = 0; i < servers_.size(); ++i) {
-        const ServerAddress& address = servers_[i].address;
-        const bool listed_before =
-            std::any_of(previous.servers.begin(), previous.servers.end(), [&](const ListedServer& server) {
-                return server.address == address.text ||
-                       (!servers_[i].resolved.empty() && server.resolved == servers_[i].resolved);
-            });
+        const bool listed_before = lists(previous, ListedServer{servers_[i].address.text, servers_[i].resolved});
         // A draining server's keys are its drain's; a dead one's are gone.
         // One never probed yet is routed as live: it may hold keys.
         const auto state = state::ServerState(published[i].state);
