@@ -203,6 +203,72 @@ def test_a_host_with_a_lease_that_has_not_reported_yet_keeps_a_lone_host_from_be
     assert flushes(returned) == 0  # the new process has seen no flush_all
 
 
+def b64(text):
+    return base64.b64encode(text.encode()).decode()
+
+
+def put_leased(etcd, key, value):
+    """`key` = `value` (JSON) under a lease of its own, as a host's daemon writes."""
+    lease = etcd.request("/v3/lease/grant", {"TTL": 60})["ID"]
+    etcd.request("/v3/kv/put", {"key": b64(key), "value": b64(json.dumps(value)), "lease": lease})
+
+
+def fleet_keys(etcd):
+    """Every key under the fleet's prefix and its value, as etcd holds them."""
+    reply = etcd.request("/v3/kv/range", {"key": b64("/mcwatch/test/"), "range_end": b64("/mcwatch/test0")})
+    return {base64.b64decode(kv["key"]).decode()[len("/mcwatch/test/"):]: json.loads(base64.b64decode(kv["value"]))
+            for kv in reply.get("kvs", [])}
+
+
+def test_each_host_is_one_key_under_the_prefix_holding_its_observation_of_every_server(local_hosts, servers, etcd):
+    for name in ("h1", "h2", "h3"):
+        local_hosts.start(name)
+    a, b = servers
+    local_hosts.wait_all({a.address: "live", b.address: "live"})
+    a.kill()
+    local_hosts.wait_all({a.address: "dead", b.address: "live"})
+    expected = {a.address: "dead", b.address: "live"}
+    # Each host's record follows its probes (published dead above is the
+    # fleet's verdict, which two of them suffice for).
+    wait_until(lambda: all({s: o["state"] for s, o in fleet_keys(etcd).get(f"hosts/{h}", {}).get("servers", {}).items()}
+                           == expected for h in ("h1", "h2", "h3")), 10, "every host's record holding a dead")
+    keys = fleet_keys(etcd)
+    assert sorted(keys) == ["hosts/h1", "hosts/h2", "hosts/h3", f"rejoin/{a.address}"]
+    for name in ("h1", "h2", "h3"):
+        record = keys[f"hosts/{name}"]
+        assert record["pid"] == local_hosts.daemons[name].pid
+        assert record["servers"][a.address]["error"]
+
+
+def test_an_older_daemon_s_per_server_keys_still_count_for_its_host(local_hosts, servers, etcd):
+    # A rolling upgrade: "old" runs the daemon that wrote a key per server
+    # (obs/<server>/<host>) beside a host key without observations.
+    a, b = servers
+    put_leased(etcd, "/mcwatch/test/hosts/old", {"pid": 1, "started_unix_ms": 0})
+    put_leased(etcd, f"/mcwatch/test/obs/{a.address}/old",
+               {"state": "dead", "since_unix_ms": 0, "error": "connection refused"})
+    put_leased(etcd, f"/mcwatch/test/obs/{b.address}/old", {"state": "live", "since_unix_ms": 0})
+    h1 = local_hosts.start("h1")
+    local_hosts.wait_all({a.address: "live", b.address: "live"})
+    wait_until(lambda: fleet_report(h1)["servers"][0]["reason"] ==
+               "1 of 2 hosts see it dead (majority needs more than half): old (connection refused)", 10,
+               "the older host's observation judged beside h1's")
+    report = fleet_report(h1)
+    assert report["servers"][0]["observations"]["old"]["counted"] is True
+    assert report["servers"][1]["observations"]["old"]["state"] == "live"
+
+
+def test_mcctl_fleet_names_a_key_no_daemon_can_read(local_hosts, servers, etcd):
+    put_leased(etcd, "/mcwatch/test/hosts/broken", {"pid": 1, "servers": {"x:1": {"state": "asleep"}}})
+    h1 = local_hosts.start("h1")
+    a, _ = servers
+    local_hosts.wait_all({a.address: "live"})
+    why = "/mcwatch/test/hosts/broken: host record: server 'x:1': observation: unknown state 'asleep'"
+    result = subprocess.run([h1.mcctl, "-c", h1.config, "fleet"], capture_output=True, text=True, timeout=30)
+    assert f"unreadable key {why}\n" in result.stdout, result.stdout
+    assert fleet_report(h1)["unreadable"] == [why]
+
+
 def test_a_killed_daemon_s_lease_expires_and_the_other_host_carries_on(local_hosts, servers):
     local_hosts.start("h1")
     h2 = local_hosts.start("h2")
