@@ -163,8 +163,8 @@ private:
     int64_t lease_started_unix_ms_ = 0;  // when lease_id_ was granted: the host record's start
     // server -> what etcd holds of ours under lease_id_ (nothing: no record yet)
     std::optional<std::map<std::string, FleetObservation>> written_;
-    std::optional<FleetSnapshot> last_snapshot_;       // the last full read of the prefix, parsed
-    EtcdPrefixVersion last_version_;                   // and what etcd said of the prefix then
+    std::optional<FleetSnapshot> last_snapshot_;  // the last full read of the prefix, parsed
+    EtcdPrefixVersion last_version_;              // and what etcd said of the prefix then
     // The store's revision at which the prefix was last known to hold
     // last_snapshot_'s keys: a poll that finds it unchanged looks no further.
     int64_t unchanged_at_revision_ = 0;

@@ -102,13 +102,20 @@ def local_hosts(tmp_path, etcd, servers):
     h.stop()
 
 
-def test_a_killed_server_is_dead_on_every_host_and_flushed_exactly_once_on_its_return(local_hosts, servers):
+def kill_with_three_hosts(local_hosts, servers):
+    """Hosts h1..h3 all live on both servers, then the first killed and
+    dead on every host (b live); the two servers."""
     for name in ("h1", "h2", "h3"):
         local_hosts.start(name)
     a, b = servers
     local_hosts.wait_all({a.address: "live", b.address: "live"})
     a.kill()
     local_hosts.wait_all({a.address: "dead", b.address: "live"})
+    return a, b
+
+
+def test_a_killed_server_is_dead_on_every_host_and_flushed_exactly_once_on_its_return(local_hosts, servers):
+    a, _ = kill_with_three_hosts(local_hosts, servers)
     servers[0] = returned = Memcached(port=a.port).start()
     local_hosts.wait_all({a.address: "live"})
     # One daemon won the rejoin and flushed; the others waited for its record.
@@ -221,12 +228,7 @@ def fleet_keys(etcd):
 
 
 def test_each_host_is_one_key_under_the_prefix_holding_its_observation_of_every_server(local_hosts, servers, etcd):
-    for name in ("h1", "h2", "h3"):
-        local_hosts.start(name)
-    a, b = servers
-    local_hosts.wait_all({a.address: "live", b.address: "live"})
-    a.kill()
-    local_hosts.wait_all({a.address: "dead", b.address: "live"})
+    a, b = kill_with_three_hosts(local_hosts, servers)
     expected = {a.address: "dead", b.address: "live"}
     # Each host's record follows its probes (published dead above is the
     # fleet's verdict, which two of them suffice for).

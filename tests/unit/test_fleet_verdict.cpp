@@ -72,8 +72,9 @@ TEST_CASE("fleet verdict: a server the fleet held dead stays dead until its rejo
 }
 
 TEST_CASE("fleet snapshot: keys sorted by kind; a host's record holds its observations, a server's '/' its own") {
-    HostRecord h1{41, 7, std::map<std::string, FleetObservation>{{"unix:/run/mc.sock", seen(State::dead, "refused")},
-                                                                 {"10.0.0.1:11211", seen(State::live)}}};
+    HostRecord h1{41, 7,
+                  std::map<std::string, FleetObservation>{{"unix:/run/mc.sock", seen(State::dead, "refused")},
+                                                          {"10.0.0.1:11211", seen(State::live)}}};
     EtcdRange range;
     range.revision = 9;
     range.kvs = {
