@@ -503,6 +503,13 @@ Result<Fleet::PrefixRead> Fleet::read_prefix(bool must_read) {
     if (!range) return tl::unexpected(range.error());
     last_version_ = prefix_version_of(*range);
     last_snapshot_ = read_snapshot(config_.name, *range);
+    // Each key no host can read, once while it stays so: it counts for
+    // nobody (a host whose record is bad is silent), which the log says.
+    std::set<std::string> unreadable(last_snapshot_->unreadable.begin(), last_snapshot_->unreadable.end());
+    for (const std::string& key : unreadable)
+        if (!unreadable_logged_.count(key))
+            log_event("warning", "fleet_key", {{"status", "unreadable"}, {"reason", key}});
+    unreadable_logged_ = std::move(unreadable);
     unchanged_at_revision_ = range->revision;
     return PrefixRead{&*last_snapshot_, true};
 }

@@ -18,6 +18,7 @@
 #include <mutex>
 #include <optional>
 #include <random>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -165,6 +166,7 @@ private:
     std::optional<std::map<std::string, FleetObservation>> written_;
     std::optional<FleetSnapshot> last_snapshot_;  // the last full read of the prefix, parsed
     EtcdPrefixVersion last_version_;              // and what etcd said of the prefix then
+    std::set<std::string> unreadable_logged_;     // the last full read's unreadable keys, logged
     // The store's revision at which the prefix was last known to hold
     // last_snapshot_'s keys: a poll that finds it unchanged looks no further.
     int64_t unchanged_at_revision_ = 0;

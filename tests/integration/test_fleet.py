@@ -269,6 +269,17 @@ def test_mcctl_fleet_names_a_key_no_daemon_can_read(local_hosts, servers, etcd):
     result = subprocess.run([h1.mcctl, "-c", h1.config, "fleet"], capture_output=True, text=True, timeout=30)
     assert f"unreadable key {why}\n" in result.stdout, result.stdout
     assert fleet_report(h1)["unreadable"] == [why]
+    # The daemon says it too, once while the key stays unreadable.
+    logged = f'event=fleet_key status=unreadable reason="{why}"'
+    wait_until(lambda: logged in h1.log_text(), 10, "h1 logging the unreadable key")
+    # A change under the prefix (h1's record, a dead in it): a full read that
+    # finds the key again. (The broken host holds a lease and reports
+    # nothing, so the verdict stays live.)
+    a.kill()
+    wait_until(lambda: "1 of 2 hosts see it dead" in fleet_report(h1)["servers"][0]["reason"], 10,
+               "h1's dead observation in its record")
+    local_hosts.wait_rounds()
+    assert h1.log_text().count("event=fleet_key") == 1, h1.log_text()
 
 
 def test_a_killed_daemon_s_lease_expires_and_the_other_host_carries_on(local_hosts, servers):
