@@ -205,6 +205,10 @@ FleetSnapshot read_snapshot(std::string_view fleet, const EtcdRange& range) {
         const std::string_view rest = std::string_view(kv.key).substr(prefix.size());
         if (rest.rfind("hosts/", 0) == 0 && rest.size() > 6) {
             const std::string host(rest.substr(6));
+            if (host.find('/') != std::string::npos) {
+                unreadable(kv, "a host id holds no '/'");
+                continue;
+            }
             // Its key exists: its lease is alive, whatever the value says.
             snapshot.hosts.insert(host);
             Result<HostRecord> record = parse_host_record(kv.value);

@@ -126,15 +126,18 @@ TEST_CASE("fleet snapshot: a bad host record is named with its key; its host sti
         {fleet_keys::host("f", "h1"), "{not json", 1, 1, 1, 5},
         {fleet_keys::host("f", "h2"), R"({"pid":2,"servers":{"a:1":{"state":"asleep"}}})", 2, 2, 1, 5},
         {fleet_keys::host("f", "h3"), R"({"pid":3,"servers":["a:1"]})", 3, 3, 1, 5},
+        {fleet_keys::host("f", "h4/x"), host_record_json({4, 0, std::map<std::string, FleetObservation>{}}), 4, 4, 1,
+         5},
     };
     const FleetSnapshot snapshot = read_snapshot("f", range);
     CHECK(snapshot.hosts == std::set<std::string>{"h1", "h2", "h3"});
     CHECK(snapshot.observations.empty());
-    REQUIRE(snapshot.unreadable.size() == 3);
+    REQUIRE(snapshot.unreadable.size() == 4);
     CHECK(snapshot.unreadable[0] == "/mcwatch/f/hosts/h1: host record is not a JSON object: '{not json'");
     CHECK(snapshot.unreadable[1] ==
           "/mcwatch/f/hosts/h2: host record: server 'a:1': observation: unknown state 'asleep'");
     CHECK(snapshot.unreadable[2] == R"(/mcwatch/f/hosts/h3: host record: "servers" is not a JSON object: ["a:1"])");
+    CHECK(snapshot.unreadable[3] == "/mcwatch/f/hosts/h4/x: a host id holds no '/'");
 }
 
 TEST_CASE("fleet snapshot: an older daemon's obs/<server>/<host> keys count for a host whose record has none") {
