@@ -10,8 +10,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cerrno>
-#include <nlohmann/json.hpp>
 
 #include "common/errno_text.hpp"
 #include "daemon/etcd_client.hpp"
@@ -290,11 +290,11 @@ bool Fleet::write_move_release(const std::string& server, int64_t mover_since_un
     return txn && txn->succeeded;
 }
 
-Result<> Fleet::keep_lease(int64_t now) {
+Result<> Fleet::keep_lease(int64_t now, const std::vector<LocalServer>& servers) {
     const int64_t lease_ms = config_.lease.count();
     if (lease_id_ != 0 && lease_expired_.load() == lease_id_) {
         // Expired (keepalives went unanswered longer than the lease): our
-        // keys are gone with it, so everything is written again under a new one.
+        // key is gone with it, so it is written again under a new one.
         log_event("warning", "fleet_lease", {{"status", "expired"}, {"host", config_.host}});
         lease_id_ = 0;
         lease_to_keep_.store(0);
@@ -302,32 +302,41 @@ Result<> Fleet::keep_lease(int64_t now) {
     if (lease_id_ != 0) return {};
     const Result<EtcdLease> granted = client_->lease_grant(std::max<int64_t>(1, (lease_ms + 999) / 1000));
     if (!granted) return tl::unexpected(granted.error());
-    const std::string record = nlohmann::json{{"pid", int64_t(getpid())}, {"started_unix_ms", now}}.dump();
-    if (const Result<int64_t> put = client_->put(fleet_keys::host(config_.name, config_.host), record, granted->id);
-        !put) {
-        (void)client_->lease_revoke(granted->id);
-        return tl::unexpected(put.error());
-    }
     lease_id_ = granted->id;
+    lease_started_unix_ms_ = now;
+    written_.reset();
+    // The host's key says that its lease is alive: without it the lease is of no use.
+    if (const Result<> put = write_observations(servers); !put) {
+        (void)client_->lease_revoke(lease_id_);
+        lease_id_ = 0;
+        return put;
+    }
     lease_to_keep_.store(lease_id_);
-    written_.clear();
     log_event("info", "fleet_lease",
               {{"status", "granted"}, {"host", config_.host}, {"ttl_s", fmt::format("{}", granted->ttl_s)}});
     return {};
 }
 
-void Fleet::write_observations(const std::vector<LocalServer>& servers) {
-    for (const LocalServer& server : servers) {
-        const auto it = written_.find(server.address.text);
-        // On transitions only: the error text and times of repeated failures
-        // are not news worth an etcd write.
-        if (it != written_.end() && it->second.state == server.observation.state &&
-            it->second.restarts == server.observation.restarts)
-            continue;
-        const std::string key = fleet_keys::observation(config_.name, server.address.text, config_.host);
-        if (!client_->put(key, observation_json(server.observation), lease_id_)) return;
-        written_[server.address.text] = server.observation;
-    }
+Result<> Fleet::write_observations(const std::vector<LocalServer>& servers) {
+    std::map<std::string, FleetObservation> observations;
+    for (const LocalServer& server : servers) observations[server.address.text] = server.observation;
+    // On transitions only (a state, a restart, a server added or removed):
+    // the error text and times of repeated failures are not news worth
+    // rewriting every server's observation.
+    const auto news = [](const FleetObservation& a, const FleetObservation& b) {
+        return a.state != b.state || a.restarts != b.restarts;
+    };
+    if (written_ && std::ranges::equal(*written_, observations, [&](const auto& a, const auto& b) {
+            return a.first == b.first && !news(a.second, b.second);
+        }))
+        return {};
+    const HostRecord record{int64_t(getpid()), lease_started_unix_ms_, observations};
+    if (const Result<int64_t> put =
+            client_->put(fleet_keys::host(config_.name, config_.host), host_record_json(record), lease_id_);
+        !put)
+        return tl::unexpected(put.error());
+    written_ = std::move(observations);
+    return {};
 }
 
 std::optional<RejoinRecord> Fleet::step_rejoin(const ServerAddress& server, const FleetVerdict& verdict,
@@ -494,6 +503,13 @@ Result<Fleet::PrefixRead> Fleet::read_prefix(bool must_read) {
     if (!range) return tl::unexpected(range.error());
     last_version_ = prefix_version_of(*range);
     last_snapshot_ = read_snapshot(config_.name, *range);
+    // Each key no host can read, once while it stays so: it counts for
+    // nobody (a host whose record is bad is silent), which the log says.
+    std::set<std::string> unreadable(last_snapshot_->unreadable.begin(), last_snapshot_->unreadable.end());
+    for (const std::string& key : unreadable)
+        if (!unreadable_logged_.count(key))
+            log_event("warning", "fleet_key", {{"status", "unreadable"}, {"reason", key}});
+    unreadable_logged_ = std::move(unreadable);
     unchanged_at_revision_ = range->revision;
     return PrefixRead{&*last_snapshot_, true};
 }
@@ -508,10 +524,11 @@ void Fleet::cycle(bool operators_written) {
     FleetView view;
     view.last_answer_unix_ms = last_answer_ms_;
     Result<PrefixRead> read = tl::unexpected(Error{});
-    if (const Result<> lease = keep_lease(now); !lease) {
+    if (const Result<> lease = keep_lease(now, servers); !lease) {
         read = tl::unexpected(lease.error());
     } else {
-        write_observations(servers);
+        // A failed write is tried again next cycle (written_ still differs).
+        (void)write_observations(servers);
         // A command's answer comes with a view read after it was written.
         read = read_prefix(operators_written);
     }

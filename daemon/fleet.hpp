@@ -18,6 +18,7 @@
 #include <mutex>
 #include <optional>
 #include <random>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -114,8 +115,10 @@ private:
     void cycle(bool operators_written);
     // The lease is granted (again, when the keepalive thread found it
     // expired), or why not (etcd's error).
-    Result<> keep_lease(int64_t now);
-    void write_observations(const std::vector<LocalServer>& servers);
+    Result<> keep_lease(int64_t now, const std::vector<LocalServer>& servers);
+    // This host's record (hosts/<host>: its observations of every server),
+    // written when one of them changed since the last write under this lease.
+    Result<> write_observations(const std::vector<LocalServer>& servers);
     struct PrefixRead {
         const FleetSnapshot* snapshot = nullptr;  // valid until the next call
         // The snapshot holds at the store's latest revision; false: something
@@ -158,9 +161,12 @@ private:
     int64_t lease_id_ = 0;
     int64_t last_answer_ms_ = 0;
     bool etcd_was_answering_ = true;
-    std::map<std::string, FleetObservation> written_;  // server -> what etcd holds of ours
-    std::optional<FleetSnapshot> last_snapshot_;       // the last full read of the prefix, parsed
-    EtcdPrefixVersion last_version_;                   // and what etcd said of the prefix then
+    int64_t lease_started_unix_ms_ = 0;  // when lease_id_ was granted: the host record's start
+    // server -> what etcd holds of ours under lease_id_ (nothing: no record yet)
+    std::optional<std::map<std::string, FleetObservation>> written_;
+    std::optional<FleetSnapshot> last_snapshot_;  // the last full read of the prefix, parsed
+    EtcdPrefixVersion last_version_;              // and what etcd said of the prefix then
+    std::set<std::string> unreadable_logged_;     // the last full read's unreadable keys, logged
     // The store's revision at which the prefix was last known to hold
     // last_snapshot_'s keys: a poll that finds it unchanged looks no further.
     int64_t unchanged_at_revision_ = 0;

@@ -42,9 +42,6 @@ std::string prefix(std::string_view fleet) { return fmt::format("/mcwatch/{}/", 
 std::string host(std::string_view fleet, std::string_view host) {
     return fmt::format("/mcwatch/{}/hosts/{}", fleet, host);
 }
-std::string observation(std::string_view fleet, std::string_view server, std::string_view host) {
-    return fmt::format("/mcwatch/{}/obs/{}/{}", fleet, server, host);
-}
 std::string rejoin(std::string_view fleet, std::string_view server) {
     return fmt::format("/mcwatch/{}/rejoin/{}", fleet, server);
 }
@@ -69,30 +66,70 @@ auto parsed_json(std::string_view text, const char* what, F read) -> decltype(re
     }
 }
 
-}  // namespace
-
-std::string observation_json(const FleetObservation& o) {
-    json object = {{"state", fleet_state_name(o.state)}, {"since_unix_ms", o.since_unix_ms}, {"restarts", o.restarts}};
+json observation_object(const FleetObservation& o) {
+    json object = {{"state", fleet_state_name(o.state)}, {"since_unix_ms", o.since_unix_ms}};
+    // Most servers never restart: the field is left out at 0, a few bytes of
+    // every observation in every full read of the prefix.
+    if (o.restarts != 0) object["restarts"] = o.restarts;
     if (!o.error.empty()) object["error"] = o.error;
-    // The error quotes what a server answered, which need not be UTF-8:
-    // dump() would throw on it, so invalid bytes become U+FFFD.
-    return object.dump(-1, ' ', false, json::error_handler_t::replace);
+    return object;
 }
 
+Result<FleetObservation> observation_from(const json& object) {
+    if (!object.is_object()) return failure(fmt::format("observation is not a JSON object: {}", object.dump()));
+    FleetObservation o;
+    const std::string state = object.value("state", "");
+    if (state == "live")
+        o.state = FleetObservation::State::live;
+    else if (state == "dead")
+        o.state = FleetObservation::State::dead;
+    else if (state != "unknown")
+        return failure(fmt::format("observation: unknown state '{}'", state));
+    o.since_unix_ms = object.value("since_unix_ms", int64_t(0));
+    o.restarts = object.value("restarts", uint64_t(0));
+    o.error = object.value("error", "");
+    return o;
+}
+
+// The error quotes what a server answered, which need not be UTF-8: dump()
+// would throw on it, so invalid bytes become U+FFFD.
+std::string dumped(const json& object) { return object.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+}  // namespace
+
+std::string observation_json(const FleetObservation& o) { return dumped(observation_object(o)); }
+
 Result<FleetObservation> parse_observation(std::string_view text) {
-    return parsed_json(text, "observation", [](const json& object) -> Result<FleetObservation> {
-        FleetObservation o;
-        const std::string state = object.value("state", "");
-        if (state == "live")
-            o.state = FleetObservation::State::live;
-        else if (state == "dead")
-            o.state = FleetObservation::State::dead;
-        else if (state != "unknown")
-            return failure(fmt::format("observation: unknown state '{}'", state));
-        o.since_unix_ms = object.value("since_unix_ms", int64_t(0));
-        o.restarts = object.value("restarts", uint64_t(0));
-        o.error = object.value("error", "");
-        return o;
+    return parsed_json(text, "observation", observation_from);
+}
+
+std::string host_record_json(const HostRecord& r) {
+    json object = {{"pid", r.pid}, {"started_unix_ms", r.started_unix_ms}};
+    if (r.observations) {
+        json servers = json::object();
+        for (const auto& [server, observation] : *r.observations) servers[server] = observation_object(observation);
+        object["servers"] = std::move(servers);
+    }
+    return dumped(object);
+}
+
+Result<HostRecord> parse_host_record(std::string_view text) {
+    return parsed_json(text, "host record", [](const json& object) -> Result<HostRecord> {
+        HostRecord r;
+        r.pid = object.value("pid", int64_t(0));
+        r.started_unix_ms = object.value("started_unix_ms", int64_t(0));
+        const auto servers = object.find("servers");
+        if (servers == object.end()) return r;  // an older daemon's: its observations are obs/ keys
+        if (!servers->is_object())
+            return failure(fmt::format("host record: \"servers\" is not a JSON object: {}", servers->dump()));
+        r.observations.emplace();
+        for (const auto& [server, value] : servers->items()) {
+            Result<FleetObservation> observation = observation_from(value);
+            if (!observation)
+                return failure(fmt::format("host record: server '{}': {}", server, observation.error().message));
+            (*r.observations)[server] = std::move(*observation);
+        }
+        return r;
     });
 }
 
@@ -154,44 +191,73 @@ FleetSnapshot read_snapshot(std::string_view fleet, const EtcdRange& range) {
     FleetSnapshot snapshot;
     snapshot.revision = range.revision;
     const std::string prefix = fleet_keys::prefix(fleet);
+    const auto unreadable = [&](const EtcdKeyValue& kv, std::string_view why) {
+        snapshot.unreadable.push_back(fmt::format("{}: {}", kv.key, why));
+    };
+    std::set<std::string> recorded;  // hosts whose record holds their observations
+    // An older daemon's obs/<server>/<host> keys: server -> host -> observation.
+    std::map<std::string, std::map<std::string, FleetObservation>> older;
     for (const EtcdKeyValue& kv : range.kvs) {
         if (kv.key.rfind(prefix, 0) != 0) {
-            ++snapshot.unreadable;
+            unreadable(kv, "not under the fleet's prefix");
             continue;
         }
         const std::string_view rest = std::string_view(kv.key).substr(prefix.size());
         if (rest.rfind("hosts/", 0) == 0 && rest.size() > 6) {
-            snapshot.hosts.emplace(rest.substr(6));
+            const std::string host(rest.substr(6));
+            if (host.find('/') != std::string::npos) {
+                unreadable(kv, "a host id holds no '/'");
+                continue;
+            }
+            // Its key exists: its lease is alive, whatever the value says.
+            snapshot.hosts.insert(host);
+            Result<HostRecord> record = parse_host_record(kv.value);
+            if (!record) {
+                unreadable(kv, record.error().message);
+                continue;
+            }
+            if (!record->observations) continue;
+            recorded.insert(host);
+            for (auto& [server, observation] : *record->observations)
+                snapshot.observations[server][host] = std::move(observation);
         } else if (rest.rfind("obs/", 0) == 0) {
             const std::string_view server_host = rest.substr(4);
             const size_t slash = server_host.rfind('/');
-            Result<FleetObservation> observation = parse_observation(kv.value);
-            if (slash == std::string_view::npos || slash == 0 || slash + 1 == server_host.size() || !observation) {
-                ++snapshot.unreadable;
+            if (slash == std::string_view::npos || slash == 0 || slash + 1 == server_host.size()) {
+                unreadable(kv, "not obs/<server>/<host>");
                 continue;
             }
-            snapshot
-                .observations[std::string(server_host.substr(0, slash))][std::string(server_host.substr(slash + 1))] =
+            Result<FleetObservation> observation = parse_observation(kv.value);
+            if (!observation) {
+                unreadable(kv, observation.error().message);
+                continue;
+            }
+            older[std::string(server_host.substr(0, slash))][std::string(server_host.substr(slash + 1))] =
                 std::move(*observation);
         } else if (rest.rfind("rejoin/", 0) == 0 && rest.size() > 7) {
             Result<RejoinRecord> record = parse_rejoin(kv.value);
             if (!record) {
-                ++snapshot.unreadable;
+                unreadable(kv, record.error().message);
                 continue;
             }
             snapshot.rejoins[std::string(rest.substr(7))] = {std::move(*record), kv.mod_revision};
         } else if (rest.rfind("ops/", 0) == 0 && rest.size() > 4) {
             Result<OperatorRecord> record = parse_operator(kv.value);
             if (!record) {
-                ++snapshot.unreadable;
+                unreadable(kv, record.error().message);
                 continue;
             }
             snapshot.operators[std::string(rest.substr(4))] = std::move(*record);
             snapshot.operator_revisions[std::string(rest.substr(4))] = kv.mod_revision;
         } else {
-            ++snapshot.unreadable;
+            unreadable(kv, "no such kind of key");
         }
     }
+    // A host's own record wins over obs/ keys it may have left (written by
+    // the older daemon it replaced, until their lease ends).
+    for (auto& [server, by_host] : older)
+        for (auto& [host, observation] : by_host)
+            if (!recorded.count(host)) snapshot.observations[server][host] = std::move(observation);
     return snapshot;
 }
 

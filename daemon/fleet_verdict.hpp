@@ -12,6 +12,7 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/config.hpp"
 #include "common/result.hpp"
@@ -67,23 +68,37 @@ struct OperatorRecord {
 };
 const char* operator_op_name(OperatorRecord::Op op);
 
+// A host's record: /mcwatch/<name>/hosts/<host>, under the host's lease, one
+// key for the host and its observations of every server (docs/DESIGN.md,
+// "The fleet view": one write when anything changed, H keys, not H x S).
+struct HostRecord {
+    int64_t pid = 0;
+    int64_t started_unix_ms = 0;  // when the lease was granted
+    // server -> what this host sees. Nothing: an older daemon's record,
+    // whose observations are its obs/<server>/<host> keys (a rolling upgrade).
+    std::optional<std::map<std::string, FleetObservation>> observations;
+
+    bool operator==(const HostRecord&) const = default;
+};
+
 // The keys, under /mcwatch/<name>/:
-//   hosts/<host>              {"pid":..,"started_unix_ms":..}    with the host's lease
-//   obs/<server>/<host>       FleetObservation as JSON            with the host's lease
+//   hosts/<host>              HostRecord as JSON                  with the host's lease
 //   rejoin/<server>           RejoinRecord as JSON                no lease (outlives hosts)
 //   ops/<server>              OperatorRecord as JSON              no lease (outlives hosts)
-// A server's text may hold '/' (unix:/path): a host id never does, so the
-// host is what follows the last '/'.
+// and, read but no longer written, an older daemon's obs/<server>/<host>
+// (FleetObservation as JSON, with its lease). A server's text may hold '/'
+// (unix:/path): a host id never does, so the host is what follows the last '/'.
 namespace fleet_keys {
 std::string prefix(std::string_view fleet);
 std::string host(std::string_view fleet, std::string_view host);
-std::string observation(std::string_view fleet, std::string_view server, std::string_view host);
 std::string rejoin(std::string_view fleet, std::string_view server);
 std::string operator_override(std::string_view fleet, std::string_view server);
 }  // namespace fleet_keys
 
 std::string observation_json(const FleetObservation& observation);
 Result<FleetObservation> parse_observation(std::string_view text);
+std::string host_record_json(const HostRecord& record);
+Result<HostRecord> parse_host_record(std::string_view text);
 std::string rejoin_json(const RejoinRecord& record);
 Result<RejoinRecord> parse_rejoin(std::string_view text);
 std::string operator_json(const OperatorRecord& record);
@@ -93,14 +108,16 @@ Result<OperatorRecord> parse_operator(std::string_view text);
 struct FleetSnapshot {
     int64_t revision = 0;
     std::set<std::string> hosts;  // whose lease is alive (their key exists)
-    // server -> host -> observation (hosts without a live lease included: the
-    // verdict skips them)
+    // server -> host -> observation: each host's record's, or an older
+    // daemon's obs/ keys for a host whose record has none (hosts without a
+    // live lease can only be there through those: the verdict skips them)
     std::map<std::string, std::map<std::string, FleetObservation>> observations;
     std::map<std::string, std::pair<RejoinRecord, int64_t>> rejoins;  // server -> record, its mod_revision
     std::map<std::string, OperatorRecord> operators;                  // server -> the override in force
     std::map<std::string, int64_t> operator_revisions;                // server -> its ops/ key's mod_revision
-    // Keys under the prefix that none of the above reads (a newer version's, a typo's).
-    size_t unreadable = 0;
+    // Keys under the prefix that none of the above reads (a newer version's,
+    // a typo's, bad JSON), each as "<key>: why".
+    std::vector<std::string> unreadable;
 };
 FleetSnapshot read_snapshot(std::string_view fleet, const EtcdRange& range);
 

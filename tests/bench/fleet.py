@@ -131,11 +131,19 @@ class Routing:
             self.shim = None
 
 
-def key_on(routing, address):
-    for i in range(10000):
-        if routing.native(f"fleet:{i}") == address:
-            return f"fleet:{i}"
-    raise RuntimeError(f"no key of 10000 routes to {address}")
+def key_on(routings, address):
+    """A key whose native server is `address`, from the first host that
+    can route at all: a host whose state file holds every server dead
+    routes no key natively (mcshim_route says so), and the native server is
+    the same on every host that can (one server list)."""
+    for routing in routings:
+        if routing.native("fleet:0") is None:
+            continue
+        for i in range(10000):
+            if routing.native(f"fleet:{i}") == address:
+                return f"fleet:{i}"
+        raise RuntimeError(f"no key of 10000 routes to {address}")
+    raise RuntimeError(f"no key routes to {address}: every one of the {len(routings)} hosts holds every server dead")
 
 
 def wait_routing(routings, key, moved, timeout):
@@ -248,7 +256,7 @@ def hosts_section(ctx, procs, etcd, repeats, rng):
             hosts = start_hosts(ctx, procs, label, servers, settings, etcd if with_fleet else None, 3)
             routings = [Routing(ctx, h.state) for h in hosts]
             victim = servers[0]
-            key = key_on(routings[0], victim.address)
+            key = key_on(routings, victim.address)
             runs = [kill_and_return(hosts, routings, victim, key, rng,
                                     fleetlib.profile_figures(settings)["probe_interval_ms"] / 1000)
                     for _ in range(repeats)]
@@ -392,16 +400,17 @@ def wait_quiet(etcd, quiet_s, timeout):
 
 
 def observations(etcd, prefix):
-    """How many of the fleet's published observations say each state
-    ({} while etcd does not answer within the request's time)."""
+    """How many of the fleet's published observations say each state: the
+    servers of every host's record (hosts/<host>, docs/DESIGN.md "The fleet
+    view"); {} while etcd does not answer within the request's time."""
     try:
-        reply = etcd.request("/v3/kv/range", prefix_range(prefix + "obs/"), timeout=30)
+        reply = etcd.request("/v3/kv/range", prefix_range(prefix + "hosts/"), timeout=30)
     except OSError:
         return {}
     counts = {}
     for kv in reply.get("kvs", []):
-        state = json.loads(base64.b64decode(kv["value"]))["state"]
-        counts[state] = counts.get(state, 0) + 1
+        for observation in json.loads(base64.b64decode(kv["value"])).get("servers", {}).values():
+            counts[observation["state"]] = counts.get(observation["state"], 0) + 1
     return counts
 
 
@@ -418,6 +427,7 @@ def scale_point(ctx, procs, etcd, host_count, server_count, window_s):
     label = f"scale-{host_count}x{server_count}"
     prefix = f"/mcwatch/{label}/"
     servers = [procs.add(benchlib.Memcached(memory_mb=8).start()) for _ in range(server_count)]
+    start_revision = answered(revision, etcd)
     start = time.monotonic()
     hosts = []
     for i in range(host_count):  # not waited for one by one: all of them start, then the fleet settles
@@ -432,6 +442,10 @@ def scale_point(ctx, procs, etcd, host_count, server_count, window_s):
                                             f"{everyone} observations live", 0.5), 1)
     except WaitTimeout:
         settled_s = None
+    # From the first daemon's start to every observation live (the leases,
+    # the host records and their transitions); None when it never settled.
+    settled_revision = answered(revision, etcd) if settled_s is not None else None
+    start_writes = settled_revision - start_revision if None not in (settled_revision, start_revision) else None
     routings = [Routing(ctx, h.state) for h in hosts]
     pids = [h.pid for h in hosts]
     poll = answered(poll_size, etcd, prefix) or {"keys": None, "bytes": None}
@@ -440,7 +454,7 @@ def scale_point(ctx, procs, etcd, host_count, server_count, window_s):
     at_rest = rest.close()
 
     victim = servers[0]
-    key = key_on(routings[0], victim.address)
+    key = key_on(routings, victim.address)
     outage = Window(etcd, pids)
     victim.kill()
     dead = wait_routing(routings, key, True, SCALE_WAIT_S)
@@ -455,6 +469,7 @@ def scale_point(ctx, procs, etcd, host_count, server_count, window_s):
     time.sleep(AFTERMATH_S)
     results = {"hosts": host_count, "servers": server_count, "settings": fleetlib.profile_figures(settings),
                "lease_s": 10, "window_s": window_s, "start_s": started_s, "all_observations_live_after_s": settled_s,
+               "writes_at_start": start_writes,
                "poll": poll, "at_rest": at_rest, "outage_window": during,
                "kill_to_all_dead": {"hosts_routed_away": sum(s is not None for s in dead),
                                     "first_s": round(min(s for s in dead if s is not None), 3)
@@ -496,7 +511,8 @@ def scale_section(ctx, procs, etcd):
          "etcd CPU", "daemons CPU", "per daemon mean/max"], rows)
     for name, r in results.items():
         k = r["kill_to_all_dead"]
-        print(f"  {name}: all observations live {r['all_observations_live_after_s']} s after the start; kill -> "
+        print(f"  {name}: all observations live {r['all_observations_live_after_s']} s after the start "
+              f"({r['writes_at_start']} etcd writes); kill -> "
               f"{k['hosts_routed_away']}/{r['hosts']} hosts route away (first {k['first_s']} s, median "
               f"{k['median_s']} s, last {k['last_s']} s); return -> all route back {r['return_to_all_live_s']} s; "
               f"writes {r['writes_in_outage_window']} in the kill's window, {r['writes_per_return']} for the return; "

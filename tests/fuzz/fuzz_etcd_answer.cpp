@@ -16,7 +16,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (const auto range = etcd_json::parse_range(text)) {
         // The snapshot reads any key and value: unknown ones are counted, never fatal.
         const FleetSnapshot snapshot = read_snapshot("f", *range);
-        FUZZ_CHECK(snapshot.unreadable <= range->kvs.size());
+        FUZZ_CHECK(snapshot.unreadable.size() <= range->kvs.size());
         for (const auto& [server, by_host] : snapshot.observations)
             for (const auto& [host, observation] : by_host) {
                 FUZZ_CHECK(host.find('/') == std::string::npos);
@@ -29,6 +29,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     (void)etcd_json::parse_keepalive(text);
     (void)etcd_json::parse_lease_grant(text);
     if (const auto decoded = etcd_json::base64_decode(text)) FUZZ_CHECK(etcd_json::base64_encode(*decoded) == text);
+    if (const auto record = parse_host_record(text))
+        FUZZ_CHECK(parse_host_record(host_record_json(*record)).value() == *record);
     if (const auto record = parse_rejoin(text)) {
         const auto again = parse_rejoin(rejoin_json(*record));
         FUZZ_CHECK(again && again->epoch == record->epoch && again->phase == record->phase);

@@ -102,13 +102,20 @@ def local_hosts(tmp_path, etcd, servers):
     h.stop()
 
 
-def test_a_killed_server_is_dead_on_every_host_and_flushed_exactly_once_on_its_return(local_hosts, servers):
+def kill_with_three_hosts(local_hosts, servers):
+    """Hosts h1..h3 all live on both servers, then the first killed and
+    dead on every host (b live); the two servers."""
     for name in ("h1", "h2", "h3"):
         local_hosts.start(name)
     a, b = servers
     local_hosts.wait_all({a.address: "live", b.address: "live"})
     a.kill()
     local_hosts.wait_all({a.address: "dead", b.address: "live"})
+    return a, b
+
+
+def test_a_killed_server_is_dead_on_every_host_and_flushed_exactly_once_on_its_return(local_hosts, servers):
+    a, _ = kill_with_three_hosts(local_hosts, servers)
     servers[0] = returned = Memcached(port=a.port).start()
     local_hosts.wait_all({a.address: "live"})
     # One daemon won the rejoin and flushed; the others waited for its record.
@@ -201,6 +208,78 @@ def test_a_host_with_a_lease_that_has_not_reported_yet_keeps_a_lone_host_from_be
     servers[0] = returned = Memcached(port=a.port).start()
     local_hosts.wait_rounds()
     assert flushes(returned) == 0  # the new process has seen no flush_all
+
+
+def b64(text):
+    return base64.b64encode(text.encode()).decode()
+
+
+def put_leased(etcd, key, value):
+    """`key` = `value` (JSON) under a lease of its own, as a host's daemon writes."""
+    lease = etcd.request("/v3/lease/grant", {"TTL": 60})["ID"]
+    etcd.request("/v3/kv/put", {"key": b64(key), "value": b64(json.dumps(value)), "lease": lease})
+
+
+def fleet_keys(etcd):
+    """Every key under the fleet's prefix and its value, as etcd holds them."""
+    reply = etcd.request("/v3/kv/range", {"key": b64("/mcwatch/test/"), "range_end": b64("/mcwatch/test0")})
+    return {base64.b64decode(kv["key"]).decode()[len("/mcwatch/test/"):]: json.loads(base64.b64decode(kv["value"]))
+            for kv in reply.get("kvs", [])}
+
+
+def test_each_host_is_one_key_under_the_prefix_holding_its_observation_of_every_server(local_hosts, servers, etcd):
+    a, b = kill_with_three_hosts(local_hosts, servers)
+    expected = {a.address: "dead", b.address: "live"}
+    # Each host's record follows its probes (published dead above is the
+    # fleet's verdict, which two of them suffice for).
+    wait_until(lambda: all({s: o["state"] for s, o in fleet_keys(etcd).get(f"hosts/{h}", {}).get("servers", {}).items()}
+                           == expected for h in ("h1", "h2", "h3")), 10, "every host's record holding a dead")
+    keys = fleet_keys(etcd)
+    assert sorted(keys) == ["hosts/h1", "hosts/h2", "hosts/h3", f"rejoin/{a.address}"]
+    for name in ("h1", "h2", "h3"):
+        record = keys[f"hosts/{name}"]
+        assert record["pid"] == local_hosts.daemons[name].pid
+        assert record["servers"][a.address]["error"]
+
+
+def test_an_older_daemon_s_per_server_keys_still_count_for_its_host(local_hosts, servers, etcd):
+    # A rolling upgrade: "old" runs the daemon that wrote a key per server
+    # (obs/<server>/<host>) beside a host key without observations.
+    a, b = servers
+    put_leased(etcd, "/mcwatch/test/hosts/old", {"pid": 1, "started_unix_ms": 0})
+    put_leased(etcd, f"/mcwatch/test/obs/{a.address}/old",
+               {"state": "dead", "since_unix_ms": 0, "error": "connection refused"})
+    put_leased(etcd, f"/mcwatch/test/obs/{b.address}/old", {"state": "live", "since_unix_ms": 0})
+    h1 = local_hosts.start("h1")
+    local_hosts.wait_all({a.address: "live", b.address: "live"})
+    wait_until(lambda: fleet_report(h1)["servers"][0]["reason"] ==
+               "1 of 2 hosts see it dead (majority needs more than half): old (connection refused)", 10,
+               "the older host's observation judged beside h1's")
+    report = fleet_report(h1)
+    assert report["servers"][0]["observations"]["old"]["counted"] is True
+    assert report["servers"][1]["observations"]["old"]["state"] == "live"
+
+
+def test_mcctl_fleet_names_a_key_no_daemon_can_read(local_hosts, servers, etcd):
+    put_leased(etcd, "/mcwatch/test/hosts/broken", {"pid": 1, "servers": {"x:1": {"state": "asleep"}}})
+    h1 = local_hosts.start("h1")
+    a, _ = servers
+    local_hosts.wait_all({a.address: "live"})
+    why = "/mcwatch/test/hosts/broken: host record: server 'x:1': observation: unknown state 'asleep'"
+    result = subprocess.run([h1.mcctl, "-c", h1.config, "fleet"], capture_output=True, text=True, timeout=30)
+    assert f"unreadable key {why}\n" in result.stdout, result.stdout
+    assert fleet_report(h1)["unreadable"] == [why]
+    # The daemon says it too, once while the key stays unreadable.
+    logged = f'event=fleet_key status=unreadable reason="{why}"'
+    wait_until(lambda: logged in h1.log_text(), 10, "h1 logging the unreadable key")
+    # A change under the prefix (h1's record, a dead in it): a full read that
+    # finds the key again. (The broken host holds a lease and reports
+    # nothing, so the verdict stays live.)
+    a.kill()
+    wait_until(lambda: "1 of 2 hosts see it dead" in fleet_report(h1)["servers"][0]["reason"], 10,
+               "h1's dead observation in its record")
+    local_hosts.wait_rounds()
+    assert h1.log_text().count("event=fleet_key") == 1, h1.log_text()
 
 
 def test_a_killed_daemon_s_lease_expires_and_the_other_host_carries_on(local_hosts, servers):

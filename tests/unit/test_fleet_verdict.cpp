@@ -1,4 +1,5 @@
 #include <doctest/doctest.h>
+#include <fmt/format.h>
 
 #include "daemon/fleet_verdict.hpp"
 
@@ -70,27 +71,95 @@ TEST_CASE("fleet verdict: a server the fleet held dead stays dead until its rejo
     CHECK(published_verdict(dead, record) == Kind::dead);
 }
 
-TEST_CASE("fleet snapshot: keys sorted by kind; a server's '/' is its own, the host follows the last one") {
+TEST_CASE("fleet snapshot: keys sorted by kind; a host's record holds its observations, a server's '/' its own") {
+    HostRecord h1{41, 7,
+                  std::map<std::string, FleetObservation>{{"unix:/run/mc.sock", seen(State::dead, "refused")},
+                                                          {"10.0.0.1:11211", seen(State::live)}}};
     EtcdRange range;
     range.revision = 9;
     range.kvs = {
-        {"/mcwatch/f/hosts/h1", "{}", 1, 1, 1, 5},
-        {"/mcwatch/f/obs/unix:/run/mc.sock/h1", observation_json(seen(State::dead, "refused")), 2, 2, 1, 5},
-        {"/mcwatch/f/obs/10.0.0.1:11211/h1", observation_json(seen(State::live)), 3, 3, 1, 5},
+        {fleet_keys::host("f", "h1"), host_record_json(h1), 1, 1, 1, 5},
         {"/mcwatch/f/rejoin/10.0.0.1:11211", rejoin_json({3, RejoinRecord::Phase::flushing, "h1", 7, false}), 4, 8, 2,
          0},
         {"/mcwatch/f/obs/nohost", "{}", 5, 5, 1, 0},
         {"/mcwatch/f/other", "x", 6, 6, 1, 0},
     };
+    CHECK(fleet_keys::host("f", "h1") == "/mcwatch/f/hosts/h1");
     const FleetSnapshot snapshot = read_snapshot("f", range);
     CHECK(snapshot.revision == 9);
     CHECK(snapshot.hosts == std::set<std::string>{"h1"});
     CHECK(snapshot.observations.at("unix:/run/mc.sock").at("h1").error == "refused");
     CHECK(snapshot.observations.at("10.0.0.1:11211").at("h1").state == State::live);
+    CHECK(snapshot.observations.size() == 2);
     CHECK(snapshot.rejoins.at("10.0.0.1:11211").first.epoch == 3);
     CHECK(snapshot.rejoins.at("10.0.0.1:11211").first.phase == RejoinRecord::Phase::flushing);
     CHECK(snapshot.rejoins.at("10.0.0.1:11211").second == 8);
-    CHECK(snapshot.unreadable == 2);
+    CHECK(snapshot.unreadable == std::vector<std::string>{"/mcwatch/f/obs/nohost: not obs/<server>/<host>",
+                                                          "/mcwatch/f/other: no such kind of key"});
+    // Round-tripped, and what it leaves out at its default (restarts 0, no error) reads back the same.
+    CHECK(parse_host_record(host_record_json(h1)).value() == h1);
+    CHECK(host_record_json(HostRecord{1, 2, std::map<std::string, FleetObservation>{{"a:1", seen(State::live)}}}) ==
+          R"({"pid":1,"servers":{"a:1":{"since_unix_ms":0,"state":"live"}},"started_unix_ms":2})");
+}
+
+TEST_CASE("fleet snapshot: one key per host carries every server's observation, for many hosts and servers") {
+    EtcdRange range;
+    for (int h = 0; h < 20; ++h) {
+        HostRecord record{h, 0, std::map<std::string, FleetObservation>{}};
+        for (int s = 0; s < 50; ++s)
+            (*record.observations)[fmt::format("10.0.{}.1:11211", s)] = seen(s == h ? State::dead : State::live);
+        range.kvs.push_back({fleet_keys::host("f", fmt::format("h{}", h)), host_record_json(record), 1, 1, 1, 5});
+    }
+    const FleetSnapshot snapshot = read_snapshot("f", range);
+    CHECK(snapshot.hosts.size() == 20);
+    CHECK(snapshot.observations.size() == 50);
+    CHECK(snapshot.unreadable.empty());
+    for (const auto& [server, by_host] : snapshot.observations) CHECK(by_host.size() == 20);
+    CHECK(snapshot.observations.at("10.0.3.1:11211").at("h3").state == State::dead);
+    CHECK(snapshot.observations.at("10.0.3.1:11211").at("h4").state == State::live);
+    CHECK(snapshot.observations.at("10.0.30.1:11211").at("h4").state == State::live);
+}
+
+TEST_CASE("fleet snapshot: a bad host record is named with its key; its host still holds a live lease") {
+    EtcdRange range;
+    range.kvs = {
+        {fleet_keys::host("f", "h1"), "{not json", 1, 1, 1, 5},
+        {fleet_keys::host("f", "h2"), R"({"pid":2,"servers":{"a:1":{"state":"asleep"}}})", 2, 2, 1, 5},
+        {fleet_keys::host("f", "h3"), R"({"pid":3,"servers":["a:1"]})", 3, 3, 1, 5},
+        {fleet_keys::host("f", "h4/x"), host_record_json({4, 0, std::map<std::string, FleetObservation>{}}), 4, 4, 1,
+         5},
+    };
+    const FleetSnapshot snapshot = read_snapshot("f", range);
+    CHECK(snapshot.hosts == std::set<std::string>{"h1", "h2", "h3"});
+    CHECK(snapshot.observations.empty());
+    REQUIRE(snapshot.unreadable.size() == 4);
+    CHECK(snapshot.unreadable[0] == "/mcwatch/f/hosts/h1: host record is not a JSON object: '{not json'");
+    CHECK(snapshot.unreadable[1] ==
+          "/mcwatch/f/hosts/h2: host record: server 'a:1': observation: unknown state 'asleep'");
+    CHECK(snapshot.unreadable[2] == R"(/mcwatch/f/hosts/h3: host record: "servers" is not a JSON object: ["a:1"])");
+    CHECK(snapshot.unreadable[3] == "/mcwatch/f/hosts/h4/x: a host id holds no '/'");
+}
+
+TEST_CASE("fleet snapshot: an older daemon's obs/<server>/<host> keys count for a host whose record has none") {
+    // A rolling upgrade: h1 runs the older daemon (a record without
+    // "servers", an obs/ key per server), h2 the new one, which also left an
+    // obs/ key from before its upgrade: its record wins.
+    EtcdRange range;
+    range.kvs = {
+        {fleet_keys::host("f", "h1"), R"({"pid":1,"started_unix_ms":5})", 1, 1, 1, 5},
+        {fleet_keys::host("f", "h2"),
+         host_record_json({2, 6, std::map<std::string, FleetObservation>{{"unix:/run/mc.sock", seen(State::live)}}}), 2,
+         2, 1, 5},
+        {"/mcwatch/f/obs/unix:/run/mc.sock/h1", observation_json(seen(State::dead, "refused")), 3, 3, 1, 5},
+        {"/mcwatch/f/obs/unix:/run/mc.sock/h2", observation_json(seen(State::dead)), 4, 4, 1, 5},
+        {"/mcwatch/f/obs/10.0.0.1:11211/h2", observation_json(seen(State::dead)), 5, 5, 1, 5},
+    };
+    const FleetSnapshot snapshot = read_snapshot("f", range);
+    CHECK(snapshot.hosts == std::set<std::string>{"h1", "h2"});
+    CHECK(snapshot.observations.at("unix:/run/mc.sock").at("h1").error == "refused");
+    CHECK(snapshot.observations.at("unix:/run/mc.sock").at("h2").state == State::live);
+    CHECK(snapshot.observations.count("10.0.0.1:11211") == 0);
+    CHECK(parse_host_record(R"({"pid":1,"started_unix_ms":5})").value().observations == std::nullopt);
 }
 
 TEST_CASE("fleet snapshot: an operator's override under ops/<server>, round-tripped; a bad one is unreadable") {
@@ -110,7 +179,7 @@ TEST_CASE("fleet snapshot: an operator's override under ops/<server>, round-trip
     CHECK(snapshot.operators.at("10.0.0.1:11211") == drain);
     CHECK(snapshot.operators.at("unix:/run/mc.sock") == down);
     CHECK(snapshot.operator_revisions.at("unix:/run/mc.sock") == 2);
-    CHECK(snapshot.unreadable == 2);
+    CHECK(snapshot.unreadable.size() == 2);
     // Written before the takeover existed: the command's host is the mover.
     const Result<OperatorRecord> older = parse_operator(R"({"op":"drain","host":"h1","at_unix_ms":7,"move":true})");
     REQUIRE(older);

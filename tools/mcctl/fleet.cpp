@@ -45,11 +45,14 @@ int mcctl_fleet(const std::string& config_path, bool as_json) {
         {"etcd", {{"endpoint", (*client)->endpoint()}, {"answers", true}, {"revision", snapshot.revision}}},
         {"hosts", snapshot.hosts},
         {"servers", nlohmann::json::array()},
+        {"unreadable", snapshot.unreadable},
     };
     bool all_live = true;
     std::string text = fmt::format("fleet {}: etcd {} answers (revision {}), verdict {}\nhosts with a live lease: {}\n",
                                    fleet.name, (*client)->endpoint(), snapshot.revision, fleet_rule_name(fleet.verdict),
                                    snapshot.hosts.empty() ? "none" : fmt::format("{}", fmt::join(snapshot.hosts, " ")));
+    // A key no host reads (bad JSON, a newer version's) is a host or a record the fleet does not count.
+    for (const std::string& unreadable : snapshot.unreadable) text += fmt::format("unreadable key {}\n", unreadable);
     for (const ServerAddress& server : config->servers) {
         const auto observed = snapshot.observations.find(server.text);
         const std::map<std::string, FleetObservation> none;
