@@ -95,6 +95,28 @@ def test_another_readers_lease_is_a_miss_not_an_empty_value(shim_fleet, read):
         assert victim.command(f"mg {k} s f\r\n".encode()) == f"HD s0 f{LEASE_FLAGS}\r\n".encode()
 
 
+@pytest.mark.parametrize("read", ["get", "mget", "exec"])
+@pytest.mark.parametrize("state", ["usable", "absent"])
+def test_a_lease_reads_as_a_miss_on_every_path_never_as_an_empty_value(shim_fleet, tmp_path, read, state):
+    """Another reader's lease (an empty item with the lease flags) on a key
+    with no other copy (every server live, or no usable state file: native
+    placement) reads through the shim exactly as a key that is not there."""
+    fleet = shim_fleet
+    keys = [f"e{i}" for i in range(4)]
+    for m in fleet.servers:  # wherever the key goes, a lease is there
+        for k in keys:
+            assert m.command(f"ms {k} 0 F{LEASE_FLAGS} T30 ME\r\n\r\n".encode()) == b"HD\r\n"
+    path = fleet.state if state == "usable" else str(tmp_path / "absent")
+    args = keys if read != "get" else keys[:1]
+    absent = [f"absent{i}" for i in range(len(args))]
+    client = [C_CLIENT, "--binary"] if read == "exec" else "c"  # mget_execute is binary only
+    assert (client_says(fleet, client, read, *args, state=path) ==
+            client_says(fleet, client, read, *absent, state=path).replace("absent", "e"))
+    for m in fleet.servers:  # the other reader's lease is left alone
+        for k in keys:
+            assert m.command(f"mg {k} s f\r\n".encode()) == f"HD s0 f{LEASE_FLAGS}\r\n".encode()
+
+
 FORK_SCRIPT = """
 import os, sys, pylibmc
 servers, keys = sys.argv[1].split(","), sys.argv[2].split(",")
