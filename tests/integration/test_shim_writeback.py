@@ -286,12 +286,18 @@ class HoldingProxy:
                 self.sockets.append(client)
             threading.Thread(target=self.serve, args=(client,), daemon=True).start()
 
+    def intercept(self, first, client):
+        """True: this connection is the proxy's own, not forwarded."""
+        if not first.startswith(b"ms "):
+            return False
+        with self.lock:
+            self.held += 1
+        return True
+
     def serve(self, client):
         try:
             first = client.recv(65536)
-            if first.startswith(b"ms "):
-                with self.lock:
-                    self.held += 1
+            if self.intercept(first, client):
                 return
             upstream = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=10)
         except OSError:
@@ -360,3 +366,77 @@ def test_a_multi_gets_write_backs_to_a_hung_server_hold_its_last_fetch_once_not_
         assert proxy.held == 1  # one write-back waited; the other two were skipped
     finally:
         proxy.close()
+
+
+class FloodingProxy(HoldingProxy):
+    """A proxy whose server answers the shim's meta read of a copy (`mg`,
+    a write-back's source) with a reply without end: a huge value, or a
+    line that never ends. Sends until the reader closes (4 GiB at most)."""
+
+    def __init__(self, upstream_port, reply):
+        self.reply = reply
+        super().__init__(upstream_port)
+
+    def intercept(self, first, client):
+        if not first.startswith(b"mg "):
+            return False
+        with self.lock:
+            self.held += 1
+        chunk = b"x" * (1 << 20)
+        try:
+            client.sendall(b"VA 1073741000 f0 t-1 c1\r\n" if self.reply == "huge value" else b"VA ")
+            for _ in range(4096):
+                client.sendall(chunk)
+        except OSError:
+            pass  # the reader gave up: what the test wants
+        return True
+
+
+@pytest.mark.parametrize("reply", ["huge value", "endless line"])
+def test_a_write_backs_source_sending_a_reply_without_end_costs_the_program_no_memory(fleet, tmp_path, reply):
+    # A key read from its fallback (its server back from an outage) is
+    # written back: the shim reads the fallback's copy again over its meta
+    # connection. A server that answers that read with a reply without end
+    # must not make the program buffer it: the write-back gives up at the
+    # size limit, saying why, and the program has its value.
+    fleet.add_servers(3)
+    proxies = [FloodingProxy(m.port, reply) for m in fleet.servers]
+    try:
+        listed = [p.address for p in proxies]
+        fleet.write_config({"recently_down_window": f"{WINDOW_S}s", "writeback_ttl": "10m"}, servers=listed)
+        fleet.start_daemon(wait_live=False)
+        fleet.wait_states({a: "live" for a in listed})
+        keys = [f"w{i}" for i in range(60)]
+        env = plain_env()
+        mine = subprocess.run([C_CLIENT, ",".join(listed), "where"], input="\n".join(keys) + "\n", env=env,
+                              capture_output=True, text=True, check=True, timeout=60).stdout
+        key = next(k for k, where in (line.split() for line in mine.splitlines()) if where == listed[1])
+        victim = fleet.servers[1]
+        victim.kill()
+        fleet.wait_states({listed[1]: "dead"})
+        env.update(PRELOAD)
+        env["MCSHIM_STATE"] = fleet.state
+        assert subprocess.run([C_CLIENT, ",".join(listed), "set", key, "v", "0"], env=env, capture_output=True,
+                              text=True, timeout=60).stdout.strip() == "SUCCESS"
+        victim.start()
+        fleet.wait_states({listed[1]: "live"})
+        env["MCSHIM_DEBUG"] = "1"
+        with open(tmp_path / "out", "w") as out, open(tmp_path / "err", "w") as err:
+            read = subprocess.Popen([C_CLIENT, ",".join(listed), "get", key], env=env, stdout=out, stderr=err)
+        watchdog = threading.Timer(120, read.kill)
+        watchdog.start()
+        try:
+            _, status, usage = os.wait4(read.pid, 0)  # its own peak memory, which Popen.wait would not tell
+        finally:
+            watchdog.cancel()
+        read.returncode = os.waitstatus_to_exitcode(status)
+        said = (tmp_path / "err").read_text()
+        assert read.returncode == 0, said
+        assert (tmp_path / "out").read_text().strip() == "VALUE v"
+        assert sum(p.held for p in proxies) == 1
+        # A client's usual few MB (more under a sanitizer), not the flood's.
+        assert usage.ru_maxrss < 256 * 1024, f"peak RSS {usage.ru_maxrss} KiB"
+        assert "not written back: source's reply too large" in said, said
+    finally:
+        for p in proxies:
+            p.close()
