@@ -188,20 +188,17 @@ FORK_SCRIPT = """
 import os, socket, sys, time, pylibmc
 servers, hold, drained = sys.argv[1].split(","), sys.argv[2], sys.argv[3]
 
-def on_drained(keys):
-    host, port = drained.rsplit(":", 1)
+def keys_left_on_drained(mc, attempt):
+    keys = [f"f{attempt}-{i}" for i in range(30)]
+    for k in keys:
+        mc.set(k, "v")
+    host, port = drained.rsplit(":", 1)  # asked directly: the shim would route around it
     with socket.create_connection((host, int(port)), timeout=10) as s:
         s.sendall(("get " + " ".join(keys) + "\\r\\n").encode())
         reply = b""
         while not reply.endswith(b"END\\r\\n"):
             reply += s.recv(65536)
     return reply.count(b"VALUE ")
-
-def keys_left_on_drained(mc, attempt):
-    keys = [f"f{attempt}-{i}" for i in range(30)]
-    for k in keys:
-        mc.set(k, "v")
-    return on_drained(keys)
 
 open(hold, "w").close()
 mc = pylibmc.Client(servers, behaviors={"ketama": True})

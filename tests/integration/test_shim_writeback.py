@@ -329,6 +329,21 @@ class HoldingProxy:
                 s.close()
 
 
+def start_with_window(fleet, listed):
+    """mcwatchd over the servers `listed` (proxies), with a long window."""
+    fleet.write_config({"recently_down_window": f"{WINDOW_S}s", "writeback_ttl": "10m"}, servers=listed)
+    fleet.start_daemon(wait_live=False)
+    fleet.wait_states({a: "live" for a in listed})
+
+
+def placed_on(listed, server, prefix):
+    """Those of prefix0..prefix59 that the client alone places on `server` of `listed`."""
+    keys = [f"{prefix}{i}" for i in range(60)]
+    mine = subprocess.run([C_CLIENT, ",".join(listed), "where"], input="\n".join(keys) + "\n", env=plain_env(),
+                          capture_output=True, text=True, check=True, timeout=60).stdout
+    return [k for k, where in (line.split() for line in mine.splitlines()) if where == server]
+
+
 def test_a_multi_gets_write_backs_to_a_hung_server_hold_its_last_fetch_once_not_once_per_key(fleet):
     # The server the keys belong to takes connections but never answers a
     # write-back's lease: each write-back waits the handle's poll timeout.
@@ -339,15 +354,10 @@ def test_a_multi_gets_write_backs_to_a_hung_server_hold_its_last_fetch_once_not_
     proxy = HoldingProxy(victim.port)
     try:
         listed = [fleet.servers[0].address, proxy.address, fleet.servers[2].address]
-        fleet.write_config({"recently_down_window": f"{WINDOW_S}s", "writeback_ttl": "10m"}, servers=listed)
-        fleet.start_daemon(wait_live=False)
-        fleet.wait_states({a: "live" for a in listed})
-        keys = [f"h{i}" for i in range(60)]
-        env = plain_env()
-        mine = subprocess.run([C_CLIENT, ",".join(listed), "where"], input="\n".join(keys) + "\n", env=env,
-                              capture_output=True, text=True, check=True, timeout=60).stdout
-        victim_keys = [k for k, where in (line.split() for line in mine.splitlines()) if where == proxy.address][:3]
+        start_with_window(fleet, listed)
+        victim_keys = placed_on(listed, proxy.address, "h")[:3]
         assert len(victim_keys) == 3
+        env = plain_env()
         victim.kill()
         fleet.wait_states({proxy.address: "dead"})
         env.update(PRELOAD)
@@ -403,14 +413,9 @@ def test_a_write_backs_source_sending_a_reply_without_end_costs_the_program_no_m
     proxies = [FloodingProxy(m.port, reply) for m in fleet.servers]
     try:
         listed = [p.address for p in proxies]
-        fleet.write_config({"recently_down_window": f"{WINDOW_S}s", "writeback_ttl": "10m"}, servers=listed)
-        fleet.start_daemon(wait_live=False)
-        fleet.wait_states({a: "live" for a in listed})
-        keys = [f"w{i}" for i in range(60)]
+        start_with_window(fleet, listed)
+        key = placed_on(listed, listed[1], "w")[0]
         env = plain_env()
-        mine = subprocess.run([C_CLIENT, ",".join(listed), "where"], input="\n".join(keys) + "\n", env=env,
-                              capture_output=True, text=True, check=True, timeout=60).stdout
-        key = next(k for k, where in (line.split() for line in mine.splitlines()) if where == listed[1])
         victim = fleet.servers[1]
         victim.kill()
         fleet.wait_states({listed[1]: "dead"})
