@@ -103,7 +103,7 @@ MCSHIM_EXPORT int mcshim_use_state_servers(mcshim_t* shim) noexcept {
     if (!shim) return MCSHIM_E_INVALID;
     try {
         shim->source->check_now();
-        const StateSource::Mapped* mapped = shim->source->current();
+        const StateSource::Pin mapped = shim->source->pin();
         if (!mapped) {
             shim->error = shim->source->problem();
             return MCSHIM_E_NO_STATE;

@@ -19,32 +19,34 @@ bool debug_from_environment() noexcept {
 
 namespace {
 
-const state::Header* current_header(const route::StateSource* source) noexcept {
-    const route::StateSource::Mapped* mapped = source ? source->current() : nullptr;
-    return mapped ? &mapped->map.header() : nullptr;
+// `read` of the current mapping's header, or `fallback` without one; the
+// mapping is held (pinned) while it is read.
+template <class Read>
+uint32_t from_header(const route::StateSource* source, uint32_t fallback, Read read) noexcept {
+    const route::StateSource::Pin mapped = source ? source->pin() : route::StateSource::Pin();
+    return mapped ? read(mapped->map.header()) : fallback;
 }
 
 }  // namespace
 
 uint32_t recently_down_window_s_or_default(const route::StateSource* source) noexcept {
-    const state::Header* header = current_header(source);
-    return header ? header->recently_down_window_s : kDefaultRecentlyDownWindowS;
+    return from_header(source, kDefaultRecentlyDownWindowS,
+                       [](const state::Header& header) { return header.recently_down_window_s; });
 }
 
 uint32_t writeback_ttl_s_or_default(const route::StateSource* source) noexcept {
-    const state::Header* header = current_header(source);
-    return header ? header->writeback_ttl_s : kDefaultWritebackTtlS;
+    return from_header(source, kDefaultWritebackTtlS,
+                       [](const state::Header& header) { return header.writeback_ttl_s; });
 }
 
 uint32_t replicas_or_default(const route::StateSource* source) noexcept {
-    const state::Header* header = current_header(source);
-    if (!header || header->replicas < 1) return 1;
-    return header->replicas < kMaxReplicas ? header->replicas : kMaxReplicas;
+    return from_header(source, 1, [](const state::Header& header) {
+        return header.replicas < 1 ? 1 : header.replicas < kMaxReplicas ? header.replicas : kMaxReplicas;
+    });
 }
 
 uint32_t replica_max_ttl_s_or_default(const route::StateSource* source) noexcept {
-    const state::Header* header = current_header(source);
-    return header ? header->replica_max_ttl_s : 0;
+    return from_header(source, 0, [](const state::Header& header) { return header.replica_max_ttl_s; });
 }
 
 }  // namespace mcwatch

@@ -97,7 +97,7 @@ void Router::refresh(uint64_t now) noexcept {
     std::unique_lock<std::mutex> lock(refresh_mutex_, std::try_to_lock);
     if (!lock.owns_lock()) return;  // another thread refreshes; the old snapshot stands
     const uint64_t epoch = source_->epoch();
-    const StateSource::Mapped* mapped = source_->current();
+    const StateSource::Pin mapped = source_->pin();
     const bool usable = source_->usable() && mapped;
     uint32_t allowed = topology_.size();
     const uint32_t count = topology_.size();
@@ -328,7 +328,7 @@ bool Router::match_current(std::unique_lock<std::mutex>& lock) {
     source_->check_now();
     refresh(coarse_monotonic_ns());
     lock = std::unique_lock<std::mutex>(refresh_mutex_);
-    const StateSource::Mapped* mapped = source_->current();
+    const StateSource::Pin mapped = source_->pin();
     if (!mapped) return false;
     // A finished lookup is merged by refresh(), with the snapshot it changes.
     if (mapped->serial != map_serial_) {

@@ -1,6 +1,7 @@
 #include "libshim/state_source.hpp"
 
 #include <cstdio>
+#include <new>
 
 #include "libshim/clock.hpp"
 
@@ -21,33 +22,41 @@ void StateSource::refresh(bool wait) noexcept {
         return;  // another thread is checking; the current view stands meanwhile
     try {
         const uint64_t now = monotonic_ns();
+        // A mapping left by every reader goes now, whatever else happens.
+        reclaim();
         const Mapped* mapped = current_.load(std::memory_order_relaxed);
         bool changed = false;
+        bool held = false;  // a newer file waits: every other mapping is held by a reader
         const bool superseded = mapped && mapped->map.header().superseded.load(std::memory_order_acquire);
-        // Two files mapped and the older one's grace not over: no third yet.
-        const bool ring_full = leaving_map_ && now < leaving_since_ns_ + kRetireGraceNs;
-        if (!mapped || (!ring_full && (superseded || now >= next_stat_ns_))) {
-            next_stat_ns_ = now + kCheckIntervalNs;
+        if (!mapped || superseded || now >= next_stat_ns_) {
             if (!mapped || mapped->map.replaced(path_.c_str())) {
-                auto fresh = std::make_unique<Mapped>();
                 char why[256] = "";
-                if (fresh->map.open(path_.c_str(), why, sizeof why) == state::MapStatus::ok) {
-                    fresh->serial = ++serials_;
-                    adopt(std::move(fresh), now);
-                    mapped = current_.load(std::memory_order_relaxed);
+                Mapped* spare = this->spare();
+                if (!spare) {
+                    held = true;  // stat again at the retry
+                } else if (spare->map.open(path_.c_str(), why, sizeof why) == state::MapStatus::ok) {
+                    next_stat_ns_ = now + kCheckIntervalNs;
+                    spare->serial = ++serials_;
+                    spare->heartbeat = state::HeartbeatWatch();
+                    adopt(spare);
+                    mapped = spare;
                     changed = true;
+                    reclaim();  // the one just left, unless a reader is inside it
                 } else {
+                    next_stat_ns_ = now + kCheckIntervalNs;
                     problem_ = why;
                 }
+            } else {
+                next_stat_ns_ = now + kCheckIntervalNs;
             }
         }
         bool usable = false;
         uint64_t generation = 0;
         uint64_t next_check = now + kCheckIntervalNs;
-        // A replaced file waiting for room: look again when there is some.
-        if (ring_full && superseded && leaving_since_ns_ + kRetireGraceNs < next_check)
-            next_check = leaving_since_ns_ + kRetireGraceNs;
-        // Still on a superseded file (no room yet, or its successor unreadable):
+        // A replaced file waiting for a mapping a stalled reader holds: look
+        // again soon (the reader is normally done in microseconds).
+        if (held) next_check = now + kHeldRetryNs;
+        // Still on a superseded file (no free mapping yet, or its successor unreadable):
         // the schedule above looks again, not every poll.
         superseded_waiting_.store(
             mapped && mapped->map.header().superseded.load(std::memory_order_relaxed) ? mapped : nullptr,
@@ -97,12 +106,28 @@ void StateSource::refresh(bool wait) noexcept {
     }
 }
 
-void StateSource::adopt(std::unique_ptr<Mapped> fresh, uint64_t now) noexcept {
-    leaving_map_.reset();  // unmapped: nobody has loaded it for the grace period
-    current_.store(fresh.get(), std::memory_order_release);
-    leaving_map_ = std::move(current_map_);
-    leaving_since_ns_ = now;
-    current_map_ = std::move(fresh);
+void StateSource::reclaim() noexcept {
+    const Mapped* current = current_.load(std::memory_order_relaxed);
+    for (std::unique_ptr<Mapped>& slot : mappings_)
+        // seq_cst, against pin()'s count-then-check: a reader counted after
+        // this load sees current_ moved on and leaves without reading.
+        if (slot && slot.get() != current && slot->map.is_open() && slot->readers.load(std::memory_order_seq_cst) == 0)
+            slot->map.close();
+}
+
+StateSource::Mapped* StateSource::spare() noexcept {
+    const Mapped* current = current_.load(std::memory_order_relaxed);
+    for (std::unique_ptr<Mapped>& slot : mappings_) {
+        // Made once, kept for the source's life: a reader may still count
+        // itself in and out of any mapping it once saw as current.
+        if (!slot) slot.reset(new (std::nothrow) Mapped());
+        if (slot && slot.get() != current && !slot->map.is_open()) return slot.get();
+    }
+    return nullptr;
+}
+
+void StateSource::adopt(Mapped* fresh) noexcept {
+    current_.store(fresh, std::memory_order_seq_cst);
     if (on_new_mapping_) on_new_mapping_();
 }
 

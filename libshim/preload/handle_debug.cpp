@@ -63,7 +63,7 @@ const char* handle_hash(const memcached_st* memc) noexcept {
 void describe_handle(const memcached_st* memc, const HandleRouting& routing) noexcept {
     try {
         route::StateSource* source = routing.router->source();
-        const route::StateSource::Mapped* mapped = source ? source->current() : nullptr;
+        const route::StateSource::Pin mapped = source ? source->pin() : route::StateSource::Pin();
         const bool usable = source && source->usable() && mapped;
         const char* distribution = handle_distribution(memc);
         const char* hash = handle_hash(memc);

@@ -131,7 +131,7 @@ std::shared_ptr<HandleRouting> build(const memcached_st* memc, const Real& real)
     }
     routing->router = router_for(std::move(specs), key);
     if (!routing->router) return nullptr;
-    if (const route::StateSource::Mapped* mapped = routing->router->source()->current()) {
+    if (const route::StateSource::Pin mapped = routing->router->source()->pin()) {
         const state::Header& header = mapped->map.header();
         routing->placed_as_before =
             header.previous_distribution <= uint32_t(state::Distribution::ketama_weighted) &&

@@ -83,7 +83,7 @@ void send_hint(const HandleRouting& routing, int32_t server) noexcept {
     const size_t gate = (reinterpret_cast<uintptr_t>(routing.router.get()) / 64 + uint32_t(server)) % kGateSize;
     if (claim(last_by_gate[gate], now)) {
         const int32_t slot = routing.router->slot_of(uint32_t(server));
-        const route::StateSource::Mapped* mapped = source->current();
+        const route::StateSource::Pin mapped = source->pin();
         SocketAddress to;
         int fd;
         if (slot >= 0 && mapped && uint32_t(slot) < mapped->map.header().slot_count &&

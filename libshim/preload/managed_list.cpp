@@ -79,7 +79,7 @@ bool adopt_managed_list(memcached_st* memc, const Real& real) noexcept {
     if (!memc || memc->flags.use_udp) return false;
     route::StateSource* source = process_state_source();
     if (!source || !source->usable()) return false;
-    const route::StateSource::Mapped* mapped = source->current();
+    const route::StateSource::Pin mapped = source->pin();
     if (!mapped) return false;
     const state::Header& header = mapped->map.header();
     if (!(header.flags & state::kHeaderManagedList) || header.slot_count == 0) return false;

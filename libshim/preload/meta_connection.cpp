@@ -29,8 +29,13 @@ namespace {
 // libmemcached's defaults, for a handle that says "wait for ever" (-1):
 // a write-back is an extra the program did not ask for, never worth a hang.
 constexpr int kDefaultTimeoutMs = 5000;
-// A reply larger than this is not a cache item we write back.
-constexpr size_t kMaxValue = size_t(1) << 30;
+// What the shim reads of a reply, whatever the peer sends (a misbehaving
+// server's endless or huge reply must not grow the program's memory until
+// the deadline): a value of memcached's default item size limit (-I 1m) at
+// most, a larger one is not copied; a reply line (meta flags, an error) of
+// kMaxLine bytes at most.
+constexpr size_t kMaxValue = size_t(1) << 20;
+constexpr size_t kMaxLine = 4096;
 // Connections one thread keeps (one per server it wrote back to lately).
 constexpr size_t kKept = 8;
 
@@ -64,6 +69,9 @@ public:
         used_ = 0;
         quiet_ = 0;
     }
+
+    // Why the last exchange failed on the peer's side, or null.
+    const char* problem() const noexcept { return problem_; }
 
     // Quiet requests sent whose replies (failures only, then `mn`'s MN)
     // have not been read yet.
@@ -102,6 +110,7 @@ public:
 
     // Opens the connection to `name` (a unix socket path when `is_unix`).
     bool open(const char* name, in_port_t port, bool is_unix, int64_t connect_deadline_ms) noexcept {
+        problem_ = nullptr;
         close();
         process_ = this_process();
         if (is_unix) {
@@ -148,6 +157,7 @@ public:
                 used_ = end + 2;
                 return true;
             }
+            if (in_.size() - used_ > kMaxLine) return fail("reply too large (a line over 4096 bytes)");
             if (!fill()) return false;
         }
     }
@@ -162,7 +172,8 @@ public:
         return true;
     }
 
-    bool fail() noexcept {
+    bool fail(const char* problem = nullptr) noexcept {
+        if (problem) problem_ = problem;
         close();
         return false;
     }
@@ -222,6 +233,7 @@ private:
     int fd_ = -1;
     uint64_t process_ = 0;
     uint32_t quiet_ = 0;
+    const char* problem_ = nullptr;
     std::string in_;
     size_t used_ = 0;
     int64_t deadline_ms_ = 0;
@@ -419,6 +431,8 @@ bool store_quiet(Connection& c, const std::string& key, const char* value, size_
     return c.quiet() < kMaxQuiet || settle(c);
 }
 
+const char* problem(const Connection& c) noexcept { return c.problem(); }
+
 bool get(Connection& c, const std::string& key, Item& out) noexcept {
     out = Item{};
     if (!settle(c)) return false;
@@ -429,9 +443,10 @@ bool get(Connection& c, const std::string& key, Item& out) noexcept {
     if (line == "EN") return true;
     size_t length = 0;
     if (line.size() < 4 || !starts(line, "VA") ||
-        std::from_chars(line.data() + 3, line.data() + line.size(), length).ec != std::errc() || length > kMaxValue ||
+        std::from_chars(line.data() + 3, line.data() + line.size(), length).ec != std::errc() ||
         !flag_value(line, 'f', out.flags) || !flag_value(line, 't', out.ttl_s) || !flag_value(line, 'c', out.cas))
         return c.fail();
+    if (length > kMaxValue) return c.fail("reply too large (a value over 1 MiB: the shim copies no larger item)");
     if (!c.read_data(length, out.value)) return false;
     out.found = true;
     return true;

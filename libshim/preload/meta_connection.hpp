@@ -49,6 +49,10 @@ bool past(int64_t deadline_ms) noexcept;
 // cannot be had by then.
 Connection* connection_to(memcached_st* memc, uint32_t position, int64_t deadline_ms) noexcept;
 
+// Why the connection's last exchange failed on the peer's side, or null:
+// "reply too large (...)", a value over 1 MiB or a line over 4096 bytes.
+const char* problem(const Connection& c) noexcept;
+
 // `mg <key> v f t c`. False on a connection or protocol error.
 bool get(Connection& c, const std::string& key, Item& out) noexcept;
 

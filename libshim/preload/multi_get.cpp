@@ -306,13 +306,31 @@ bool note_result(const memcached_result_st* result, const Real& r) {
     return true;
 }
 
-// Another reader's write-back in progress on a key of ours: for us, a miss
-// (the key stays pending, for the second round).
+// Another reader's write-back in flight (its lease) is never a value: for
+// the program, a miss, in every round and for every key (a key with another
+// copy stays pending, for the second round).
 bool hides_lease(const memcached_result_st* result, const Real& r) {
-    if (session.later_rounds > 0 || !is_lease(r.result_length(result), r.result_flags(result))) return false;
-    const std::string key(r.result_key_value(result), r.result_key_length(result));
-    const auto it = session.index.find(key);
-    return it != session.index.end() && session.pending[it->second].source >= 0;
+    return is_lease(r.result_length(result), r.result_flags(result));
+}
+
+// A reply the program never sees: neither handed back nor counted.
+void drop_reply(memcached_result_st* got, const memcached_result_st* result, const Real& r) {
+    if (got != result && got->options.is_allocated)
+        r.result_free(got);
+    else
+        --got->count;
+}
+
+// The program's fetch outside a session of ours (a list the shim does not
+// route, another query): libmemcached's stream, leases taken out. Each pass
+// reads one reply: bounded by the replies.
+memcached_result_st* fetch_without_leases(memcached_st* memc, const Real& r, memcached_result_st* result,
+                                          memcached_return_t* error) {
+    for (;;) {
+        memcached_result_st* got = r.fetch_result(memc, result, error);
+        if (!got || !hides_lease(got, r)) return got;
+        drop_reply(got, result, r);
+    }
 }
 
 // The stream has ended: each second-look hit goes where it belongs, all
@@ -348,11 +366,7 @@ memcached_result_st* fetch_in_session(memcached_st* memc, const Real& r, memcach
         if (got) {
             // Another reader's lease stays pending, for the second round.
             if (!hides_lease(got, r) && note_result(got, r)) return got;
-            // A reply not handed back: the program never sees it, nor counts it.
-            if (got != result && got->options.is_allocated)
-                r.result_free(got);
-            else
-                --got->count;
+            drop_reply(got, result, r);
             continue;
         }
         const bool ended_normally = error == MEMCACHED_END || error == MEMCACHED_NOTFOUND;
@@ -414,10 +428,11 @@ memcached_result_st* fetch_routed(memcached_st* memc, memcached_result_st* resul
         return nullptr;
     }
     OuterCall outer;
-    if (!outer.is_outer() || !memc || session.memc != memc) return r->fetch_result(memc, result, error);
+    if (!outer.is_outer()) return r->fetch_result(memc, result, error);  // the shim's own: it judges
+    if (!memc || session.memc != memc) return fetch_without_leases(memc, *r, result, error);
     if (memc->query_id != session.query_id) {
         session.reset();  // the program started another query: this one is over
-        return r->fetch_result(memc, result, error);
+        return fetch_without_leases(memc, *r, result, error);
     }
     try {
         return fetch_in_session(memc, *r, result, *error);

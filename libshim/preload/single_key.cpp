@@ -227,6 +227,19 @@ using namespace mcwatch::shim;
 
 namespace {
 
+// Another reader's write-back in flight (its lease) is never a value: on any
+// path, any key, the program gets a miss, never "".
+char* lease_as_miss(memcached_st* memc, char* value, size_t* value_length, uint32_t* flags,
+                    memcached_return_t* error) noexcept {
+    if (*error != MEMCACHED_SUCCESS || !is_lease(*value_length, *flags)) return value;
+    // libmemcached 1.1.4 returns an empty value as null with MEMCACHED_SUCCESS.
+    if (value) memc->allocators.free(memc, value, memc->allocators.context);
+    *value_length = 0;
+    *flags = 0;
+    *error = MEMCACHED_NOTFOUND;
+    return nullptr;
+}
+
 char* get_routed(memcached_st* memc, const char* group_key, size_t group_key_length, const char* key, size_t key_length,
                  size_t* value_length, uint32_t* flags, memcached_return_t* error) noexcept {
     const Real* r = real();
@@ -251,7 +264,9 @@ char* get_routed(memcached_st* memc, const char* group_key, size_t group_key_len
     const size_t hash_key_length = grouped ? group_key_length : key_length;
     OuterCall outer;
     Routed routed;
-    if (!outer.is_outer() || !route_key(memc, hash_key, hash_key_length, routed)) return call();
+    if (!outer.is_outer()) return call();  // the shim's own read: it judges what it gets
+    if (!route_key(memc, hash_key, hash_key_length, routed))
+        return lease_as_miss(memc, call(), value_length, flags, error);
     if (all_dead(routed)) {
         *error = fail_all_dead(memc, *routed.routing);
         if (value_length) *value_length = 0;
@@ -278,25 +293,10 @@ char* get_routed(memcached_st* memc, const char* group_key, size_t group_key_len
                                            instead.target, routed.has_native_hash ? &routed.native_hash : nullptr));
             value = call();
         }
-        if (*error == MEMCACHED_SUCCESS && is_lease(*value_length, *flags)) {
-            if (value) memc->allocators.free(memc, value, memc->allocators.context);
-            value = nullptr;
-            *value_length = 0;
-            *flags = 0;
-            *error = MEMCACHED_NOTFOUND;
-        }
-        return value;
+        return lease_as_miss(memc, value, value_length, flags, error);
     }
-    const bool second_copy = other_copy_server(routed.decision) >= 0;
-    // libmemcached 1.1.4 returns an empty value as null with MEMCACHED_SUCCESS.
-    if (second_copy && *error == MEMCACHED_SUCCESS && is_lease(*value_length, *flags)) {
-        // Another reader's write-back in progress: for us, a miss.
-        if (value) memc->allocators.free(memc, value, memc->allocators.context);
-        value = nullptr;
-        *value_length = 0;
-        *flags = 0;
-        *error = MEMCACHED_NOTFOUND;
-    }
+    // A lease on the target: a miss, and in a window the other copy is asked.
+    value = lease_as_miss(memc, value, value_length, flags, error);
     if (value || *error != MEMCACHED_NOTFOUND) return value;
     const KeyRef k{hash_key, hash_key_length, key, key_length};
     char* found = second_look(memc, routed, k, value_length, flags, error);

@@ -1,6 +1,7 @@
 #include "libshim/preload/writeback.hpp"
 
 #include <algorithm>
+#include <cstdio>
 #include <ctime>
 
 #include "libshim/expiration.hpp"
@@ -58,6 +59,7 @@ void settle_second_look(memcached_st* memc, const HandleRouting& routing, const 
     const int32_t source = other_copy_server(d);
     const int32_t destination = d.target;
     const char* outcome = "not written back: no meta connection";
+    char unreadable[160];  // outcome, when it names the source's problem
     int64_t ttl = 0;
     std::string wire;
     meta::Item item;
@@ -79,9 +81,13 @@ void settle_second_look(memcached_st* memc, const HandleRouting& routing, const 
         ttl = joined ? (item.ttl_s > 0 ? route::encode_from_now(item.ttl_s, time(nullptr)) : 0)
                      : copy_ttl(item.ttl_s, recently_down ? writeback_ttl_s(routing) : recently_down_window_s(routing));
         meta::Stored stored = meta::Stored::failed;
-        if (!read)
+        if (!read) {
             outcome = "not written back: source unreadable";
-        else if (!item.found)
+            if (from && meta::problem(*from)) {
+                std::snprintf(unreadable, sizeof unreadable, "not written back: source's %s", meta::problem(*from));
+                outcome = unreadable;
+            }
+        } else if (!item.found)
             outcome = "not written back: deleted meanwhile";
         else if (joined ? item.ttl_s == 0 : ttl <= 0)
             outcome = "not written back: expiring";

@@ -184,8 +184,10 @@ def test_a_long_lived_client_holds_at_most_two_state_files_after_30_daemon_resta
             fleet.stop_daemon(signal.SIGKILL)
         fleet.start_daemon()
         wait_until(lambda: last_usable(client) == "usable=1", 10, "the client to use the newest file")
-        time.sleep(2.5)  # past the grace of the file being left (kRetireGraceNs)
         most = max(most, len(state_mappings(client.process.pid, fleet.state)))
+        # No reader is inside the file it left: it goes at the client's next check.
+        wait_until(lambda: len(state_mappings(client.process.pid, fleet.state)) == 1, 10,
+                   "the client to unmap the file it left")
         assert client.stop() == 0, client.text()[-2000:]
     finally:
         client.stop(signal.SIGKILL)

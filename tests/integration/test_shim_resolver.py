@@ -19,8 +19,9 @@ import time
 
 import pytest
 
-from conftest import wait_until
+from conftest import BUILD, wait_until
 from test_preload import C_CLIENT, PRELOAD
+from sanitizers import plain_env  # noqa: E402 (tests/lib, on the path by conftest)
 
 DOMAIN = ".mcwatch.test"
 
@@ -181,3 +182,68 @@ def test_slow_resolver_never_delays_a_call_and_each_name_is_resolved_once(fleet,
     for name in names:
         for qtype in (1, 28):
             assert dns.queries.count((name, qtype)) <= 1, dns.queries
+
+
+FORK_SCRIPT = """
+import os, socket, sys, time, pylibmc
+servers, hold, drained = sys.argv[1].split(","), sys.argv[2], sys.argv[3]
+
+def keys_left_on_drained(mc, attempt):
+    keys = [f"f{attempt}-{i}" for i in range(30)]
+    for k in keys:
+        mc.set(k, "v")
+    host, port = drained.rsplit(":", 1)  # asked directly: the shim would route around it
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(("get " + " ".join(keys) + "\\r\\n").encode())
+        reply = b""
+        while not reply.endswith(b"END\\r\\n"):
+            reply += s.recv(65536)
+    return reply.count(b"VALUE ")
+
+open(hold, "w").close()
+mc = pylibmc.Client(servers, behaviors={"ketama": True})
+keys_left_on_drained(mc, 0)  # starts the shim's lookup of the name: held
+child = os.fork()
+if child == 0:
+    os.unlink(hold)  # this process's lookups answer from now on
+    for attempt in range(1, 150):  # bounded: 15 s at least
+        if keys_left_on_drained(mc, attempt) == 0:
+            os._exit(0)
+        time.sleep(0.1)
+    os._exit(1)
+_, status = os.waitpid(child, 0)
+print("child writes around the drained server" if os.waitstatus_to_exitcode(status) == 0
+      else "child writes to the drained server")
+"""
+
+
+def test_a_child_forked_while_the_name_lookup_runs_looks_the_name_up_itself(fleet, tmp_path):
+    # The client names a server by a host name (in its own /etc/hosts), the
+    # daemon by 127.0.0.1: the shim matches the two once its own thread has
+    # resolved the name ("localhost" needs no lookup). A fork while that
+    # thread runs leaves the child without it: the child, with the handle it
+    # inherited, must start its own, or the server stays unpublished there
+    # and its keys keep going to it although it is draining.
+    if subprocess.run(["unshare", "-rm", "true"], capture_output=True).returncode != 0:
+        pytest.skip("unshare -rm (user and mount namespaces) is not allowed here")
+    hosts = tmp_path / "hosts"
+    hosts.write_text(f"127.0.0.1 localhost\n127.0.0.1 fork{DOMAIN}\n")
+    fleet.add_servers(3)
+    fleet.start_daemon()
+    drained = fleet.servers[1]
+    assert fleet.ctl("drain", drained.address).returncode == 0
+    fleet.wait_states({drained.address: "draining"})
+    servers = [m.address for m in fleet.servers]
+    servers[1] = f"fork{DOMAIN}:" + drained.address.rsplit(":", 1)[1]
+    env = plain_env()
+    env.update(PRELOAD)
+    env["LD_PRELOAD"] += " " + os.path.join(BUILD, "clients", "slow_dns.so")
+    env["MCSHIM_STATE"] = fleet.state
+    env["SLOW_DNS_HOLD"] = str(tmp_path / "hold-dns")
+    env["SLOW_DNS_THREADS_ONLY"] = "1"  # the shim's lookup thread, not libmemcached's own connections
+    private_hosts = f'mount --bind {hosts} /etc/hosts && exec "$@"'
+    result = subprocess.run(["unshare", "-rm", "sh", "-c", private_hosts, "sh", "/usr/bin/python3", "-c", FORK_SCRIPT,
+                             ",".join(servers), env["SLOW_DNS_HOLD"], drained.address],
+                            capture_output=True, text=True, timeout=120, env=env)
+    assert result.stderr == ""
+    assert result.stdout.strip() == "child writes around the drained server"

@@ -95,6 +95,28 @@ def test_another_readers_lease_is_a_miss_not_an_empty_value(shim_fleet, read):
         assert victim.command(f"mg {k} s f\r\n".encode()) == f"HD s0 f{LEASE_FLAGS}\r\n".encode()
 
 
+@pytest.mark.parametrize("read", ["get", "mget", "exec"])
+@pytest.mark.parametrize("state", ["usable", "absent"])
+def test_a_lease_reads_as_a_miss_on_every_path_never_as_an_empty_value(shim_fleet, tmp_path, read, state):
+    """Another reader's lease (an empty item with the lease flags) on a key
+    with no other copy (every server live, or no usable state file: native
+    placement) reads through the shim exactly as a key that is not there."""
+    fleet = shim_fleet
+    keys = [f"e{i}" for i in range(4)]
+    for m in fleet.servers:  # wherever the key goes, a lease is there
+        for k in keys:
+            assert m.command(f"ms {k} 0 F{LEASE_FLAGS} T30 ME\r\n\r\n".encode()) == b"HD\r\n"
+    path = fleet.state if state == "usable" else str(tmp_path / "absent")
+    args = keys if read != "get" else keys[:1]
+    absent = [f"absent{i}" for i in range(len(args))]
+    client = [C_CLIENT, "--binary"] if read == "exec" else "c"  # mget_execute is binary only
+    assert (client_says(fleet, client, read, *args, state=path) ==
+            client_says(fleet, client, read, *absent, state=path).replace("absent", "e"))
+    for m in fleet.servers:  # the other reader's lease is left alone
+        for k in keys:
+            assert m.command(f"mg {k} s f\r\n".encode()) == f"HD s0 f{LEASE_FLAGS}\r\n".encode()
+
+
 FORK_SCRIPT = """
 import os, sys, pylibmc
 servers, keys = sys.argv[1].split(","), sys.argv[2].split(",")
@@ -264,12 +286,18 @@ class HoldingProxy:
                 self.sockets.append(client)
             threading.Thread(target=self.serve, args=(client,), daemon=True).start()
 
+    def intercept(self, first, client):
+        """True: this connection is the proxy's own, not forwarded."""
+        if not first.startswith(b"ms "):
+            return False
+        with self.lock:
+            self.held += 1
+        return True
+
     def serve(self, client):
         try:
             first = client.recv(65536)
-            if first.startswith(b"ms "):
-                with self.lock:
-                    self.held += 1
+            if self.intercept(first, client):
                 return
             upstream = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=10)
         except OSError:
@@ -301,6 +329,21 @@ class HoldingProxy:
                 s.close()
 
 
+def start_with_window(fleet, listed):
+    """mcwatchd over the servers `listed` (proxies), with a long window."""
+    fleet.write_config({"recently_down_window": f"{WINDOW_S}s", "writeback_ttl": "10m"}, servers=listed)
+    fleet.start_daemon(wait_live=False)
+    fleet.wait_states({a: "live" for a in listed})
+
+
+def placed_on(listed, server, prefix):
+    """Those of prefix0..prefix59 that the client alone places on `server` of `listed`."""
+    keys = [f"{prefix}{i}" for i in range(60)]
+    mine = subprocess.run([C_CLIENT, ",".join(listed), "where"], input="\n".join(keys) + "\n", env=plain_env(),
+                          capture_output=True, text=True, check=True, timeout=60).stdout
+    return [k for k, where in (line.split() for line in mine.splitlines()) if where == server]
+
+
 def test_a_multi_gets_write_backs_to_a_hung_server_hold_its_last_fetch_once_not_once_per_key(fleet):
     # The server the keys belong to takes connections but never answers a
     # write-back's lease: each write-back waits the handle's poll timeout.
@@ -311,15 +354,10 @@ def test_a_multi_gets_write_backs_to_a_hung_server_hold_its_last_fetch_once_not_
     proxy = HoldingProxy(victim.port)
     try:
         listed = [fleet.servers[0].address, proxy.address, fleet.servers[2].address]
-        fleet.write_config({"recently_down_window": f"{WINDOW_S}s", "writeback_ttl": "10m"}, servers=listed)
-        fleet.start_daemon(wait_live=False)
-        fleet.wait_states({a: "live" for a in listed})
-        keys = [f"h{i}" for i in range(60)]
-        env = plain_env()
-        mine = subprocess.run([C_CLIENT, ",".join(listed), "where"], input="\n".join(keys) + "\n", env=env,
-                              capture_output=True, text=True, check=True, timeout=60).stdout
-        victim_keys = [k for k, where in (line.split() for line in mine.splitlines()) if where == proxy.address][:3]
+        start_with_window(fleet, listed)
+        victim_keys = placed_on(listed, proxy.address, "h")[:3]
         assert len(victim_keys) == 3
+        env = plain_env()
         victim.kill()
         fleet.wait_states({proxy.address: "dead"})
         env.update(PRELOAD)
@@ -338,3 +376,72 @@ def test_a_multi_gets_write_backs_to_a_hung_server_hold_its_last_fetch_once_not_
         assert proxy.held == 1  # one write-back waited; the other two were skipped
     finally:
         proxy.close()
+
+
+class FloodingProxy(HoldingProxy):
+    """A proxy whose server answers the shim's meta read of a copy (`mg`,
+    a write-back's source) with a reply without end: a huge value, or a
+    line that never ends. Sends until the reader closes (4 GiB at most)."""
+
+    def __init__(self, upstream_port, reply):
+        self.reply = reply
+        super().__init__(upstream_port)
+
+    def intercept(self, first, client):
+        if not first.startswith(b"mg "):
+            return False
+        with self.lock:
+            self.held += 1
+        chunk = b"x" * (1 << 20)
+        try:
+            client.sendall(b"VA 1073741000 f0 t-1 c1\r\n" if self.reply == "huge value" else b"VA ")
+            for _ in range(4096):
+                client.sendall(chunk)
+        except OSError:
+            pass  # the reader gave up: what the test wants
+        return True
+
+
+@pytest.mark.parametrize("reply", ["huge value", "endless line"])
+def test_a_write_backs_source_sending_a_reply_without_end_costs_the_program_no_memory(fleet, tmp_path, reply):
+    # A key read from its fallback (its server back from an outage) is
+    # written back: the shim reads the fallback's copy again over its meta
+    # connection. A server that answers that read with a reply without end
+    # must not make the program buffer it: the write-back gives up at the
+    # size limit, saying why, and the program has its value.
+    fleet.add_servers(3)
+    proxies = [FloodingProxy(m.port, reply) for m in fleet.servers]
+    try:
+        listed = [p.address for p in proxies]
+        start_with_window(fleet, listed)
+        key = placed_on(listed, listed[1], "w")[0]
+        env = plain_env()
+        victim = fleet.servers[1]
+        victim.kill()
+        fleet.wait_states({listed[1]: "dead"})
+        env.update(PRELOAD)
+        env["MCSHIM_STATE"] = fleet.state
+        assert subprocess.run([C_CLIENT, ",".join(listed), "set", key, "v", "0"], env=env, capture_output=True,
+                              text=True, timeout=60).stdout.strip() == "SUCCESS"
+        victim.start()
+        fleet.wait_states({listed[1]: "live"})
+        env["MCSHIM_DEBUG"] = "1"
+        with open(tmp_path / "out", "w") as out, open(tmp_path / "err", "w") as err:
+            read = subprocess.Popen([C_CLIENT, ",".join(listed), "get", key], env=env, stdout=out, stderr=err)
+        watchdog = threading.Timer(120, read.kill)
+        watchdog.start()
+        try:
+            _, status, usage = os.wait4(read.pid, 0)  # its own peak memory, which Popen.wait would not tell
+        finally:
+            watchdog.cancel()
+        read.returncode = os.waitstatus_to_exitcode(status)
+        said = (tmp_path / "err").read_text()
+        assert read.returncode == 0, said
+        assert (tmp_path / "out").read_text().strip() == "VALUE v"
+        assert sum(p.held for p in proxies) == 1
+        # A client's usual few MB (more under a sanitizer), not the flood's.
+        assert usage.ru_maxrss < 256 * 1024, f"peak RSS {usage.ru_maxrss} KiB"
+        assert "not written back: source's reply too large" in said, said
+    finally:
+        for p in proxies:
+            p.close()

@@ -420,3 +420,87 @@ TEST_CASE("router: route_without sends a failed server's keys where its death wo
         CHECK(router->route_without(view, "k", 1, 2).flags == kRouteAllDead);
     }
 }
+
+namespace {
+
+// The state file's read-only mappings in this process (the fixtures' own
+// are read-write): what the source holds.
+int reader_mappings(const std::string& path) {
+    std::FILE* maps = std::fopen("/proc/self/maps", "r");
+    if (!maps) return -1;
+    int count = 0;
+    char line[4096];
+    while (std::fgets(line, sizeof line, maps))
+        if (std::strstr(line, " r--s ") && std::strstr(line, path.c_str())) ++count;
+    std::fclose(maps);
+    return count;
+}
+
+// Server 2's state as the reader pinned in `mapped` reads it.
+state::ServerState state_of_server_2(const StateSource::Pin& mapped) {
+    std::vector<state::ServerDynamic> dynamic(mapped->map.slot_count());
+    REQUIRE(state::read_consistent(mapped->map.header(), mapped->map.slots(), mapped->map.slot_count(), dynamic.data(),
+                                   nullptr));
+    return state::ServerState(dynamic[2].state);
+}
+
+}  // namespace
+
+TEST_CASE("state source: a reader stalled inside a mapping keeps it mapped through any number of replacements") {
+    test::ScratchDir dir;
+    const std::string path = dir.file("state");
+    std::vector<std::unique_ptr<StateFixture>> files;
+    files.push_back(std::make_unique<StateFixture>(path, fixture_servers(4)));
+    files.back()->set_state(2, state::ServerState::dead);
+    StateSource source(path);
+    REQUIRE(source.usable());
+
+    // A thread inside a read of the first file, descheduled for as long as
+    // the daemon takes to restart twice (and far more).
+    const StateSource::Pin stalled = source.pin();
+    REQUIRE(stalled);
+    for (int restart = 0; restart < 2; ++restart) {
+        files.back()->supersede();
+        files.push_back(std::make_unique<StateFixture>(path, fixture_servers(4)));
+        source.check_now();
+    }
+    // The newest file is current at once, not after a grace.
+    CHECK(source.pin()->serial == 3);
+    CHECK(state_of_server_2(source.pin()) == state::ServerState::live);
+    // The stalled reader carries on in its file: no fault, its own answer.
+    CHECK(state_of_server_2(stalled) == state::ServerState::dead);
+    CHECK(reader_mappings(path) == 2);  // the stalled one and the current; the middle one went
+
+    // Address space stays bounded while the reader stays stalled: at most
+    // kMaxMappings files, and a file that finds none free waits its turn.
+    for (int restart = 0; restart < 30; ++restart) {
+        files.back()->supersede();
+        files.push_back(std::make_unique<StateFixture>(path, fixture_servers(4)));
+        source.check_now();
+        CHECK(reader_mappings(path) == 2);  // the stalled one and the current
+    }
+    CHECK(state_of_server_2(stalled) == state::ServerState::dead);
+    CHECK(source.pin()->serial == 33);
+}
+
+TEST_CASE("state source: a newer file waits while readers hold every other mapping, then is taken") {
+    test::ScratchDir dir;
+    const std::string path = dir.file("state");
+    std::vector<std::unique_ptr<StateFixture>> files;
+    files.push_back(std::make_unique<StateFixture>(path, fixture_servers(4)));
+    StateSource source(path);
+    std::vector<std::unique_ptr<StateSource::Pin>> stalled;
+    for (unsigned i = 0; i < kMaxMappings; ++i) {
+        stalled.push_back(std::make_unique<StateSource::Pin>(source.pin()));
+        files.back()->supersede();
+        files.push_back(std::make_unique<StateFixture>(path, fixture_servers(4)));
+        source.check_now();
+    }
+    // Every mapping held: the newest file waits, the superseded one serves.
+    CHECK(source.pin()->serial == kMaxMappings);
+    CHECK(reader_mappings(path) == int(kMaxMappings));
+    stalled.clear();
+    source.check_now();
+    CHECK(source.pin()->serial == kMaxMappings + 1);
+    CHECK(reader_mappings(path) == 1);
+}

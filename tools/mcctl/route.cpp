@@ -124,7 +124,7 @@ struct ServerFacts {
 std::vector<ServerFacts> server_facts(route::Router& router) {
     const uint32_t count = router.topology().size();
     std::vector<ServerFacts> facts(count);
-    const route::StateSource::Mapped* mapped = router.source()->current();
+    const route::StateSource::Pin mapped = router.source()->pin();
     if (!mapped) return facts;
     const state::Header& header = mapped->map.header();
     if (header.previous_count > 0 && header.membership_changed_unix_ms > 0)
