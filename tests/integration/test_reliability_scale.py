@@ -11,6 +11,8 @@ import pytest
 from conftest import MCWATCHD, wait_until
 from reliability import FakeServers, cpu_and_rss, record_value, sanitizers
 
+pytestmark = pytest.mark.serial  # measures the daemon's CPU over a thousand servers
+
 SERVERS = 1000
 # What these tests pin is that every server is probed in every round, not how
 # fast a failure is detected: one Python process answering a thousand ports on
