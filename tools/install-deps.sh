@@ -49,11 +49,11 @@ if [ "$(id -u)" -ne 0 ]; then
     done
     if [ -z "$needed" ]; then
         echo "mcwatch would use these Debian packages:$missing (without them make test is slower)" >&2
-        echo "run as root:  apt-get update && apt-get install -y$missing" >&2
-        exit 0
+    else
+        echo "mcwatch needs these Debian packages:$missing" >&2
     fi
-    echo "mcwatch needs these Debian packages:$missing" >&2
     echo "run as root:  apt-get update && apt-get install -y$missing" >&2
+    [ -z "$needed" ] && exit 0
     exit 1
 fi
 echo "installing:$missing" >&2
