@@ -156,8 +156,10 @@ include $(wildcard mk/*.mk)
 TEST_BUILDS = all $(BUILD)/unit_tests $(EXAMPLES) $(BENCH_TOOLS) $(CLIENTS) $(FUZZ_BINS) $(TESTTOOLS)
 # `make test-build` builds them without running anything.
 test-build: $(TEST_BUILDS)
+# Under sanitizers every process is several times slower and the parallel
+# integration run is proven on the plain build only: one worker there.
 test: test-build
-	MCWATCH_BUILD=$(abspath $(BUILD)) tests/run
+	MCWATCH_BUILD=$(abspath $(BUILD)) $(if $(SAN),MCWATCH_TEST_WORKERS=1 )tests/run
 
 # The compiler's dependency files (-MMD), one beside each object or program
 # it compiled: the fragments add theirs to DEP_FILES.

@@ -36,6 +36,15 @@ TEST_SETTINGS = {
 }
 
 
+def pytest_configure(config):
+    # tests/run runs the integration tests in parallel workers (pytest-xdist),
+    # then those marked serial alone, after them.
+    config.addinivalue_line(
+        "markers", "serial: run alone, after the parallel workers: the test uses the shared build directory "
+        "(make), or what it measures (time, CPU) another test's load would change, or its load would "
+        "disturb the others; each says which beside its marker")
+
+
 def record(name, value):
     """Keeps a measurement (seconds) for tests/run to print at the end."""
     measurements.record(BUILD, name, f"{value:.3f}s")

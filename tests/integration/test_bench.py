@@ -20,6 +20,7 @@ def database_bytes(keys):
 
 
 
+@pytest.mark.serial  # measures throughput and CPU, and loads both cores while it does
 @pytest.mark.skipif(SANITIZED, reason="benchmarks measure the plain build")
 def test_bench_smoke_run_writes_every_section_and_the_chart(tmp_path):
     result = subprocess.run(["/usr/bin/python3", RUN, "--build", BUILD, "--out", str(tmp_path), "--smoke"],

@@ -224,6 +224,7 @@ def test_operator_mistakes_are_answered_and_logged(fleet):
     assert gone.stderr.startswith(f"mcctl: no control socket at {control}: is mcwatchd running?")
 
 
+@pytest.mark.serial  # records how long mcctl ping takes
 def test_commands_are_served_while_a_round_waits_for_a_frozen_server(fleet):
     fleet.add_servers(2)
     fleet.write_config({"probe_interval": "1s", "probe_timeout": "900ms", "stale_after": "5s"})

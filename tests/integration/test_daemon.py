@@ -6,6 +6,8 @@ import signal
 import subprocess
 import time
 
+import pytest
+
 from conftest import MCCTL, MCWATCHD, Memcached, record, run, wait_until
 
 
@@ -70,6 +72,7 @@ def test_a_dead_servers_items_and_hit_ratio_are_not_shown_as_current(fleet):
     assert status["summary"]["text"] == "1 of 2 live, 1 dead"
 
 
+@pytest.mark.serial  # records the time from kill -9 to dead
 def test_kill_9_is_dead_then_live_again_after_restart(fleet):
     fleet.add_servers(3)
     fleet.start_daemon()
@@ -94,6 +97,7 @@ def test_kill_9_is_dead_then_live_again_after_restart(fleet):
     assert back["transitions"] == 3  # unknown -> live -> dead -> live
 
 
+@pytest.mark.serial  # records the time from kill -STOP to dead
 def test_sigstop_is_dead_by_timeout_and_live_after_recover_after_probes(fleet):
     fleet.add_servers(2)
     fleet.write_config({"recover_after": "4"})

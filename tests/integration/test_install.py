@@ -10,6 +10,8 @@ import pytest
 
 from conftest import BUILD, run
 
+pytestmark = pytest.mark.serial  # make in the build directory the other tests run from
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
 EXPECTED = [

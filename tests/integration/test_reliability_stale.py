@@ -27,6 +27,7 @@ def last_answer(client):
     return lines[-1] if lines else None
 
 
+@pytest.mark.serial  # records the time from the daemon's SIGSTOP to native placement
 def test_clients_place_natively_while_the_daemon_is_hung_or_gone_and_follow_it_when_back(fleet, tmp_path):
     fleet.add_servers(3)
     fleet.write_config({"stale_after": "1s"})  # probes every 200ms

@@ -4,11 +4,15 @@ benchmarks (tests/bench/) share. It may also run inside a network namespace
 (tests/lib/netns.py), on that namespace's address."""
 
 import ctypes
+import fcntl
 import os
 import signal
 import socket
 import subprocess
+import tempfile
 import time
+
+from processes import pid_alive
 
 MEMCACHED = "/usr/bin/memcached"
 CLONE_NEWNET = 0x40000000
@@ -56,10 +60,48 @@ def connect(host, port, timeout, netns=None):
         raise
 
 
-def free_port():
+# Ports handed out by free_port(), claimed across every process of the
+# machine's test runs (tests/run's parallel workers, another run beside it):
+# a port the kernel gives for port 0 is free only until the socket closes,
+# and another process can be given the same one before the first one's
+# server binds it. A claim is a file named by the port, holding the pid
+# that took it; it lasts as long as that process (a port it no longer
+# listens on, such as a test's refused address, is never another's).
+PORT_CLAIMS = os.path.join(tempfile.gettempdir(), f"mcwatch-test-ports-{os.getuid()}")
+PORT_TRIES = 200  # ports drawn from the kernel before free_port gives up
+
+
+def _claimed(path):
+    """Whether the claim file at `path` names a process still alive."""
+    try:
+        with open(path) as f:
+            return pid_alive(int(f.read()))
+    except (FileNotFoundError, ValueError):
+        return False
+
+
+def _unused_port():
+    """A port nothing listens on now: the kernel's pick for port 0."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def free_port():
+    """A loopback TCP port nothing listens on, claimed for this process so
+    that no other free_port() of the machine's tests gives it out while
+    this process lives."""
+    os.makedirs(PORT_CLAIMS, exist_ok=True)
+    with open(os.path.join(PORT_CLAIMS, "lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when closed, or when the process dies
+        for _ in range(PORT_TRIES):
+            port = _unused_port()
+            claim = os.path.join(PORT_CLAIMS, str(port))
+            if not _claimed(claim):
+                with open(claim, "w") as f:
+                    f.write(str(os.getpid()))
+                return port
+    raise RuntimeError(f"no unclaimed free port in {PORT_TRIES} tries (claims in {PORT_CLAIMS})")
 
 
 def raw_command(port, command, expect_end=b"\r\n", timeout=2.0, host="127.0.0.1", netns=None):

@@ -25,7 +25,7 @@ from itertools import count
 
 from mcwatchd import Mcwatchd, write_config
 from memcached_server import Memcached, in_netns
-from processes import stop_process, wait_until
+from processes import pid_alive, stop_process, wait_until
 
 PREFIX = "mcwnet"
 SUBNET = "10.250.0"  # a fixed private /24: it exists only inside the namespaces
@@ -60,16 +60,6 @@ def links(prefix=PREFIX):
     return [n for n in names if n.startswith(prefix)]
 
 
-def _pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-
-
 def delete_namespace(name):
     """Kills what still runs inside namespace `name` (by pid: `ip netns
     pids`), then deletes it and, with it, its links."""
@@ -88,7 +78,7 @@ def remove_leftovers(prefix=PREFIX):
 
     def dead(name):
         match = owner.match(name)
-        return match and not _pid_alive(int(match.group(1)))
+        return match and not pid_alive(int(match.group(1)))
 
     for name in filter(dead, namespaces(prefix)):
         delete_namespace(name)

@@ -2,6 +2,7 @@
 stopped by their pid (a signal, then kill -9 if they outlive a timeout),
 never by name. Shared by tests/integration/ and tests/bench/."""
 
+import os
 import signal
 import subprocess
 import sys
@@ -104,3 +105,14 @@ class Processes:
                 item.stop()
             except Exception as error:  # keep stopping the others
                 print(f"could not stop {item!r}: {error}", file=sys.stderr)
+
+
+def pid_alive(pid):
+    """Whether a process with this pid exists (another user's counts)."""
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
