@@ -1,7 +1,6 @@
 #include "libshim/state_source.hpp"
 
 #include <cstdio>
-#include <new>
 
 #include "libshim/clock.hpp"
 
@@ -120,7 +119,13 @@ StateSource::Mapped* StateSource::spare() noexcept {
     for (std::unique_ptr<Mapped>& slot : mappings_) {
         // Made once, kept for the source's life: a reader may still count
         // itself in and out of any mapping it once saw as current.
-        if (!slot) slot.reset(new (std::nothrow) Mapped());
+        if (!slot) {
+            try {
+                slot = std::make_unique<Mapped>();
+            } catch (...) {
+                return nullptr;  // out of memory: the current view stands, retried later
+            }
+        }
         if (slot && slot.get() != current && !slot->map.is_open()) return slot.get();
     }
     return nullptr;
